@@ -1,0 +1,290 @@
+//! Typed configuration: defaults, then a TOML file, then `ENGAGENINJA_` environment variables.
+//!
+//! Nested keys use `__` in the environment: `ENGAGENINJA_ADMIN__LISTEN=0.0.0.0:8080`.
+//! Secrets are [`SecretString`]s: they never print, in `Debug` or anywhere else.
+
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// The environment prefix of every setting.
+pub const ENV_PREFIX: &str = "ENGAGENINJA_";
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(#[from] Box<figment::Error>);
+
+/// Every setting of both services.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Where the embedded log and store keep their files.
+    pub data_dir: PathBuf,
+    /// The admin API.
+    pub admin: AdminSettings,
+    /// The dispatcher.
+    pub dispatcher: DispatcherSettings,
+    /// The message log.
+    pub log: LogSettings,
+    /// Logs and metrics.
+    pub telemetry: TelemetrySettings,
+    /// Demo tenants.
+    pub demo: DemoSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("data"),
+            admin: AdminSettings::default(),
+            dispatcher: DispatcherSettings::default(),
+            log: LogSettings::default(),
+            telemetry: TelemetrySettings::default(),
+            demo: DemoSettings::default(),
+        }
+    }
+}
+
+impl Settings {
+    /// Loads defaults, then `file` if given (it must exist), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::new();
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
+        figment.extract().map_err(|err| ConfigError(Box::new(err)))
+    }
+
+    /// The directory of the embedded message log.
+    pub fn log_dir(&self) -> PathBuf {
+        self.data_dir.join("log")
+    }
+
+    /// The SQLite file of the embedded store.
+    pub fn store_path(&self) -> PathBuf {
+        self.data_dir.join("engageninja.db")
+    }
+}
+
+/// Settings of the admin API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSettings {
+    /// Address the HTTP API listens on.
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// A platform-admin API key; absent means no platform-admin access.
+    pub platform_admin_key: Option<SecretString>,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 1024 * 1024,
+            platform_admin_key: None,
+        }
+    }
+}
+
+/// Settings of the dispatcher.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DispatcherSettings {
+    /// Address of the dispatcher's own health and metrics endpoints (the standalone binary).
+    pub ops_listen: SocketAddr,
+    /// Consumer group the dispatchers share.
+    pub consumer_group: String,
+    /// Most records taken from the log in one poll.
+    pub poll_batch: usize,
+    /// Longest wait for records in one poll, in milliseconds.
+    pub poll_wait_ms: u64,
+    /// Longest wait for in-flight work at shutdown, in milliseconds.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for DispatcherSettings {
+    fn default() -> Self {
+        Self {
+            ops_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            consumer_group: "dispatchers".to_owned(),
+            poll_batch: 1024,
+            poll_wait_ms: 100,
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
+impl DispatcherSettings {
+    /// Longest wait for records in one poll.
+    pub fn poll_wait(&self) -> Duration {
+        Duration::from_millis(self.poll_wait_ms)
+    }
+
+    /// Longest wait for in-flight work at shutdown.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
+/// Settings of the message log.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// Partitions of the messages topic; tenants hash onto them.
+    pub partitions: u32,
+    /// Size at which a partition's segment file is rolled, in bytes.
+    pub segment_bytes: u64,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            partitions: 8,
+            segment_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable, for terminals.
+    Pretty,
+    /// One JSON object per line, for collectors.
+    Json,
+}
+
+/// Settings of logs and metrics.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// Log output format.
+    pub format: LogFormat,
+    /// Log filter in `tracing` syntax; `RUST_LOG` wins when set.
+    pub filter: String,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Pretty,
+            filter: "info".to_owned(),
+        }
+    }
+}
+
+/// Settings of demo tenants.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DemoSettings {
+    /// Create a demo tenant and its API key on the first start of the all-in-one stack.
+    pub bootstrap: bool,
+    /// The bootstrap demo tenant's id.
+    pub tenant_id: String,
+    /// Earliest and latest delay from `sent` to `delivered`, in milliseconds.
+    pub delivered_after_ms: [u64; 2],
+    /// Earliest and latest delay from `sent` to `read`, in milliseconds.
+    pub read_after_ms: [u64; 2],
+}
+
+impl Default for DemoSettings {
+    fn default() -> Self {
+        Self {
+            bootstrap: true,
+            tenant_id: "demo".to_owned(),
+            delivered_after_ms: [3_000, 5_000],
+            read_after_ms: [5_000, 10_000],
+        }
+    }
+}
+
+impl DemoSettings {
+    /// The range of delays from `sent` to `delivered`.
+    pub fn delivered_after(&self) -> Range<Duration> {
+        millis_range(self.delivered_after_ms)
+    }
+
+    /// The range of delays from `sent` to `read`.
+    pub fn read_after(&self) -> Range<Duration> {
+        millis_range(self.read_after_ms)
+    }
+}
+
+fn millis_range([low, high]: [u64; 2]) -> Range<Duration> {
+    Duration::from_millis(low)..Duration::from_millis(high.max(low + 1))
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closures return figment's large error
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    #[test]
+    fn file_then_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "engageninja.toml",
+                r#"
+                data_dir = "/var/lib/engageninja"
+                [admin]
+                listen = "0.0.0.0:8000"
+                platform_admin_key = "file-key"
+                [log]
+                partitions = 16
+                "#,
+            )?;
+            jail.set_env("ENGAGENINJA_LOG__PARTITIONS", "32");
+            jail.set_env("ENGAGENINJA_TELEMETRY__FORMAT", "json");
+            let settings = Settings::load(Some(Path::new("engageninja.toml"))).unwrap();
+            assert_eq!(settings.data_dir, PathBuf::from("/var/lib/engageninja"));
+            assert_eq!(settings.admin.listen.port(), 8000);
+            assert_eq!(settings.log.partitions, 32);
+            assert_eq!(settings.telemetry.format, LogFormat::Json);
+            assert_eq!(settings.dispatcher.poll_batch, 1024);
+            let key = settings.admin.platform_admin_key.as_ref().unwrap();
+            assert_eq!(key.expose_secret(), "file-key");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("ENGAGENINJA_ADMIN__PLATFORM_ADMIN_KEY", "super-secret-value");
+            let settings = Settings::load(None).unwrap();
+            assert!(!format!("{settings:?}").contains("super-secret-value"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_values_are_reported_with_their_key() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("ENGAGENINJA_LOG__PARTITIONS", "many");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(err.to_lowercase().contains("partitions"), "{err}");
+            jail.set_env("ENGAGENINJA_LOG__PARTITIONS", "4");
+            jail.set_env("ENGAGENINJA_LOG__PARTITONS", "4");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(err.to_lowercase().contains("partitons"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_missing_file_is_an_error() {
+        assert!(Settings::load(Some(Path::new("/nonexistent/engageninja.toml"))).is_err());
+    }
+}
