@@ -1,0 +1,170 @@
+//! The message log seam: a partitioned, offset-based, durable log of records, Kafka-shaped.
+//!
+//! Producers append records keyed by tenant, so one tenant's records share one partition and
+//! the partition's single owner sees them in order. Consumers belong to a group, receive an
+//! assignment of partitions (and, with Kafka, rebalances), poll records and commit, per
+//! partition, the next offset to read once everything before it is durable downstream.
+//!
+//! Implementations: [`embedded::EmbeddedLog`] (segment files on local disk, group commit).
+
+pub mod embedded;
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+/// A partition number within a topic.
+pub type Partition = u32;
+/// A record's position within its partition; the first record has offset 0.
+pub type Offset = u64;
+
+/// The log's topics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Topic {
+    /// Message envelopes to dispatch, keyed by tenant.
+    Messages,
+    /// Records that could not be parsed, with the reason, for an operator.
+    DeadLetters,
+    /// Status changes of messages, for consumers outside the dispatcher.
+    StatusEvents,
+}
+
+impl Topic {
+    /// Every topic.
+    pub const ALL: [Topic; 3] = [Topic::Messages, Topic::DeadLetters, Topic::StatusEvents];
+
+    /// The topic's default name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Topic::Messages => "messages",
+            Topic::DeadLetters => "dead-letters",
+            Topic::StatusEvents => "status-events",
+        }
+    }
+}
+
+impl fmt::Display for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A record to append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingRecord {
+    /// The partitioning key (the tenant id for messages).
+    pub key: Vec<u8>,
+    /// The record's bytes.
+    pub payload: Vec<u8>,
+}
+
+/// A record read back from the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// The partition it is in.
+    pub partition: Partition,
+    /// Its offset within the partition.
+    pub offset: Offset,
+    /// When it was appended, in milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+    /// Its partitioning key.
+    pub key: Vec<u8>,
+    /// Its bytes.
+    pub payload: Vec<u8>,
+}
+
+/// Where an appended record landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordPosition {
+    /// Its partition.
+    pub partition: Partition,
+    /// Its offset.
+    pub offset: Offset,
+}
+
+/// What one poll of a consumer brings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsumerEvent {
+    /// These partitions are now this consumer's; reading resumes at their committed offsets.
+    Assigned(Vec<Partition>),
+    /// These partitions are no longer this consumer's: stop taking their work, commit what is
+    /// durable.
+    Revoked(Vec<Partition>),
+    /// Records, in offset order within each partition; empty when the wait ran out.
+    Records(Vec<Record>),
+}
+
+/// Why a log operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// Reading or writing the log's files failed.
+    #[error("message log i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// A record failed its checksum below the durable end of a partition.
+    #[error("message log corrupt in {topic} partition {partition} at offset {offset}")]
+    Corrupt {
+        /// The topic.
+        topic: Topic,
+        /// The partition.
+        partition: Partition,
+        /// The offset of the bad record.
+        offset: Offset,
+    },
+    /// Another consumer of the same group already holds the topic.
+    #[error("consumer group {group} already has a consumer on {topic}")]
+    GroupBusy {
+        /// The group.
+        group: String,
+        /// The topic.
+        topic: Topic,
+    },
+    /// Another process holds the log's directory.
+    #[error("message log directory {0} is in use by another process")]
+    Locked(String),
+    /// An earlier write failed; the log refuses writes until reopened.
+    #[error("message log is failed after an earlier write error; restart to recover")]
+    Failed,
+    /// The log has been closed.
+    #[error("message log is closed")]
+    Closed,
+    /// A committed offset names a partition the consumer does not hold.
+    #[error("partition {0} is not assigned to this consumer")]
+    NotAssigned(Partition),
+}
+
+/// A partitioned, offset-based, durable log.
+#[async_trait]
+pub trait MessageLog: Send + Sync + 'static {
+    /// The number of partitions of `topic`.
+    fn partitions(&self, topic: Topic) -> u32;
+
+    /// Appends records, each to the partition of its key. Once this returns `Ok`, the records
+    /// survive a crash of the process or the machine.
+    async fn append(&self, topic: Topic, records: Vec<OutgoingRecord>) -> Result<Vec<RecordPosition>, LogError>;
+
+    /// Joins `group` as a consumer of `topic`.
+    async fn consumer(&self, topic: Topic, group: &str) -> Result<Box<dyn LogConsumer>, LogError>;
+}
+
+/// One member of a consumer group.
+#[async_trait]
+pub trait LogConsumer: Send {
+    /// Waits up to `wait` for the next event; at most `max_records` records per call.
+    async fn poll(&mut self, max_records: usize, wait: Duration) -> Result<ConsumerEvent, LogError>;
+
+    /// Commits, for each partition, the next offset to read after a restart or rebalance.
+    async fn commit(&mut self, offsets: &[(Partition, Offset)]) -> Result<(), LogError>;
+
+    /// Stops returning records of these partitions until resumed (backpressure).
+    fn pause(&mut self, partitions: &[Partition]);
+
+    /// Returns records of these partitions again.
+    fn resume(&mut self, partitions: &[Partition]);
+}
+
+/// The partition of `key` among `partitions`: CRC-32 of the key, the same function librdkafka's
+/// `consistent` partitioner uses, so every backend agrees on where a tenant lives.
+pub fn partition_for(key: &[u8], partitions: u32) -> Partition {
+    crc32fast::hash(key) % partitions.max(1)
+}
