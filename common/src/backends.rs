@@ -1,0 +1,34 @@
+//! Opens the configured backends of the two seams.
+
+use std::sync::Arc;
+
+use crate::config::Settings;
+use crate::log::embedded::{EmbeddedLog, EmbeddedLogOptions};
+use crate::log::{LogError, MessageLog};
+use crate::store::sqlite::SqliteStore;
+use crate::store::{Store, StoreError};
+
+/// Why a backend could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The message log could not be opened.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Opens the embedded message log and SQLite store under `settings.data_dir`.
+pub async fn open_embedded(settings: &Settings) -> Result<(Arc<dyn MessageLog>, Arc<dyn Store>), BackendError> {
+    let options = EmbeddedLogOptions {
+        partitions: settings.log.partitions,
+        segment_bytes: settings.log.segment_bytes,
+    };
+    let dir = settings.log_dir();
+    let log = tokio::task::spawn_blocking(move || EmbeddedLog::open(&dir, &options))
+        .await
+        .map_err(|err| LogError::Io(std::io::Error::other(err)))??;
+    let store = SqliteStore::open(&settings.store_path()).await?;
+    Ok((Arc::new(log), Arc::new(store)))
+}

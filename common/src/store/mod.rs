@@ -1,0 +1,444 @@
+//! The store seam: tenants and their set-up, quotas, suppression, messages with their status
+//! history, and the audit log.
+//!
+//! Writes are idempotent and batched so that a wide-column backend (ScyllaDB) fits behind the
+//! same trait: messages are claimed with insert-if-absent, status changes are applied in
+//! batches under the forward-only rule of [`MessageStatus`], counters are deltas.
+//!
+//! Implementations: [`sqlite::SqliteStore`] (embedded; one file, WAL, versioned migrations).
+
+pub mod sqlite;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::address::PhoneNumber;
+use crate::channel::{Channel, Priority};
+use crate::ids::{CampaignId, MessageId, TenantId};
+use crate::status::MessageStatus;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend failed (i/o, connection, query).
+    #[error("store backend: {0}")]
+    Backend(String),
+    /// The data on disk is not what this build expects.
+    #[error("store data invalid: {0}")]
+    Invalid(String),
+    /// The write conflicts with existing data (a unique value taken by another row).
+    #[error("store conflict: {0}")]
+    Conflict(String),
+}
+
+/// Whether a tenant may send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TenantStatus {
+    /// Sends normally.
+    Active,
+    /// Every message is refused (unpaid, abuse, operator action).
+    Suspended,
+}
+
+/// A tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    /// Its id.
+    pub id: TenantId,
+    /// Its display name.
+    pub name: String,
+    /// Whether it is a demo tenant: simulated traffic, never a real provider, deleted after a while.
+    pub is_demo: bool,
+    /// Whether it may send.
+    pub status: TenantStatus,
+    /// Its plan, which sets its quotas.
+    pub plan_id: Option<String>,
+    /// Who created it (a platform admin for demo tenants).
+    pub created_by: Option<String>,
+    /// When it was created.
+    pub created_at: OffsetDateTime,
+}
+
+/// A tenant API key, as stored: only a hash of the secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    /// The key's public id (shown in listings, used to revoke).
+    pub key_id: String,
+    /// The tenant the key acts for.
+    pub tenant_id: TenantId,
+    /// Hex SHA-256 of the secret key.
+    pub secret_hash: String,
+    /// When it was created.
+    pub created_at: OffsetDateTime,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+/// A tenant's business information (the 10DLC registration form), validated by the admin API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BusinessInfoRecord {
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// The form's fields.
+    pub data: serde_json::Value,
+    /// When it last changed.
+    pub updated_at: OffsetDateTime,
+}
+
+/// Where a 10DLC brand registration stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BrandStatus {
+    /// Not submitted yet.
+    Draft,
+    /// Submitted, awaiting review.
+    Pending,
+    /// Under review.
+    InReview,
+    /// Approved: numbers may be bought and used.
+    Approved,
+    /// Rejected; the reason says why.
+    Failed,
+    /// Suspended by the carriers.
+    Suspended,
+}
+
+/// A tenant's A2P 10DLC brand and the Twilio objects built for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Brand {
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// Its status.
+    pub status: BrandStatus,
+    /// Why it was rejected or needs attention.
+    pub status_reason: Option<String>,
+    /// The carriers' trust score (sets throughput).
+    pub trust_score: Option<u8>,
+    /// The onboarding workflow's current step.
+    pub workflow_step: String,
+    /// Attempts of the current step so far.
+    pub workflow_attempts: u32,
+    /// Twilio object ids created so far, by kind (customer profile, trust product, brand,
+    /// messaging service, campaign): what makes each step idempotent.
+    pub twilio_sids: BTreeMap<String, String>,
+    /// When the record last changed.
+    pub updated_at: OffsetDateTime,
+    /// When the brand was approved.
+    pub approved_at: Option<OffsetDateTime>,
+}
+
+/// The kind of a sender number, which sets its default rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SenderKind {
+    /// A US 10DLC long code.
+    LongCode,
+    /// A toll-free number.
+    TollFree,
+    /// A short code.
+    ShortCode,
+    /// A WhatsApp sender.
+    Whatsapp,
+}
+
+/// Whether a sender number can be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NumberStatus {
+    /// Being bought or configured.
+    Provisioning,
+    /// In use.
+    Active,
+    /// No longer used.
+    Retired,
+    /// Provisioning failed.
+    Failed,
+}
+
+/// A number a tenant sends from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SenderNumber {
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// The number.
+    pub number: PhoneNumber,
+    /// Its kind.
+    pub kind: SenderKind,
+    /// Whether it can be used.
+    pub status: NumberStatus,
+    /// Twilio's id for it (`PN...`).
+    pub twilio_sid: Option<String>,
+    /// A rate that overrides the kind's default, in messages (segments) per second.
+    pub rate_per_second: Option<f64>,
+    /// When it was added.
+    pub created_at: OffsetDateTime,
+}
+
+/// Which provider serves a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    /// Twilio (SMS, WhatsApp).
+    Twilio,
+    /// AWS SES (email).
+    Ses,
+}
+
+/// A tenant's credentials for one channel; the secrets are sealed (AES-256-GCM) before they
+/// reach the store and are opened only at use.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelCredentials {
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// The channel.
+    pub channel: Channel,
+    /// The provider.
+    pub provider: ProviderKind,
+    /// Non-secret settings (account SID, region, configuration set name).
+    pub settings: serde_json::Value,
+    /// Id of the key the secrets are sealed under.
+    pub key_id: String,
+    /// The sealed secrets.
+    pub sealed_secrets: Vec<u8>,
+    /// Whether the provider accepted them on the last check.
+    pub is_verified: bool,
+    /// Why the last check failed.
+    pub verification_error: Option<String>,
+    /// When they last changed.
+    pub updated_at: OffsetDateTime,
+}
+
+/// A plan: monthly quotas per channel; a missing channel means no quota applies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// Its id.
+    pub id: String,
+    /// Its display name.
+    pub name: String,
+    /// Monthly quota per channel, in SMS segments for SMS and in messages otherwise.
+    pub monthly_quota: BTreeMap<Channel, u64>,
+}
+
+/// Why an address is suppressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SuppressionReason {
+    /// The recipient sent an opt-out keyword (STOP, ...).
+    OptOut,
+    /// The provider reports the recipient unsubscribed (Twilio 21610).
+    ProviderUnsubscribed,
+    /// A permanent email bounce.
+    Bounce,
+    /// An email complaint.
+    Complaint,
+    /// Added by the tenant or an operator.
+    Manual,
+}
+
+/// One suppressed address of a tenant, with the proof of why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Suppression {
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// The canonical address (E.164 number or email address).
+    pub address: String,
+    /// Why.
+    pub reason: SuppressionReason,
+    /// What proves it (the keyword, the provider message id, the bounce).
+    pub source: Option<String>,
+    /// Since when.
+    pub created_at: OffsetDateTime,
+}
+
+/// A message to claim for dispatch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// Its id (the idempotency key).
+    pub message_id: MessageId,
+    /// Its campaign.
+    pub campaign_id: Option<CampaignId>,
+    /// Its channel.
+    pub channel: Channel,
+    /// The canonical recipient address.
+    pub recipient: String,
+    /// Its lane.
+    pub priority: Priority,
+    /// SMS segments (1 for other channels).
+    pub segments: u32,
+    /// When it was accepted.
+    pub accepted_at: OffsetDateTime,
+}
+
+/// What claiming a message found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// First time seen: it is now `queued` and this caller owns its dispatch.
+    New,
+    /// Seen before, in this status (a redelivery).
+    Existing(MessageStatus),
+}
+
+/// A status change to apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusUpdate {
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// The message.
+    pub message_id: MessageId,
+    /// The new status.
+    pub status: MessageStatus,
+    /// When it happened.
+    pub at: OffsetDateTime,
+    /// A stable reason code (refusals, provider error codes).
+    pub reason: Option<String>,
+    /// The provider's id for the message, once known.
+    pub provider_message_id: Option<String>,
+}
+
+/// One entry of a message's status history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatusChange {
+    /// The status reached.
+    pub status: MessageStatus,
+    /// When.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// Its reason code, if any.
+    pub reason: Option<String>,
+}
+
+/// A message as stored, with its status history (oldest first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRecord {
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// Its id.
+    pub message_id: MessageId,
+    /// Its campaign.
+    pub campaign_id: Option<CampaignId>,
+    /// Its channel.
+    pub channel: Channel,
+    /// The canonical recipient address.
+    pub recipient: String,
+    /// Its lane.
+    pub priority: Priority,
+    /// SMS segments (1 for other channels).
+    pub segments: u32,
+    /// Its current status.
+    pub status: MessageStatus,
+    /// The reason code of the current status.
+    pub reason: Option<String>,
+    /// The provider's id for it.
+    pub provider_message_id: Option<String>,
+    /// When it was accepted.
+    pub accepted_at: OffsetDateTime,
+    /// When its status last changed.
+    pub updated_at: OffsetDateTime,
+    /// Every status it went through.
+    pub history: Vec<StatusChange>,
+}
+
+/// One entry of the audit log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEntry {
+    /// The tenant concerned; `None` for platform-wide actions.
+    pub tenant_id: Option<TenantId>,
+    /// When.
+    pub at: OffsetDateTime,
+    /// Who (an API key id, `platform`, `system`).
+    pub actor: String,
+    /// What, as a stable dotted name (`business_info.updated`, `demo_tenant.deleted`).
+    pub action: String,
+    /// Details, secrets never included.
+    pub detail: serde_json::Value,
+}
+
+/// Everything the services keep.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates a tenant; `Conflict` if the id is taken.
+    async fn create_tenant(&self, tenant: &Tenant) -> Result<(), StoreError>;
+    /// A tenant by id.
+    async fn tenant(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError>;
+    /// Changes a tenant's status.
+    async fn set_tenant_status(&self, id: &TenantId, status: TenantStatus) -> Result<bool, StoreError>;
+    /// Demo tenants created before `before`.
+    async fn demo_tenants_created_before(&self, before: OffsetDateTime) -> Result<Vec<Tenant>, StoreError>;
+    /// Deletes a tenant and every row it owns; false if there was none.
+    async fn delete_tenant(&self, id: &TenantId) -> Result<bool, StoreError>;
+
+    /// Stores a new API key.
+    async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError>;
+    /// The key whose secret hashes to `secret_hash`, revoked or not.
+    async fn api_key_by_hash(&self, secret_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
+    /// Revokes a tenant's key; false if it has no such key.
+    async fn revoke_api_key(&self, tenant: &TenantId, key_id: &str, at: OffsetDateTime) -> Result<bool, StoreError>;
+
+    /// Creates or replaces a tenant's business information.
+    async fn put_business_info(&self, info: &BusinessInfoRecord) -> Result<(), StoreError>;
+    /// A tenant's business information.
+    async fn business_info(&self, tenant: &TenantId) -> Result<Option<BusinessInfoRecord>, StoreError>;
+
+    /// Creates or replaces a tenant's brand record.
+    async fn put_brand(&self, brand: &Brand) -> Result<(), StoreError>;
+    /// A tenant's brand record.
+    async fn brand(&self, tenant: &TenantId) -> Result<Option<Brand>, StoreError>;
+
+    /// Creates or replaces a sender number; `Conflict` if another tenant holds the number.
+    async fn put_sender_number(&self, number: &SenderNumber) -> Result<(), StoreError>;
+    /// A tenant's sender numbers.
+    async fn sender_numbers(&self, tenant: &TenantId) -> Result<Vec<SenderNumber>, StoreError>;
+
+    /// Creates or replaces a tenant's credentials for a channel.
+    async fn put_credentials(&self, credentials: &ChannelCredentials) -> Result<(), StoreError>;
+    /// A tenant's credentials for a channel.
+    async fn credentials(&self, tenant: &TenantId, channel: Channel) -> Result<Option<ChannelCredentials>, StoreError>;
+    /// Deletes a tenant's credentials for a channel; false if there were none.
+    async fn delete_credentials(&self, tenant: &TenantId, channel: Channel) -> Result<bool, StoreError>;
+
+    /// Creates or replaces a plan.
+    async fn put_plan(&self, plan: &Plan) -> Result<(), StoreError>;
+    /// A plan by id.
+    async fn plan(&self, id: &str) -> Result<Option<Plan>, StoreError>;
+    /// Adds `delta` (negative to release) to a tenant's usage of a channel in `period`
+    /// (`YYYY-MM`) and returns the new total, never below zero.
+    async fn add_usage(&self, tenant: &TenantId, channel: Channel, period: &str, delta: i64)
+    -> Result<u64, StoreError>;
+    /// A tenant's usage of a channel in `period`.
+    async fn usage(&self, tenant: &TenantId, channel: Channel, period: &str) -> Result<u64, StoreError>;
+
+    /// Adds or replaces a suppression.
+    async fn suppress(&self, suppression: &Suppression) -> Result<(), StoreError>;
+    /// Lifts a suppression; false if there was none.
+    async fn unsuppress(&self, tenant: &TenantId, address: &str) -> Result<bool, StoreError>;
+    /// The suppression of an address, if any.
+    async fn suppression(&self, tenant: &TenantId, address: &str) -> Result<Option<Suppression>, StoreError>;
+    /// Which of `addresses` are suppressed.
+    async fn suppressed_among(&self, tenant: &TenantId, addresses: &[String]) -> Result<Vec<String>, StoreError>;
+
+    /// Claims messages for dispatch, insert-if-absent, in one batch; one answer per message, in
+    /// order. A new message starts `queued` with that first history entry.
+    async fn claim_messages(&self, messages: &[NewMessage]) -> Result<Vec<Claim>, StoreError>;
+    /// Applies status changes in one batch under the forward-only rule; one answer per update,
+    /// in order: whether it changed the message. A change that is not allowed, or for an
+    /// unknown message, is a no-op, never an error.
+    async fn apply_status(&self, updates: &[StatusUpdate]) -> Result<Vec<bool>, StoreError>;
+    /// A message with its history.
+    async fn message(&self, tenant: &TenantId, id: &MessageId) -> Result<Option<MessageRecord>, StoreError>;
+    /// The message a provider id belongs to.
+    async fn message_by_provider_id(
+        &self,
+        provider_message_id: &str,
+    ) -> Result<Option<(TenantId, MessageId)>, StoreError>;
+
+    /// Appends to the audit log.
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
+    /// A tenant's audit log, newest first.
+    async fn audit(&self, tenant: &TenantId, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
+}

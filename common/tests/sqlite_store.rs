@@ -1,0 +1,968 @@
+//! The embedded SQLite store: every entity round-trips, the batch semantics hold, migrations
+//! are applied once and a newer schema is refused, and data survives a reopen.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use common::store::sqlite::{SCHEMA_VERSION, SqliteStore};
+use common::store::{
+    ApiKeyRecord, AuditEntry, Brand, BrandStatus, BusinessInfoRecord, ChannelCredentials, Claim, NewMessage,
+    NumberStatus, Plan, ProviderKind, SenderKind, SenderNumber, StatusUpdate, Store, StoreError, Suppression,
+    SuppressionReason, Tenant, TenantStatus,
+};
+use common::{CampaignId, Channel, MessageId, MessageStatus, PhoneNumber, Priority, TenantId};
+use serde_json::json;
+use time::OffsetDateTime;
+
+/// A timestamp `ms` milliseconds after the epoch (the store keeps milliseconds).
+fn at(ms: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap()
+}
+
+const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+
+fn tid(raw: &str) -> TenantId {
+    TenantId::parse(raw).unwrap()
+}
+
+fn mid(raw: &str) -> MessageId {
+    MessageId::parse(raw).unwrap()
+}
+
+fn db_path(dir: &tempfile::TempDir) -> PathBuf {
+    dir.path().join("data").join("store.db")
+}
+
+async fn open_new() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&db_path(&dir)).await.unwrap();
+    (dir, store)
+}
+
+fn user_version(path: &Path) -> i64 {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.pragma_query_value(None, "user_version", |row| row.get(0)).unwrap()
+}
+
+fn migration_files() -> usize {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join("sqlite");
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|entry| {
+            entry
+                .as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|ext| ext == "sql")
+        })
+        .count()
+}
+
+fn tenant(id: &str, is_demo: bool, created_ms: i64) -> Tenant {
+    Tenant {
+        id: tid(id),
+        name: format!("Tenant {id}"),
+        is_demo,
+        status: TenantStatus::Active,
+        plan_id: Some("starter".to_owned()),
+        created_by: is_demo.then(|| "platform".to_owned()),
+        created_at: at(created_ms),
+    }
+}
+
+fn new_message(tenant: &str, id: &str, accepted_ms: i64) -> NewMessage {
+    NewMessage {
+        tenant_id: tid(tenant),
+        message_id: mid(id),
+        campaign_id: Some(CampaignId::parse("spring-sale").unwrap()),
+        channel: Channel::Sms,
+        recipient: "+14155550100".to_owned(),
+        priority: Priority::Marketing,
+        segments: 2,
+        accepted_at: at(accepted_ms),
+    }
+}
+
+fn update(tenant: &str, id: &str, status: MessageStatus, ms: i64, provider_id: Option<&str>) -> StatusUpdate {
+    StatusUpdate {
+        tenant_id: tid(tenant),
+        message_id: mid(id),
+        status,
+        at: at(ms),
+        reason: None,
+        provider_message_id: provider_id.map(str::to_owned),
+    }
+}
+
+fn api_key(tenant: &str, key_id: &str, hash: &str) -> ApiKeyRecord {
+    ApiKeyRecord {
+        key_id: key_id.to_owned(),
+        tenant_id: tid(tenant),
+        secret_hash: hash.to_owned(),
+        created_at: at(T0),
+        revoked_at: None,
+    }
+}
+
+fn sender_number(tenant: &str, number: &str) -> SenderNumber {
+    SenderNumber {
+        tenant_id: tid(tenant),
+        number: PhoneNumber::parse(number).unwrap(),
+        kind: SenderKind::LongCode,
+        status: NumberStatus::Active,
+        twilio_sid: Some("PN123".to_owned()),
+        rate_per_second: Some(1.5),
+        created_at: at(T0),
+    }
+}
+
+fn credentials(tenant: &str, channel: Channel) -> ChannelCredentials {
+    ChannelCredentials {
+        tenant_id: tid(tenant),
+        channel,
+        provider: ProviderKind::Twilio,
+        settings: json!({"account_sid": "AC123"}),
+        key_id: "k1".to_owned(),
+        sealed_secrets: vec![0, 1, 2, 255],
+        is_verified: true,
+        verification_error: None,
+        updated_at: at(T0),
+    }
+}
+
+fn suppression(tenant: &str, address: &str) -> Suppression {
+    Suppression {
+        tenant_id: tid(tenant),
+        address: address.to_owned(),
+        reason: SuppressionReason::OptOut,
+        source: Some("STOP".to_owned()),
+        created_at: at(T0),
+    }
+}
+
+fn audit_entry(tenant: Option<&str>, ms: i64, action: &str) -> AuditEntry {
+    AuditEntry {
+        tenant_id: tenant.map(tid),
+        at: at(ms),
+        actor: "key_1".to_owned(),
+        action: action.to_owned(),
+        detail: json!({"n": ms}),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Migrations and durability.
+
+#[tokio::test]
+async fn open_creates_the_file_and_applies_every_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert!(path.exists());
+    assert_eq!(user_version(&path), i64::try_from(migration_files()).unwrap());
+    assert_eq!(user_version(&path), i64::from(SCHEMA_VERSION));
+    drop(store);
+}
+
+#[tokio::test]
+async fn open_on_an_existing_empty_file_applies_the_migrations() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("empty.db");
+    std::fs::File::create(&path).unwrap();
+    let store = SqliteStore::open(&path).await.unwrap();
+    store.create_tenant(&tenant("acme", false, T0)).await.unwrap();
+    assert_eq!(user_version(&path), i64::from(SCHEMA_VERSION));
+}
+
+#[tokio::test]
+async fn reopen_keeps_the_data_and_does_not_reapply_migrations() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    {
+        let store = SqliteStore::open(&path).await.unwrap();
+        store.create_tenant(&tenant("acme", false, T0)).await.unwrap();
+        assert_eq!(
+            store.claim_messages(&[new_message("acme", "m1", T0)]).await.unwrap(),
+            vec![Claim::New]
+        );
+        let applied = store
+            .apply_status(&[update("acme", "m1", MessageStatus::Sent, T0 + 1, Some("SM1"))])
+            .await
+            .unwrap();
+        assert_eq!(applied, vec![true]);
+        assert_eq!(
+            store.add_usage(&tid("acme"), Channel::Sms, "2026-01", 5).await.unwrap(),
+            5
+        );
+    }
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(user_version(&path), i64::from(SCHEMA_VERSION));
+    assert_eq!(
+        store.tenant(&tid("acme")).await.unwrap(),
+        Some(tenant("acme", false, T0))
+    );
+    let message = store.message(&tid("acme"), &mid("m1")).await.unwrap().unwrap();
+    assert_eq!(message.status, MessageStatus::Sent);
+    assert_eq!(message.history.len(), 2);
+    assert_eq!(store.usage(&tid("acme"), Channel::Sms, "2026-01").await.unwrap(), 5);
+    assert_eq!(
+        store.claim_messages(&[new_message("acme", "m1", T0)]).await.unwrap(),
+        vec![Claim::Existing(MessageStatus::Sent)]
+    );
+    // And a third open, on a database that is already current.
+    drop(store);
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert!(store.tenant(&tid("acme")).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("future.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 999).unwrap();
+    }
+    match SqliteStore::open(&path).await {
+        Err(StoreError::Invalid(message)) => {
+            assert_eq!(
+                message,
+                format!("database schema version 999 is newer than this build ({SCHEMA_VERSION})")
+            );
+        }
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn undecodable_stored_values_are_invalid() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = SqliteStore::open(&path).await.unwrap();
+    store.create_tenant(&tenant("acme", false, T0)).await.unwrap();
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute("UPDATE tenants SET status = 'weird' WHERE id = 'acme'", [])
+            .unwrap();
+    }
+    assert!(matches!(store.tenant(&tid("acme")).await, Err(StoreError::Invalid(_))));
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute(
+            "UPDATE tenants SET status = 'active', id = 'not an id' WHERE id = 'acme'",
+            [],
+        )
+        .unwrap();
+    }
+    assert!(matches!(store.demo_tenants_created_before(at(T0 + 1)).await, Ok(v) if v.is_empty()));
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute("UPDATE tenants SET is_demo = 1", []).unwrap();
+    }
+    assert!(matches!(
+        store.demo_tenants_created_before(at(T0 + 1)).await,
+        Err(StoreError::Invalid(_))
+    ));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Set-up entities.
+
+#[tokio::test]
+async fn tenants_round_trip() {
+    let (_dir, store) = open_new().await;
+    let acme = tenant("acme", false, T0);
+    store.create_tenant(&acme).await.unwrap();
+    assert_eq!(store.tenant(&tid("acme")).await.unwrap(), Some(acme.clone()));
+    assert_eq!(store.tenant(&tid("nobody")).await.unwrap(), None);
+    assert!(matches!(store.create_tenant(&acme).await, Err(StoreError::Conflict(_))));
+
+    assert!(
+        store
+            .set_tenant_status(&tid("acme"), TenantStatus::Suspended)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.tenant(&tid("acme")).await.unwrap().unwrap().status,
+        TenantStatus::Suspended
+    );
+    assert!(
+        !store
+            .set_tenant_status(&tid("nobody"), TenantStatus::Active)
+            .await
+            .unwrap()
+    );
+
+    let old_demo = tenant("demo-old", true, T0 - 10_000);
+    let older_demo = tenant("demo-older", true, T0 - 20_000);
+    let new_demo = tenant("demo-new", true, T0 + 10_000);
+    let old_real = tenant("real-old", false, T0 - 30_000);
+    for t in [&old_demo, &older_demo, &new_demo, &old_real] {
+        store.create_tenant(t).await.unwrap();
+    }
+    assert_eq!(
+        store.demo_tenants_created_before(at(T0)).await.unwrap(),
+        vec![older_demo, old_demo]
+    );
+}
+
+#[tokio::test]
+async fn api_keys_round_trip() {
+    let (_dir, store) = open_new().await;
+    store.create_tenant(&tenant("acme", false, T0)).await.unwrap();
+    store.create_tenant(&tenant("other", false, T0)).await.unwrap();
+    let key = api_key("acme", "key_1", "aa11");
+    store.create_api_key(&key).await.unwrap();
+    assert_eq!(store.api_key_by_hash("aa11").await.unwrap(), Some(key.clone()));
+    assert_eq!(store.api_key_by_hash("bb22").await.unwrap(), None);
+
+    // The secret hash is unique; a key for an unknown tenant is refused.
+    assert!(matches!(
+        store.create_api_key(&api_key("other", "key_2", "aa11")).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store.create_api_key(&api_key("nobody", "key_3", "cc33")).await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    assert!(!store.revoke_api_key(&tid("other"), "key_1", at(T0 + 5)).await.unwrap());
+    assert!(!store.revoke_api_key(&tid("acme"), "key_9", at(T0 + 5)).await.unwrap());
+    assert!(store.revoke_api_key(&tid("acme"), "key_1", at(T0 + 5)).await.unwrap());
+    assert!(store.revoke_api_key(&tid("acme"), "key_1", at(T0 + 9)).await.unwrap());
+    let revoked = store.api_key_by_hash("aa11").await.unwrap().unwrap();
+    assert_eq!(
+        revoked,
+        ApiKeyRecord {
+            revoked_at: Some(at(T0 + 5)),
+            ..key
+        }
+    );
+}
+
+#[tokio::test]
+async fn business_info_round_trip() {
+    let (_dir, store) = open_new().await;
+    store.create_tenant(&tenant("acme", false, T0)).await.unwrap();
+    assert_eq!(store.business_info(&tid("acme")).await.unwrap(), None);
+    let first = BusinessInfoRecord {
+        tenant_id: tid("acme"),
+        data: json!({"legal_name": "Acme Inc", "ein": "12-3456789", "nested": {"list": [1, 2.5, null, true]}}),
+        updated_at: at(T0),
+    };
+    store.put_business_info(&first).await.unwrap();
+    assert_eq!(store.business_info(&tid("acme")).await.unwrap(), Some(first));
+    let second = BusinessInfoRecord {
+        tenant_id: tid("acme"),
+        data: json!({"legal_name": "Acme Corporation"}),
+        updated_at: at(T0 + 1_000),
+    };
+    store.put_business_info(&second).await.unwrap();
+    assert_eq!(store.business_info(&tid("acme")).await.unwrap(), Some(second));
+}
+
+#[tokio::test]
+async fn brand_round_trip() {
+    let (_dir, store) = open_new().await;
+    store.create_tenant(&tenant("acme", false, T0)).await.unwrap();
+    assert_eq!(store.brand(&tid("acme")).await.unwrap(), None);
+    let mut brand = Brand {
+        tenant_id: tid("acme"),
+        status: BrandStatus::Draft,
+        status_reason: None,
+        trust_score: None,
+        workflow_step: "customer_profile".to_owned(),
+        workflow_attempts: 0,
+        twilio_sids: BTreeMap::new(),
+        updated_at: at(T0),
+        approved_at: None,
+    };
+    store.put_brand(&brand).await.unwrap();
+    assert_eq!(store.brand(&tid("acme")).await.unwrap(), Some(brand.clone()));
+
+    brand.status = BrandStatus::InReview;
+    brand.status_reason = Some("awaiting vetting".to_owned());
+    brand.trust_score = Some(75);
+    brand.workflow_step = "campaign".to_owned();
+    brand.workflow_attempts = 3;
+    brand.twilio_sids = BTreeMap::from([
+        ("customer_profile".to_owned(), "BU123".to_owned()),
+        ("brand".to_owned(), "BN456".to_owned()),
+    ]);
+    brand.updated_at = at(T0 + 1);
+    brand.approved_at = Some(at(T0 + 2));
+    store.put_brand(&brand).await.unwrap();
+    assert_eq!(store.brand(&tid("acme")).await.unwrap(), Some(brand));
+}
+
+#[tokio::test]
+async fn sender_numbers_round_trip_and_belong_to_one_tenant() {
+    let (_dir, store) = open_new().await;
+    store.create_tenant(&tenant("acme", false, T0)).await.unwrap();
+    store.create_tenant(&tenant("other", false, T0)).await.unwrap();
+    assert!(store.sender_numbers(&tid("acme")).await.unwrap().is_empty());
+
+    let first = sender_number("acme", "+14155550100");
+    let second = SenderNumber {
+        kind: SenderKind::TollFree,
+        status: NumberStatus::Provisioning,
+        twilio_sid: None,
+        rate_per_second: None,
+        created_at: at(T0 + 1),
+        ..sender_number("acme", "+18005550100")
+    };
+    store.put_sender_number(&second).await.unwrap();
+    store.put_sender_number(&first).await.unwrap();
+    assert_eq!(
+        store.sender_numbers(&tid("acme")).await.unwrap(),
+        vec![first.clone(), second.clone()]
+    );
+
+    // Replacing one's own number is fine.
+    let retired = SenderNumber {
+        status: NumberStatus::Retired,
+        ..first.clone()
+    };
+    store.put_sender_number(&retired).await.unwrap();
+    assert_eq!(
+        store.sender_numbers(&tid("acme")).await.unwrap(),
+        vec![retired.clone(), second.clone()]
+    );
+
+    // Another tenant cannot take it.
+    match store.put_sender_number(&sender_number("other", "+14155550100")).await {
+        Err(StoreError::Conflict(message)) => assert!(message.contains("+14155550100"), "{message}"),
+        other => panic!("expected Conflict, got {other:?}"),
+    }
+    assert!(store.sender_numbers(&tid("other")).await.unwrap().is_empty());
+    assert_eq!(store.sender_numbers(&tid("acme")).await.unwrap(), vec![retired, second]);
+}
+
+#[tokio::test]
+async fn credentials_round_trip() {
+    let (_dir, store) = open_new().await;
+    store.create_tenant(&tenant("acme", false, T0)).await.unwrap();
+    assert_eq!(store.credentials(&tid("acme"), Channel::Sms).await.unwrap(), None);
+
+    let sms = credentials("acme", Channel::Sms);
+    let email = ChannelCredentials {
+        provider: ProviderKind::Ses,
+        settings: json!({"region": "us-east-1", "configuration_set": "engage"}),
+        is_verified: false,
+        verification_error: Some("bad signature".to_owned()),
+        ..credentials("acme", Channel::Email)
+    };
+    store.put_credentials(&sms).await.unwrap();
+    store.put_credentials(&email).await.unwrap();
+    assert_eq!(
+        store.credentials(&tid("acme"), Channel::Sms).await.unwrap(),
+        Some(sms.clone())
+    );
+    assert_eq!(
+        store.credentials(&tid("acme"), Channel::Email).await.unwrap(),
+        Some(email)
+    );
+    assert_eq!(store.credentials(&tid("acme"), Channel::Whatsapp).await.unwrap(), None);
+
+    let rotated = ChannelCredentials {
+        key_id: "k2".to_owned(),
+        sealed_secrets: vec![9; 64],
+        updated_at: at(T0 + 1),
+        ..sms
+    };
+    store.put_credentials(&rotated).await.unwrap();
+    assert_eq!(
+        store.credentials(&tid("acme"), Channel::Sms).await.unwrap(),
+        Some(rotated)
+    );
+
+    assert!(store.delete_credentials(&tid("acme"), Channel::Sms).await.unwrap());
+    assert!(!store.delete_credentials(&tid("acme"), Channel::Sms).await.unwrap());
+    assert_eq!(store.credentials(&tid("acme"), Channel::Sms).await.unwrap(), None);
+    assert!(store.credentials(&tid("acme"), Channel::Email).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn plans_round_trip() {
+    let (_dir, store) = open_new().await;
+    assert_eq!(store.plan("starter").await.unwrap(), None);
+    let plan = Plan {
+        id: "starter".to_owned(),
+        name: "Starter".to_owned(),
+        monthly_quota: BTreeMap::from([(Channel::Sms, 10_000), (Channel::Email, u64::MAX / 2)]),
+    };
+    store.put_plan(&plan).await.unwrap();
+    assert_eq!(store.plan("starter").await.unwrap(), Some(plan));
+    let replaced = Plan {
+        id: "starter".to_owned(),
+        name: "Starter v2".to_owned(),
+        monthly_quota: BTreeMap::new(),
+    };
+    store.put_plan(&replaced).await.unwrap();
+    assert_eq!(store.plan("starter").await.unwrap(), Some(replaced));
+}
+
+#[tokio::test]
+async fn usage_adds_releases_and_clamps_at_zero() {
+    let (_dir, store) = open_new().await;
+    let acme = tid("acme");
+    assert_eq!(store.usage(&acme, Channel::Sms, "2026-01").await.unwrap(), 0);
+    assert_eq!(store.add_usage(&acme, Channel::Sms, "2026-01", 3).await.unwrap(), 3);
+    assert_eq!(store.add_usage(&acme, Channel::Sms, "2026-01", 4).await.unwrap(), 7);
+    assert_eq!(store.add_usage(&acme, Channel::Sms, "2026-01", -2).await.unwrap(), 5);
+    assert_eq!(store.add_usage(&acme, Channel::Sms, "2026-01", -100).await.unwrap(), 0);
+    assert_eq!(store.usage(&acme, Channel::Sms, "2026-01").await.unwrap(), 0);
+    assert_eq!(store.add_usage(&acme, Channel::Sms, "2026-01", 1).await.unwrap(), 1);
+    // A release with no usage yet stays at zero.
+    assert_eq!(store.add_usage(&acme, Channel::Email, "2026-01", -5).await.unwrap(), 0);
+    // Counters are per channel, period and tenant.
+    assert_eq!(store.add_usage(&acme, Channel::Sms, "2026-02", 10).await.unwrap(), 10);
+    assert_eq!(
+        store
+            .add_usage(&tid("other"), Channel::Sms, "2026-01", 2)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(store.usage(&acme, Channel::Sms, "2026-01").await.unwrap(), 1);
+    assert_eq!(store.usage(&acme, Channel::Whatsapp, "2026-01").await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn suppressions_round_trip() {
+    let (_dir, store) = open_new().await;
+    let acme = tid("acme");
+    let stop = suppression("acme", "+14155550100");
+    let bounce = Suppression {
+        reason: SuppressionReason::Bounce,
+        source: None,
+        ..suppression("acme", "ana@example.com")
+    };
+    store.suppress(&stop).await.unwrap();
+    store.suppress(&bounce).await.unwrap();
+    store.suppress(&suppression("other", "+14155550199")).await.unwrap();
+    assert_eq!(
+        store.suppression(&acme, "+14155550100").await.unwrap(),
+        Some(stop.clone())
+    );
+    assert_eq!(store.suppression(&acme, "ana@example.com").await.unwrap(), Some(bounce));
+    assert_eq!(store.suppression(&acme, "+14155550199").await.unwrap(), None);
+
+    let replaced = Suppression {
+        reason: SuppressionReason::Manual,
+        created_at: at(T0 + 1),
+        ..stop
+    };
+    store.suppress(&replaced).await.unwrap();
+    assert_eq!(store.suppression(&acme, "+14155550100").await.unwrap(), Some(replaced));
+
+    let asked: Vec<String> = [
+        "ana@example.com",
+        "+14155550101",
+        "+14155550100",
+        "ana@example.com",
+        "+14155550199",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    assert_eq!(
+        store.suppressed_among(&acme, &asked).await.unwrap(),
+        vec!["ana@example.com".to_owned(), "+14155550100".to_owned()]
+    );
+    assert!(store.suppressed_among(&acme, &[]).await.unwrap().is_empty());
+
+    assert!(store.unsuppress(&acme, "+14155550100").await.unwrap());
+    assert!(!store.unsuppress(&acme, "+14155550100").await.unwrap());
+    assert_eq!(store.suppression(&acme, "+14155550100").await.unwrap(), None);
+    assert_eq!(
+        store.suppressed_among(&acme, &asked).await.unwrap(),
+        vec!["ana@example.com".to_owned()]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Messages.
+
+#[tokio::test]
+async fn claims_are_insert_if_absent() {
+    let (_dir, store) = open_new().await;
+    assert!(store.claim_messages(&[]).await.unwrap().is_empty());
+    let m1 = new_message("acme", "m1", T0);
+    let m2 = NewMessage {
+        campaign_id: None,
+        channel: Channel::Email,
+        recipient: "ana@example.com".to_owned(),
+        priority: Priority::Transactional,
+        segments: 1,
+        ..new_message("acme", "m2", T0 + 1)
+    };
+    assert_eq!(
+        store.claim_messages(&[m1.clone(), m2.clone()]).await.unwrap(),
+        vec![Claim::New, Claim::New]
+    );
+
+    let record = store.message(&tid("acme"), &mid("m2")).await.unwrap().unwrap();
+    assert_eq!(record.tenant_id, tid("acme"));
+    assert_eq!(record.message_id, mid("m2"));
+    assert_eq!(record.campaign_id, None);
+    assert_eq!(record.channel, Channel::Email);
+    assert_eq!(record.recipient, "ana@example.com");
+    assert_eq!(record.priority, Priority::Transactional);
+    assert_eq!(record.segments, 1);
+    assert_eq!(record.status, MessageStatus::Queued);
+    assert_eq!(record.reason, None);
+    assert_eq!(record.provider_message_id, None);
+    assert_eq!(record.accepted_at, at(T0 + 1));
+    assert_eq!(record.updated_at, at(T0 + 1));
+    assert_eq!(record.history.len(), 1);
+    assert_eq!(record.history[0].status, MessageStatus::Queued);
+    assert_eq!(record.history[0].at, at(T0 + 1));
+    assert_eq!(record.history[0].reason, None);
+    let record = store.message(&tid("acme"), &mid("m1")).await.unwrap().unwrap();
+    assert_eq!(record.campaign_id, Some(CampaignId::parse("spring-sale").unwrap()));
+    assert_eq!(record.segments, 2);
+
+    // A redelivery finds them, in their current status; a new one in the same batch is new.
+    store
+        .apply_status(&[update("acme", "m1", MessageStatus::Sent, T0 + 5, Some("SM1"))])
+        .await
+        .unwrap();
+    let m3 = new_message("acme", "m3", T0 + 2);
+    assert_eq!(
+        store.claim_messages(&[m1, m3, m2]).await.unwrap(),
+        vec![
+            Claim::Existing(MessageStatus::Sent),
+            Claim::New,
+            Claim::Existing(MessageStatus::Queued)
+        ]
+    );
+    // The same id under another tenant is another message.
+    assert_eq!(
+        store.claim_messages(&[new_message("other", "m1", T0)]).await.unwrap(),
+        vec![Claim::New]
+    );
+    assert_eq!(store.message(&tid("acme"), &mid("nope")).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn duplicates_within_a_batch_are_claimed_once() {
+    let (_dir, store) = open_new().await;
+    let m = new_message("acme", "dup", T0);
+    let later = NewMessage {
+        accepted_at: at(T0 + 9),
+        ..m.clone()
+    };
+    assert_eq!(
+        store
+            .claim_messages(&[m.clone(), new_message("acme", "x", T0), later, m])
+            .await
+            .unwrap(),
+        vec![
+            Claim::New,
+            Claim::New,
+            Claim::Existing(MessageStatus::Queued),
+            Claim::Existing(MessageStatus::Queued)
+        ]
+    );
+    let record = store.message(&tid("acme"), &mid("dup")).await.unwrap().unwrap();
+    assert_eq!(record.accepted_at, at(T0));
+    assert_eq!(record.history.len(), 1);
+}
+
+#[tokio::test]
+async fn status_only_moves_forward() {
+    let (_dir, store) = open_new().await;
+    store.claim_messages(&[new_message("acme", "m1", T0)]).await.unwrap();
+
+    let applied = store
+        .apply_status(&[
+            update("acme", "m1", MessageStatus::Sent, T0 + 1, Some("SM1")),
+            update("acme", "m1", MessageStatus::Delivered, T0 + 2, None),
+            // A late `sent` and a duplicate `delivered`: no-ops.
+            update("acme", "m1", MessageStatus::Sent, T0 + 3, Some("SM1")),
+            update("acme", "m1", MessageStatus::Delivered, T0 + 4, None),
+            // Unknown messages are no-ops too, not errors.
+            update("acme", "ghost", MessageStatus::Sent, T0 + 5, Some("SM9")),
+            update("other", "m1", MessageStatus::Sent, T0 + 5, None),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(applied, vec![true, true, false, false, false, false]);
+
+    let record = store.message(&tid("acme"), &mid("m1")).await.unwrap().unwrap();
+    assert_eq!(record.status, MessageStatus::Delivered);
+    assert_eq!(
+        record.provider_message_id.as_deref(),
+        Some("SM1"),
+        "kept when an update has none"
+    );
+    assert_eq!(record.updated_at, at(T0 + 2));
+
+    // A failure after delivery is refused, in a later batch too.
+    let mut failed = update("acme", "m1", MessageStatus::Failed, T0 + 6, None);
+    failed.reason = Some("30003".to_owned());
+    assert_eq!(store.apply_status(&[failed]).await.unwrap(), vec![false]);
+    let record = store.message(&tid("acme"), &mid("m1")).await.unwrap().unwrap();
+    assert_eq!(record.status, MessageStatus::Delivered);
+    assert_eq!(record.reason, None);
+    let history: Vec<_> = record.history.iter().map(|change| (change.status, change.at)).collect();
+    assert_eq!(
+        history,
+        vec![
+            (MessageStatus::Queued, at(T0)),
+            (MessageStatus::Sent, at(T0 + 1)),
+            (MessageStatus::Delivered, at(T0 + 2)),
+        ]
+    );
+    assert!(store.apply_status(&[]).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn failures_record_their_reason_and_are_terminal() {
+    let (_dir, store) = open_new().await;
+    store.claim_messages(&[new_message("acme", "m1", T0)]).await.unwrap();
+    let mut failed = update("acme", "m1", MessageStatus::Undelivered, T0 + 2, Some("SM7"));
+    failed.reason = Some("30005".to_owned());
+    let applied = store
+        .apply_status(&[
+            update("acme", "m1", MessageStatus::Unknown, T0 + 1, None),
+            failed,
+            update("acme", "m1", MessageStatus::Delivered, T0 + 3, None),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(applied, vec![true, true, false]);
+    let record = store.message(&tid("acme"), &mid("m1")).await.unwrap().unwrap();
+    assert_eq!(record.status, MessageStatus::Undelivered);
+    assert_eq!(record.reason.as_deref(), Some("30005"));
+    assert_eq!(record.provider_message_id.as_deref(), Some("SM7"));
+    let history: Vec<_> = record.history.iter().map(|c| (c.status, c.reason.clone())).collect();
+    assert_eq!(
+        history,
+        vec![
+            (MessageStatus::Queued, None),
+            (MessageStatus::Unknown, None),
+            (MessageStatus::Undelivered, Some("30005".to_owned())),
+        ]
+    );
+    assert_eq!(
+        store.claim_messages(&[new_message("acme", "m1", T0)]).await.unwrap(),
+        vec![Claim::Existing(MessageStatus::Undelivered)]
+    );
+}
+
+#[tokio::test]
+async fn provider_ids_lead_back_to_their_message() {
+    let (_dir, store) = open_new().await;
+    store
+        .claim_messages(&[new_message("acme", "m1", T0), new_message("other", "m2", T0)])
+        .await
+        .unwrap();
+    assert_eq!(store.message_by_provider_id("SM1").await.unwrap(), None);
+    store
+        .apply_status(&[
+            update("acme", "m1", MessageStatus::Sent, T0 + 1, Some("SM1")),
+            update("other", "m2", MessageStatus::Sent, T0 + 1, Some("SM2")),
+            // Refused: its provider id is not indexed.
+            update("acme", "m1", MessageStatus::Sent, T0 + 2, Some("SM-late")),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.message_by_provider_id("SM1").await.unwrap(),
+        Some((tid("acme"), mid("m1")))
+    );
+    assert_eq!(
+        store.message_by_provider_id("SM2").await.unwrap(),
+        Some((tid("other"), mid("m2")))
+    );
+    assert_eq!(store.message_by_provider_id("SM-late").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn concurrent_claims_give_each_message_one_owner() {
+    let (_dir, store) = open_new().await;
+    let store = std::sync::Arc::new(store);
+    let mut tasks = Vec::new();
+    for worker in 0..8_i64 {
+        let store = std::sync::Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            let batch: Vec<_> = (0..50)
+                .map(|i| new_message("acme", &format!("m{i}"), T0 + worker))
+                .collect();
+            store.claim_messages(&batch).await.unwrap()
+        }));
+    }
+    let mut new_per_message = [0_usize; 50];
+    for task in tasks {
+        for (i, claim) in task.await.unwrap().into_iter().enumerate() {
+            if claim == Claim::New {
+                new_per_message[i] += 1;
+            }
+        }
+    }
+    assert!(new_per_message.iter().all(|&n| n == 1), "{new_per_message:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Audit and deletion.
+
+#[tokio::test]
+async fn audit_is_listed_newest_first() {
+    let (_dir, store) = open_new().await;
+    let acme = tid("acme");
+    assert!(store.audit(&acme, 10).await.unwrap().is_empty());
+    let first = audit_entry(Some("acme"), T0, "business_info.updated");
+    let second = audit_entry(Some("acme"), T0 + 10, "api_key.created");
+    let same_time = audit_entry(Some("acme"), T0 + 10, "api_key.revoked");
+    let platform = audit_entry(None, T0 + 20, "demo_tenant.deleted");
+    let other = audit_entry(Some("other"), T0 + 30, "api_key.created");
+    for entry in [&second, &first, &same_time, &platform, &other] {
+        store.append_audit(entry).await.unwrap();
+    }
+    assert_eq!(
+        store.audit(&acme, 10).await.unwrap(),
+        vec![same_time.clone(), second.clone(), first]
+    );
+    assert_eq!(store.audit(&acme, 2).await.unwrap(), vec![same_time, second]);
+    assert!(store.audit(&acme, 0).await.unwrap().is_empty());
+    assert_eq!(store.audit(&tid("other"), usize::MAX).await.unwrap(), vec![other]);
+}
+
+/// Fills every table for `id`.
+async fn populate(store: &SqliteStore, id: &str) {
+    store.create_tenant(&tenant(id, true, T0)).await.unwrap();
+    store
+        .create_api_key(&api_key(id, "key_1", &format!("hash-{id}")))
+        .await
+        .unwrap();
+    store
+        .put_business_info(&BusinessInfoRecord {
+            tenant_id: tid(id),
+            data: json!({"legal_name": id}),
+            updated_at: at(T0),
+        })
+        .await
+        .unwrap();
+    store
+        .put_brand(&Brand {
+            tenant_id: tid(id),
+            status: BrandStatus::Approved,
+            status_reason: None,
+            trust_score: Some(80),
+            workflow_step: "done".to_owned(),
+            workflow_attempts: 1,
+            twilio_sids: BTreeMap::from([("brand".to_owned(), format!("BN-{id}"))]),
+            updated_at: at(T0),
+            approved_at: Some(at(T0)),
+        })
+        .await
+        .unwrap();
+    let number = if id == "acme" { "+14155550100" } else { "+14155550200" };
+    store.put_sender_number(&sender_number(id, number)).await.unwrap();
+    store.put_credentials(&credentials(id, Channel::Sms)).await.unwrap();
+    store.add_usage(&tid(id), Channel::Sms, "2026-01", 7).await.unwrap();
+    store.suppress(&suppression(id, "+14155550999")).await.unwrap();
+    store.claim_messages(&[new_message(id, "m1", T0)]).await.unwrap();
+    store
+        .apply_status(&[update(id, "m1", MessageStatus::Sent, T0 + 1, Some(&format!("SM-{id}")))])
+        .await
+        .unwrap();
+    store
+        .append_audit(&audit_entry(Some(id), T0, "tenant.created"))
+        .await
+        .unwrap();
+}
+
+fn count_rows(path: &Path, table: &str, tenant_column: &str, tenant: &str) -> i64 {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.query_row(
+        &format!("SELECT count(*) FROM {table} WHERE {tenant_column} = ?1"),
+        [tenant],
+        |row| row.get(0),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn deleting_a_tenant_removes_everything_it_owns_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = SqliteStore::open(&path).await.unwrap();
+    populate(&store, "acme").await;
+    populate(&store, "other").await;
+    store
+        .append_audit(&audit_entry(None, T0, "platform.thing"))
+        .await
+        .unwrap();
+
+    let tables = [
+        ("tenants", "id"),
+        ("api_keys", "tenant_id"),
+        ("business_info", "tenant_id"),
+        ("brands", "tenant_id"),
+        ("sender_numbers", "tenant_id"),
+        ("channel_credentials", "tenant_id"),
+        ("usage", "tenant_id"),
+        ("suppressions", "tenant_id"),
+        ("messages", "tenant_id"),
+        ("message_status_history", "tenant_id"),
+        ("provider_message_ids", "tenant_id"),
+        ("audit_log", "tenant_id"),
+    ];
+    for (table, column) in tables {
+        assert!(
+            count_rows(&path, table, column, "acme") > 0,
+            "{table} has no acme row to delete"
+        );
+    }
+
+    assert!(store.delete_tenant(&tid("acme")).await.unwrap());
+    assert!(!store.delete_tenant(&tid("acme")).await.unwrap());
+
+    for (table, column) in tables {
+        assert_eq!(
+            count_rows(&path, table, column, "acme"),
+            0,
+            "{table} still has acme rows"
+        );
+        assert!(
+            count_rows(&path, table, column, "other") > 0,
+            "{table} lost other's rows"
+        );
+    }
+    let acme = tid("acme");
+    assert_eq!(store.tenant(&acme).await.unwrap(), None);
+    assert_eq!(store.api_key_by_hash("hash-acme").await.unwrap(), None);
+    assert_eq!(store.message(&acme, &mid("m1")).await.unwrap(), None);
+    assert_eq!(store.message_by_provider_id("SM-acme").await.unwrap(), None);
+    assert_eq!(store.usage(&acme, Channel::Sms, "2026-01").await.unwrap(), 0);
+
+    // The other tenant is intact, and the freed number can be taken.
+    let other = tid("other");
+    assert!(store.tenant(&other).await.unwrap().is_some());
+    assert!(store.api_key_by_hash("hash-other").await.unwrap().is_some());
+    assert!(store.brand(&other).await.unwrap().is_some());
+    assert_eq!(
+        store.message(&other, &mid("m1")).await.unwrap().unwrap().history.len(),
+        2
+    );
+    assert_eq!(
+        store.message_by_provider_id("SM-other").await.unwrap(),
+        Some((other.clone(), mid("m1")))
+    );
+    assert_eq!(store.audit(&other, 10).await.unwrap().len(), 1);
+    store
+        .put_sender_number(&sender_number("other", "+14155550100"))
+        .await
+        .unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let platform: i64 = conn
+        .query_row("SELECT count(*) FROM audit_log WHERE tenant_id IS NULL", [], |row| {
+            row.get(0)
+        })
+        .unwrap();
+    assert_eq!(platform, 1);
+}
