@@ -9,7 +9,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, TelemetrySettings};
@@ -42,6 +42,13 @@ pub fn init_tracing(settings: &TelemetrySettings) -> Result<(), TelemetryError> 
     Ok(())
 }
 
+/// Histogram buckets of durations, in seconds: 100 us to 60 s.
+const SECONDS_BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0,
+];
+/// Histogram buckets of batch sizes.
+const SIZE_BUCKETS: [f64; 10] = [1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 2048.0, 4096.0, 8192.0, 16384.0];
+
 /// Installs the process-wide Prometheus recorder on first call and returns its handle.
 pub fn metrics_handle() -> Result<PrometheusHandle, TelemetryError> {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -49,6 +56,9 @@ pub fn metrics_handle() -> Result<PrometheusHandle, TelemetryError> {
         return Ok(handle.clone());
     }
     let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), &SECONDS_BUCKETS)
+        .and_then(|builder| builder.set_buckets_for_metric(Matcher::Suffix("_size".to_owned()), &SIZE_BUCKETS))
+        .map_err(|err| TelemetryError::Metrics(err.to_string()))?
         .install_recorder()
         .map_err(|err| TelemetryError::Metrics(err.to_string()))?;
     Ok(HANDLE.get_or_init(|| handle).clone())

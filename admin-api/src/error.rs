@@ -1,0 +1,121 @@
+//! The API's error responses: `{"error": {"code", "message", "field"}}` with stable codes.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use common::store::StoreError;
+use serde::Serialize;
+
+/// An error answered to a client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// A stable, machine-readable code.
+    pub code: &'static str,
+    /// A human-readable explanation.
+    pub message: String,
+    /// The offending field, if one is to blame.
+    pub field: Option<String>,
+}
+
+/// The body of an error response.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody<'a> {
+    /// The error.
+    pub error: ErrorDetail<'a>,
+}
+
+/// One error: its code, message and field.
+#[derive(Debug, Serialize)]
+pub struct ErrorDetail<'a> {
+    /// A stable, machine-readable code.
+    pub code: &'a str,
+    /// A human-readable explanation.
+    pub message: &'a str,
+    /// The offending field, if one is to blame.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<&'a str>,
+}
+
+impl ApiError {
+    /// An error with no field.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    /// The same error, blaming `field`.
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    /// 401: no valid API key.
+    pub fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid API key is required in the Authorization header as 'Bearer <key>'",
+        )
+    }
+
+    /// 404: nothing of that id is visible to the caller.
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, message)
+    }
+
+    /// 400: the body is not the JSON expected.
+    pub fn malformed(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "malformed_json", message)
+    }
+
+    /// 422: a field is invalid.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message).with_field(field)
+    }
+
+    /// The JSON body of this error.
+    pub fn body(&self) -> ErrorBody<'_> {
+        ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: &self.message,
+                field: self.field.as_deref(),
+            },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body())).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        tracing::error!(error = %err, "store request failed");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "the store is unavailable; retry later",
+        )
+    }
+}
+
+impl From<common::log::LogError> for ApiError {
+    fn from(err: common::log::LogError) -> Self {
+        tracing::error!(error = %err, "message log append failed");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "log_unavailable",
+            "the message log is unavailable; retry later",
+        )
+    }
+}

@@ -1,0 +1,212 @@
+//! Message submission and status: `POST /v1/messages`, `GET /v1/messages/{id}`.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use common::envelope::{ENVELOPE_VERSION, Envelope, EnvelopeError};
+use common::log::{OutgoingRecord, Topic};
+use common::store::StatusChange;
+use common::{MessageId, MessageStatus};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::AppState;
+use crate::auth::TenantCaller;
+use crate::error::ApiError;
+
+/// The most envelopes one request may carry.
+pub const MAX_BATCH: usize = 1_000;
+
+/// The answer for one submitted envelope.
+#[derive(Debug, Serialize)]
+pub struct SubmitResult {
+    /// Its position in the request.
+    pub index: usize,
+    /// Its message id (generated when the envelope had none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    /// `accepted` or `rejected`.
+    pub status: &'static str,
+    /// Why it was rejected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<SubmitError>,
+}
+
+/// Why one envelope was rejected.
+#[derive(Debug, Serialize)]
+pub struct SubmitError {
+    /// A stable code.
+    pub code: &'static str,
+    /// What is wrong.
+    pub message: String,
+    /// The offending field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// The answer to a submission.
+#[derive(Debug, Serialize)]
+pub struct SubmitResponse {
+    /// How many were accepted (appended to the log).
+    pub accepted: usize,
+    /// How many were rejected.
+    pub rejected: usize,
+    /// One result per envelope, in request order.
+    pub results: Vec<SubmitResult>,
+}
+
+/// `POST /v1/messages`: `{"messages": [envelope, ...]}`. Each envelope is validated on its own;
+/// `version` and `tenant_id` may be left out (the key's tenant is used), `message_id` too (one is
+/// generated, but then a retried request sends twice: give your own for idempotency).
+pub async fn submit(
+    State(state): State<AppState>,
+    caller: TenantCaller,
+    body: Bytes,
+) -> Result<(StatusCode, Json<SubmitResponse>), ApiError> {
+    let request: Value = serde_json::from_slice(&body).map_err(|err| ApiError::malformed(err.to_string()))?;
+    let items = request
+        .get("messages")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ApiError::invalid("messages", "must be an array of message envelopes"))?;
+    if items.is_empty() || items.len() > MAX_BATCH {
+        return Err(ApiError::invalid(
+            "messages",
+            format!("must hold 1 to {MAX_BATCH} envelopes"),
+        ));
+    }
+    let mut results = Vec::with_capacity(items.len());
+    let mut records = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        match prepare(item, &caller) {
+            Ok(envelope) => {
+                records.push(OutgoingRecord {
+                    key: envelope.tenant_id.as_str().as_bytes().to_vec(),
+                    payload: envelope.to_json(),
+                });
+                results.push(SubmitResult {
+                    index,
+                    message_id: Some(envelope.message_id.to_string()),
+                    status: "accepted",
+                    error: None,
+                });
+            }
+            Err(error) => results.push(SubmitResult {
+                index,
+                message_id: None,
+                status: "rejected",
+                error: Some(error),
+            }),
+        }
+    }
+    let accepted = records.len();
+    state.log.append(Topic::Messages, records).await?;
+    metrics::counter!("admin_messages_submitted_total", "outcome" => "accepted").increment(accepted as u64);
+    metrics::counter!("admin_messages_submitted_total", "outcome" => "rejected")
+        .increment((items.len() - accepted) as u64);
+    let status = if accepted == 0 {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok((
+        status,
+        Json(SubmitResponse {
+            accepted,
+            rejected: items.len() - accepted,
+            results,
+        }),
+    ))
+}
+
+/// Fills in what the HTTP form lets a caller leave out, then parses the envelope.
+fn prepare(item: &Value, caller: &TenantCaller) -> Result<Envelope, SubmitError> {
+    let Some(object) = item.as_object() else {
+        return Err(SubmitError {
+            code: "malformed_json",
+            message: "each message must be an object".into(),
+            field: None,
+        });
+    };
+    let mut object: Map<String, Value> = object.clone();
+    match object.get("tenant_id") {
+        None => {
+            object.insert("tenant_id".into(), Value::from(caller.tenant_id.as_str()));
+        }
+        Some(given) if given.as_str() == Some(caller.tenant_id.as_str()) => {}
+        Some(_) => {
+            return Err(SubmitError {
+                code: "tenant_mismatch",
+                message: "tenant_id must be left out or equal the API key's tenant".into(),
+                field: Some("tenant_id".into()),
+            });
+        }
+    }
+    object.entry("version").or_insert(Value::from(ENVELOPE_VERSION));
+    object
+        .entry("message_id")
+        .or_insert_with(|| Value::from(MessageId::generate().to_string()));
+    let mut bytes = serde_json::to_vec(&object).expect("a JSON map always encodes");
+    Envelope::parse(&mut bytes).map_err(|err: EnvelopeError| SubmitError {
+        code: err.code(),
+        message: err.to_string(),
+        field: err.field().map(str::to_owned),
+    })
+}
+
+/// A message's status and history.
+#[derive(Debug, Serialize)]
+pub struct MessageView {
+    /// Its id.
+    pub message_id: String,
+    /// Its channel.
+    pub channel: common::Channel,
+    /// Its recipient.
+    pub recipient: String,
+    /// Its campaign.
+    pub campaign_id: Option<String>,
+    /// Its current status.
+    pub status: MessageStatus,
+    /// The reason code of the current status.
+    pub reason: Option<String>,
+    /// SMS segments billed (1 for other channels).
+    pub segments: u32,
+    /// The provider's id.
+    pub provider_message_id: Option<String>,
+    /// Every status it went through, oldest first.
+    pub history: Vec<StatusChange>,
+    /// Whether it belongs to a demo tenant (simulated, never really sent).
+    pub demo: bool,
+}
+
+/// `GET /v1/messages/{id}`: the message's status and history, if it is the caller's.
+pub async fn get(
+    State(state): State<AppState>,
+    caller: TenantCaller,
+    Path(id): Path<String>,
+) -> Result<Json<MessageView>, ApiError> {
+    let not_found = || ApiError::not_found("message_not_found", "no message with that id for this tenant");
+    let id = MessageId::parse(id).map_err(|_| not_found())?;
+    let record = state
+        .store
+        .message(&caller.tenant_id, &id)
+        .await?
+        .ok_or_else(not_found)?;
+    let demo = state
+        .store
+        .tenant(&caller.tenant_id)
+        .await?
+        .is_some_and(|tenant| tenant.is_demo);
+    Ok(Json(MessageView {
+        message_id: record.message_id.to_string(),
+        channel: record.channel,
+        recipient: record.recipient,
+        campaign_id: record.campaign_id.map(String::from),
+        status: record.status,
+        reason: record.reason,
+        segments: record.segments,
+        provider_message_id: record.provider_message_id,
+        history: record.history,
+        demo,
+    }))
+}

@@ -1,0 +1,1 @@
+//! Criterion benchmarks for EngageNinja Dispatch; see `benches/`.
