@@ -146,8 +146,8 @@ fn prepare(item: &Value, caller: &TenantCaller) -> Result<Envelope, SubmitError>
     object
         .entry("message_id")
         .or_insert_with(|| Value::from(MessageId::generate().to_string()));
-    let mut bytes = serde_json::to_vec(&object).expect("a JSON map always encodes");
-    Envelope::parse(&mut bytes).map_err(|err: EnvelopeError| SubmitError {
+    let bytes = serde_json::to_vec(&object).expect("a JSON map always encodes");
+    Envelope::parse(&bytes).map_err(|err: EnvelopeError| SubmitError {
         code: err.code(),
         message: err.to_string(),
         field: err.field().map(str::to_owned),

@@ -179,40 +179,56 @@ struct WireV1 {
 }
 
 impl Envelope {
-    /// Parses an encoded envelope. simd-json parses in place, so `bytes` is scrambled afterwards.
-    pub fn parse(bytes: &mut [u8]) -> Result<Self, EnvelopeError> {
+    /// Parses an encoded envelope.
+    ///
+    /// The fast path deserializes straight from simd-json's tape; only when that fails is the
+    /// input parsed again, more slowly, to say exactly what is wrong and where.
+    pub fn parse(bytes: &[u8]) -> Result<Self, EnvelopeError> {
         if bytes.len() > MAX_ENVELOPE_BYTES {
             return Err(EnvelopeError::TooLarge {
                 size: bytes.len(),
                 max: MAX_ENVELOPE_BYTES,
             });
         }
-        let value = simd_json::to_borrowed_value(bytes).map_err(|err| match err.error() {
-            simd_json::ErrorType::InvalidUtf8 => EnvelopeError::InvalidUtf8,
-            _ => EnvelopeError::Malformed(err.to_string()),
-        })?;
+        let mut scratch = bytes.to_vec();
+        match simd_json::serde::from_slice::<WireV1>(&mut scratch) {
+            Ok(wire) if wire.version == ENVELOPE_VERSION => Self::from_wire(wire),
+            Ok(wire) => Err(EnvelopeError::UnsupportedVersion(wire.version)),
+            Err(_) => Err(Self::explain(bytes.to_vec())),
+        }
+    }
+
+    /// Why `bytes` do not deserialize: version first (an unknown version may have other
+    /// fields), then the first offending field with its path.
+    fn explain(mut bytes: Vec<u8>) -> EnvelopeError {
+        let value = match simd_json::to_borrowed_value(&mut bytes) {
+            Ok(value) => value,
+            Err(err) if matches!(err.error(), simd_json::ErrorType::InvalidUtf8) => return EnvelopeError::InvalidUtf8,
+            Err(err) => return EnvelopeError::Malformed(err.to_string()),
+        };
         if value.as_object().is_none() {
-            return Err(EnvelopeError::Malformed("expected an object".to_owned()));
+            return EnvelopeError::Malformed("expected an object".to_owned());
         }
-        let version = value.get("version").ok_or(EnvelopeError::MissingVersion)?;
-        match version.as_u64() {
-            Some(ENVELOPE_VERSION) => {}
-            Some(other) => return Err(EnvelopeError::UnsupportedVersion(other)),
-            None => return Err(EnvelopeError::MissingVersion),
+        match value.get("version").map(|version| version.as_u64()) {
+            Some(Some(ENVELOPE_VERSION)) => {}
+            Some(Some(other)) => return EnvelopeError::UnsupportedVersion(other),
+            Some(None) | None => return EnvelopeError::MissingVersion,
         }
-        let wire: WireV1 = serde_path_to_error::deserialize(value).map_err(|err| {
-            let path = err.path().to_string();
-            let inner = err.into_inner();
-            let reason = match inner.error() {
-                simd_json::ErrorType::Serde(message) => message.clone(),
-                _ => inner.to_string(),
-            };
-            EnvelopeError::Field {
-                field: field_name(&path, &reason),
-                reason,
+        match serde_path_to_error::deserialize::<_, WireV1>(value) {
+            Ok(_) => EnvelopeError::Malformed("the envelope could not be read".to_owned()),
+            Err(err) => {
+                let path = err.path().to_string();
+                let inner = err.into_inner();
+                let reason = match inner.error() {
+                    simd_json::ErrorType::Serde(message) => message.clone(),
+                    _ => inner.to_string(),
+                };
+                EnvelopeError::Field {
+                    field: field_name(&path, &reason),
+                    reason,
+                }
             }
-        })?;
-        Self::from_wire(wire)
+        }
     }
 
     fn from_wire(wire: WireV1) -> Result<Self, EnvelopeError> {
@@ -413,8 +429,7 @@ mod tests {
     }
 
     fn parse(value: &Value) -> Result<Envelope, EnvelopeError> {
-        let mut bytes = serde_json::to_vec(value).unwrap();
-        Envelope::parse(&mut bytes)
+        Envelope::parse(&serde_json::to_vec(value).unwrap())
     }
 
     fn field_of(value: &Value) -> Option<String> {
@@ -448,8 +463,8 @@ mod tests {
         for value in [sms(), whatsapp, email] {
             let value = strip_nulls(value);
             let envelope = parse(&value).unwrap();
-            let mut bytes = envelope.to_json();
-            assert_eq!(Envelope::parse(&mut bytes).unwrap(), envelope);
+            let bytes = envelope.to_json();
+            assert_eq!(Envelope::parse(&bytes).unwrap(), envelope);
         }
     }
 
@@ -570,12 +585,12 @@ mod tests {
 
     #[test]
     fn invalid_utf8_and_garbage_are_rejected() {
-        let mut bytes = b"{\"version\":1,\"message_id\":\"m\",\"body\":\"\xff\xfe\"}".to_vec();
-        assert_eq!(Envelope::parse(&mut bytes), Err(EnvelopeError::InvalidUtf8));
+        let bytes = b"{\"version\":1,\"message_id\":\"m\",\"body\":\"\xff\xfe\"}".to_vec();
+        assert_eq!(Envelope::parse(&bytes), Err(EnvelopeError::InvalidUtf8));
         for garbage in [&b""[..], b"{", b"[]", b"42", b"null", b"{\"version\":1,}"] {
-            let mut bytes = garbage.to_vec();
+            let bytes = garbage.to_vec();
             assert!(
-                matches!(Envelope::parse(&mut bytes), Err(EnvelopeError::Malformed(_))),
+                matches!(Envelope::parse(&bytes), Err(EnvelopeError::Malformed(_))),
                 "{garbage:?}"
             );
         }
@@ -583,8 +598,8 @@ mod tests {
 
     proptest! {
         #[test]
-        fn parse_never_panics_on_bytes(mut bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-            let _ = Envelope::parse(&mut bytes);
+        fn parse_never_panics_on_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = Envelope::parse(&bytes);
         }
 
         #[test]
@@ -603,8 +618,8 @@ mod tests {
             value["body"] = json!(body);
             value["to"] = json!(number);
             let envelope = parse(&value).unwrap();
-            let mut bytes = envelope.to_json();
-            prop_assert_eq!(Envelope::parse(&mut bytes).unwrap(), envelope);
+            let bytes = envelope.to_json();
+            prop_assert_eq!(Envelope::parse(&bytes).unwrap(), envelope);
         }
     }
 }

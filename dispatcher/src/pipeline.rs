@@ -353,8 +353,7 @@ fn next_offsets(records: &[Record]) -> Vec<(Partition, Offset)> {
 
 /// Parses a record, or builds its dead-letter record.
 fn parse_record(record: Record) -> Result<Envelope, OutgoingRecord> {
-    let mut payload = record.payload.clone();
-    let parsed = Envelope::parse(&mut payload).and_then(|envelope| {
+    let parsed = Envelope::parse(&record.payload).and_then(|envelope| {
         if envelope.tenant_id.as_str().as_bytes() == record.key.as_slice() {
             Ok(envelope)
         } else {
