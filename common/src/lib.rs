@@ -11,6 +11,7 @@ pub mod ids;
 pub mod log;
 pub mod process;
 pub mod segments;
+pub mod signature;
 pub mod status;
 pub mod store;
 pub mod telemetry;

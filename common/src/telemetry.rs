@@ -2,7 +2,7 @@
 //! health, readiness and metrics endpoints both services expose.
 
 use std::sync::Arc;
-use std::sync::OnceLock;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
@@ -51,8 +51,9 @@ const SIZE_BUCKETS: [f64; 10] = [1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 2048.0, 40
 
 /// Installs the process-wide Prometheus recorder on first call and returns its handle.
 pub fn metrics_handle() -> Result<PrometheusHandle, TelemetryError> {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    if let Some(handle) = HANDLE.get() {
+    static HANDLE: Mutex<Option<PrometheusHandle>> = Mutex::new(None);
+    let mut installed = HANDLE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(handle) = installed.as_ref() {
         return Ok(handle.clone());
     }
     let handle = PrometheusBuilder::new()
@@ -61,7 +62,8 @@ pub fn metrics_handle() -> Result<PrometheusHandle, TelemetryError> {
         .map_err(|err| TelemetryError::Metrics(err.to_string()))?
         .install_recorder()
         .map_err(|err| TelemetryError::Metrics(err.to_string()))?;
-    Ok(HANDLE.get_or_init(|| handle).clone())
+    *installed = Some(handle.clone());
+    Ok(handle)
 }
 
 /// Whether a service is ready to take traffic; flipped off while it shuts down.
