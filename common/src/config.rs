@@ -110,6 +110,24 @@ pub struct DispatcherSettings {
     pub poll_wait_ms: u64,
     /// Longest wait for in-flight work at shutdown, in milliseconds.
     pub shutdown_grace_ms: u64,
+    /// How often durable progress is committed to the log, in milliseconds.
+    pub commit_interval_ms: u64,
+    /// Messages of one partition in progress (queued, waiting for their sender, in flight)
+    /// at which the partition is paused; it resumes at half. Bounds memory whatever the backlog.
+    pub max_in_progress_per_partition: usize,
+    /// Messages a tenant may send in one turn of the round-robin between tenants.
+    pub quantum: u32,
+    /// Provider requests in flight at once, all accounts together.
+    pub max_in_flight: usize,
+    /// Retries of transient provider errors.
+    pub retry: RetrySettings,
+    /// Sending rates and caps.
+    pub pacing: PacingSettings,
+    /// The job that asks providers about messages stuck in `sent` or `unknown`.
+    pub reconcile: ReconcileSettings,
+    /// Also publish every status change on the log's status-events topic (for consumers in
+    /// other processes; the embedded stack serves its own clients in process).
+    pub publish_status_events: bool,
 }
 
 impl Default for DispatcherSettings {
@@ -120,6 +138,14 @@ impl Default for DispatcherSettings {
             poll_batch: 1024,
             poll_wait_ms: 100,
             shutdown_grace_ms: 10_000,
+            commit_interval_ms: 200,
+            max_in_progress_per_partition: 200_000,
+            quantum: 8,
+            max_in_flight: 1_024,
+            retry: RetrySettings::default(),
+            pacing: PacingSettings::default(),
+            reconcile: ReconcileSettings::default(),
+            publish_status_events: false,
         }
     }
 }
@@ -133,6 +159,103 @@ impl DispatcherSettings {
     /// Longest wait for in-flight work at shutdown.
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_millis(self.shutdown_grace_ms)
+    }
+
+    /// How often durable progress is committed.
+    pub fn commit_interval(&self) -> Duration {
+        Duration::from_millis(self.commit_interval_ms)
+    }
+}
+
+/// Retries of transient provider errors: exponential backoff with full jitter.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetrySettings {
+    /// The first backoff ceiling, in milliseconds; it doubles with every attempt.
+    pub base_ms: u64,
+    /// The largest backoff ceiling, in milliseconds.
+    pub cap_ms: u64,
+    /// Sends of one message at most, the first included.
+    pub max_attempts: u32,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        Self {
+            base_ms: 250,
+            cap_ms: 60_000,
+            max_attempts: 8,
+        }
+    }
+}
+
+/// Sending rates, in cells per second (a cell is one SMS segment or one other message), and
+/// caps. Defaults follow `shared/reference/providers.md`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PacingSettings {
+    /// A US long code without a registered 10DLC brand.
+    pub long_code: f64,
+    /// A 10DLC long code of a brand with trust score 75-100.
+    pub ten_dlc_high: f64,
+    /// A 10DLC long code of a brand with trust score 50-74.
+    pub ten_dlc_mid: f64,
+    /// A 10DLC long code of a brand with trust score 1-49.
+    pub ten_dlc_low: f64,
+    /// A toll-free number.
+    pub toll_free: f64,
+    /// A short code.
+    pub short_code: f64,
+    /// A WhatsApp sender.
+    pub whatsapp: f64,
+    /// An email account; 0 leaves email unpaced (account concurrency still applies).
+    pub email: f64,
+    /// The virtual sender of a demo tenant without numbers, per channel.
+    pub demo: f64,
+    /// Segments a brand may send per day (T-Mobile's cap by trust score: 75-100, 50-74, 1-49,
+    /// unscored).
+    pub brand_daily_caps: [u64; 4],
+    /// Provider requests in flight at once per provider account.
+    pub account_concurrency: usize,
+}
+
+impl Default for PacingSettings {
+    fn default() -> Self {
+        Self {
+            long_code: 1.0,
+            ten_dlc_high: 75.0,
+            ten_dlc_mid: 40.0,
+            ten_dlc_low: 4.0,
+            toll_free: 3.0,
+            short_code: 100.0,
+            whatsapp: 10.0,
+            email: 0.0,
+            demo: 100.0,
+            brand_daily_caps: [200_000, 40_000, 10_000, 2_000],
+            account_concurrency: 100,
+        }
+    }
+}
+
+/// The reconciliation job.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReconcileSettings {
+    /// How often it runs, in seconds; 0 turns it off.
+    pub interval_secs: u64,
+    /// Age in `sent` or `unknown` after which a message is asked about, in seconds.
+    pub stuck_after_secs: u64,
+    /// Messages asked about per run at most.
+    pub batch: usize,
+}
+
+impl Default for ReconcileSettings {
+    fn default() -> Self {
+        Self {
+            interval_secs: 300,
+            stuck_after_secs: 3_600,
+            batch: 500,
+        }
     }
 }
 

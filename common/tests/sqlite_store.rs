@@ -966,3 +966,30 @@ async fn deleting_a_tenant_removes_everything_it_owns_and_nothing_else() {
         .unwrap();
     assert_eq!(platform, 1);
 }
+
+#[tokio::test]
+async fn stuck_messages_are_found_by_status_and_age() {
+    let (_dir, store) = open_new().await;
+    let messages = ["a", "b", "c", "d"].map(|id| new_message("acme", id, T0));
+    store.claim_messages(&messages).await.unwrap();
+    store
+        .apply_status(&[
+            update("acme", "a", MessageStatus::Sent, T0 + 10, Some("SMa")),
+            update("acme", "b", MessageStatus::Unknown, T0 + 20, None),
+            update("acme", "c", MessageStatus::Sent, T0 + 5_000, Some("SMc")),
+            update("acme", "d", MessageStatus::Delivered, T0 + 30, Some("SMd")),
+        ])
+        .await
+        .unwrap();
+    let stuck = store
+        .stuck_messages(&[MessageStatus::Sent, MessageStatus::Unknown], at(T0 + 1_000), 10)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = stuck.iter().map(|record| record.message_id.as_str()).collect();
+    assert_eq!(ids, ["a", "b"], "old enough, in a stuck status");
+    let limited = store
+        .stuck_messages(&[MessageStatus::Sent, MessageStatus::Unknown], at(T0 + 1_000), 1)
+        .await
+        .unwrap();
+    assert_eq!(limited.len(), 1);
+}

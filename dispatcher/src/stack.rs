@@ -1,6 +1,7 @@
 //! Assembly of a running process: the embedded log and store, the status writer, the demo
 //! provider, the dispatcher and, in the all-in-one role, the admin API; and their orderly stop.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,7 +17,8 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::pipeline::{DispatchError, Dispatcher, Providers};
+use crate::admission::Providers;
+use crate::intake::{DispatchError, Dispatcher};
 use crate::provider::demo::DemoProvider;
 use crate::status::StatusWriter;
 
@@ -96,7 +98,17 @@ impl Stack {
         let (events, _) = broadcast::channel(4096);
         let status = StatusWriter::start(Arc::clone(&store), events.clone(), &tracker);
         let demo = DemoProvider::start(&settings.demo, status.clone(), &tracker, background.clone());
-        let providers = Providers { demo: Arc::new(demo) };
+        let providers = Providers {
+            demo: Arc::new(demo),
+            live: HashMap::new(),
+        };
+        tracker.spawn(crate::reconcile::run(
+            Arc::clone(&store),
+            providers.clone(),
+            status.clone(),
+            settings.dispatcher.reconcile.clone(),
+            background.clone(),
+        ));
         let dispatcher = Dispatcher::new(store, log, providers, status, settings.dispatcher.clone());
         Ok(Self {
             server,

@@ -10,8 +10,9 @@ use common::config::{DispatcherSettings, Settings};
 use common::log::{ConsumerEvent, MessageLog, OutgoingRecord, Topic};
 use common::store::{StatusUpdate, Store, Suppression, SuppressionReason, Tenant, TenantStatus};
 use common::{MessageId, MessageStatus, TenantId};
-use dispatcher::pipeline::{Dispatcher, Providers};
-use dispatcher::provider::{OutboundMessage, Provider, SendOutcome};
+use dispatcher::admission::Providers;
+use dispatcher::intake::Dispatcher;
+use dispatcher::provider::{Lookup, OutboundMessage, Provider, SendOutcome};
 use dispatcher::status::StatusWriter;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -42,6 +43,10 @@ impl Provider for RecordingProvider {
                 }
             })
             .collect()
+    }
+
+    async fn lookup(&self, _message: &common::store::MessageRecord) -> Lookup {
+        Lookup::Unavailable
     }
 }
 
@@ -85,6 +90,7 @@ impl Harness {
         let status = StatusWriter::start(Arc::clone(&self.store), self.events.clone(), &self.tracker);
         let providers = Providers {
             demo: Arc::clone(&self.provider) as Arc<dyn Provider>,
+            live: Default::default(),
         };
         let dispatcher = Dispatcher::new(
             Arc::clone(&self.store),
@@ -192,7 +198,7 @@ async fn admission_dead_letters_and_redelivery() {
     let refused = [
         ("ghost", "g-1", MessageStatus::Rejected, "TENANT_UNKNOWN"),
         ("frozen", "f-1", MessageStatus::Rejected, "TENANT_SUSPENDED"),
-        ("live", "l-1", MessageStatus::Rejected, "CHANNEL_NOT_READY"),
+        ("live", "l-1", MessageStatus::Rejected, "CHANNEL_NOT_CONFIGURED"),
         ("acme", "stop-1", MessageStatus::Suppressed, "RECIPIENT_SUPPRESSED"),
         ("acme", "old-1", MessageStatus::Expired, "EXPIRED"),
     ];

@@ -431,6 +431,14 @@ pub trait Store: Send + Sync + 'static {
     async fn apply_status(&self, updates: &[StatusUpdate]) -> Result<Vec<bool>, StoreError>;
     /// A message with its history.
     async fn message(&self, tenant: &TenantId, id: &MessageId) -> Result<Option<MessageRecord>, StoreError>;
+    /// Messages in one of `statuses` that last changed before `updated_before`, oldest first,
+    /// at most `limit` (the reconciliation job's query; history not included).
+    async fn stuck_messages(
+        &self,
+        statuses: &[MessageStatus],
+        updated_before: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>, StoreError>;
     /// The message a provider id belongs to.
     async fn message_by_provider_id(
         &self,

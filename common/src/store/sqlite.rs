@@ -39,10 +39,13 @@ use crate::ids::{CampaignId, MessageId, TenantId};
 use crate::status::MessageStatus;
 
 /// The migrations, in order; migration `i` (0-based) brings the schema to version `i + 1`.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/sqlite/0001_initial.sql"),
+    include_str!("../../migrations/sqlite/0002_stuck_messages.sql"),
+];
 
 /// The schema version this build creates and understands (the number of embedded migrations).
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 const _: () = assert!(MIGRATIONS.len() == SCHEMA_VERSION as usize);
 
@@ -1096,6 +1099,39 @@ impl Store for SqliteStore {
             };
             tx.commit().map_err(db_err)?;
             Ok(Some(record))
+        })
+        .await
+    }
+
+    async fn stuck_messages(
+        &self,
+        statuses: &[MessageStatus],
+        updated_before: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        let statuses: Vec<&'static str> = statuses.iter().map(|status| status.as_str()).collect();
+        let before = to_ms(updated_before)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            let mut statement = conn
+                .prepare_cached(&format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM messages WHERE status = ?1 AND updated_at < ?2 \
+                     ORDER BY updated_at LIMIT ?3"
+                ))
+                .map_err(db_err)?;
+            let mut stuck = Vec::new();
+            for status in statuses {
+                let room = limit - stuck.len() as i64;
+                if room <= 0 {
+                    break;
+                }
+                stuck.extend(query_all(
+                    &mut statement,
+                    rusqlite::params![status, before, room],
+                    message_from_row,
+                )?);
+            }
+            Ok(stuck)
         })
         .await
     }

@@ -5,14 +5,19 @@
 
 pub mod demo;
 
-use async_trait::async_trait;
-use common::Envelope;
+use std::time::Duration;
 
-/// A message admitted and ready for its provider.
+use async_trait::async_trait;
+use common::store::MessageRecord;
+use common::{Envelope, MessageStatus, Sender};
+
+/// A message admitted, paced and ready for its provider.
 #[derive(Debug, Clone)]
 pub struct OutboundMessage {
     /// The message.
     pub envelope: Envelope,
+    /// The sender chosen for it.
+    pub sender: Sender,
     /// Its SMS segments (1 for other channels).
     pub segments: u32,
 }
@@ -24,6 +29,14 @@ pub enum SendOutcome {
     Accepted {
         /// The provider's message id, the key of its status callbacks.
         provider_message_id: String,
+    },
+    /// Not processed this time (throttled, overloaded, unreachable before the request was
+    /// written): safe to send again later.
+    Transient {
+        /// What happened, for logs and metrics (a stable, low-cardinality label).
+        reason: String,
+        /// How long the provider asked us to wait, if it said.
+        retry_after: Option<Duration>,
     },
     /// Refused for good, with the provider's error code.
     Failed {
@@ -37,12 +50,31 @@ pub enum SendOutcome {
     },
 }
 
+/// What a provider says about a message when asked directly (reconciliation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// Its current status there, with the provider's code for failures.
+    Status(MessageStatus, Option<String>),
+    /// The provider has no such message.
+    NotFound,
+    /// The provider could not be asked now.
+    Unavailable,
+}
+
 /// Sends messages: one call takes a batch, and answers one outcome per message, in order.
 #[async_trait]
 pub trait Provider: Send + Sync + 'static {
     /// A short name for metrics and logs.
     fn name(&self) -> &'static str;
 
+    /// The most messages one call may carry (one request each for Twilio, 50 for SES bulk).
+    fn max_batch(&self) -> usize {
+        1
+    }
+
     /// Sends `batch`; the answer has exactly one outcome per message, in order.
     async fn send(&self, batch: &[OutboundMessage]) -> Vec<SendOutcome>;
+
+    /// Asks for the current status of a message stuck in `sent` or `unknown`.
+    async fn lookup(&self, message: &MessageRecord) -> Lookup;
 }

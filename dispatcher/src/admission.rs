@@ -1,0 +1,520 @@
+//! Admission: whether a claimed message may be sent, and how. Checks run in a fixed order and
+//! every refusal is a terminal status with a stable reason code, never a silent drop.
+//!
+//! Per tenant and channel the directory keeps, for a few seconds, what admission needs from the
+//! store: the tenant, whether the channel is ready (credentials verified; for SMS an approved
+//! 10DLC brand and an active number) and the route its messages take. Suppressions are read
+//! for every batch, so an opt-out takes effect at once. Quota is reserved here, before the
+//! send, in SMS segments (messages elsewhere): one dispatcher owns a tenant, so the reservation
+//! cannot race.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::config::PacingSettings;
+use common::store::{
+    Brand, BrandStatus, NumberStatus, ProviderKind, SenderKind, SenderNumber, Store, StoreError, Tenant, TenantStatus,
+};
+use common::{Channel, EmailAddress, Envelope, MessageStatus, PhoneNumber, Sender, TenantId};
+use time::OffsetDateTime;
+use tokio::time::Instant;
+
+use crate::engine::QuotaHold;
+use crate::pacing::Rate;
+use crate::provider::Provider;
+use crate::route::{DailyCap, PoolSender, Route};
+
+/// How long what the directory read from the store is trusted.
+const DIRECTORY_TTL: Duration = Duration::from_secs(5);
+
+/// A stable reason code for a message refused at admission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The tenant does not exist.
+    TenantUnknown,
+    /// The tenant is suspended.
+    TenantSuspended,
+    /// No credentials for the channel.
+    ChannelNotConfigured,
+    /// The channel's credentials were refused by the provider or not checked yet.
+    CredentialsUnverified,
+    /// SMS: no business info and brand yet.
+    ConfigureBusinessInfo,
+    /// SMS: the 10DLC brand is under review.
+    WaitForApproval,
+    /// SMS: the 10DLC brand was rejected or suspended.
+    UpdateBusinessInfo,
+    /// No active number for the channel.
+    NoActiveNumber,
+    /// The envelope names a sender the tenant does not own.
+    SenderNotAllowed,
+    /// No provider is available for the channel in this deployment.
+    ProviderUnavailable,
+    /// The recipient is on the tenant's suppression list.
+    RecipientSuppressed,
+    /// The message expired before it could be sent.
+    Expired,
+    /// `not_before` lies in the future and this build does not defer messages yet.
+    ScheduledSendUnsupported,
+    /// The tenant's monthly quota for the channel is used up.
+    QuotaExhausted,
+}
+
+impl Refusal {
+    /// The stable code stored as the status reason.
+    pub fn code(self) -> &'static str {
+        match self {
+            Refusal::TenantUnknown => "TENANT_UNKNOWN",
+            Refusal::TenantSuspended => "TENANT_SUSPENDED",
+            Refusal::ChannelNotConfigured => "CHANNEL_NOT_CONFIGURED",
+            Refusal::CredentialsUnverified => "CREDENTIALS_UNVERIFIED",
+            Refusal::ConfigureBusinessInfo => "CONFIGURE_BUSINESS_INFO",
+            Refusal::WaitForApproval => "WAIT_FOR_APPROVAL",
+            Refusal::UpdateBusinessInfo => "UPDATE_BUSINESS_INFO",
+            Refusal::NoActiveNumber => "NO_ACTIVE_NUMBER",
+            Refusal::SenderNotAllowed => "SENDER_NOT_ALLOWED",
+            Refusal::ProviderUnavailable => "PROVIDER_UNAVAILABLE",
+            Refusal::RecipientSuppressed => "RECIPIENT_SUPPRESSED",
+            Refusal::Expired => "EXPIRED",
+            Refusal::ScheduledSendUnsupported => "SCHEDULED_SEND_UNSUPPORTED",
+            Refusal::QuotaExhausted => "QUOTA_EXHAUSTED",
+        }
+    }
+
+    /// The terminal status the refusal ends in.
+    pub fn status(self) -> MessageStatus {
+        match self {
+            Refusal::RecipientSuppressed => MessageStatus::Suppressed,
+            Refusal::Expired => MessageStatus::Expired,
+            _ => MessageStatus::Rejected,
+        }
+    }
+}
+
+/// Which provider sends which channel. Demo tenants always use the demo provider.
+#[derive(Clone)]
+pub struct Providers {
+    /// The simulated provider of demo tenants.
+    pub demo: Arc<dyn Provider>,
+    /// The real provider of each channel, where this deployment has one.
+    pub live: HashMap<Channel, Arc<dyn Provider>>,
+}
+
+/// Whether a tenant's channel can send, and how.
+#[derive(Clone)]
+enum ChannelReadiness {
+    Ready(Arc<Route>),
+    NotReady(Refusal),
+}
+
+/// What admission knows about one tenant.
+struct TenantEntry {
+    read_at: Instant,
+    tenant: Option<Tenant>,
+    channels: HashMap<Channel, ChannelReadiness>,
+    quotas: HashMap<Channel, u64>,
+}
+
+/// Admission's view of tenants, read through from the store.
+pub struct Directory {
+    store: Arc<dyn Store>,
+    providers: Providers,
+    pacing: PacingSettings,
+    tenants: HashMap<TenantId, TenantEntry>,
+    quota: Arc<QuotaBook>,
+}
+
+impl Directory {
+    /// A directory over `store`.
+    pub fn new(store: Arc<dyn Store>, providers: Providers, pacing: PacingSettings, quota: Arc<QuotaBook>) -> Self {
+        Self {
+            store,
+            providers,
+            pacing,
+            tenants: HashMap::new(),
+            quota,
+        }
+    }
+
+    /// Decides for each envelope of a batch: its route and reserved quota, or its refusal.
+    pub async fn admit(
+        &mut self,
+        envelopes: &[Envelope],
+        now: OffsetDateTime,
+    ) -> Result<Vec<Result<(Arc<Route>, Option<QuotaHold>), Refusal>>, StoreError> {
+        let suppressed = self.suppressed_among(envelopes).await?;
+        let mut decisions = Vec::with_capacity(envelopes.len());
+        for envelope in envelopes {
+            let decision = self.admit_one(envelope, &suppressed, now).await?;
+            decisions.push(decision);
+        }
+        self.quota.flush(self.store.as_ref()).await?;
+        Ok(decisions)
+    }
+
+    async fn admit_one(
+        &mut self,
+        envelope: &Envelope,
+        suppressed: &HashMap<TenantId, Vec<String>>,
+        now: OffsetDateTime,
+    ) -> Result<Result<(Arc<Route>, Option<QuotaHold>), Refusal>, StoreError> {
+        let entry = self.entry(&envelope.tenant_id).await?;
+        let Some(tenant) = &entry.tenant else {
+            return Ok(Err(Refusal::TenantUnknown));
+        };
+        if tenant.status == TenantStatus::Suspended {
+            return Ok(Err(Refusal::TenantSuspended));
+        }
+        let is_demo = tenant.is_demo;
+        let route = match self.channel(&envelope.tenant_id, envelope.channel).await? {
+            ChannelReadiness::Ready(route) => route,
+            ChannelReadiness::NotReady(refusal) => return Ok(Err(refusal)),
+        };
+        if let Some(from) = &envelope.from
+            && envelope.channel != Channel::Email
+            && !is_demo
+            && route.senders.iter().all(|sender| sender.sender != *from)
+        {
+            return Ok(Err(Refusal::SenderNotAllowed));
+        }
+        let is_suppressed = suppressed
+            .get(&envelope.tenant_id)
+            .is_some_and(|addresses| addresses.iter().any(|address| address == envelope.to.as_str()));
+        if is_suppressed {
+            return Ok(Err(Refusal::RecipientSuppressed));
+        }
+        if envelope.is_expired(now) {
+            return Ok(Err(Refusal::Expired));
+        }
+        if envelope.not_before.is_some_and(|not_before| not_before > now) {
+            return Ok(Err(Refusal::ScheduledSendUnsupported));
+        }
+        if is_demo {
+            return Ok(Ok((route, None)));
+        }
+        let limit = self
+            .tenants
+            .get(&envelope.tenant_id)
+            .and_then(|entry| entry.quotas.get(&envelope.channel).copied());
+        let Some(limit) = limit else {
+            return Ok(Ok((route, None)));
+        };
+        let amount = u64::from(crate::intake::segments_of(envelope));
+        let hold = QuotaHold {
+            channel: envelope.channel,
+            period: period_of(now),
+            amount,
+        };
+        if self
+            .quota
+            .reserve(self.store.as_ref(), &envelope.tenant_id, &hold, limit)
+            .await?
+        {
+            Ok(Ok((route, Some(hold))))
+        } else {
+            Ok(Err(Refusal::QuotaExhausted))
+        }
+    }
+
+    /// The tenant's entry, read from the store when absent or stale.
+    async fn entry(&mut self, tenant_id: &TenantId) -> Result<&TenantEntry, StoreError> {
+        let fresh = self
+            .tenants
+            .get(tenant_id)
+            .is_some_and(|entry| entry.read_at.elapsed() < DIRECTORY_TTL);
+        if !fresh {
+            let tenant = self.store.tenant(tenant_id).await?;
+            let mut quotas = HashMap::new();
+            if let Some(plan_id) = tenant.as_ref().and_then(|tenant| tenant.plan_id.as_deref())
+                && let Some(plan) = self.store.plan(plan_id).await?
+            {
+                quotas = plan.monthly_quota.into_iter().collect();
+            }
+            let entry = TenantEntry {
+                read_at: Instant::now(),
+                tenant,
+                channels: HashMap::new(),
+                quotas,
+            };
+            self.tenants.insert(tenant_id.clone(), entry);
+        }
+        Ok(self.tenants.get(tenant_id).expect("just inserted"))
+    }
+
+    async fn channel(&mut self, tenant_id: &TenantId, channel: Channel) -> Result<ChannelReadiness, StoreError> {
+        if let Some(known) = self
+            .tenants
+            .get(tenant_id)
+            .and_then(|entry| entry.channels.get(&channel))
+        {
+            return Ok(known.clone());
+        }
+        let tenant = self
+            .tenants
+            .get(tenant_id)
+            .and_then(|entry| entry.tenant.clone())
+            .expect("entry read first");
+        let readiness = self.read_channel(&tenant, channel).await?;
+        if let Some(entry) = self.tenants.get_mut(tenant_id) {
+            entry.channels.insert(channel, readiness.clone());
+        }
+        Ok(readiness)
+    }
+
+    async fn read_channel(&self, tenant: &Tenant, channel: Channel) -> Result<ChannelReadiness, StoreError> {
+        let numbers: Vec<SenderNumber> = self
+            .store
+            .sender_numbers(&tenant.id)
+            .await?
+            .into_iter()
+            .filter(|number| number.status == NumberStatus::Active && serves(number.kind, channel))
+            .collect();
+        if tenant.is_demo {
+            return Ok(ChannelReadiness::Ready(Arc::new(
+                self.demo_route(tenant, channel, &numbers),
+            )));
+        }
+        let Some(credentials) = self.store.credentials(&tenant.id, channel).await? else {
+            return Ok(ChannelReadiness::NotReady(Refusal::ChannelNotConfigured));
+        };
+        if !credentials.is_verified {
+            return Ok(ChannelReadiness::NotReady(Refusal::CredentialsUnverified));
+        }
+        let brand = match channel {
+            Channel::Sms => match self.store.brand(&tenant.id).await? {
+                None => return Ok(ChannelReadiness::NotReady(Refusal::ConfigureBusinessInfo)),
+                Some(brand) => match brand.status {
+                    BrandStatus::Approved => Some(brand),
+                    BrandStatus::Draft | BrandStatus::Pending | BrandStatus::InReview => {
+                        return Ok(ChannelReadiness::NotReady(Refusal::WaitForApproval));
+                    }
+                    BrandStatus::Failed | BrandStatus::Suspended => {
+                        return Ok(ChannelReadiness::NotReady(Refusal::UpdateBusinessInfo));
+                    }
+                },
+            },
+            Channel::Whatsapp | Channel::Email => None,
+        };
+        let Some(provider) = self.providers.live.get(&channel) else {
+            return Ok(ChannelReadiness::NotReady(Refusal::ProviderUnavailable));
+        };
+        let account = credentials
+            .settings
+            .get(match credentials.provider {
+                ProviderKind::Twilio => "account_sid",
+                ProviderKind::Ses => "access_key_id",
+            })
+            .and_then(|value| value.as_str())
+            .map_or_else(|| format!("{}:{channel}", tenant.id), str::to_owned);
+        let senders: Vec<PoolSender> = match channel {
+            Channel::Email => {
+                let from = credentials
+                    .settings
+                    .get("from_address")
+                    .and_then(|value| value.as_str())
+                    .and_then(|raw| EmailAddress::parse(raw).ok());
+                let Some(from) = from else {
+                    return Ok(ChannelReadiness::NotReady(Refusal::ChannelNotConfigured));
+                };
+                vec![PoolSender {
+                    key: Arc::from(format!("email:{account}")),
+                    sender: Sender::Email(from),
+                    rate: Rate::per_second(self.pacing.email),
+                }]
+            }
+            Channel::Sms | Channel::Whatsapp => numbers
+                .iter()
+                .map(|number| PoolSender {
+                    key: Arc::from(number.number.as_str()),
+                    sender: Sender::Phone(number.number.clone()),
+                    rate: number
+                        .rate_per_second
+                        .and_then(Rate::per_second)
+                        .or_else(|| self.rate_of(number, brand.as_ref())),
+                })
+                .collect(),
+        };
+        if senders.is_empty() {
+            return Ok(ChannelReadiness::NotReady(Refusal::NoActiveNumber));
+        }
+        let daily_cap = brand.as_ref().map(|brand| DailyCap {
+            brand: Arc::from(tenant.id.as_str()),
+            segments: self.pacing.brand_daily_caps[tier(brand.trust_score)],
+        });
+        Ok(ChannelReadiness::Ready(Arc::new(Route {
+            provider: Arc::clone(provider),
+            account: Arc::from(account),
+            account_concurrency: self.pacing.account_concurrency.max(1),
+            senders,
+            daily_cap,
+        })))
+    }
+
+    /// A demo tenant sends from its numbers if it has some, else from one fictional sender per
+    /// channel, through the demo provider, paced like a real sender.
+    fn demo_route(&self, tenant: &Tenant, channel: Channel, numbers: &[SenderNumber]) -> Route {
+        let senders = if numbers.is_empty() {
+            let sender = match channel {
+                Channel::Email => {
+                    Sender::Email(EmailAddress::parse("demo@engageninja.example").expect("a valid address"))
+                }
+                Channel::Sms | Channel::Whatsapp => {
+                    Sender::Phone(PhoneNumber::parse("+12025550100").expect("a valid fictional number"))
+                }
+            };
+            vec![PoolSender {
+                key: Arc::from(format!("demo:{}:{channel}", tenant.id)),
+                sender,
+                rate: Rate::per_second(self.pacing.demo),
+            }]
+        } else {
+            numbers
+                .iter()
+                .map(|number| PoolSender {
+                    key: Arc::from(number.number.as_str()),
+                    sender: Sender::Phone(number.number.clone()),
+                    rate: number
+                        .rate_per_second
+                        .and_then(Rate::per_second)
+                        .or(Rate::per_second(self.pacing.demo)),
+                })
+                .collect()
+        };
+        Route {
+            provider: Arc::clone(&self.providers.demo),
+            account: Arc::from(format!("demo:{}", tenant.id)),
+            account_concurrency: self.pacing.account_concurrency.max(1),
+            senders,
+            daily_cap: None,
+        }
+    }
+
+    /// A number's default rate from its kind and, for a 10DLC long code, its brand's score.
+    fn rate_of(&self, number: &SenderNumber, brand: Option<&Brand>) -> Option<Rate> {
+        let pacing = &self.pacing;
+        let per_second = match number.kind {
+            SenderKind::LongCode => match brand.and_then(|brand| brand.trust_score) {
+                Some(75..) => pacing.ten_dlc_high,
+                Some(50..=74) => pacing.ten_dlc_mid,
+                Some(1..=49) => pacing.ten_dlc_low,
+                _ => pacing.long_code,
+            },
+            SenderKind::TollFree => pacing.toll_free,
+            SenderKind::ShortCode => pacing.short_code,
+            SenderKind::Whatsapp => pacing.whatsapp,
+        };
+        Rate::per_second(per_second)
+    }
+
+    /// The suppressed addresses among a batch's recipients, per tenant.
+    async fn suppressed_among(&self, envelopes: &[Envelope]) -> Result<HashMap<TenantId, Vec<String>>, StoreError> {
+        let mut recipients: HashMap<&TenantId, Vec<String>> = HashMap::new();
+        for envelope in envelopes {
+            recipients
+                .entry(&envelope.tenant_id)
+                .or_default()
+                .push(envelope.to.to_string());
+        }
+        let mut suppressed = HashMap::new();
+        for (tenant, addresses) in recipients {
+            let found = self.store.suppressed_among(tenant, &addresses).await?;
+            if !found.is_empty() {
+                suppressed.insert(tenant.clone(), found);
+            }
+        }
+        Ok(suppressed)
+    }
+}
+
+/// Whether a number of this kind sends on this channel.
+fn serves(kind: SenderKind, channel: Channel) -> bool {
+    match channel {
+        Channel::Sms => kind != SenderKind::Whatsapp,
+        Channel::Whatsapp => kind == SenderKind::Whatsapp,
+        Channel::Email => false,
+    }
+}
+
+/// The trust tier of a brand score: 0 for 75-100, 1 for 50-74, 2 for 1-49, 3 unscored.
+fn tier(score: Option<u8>) -> usize {
+    match score {
+        Some(75..) => 0,
+        Some(50..=74) => 1,
+        Some(1..=49) => 2,
+        _ => 3,
+    }
+}
+
+/// The quota period (`YYYY-MM`, UTC) of an instant.
+pub fn period_of(at: OffsetDateTime) -> String {
+    format!("{:04}-{:02}", at.year(), u8::from(at.month()))
+}
+
+/// Quota used per tenant, channel and month: read from the store once, then kept here and
+/// written back as deltas.
+#[derive(Default)]
+pub struct QuotaBook {
+    used: Mutex<HashMap<(TenantId, Channel, String), u64>>,
+    unflushed: Mutex<HashMap<(TenantId, Channel, String), i64>>,
+}
+
+impl QuotaBook {
+    /// Reserves `hold` for `tenant` if it fits under `limit`.
+    async fn reserve(
+        &self,
+        store: &dyn Store,
+        tenant: &TenantId,
+        hold: &QuotaHold,
+        limit: u64,
+    ) -> Result<bool, StoreError> {
+        let key = (tenant.clone(), hold.channel, hold.period.clone());
+        let known = self.used.lock().expect("quota book").get(&key).copied();
+        let used = match known {
+            Some(used) => used,
+            None => store.usage(tenant, hold.channel, &hold.period).await?,
+        };
+        if used + hold.amount > limit {
+            self.used.lock().expect("quota book").insert(key, used);
+            return Ok(false);
+        }
+        self.used
+            .lock()
+            .expect("quota book")
+            .insert(key.clone(), used + hold.amount);
+        *self.unflushed.lock().expect("quota book").entry(key).or_default() += hold.amount as i64;
+        Ok(true)
+    }
+
+    /// Gives back a reservation of a message that was never sent.
+    pub fn release(&self, tenant: &TenantId, hold: &QuotaHold) {
+        let key = (tenant.clone(), hold.channel, hold.period.clone());
+        if let Some(used) = self.used.lock().expect("quota book").get_mut(&key) {
+            *used = used.saturating_sub(hold.amount);
+        }
+        *self.unflushed.lock().expect("quota book").entry(key).or_default() -= hold.amount as i64;
+    }
+
+    /// Writes the reservations and releases made since the last flush to the store.
+    pub async fn flush(&self, store: &dyn Store) -> Result<(), StoreError> {
+        let deltas: Vec<_> = self
+            .unflushed
+            .lock()
+            .expect("quota book")
+            .drain()
+            .filter(|(_, delta)| *delta != 0)
+            .collect();
+        let mut pending = deltas.into_iter();
+        while let Some(((tenant, channel, period), delta)) = pending.next() {
+            if let Err(err) = store.add_usage(&tenant, channel, &period, delta).await {
+                // Keep what was not written for the next flush.
+                let mut unflushed = self.unflushed.lock().expect("quota book");
+                for (key, delta) in std::iter::once(((tenant, channel, period), delta)).chain(pending) {
+                    *unflushed.entry(key).or_default() += delta;
+                }
+                return Err(err);
+            }
+        }
+        Ok(())
+    }
+}

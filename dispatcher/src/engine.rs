@@ -1,0 +1,766 @@
+//! The engine: one task that owns every admitted message until its provider has answered.
+//!
+//! Each message joins the queue of one sender (chosen from the tenant's pool: the recipient's
+//! sticky sender, else the one with the least queued), in its lane (transactional before
+//! marketing). A sender is *ready* when its head message may go now, *waiting* on a timer until
+//! its next pacing cell or the brand's next day, or *blocked* until its provider account has a
+//! free request slot. Ready senders are served tenant by tenant in deficit round-robin (each
+//! tenant sends up to `quantum` messages per turn), so one tenant's backlog never holds back
+//! another tenant's message for more than one turn. No task sleeps per message: one delay queue
+//! holds every waiting sender and every message waiting to be retried.
+//!
+//! Provider calls run as tasks, at most `max_in_flight` at once (and `account_concurrency` per
+//! account). Their outcomes come back here: transient errors are retried with backoff within
+//! the message's validity, everything else is handed to the recorder as finished.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::config::DispatcherSettings;
+use common::log::{Offset, Partition};
+use common::{Channel, Envelope, MessageStatus, Priority, TenantId};
+use futures_util::StreamExt;
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::time::DelayQueue;
+
+use crate::pacing::{Pacer, Rate, SenderKey};
+use crate::provider::{OutboundMessage, SendOutcome};
+use crate::retry::RetryPolicy;
+use crate::route::Route;
+
+/// Messages released in one dispatch round before the engine looks at its inputs again.
+const ROUND_BUDGET: usize = 4_096;
+/// How often idle pacing and stickiness state is dropped.
+const CLEANUP_EVERY: Duration = Duration::from_secs(60);
+/// How long a recipient keeps its sender after its last message.
+const STICKY_FOR: Duration = Duration::from_secs(24 * 3_600);
+/// The most recipients whose sender is remembered.
+const STICKY_MAX: usize = 1_000_000;
+
+/// A message that passed admission, ready to be paced and sent.
+pub struct Admitted {
+    /// The message.
+    pub envelope: Envelope,
+    /// Its SMS segments (1 for other channels): the cells it costs its sender.
+    pub segments: u32,
+    /// Where it was read from.
+    pub partition: Partition,
+    /// Its offset there.
+    pub offset: Offset,
+    /// How it is sent.
+    pub route: Arc<Route>,
+    /// The quota reserved for it, released if it is never sent.
+    pub quota: Option<QuotaHold>,
+    /// When it was admitted.
+    pub admitted_at: Instant,
+}
+
+/// Quota reserved for one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaHold {
+    /// The channel.
+    pub channel: Channel,
+    /// The month (`YYYY-MM`).
+    pub period: String,
+    /// Cells reserved.
+    pub amount: u64,
+}
+
+/// A message the engine is done with.
+#[derive(Debug)]
+pub struct Finished {
+    /// The message.
+    pub envelope: Envelope,
+    /// Where it was read from.
+    pub partition: Partition,
+    /// Its offset there.
+    pub offset: Offset,
+    /// The status it reached.
+    pub status: MessageStatus,
+    /// The reason code or provider code.
+    pub reason: Option<String>,
+    /// The provider's id for it.
+    pub provider_message_id: Option<String>,
+    /// Quota to give back because it was never sent.
+    pub release: Option<QuotaHold>,
+}
+
+/// Bookkeeping that travels with a message besides what the provider sees.
+struct Meta {
+    partition: Partition,
+    offset: Offset,
+    route: Arc<Route>,
+    quota: Option<QuotaHold>,
+    sender_key: SenderKey,
+    admitted_at: Instant,
+    /// Sends so far that failed transiently.
+    attempts: u32,
+    /// Pacing cells already taken for the next send.
+    cells: u32,
+}
+
+struct Queued {
+    message: OutboundMessage,
+    meta: Meta,
+}
+
+impl Queued {
+    fn lane(&self) -> usize {
+        lane(self.message.envelope.priority)
+    }
+}
+
+fn lane(priority: Priority) -> usize {
+    match priority {
+        Priority::Transactional => 0,
+        Priority::Marketing => 1,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SenderState {
+    /// Its head may be tried now.
+    Ready,
+    /// A timer wakes it.
+    Waiting,
+    /// Its account has no free request slot.
+    Blocked,
+}
+
+struct SenderQueue {
+    tenant: TenantId,
+    rate: Option<Rate>,
+    lanes: [VecDeque<Queued>; 2],
+    state: SenderState,
+    /// Cells of everything queued, to choose the least loaded sender of a pool.
+    queued_cells: u64,
+    /// Whether it has an entry in its tenant's ready list of each lane.
+    listed: [bool; 2],
+}
+
+impl SenderQueue {
+    fn is_empty(&self) -> bool {
+        self.lanes.iter().all(VecDeque::is_empty)
+    }
+
+    fn head_mut(&mut self) -> Option<&mut Queued> {
+        let [transactional, marketing] = &mut self.lanes;
+        transactional.front_mut().or(marketing.front_mut())
+    }
+
+    fn pop_head(&mut self) -> Option<Queued> {
+        let [transactional, marketing] = &mut self.lanes;
+        transactional.pop_front().or_else(|| marketing.pop_front())
+    }
+}
+
+#[derive(Default)]
+struct TenantQueue {
+    /// Ready senders by the lane of a message they hold (may hold stale entries, skipped).
+    ready: [VecDeque<SenderKey>; 2],
+    in_ring: bool,
+    senders: usize,
+}
+
+#[derive(Default)]
+struct Account {
+    in_flight: usize,
+    blocked: Vec<SenderKey>,
+}
+
+enum Timer {
+    /// The sender's next cell (or the brand's next day) has come.
+    Sender(SenderKey),
+    /// A message waited out its backoff.
+    Retry(Box<Queued>),
+    /// Time to drop idle state.
+    Cleanup,
+}
+
+/// A provider call's result, back from its task.
+struct Completion {
+    account: Arc<str>,
+    provider: &'static str,
+    channel: Channel,
+    messages: Vec<OutboundMessage>,
+    metas: Vec<Meta>,
+    outcomes: Vec<SendOutcome>,
+}
+
+/// Messages released for one account in the current round, and the requests they make.
+struct RoundRequests {
+    messages: usize,
+    max_batch: usize,
+}
+
+impl RoundRequests {
+    fn requests(&self) -> usize {
+        self.messages.div_ceil(self.max_batch)
+    }
+}
+
+/// Why a head message could not go.
+enum Hold {
+    Until(Instant),
+    Blocked,
+}
+
+/// The engine task's state.
+pub struct Engine {
+    quantum: u32,
+    max_in_flight: usize,
+    retry: RetryPolicy,
+    pacer: Pacer,
+    senders: HashMap<SenderKey, SenderQueue>,
+    tenants: HashMap<TenantId, TenantQueue>,
+    ring: VecDeque<TenantId>,
+    accounts: HashMap<Arc<str>, Account>,
+    sticky: HashMap<(TenantId, String), (SenderKey, Instant)>,
+    daily: HashMap<Arc<str>, (time::Date, u64)>,
+    timers: DelayQueue<Timer>,
+    in_flight: usize,
+    queued: usize,
+    completions_tx: mpsc::UnboundedSender<Completion>,
+    completions: mpsc::UnboundedReceiver<Completion>,
+    finished: mpsc::UnboundedSender<Finished>,
+}
+
+impl Engine {
+    /// An engine that hands every finished message to `finished`.
+    pub fn new(settings: &DispatcherSettings, finished: mpsc::UnboundedSender<Finished>) -> Self {
+        let (completions_tx, completions) = mpsc::unbounded_channel();
+        let mut timers = DelayQueue::new();
+        timers.insert(Timer::Cleanup, CLEANUP_EVERY);
+        Self {
+            quantum: settings.quantum.max(1),
+            max_in_flight: settings.max_in_flight.max(1),
+            retry: RetryPolicy::new(&settings.retry),
+            pacer: Pacer::new(),
+            senders: HashMap::new(),
+            tenants: HashMap::new(),
+            ring: VecDeque::new(),
+            accounts: HashMap::new(),
+            sticky: HashMap::new(),
+            daily: HashMap::new(),
+            timers,
+            in_flight: 0,
+            queued: 0,
+            completions_tx,
+            completions,
+            finished,
+        }
+    }
+
+    /// Runs until `admitted` closes and every message is finished, or until `drain` fires and
+    /// the requests in flight have answered. Messages still queued at a drain are dropped
+    /// unfinished: their offsets stay uncommitted, so the log hands them out again.
+    pub async fn run(mut self, mut admitted: mpsc::Receiver<Admitted>, drain: CancellationToken) {
+        let mut accepting = true;
+        loop {
+            tokio::select! {
+                () = drain.cancelled() => break,
+                Some(completion) = self.completions.recv() => self.on_completion(completion),
+                Some(expired) = self.timers.next(), if !self.timers.is_empty() => self.on_timer(expired.into_inner()),
+                message = admitted.recv(), if accepting => match message {
+                    Some(message) => self.enqueue(message),
+                    None => accepting = false,
+                },
+            }
+            self.dispatch_round();
+            metrics::gauge!("dispatcher_queued_messages").set(self.queued as f64);
+            metrics::gauge!("dispatcher_in_flight_requests").set(self.in_flight as f64);
+            if !accepting && self.queued == 0 && self.in_flight == 0 {
+                return;
+            }
+        }
+        tracing::info!(in_flight = self.in_flight, queued = self.queued, "engine draining");
+        while self.in_flight > 0 {
+            match self.completions.recv().await {
+                Some(completion) => self.on_completion(completion),
+                None => break,
+            }
+        }
+        if self.queued > 0 {
+            tracing::info!(queued = self.queued, "queued messages handed back to the log");
+        }
+    }
+
+    fn enqueue(&mut self, admitted: Admitted) {
+        let sender = self.choose_sender(&admitted);
+        let pool_sender = admitted.route.sender(&sender).cloned().expect("chosen from the pool");
+        let outbound_sender = match (&admitted.envelope.from, admitted.envelope.channel) {
+            (Some(from), Channel::Email) => from.clone(),
+            _ => pool_sender.sender.clone(),
+        };
+        let queued = Queued {
+            message: OutboundMessage {
+                envelope: admitted.envelope,
+                sender: outbound_sender,
+                segments: admitted.segments,
+            },
+            meta: Meta {
+                partition: admitted.partition,
+                offset: admitted.offset,
+                route: admitted.route,
+                quota: admitted.quota,
+                sender_key: sender,
+                admitted_at: admitted.admitted_at,
+                attempts: 0,
+                cells: 0,
+            },
+        };
+        self.push(queued, false);
+    }
+
+    /// Picks the sender: the one named by the envelope, else the recipient's sticky sender,
+    /// else the pool sender with the least queued work.
+    fn choose_sender(&mut self, admitted: &Admitted) -> SenderKey {
+        let route = &admitted.route;
+        let envelope = &admitted.envelope;
+        if route.senders.len() == 1 {
+            return route.senders[0].key.clone();
+        }
+        if let Some(from) = &envelope.from
+            && let Some(named) = route.senders.iter().find(|sender| sender.sender == *from)
+        {
+            return named.key.clone();
+        }
+        let now = Instant::now();
+        let sticky_key = (envelope.tenant_id.clone(), envelope.to.to_string());
+        if let Some((key, last_used)) = self.sticky.get_mut(&sticky_key)
+            && route.sender(key).is_some()
+        {
+            *last_used = now;
+            return key.clone();
+        }
+        let least_loaded = route
+            .senders
+            .iter()
+            .min_by(|a, b| {
+                self.load(a.key.as_ref(), a.rate)
+                    .total_cmp(&self.load(b.key.as_ref(), b.rate))
+            })
+            .expect("a pool is never empty");
+        let key = least_loaded.key.clone();
+        self.sticky.insert(sticky_key, (key.clone(), now));
+        key
+    }
+
+    /// Seconds of queued work ahead of a new message on `key`.
+    fn load(&self, key: &str, rate: Option<Rate>) -> f64 {
+        let queued = self.senders.get(key).map_or(0, |sender| sender.queued_cells) as f64;
+        rate.map_or(queued, |rate| queued / rate.value())
+    }
+
+    /// Adds a message to its sender's queue (at the front of its lane for a retry).
+    fn push(&mut self, queued: Queued, front: bool) {
+        let key = queued.meta.sender_key.clone();
+        let tenant = queued.message.envelope.tenant_id.clone();
+        let lane = queued.lane();
+        let cells = u64::from(queued.message.segments);
+        let rate = queued.meta.route.sender(&key).and_then(|sender| sender.rate);
+        let sender = self.senders.entry(key.clone()).or_insert_with(|| {
+            self.tenants.entry(tenant.clone()).or_default().senders += 1;
+            SenderQueue {
+                tenant,
+                rate,
+                lanes: [VecDeque::new(), VecDeque::new()],
+                state: SenderState::Ready,
+                queued_cells: 0,
+                listed: [false, false],
+            }
+        });
+        if front {
+            sender.lanes[lane].push_front(queued);
+        } else {
+            sender.lanes[lane].push_back(queued);
+        }
+        sender.queued_cells += cells;
+        self.queued += 1;
+        if sender.state == SenderState::Ready {
+            self.list_ready(&key, lane);
+        }
+    }
+
+    /// Puts a ready sender in its tenant's ready list for `lane`, and the tenant in the ring.
+    fn list_ready(&mut self, key: &SenderKey, lane: usize) {
+        let Some(sender) = self.senders.get_mut(key) else {
+            return;
+        };
+        if sender.listed[lane] {
+            return;
+        }
+        sender.listed[lane] = true;
+        let tenant = self
+            .tenants
+            .get_mut(&sender.tenant)
+            .expect("a sender's tenant is tracked");
+        tenant.ready[lane].push_back(key.clone());
+        if !tenant.in_ring {
+            tenant.in_ring = true;
+            self.ring.push_back(sender.tenant.clone());
+        }
+    }
+
+    /// Marks a sender ready again and lists it under every lane it holds messages in.
+    fn wake(&mut self, key: &SenderKey) {
+        let Some(sender) = self.senders.get_mut(key) else {
+            return;
+        };
+        sender.state = SenderState::Ready;
+        let lanes: Vec<usize> = (0..2).filter(|lane| !sender.lanes[*lane].is_empty()).collect();
+        for lane in lanes {
+            self.list_ready(key, lane);
+        }
+    }
+
+    /// The next ready sender of a tenant: one with a transactional message first.
+    fn next_ready_sender(&mut self, tenant_id: &TenantId) -> Option<SenderKey> {
+        for lane in 0..2 {
+            loop {
+                let tenant = self.tenants.get_mut(tenant_id)?;
+                let Some(key) = tenant.ready[lane].pop_front() else {
+                    break;
+                };
+                let Some(sender) = self.senders.get_mut(&key) else {
+                    continue;
+                };
+                sender.listed[lane] = false;
+                if sender.state == SenderState::Ready && !sender.lanes[lane].is_empty() {
+                    return Some(key);
+                }
+            }
+        }
+        None
+    }
+
+    /// Serves ready senders tenant by tenant, then sends what was released.
+    fn dispatch_round(&mut self) {
+        let mut released: Vec<Queued> = Vec::new();
+        let mut requests_this_round: HashMap<Arc<str>, RoundRequests> = HashMap::new();
+        while released.len() < ROUND_BUDGET
+            && self.in_flight + requests_this_round.values().map(RoundRequests::requests).sum::<usize>()
+                < self.max_in_flight
+        {
+            let Some(tenant_id) = self.ring.pop_front() else { break };
+            if let Some(tenant) = self.tenants.get_mut(&tenant_id) {
+                tenant.in_ring = false;
+            }
+            let mut allowance = self.quantum;
+            while allowance > 0
+                && self.in_flight + requests_this_round.values().map(RoundRequests::requests).sum::<usize>()
+                    < self.max_in_flight
+            {
+                let Some(key) = self.next_ready_sender(&tenant_id) else {
+                    break;
+                };
+                match self.release_head(&key, &mut requests_this_round) {
+                    Ok(Some(queued)) => {
+                        released.push(queued);
+                        allowance -= 1;
+                    }
+                    Ok(None) => {}
+                    Err(Hold::Until(until)) => {
+                        if let Some(sender) = self.senders.get_mut(&key) {
+                            sender.state = SenderState::Waiting;
+                        }
+                        self.timers.insert_at(Timer::Sender(key.clone()), until);
+                        continue;
+                    }
+                    Err(Hold::Blocked) => {
+                        continue;
+                    }
+                }
+                let still_ready = self
+                    .senders
+                    .get(&key)
+                    .is_some_and(|sender| sender.state == SenderState::Ready);
+                if still_ready {
+                    self.wake(&key);
+                }
+            }
+            // Senders woken during the turn may have put the tenant back in the ring already.
+            if let Some(tenant) = self.tenants.get_mut(&tenant_id)
+                && !tenant.in_ring
+                && tenant.ready.iter().any(|list| !list.is_empty())
+            {
+                tenant.in_ring = true;
+                self.ring.push_back(tenant_id);
+            }
+        }
+        if !released.is_empty() {
+            self.send(released);
+        }
+    }
+
+    /// Takes the pacing cells, the daily cap and the account slot for the sender's head message
+    /// and pops it; an expired head is finished instead (`Ok(None)`).
+    fn release_head(
+        &mut self,
+        key: &SenderKey,
+        requests_this_round: &mut HashMap<Arc<str>, RoundRequests>,
+    ) -> Result<Option<Queued>, Hold> {
+        let sender = self.senders.get_mut(key).expect("listed senders exist");
+        let rate = sender.rate;
+        let head = sender.head_mut().expect("ready senders hold a message");
+        if head.message.envelope.is_expired(OffsetDateTime::now_utc()) {
+            let expired = self.pop(key).expect("the head exists");
+            self.finish(expired, MessageStatus::Expired, Some("EXPIRED".to_owned()), None, true);
+            return Ok(None);
+        }
+        if let Some(rate) = rate {
+            while head.meta.cells < head.message.segments {
+                self.pacer.try_take(key, rate).map_err(Hold::Until)?;
+                head.meta.cells += 1;
+            }
+        }
+        let segments = u64::from(head.message.segments);
+        if let Some(cap) = &head.meta.route.daily_cap {
+            let today = OffsetDateTime::now_utc().date();
+            let used = match self.daily.get(&cap.brand) {
+                Some((day, used)) if *day == today => *used,
+                _ => 0,
+            };
+            if used + segments > cap.segments {
+                return Err(Hold::Until(next_utc_midnight()));
+            }
+        }
+        let route = Arc::clone(&head.meta.route);
+        let account = self.accounts.entry(Arc::clone(&route.account)).or_default();
+        let round = requests_this_round
+            .entry(Arc::clone(&route.account))
+            .or_insert(RoundRequests {
+                messages: 0,
+                max_batch: route.provider.max_batch().max(1),
+            });
+        let opens_a_request = round.messages.is_multiple_of(round.max_batch);
+        if opens_a_request && account.in_flight + round.requests() >= route.account_concurrency {
+            account.blocked.push(key.clone());
+            self.senders.get_mut(key).expect("exists").state = SenderState::Blocked;
+            return Err(Hold::Blocked);
+        }
+        round.messages += 1;
+        if let Some(cap) = &route.daily_cap {
+            let today = OffsetDateTime::now_utc().date();
+            let entry = self.daily.entry(Arc::clone(&cap.brand)).or_insert((today, 0));
+            if entry.0 != today {
+                *entry = (today, 0);
+            }
+            entry.1 += segments;
+        }
+        let released = self.pop(key).expect("the head exists");
+        metrics::histogram!("dispatcher_pacing_wait_seconds").record(released.meta.admitted_at.elapsed().as_secs_f64());
+        Ok(Some(released))
+    }
+
+    /// Pops a sender's head message, forgetting the sender once it holds nothing.
+    fn pop(&mut self, key: &SenderKey) -> Option<Queued> {
+        let sender = self.senders.get_mut(key)?;
+        let queued = sender.pop_head()?;
+        sender.queued_cells -= u64::from(queued.message.segments);
+        self.queued -= 1;
+        if sender.is_empty() && sender.state != SenderState::Blocked {
+            let tenant_id = sender.tenant.clone();
+            self.senders.remove(key);
+            if let Some(tenant) = self.tenants.get_mut(&tenant_id) {
+                tenant.senders -= 1;
+                if tenant.senders == 0 && !tenant.in_ring {
+                    self.tenants.remove(&tenant_id);
+                }
+            }
+        }
+        Some(queued)
+    }
+
+    /// Groups released messages into provider requests and starts them.
+    fn send(&mut self, released: Vec<Queued>) {
+        let mut groups: HashMap<(Arc<str>, &'static str, Channel), Vec<Queued>> = HashMap::new();
+        for queued in released {
+            let key = (
+                Arc::clone(&queued.meta.route.account),
+                queued.meta.route.provider.name(),
+                queued.message.envelope.channel,
+            );
+            groups.entry(key).or_default().push(queued);
+        }
+        for ((account, provider_name, channel), mut group) in groups {
+            let provider = Arc::clone(&group[0].meta.route.provider);
+            let max_batch = provider.max_batch().max(1);
+            while !group.is_empty() {
+                let rest = group.split_off(group.len().min(max_batch));
+                let batch = std::mem::replace(&mut group, rest);
+                let (messages, metas): (Vec<OutboundMessage>, Vec<Meta>) =
+                    batch.into_iter().map(|queued| (queued.message, queued.meta)).unzip();
+                self.in_flight += 1;
+                self.accounts.entry(Arc::clone(&account)).or_default().in_flight += 1;
+                let provider = Arc::clone(&provider);
+                let completions = self.completions_tx.clone();
+                let account = Arc::clone(&account);
+                tokio::spawn(async move {
+                    let started = Instant::now();
+                    let outcomes = provider.send(&messages).await;
+                    metrics::histogram!("dispatcher_provider_request_duration_seconds", "provider" => provider_name)
+                        .record(started.elapsed().as_secs_f64());
+                    let _ = completions.send(Completion {
+                        account,
+                        provider: provider_name,
+                        channel,
+                        messages,
+                        metas,
+                        outcomes,
+                    });
+                });
+            }
+        }
+    }
+
+    fn on_completion(&mut self, completion: Completion) {
+        self.in_flight -= 1;
+        if let Some(account) = self.accounts.get_mut(&completion.account) {
+            account.in_flight -= 1;
+            let blocked = std::mem::take(&mut account.blocked);
+            for key in blocked {
+                self.wake(&key);
+            }
+        }
+        let Completion {
+            provider,
+            channel,
+            messages,
+            metas,
+            mut outcomes,
+            ..
+        } = completion;
+        if outcomes.len() != messages.len() {
+            tracing::error!(
+                provider,
+                expected = messages.len(),
+                got = outcomes.len(),
+                "provider answered the wrong number of outcomes"
+            );
+            outcomes.resize(
+                messages.len(),
+                SendOutcome::Unknown {
+                    reason: "PROVIDER_ANSWER_MISSING".to_owned(),
+                },
+            );
+        }
+        for ((message, meta), outcome) in messages.into_iter().zip(metas).zip(outcomes) {
+            let label = match &outcome {
+                SendOutcome::Accepted { .. } => "sent",
+                SendOutcome::Transient { .. } => "transient",
+                SendOutcome::Failed { .. } => "failed",
+                SendOutcome::Unknown { .. } => "unknown",
+            };
+            metrics::counter!("dispatcher_messages_total", "channel" => channel.as_str(), "provider" => provider, "outcome" => label)
+                .increment(1);
+            let queued = Queued { message, meta };
+            match outcome {
+                SendOutcome::Accepted { provider_message_id } => {
+                    self.finish(queued, MessageStatus::Sent, None, Some(provider_message_id), false);
+                }
+                SendOutcome::Failed { code } => self.finish(queued, MessageStatus::Failed, Some(code), None, true),
+                SendOutcome::Unknown { reason } => {
+                    self.finish(queued, MessageStatus::Unknown, Some(reason), None, false)
+                }
+                SendOutcome::Transient { reason, retry_after } => self.retry(queued, &reason, retry_after),
+            }
+        }
+    }
+
+    fn retry(&mut self, mut queued: Queued, reason: &str, retry_after: Option<Duration>) {
+        queued.meta.attempts += 1;
+        let Some(delay) = self.retry.delay(queued.meta.attempts, retry_after, &mut rand::rng()) else {
+            self.finish(
+                queued,
+                MessageStatus::Failed,
+                Some(format!("RETRIES_EXHAUSTED: {reason}")),
+                None,
+                true,
+            );
+            return;
+        };
+        let retry_at = OffsetDateTime::now_utc() + delay;
+        if queued
+            .message
+            .envelope
+            .expires_at
+            .is_some_and(|expires_at| expires_at <= retry_at)
+        {
+            self.finish(queued, MessageStatus::Expired, Some("EXPIRED".to_owned()), None, true);
+            return;
+        }
+        metrics::counter!("dispatcher_retries_total", "reason" => reason.to_owned()).increment(1);
+        queued.meta.cells = 0;
+        self.queued += 1;
+        self.timers.insert(Timer::Retry(Box::new(queued)), delay);
+    }
+
+    fn on_timer(&mut self, timer: Timer) {
+        match timer {
+            Timer::Sender(key) => self.wake(&key),
+            Timer::Retry(queued) => {
+                self.queued -= 1;
+                self.push(*queued, true);
+            }
+            Timer::Cleanup => {
+                self.cleanup();
+                self.timers.insert(Timer::Cleanup, CLEANUP_EVERY);
+            }
+        }
+    }
+
+    fn finish(
+        &mut self,
+        queued: Queued,
+        status: MessageStatus,
+        reason: Option<String>,
+        provider_message_id: Option<String>,
+        release: bool,
+    ) {
+        let Queued { message, meta } = queued;
+        let _ = self.finished.send(Finished {
+            envelope: message.envelope,
+            partition: meta.partition,
+            offset: meta.offset,
+            status,
+            reason,
+            provider_message_id,
+            release: if release { meta.quota } else { None },
+        });
+    }
+
+    /// Drops pacing state of idle senders and stale sticky senders.
+    fn cleanup(&mut self) {
+        self.pacer.cleanup();
+        let now = Instant::now();
+        self.sticky
+            .retain(|_, (_, last_used)| now.duration_since(*last_used) < STICKY_FOR);
+        if self.sticky.len() > STICKY_MAX {
+            self.sticky
+                .retain(|_, (_, last_used)| now.duration_since(*last_used) < STICKY_FOR / 24);
+        }
+        self.sticky.shrink_to_fit();
+        let today = OffsetDateTime::now_utc().date();
+        self.daily.retain(|_, (day, _)| *day == today);
+        self.accounts
+            .retain(|_, account| account.in_flight > 0 || !account.blocked.is_empty());
+        self.tenants.retain(|_, tenant| tenant.senders > 0 || tenant.in_ring);
+        metrics::gauge!("dispatcher_paced_senders").set(self.pacer.tracked() as f64);
+    }
+}
+
+/// The next midnight UTC, as a tokio instant.
+fn next_utc_midnight() -> Instant {
+    let now = OffsetDateTime::now_utc();
+    let midnight = now
+        .date()
+        .next_day()
+        .map_or(now + Duration::from_secs(86_400), |day| day.midnight().assume_utc());
+    let wait = (midnight - now).try_into().unwrap_or(Duration::from_secs(86_400));
+    Instant::now() + wait
+}

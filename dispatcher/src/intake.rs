@@ -1,0 +1,398 @@
+//! The dispatcher: intake from the log, the engine, the recorder, and offsets committed only
+//! once outcomes are durable.
+//!
+//! ```text
+//! log --poll--> intake --admitted--> engine --provider calls--> (tasks)
+//!                 |  parse, dead-letter,          |  pacing, fairness,
+//!                 |  claim, admit, reserve quota  |  retries
+//!                 v                               v
+//!            status writer  <------------- recorder --> offsets done --> commit
+//! ```
+//!
+//! Intake owns the consumer: it polls, registers every offset as in progress, parses
+//! (malformed records go to the dead-letter topic with their reason), claims message ids
+//! (a message already past `queued` is never sent again), admits, and hands admitted messages
+//! to the engine. Refusals are recorded at once. The recorder writes every outcome through the
+//! status writer and, once durable, marks its offset done; intake commits the moving commit
+//! points every `commit_interval`, and pauses a partition whose in-progress count passes
+//! `max_in_progress_per_partition` (resuming it at half), so memory stays bounded whatever the
+//! backlog: what does not fit waits in the log.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use common::config::DispatcherSettings;
+use common::envelope::Content;
+use common::log::{ConsumerEvent, LogConsumer, LogError, MessageLog, OutgoingRecord, Partition, Record, Topic};
+use common::segments::count_segments;
+use common::store::{Claim, NewMessage, StatusUpdate, Store, StoreError};
+use common::{Channel, Envelope, EnvelopeError, MessageStatus};
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::admission::{Directory, Providers, QuotaBook};
+use crate::engine::{Admitted, Engine, Finished};
+use crate::offsets::OffsetTracker;
+use crate::status::{StatusWriter, StatusWriterStopped};
+
+/// Admitted messages waiting for the engine to take them.
+const ENGINE_INBOX: usize = 8_192;
+/// Finished messages recorded in one status batch at most.
+const RECORD_BATCH: usize = 8_192;
+
+/// Why the dispatcher stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    /// The message log failed.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The status writer stopped.
+    #[error(transparent)]
+    Status(#[from] StatusWriterStopped),
+}
+
+/// Consumes the message log and dispatches what it reads.
+pub struct Dispatcher {
+    store: Arc<dyn Store>,
+    log: Arc<dyn MessageLog>,
+    providers: Providers,
+    status: StatusWriter,
+    settings: DispatcherSettings,
+}
+
+impl Dispatcher {
+    /// Assembles a dispatcher.
+    pub fn new(
+        store: Arc<dyn Store>,
+        log: Arc<dyn MessageLog>,
+        providers: Providers,
+        status: StatusWriter,
+        settings: DispatcherSettings,
+    ) -> Self {
+        Self {
+            store,
+            log,
+            providers,
+            status,
+            settings,
+        }
+    }
+
+    /// Runs until `cancel` fires, then stops taking work, lets the requests in flight answer,
+    /// records their outcomes and commits what is durable. Messages still queued are handed
+    /// back: their offsets stay uncommitted.
+    pub async fn run(self, cancel: CancellationToken) -> Result<(), DispatchError> {
+        let tracker = Arc::new(Mutex::new(OffsetTracker::default()));
+        let quota = Arc::new(QuotaBook::default());
+        let (finished_tx, finished_rx) = mpsc::unbounded_channel();
+        let (admitted_tx, admitted_rx) = mpsc::channel(ENGINE_INBOX);
+        let drain = CancellationToken::new();
+        // Owned here: if this future is dropped (a crash, in tests), the engine and the recorder
+        // go with it.
+        let mut workers = JoinSet::new();
+        workers.spawn(Engine::new(&self.settings, finished_tx).run(admitted_rx, drain.clone()));
+        workers.spawn(record(
+            finished_rx,
+            self.status.clone(),
+            Arc::clone(&tracker),
+            Arc::clone(&quota),
+        ));
+
+        let mut consumer = self
+            .log
+            .consumer(Topic::Messages, &self.settings.consumer_group)
+            .await?;
+        tracing::info!(group = %self.settings.consumer_group, "dispatcher consuming");
+        let mut intake = Intake {
+            directory: Directory::new(
+                Arc::clone(&self.store),
+                self.providers.clone(),
+                self.settings.pacing.clone(),
+                Arc::clone(&quota),
+            ),
+            store: Arc::clone(&self.store),
+            log: Arc::clone(&self.log),
+            status: self.status.clone(),
+            tracker: Arc::clone(&tracker),
+            engine: admitted_tx,
+            settings: self.settings.clone(),
+            paused: HashSet::new(),
+        };
+        let result = intake.run(consumer.as_mut(), &cancel).await;
+
+        drop(intake);
+        drain.cancel();
+        while workers.join_next().await.is_some() {}
+        let commits = tracker.lock().expect("offset tracker").take_commits();
+        consumer.commit(&commits).await?;
+        quota.flush(self.store.as_ref()).await?;
+        tracing::info!("dispatcher stopped");
+        result
+    }
+}
+
+struct Intake {
+    directory: Directory,
+    store: Arc<dyn Store>,
+    log: Arc<dyn MessageLog>,
+    status: StatusWriter,
+    tracker: Arc<Mutex<OffsetTracker>>,
+    engine: mpsc::Sender<Admitted>,
+    settings: DispatcherSettings,
+    paused: HashSet<Partition>,
+}
+
+impl Intake {
+    async fn run(&mut self, consumer: &mut dyn LogConsumer, cancel: &CancellationToken) -> Result<(), DispatchError> {
+        let mut last_commit = Instant::now();
+        loop {
+            let event = tokio::select! {
+                () = cancel.cancelled() => return Ok(()),
+                event = consumer.poll(self.settings.poll_batch, self.settings.poll_wait()) => event?,
+            };
+            match event {
+                ConsumerEvent::Assigned(partitions) => tracing::info!(?partitions, "partitions assigned"),
+                ConsumerEvent::Revoked(partitions) => {
+                    tracing::info!(?partitions, "partitions revoked");
+                    self.commit(consumer).await?;
+                    self.tracker.lock().expect("offset tracker").forget(&partitions);
+                }
+                ConsumerEvent::Records(records) => self.take(records).await?,
+            }
+            if last_commit.elapsed() >= self.settings.commit_interval() {
+                self.commit(consumer).await?;
+                last_commit = Instant::now();
+            }
+            self.apply_backpressure(consumer);
+        }
+    }
+
+    async fn commit(&mut self, consumer: &mut dyn LogConsumer) -> Result<(), LogError> {
+        let commits = self.tracker.lock().expect("offset tracker").take_commits();
+        consumer.commit(&commits).await
+    }
+
+    /// Pauses partitions with too much in progress; resumes them at half.
+    fn apply_backpressure(&mut self, consumer: &mut dyn LogConsumer) {
+        let high = self.settings.max_in_progress_per_partition.max(1);
+        let tracker = self.tracker.lock().expect("offset tracker");
+        let (mut pause, mut resume) = (Vec::new(), Vec::new());
+        for partition in 0..self.log.partitions(Topic::Messages) {
+            let in_progress = tracker.in_progress(partition);
+            if in_progress >= high && self.paused.insert(partition) {
+                pause.push(partition);
+            } else if in_progress <= high / 2 && self.paused.remove(&partition) {
+                resume.push(partition);
+            }
+        }
+        metrics::gauge!("dispatcher_in_progress_messages").set(tracker.total_in_progress() as f64);
+        drop(tracker);
+        if !pause.is_empty() {
+            tracing::info!(partitions = ?pause, "pausing partitions until their backlog drains");
+            consumer.pause(&pause);
+        }
+        if !resume.is_empty() {
+            consumer.resume(&resume);
+        }
+    }
+
+    /// Parses, claims and admits a batch; hands admitted messages to the engine and records
+    /// the rest.
+    async fn take(&mut self, records: Vec<Record>) -> Result<(), DispatchError> {
+        metrics::counter!("dispatcher_records_total").increment(records.len() as u64);
+        {
+            let mut tracker = self.tracker.lock().expect("offset tracker");
+            for record in &records {
+                tracker.start(record.partition, record.offset);
+            }
+        }
+        let mut done = Vec::new();
+        let mut dead_letters = Vec::new();
+        let mut parsed = Vec::with_capacity(records.len());
+        for record in records {
+            let position = (record.partition, record.offset);
+            match parse_record(&record) {
+                Ok(envelope) => parsed.push((position, envelope)),
+                Err(dead) => {
+                    dead_letters.push(dead);
+                    done.push(position);
+                }
+            }
+        }
+        if !dead_letters.is_empty() {
+            metrics::counter!("dispatcher_dead_letters_total").increment(dead_letters.len() as u64);
+            self.log.append(Topic::DeadLetters, dead_letters).await?;
+        }
+
+        let now = OffsetDateTime::now_utc();
+        let claims: Vec<NewMessage> = parsed.iter().map(|(_, envelope)| new_message(envelope, now)).collect();
+        let claims = self.store.claim_messages(&claims).await?;
+        let mut fresh = Vec::with_capacity(parsed.len());
+        let mut taken = HashSet::with_capacity(parsed.len());
+        for ((position, envelope), claim) in parsed.into_iter().zip(claims) {
+            // A message still `queued` was claimed by a run that stopped before its outcome was
+            // durable: it is dispatched again, once, even if the batch holds it twice.
+            let unfinished = matches!(claim, Claim::New | Claim::Existing(MessageStatus::Queued));
+            if unfinished && taken.insert((envelope.tenant_id.clone(), envelope.message_id.clone())) {
+                fresh.push((position, envelope));
+            } else {
+                tracing::debug!(message_id = %envelope.message_id, ?claim, "redelivered message skipped");
+                metrics::counter!("dispatcher_duplicates_total").increment(1);
+                done.push(position);
+            }
+        }
+
+        let envelopes: Vec<Envelope> = fresh.iter().map(|(_, envelope)| envelope.clone()).collect();
+        let decisions = self.directory.admit(&envelopes, now).await?;
+        let mut refusals = Vec::new();
+        let admitted_at = Instant::now();
+        for (((partition, offset), envelope), decision) in fresh.into_iter().zip(decisions) {
+            match decision {
+                Ok((route, quota)) => {
+                    let segments = segments_of(&envelope);
+                    let admitted = Admitted {
+                        envelope,
+                        segments,
+                        partition,
+                        offset,
+                        route,
+                        quota,
+                        admitted_at,
+                    };
+                    if self.engine.send(admitted).await.is_err() {
+                        tracing::warn!("engine stopped; leaving the rest of the batch to a later run");
+                        break;
+                    }
+                }
+                Err(refusal) => {
+                    metrics::counter!("dispatcher_refusals_total", "reason" => refusal.code()).increment(1);
+                    refusals.push(StatusUpdate {
+                        tenant_id: envelope.tenant_id,
+                        message_id: envelope.message_id,
+                        status: refusal.status(),
+                        at: now,
+                        reason: Some(refusal.code().to_owned()),
+                        provider_message_id: None,
+                    });
+                    done.push((partition, offset));
+                }
+            }
+        }
+        self.status.apply(refusals).await?;
+        let mut tracker = self.tracker.lock().expect("offset tracker");
+        for (partition, offset) in done {
+            tracker.finish(partition, offset);
+        }
+        Ok(())
+    }
+}
+
+/// Records finished messages in batches: status first, then (once durable) quota released
+/// for messages never sent and their offsets marked done.
+async fn record(
+    mut finished: mpsc::UnboundedReceiver<Finished>,
+    status: StatusWriter,
+    tracker: Arc<Mutex<OffsetTracker>>,
+    quota: Arc<QuotaBook>,
+) {
+    while let Some(first) = finished.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < RECORD_BATCH {
+            match finished.try_recv() {
+                Ok(more) => batch.push(more),
+                Err(_) => break,
+            }
+        }
+        let now = OffsetDateTime::now_utc();
+        let updates = batch
+            .iter()
+            .map(|finished| StatusUpdate {
+                tenant_id: finished.envelope.tenant_id.clone(),
+                message_id: finished.envelope.message_id.clone(),
+                status: finished.status,
+                at: now,
+                reason: finished.reason.clone(),
+                provider_message_id: finished.provider_message_id.clone(),
+            })
+            .collect();
+        if status.apply(updates).await.is_err() {
+            tracing::warn!(
+                messages = batch.len(),
+                "status writer stopped; their offsets stay uncommitted"
+            );
+            return;
+        }
+        let mut tracker = tracker.lock().expect("offset tracker");
+        for finished in batch {
+            if let Some(hold) = &finished.release {
+                quota.release(&finished.envelope.tenant_id, hold);
+            }
+            tracker.finish(finished.partition, finished.offset);
+        }
+    }
+}
+
+/// The cells a message costs its sender: SMS segments as billed, 1 elsewhere.
+pub fn segments_of(envelope: &Envelope) -> u32 {
+    match (&envelope.content, envelope.channel) {
+        (Content::Body(body), Channel::Sms) => count_segments(body).segments,
+        _ => 1,
+    }
+}
+
+fn new_message(envelope: &Envelope, now: OffsetDateTime) -> NewMessage {
+    NewMessage {
+        tenant_id: envelope.tenant_id.clone(),
+        message_id: envelope.message_id.clone(),
+        campaign_id: envelope.campaign_id.clone(),
+        channel: envelope.channel,
+        recipient: envelope.to.to_string(),
+        priority: envelope.priority,
+        segments: segments_of(envelope),
+        accepted_at: now,
+    }
+}
+
+/// Parses a record, or builds its dead-letter record.
+fn parse_record(record: &Record) -> Result<Envelope, OutgoingRecord> {
+    let parsed = Envelope::parse(&record.payload).and_then(|envelope| {
+        if envelope.tenant_id.as_str().as_bytes() == record.key.as_slice() {
+            Ok(envelope)
+        } else {
+            Err(EnvelopeError::Field {
+                field: "tenant_id".to_owned(),
+                reason: "does not match the record key the log partitioned it by".to_owned(),
+            })
+        }
+    });
+    parsed.map_err(|err| {
+        tracing::warn!(partition = record.partition, offset = record.offset, code = err.code(), error = %err, "malformed record sent to the dead-letter topic");
+        dead_letter(record, &err)
+    })
+}
+
+/// A dead-letter record: the reason, where the record came from, and its bytes.
+fn dead_letter(record: &Record, err: &EnvelopeError) -> OutgoingRecord {
+    let mut body = serde_json::json!({
+        "error": { "code": err.code(), "message": err.to_string(), "field": err.field() },
+        "source": { "topic": Topic::Messages.name(), "partition": record.partition, "offset": record.offset },
+    });
+    match std::str::from_utf8(&record.payload) {
+        Ok(text) => body["payload"] = serde_json::Value::from(text),
+        Err(_) => body["payload_hex"] = serde_json::Value::from(hex_encode(&record.payload)),
+    }
+    OutgoingRecord {
+        key: record.key.clone(),
+        payload: serde_json::to_vec(&body).expect("JSON always encodes"),
+    }
+}
+
+fn hex_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}

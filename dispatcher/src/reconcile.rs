@@ -1,0 +1,101 @@
+//! The reconciliation job: every `interval`, asks the provider about messages that have sat in
+//! `sent` (no delivery report came) or `unknown` (the send's answer was lost) for longer than
+//! `stuck_after`, and applies what it says through the forward-only rule.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::config::ReconcileSettings;
+use common::store::{StatusUpdate, Store, StoreError};
+use common::{MessageStatus, TenantId};
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+
+use crate::admission::Providers;
+use crate::provider::Lookup;
+use crate::status::StatusWriter;
+
+/// Runs the job until `cancel` fires; a run that fails is logged and retried next interval.
+pub async fn run(
+    store: Arc<dyn Store>,
+    providers: Providers,
+    status: StatusWriter,
+    settings: ReconcileSettings,
+    cancel: CancellationToken,
+) {
+    if settings.interval_secs == 0 {
+        return;
+    }
+    let mut ticks = tokio::time::interval(Duration::from_secs(settings.interval_secs));
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        match reconcile_once(store.as_ref(), &providers, &status, &settings).await {
+            Ok(changed) => tracing::info!(changed, "reconciliation run finished"),
+            Err(err) => tracing::warn!(error = %err, "reconciliation run failed"),
+        }
+    }
+}
+
+/// One run: returns how many messages got a new status.
+pub async fn reconcile_once(
+    store: &dyn Store,
+    providers: &Providers,
+    status: &StatusWriter,
+    settings: &ReconcileSettings,
+) -> Result<usize, StoreError> {
+    let before = OffsetDateTime::now_utc() - Duration::from_secs(settings.stuck_after_secs);
+    let stuck = store
+        .stuck_messages(&[MessageStatus::Sent, MessageStatus::Unknown], before, settings.batch)
+        .await?;
+    let mut demo: HashMap<TenantId, bool> = HashMap::new();
+    let mut updates = Vec::new();
+    for message in stuck {
+        let is_demo = match demo.get(&message.tenant_id) {
+            Some(known) => *known,
+            None => {
+                let is_demo = store
+                    .tenant(&message.tenant_id)
+                    .await?
+                    .is_some_and(|tenant| tenant.is_demo);
+                demo.insert(message.tenant_id.clone(), is_demo);
+                is_demo
+            }
+        };
+        let provider = if is_demo {
+            Some(&providers.demo)
+        } else {
+            providers.live.get(&message.channel)
+        };
+        let Some(provider) = provider else { continue };
+        let (new_status, reason) = match provider.lookup(&message).await {
+            Lookup::Status(new_status, reason) => (new_status, reason),
+            // A lost answer for a message the provider never saw: it was not sent.
+            Lookup::NotFound if message.status == MessageStatus::Unknown => {
+                (MessageStatus::Failed, Some("NOT_FOUND_AT_PROVIDER".to_owned()))
+            }
+            Lookup::NotFound | Lookup::Unavailable => continue,
+        };
+        metrics::counter!("dispatcher_reconciled_total", "status" => new_status.as_str()).increment(1);
+        updates.push(StatusUpdate {
+            tenant_id: message.tenant_id,
+            message_id: message.message_id,
+            status: new_status,
+            at: OffsetDateTime::now_utc(),
+            reason,
+            provider_message_id: None,
+        });
+    }
+    let changed = updates
+        .iter()
+        .filter(|update| update.status != MessageStatus::Sent)
+        .count();
+    if status.apply(updates).await.is_err() {
+        return Err(StoreError::Backend("the status writer stopped".to_owned()));
+    }
+    Ok(changed)
+}
