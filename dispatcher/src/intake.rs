@@ -173,9 +173,17 @@ impl Intake {
         }
     }
 
+    /// Commits the moving commit points and reports the lag behind each partition's end.
     async fn commit(&mut self, consumer: &mut dyn LogConsumer) -> Result<(), LogError> {
         let commits = self.tracker.lock().expect("offset tracker").take_commits();
-        consumer.commit(&commits).await
+        consumer.commit(&commits).await?;
+        let ends = consumer.end_offsets().await?;
+        let tracker = self.tracker.lock().expect("offset tracker");
+        for (partition, end) in ends {
+            let lag = end.saturating_sub(tracker.commit_point(partition));
+            metrics::gauge!("dispatcher_consumer_lag_messages", "partition" => partition.to_string()).set(lag as f64);
+        }
+        Ok(())
     }
 
     /// Pauses partitions with too much in progress; resumes them at half.

@@ -62,6 +62,14 @@ impl OffsetTracker {
         commits
     }
 
+    /// The last commit point handed out for `partition`.
+    pub fn commit_point(&self, partition: Partition) -> Offset {
+        self.partitions
+            .get(&partition)
+            .and_then(|entry| entry.committed)
+            .unwrap_or(0)
+    }
+
     /// Forgets partitions this consumer no longer owns.
     pub fn forget(&mut self, partitions: &[Partition]) {
         for partition in partitions {

@@ -96,7 +96,8 @@ impl Stack {
         let tracker = TaskTracker::new();
         let background = CancellationToken::new();
         let (events, _) = broadcast::channel(4096);
-        let status = StatusWriter::start(Arc::clone(&store), events.clone(), &tracker);
+        let topic = settings.dispatcher.publish_status_events.then(|| Arc::clone(&log));
+        let status = StatusWriter::start(Arc::clone(&store), events.clone(), topic, &tracker);
         let demo = DemoProvider::start(&settings.demo, status.clone(), &tracker, background.clone());
         let providers = Providers {
             demo: Arc::new(demo),

@@ -1,10 +1,13 @@
 //! The status writer: one task that batches status changes from every source, applies them to
-//! the store under the forward-only rule, and publishes the ones that changed something.
+//! the store under the forward-only rule, and publishes the ones that changed something: in
+//! process (for live views) and, when configured, on the log's status-events topic.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use common::log::{MessageLog, OutgoingRecord, Topic};
 use common::store::{StatusUpdate, Store};
-use std::sync::Arc;
+use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
@@ -28,11 +31,23 @@ pub struct StatusWriter {
     queue: mpsc::Sender<Submission>,
 }
 
+/// Where applied changes are published.
+struct Publish {
+    events: broadcast::Sender<StatusUpdate>,
+    topic: Option<Arc<dyn MessageLog>>,
+}
+
 impl StatusWriter {
-    /// Starts the writer; changes that took effect are published on `events`.
-    pub fn start(store: Arc<dyn Store>, events: broadcast::Sender<StatusUpdate>, tracker: &TaskTracker) -> Self {
+    /// Starts the writer; changes that took effect are published on `events` and, when
+    /// `topic` is given, appended to that log's status-events topic.
+    pub fn start(
+        store: Arc<dyn Store>,
+        events: broadcast::Sender<StatusUpdate>,
+        topic: Option<Arc<dyn MessageLog>>,
+        tracker: &TaskTracker,
+    ) -> Self {
         let (queue, submissions) = mpsc::channel(1024);
-        tracker.spawn(run(store, submissions, events));
+        tracker.spawn(run(store, submissions, Publish { events, topic }));
         Self { queue }
     }
 
@@ -60,11 +75,7 @@ impl StatusWriter {
     }
 }
 
-async fn run(
-    store: Arc<dyn Store>,
-    mut submissions: mpsc::Receiver<Submission>,
-    events: broadcast::Sender<StatusUpdate>,
-) {
+async fn run(store: Arc<dyn Store>, mut submissions: mpsc::Receiver<Submission>, publish: Publish) {
     while let Some(first) = submissions.recv().await {
         let mut updates = first.updates;
         let mut waiting: Vec<oneshot::Sender<()>> = first.durable.into_iter().collect();
@@ -79,11 +90,17 @@ async fn run(
         }
         let applied = apply_with_retry(store.as_ref(), &updates).await;
         metrics::histogram!("dispatcher_status_batch_size").record(updates.len() as f64);
-        for (update, changed) in updates.into_iter().zip(applied) {
-            if changed {
-                metrics::counter!("dispatcher_status_changes_total", "status" => update.status.as_str()).increment(1);
-                let _ = events.send(update);
-            }
+        let changed: Vec<StatusUpdate> = updates
+            .into_iter()
+            .zip(applied)
+            .filter_map(|(update, changed)| changed.then_some(update))
+            .collect();
+        if let Some(log) = &publish.topic {
+            publish_with_retry(log.as_ref(), &changed).await;
+        }
+        for update in changed {
+            metrics::counter!("dispatcher_status_changes_total", "status" => update.status.as_str()).increment(1);
+            let _ = publish.events.send(update);
         }
         for durable in waiting {
             let _ = durable.send(());
@@ -105,5 +122,52 @@ async fn apply_with_retry(store: &dyn Store, updates: &[StatusUpdate]) -> Vec<bo
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
+    }
+}
+
+/// A status change as published on the status-events topic (JSON, keyed by tenant).
+#[derive(Debug, Serialize)]
+pub struct StatusEvent<'a> {
+    /// The tenant.
+    pub tenant_id: &'a str,
+    /// The message.
+    pub message_id: &'a str,
+    /// The status it reached.
+    pub status: &'a str,
+    /// When.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: time::OffsetDateTime,
+    /// Its reason code.
+    pub reason: Option<&'a str>,
+    /// The provider's id for the message.
+    pub provider_message_id: Option<&'a str>,
+}
+
+/// Appends changes to the status-events topic, retrying while the log is unavailable.
+async fn publish_with_retry(log: &dyn MessageLog, changed: &[StatusUpdate]) {
+    if changed.is_empty() {
+        return;
+    }
+    let records: Vec<OutgoingRecord> = changed
+        .iter()
+        .map(|update| OutgoingRecord {
+            key: update.tenant_id.as_str().as_bytes().to_vec(),
+            payload: serde_json::to_vec(&StatusEvent {
+                tenant_id: update.tenant_id.as_str(),
+                message_id: update.message_id.as_str(),
+                status: update.status.as_str(),
+                at: update.at,
+                reason: update.reason.as_deref(),
+                provider_message_id: update.provider_message_id.as_deref(),
+            })
+            .expect("a status event always encodes"),
+        })
+        .collect();
+    let mut backoff = Duration::from_millis(50);
+    while let Err(err) = log.append(Topic::StatusEvents, records.clone()).await {
+        metrics::counter!("dispatcher_log_errors_total", "operation" => "publish_status").increment(1);
+        tracing::warn!(error = %err, retry_in_ms = backoff.as_millis() as u64, "status event publish failed; retrying");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }

@@ -8,8 +8,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use common::config::{DispatcherSettings, Settings};
 use common::log::{ConsumerEvent, MessageLog, OutgoingRecord, Topic};
-use common::store::{StatusUpdate, Store, Suppression, SuppressionReason, Tenant, TenantStatus};
-use common::{MessageId, MessageStatus, TenantId};
+use common::store::{
+    Brand, BrandStatus, ChannelCredentials, NumberStatus, Plan, ProviderKind, SenderKind, SenderNumber, StatusUpdate,
+    Store, Suppression, SuppressionReason, Tenant, TenantStatus,
+};
+use common::{Channel, MessageId, MessageStatus, PhoneNumber, TenantId};
 use dispatcher::admission::Providers;
 use dispatcher::intake::Dispatcher;
 use dispatcher::provider::{Lookup, OutboundMessage, Provider, SendOutcome};
@@ -20,10 +23,11 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Accepts everything and remembers what it was asked to send.
+/// Remembers what it was asked to send; refuses ids starting with `bad` for good.
 #[derive(Default)]
 struct RecordingProvider {
     sent: Mutex<Vec<String>>,
+    latency: Duration,
 }
 
 #[async_trait]
@@ -33,14 +37,22 @@ impl Provider for RecordingProvider {
     }
 
     async fn send(&self, batch: &[OutboundMessage]) -> Vec<SendOutcome> {
-        let mut sent = self.sent.lock().unwrap();
+        self.sent
+            .lock()
+            .unwrap()
+            .extend(batch.iter().map(|message| message.envelope.message_id.to_string()));
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
         batch
             .iter()
-            .map(|message| {
-                sent.push(message.envelope.message_id.to_string());
-                SendOutcome::Accepted {
-                    provider_message_id: format!("rec-{}", message.envelope.message_id),
-                }
+            .map(|message| match message.envelope.message_id.as_str() {
+                id if id.starts_with("bad") => SendOutcome::Failed {
+                    code: "21211".to_owned(),
+                },
+                id => SendOutcome::Accepted {
+                    provider_message_id: format!("rec-{id}"),
+                },
             })
             .collect()
     }
@@ -84,13 +96,23 @@ struct Harness {
 }
 
 impl Harness {
-    /// Runs a dispatcher until `expected` status changes were written, then stops it.
-    async fn dispatch_until(&self, expected: usize) {
-        let mut events = self.events.subscribe();
-        let status = StatusWriter::start(Arc::clone(&self.store), self.events.clone(), &self.tracker);
+    /// Starts a dispatcher whose provider, demo and live SMS alike, is the recording one.
+    fn start(
+        &self,
+    ) -> (
+        tokio::task::JoinHandle<Result<(), dispatcher::intake::DispatchError>>,
+        CancellationToken,
+    ) {
+        let status = StatusWriter::start(
+            Arc::clone(&self.store),
+            self.events.clone(),
+            Some(Arc::clone(&self.log)),
+            &self.tracker,
+        );
+        let provider = Arc::clone(&self.provider) as Arc<dyn Provider>;
         let providers = Providers {
-            demo: Arc::clone(&self.provider) as Arc<dyn Provider>,
-            live: Default::default(),
+            demo: Arc::clone(&provider),
+            live: [(Channel::Sms, provider)].into(),
         };
         let dispatcher = Dispatcher::new(
             Arc::clone(&self.store),
@@ -100,7 +122,13 @@ impl Harness {
             self.settings.clone(),
         );
         let cancel = CancellationToken::new();
-        let running = tokio::spawn(dispatcher.run(cancel.clone()));
+        (tokio::spawn(dispatcher.run(cancel.clone())), cancel)
+    }
+
+    /// Runs a dispatcher until `expected` status changes were written, then stops it.
+    async fn dispatch_until(&self, expected: usize) {
+        let mut events = self.events.subscribe();
+        let (running, cancel) = self.start();
         for seen in 0..expected {
             tokio::time::timeout(Duration::from_secs(20), events.recv())
                 .await
@@ -243,4 +271,271 @@ async fn admission_dead_letters_and_redelivery() {
     .unwrap();
     harness.dispatch_until(1).await;
     assert_eq!(*harness.provider.sent.lock().unwrap(), ["ok-1", "ok-2"]);
+}
+
+/// A harness over a fresh embedded log and store in `dir`.
+async fn harness(dir: &std::path::Path, provider: RecordingProvider) -> Harness {
+    let mut settings = Settings {
+        data_dir: dir.to_owned(),
+        ..Settings::default()
+    };
+    settings.log.partitions = 2;
+    settings.dispatcher.poll_wait_ms = 20;
+    settings.dispatcher.pacing.demo = 10_000.0;
+    let (log, store) = common::backends::open_embedded(&settings).await.unwrap();
+    Harness {
+        log,
+        store,
+        provider: Arc::new(provider),
+        events: broadcast::channel(1 << 16).0,
+        tracker: TaskTracker::new(),
+        settings: settings.dispatcher,
+    }
+}
+
+/// A tenant ready to send SMS for real: verified credentials, an approved brand, one number.
+async fn ready_sms_tenant(store: &dyn Store, id: &str, brand: BrandStatus, verified: bool, plan: Option<&str>) {
+    let tenant_id = TenantId::parse(id).unwrap();
+    let now = OffsetDateTime::now_utc();
+    store
+        .create_tenant(&Tenant {
+            plan_id: plan.map(str::to_owned),
+            ..tenant(id, false, TenantStatus::Active)
+        })
+        .await
+        .unwrap();
+    store
+        .put_credentials(&ChannelCredentials {
+            tenant_id: tenant_id.clone(),
+            channel: Channel::Sms,
+            provider: ProviderKind::Twilio,
+            settings: json!({"account_sid": format!("AC{id}")}),
+            key_id: "test".to_owned(),
+            sealed_secrets: vec![1, 2, 3],
+            is_verified: verified,
+            verification_error: None,
+            updated_at: now,
+        })
+        .await
+        .unwrap();
+    store
+        .put_brand(&Brand {
+            tenant_id: tenant_id.clone(),
+            status: brand,
+            status_reason: None,
+            trust_score: Some(80),
+            workflow_step: "done".to_owned(),
+            workflow_attempts: 0,
+            twilio_sids: Default::default(),
+            updated_at: now,
+            approved_at: None,
+        })
+        .await
+        .unwrap();
+    let number = format!("+1415555{:04}", id.len() * 7);
+    store
+        .put_sender_number(&SenderNumber {
+            tenant_id,
+            number: PhoneNumber::parse(number).unwrap(),
+            kind: SenderKind::LongCode,
+            status: NumberStatus::Active,
+            twilio_sid: None,
+            rate_per_second: Some(1_000.0),
+            created_at: now,
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_readiness_and_quota_in_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let harness = harness(dir.path(), RecordingProvider::default()).await;
+    let store = harness.store.as_ref();
+    store
+        .put_plan(&Plan {
+            id: "starter".into(),
+            name: "Starter".into(),
+            monthly_quota: [(Channel::Sms, 5)].into(),
+        })
+        .await
+        .unwrap();
+    ready_sms_tenant(store, "paid", BrandStatus::Approved, true, Some("starter")).await;
+    ready_sms_tenant(store, "pending", BrandStatus::Pending, true, None).await;
+    ready_sms_tenant(store, "rejected", BrandStatus::Failed, true, None).await;
+    ready_sms_tenant(store, "unverified", BrandStatus::Approved, false, None).await;
+    store
+        .create_tenant(&tenant("nobrand", false, TenantStatus::Active))
+        .await
+        .unwrap();
+    let two_segments = "x".repeat(200);
+    let sms = |tenant: &str, id: &str| envelope(tenant, id, "+12125550100", json!({"body": two_segments}));
+
+    harness
+        .log
+        .append(
+            Topic::Messages,
+            vec![
+                sms("paid", "q-1"),
+                sms("paid", "bad-1"),
+                envelope("paid", "spoof", "+12125550100", json!({"from": "+19995550000"})),
+                sms("pending", "p-1"),
+                sms("rejected", "r-1"),
+                sms("unverified", "u-1"),
+                sms("nobrand", "n-1"),
+            ],
+        )
+        .await
+        .unwrap();
+    harness.dispatch_until(7).await;
+    let expected = [
+        ("paid", "q-1", MessageStatus::Sent, None),
+        ("paid", "bad-1", MessageStatus::Failed, Some("21211")),
+        ("paid", "spoof", MessageStatus::Rejected, Some("SENDER_NOT_ALLOWED")),
+        ("pending", "p-1", MessageStatus::Rejected, Some("WAIT_FOR_APPROVAL")),
+        ("rejected", "r-1", MessageStatus::Rejected, Some("UPDATE_BUSINESS_INFO")),
+        (
+            "unverified",
+            "u-1",
+            MessageStatus::Rejected,
+            Some("CREDENTIALS_UNVERIFIED"),
+        ),
+        (
+            "nobrand",
+            "n-1",
+            MessageStatus::Rejected,
+            Some("CHANNEL_NOT_CONFIGURED"),
+        ),
+    ];
+    for (tenant, id, status, reason) in expected {
+        assert_eq!(
+            harness.status_of(tenant, id).await,
+            (status, reason.map(str::to_owned)),
+            "{tenant}/{id}"
+        );
+    }
+    let period = dispatcher::admission::period_of(OffsetDateTime::now_utc());
+    let paid = TenantId::parse("paid").unwrap();
+    assert_eq!(
+        store.usage(&paid, Channel::Sms, &period).await.unwrap(),
+        2,
+        "the failed send gave its 2 segments back"
+    );
+
+    harness
+        .log
+        .append(Topic::Messages, vec![sms("paid", "q-2"), sms("paid", "q-3")])
+        .await
+        .unwrap();
+    harness.dispatch_until(2).await;
+    assert_eq!(harness.status_of("paid", "q-2").await, (MessageStatus::Sent, None));
+    assert_eq!(
+        harness.status_of("paid", "q-3").await,
+        (MessageStatus::Rejected, Some("QUOTA_EXHAUSTED".to_owned()))
+    );
+    assert_eq!(store.usage(&paid, Channel::Sms, &period).await.unwrap(), 4);
+    let sent = harness.provider.sent.lock().unwrap().clone();
+    assert_eq!(
+        sent,
+        ["q-1", "bad-1", "q-2"],
+        "refused messages never reach the provider"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_mid_stream_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let provider = RecordingProvider {
+        latency: Duration::from_millis(2),
+        ..RecordingProvider::default()
+    };
+    let harness = harness(dir.path(), provider).await;
+    harness
+        .store
+        .create_tenant(&tenant("acme", true, TenantStatus::Active))
+        .await
+        .unwrap();
+    harness
+        .store
+        .create_tenant(&tenant("globex", true, TenantStatus::Active))
+        .await
+        .unwrap();
+    let total = 2_000;
+    let records: Vec<OutgoingRecord> = (0..total)
+        .map(|n| {
+            let tenant = if n % 2 == 0 { "acme" } else { "globex" };
+            envelope(
+                tenant,
+                &format!("m-{n}"),
+                &format!("+1212555{:04}", n % 10_000),
+                json!({}),
+            )
+        })
+        .collect();
+    harness.log.append(Topic::Messages, records).await.unwrap();
+
+    let mut events = harness.events.subscribe();
+    let (running, _cancel) = harness.start();
+    for _ in 0..total / 4 {
+        events.recv().await.unwrap();
+    }
+    running.abort();
+    let _ = running.await;
+    let sent_before_restart = harness.provider.sent.lock().unwrap().len();
+
+    let (running, cancel) = harness.start();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut missing = Vec::new();
+    loop {
+        missing.clear();
+        for n in 0..total {
+            let tenant = if n % 2 == 0 { "acme" } else { "globex" };
+            let id = MessageId::parse(format!("m-{n}")).unwrap();
+            let record = harness
+                .store
+                .message(&TenantId::parse(tenant).unwrap(), &id)
+                .await
+                .unwrap();
+            if record.as_ref().map(|record| record.status) != Some(MessageStatus::Sent) {
+                missing.push(n);
+            }
+        }
+        if missing.is_empty() || tokio::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cancel.cancel();
+    running.await.unwrap().unwrap();
+    assert!(missing.is_empty(), "never sent: {missing:?}");
+
+    let sent = harness.provider.sent.lock().unwrap().clone();
+    let mut calls: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for id in &sent {
+        *calls.entry(id.as_str()).or_default() += 1;
+    }
+    let resent = calls.values().filter(|count| **count > 1).count();
+    assert_eq!(calls.len(), total, "every message reached the provider");
+    assert!(
+        calls.values().all(|count| *count <= 2),
+        "at most one resend, for what was in flight at the crash"
+    );
+    assert!(resent <= harness.settings.max_in_flight, "{resent} resent");
+    eprintln!("crash after {sent_before_restart} provider calls: {resent} messages were sent again after the restart");
+    for n in (0..total).step_by(97) {
+        let tenant = if n % 2 == 0 { "acme" } else { "globex" };
+        let id = MessageId::parse(format!("m-{n}")).unwrap();
+        let record = harness
+            .store
+            .message(&TenantId::parse(tenant).unwrap(), &id)
+            .await
+            .unwrap()
+            .unwrap();
+        let sent_entries = record
+            .history
+            .iter()
+            .filter(|change| change.status == MessageStatus::Sent)
+            .count();
+        assert_eq!(sent_entries, 1, "one terminal send outcome for m-{n}");
+    }
 }

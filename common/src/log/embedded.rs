@@ -730,6 +730,18 @@ impl LogConsumer for EmbeddedConsumer {
             .map_err(|err| LogError::Io(std::io::Error::other(err)))?
     }
 
+    async fn end_offsets(&mut self) -> Result<Vec<(Partition, Offset)>, LogError> {
+        let partitions = &self.shared.partitions;
+        Ok((0..partitions.len() as u32)
+            .map(|partition| {
+                (
+                    partition,
+                    partitions[partition as usize].high_watermark.load(Ordering::Acquire),
+                )
+            })
+            .collect())
+    }
+
     fn pause(&mut self, partitions: &[Partition]) {
         self.paused.extend(partitions);
     }

@@ -156,6 +156,9 @@ pub trait LogConsumer: Send {
     /// Commits, for each partition, the next offset to read after a restart or rebalance.
     async fn commit(&mut self, offsets: &[(Partition, Offset)]) -> Result<(), LogError>;
 
+    /// The offset after the last record of each assigned partition (for consumer lag).
+    async fn end_offsets(&mut self) -> Result<Vec<(Partition, Offset)>, LogError>;
+
     /// Stops returning records of these partitions until resumed (backpressure).
     fn pause(&mut self, partitions: &[Partition]);
 
