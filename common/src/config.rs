@@ -139,7 +139,7 @@ impl Default for DispatcherSettings {
             poll_wait_ms: 100,
             shutdown_grace_ms: 10_000,
             commit_interval_ms: 200,
-            max_in_progress_per_partition: 200_000,
+            max_in_progress_per_partition: 25_000,
             quantum: 8,
             max_in_flight: 1_024,
             retry: RetrySettings::default(),

@@ -92,6 +92,12 @@ impl Refusal {
     }
 }
 
+/// Admission's answer for one message: its route and reserved quota, or its refusal.
+pub type Decision = Result<(Arc<Route>, Option<QuotaHold>), Refusal>;
+
+/// The suppressed recipients of a batch, per tenant.
+pub type Suppressed = HashMap<TenantId, Vec<String>>;
+
 /// Which provider sends which channel. Demo tenants always use the demo provider.
 #[derive(Clone)]
 pub struct Providers {
@@ -138,28 +144,37 @@ impl Directory {
     }
 
     /// Decides for each envelope of a batch: its route and reserved quota, or its refusal.
-    pub async fn admit(
+    pub async fn admit(&mut self, envelopes: &[Envelope], now: OffsetDateTime) -> Result<Vec<Decision>, StoreError> {
+        let suppressed = self.suppressed_among(envelopes).await?;
+        let decisions = self.decide(envelopes, &suppressed, now).await?;
+        self.quota.flush(self.store.as_ref()).await?;
+        Ok(decisions)
+    }
+
+    /// Decides a batch whose suppressed recipients are known. With the tenants' entries fresh
+    /// it reads nothing from the store: this is admission's share of the per-message hot path.
+    pub async fn decide(
         &mut self,
         envelopes: &[Envelope],
+        suppressed: &Suppressed,
         now: OffsetDateTime,
-    ) -> Result<Vec<Result<(Arc<Route>, Option<QuotaHold>), Refusal>>, StoreError> {
-        let suppressed = self.suppressed_among(envelopes).await?;
+    ) -> Result<Vec<Decision>, StoreError> {
         let mut decisions = Vec::with_capacity(envelopes.len());
+        let clock = Instant::now();
         for envelope in envelopes {
-            let decision = self.admit_one(envelope, &suppressed, now).await?;
-            decisions.push(decision);
+            decisions.push(self.admit_one(envelope, suppressed, now, clock).await?);
         }
-        self.quota.flush(self.store.as_ref()).await?;
         Ok(decisions)
     }
 
     async fn admit_one(
         &mut self,
         envelope: &Envelope,
-        suppressed: &HashMap<TenantId, Vec<String>>,
+        suppressed: &Suppressed,
         now: OffsetDateTime,
-    ) -> Result<Result<(Arc<Route>, Option<QuotaHold>), Refusal>, StoreError> {
-        let entry = self.entry(&envelope.tenant_id).await?;
+        clock: Instant,
+    ) -> Result<Decision, StoreError> {
+        let entry = self.entry(&envelope.tenant_id, clock).await?;
         let Some(tenant) = &entry.tenant else {
             return Ok(Err(Refusal::TenantUnknown));
         };
@@ -218,11 +233,11 @@ impl Directory {
     }
 
     /// The tenant's entry, read from the store when absent or stale.
-    async fn entry(&mut self, tenant_id: &TenantId) -> Result<&TenantEntry, StoreError> {
+    async fn entry(&mut self, tenant_id: &TenantId, clock: Instant) -> Result<&TenantEntry, StoreError> {
         let fresh = self
             .tenants
             .get(tenant_id)
-            .is_some_and(|entry| entry.read_at.elapsed() < DIRECTORY_TTL);
+            .is_some_and(|entry| clock.saturating_duration_since(entry.read_at) < DIRECTORY_TTL);
         if !fresh {
             let tenant = self.store.tenant(tenant_id).await?;
             let mut quotas = HashMap::new();
@@ -232,7 +247,7 @@ impl Directory {
                 quotas = plan.monthly_quota.into_iter().collect();
             }
             let entry = TenantEntry {
-                read_at: Instant::now(),
+                read_at: clock,
                 tenant,
                 channels: HashMap::new(),
                 quotas,
@@ -407,8 +422,9 @@ impl Directory {
         Rate::per_second(per_second)
     }
 
-    /// The suppressed addresses among a batch's recipients, per tenant.
-    async fn suppressed_among(&self, envelopes: &[Envelope]) -> Result<HashMap<TenantId, Vec<String>>, StoreError> {
+    /// The suppressed addresses among a batch's recipients, per tenant: read for every batch,
+    /// so an opt-out takes effect at once.
+    pub async fn suppressed_among(&self, envelopes: &[Envelope]) -> Result<Suppressed, StoreError> {
         let mut recipients: HashMap<&TenantId, Vec<String>> = HashMap::new();
         for envelope in envelopes {
             recipients

@@ -301,6 +301,7 @@ impl Engine {
                 envelope: admitted.envelope,
                 sender: outbound_sender,
                 segments: admitted.segments,
+                paced_at: admitted.admitted_at,
             },
             meta: Meta {
                 partition: admitted.partition,
@@ -552,8 +553,15 @@ impl Engine {
             }
             entry.1 += segments;
         }
-        let released = self.pop(key).expect("the head exists");
-        metrics::histogram!("dispatcher_pacing_wait_seconds").record(released.meta.admitted_at.elapsed().as_secs_f64());
+        let mut released = self.pop(key).expect("the head exists");
+        released.message.paced_at = Instant::now();
+        metrics::histogram!("dispatcher_pacing_wait_seconds").record(
+            released
+                .message
+                .paced_at
+                .duration_since(released.meta.admitted_at)
+                .as_secs_f64(),
+        );
         Ok(Some(released))
     }
 

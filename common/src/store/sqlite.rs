@@ -52,6 +52,9 @@ const _: () = assert!(MIGRATIONS.len() == SCHEMA_VERSION as usize);
 /// How long a statement waits for a lock held by another connection before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Page cache per connection, in KiB.
+const CACHE_KIB: i64 = 64 * 1024;
+
 /// Room for every distinct statement of this module in each connection's statement cache.
 const STATEMENT_CACHE_CAPACITY: usize = 64;
 
@@ -143,6 +146,12 @@ where
 fn configure(connection: &Connection) -> Result<(), StoreError> {
     connection.busy_timeout(BUSY_TIMEOUT).map_err(db_err)?;
     connection.pragma_update(None, "foreign_keys", true).map_err(db_err)?;
+    // The default 2 MiB page cache makes every batch re-read the indexes it touches from the
+    // file; 64 MiB per connection keeps the hot ones in memory (measured: most of the
+    // dispatcher's CPU went to those reads).
+    connection
+        .pragma_update(None, "cache_size", -CACHE_KIB)
+        .map_err(db_err)?;
     connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
     Ok(())
 }

@@ -1,9 +1,11 @@
 //! The provider seam: where a message leaves the dispatcher.
 //!
 //! Implementations: [`demo::DemoProvider`] (simulated end to end, for demo tenants). The real
-//! Twilio and SES clients plug in behind the same trait.
+//! Twilio and SES clients plug in behind the same trait; [`twilio`] already builds Twilio's
+//! create-message request.
 
 pub mod demo;
+pub mod twilio;
 
 use std::time::Duration;
 
@@ -20,6 +22,8 @@ pub struct OutboundMessage {
     pub sender: Sender,
     /// Its SMS segments (1 for other channels).
     pub segments: u32,
+    /// When pacing released it (the instant its sender's rate is accounted at).
+    pub paced_at: tokio::time::Instant,
 }
 
 /// What the provider made of one message.

@@ -1,0 +1,565 @@
+//! The benchmark scenarios, run in process so that they measure the product, not a client.
+//!
+//! - `embedded`: the whole dispatcher (embedded log and store, demo provider) from a log full
+//!   of messages to every one durably `sent`.
+//! - `pacing`: the engine with 10,000 senders at 1 message/s: the share of the allowed rate it
+//!   uses, and any one-second window in which a sender went over.
+//! - `fairness`: the engine with one tenant's huge backlog saturating the provider: how long a
+//!   small tenant's transactional messages wait.
+//! - `memory`: the whole dispatcher with a huge backlog in the log: peak resident memory.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use async_trait::async_trait;
+use common::config::{DispatcherSettings, Settings};
+use common::log::{MessageLog, OutgoingRecord, Topic};
+use common::store::{MessageRecord, NumberStatus, SenderKind, SenderNumber, StatusUpdate, Store, Tenant, TenantStatus};
+use common::{Envelope, MessageId, MessageStatus, PhoneNumber, Sender, TenantId};
+use dispatcher::admission::Providers;
+use dispatcher::engine::{Admitted, Engine};
+use dispatcher::intake::Dispatcher;
+use dispatcher::pacing::Rate;
+use dispatcher::provider::demo::DemoProvider;
+use dispatcher::provider::{Lookup, OutboundMessage, Provider, SendOutcome};
+use dispatcher::route::{PoolSender, Route};
+use dispatcher::status::StatusWriter;
+use serde_json::json;
+use time::OffsetDateTime;
+use tokio::sync::{broadcast, mpsc};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::measure::{cpu_seconds, resident_mib};
+
+/// Runs the scenario the arguments name.
+pub async fn run(mut args: impl Iterator<Item = String>) -> anyhow::Result<()> {
+    let name = args.next().context("which scenario? see --help")?;
+    let mut options: HashMap<String, u64> = HashMap::new();
+    while let Some(flag) = args.next() {
+        let key = flag
+            .strip_prefix("--")
+            .with_context(|| format!("unexpected argument {flag:?}"))?
+            .to_owned();
+        let value = args.next().with_context(|| format!("{flag} needs a value"))?;
+        options.insert(key, value.parse().with_context(|| format!("{flag} must be a number"))?);
+    }
+    let option = |key: &str, default: u64| options.get(key).copied().unwrap_or(default);
+    match name.as_str() {
+        "embedded" => embedded(option("messages", 500_000) as usize).await,
+        "pacing" => pacing(option("seconds", 60)).await,
+        "fairness" => fairness(option("backlog", 1_000_000) as usize).await,
+        "memory" => memory(option("backlog", 10_000_000) as usize, option("seconds", 30)).await,
+        other => bail!("unknown scenario {other:?}; see --help"),
+    }
+}
+
+/// Prints a measurement line for people and the same as one JSON line for tools.
+#[allow(clippy::print_stdout)]
+fn report(scenario: &str, text: &str, measured: serde_json::Value) {
+    println!("{scenario}: {text}");
+    println!("{}", json!({ "scenario": scenario, "measured": measured }));
+}
+
+#[allow(clippy::print_stderr)]
+fn progress(text: &str) {
+    eprintln!("  .. {text}");
+}
+
+/// One message's JSON, as a producer would put it on the log.
+fn envelope_json(tenant: &str, id: &str, to: &str, priority: &str) -> Vec<u8> {
+    format!(
+        r#"{{"version":1,"message_id":"{id}","tenant_id":"{tenant}","channel":"sms","to":"{to}","priority":"{priority}","body":"Spring sale: 30% off everything until Sunday. Reply STOP to opt out."}}"#
+    )
+    .into_bytes()
+}
+
+fn envelope(tenant: &str, id: &str, to: &str, priority: &str) -> Envelope {
+    Envelope::parse(&envelope_json(tenant, id, to, priority)).expect("the scenario's envelopes are valid")
+}
+
+/// A demo tenant with `numbers` sender numbers at `rate`; `index` keeps numbers apart.
+async fn demo_tenant(store: &dyn Store, index: usize, id: &str, numbers: usize, rate: f64) -> anyhow::Result<()> {
+    let tenant_id = TenantId::parse(id)?;
+    let now = OffsetDateTime::now_utc();
+    store
+        .create_tenant(&Tenant {
+            id: tenant_id.clone(),
+            name: id.to_owned(),
+            is_demo: true,
+            status: TenantStatus::Active,
+            plan_id: None,
+            created_by: Some("load".to_owned()),
+            created_at: now,
+        })
+        .await?;
+    for n in 0..numbers {
+        store
+            .put_sender_number(&SenderNumber {
+                tenant_id: tenant_id.clone(),
+                number: PhoneNumber::parse(format!("+1{:03}555{:04}", 200 + index, n))?,
+                kind: SenderKind::LongCode,
+                status: NumberStatus::Active,
+                twilio_sid: None,
+                rate_per_second: Some(rate),
+                created_at: now,
+            })
+            .await?;
+    }
+    Ok(())
+}
+
+/// Appends `count` messages spread over `tenants`, in large batches.
+async fn fill_log(log: &dyn MessageLog, tenants: &[String], count: usize) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let mut next = 0;
+    while next < count {
+        let batch: Vec<OutgoingRecord> = (next..count.min(next + 20_000))
+            .map(|n| {
+                let tenant = &tenants[n % tenants.len()];
+                OutgoingRecord {
+                    key: tenant.as_bytes().to_vec(),
+                    payload: envelope_json(
+                        tenant,
+                        &format!("m{n}"),
+                        &format!("+1646555{:04}", n % 10_000),
+                        "marketing",
+                    ),
+                }
+            })
+            .collect();
+        next += batch.len();
+        log.append(Topic::Messages, batch).await?;
+        if next % 1_000_000 == 0 {
+            progress(&format!("{next} messages in the log"));
+        }
+    }
+    Ok(started.elapsed())
+}
+
+/// The parts of a running dispatcher a scenario needs to watch and stop.
+struct RunningDispatcher {
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), dispatcher::intake::DispatchError>>,
+    background: CancellationToken,
+    tracker: TaskTracker,
+}
+
+fn start_dispatcher(settings: &Settings, log: Arc<dyn MessageLog>, store: Arc<dyn Store>) -> RunningDispatcher {
+    let tracker = TaskTracker::new();
+    let background = CancellationToken::new();
+    let (events, _) = broadcast::channel::<StatusUpdate>(1024);
+    let status = StatusWriter::start(Arc::clone(&store), events, None, &tracker);
+    let demo = DemoProvider::start(&settings.demo, status.clone(), &tracker, background.clone());
+    let providers = Providers {
+        demo: Arc::new(demo),
+        live: HashMap::new(),
+    };
+    let dispatcher = Dispatcher::new(store, log, providers, status, settings.dispatcher.clone());
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(dispatcher.run(cancel.clone()));
+    RunningDispatcher {
+        cancel,
+        task,
+        background,
+        tracker,
+    }
+}
+
+impl RunningDispatcher {
+    async fn stop(self) -> anyhow::Result<()> {
+        self.cancel.cancel();
+        self.task.await??;
+        self.background.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+        Ok(())
+    }
+}
+
+fn quiet_settings(dir: &std::path::Path) -> Settings {
+    let mut settings = Settings {
+        data_dir: dir.to_owned(),
+        ..Settings::default()
+    };
+    settings.dispatcher.poll_batch = 4_096;
+    settings.dispatcher.reconcile.interval_secs = 0;
+    settings
+}
+
+async fn embedded(messages: usize) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let settings = quiet_settings(dir.path());
+    let (log, store) = common::backends::open_embedded(&settings).await?;
+    let tenants: Vec<String> = (0..8).map(|n| format!("tenant{n}")).collect();
+    for (index, tenant) in tenants.iter().enumerate() {
+        demo_tenant(store.as_ref(), index, tenant, 16, 10_000.0).await?;
+    }
+    progress(&format!("appending {messages} messages"));
+    let append_time = fill_log(log.as_ref(), &tenants, messages).await?;
+    let cpu_before = cpu_seconds();
+    let started = Instant::now();
+    let running = start_dispatcher(&settings, Arc::clone(&log), Arc::clone(&store));
+    // Done when the last message of every tenant is past `queued` and nothing is queued.
+    let last_ids: Vec<(TenantId, MessageId)> = (messages.saturating_sub(tenants.len())..messages)
+        .map(|n| {
+            Ok((
+                TenantId::parse(tenants[n % tenants.len()].clone())?,
+                MessageId::parse(format!("m{n}"))?,
+            ))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut all_claimed = true;
+        for (tenant, id) in &last_ids {
+            all_claimed &= store
+                .message(tenant, id)
+                .await?
+                .is_some_and(|record| record.status != MessageStatus::Queued);
+        }
+        let far = OffsetDateTime::now_utc() + Duration::from_secs(3_600);
+        if all_claimed && store.stuck_messages(&[MessageStatus::Queued], far, 1).await?.is_empty() {
+            break;
+        }
+    }
+    let elapsed = started.elapsed();
+    let cpu = cpu_seconds() - cpu_before;
+    running.stop().await?;
+    let (_, peak) = resident_mib();
+    let rate = messages as f64 / elapsed.as_secs_f64();
+    report(
+        "embedded",
+        &format!(
+            "{messages} messages from the log to durable sent in {:.2} s: {rate:.0} messages/s; {cpu:.1} CPU-s ({:.1} ms per 1,000 messages); peak RSS {peak:.0} MiB (log filled at {:.0} messages/s)",
+            elapsed.as_secs_f64(),
+            cpu * 1_000_000.0 / messages as f64,
+            messages as f64 / append_time.as_secs_f64(),
+        ),
+        json!({"messages": messages, "seconds": elapsed.as_secs_f64(), "messages_per_second": rate,
+               "cpu_seconds": cpu, "cpu_ms_per_1000_messages": cpu * 1_000_000.0 / messages as f64,
+               "peak_rss_mib": peak, "append_messages_per_second": messages as f64 / append_time.as_secs_f64()}),
+    );
+    Ok(())
+}
+
+/// Records each call's sender, message id, call instant and pacing instant, after an optional
+/// latency.
+struct CountingProvider {
+    calls: Mutex<Vec<Call>>,
+    latency: Duration,
+}
+
+struct Call {
+    sender: String,
+    message_id: String,
+    at: Instant,
+    paced_at: Instant,
+}
+
+#[async_trait]
+impl Provider for CountingProvider {
+    fn name(&self) -> &'static str {
+        "counting"
+    }
+
+    async fn send(&self, batch: &[OutboundMessage]) -> Vec<SendOutcome> {
+        let at = Instant::now();
+        self.calls
+            .lock()
+            .expect("calls")
+            .extend(batch.iter().map(|message| Call {
+                sender: message.sender.to_string(),
+                message_id: message.envelope.message_id.to_string(),
+                at,
+                paced_at: message.paced_at,
+            }));
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
+        batch
+            .iter()
+            .map(|_| SendOutcome::Accepted {
+                provider_message_id: "x".to_owned(),
+            })
+            .collect()
+    }
+
+    async fn lookup(&self, _message: &MessageRecord) -> Lookup {
+        Lookup::Unavailable
+    }
+}
+
+fn pool_route(
+    provider: &Arc<CountingProvider>,
+    account: &str,
+    numbers: &[String],
+    rate: f64,
+    concurrency: usize,
+) -> Arc<Route> {
+    Arc::new(Route {
+        provider: Arc::clone(provider) as Arc<dyn Provider>,
+        account: Arc::from(account),
+        account_concurrency: concurrency,
+        senders: numbers
+            .iter()
+            .map(|number| PoolSender {
+                key: Arc::from(number.as_str()),
+                sender: Sender::Phone(PhoneNumber::parse(number.clone()).expect("valid")),
+                rate: Rate::per_second(rate),
+            })
+            .collect(),
+        daily_cap: None,
+    })
+}
+
+struct EngineRun {
+    admit: mpsc::Sender<Admitted>,
+    drain: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+    next_offset: u64,
+}
+
+fn start_engine(settings: &DispatcherSettings) -> EngineRun {
+    let (finished, mut finished_rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move { while finished_rx.recv().await.is_some() {} });
+    let (admit, admitted) = mpsc::channel(1 << 16);
+    let drain = CancellationToken::new();
+    let task = tokio::spawn(Engine::new(settings, finished).run(admitted, drain.clone()));
+    EngineRun {
+        admit,
+        drain,
+        task,
+        next_offset: 0,
+    }
+}
+
+impl EngineRun {
+    async fn admit(&mut self, envelope: Envelope, route: &Arc<Route>) -> anyhow::Result<()> {
+        self.next_offset += 1;
+        let admitted = Admitted {
+            envelope,
+            segments: 1,
+            partition: 0,
+            offset: self.next_offset,
+            route: Arc::clone(route),
+            quota: None,
+            admitted_at: Instant::now(),
+        };
+        self.admit
+            .send(admitted)
+            .await
+            .map_err(|_| anyhow::anyhow!("the engine stopped"))
+    }
+
+    /// Waits until the engine has taken everything admitted so far.
+    async fn settled(&self) {
+        while self.admit.capacity() < self.admit.max_capacity() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        self.drain.cancel();
+        self.task.await?;
+        Ok(())
+    }
+}
+
+async fn pacing(seconds: u64) -> anyhow::Result<()> {
+    const SENDERS: usize = 10_000;
+    const PER_TENANT: usize = 100;
+    let provider = Arc::new(CountingProvider {
+        calls: Mutex::new(Vec::new()),
+        latency: Duration::ZERO,
+    });
+    let mut settings = DispatcherSettings {
+        max_in_flight: SENDERS,
+        ..DispatcherSettings::default()
+    };
+    settings.quantum = PER_TENANT as u32;
+    let mut engine = start_engine(&settings);
+    let routes: Vec<(String, Arc<Route>)> = (0..SENDERS / PER_TENANT)
+        .map(|tenant| {
+            let numbers: Vec<String> = (0..PER_TENANT)
+                .map(|n| format!("+1{:03}555{:04}", 200 + tenant, n))
+                .collect();
+            (
+                format!("t{tenant}"),
+                pool_route(&provider, &format!("acct{tenant}"), &numbers, 1.0, SENDERS),
+            )
+        })
+        .collect();
+    let per_sender = seconds as usize + 2;
+    progress(&format!(
+        "admitting {} messages for {SENDERS} senders",
+        SENDERS * per_sender
+    ));
+    let cpu_before = cpu_seconds();
+    for round in 0..per_sender {
+        for (tenant, route) in &routes {
+            for (n, sender) in route.senders.iter().enumerate() {
+                let mut message = envelope(tenant, &format!("{tenant}-{round}-{n}"), "+12125550100", "marketing");
+                message.from = Some(sender.sender.clone());
+                engine.admit(message, route).await?;
+            }
+        }
+    }
+    engine.settled().await;
+    let first = provider
+        .calls
+        .lock()
+        .expect("calls")
+        .iter()
+        .map(|call| call.at)
+        .min()
+        .context("nothing was sent")?;
+    let window_end = first + Duration::from_secs(seconds);
+    tokio::time::sleep_until(window_end + Duration::from_secs(1)).await;
+    let cpu = cpu_seconds() - cpu_before;
+    engine.stop().await?;
+
+    let calls = std::mem::take(&mut *provider.calls.lock().expect("calls"));
+    let in_window = calls
+        .iter()
+        .filter(|call| call.at >= first && call.at < window_end)
+        .count();
+    let allowed = SENDERS * seconds as usize;
+    let paced = violations(calls.iter().map(|call| (call.sender.as_str(), call.paced_at)));
+    let called = violations(calls.iter().map(|call| (call.sender.as_str(), call.at)));
+    let efficiency = in_window as f64 / allowed as f64 * 100.0;
+    report(
+        "pacing",
+        &format!(
+            "{SENDERS} senders at 1 msg/s for {seconds} s: {in_window} of {allowed} allowed sends ({efficiency:.2}%); \
+             windows over the rate: {} as paced (tightest gap {:.1} ms), {} as the provider saw the calls (tightest gap {:.1} ms); {cpu:.1} CPU-s",
+            paced.0,
+            paced.1.as_secs_f64() * 1e3,
+            called.0,
+            called.1.as_secs_f64() * 1e3,
+        ),
+        json!({"senders": SENDERS, "seconds": seconds, "sent": in_window, "allowed": allowed,
+               "efficiency_percent": efficiency, "violations_paced": paced.0, "tightest_gap_paced_ms": paced.1.as_secs_f64() * 1e3,
+               "violations_at_provider": called.0, "tightest_gap_at_provider_ms": called.1.as_secs_f64() * 1e3,
+               "cpu_seconds": cpu}),
+    );
+    Ok(())
+}
+
+/// For senders at 1 message/s: how many pairs of consecutive sends are less than a second apart
+/// (two sends in one one-second window), and the tightest gap.
+fn violations<'a>(sends: impl Iterator<Item = (&'a str, Instant)>) -> (usize, Duration) {
+    let mut by_sender: HashMap<&str, Vec<Instant>> = HashMap::new();
+    for (sender, at) in sends {
+        by_sender.entry(sender).or_default().push(at);
+    }
+    let mut count = 0;
+    let mut tightest = Duration::MAX;
+    for instants in by_sender.values_mut() {
+        instants.sort();
+        for pair in instants.windows(2) {
+            let gap = pair[1] - pair[0];
+            tightest = tightest.min(gap);
+            if gap < Duration::from_secs(1) {
+                count += 1;
+            }
+        }
+    }
+    (count, tightest)
+}
+
+async fn fairness(backlog: usize) -> anyhow::Result<()> {
+    let provider = Arc::new(CountingProvider {
+        calls: Mutex::new(Vec::new()),
+        latency: Duration::from_millis(10),
+    });
+    let settings = DispatcherSettings {
+        max_in_flight: 256,
+        ..DispatcherSettings::default()
+    };
+    let mut engine = start_engine(&settings);
+    let big_numbers: Vec<String> = (0..200).map(|n| format!("+1646556{n:04}")).collect();
+    let big = pool_route(&provider, "acct-big", &big_numbers, 1_000_000.0, 256);
+    let small = pool_route(&provider, "acct-small", &["+12125550199".to_owned()], 1_000.0, 16);
+    progress(&format!("admitting a backlog of {backlog} messages"));
+    let base = envelope("big", "b", "+16465550100", "marketing");
+    for n in 0..backlog {
+        let mut message = base.clone();
+        message.message_id = MessageId::parse(format!("b{n}"))?;
+        engine.admit(message, &big).await?;
+    }
+    engine.settled().await;
+    let samples = 500;
+    let mut admitted: HashMap<String, Instant> = HashMap::with_capacity(samples);
+    let mut ticks = tokio::time::interval(Duration::from_millis(20));
+    for n in 0..samples {
+        ticks.tick().await;
+        let id = format!("otp{n}");
+        admitted.insert(id.clone(), Instant::now());
+        engine
+            .admit(envelope("small", &id, "+12125550100", "transactional"), &small)
+            .await?;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    engine.stop().await?;
+    let calls = std::mem::take(&mut *provider.calls.lock().expect("calls"));
+    let big_sent = calls.iter().filter(|call| call.message_id.starts_with('b')).count();
+    let mut latencies: Vec<Duration> = calls
+        .iter()
+        .filter_map(|call| admitted.get(&call.message_id).map(|admitted_at| call.at - *admitted_at))
+        .collect();
+    if latencies.len() != samples {
+        bail!("only {} of {samples} small-tenant messages were sent", latencies.len());
+    }
+    latencies.sort();
+    let percentile = |p: f64| latencies[((latencies.len() as f64 * p).ceil() as usize).min(latencies.len()) - 1];
+    let (p50, p99, max) = (percentile(0.50), percentile(0.99), *latencies.last().expect("samples"));
+    let backlog_left = backlog - big_sent;
+    report(
+        "fairness",
+        &format!(
+            "beside a {backlog}-message backlog ({big_sent} of it sent meanwhile, {backlog_left} still waiting), a small tenant's transactional messages waited p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            p50.as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3,
+            max.as_secs_f64() * 1e3
+        ),
+        json!({"backlog": backlog, "backlog_sent_meanwhile": big_sent, "samples": samples,
+               "p50_ms": p50.as_secs_f64() * 1e3, "p99_ms": p99.as_secs_f64() * 1e3, "max_ms": max.as_secs_f64() * 1e3}),
+    );
+    Ok(())
+}
+
+async fn memory(backlog: usize, seconds: u64) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let settings = quiet_settings(dir.path());
+    let (log, store) = common::backends::open_embedded(&settings).await?;
+    let tenants: Vec<String> = (0..8).map(|n| format!("tenant{n}")).collect();
+    for (index, tenant) in tenants.iter().enumerate() {
+        demo_tenant(store.as_ref(), index, tenant, 4, 100.0).await?;
+    }
+    progress(&format!("appending a backlog of {backlog} messages"));
+    let append_time = fill_log(log.as_ref(), &tenants, backlog).await?;
+    let (after_fill, _) = resident_mib();
+    let running = start_dispatcher(&settings, Arc::clone(&log), Arc::clone(&store));
+    let mut peak_running: f64 = 0.0;
+    for _ in 0..seconds {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (now, _) = resident_mib();
+        peak_running = peak_running.max(now);
+    }
+    running.stop().await?;
+    let (_, peak) = resident_mib();
+    report(
+        "memory",
+        &format!(
+            "{backlog} messages waiting in the log (filled in {:.0} s): resident {after_fill:.0} MiB before dispatching, at most {peak_running:.0} MiB while dispatching for {seconds} s; process peak {peak:.0} MiB",
+            append_time.as_secs_f64()
+        ),
+        json!({"backlog": backlog, "seconds": seconds, "rss_before_mib": after_fill,
+               "rss_max_dispatching_mib": peak_running, "peak_rss_mib": peak}),
+    );
+    Ok(())
+}
