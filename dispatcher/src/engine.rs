@@ -96,6 +96,8 @@ struct Meta {
     route: Arc<Route>,
     quota: Option<QuotaHold>,
     sender_key: SenderKey,
+    /// The sender's rate, resolved once from the pool.
+    rate: Option<Rate>,
     admitted_at: Instant,
     /// Sends so far that failed transiently.
     attempts: u32,
@@ -291,7 +293,8 @@ impl Engine {
 
     fn enqueue(&mut self, admitted: Admitted) {
         let sender = self.choose_sender(&admitted);
-        let pool_sender = admitted.route.sender(&sender).cloned().expect("chosen from the pool");
+        let pool_sender = admitted.route.sender(&sender).expect("chosen from the pool");
+        let rate = pool_sender.rate;
         let outbound_sender = match (&admitted.envelope.from, admitted.envelope.channel) {
             (Some(from), Channel::Email) => from.clone(),
             _ => pool_sender.sender.clone(),
@@ -309,6 +312,7 @@ impl Engine {
                 route: admitted.route,
                 quota: admitted.quota,
                 sender_key: sender,
+                rate,
                 admitted_at: admitted.admitted_at,
                 attempts: 0,
                 cells: 0,
@@ -363,7 +367,7 @@ impl Engine {
         let tenant = queued.message.envelope.tenant_id.clone();
         let lane = queued.lane();
         let cells = u64::from(queued.message.segments);
-        let rate = queued.meta.route.sender(&key).and_then(|sender| sender.rate);
+        let rate = queued.meta.rate;
         let sender = self.senders.entry(key.clone()).or_insert_with(|| {
             self.tenants.entry(tenant.clone()).or_default().senders += 1;
             SenderQueue {

@@ -241,14 +241,16 @@ impl Intake {
         let now = OffsetDateTime::now_utc();
         let claims: Vec<NewMessage> = parsed.iter().map(|(_, envelope)| new_message(envelope, now)).collect();
         let claims = self.store.claim_messages(&claims).await?;
-        let mut fresh = Vec::with_capacity(parsed.len());
+        let mut positions = Vec::with_capacity(parsed.len());
+        let mut envelopes = Vec::with_capacity(parsed.len());
         let mut taken = HashSet::with_capacity(parsed.len());
         for ((position, envelope), claim) in parsed.into_iter().zip(claims) {
             // A message still `queued` was claimed by a run that stopped before its outcome was
             // durable: it is dispatched again, once, even if the batch holds it twice.
             let unfinished = matches!(claim, Claim::New | Claim::Existing(MessageStatus::Queued));
             if unfinished && taken.insert((envelope.tenant_id.clone(), envelope.message_id.clone())) {
-                fresh.push((position, envelope));
+                positions.push(position);
+                envelopes.push(envelope);
             } else {
                 tracing::debug!(message_id = %envelope.message_id, ?claim, "redelivered message skipped");
                 metrics::counter!("dispatcher_duplicates_total").increment(1);
@@ -256,11 +258,10 @@ impl Intake {
             }
         }
 
-        let envelopes: Vec<Envelope> = fresh.iter().map(|(_, envelope)| envelope.clone()).collect();
         let decisions = self.directory.admit(&envelopes, now).await?;
         let mut refusals = Vec::new();
         let admitted_at = Instant::now();
-        for (((partition, offset), envelope), decision) in fresh.into_iter().zip(decisions) {
+        for (((partition, offset), envelope), decision) in positions.into_iter().zip(envelopes).zip(decisions) {
             match decision {
                 Ok((route, quota)) => {
                     let segments = segments_of(&envelope);
