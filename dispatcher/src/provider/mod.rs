@@ -1,8 +1,8 @@
 //! The provider seam: where a message leaves the dispatcher.
 //!
-//! Implementations: [`demo::DemoProvider`] (simulated end to end, for demo tenants). The real
-//! Twilio and SES clients plug in behind the same trait; [`twilio`] already builds Twilio's
-//! create-message request.
+//! Implementations: [`demo::DemoProvider`] (simulated end to end, for demo tenants) and
+//! [`twilio::TwilioProvider`] (SMS and WhatsApp through Twilio's Messages API). The SES client
+//! plugs in behind the same trait.
 
 pub mod demo;
 pub mod twilio;

@@ -1,11 +1,11 @@
-//! Twilio's Messages API, the part the hot path needs: the form body of "create message"
-//! (`POST /2010-04-01/Accounts/{AccountSid}/Messages.json`).
+//! The body of Twilio's "create message" request
+//! (`POST /2010-04-01/Accounts/{AccountSid}/Messages.json`), built once per send on the hot path.
 
 use common::envelope::Content;
 use common::{Channel, Recipient, Sender};
 use time::OffsetDateTime;
 
-use super::OutboundMessage;
+use crate::provider::OutboundMessage;
 
 /// Twilio's longest validity period, in seconds (its default too).
 pub const MAX_VALIDITY_SECS: i64 = 36_000;

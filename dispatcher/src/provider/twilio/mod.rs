@@ -1,0 +1,224 @@
+//! Twilio (SMS and WhatsApp) behind the [`Provider`] trait.
+//!
+//! - [`request`]: the form body of "create message" ([`create_message_form`]), on the hot path.
+//! - [`client`]: [`TwilioClient`], the HTTP client (create and fetch), and the rule that decides
+//!   between a transient failure (safe to resend) and an unknown outcome (never resend blindly).
+//! - [`errors`]: Twilio's error codes and their [`ErrorClass`].
+//! - Here: [`TwilioProvider`], which sends each message of a batch as its own request (Twilio
+//!   takes one message per request), concurrently, with the tenant's credentials from a
+//!   [`TwilioCredentials`] source.
+//!
+//! # Outcomes
+//!
+//! | Twilio's answer | [`SendOutcome`] |
+//! |---|---|
+//! | created | `Accepted { provider_message_id: sid }` |
+//! | [`ErrorClass::Transient`] (429, 5xx but 504, 21611, 63017, connect errors) | `Transient { reason, retry_after }` |
+//! | [`ErrorClass::Permanent`] (21211, 21614, unlisted codes) | `Failed { code }` (Twilio's code, or `HTTP_<status>`) |
+//! | [`ErrorClass::SuppressRecipient`] (21610) | `Failed { code: "21610" }`: the caller suppresses the recipient on this code (`SuppressionReason::ProviderUnsubscribed`); the provider has no store access |
+//! | [`ErrorClass::NeedsAttention`] (30034, 20003/401) | `Failed { code }`, logged as a warning: the tenant's setup must be fixed |
+//! | [`ErrorClass::WhatsappWindow`] (63016) | `Failed { code: "63016" }`: only a template can reach the recipient now |
+//! | timeout or lost connection after connecting, 504, a 2xx without a `sid` | `Unknown { reason }` |
+//! | no credentials for the tenant | `Failed { code: "CHANNEL_NOT_CONFIGURED" }` |
+//! | the credential source is unavailable | `Transient { reason: "TWILIO_CREDENTIALS_UNAVAILABLE" }` |
+
+pub mod client;
+pub mod errors;
+pub mod request;
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use common::TenantId;
+use common::status::TwilioStatus;
+use common::store::MessageRecord;
+use time::OffsetDateTime;
+
+pub use client::{
+    ApiError, ClientError, CreateOutcome, FetchOutcome, FetchedMessage, TwilioAccount, TwilioClient,
+    TwilioClientSettings,
+};
+pub use errors::{ErrorClass, classify};
+pub use request::{MAX_VALIDITY_SECS, create_message_form};
+
+use super::{Lookup, OutboundMessage, Provider, SendOutcome};
+
+/// Why a tenant's Twilio credentials could not be had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CredentialError {
+    /// The tenant has no Twilio credentials: its messages cannot be sent.
+    #[error("the tenant has no twilio credentials")]
+    NotConfigured,
+    /// The credentials could not be read now (store down, key unavailable); worth retrying.
+    #[error("the twilio credentials could not be read: {0}")]
+    Unavailable(String),
+}
+
+/// Where a tenant's Twilio account credentials come from (the store's sealed channel
+/// credentials, or one platform account). Called once per message sent or looked up, so an
+/// implementation that reads a store should cache.
+#[async_trait]
+pub trait TwilioCredentials: Send + Sync {
+    /// The account to send the tenant's messages with.
+    async fn credentials(&self, tenant: &TenantId) -> Result<TwilioAccount, CredentialError>;
+}
+
+/// The same account for every tenant (a platform-wide account); `Debug` redacts the token.
+#[derive(Debug, Clone)]
+pub struct StaticCredentials(pub TwilioAccount);
+
+#[async_trait]
+impl TwilioCredentials for StaticCredentials {
+    async fn credentials(&self, _tenant: &TenantId) -> Result<TwilioAccount, CredentialError> {
+        Ok(self.0.clone())
+    }
+}
+
+/// Sends SMS and WhatsApp messages through Twilio's Messages API.
+pub struct TwilioProvider {
+    client: TwilioClient,
+    credentials: Arc<dyn TwilioCredentials>,
+    status_callback: Option<String>,
+}
+
+impl fmt::Debug for TwilioProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TwilioProvider")
+            .field("client", &self.client)
+            .field("status_callback", &self.status_callback)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TwilioProvider {
+    /// A provider sending through `client` with the credentials `credentials` hands out, asking
+    /// Twilio to report statuses to `status_callback` (used as is: Twilio's callbacks carry
+    /// `AccountSid` and `MessageSid`, which identify the tenant and the message).
+    pub fn new(client: TwilioClient, credentials: Arc<dyn TwilioCredentials>, status_callback: Option<String>) -> Self {
+        Self {
+            client,
+            credentials,
+            status_callback,
+        }
+    }
+
+    /// The HTTP client.
+    pub fn client(&self) -> &TwilioClient {
+        &self.client
+    }
+
+    /// Sends one message; see the module docs for the outcomes.
+    async fn send_one(&self, message: &OutboundMessage) -> SendOutcome {
+        let envelope = &message.envelope;
+        let tenant = &envelope.tenant_id;
+        let message_id = &envelope.message_id;
+        let account = match self.credentials.credentials(tenant).await {
+            Ok(account) => account,
+            Err(CredentialError::NotConfigured) => {
+                tracing::warn!(%tenant, %message_id, "tenant has no twilio credentials");
+                return SendOutcome::Failed {
+                    code: "CHANNEL_NOT_CONFIGURED".to_owned(),
+                };
+            }
+            Err(CredentialError::Unavailable(error)) => {
+                tracing::warn!(%tenant, %message_id, %error, "twilio credentials unavailable");
+                return SendOutcome::Transient {
+                    reason: "TWILIO_CREDENTIALS_UNAVAILABLE".to_owned(),
+                    retry_after: None,
+                };
+            }
+        };
+        let form = create_message_form(message, self.status_callback.as_deref(), OffsetDateTime::now_utc());
+        match self.client.create_message(&account, form).await {
+            CreateOutcome::Accepted { sid } => {
+                tracing::debug!(%tenant, %message_id, sid, "twilio accepted message");
+                SendOutcome::Accepted {
+                    provider_message_id: sid,
+                }
+            }
+            CreateOutcome::Transient { reason, retry_after } => {
+                tracing::debug!(%tenant, %message_id, reason, ?retry_after, "twilio send failed transiently");
+                SendOutcome::Transient { reason, retry_after }
+            }
+            CreateOutcome::Rejected(error) => {
+                let code = error.code_label();
+                match error.class {
+                    ErrorClass::NeedsAttention => tracing::warn!(
+                        %tenant,
+                        %message_id,
+                        code,
+                        more_info = error.more_info.as_deref(),
+                        "twilio refused the tenant's setup, the tenant must act"
+                    ),
+                    class => tracing::debug!(%tenant, %message_id, code, ?class, "twilio refused message"),
+                }
+                SendOutcome::Failed { code }
+            }
+            CreateOutcome::Unknown { reason } => {
+                tracing::warn!(%tenant, %message_id, reason, "twilio send outcome unknown, left to reconciliation");
+                SendOutcome::Unknown { reason }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Provider for TwilioProvider {
+    fn name(&self) -> &'static str {
+        "twilio"
+    }
+
+    /// One message per request: Twilio has no batch create.
+    fn max_batch(&self) -> usize {
+        1
+    }
+
+    /// Sends every message of the batch as its own request, all at once (the engine bounds the
+    /// requests in flight per account); outcomes come back in the batch's order.
+    async fn send(&self, batch: &[OutboundMessage]) -> Vec<SendOutcome> {
+        futures_util::future::join_all(batch.iter().map(|message| self.send_one(message))).await
+    }
+
+    /// Fetches the message by its Twilio SID and maps Twilio's status to ours; the error code is
+    /// kept for failures. No SID: [`Lookup::NotFound`]; anything that prevents an answer
+    /// (credentials, transport, an unexpected status): [`Lookup::Unavailable`].
+    async fn lookup(&self, message: &MessageRecord) -> Lookup {
+        let Some(sid) = message.provider_message_id.as_deref() else {
+            return Lookup::NotFound;
+        };
+        let tenant = &message.tenant_id;
+        let account = match self.credentials.credentials(tenant).await {
+            Ok(account) => account,
+            Err(error) => {
+                tracing::warn!(%tenant, sid, %error, "twilio lookup without credentials");
+                return Lookup::Unavailable;
+            }
+        };
+        match self.client.fetch_message(&account, sid).await {
+            FetchOutcome::Found(found) => {
+                let status = TwilioStatus::parse(&found.status)
+                    .ok()
+                    .and_then(TwilioStatus::to_message_status);
+                match status {
+                    Some(status) => {
+                        let code = found
+                            .error_code
+                            .filter(|_| status.is_failure())
+                            .map(|code| code.to_string());
+                        Lookup::Status(status, code)
+                    }
+                    None => {
+                        tracing::warn!(%tenant, sid, twilio_status = found.status, "twilio status has no outbound meaning");
+                        Lookup::Unavailable
+                    }
+                }
+            }
+            FetchOutcome::NotFound => Lookup::NotFound,
+            FetchOutcome::Unavailable { reason } => {
+                tracing::debug!(%tenant, sid, reason, "twilio lookup unavailable");
+                Lookup::Unavailable
+            }
+        }
+    }
+}
