@@ -25,7 +25,7 @@ use common::config::DispatcherSettings;
 use common::envelope::Content;
 use common::log::{ConsumerEvent, LogConsumer, LogError, MessageLog, OutgoingRecord, Partition, Record, Topic};
 use common::segments::count_segments;
-use common::store::{Claim, NewMessage, StatusUpdate, Store, StoreError};
+use common::store::{Claim, NewMessage, StatusUpdate, Store, StoreError, Suppression, SuppressionReason};
 use common::{Channel, Envelope, EnvelopeError, MessageStatus};
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
@@ -100,6 +100,7 @@ impl Dispatcher {
         workers.spawn(record(
             finished_rx,
             self.status.clone(),
+            Arc::clone(&self.store),
             Arc::clone(&tracker),
             Arc::clone(&quota),
         ));
@@ -302,11 +303,17 @@ impl Intake {
     }
 }
 
-/// Records finished messages in batches: status first, then (once durable) quota released
-/// for messages never sent and their offsets marked done.
+/// The provider code that means the recipient unsubscribed (Twilio 21610): the recipient is
+/// added to the tenant's suppression list.
+const UNSUBSCRIBED_CODE: &str = "21610";
+
+/// Records finished messages in batches: status first, then (once durable) recipients the
+/// provider reports unsubscribed suppressed, quota released for messages never sent, and
+/// offsets marked done.
 async fn record(
     mut finished: mpsc::UnboundedReceiver<Finished>,
     status: StatusWriter,
+    store: Arc<dyn Store>,
     tracker: Arc<Mutex<OffsetTracker>>,
     quota: Arc<QuotaBook>,
 ) {
@@ -336,6 +343,25 @@ async fn record(
                 "status writer stopped; their offsets stay uncommitted"
             );
             return;
+        }
+        for unsubscribed in batch
+            .iter()
+            .filter(|finished| finished.reason.as_deref() == Some(UNSUBSCRIBED_CODE))
+        {
+            let suppression = Suppression {
+                tenant_id: unsubscribed.envelope.tenant_id.clone(),
+                address: unsubscribed.envelope.to.to_string(),
+                reason: SuppressionReason::ProviderUnsubscribed,
+                source: Some(format!(
+                    "provider code {UNSUBSCRIBED_CODE} on {}",
+                    unsubscribed.envelope.message_id
+                )),
+                created_at: now,
+            };
+            if let Err(err) = store.suppress(&suppression).await {
+                // The next send to this recipient gets the same code and tries again.
+                tracing::warn!(error = %err, tenant_id = %suppression.tenant_id, "could not suppress an unsubscribed recipient");
+            }
         }
         let mut tracker = tracker.lock().expect("offset tracker");
         for finished in batch {

@@ -74,11 +74,13 @@ pub async fn reconcile_once(
         let Some(provider) = provider else { continue };
         let (new_status, reason) = match provider.lookup(&message).await {
             Lookup::Status(new_status, reason) => (new_status, reason),
-            // A lost answer for a message the provider never saw: it was not sent.
-            Lookup::NotFound if message.status == MessageStatus::Unknown => {
-                (MessageStatus::Failed, Some("NOT_FOUND_AT_PROVIDER".to_owned()))
+            // Without the provider's id a lost answer cannot be looked up: the message may or
+            // may not exist there, so it stays `unknown` for an operator rather than be failed.
+            Lookup::NotFound | Lookup::Unavailable => {
+                metrics::counter!("dispatcher_reconcile_unresolved_total", "status" => message.status.as_str())
+                    .increment(1);
+                continue;
             }
-            Lookup::NotFound | Lookup::Unavailable => continue,
         };
         metrics::counter!("dispatcher_reconciled_total", "status" => new_status.as_str()).increment(1);
         updates.push(StatusUpdate {

@@ -532,3 +532,38 @@ async fn an_account_never_has_more_requests_in_flight_than_its_cap() {
     assert!(per_instant.values().all(|count| *count <= 3), "{per_instant:?}");
     assert_eq!(per_instant.len(), 20, "60 messages, 3 at a time");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_brand_stops_at_its_daily_cap() {
+    let provider = Arc::new(TestProvider::default());
+    let mut capped = Route::clone(&route(&provider, "acct", &[("+14155550001", 100.0)], 100));
+    capped.daily_cap = Some(dispatcher::route::DailyCap {
+        brand: Arc::from("acme"),
+        segments: 4,
+    });
+    let capped = Arc::new(capped);
+    let mut engine = start(&settings());
+    engine
+        .admit(
+            envelope("acme", "long", "+12125550100", "marketing", &body_of(3)),
+            &capped,
+        )
+        .await;
+    for n in 0..4 {
+        engine
+            .admit(
+                envelope("acme", &format!("short-{n}"), "+12125550100", "marketing", "hi"),
+                &capped,
+            )
+            .await;
+    }
+    engine.finished(2).await;
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    let sent: Vec<String> = provider.calls().into_iter().map(|call| call.message_id).collect();
+    assert_eq!(
+        sent,
+        ["long", "short-0"],
+        "3 + 1 segments reach the cap of 4; the rest waits for the next day"
+    );
+    engine.stop().await;
+}

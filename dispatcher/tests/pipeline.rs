@@ -23,7 +23,8 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Remembers what it was asked to send; refuses ids starting with `bad` for good.
+/// Remembers what it was asked to send; refuses ids starting with `bad` for good, and answers
+/// ids starting with `gone` as Twilio does for a recipient who unsubscribed (21610).
 #[derive(Default)]
 struct RecordingProvider {
     sent: Mutex<Vec<String>>,
@@ -49,6 +50,9 @@ impl Provider for RecordingProvider {
             .map(|message| match message.envelope.message_id.as_str() {
                 id if id.starts_with("bad") => SendOutcome::Failed {
                     code: "21211".to_owned(),
+                },
+                id if id.starts_with("gone") => SendOutcome::Failed {
+                    code: "21610".to_owned(),
                 },
                 id => SendOutcome::Accepted {
                     provider_message_id: format!("rec-{id}"),
@@ -538,4 +542,126 @@ async fn a_crash_mid_stream_loses_nothing() {
             .count();
         assert_eq!(sent_entries, 1, "one terminal send outcome for m-{n}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconciliation_settles_stuck_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let harness = harness(dir.path(), RecordingProvider::default()).await;
+    let store = harness.store.as_ref();
+    store
+        .create_tenant(&tenant("acme", true, TenantStatus::Active))
+        .await
+        .unwrap();
+    let long_ago = OffsetDateTime::now_utc() - Duration::from_secs(7_200);
+    let claim = |id: &str| common::store::NewMessage {
+        tenant_id: TenantId::parse("acme").unwrap(),
+        message_id: MessageId::parse(id).unwrap(),
+        campaign_id: None,
+        channel: Channel::Sms,
+        recipient: "+12125550100".to_owned(),
+        priority: common::Priority::Marketing,
+        segments: 1,
+        accepted_at: long_ago,
+    };
+    store
+        .claim_messages(&[claim("quiet"), claim("lost"), claim("fresh")])
+        .await
+        .unwrap();
+    let set = |id: &str, status, provider_id: Option<&str>, at| StatusUpdate {
+        tenant_id: TenantId::parse("acme").unwrap(),
+        message_id: MessageId::parse(id).unwrap(),
+        status,
+        at,
+        reason: None,
+        provider_message_id: provider_id.map(str::to_owned),
+    };
+    let now = OffsetDateTime::now_utc();
+    store
+        .apply_status(&[
+            set("quiet", MessageStatus::Sent, Some("demo-1"), long_ago),
+            set("lost", MessageStatus::Unknown, None, long_ago),
+            set("fresh", MessageStatus::Sent, Some("demo-2"), now),
+        ])
+        .await
+        .unwrap();
+    let status = StatusWriter::start(
+        Arc::clone(&harness.store),
+        harness.events.clone(),
+        None,
+        &harness.tracker,
+    );
+    let demo = dispatcher::provider::demo::DemoProvider::start(
+        &common::config::DemoSettings::default(),
+        status.clone(),
+        &harness.tracker,
+        CancellationToken::new(),
+    );
+    let providers = Providers {
+        demo: Arc::new(demo),
+        live: Default::default(),
+    };
+    let settings = common::config::ReconcileSettings {
+        interval_secs: 1,
+        stuck_after_secs: 3_600,
+        batch: 100,
+    };
+    let changed = dispatcher::reconcile::reconcile_once(store, &providers, &status, &settings)
+        .await
+        .unwrap();
+    assert_eq!(changed, 1);
+    assert_eq!(
+        harness.status_of("acme", "quiet").await.0,
+        MessageStatus::Delivered,
+        "the provider says delivered"
+    );
+    assert_eq!(
+        harness.status_of("acme", "lost").await.0,
+        MessageStatus::Unknown,
+        "without a provider id nothing proves it was or was not sent"
+    );
+    assert_eq!(
+        harness.status_of("acme", "fresh").await.0,
+        MessageStatus::Sent,
+        "not stuck yet"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recipient_the_provider_reports_unsubscribed_is_suppressed() {
+    let dir = tempfile::tempdir().unwrap();
+    let harness = harness(dir.path(), RecordingProvider::default()).await;
+    ready_sms_tenant(harness.store.as_ref(), "paid", BrandStatus::Approved, true, None).await;
+    let to = "+12125550142";
+    harness
+        .log
+        .append(Topic::Messages, vec![envelope("paid", "gone-1", to, json!({}))])
+        .await
+        .unwrap();
+    harness.dispatch_until(1).await;
+    assert_eq!(
+        harness.status_of("paid", "gone-1").await,
+        (MessageStatus::Failed, Some("21610".to_owned()))
+    );
+    let suppression = harness
+        .store
+        .suppression(&TenantId::parse("paid").unwrap(), to)
+        .await
+        .unwrap();
+    assert_eq!(
+        suppression.map(|entry| entry.reason),
+        Some(SuppressionReason::ProviderUnsubscribed)
+    );
+
+    harness
+        .log
+        .append(Topic::Messages, vec![envelope("paid", "after-1", to, json!({}))])
+        .await
+        .unwrap();
+    harness.dispatch_until(1).await;
+    assert_eq!(
+        harness.status_of("paid", "after-1").await,
+        (MessageStatus::Suppressed, Some("RECIPIENT_SUPPRESSED".to_owned()))
+    );
+    assert_eq!(*harness.provider.sent.lock().unwrap(), ["gone-1"]);
 }
