@@ -32,6 +32,8 @@ use crate::provider::{OutboundMessage, SendOutcome};
 use crate::retry::RetryPolicy;
 use crate::route::Route;
 
+/// Inputs of one kind taken at once before a dispatch round.
+const EVENTS_PER_ROUND: usize = 1_024;
 /// Messages released in one dispatch round before the engine looks at its inputs again.
 const ROUND_BUDGET: usize = 4_096;
 /// How often idle pacing and stickiness state is dropped.
@@ -271,6 +273,18 @@ impl Engine {
                     Some(message) => self.enqueue(message),
                     None => accepting = false,
                 },
+            }
+            // Whatever else is already waiting joins this round: new messages and answers
+            // alike, so neither waits behind the other.
+            for _ in 0..EVENTS_PER_ROUND {
+                let Ok(completion) = self.completions.try_recv() else {
+                    break;
+                };
+                self.on_completion(completion);
+            }
+            for _ in 0..EVENTS_PER_ROUND {
+                let Ok(message) = admitted.try_recv() else { break };
+                self.enqueue(message);
             }
             self.dispatch_round();
             metrics::gauge!("dispatcher_queued_messages").set(self.queued as f64);
