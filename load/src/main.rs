@@ -1,10 +1,11 @@
 //! `load`: drives EngageNinja Dispatch and measures it. `load http` sends traffic to a running
 //! stack; `load scenario NAME` runs one of the benchmark scenarios in process and prints what it
-//! measured.
+//! measured; `load simulate` runs the Twilio simulator ([`load::simulator`]).
 
 mod http;
 mod measure;
 mod scenario;
+mod simulate;
 
 const USAGE: &str = "load: drive EngageNinja Dispatch and measure it
 
@@ -14,6 +15,8 @@ usage:
   load scenario pacing [--seconds S]          10,000 senders at 1 msg/s: share of the allowed rate, violations
   load scenario fairness [--backlog N]        a small tenant's latency beside a huge backlog: p50/p99
   load scenario memory [--backlog N] [--seconds S]   resident memory of the dispatcher with a huge backlog
+  load simulate [--port P] [--latency-ms N] [--error-rate F] [--concurrency N] [--rate-per-sender F] [--seconds S]
+                                              a stand-in for Twilio's Messages API (see load simulate --help)
 
 Each scenario prints its measurements as text and as one JSON line.";
 
@@ -24,6 +27,7 @@ async fn main() -> anyhow::Result<()> {
     match args.next().as_deref() {
         Some("http") => http::run(args).await,
         Some("scenario") => scenario::run(args).await,
+        Some("simulate") => simulate::run(args).await,
         Some("--help" | "-h") | None => {
             println!("{USAGE}");
             Ok(())

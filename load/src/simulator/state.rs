@@ -1,0 +1,329 @@
+//! What the simulator remembers: created messages, counters, every accepted send per sender,
+//! and the rate-violation detector over those sends.
+//!
+//! # The violation rule
+//!
+//! A sender with rate `r` sends per second may send at most `ceil(r)` messages in any half-open
+//! one-second window `[t, t + 1 s)` ([`allowed_per_window`]); for integer rates this is exactly
+//! `r`, for fractional ones it is lenient (0.5/s allows 1 per window, not 1 every 2 s). Each
+//! send is stamped with the instant its create request *arrived* (before injected latency).
+//! Only windows starting at a send matter (the fullest window always starts at one), and
+//! [`find_violations`] reports them without overlap: after a violating window it continues with
+//! the first send at or after that window's end. Loopback jitter is not forgiven: a client
+//! pacing at exactly 1 s intervals can show a violation when two requests arrive 999 ms apart.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use common::status::TwilioStatus;
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng as _};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tokio::time::Instant;
+
+use super::config::SimulatorConfig;
+
+/// One window in which a sender went over its rate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Violation {
+    /// The `From` or `MessagingServiceSid` exactly as sent.
+    pub sender: String,
+    /// Where the window starts, in ms since the simulator started.
+    pub window_start_ms: u64,
+    /// Sends in the window.
+    pub count: u32,
+    /// Sends the window allows.
+    pub allowed: u32,
+}
+
+/// What the simulator saw, as `GET /stats` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SimulatorStats {
+    /// Create requests received (any answer).
+    pub received: u64,
+    /// Messages created (201, including those whose answer was held back for a timeout).
+    pub accepted: u64,
+    /// Create requests refused, by Twilio error code (401, 400s, 429, 503).
+    pub rejected_by_code: BTreeMap<String, u64>,
+    /// Create requests refused with 429 (also counted under code 20429).
+    pub too_many_requests: u64,
+    /// Messages created whose answer was held back past the client's timeout.
+    pub timeouts: u64,
+    /// Fetch requests answered (found or not).
+    pub fetches: u64,
+    /// Status callbacks answered with a 2xx.
+    pub callbacks_sent: u64,
+    /// Callback attempts that failed (non-2xx or no answer); each retry counts again.
+    pub callbacks_failed: u64,
+    /// Callbacks given up after their last attempt.
+    pub callbacks_dropped: u64,
+    /// Messages created per sender.
+    pub per_sender: BTreeMap<String, u64>,
+    /// Windows in which a sender went over its rate; see the module docs.
+    pub violations: Vec<Violation>,
+}
+
+/// The most sends a half-open one-second window allows at `rate` sends per second: `ceil(rate)`,
+/// at least 1.
+pub fn allowed_per_window(rate: f64) -> u32 {
+    // The config check keeps rates finite and positive; the cast saturates anyway.
+    (rate.ceil() as u32).max(1)
+}
+
+/// The violating windows of one sender's sends (offsets from any fixed origin, in any order):
+/// `(window start, sends in it)` for each window `[start, start + 1 s)` holding more than
+/// `allowed` sends, without overlap; see the module docs.
+pub fn find_violations(sends: &[Duration], allowed: u32) -> Vec<(Duration, u32)> {
+    const WINDOW: Duration = Duration::from_secs(1);
+    let mut sorted = sends.to_vec();
+    sorted.sort_unstable();
+    let mut violations = Vec::new();
+    let mut start = 0;
+    while start < sorted.len() {
+        let window_start = sorted[start];
+        let end = sorted[start..].partition_point(|send| *send < window_start + WINDOW) + start;
+        let count = u32::try_from(end - start).unwrap_or(u32::MAX);
+        if count > allowed {
+            violations.push((window_start, count));
+            start = end;
+        } else {
+            start += 1;
+        }
+    }
+    violations
+}
+
+/// A created message.
+#[derive(Debug, Clone)]
+pub(crate) struct StoredMessage {
+    pub sid: String,
+    pub account_sid: String,
+    pub to: String,
+    pub from: Option<String>,
+    pub messaging_service_sid: Option<String>,
+    pub body: String,
+    pub num_segments: u32,
+    pub status: TwilioStatus,
+    pub error_code: Option<u32>,
+    /// The code it is fated to fail with (an injected fault).
+    pub failure: Option<u32>,
+    pub whatsapp: bool,
+    pub status_callback: Option<String>,
+    pub date_created: OffsetDateTime,
+    pub date_sent: Option<OffsetDateTime>,
+    pub date_updated: OffsetDateTime,
+}
+
+impl StoredMessage {
+    /// Twilio's explanation of its error code.
+    pub fn error_message(&self) -> Option<&'static str> {
+        self.error_code.map(|code| match code {
+            30003 => "Unreachable destination handset",
+            30007 => "Message filtered",
+            _ => "Unknown error",
+        })
+    }
+}
+
+/// An injected fault, drawn once per create request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fault {
+    /// No fault.
+    None,
+    /// Answer 503.
+    ServerError,
+    /// Create, then hold the answer.
+    Timeout,
+    /// Create; it ends `undelivered` with this code.
+    Undelivered(u32),
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    stats: SimulatorStats,
+    sends: HashMap<String, Vec<Duration>>,
+    messages: HashMap<String, StoredMessage>,
+}
+
+/// The simulator's shared state; every lock is held briefly and never across an await.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub config: SimulatorConfig,
+    pub started: Instant,
+    inner: Mutex<Inner>,
+    rng: Mutex<StdRng>,
+}
+
+impl State {
+    /// Fresh state for `config`.
+    pub fn new(config: SimulatorConfig) -> Self {
+        let rng = match config.seed {
+            Some(seed) => StdRng::seed_from_u64(seed),
+            None => StdRng::from_os_rng(),
+        };
+        Self {
+            config,
+            started: Instant::now(),
+            inner: Mutex::new(Inner::default()),
+            rng: Mutex::new(rng),
+        }
+    }
+
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A new message SID: `SM` and 32 hex digits.
+    pub fn new_sid(&self) -> String {
+        let value: u128 = self.rng.lock().unwrap_or_else(PoisonError::into_inner).random();
+        format!("SM{value:032x}")
+    }
+
+    /// Draws the fault of one create request.
+    pub fn draw_fault(&self) -> Fault {
+        let roll: f64 = self.rng.lock().unwrap_or_else(PoisonError::into_inner).random();
+        let faults = &self.config.faults;
+        let bands = [
+            (faults.server_error_rate, Fault::ServerError),
+            (faults.timeout_rate, Fault::Timeout),
+            (faults.unreachable_rate, Fault::Undelivered(30003)),
+            (faults.filtered_rate, Fault::Undelivered(30007)),
+        ];
+        let mut upper = 0.0;
+        for (rate, fault) in bands {
+            upper += rate;
+            if roll < upper {
+                return fault;
+            }
+        }
+        Fault::None
+    }
+
+    /// Counts a create request received.
+    pub fn count_received(&self) {
+        self.inner().stats.received += 1;
+    }
+
+    /// Counts a refused create request.
+    pub fn count_rejected(&self, code: u32) {
+        let mut inner = self.inner();
+        *inner.stats.rejected_by_code.entry(code.to_string()).or_default() += 1;
+        if code == 20429 {
+            inner.stats.too_many_requests += 1;
+        }
+    }
+
+    /// Counts a create whose answer is held back.
+    pub fn count_timeout(&self) {
+        self.inner().stats.timeouts += 1;
+    }
+
+    /// Counts a fetch.
+    pub fn count_fetch(&self) {
+        self.inner().stats.fetches += 1;
+    }
+
+    /// Counts a callback answered with a 2xx.
+    pub fn count_callback_sent(&self) {
+        self.inner().stats.callbacks_sent += 1;
+    }
+
+    /// Counts a failed callback attempt, and a dropped callback when it was the last.
+    pub fn count_callback_failed(&self, dropped: bool) {
+        let mut inner = self.inner();
+        inner.stats.callbacks_failed += 1;
+        if dropped {
+            inner.stats.callbacks_dropped += 1;
+        }
+    }
+
+    /// Stores a created message and records its sender's send, arrived at `arrived`.
+    pub fn insert(&self, message: StoredMessage, sender: &str, arrived: Instant) {
+        let offset = arrived.saturating_duration_since(self.started);
+        let mut inner = self.inner();
+        inner.stats.accepted += 1;
+        *inner.stats.per_sender.entry(sender.to_owned()).or_default() += 1;
+        inner.sends.entry(sender.to_owned()).or_default().push(offset);
+        inner.messages.insert(message.sid.clone(), message);
+    }
+
+    /// A copy of a message.
+    pub fn message(&self, sid: &str) -> Option<StoredMessage> {
+        self.inner().messages.get(sid).cloned()
+    }
+
+    /// Changes a message and returns a copy of it afterwards.
+    pub fn update<F: FnOnce(&mut StoredMessage)>(&self, sid: &str, change: F) -> Option<StoredMessage> {
+        let mut inner = self.inner();
+        let message = inner.messages.get_mut(sid)?;
+        change(message);
+        Some(message.clone())
+    }
+
+    /// The statistics now, violations included.
+    pub fn stats(&self) -> SimulatorStats {
+        let (mut stats, sends) = {
+            let inner = self.inner();
+            (inner.stats.clone(), inner.sends.clone())
+        };
+        let mut violations: Vec<Violation> = sends
+            .iter()
+            .flat_map(|(sender, sends)| {
+                let allowed = allowed_per_window(self.config.rate_of(sender));
+                find_violations(sends, allowed)
+                    .into_iter()
+                    .map(move |(start, count)| Violation {
+                        sender: sender.clone(),
+                        window_start_ms: u64::try_from(start.as_millis()).unwrap_or(u64::MAX),
+                        count,
+                        allowed,
+                    })
+            })
+            .collect();
+        violations.sort_by(|a, b| (a.window_start_ms, &a.sender).cmp(&(b.window_start_ms, &b.sender)));
+        stats.violations = violations;
+        stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(values: &[u64]) -> Vec<Duration> {
+        values.iter().map(|value| Duration::from_millis(*value)).collect()
+    }
+
+    #[test]
+    fn allowed_is_the_rate_rounded_up() {
+        assert_eq!(allowed_per_window(1.0), 1);
+        assert_eq!(allowed_per_window(3.0), 3);
+        assert_eq!(allowed_per_window(2.5), 3);
+        assert_eq!(allowed_per_window(0.5), 1);
+    }
+
+    #[test]
+    fn sends_one_second_apart_are_compliant() {
+        assert!(find_violations(&ms(&[0, 1000, 2000, 3000]), 1).is_empty());
+        assert!(find_violations(&ms(&[]), 1).is_empty());
+        assert!(find_violations(&ms(&[0, 500, 1000, 1500]), 2).is_empty());
+    }
+
+    #[test]
+    fn sends_inside_one_window_are_caught_without_overlap() {
+        assert_eq!(find_violations(&ms(&[0, 999]), 1), vec![(Duration::ZERO, 2)]);
+        // Unsorted input, three in one window, then a compliant gap, then another pair.
+        assert_eq!(
+            find_violations(&ms(&[300, 0, 600, 5000, 5001]), 1),
+            vec![(Duration::ZERO, 3), (Duration::from_millis(5000), 2)]
+        );
+        assert_eq!(find_violations(&ms(&[0, 100, 200, 1100]), 2), vec![(Duration::ZERO, 3)]);
+        // A window starting after the first send: 0 | 900, 1000, 1100.
+        assert_eq!(
+            find_violations(&ms(&[0, 900, 1000, 1100]), 2),
+            vec![(Duration::from_millis(900), 3)]
+        );
+    }
+}
