@@ -195,15 +195,17 @@ struct Completion {
     outcomes: Vec<SendOutcome>,
 }
 
-/// Messages released for one account in the current round, and the requests they make.
+/// Messages released for one account in the current round, by batch key, and the requests
+/// they make (a request carries up to `max_batch` messages of one key).
 struct RoundRequests {
-    messages: usize,
+    by_key: HashMap<Option<String>, usize>,
     max_batch: usize,
+    requests: usize,
 }
 
 impl RoundRequests {
     fn requests(&self) -> usize {
-        self.messages.div_ceil(self.max_batch)
+        self.requests
     }
 }
 
@@ -549,20 +551,26 @@ impl Engine {
             }
         }
         let route = Arc::clone(&head.meta.route);
+        let batch_key = route.provider.batch_key(&head.message);
         let account = self.accounts.entry(Arc::clone(&route.account)).or_default();
         let round = requests_this_round
             .entry(Arc::clone(&route.account))
             .or_insert(RoundRequests {
-                messages: 0,
+                by_key: HashMap::new(),
                 max_batch: route.provider.max_batch().max(1),
+                requests: 0,
             });
-        let opens_a_request = round.messages.is_multiple_of(round.max_batch);
-        if opens_a_request && account.in_flight + round.requests() >= route.account_concurrency {
+        let in_key = round.by_key.get(&batch_key).copied().unwrap_or(0);
+        let opens_a_request = in_key.is_multiple_of(round.max_batch);
+        if opens_a_request && account.in_flight + round.requests >= route.account_concurrency {
             account.blocked.push(key.clone());
             self.senders.get_mut(key).expect("exists").state = SenderState::Blocked;
             return Err(Hold::Blocked);
         }
-        round.messages += 1;
+        if opens_a_request {
+            round.requests += 1;
+        }
+        *round.by_key.entry(batch_key).or_default() += 1;
         if let Some(cap) = &route.daily_cap {
             let today = OffsetDateTime::now_utc().date();
             let entry = self.daily.entry(Arc::clone(&cap.brand)).or_insert((today, 0));
@@ -604,16 +612,19 @@ impl Engine {
 
     /// Groups released messages into provider requests and starts them.
     fn send(&mut self, released: Vec<Queued>) {
-        let mut groups: HashMap<(Arc<str>, &'static str, Channel), Vec<Queued>> = HashMap::new();
+        type GroupKey = (Arc<str>, &'static str, Channel, Option<String>);
+        let mut groups: HashMap<GroupKey, Vec<Queued>> = HashMap::new();
         for queued in released {
+            let provider = &queued.meta.route.provider;
             let key = (
                 Arc::clone(&queued.meta.route.account),
-                queued.meta.route.provider.name(),
+                provider.name(),
                 queued.message.envelope.channel,
+                provider.batch_key(&queued.message),
             );
             groups.entry(key).or_default().push(queued);
         }
-        for ((account, provider_name, channel), mut group) in groups {
+        for ((account, provider_name, channel, _), mut group) in groups {
             let provider = Arc::clone(&group[0].meta.route.provider);
             let max_batch = provider.max_batch().max(1);
             while !group.is_empty() {

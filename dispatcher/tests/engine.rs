@@ -573,3 +573,83 @@ async fn a_brand_stops_at_its_daily_cap() {
     );
     engine.stop().await;
 }
+
+/// Takes up to 50 messages per request, all of one template, like SES bulk sends.
+#[derive(Default)]
+struct BulkProvider {
+    batches: Mutex<Vec<Vec<String>>>,
+}
+
+#[async_trait]
+impl Provider for BulkProvider {
+    fn name(&self) -> &'static str {
+        "bulk"
+    }
+
+    fn max_batch(&self) -> usize {
+        50
+    }
+
+    fn batch_key(&self, message: &OutboundMessage) -> Option<String> {
+        match &message.envelope.content {
+            common::Content::Template { id, .. } => Some(id.clone()),
+            common::Content::Body(_) => None,
+        }
+    }
+
+    async fn send(&self, batch: &[OutboundMessage]) -> Vec<SendOutcome> {
+        let templates = batch.iter().filter_map(|message| self.batch_key(message)).collect();
+        self.batches.lock().unwrap().push(templates);
+        batch
+            .iter()
+            .map(|_| SendOutcome::Accepted {
+                provider_message_id: "bulk".into(),
+            })
+            .collect()
+    }
+
+    async fn lookup(&self, _message: &MessageRecord) -> Lookup {
+        Lookup::Unavailable
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn batch_providers_get_full_batches_of_one_template() {
+    let provider = Arc::new(BulkProvider::default());
+    let bulk = Arc::new(Route {
+        provider: Arc::clone(&provider) as Arc<dyn Provider>,
+        account: Arc::from("ses-account"),
+        account_concurrency: 10,
+        senders: vec![PoolSender {
+            key: Arc::from("ses-account"),
+            sender: Sender::Phone(PhoneNumber::parse("+14155550001").unwrap()),
+            rate: None,
+        }],
+        daily_cap: None,
+    });
+    let mut engine = start(&settings());
+    for n in 0..120 {
+        let template = if n < 70 { "welcome" } else { "receipt" };
+        let value = json!({"version": 1, "message_id": format!("m-{n}"), "tenant_id": "acme", "channel": "sms",
+                           "to": "+12125550100", "template": {"id": template}});
+        engine
+            .admit(Envelope::parse(&serde_json::to_vec(&value).unwrap()).unwrap(), &bulk)
+            .await;
+    }
+    engine.finished(120).await;
+    engine.stop().await;
+    let batches = provider.batches.lock().unwrap().clone();
+    assert_eq!(batches.iter().map(Vec::len).sum::<usize>(), 120);
+    for batch in &batches {
+        assert!(batch.len() <= 50, "at most 50 per request");
+        assert!(
+            batch.iter().all(|template| *template == batch[0]),
+            "one template per request: {batch:?}"
+        );
+    }
+    assert!(
+        batches.len() <= 4,
+        "messages ready together share requests: {} requests",
+        batches.len()
+    );
+}

@@ -76,6 +76,12 @@ pub trait Provider: Send + Sync + 'static {
         1
     }
 
+    /// What messages must share to go in one request (SES bulk: template, sender and
+    /// configuration set); `None` when any may go together.
+    fn batch_key(&self, _message: &OutboundMessage) -> Option<String> {
+        None
+    }
+
     /// Sends `batch`; the answer has exactly one outcome per message, in order.
     async fn send(&self, batch: &[OutboundMessage]) -> Vec<SendOutcome>;
 
