@@ -338,17 +338,7 @@ impl Directory {
                     rate: Rate::per_second(self.pacing.email),
                 }]
             }
-            Channel::Sms | Channel::Whatsapp => numbers
-                .iter()
-                .map(|number| PoolSender {
-                    key: Arc::from(number.number.as_str()),
-                    sender: Sender::Phone(number.number.clone()),
-                    rate: number
-                        .rate_per_second
-                        .and_then(Rate::per_second)
-                        .or_else(|| self.rate_of(number, brand.as_ref())),
-                })
-                .collect(),
+            Channel::Sms | Channel::Whatsapp => number_senders(&numbers, |number| self.rate_of(number, brand.as_ref())),
         };
         if senders.is_empty() {
             return Ok(ChannelReadiness::NotReady(Refusal::NoActiveNumber));
@@ -384,17 +374,7 @@ impl Directory {
                 rate: Rate::per_second(self.pacing.demo),
             }]
         } else {
-            numbers
-                .iter()
-                .map(|number| PoolSender {
-                    key: Arc::from(number.number.as_str()),
-                    sender: Sender::Phone(number.number.clone()),
-                    rate: number
-                        .rate_per_second
-                        .and_then(Rate::per_second)
-                        .or(Rate::per_second(self.pacing.demo)),
-                })
-                .collect()
+            number_senders(numbers, |_| Rate::per_second(self.pacing.demo))
         };
         Route {
             provider: Arc::clone(&self.providers.demo),
@@ -441,6 +421,21 @@ impl Directory {
         }
         Ok(suppressed)
     }
+}
+
+/// A pool of sender numbers, each at its own rate if it has one, else at `default_rate`.
+fn number_senders(numbers: &[SenderNumber], default_rate: impl Fn(&SenderNumber) -> Option<Rate>) -> Vec<PoolSender> {
+    numbers
+        .iter()
+        .map(|number| PoolSender {
+            key: Arc::from(number.number.as_str()),
+            sender: Sender::Phone(number.number.clone()),
+            rate: number
+                .rate_per_second
+                .and_then(Rate::per_second)
+                .or_else(|| default_rate(number)),
+        })
+        .collect()
 }
 
 /// Whether a number of this kind sends on this channel.
