@@ -993,3 +993,517 @@ async fn stuck_messages_are_found_by_status_and_age() {
         .unwrap();
     assert_eq!(limited.len(), 1);
 }
+
+#[tokio::test]
+async fn stuck_messages_finds_statuses_outside_the_reconciliation_index_too() {
+    // Only `sent` and `unknown` are indexed; the others are found by a scan, with the same
+    // answers.
+    let (_dir, store) = open_new().await;
+    let messages = ["a", "b", "c", "d"].map(|id| new_message("acme", id, T0));
+    store.claim_messages(&messages).await.unwrap();
+    store
+        .apply_status(&[
+            update("acme", "b", MessageStatus::Delivered, T0 + 20, None),
+            update("acme", "c", MessageStatus::Delivered, T0 + 10, None),
+            update("acme", "d", MessageStatus::Sent, T0 + 5, Some("SMd")),
+        ])
+        .await
+        .unwrap();
+    let ids = |records: Vec<common::store::MessageRecord>| -> Vec<String> {
+        records
+            .iter()
+            .map(|record| record.message_id.as_str().to_owned())
+            .collect()
+    };
+    let far = at(T0 + 1_000_000);
+    assert_eq!(
+        ids(store.stuck_messages(&[MessageStatus::Queued], far, 10).await.unwrap()),
+        ["a"]
+    );
+    assert_eq!(
+        ids(store
+            .stuck_messages(&[MessageStatus::Delivered], far, 10)
+            .await
+            .unwrap()),
+        ["c", "b"],
+        "oldest first"
+    );
+    assert_eq!(
+        ids(store
+            .stuck_messages(
+                &[MessageStatus::Sent, MessageStatus::Delivered, MessageStatus::Queued],
+                far,
+                3
+            )
+            .await
+            .unwrap()),
+        ["d", "c", "b"],
+        "status by status, up to the limit"
+    );
+    assert!(
+        store
+            .stuck_messages(&[MessageStatus::Delivered], at(T0 + 10), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .stuck_messages(&[MessageStatus::Read], far, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn every_status_change_follows_the_forward_only_rule() {
+    // The store applies the rule in SQL, generated from `MessageStatus::can_advance_to`: it must
+    // agree with that function on every pair.
+    let (_dir, store) = open_new().await;
+    for from in MessageStatus::ALL {
+        for to in MessageStatus::ALL {
+            let id = format!("{from}-{to}");
+            store.claim_messages(&[new_message("acme", &id, T0)]).await.unwrap();
+            let mut expected_history = vec![MessageStatus::Queued];
+            if from != MessageStatus::Queued {
+                let applied = store
+                    .apply_status(&[update("acme", &id, from, T0 + 1, None)])
+                    .await
+                    .unwrap();
+                assert_eq!(applied, vec![true], "queued -> {from}");
+                expected_history.push(from);
+            }
+            let mut change = update("acme", &id, to, T0 + 2, Some(&format!("SM-{id}")));
+            change.reason = Some(format!("because {to}"));
+            let applied = store.apply_status(&[change]).await.unwrap();
+            let allowed = from.can_advance_to(to);
+            assert_eq!(applied, vec![allowed], "{from} -> {to}");
+            if allowed {
+                expected_history.push(to);
+            }
+
+            let record = store.message(&tid("acme"), &mid(&id)).await.unwrap().unwrap();
+            assert_eq!(record.status, from.advance(to), "{from} -> {to}");
+            let history: Vec<MessageStatus> = record.history.iter().map(|change| change.status).collect();
+            assert_eq!(history, expected_history, "{from} -> {to}");
+            let provider = store.message_by_provider_id(&format!("SM-{id}")).await.unwrap();
+            assert_eq!(provider.is_some(), allowed, "{from} -> {to}: provider id indexed");
+            if allowed {
+                assert_eq!(record.reason, Some(format!("because {to}")));
+                assert_eq!(record.updated_at, at(T0 + 2));
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn history_keeps_every_reason_exactly() {
+    let (_dir, store) = open_new().await;
+    store.claim_messages(&[new_message("acme", "m1", T0)]).await.unwrap();
+    let reasons = [
+        "30003",
+        "quote \" backslash \\ slash / comma , bracket ] brace }",
+        "line\nbreak\ttab\u{0}nul",
+        "ünïcödé ✓ 😀",
+        "",
+    ];
+    let statuses = [
+        MessageStatus::Unknown,
+        MessageStatus::Sent,
+        MessageStatus::Delivered,
+        MessageStatus::Read,
+    ];
+    for (n, status) in statuses.into_iter().enumerate() {
+        let mut change = update("acme", "m1", status, T0 + 1 + n as i64, None);
+        change.reason = Some(reasons[n].to_owned());
+        assert_eq!(store.apply_status(&[change]).await.unwrap(), vec![true]);
+    }
+    // A refused change leaves no trace.
+    let mut refused = update("acme", "m1", MessageStatus::Failed, T0 + 9, None);
+    refused.reason = Some(reasons[4].to_owned());
+    assert_eq!(store.apply_status(&[refused]).await.unwrap(), vec![false]);
+
+    let record = store.message(&tid("acme"), &mid("m1")).await.unwrap().unwrap();
+    let mut expected = vec![common::store::StatusChange {
+        status: MessageStatus::Queued,
+        at: at(T0),
+        reason: None,
+    }];
+    for (n, status) in statuses.into_iter().enumerate() {
+        expected.push(common::store::StatusChange {
+            status,
+            at: at(T0 + 1 + n as i64),
+            reason: Some(reasons[n].to_owned()),
+        });
+    }
+    assert_eq!(record.history, expected);
+    assert_eq!(record.reason.as_deref(), Some(reasons[3]));
+}
+
+#[tokio::test]
+async fn the_history_view_keeps_the_version_2_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = SqliteStore::open(&path).await.unwrap();
+    store.claim_messages(&[new_message("acme", "m1", T0)]).await.unwrap();
+    let mut failed = update("acme", "m1", MessageStatus::Failed, T0 + 2, Some("SM1"));
+    failed.reason = Some("30005".to_owned());
+    store
+        .apply_status(&[update("acme", "m1", MessageStatus::Sent, T0 + 1, None), failed])
+        .await
+        .unwrap();
+    assert_eq!(
+        history_rows(&path),
+        vec![
+            ("acme".to_owned(), "m1".to_owned(), 0, "queued".to_owned(), T0, None),
+            ("acme".to_owned(), "m1".to_owned(), 1, "sent".to_owned(), T0 + 1, None),
+            (
+                "acme".to_owned(),
+                "m1".to_owned(),
+                2,
+                "failed".to_owned(),
+                T0 + 2,
+                Some("30005".to_owned())
+            ),
+        ]
+    );
+}
+
+/// A row of message_status_history: tenant, message, seq, status, at, reason.
+type HistoryRow = (String, String, i64, String, i64, Option<String>);
+
+fn history_rows(path: &Path) -> Vec<HistoryRow> {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let mut statement = conn
+        .prepare(
+            "SELECT tenant_id, message_id, seq, status, at, reason FROM message_status_history \
+             ORDER BY tenant_id, message_id, seq",
+        )
+        .unwrap();
+    statement
+        .query_map([], |row| {
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+                row.get(5)?,
+            ))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Migrating a version 2 database.
+
+/// The statements the version 2 store wrote messages with, verbatim.
+mod v2 {
+    pub const INSERT_MESSAGE: &str = "INSERT INTO messages (tenant_id, message_id, campaign_id, channel, recipient, \
+                                      priority, segments, status, reason, provider_message_id, accepted_at, \
+                                      updated_at, last_seq) \
+                                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', NULL, NULL, ?8, ?8, 0) \
+                                      ON CONFLICT (tenant_id, message_id) DO NOTHING";
+    pub const SELECT_MESSAGE_STATUS: &str =
+        "SELECT status, last_seq FROM messages WHERE tenant_id = ?1 AND message_id = ?2";
+    pub const UPDATE_MESSAGE_STATUS: &str = "UPDATE messages SET status = ?3, reason = ?4, updated_at = ?5, \
+                                             provider_message_id = coalesce(?6, provider_message_id), \
+                                             last_seq = ?7 WHERE tenant_id = ?1 AND message_id = ?2";
+    pub const INSERT_HISTORY: &str = "INSERT INTO message_status_history (tenant_id, message_id, seq, status, at, \
+                                      reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+    pub const UPSERT_PROVIDER_ID: &str = "INSERT INTO provider_message_ids (provider_message_id, tenant_id, \
+                                          message_id) VALUES (?1, ?2, ?3) ON CONFLICT (provider_message_id) DO \
+                                          UPDATE SET tenant_id = excluded.tenant_id, \
+                                          message_id = excluded.message_id";
+}
+
+/// Creates a version 2 database at `path`, from the version 1 and 2 migrations.
+fn create_v2(path: &Path) -> rusqlite::Connection {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join("sqlite");
+    let mut conn = rusqlite::Connection::open(path).unwrap();
+    for file in ["0001_initial.sql", "0002_stuck_messages.sql"] {
+        let sql = std::fs::read_to_string(dir.join(file)).unwrap();
+        let tx = conn.transaction().unwrap();
+        tx.execute_batch(&sql).unwrap();
+        tx.commit().unwrap();
+    }
+    conn.pragma_update(None, "user_version", 2).unwrap();
+    conn
+}
+
+/// Claims a message the way the version 2 store did.
+fn v2_claim(conn: &rusqlite::Connection, message: &NewMessage) {
+    let accepted_ms = i64::try_from(message.accepted_at.unix_timestamp_nanos() / 1_000_000).unwrap();
+    let inserted = conn
+        .execute(
+            v2::INSERT_MESSAGE,
+            rusqlite::params![
+                message.tenant_id.as_str(),
+                message.message_id.as_str(),
+                message.campaign_id.as_ref().map(CampaignId::as_str),
+                message.channel.as_str(),
+                message.recipient,
+                message.priority.as_str(),
+                message.segments,
+                accepted_ms,
+            ],
+        )
+        .unwrap();
+    assert_eq!(inserted, 1);
+    conn.execute(
+        v2::INSERT_HISTORY,
+        rusqlite::params![
+            message.tenant_id.as_str(),
+            message.message_id.as_str(),
+            0_i64,
+            "queued",
+            accepted_ms,
+            None::<&str>
+        ],
+    )
+    .unwrap();
+}
+
+/// Applies a status change the way the version 2 store did (the rule checked in Rust).
+fn v2_apply(conn: &rusqlite::Connection, change: &StatusUpdate) -> bool {
+    let (tenant, id) = (change.tenant_id.as_str(), change.message_id.as_str());
+    let (status, last_seq): (String, i64) = conn
+        .query_row(v2::SELECT_MESSAGE_STATUS, [tenant, id], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .unwrap();
+    if !status.parse::<MessageStatus>().unwrap().can_advance_to(change.status) {
+        return false;
+    }
+    let at_ms = i64::try_from(change.at.unix_timestamp_nanos() / 1_000_000).unwrap();
+    let seq = last_seq + 1;
+    conn.execute(
+        v2::UPDATE_MESSAGE_STATUS,
+        rusqlite::params![
+            tenant,
+            id,
+            change.status.as_str(),
+            change.reason,
+            at_ms,
+            change.provider_message_id,
+            seq
+        ],
+    )
+    .unwrap();
+    conn.execute(
+        v2::INSERT_HISTORY,
+        rusqlite::params![tenant, id, seq, change.status.as_str(), at_ms, change.reason],
+    )
+    .unwrap();
+    if let Some(provider_id) = &change.provider_message_id {
+        conn.execute(v2::UPSERT_PROVIDER_ID, [provider_id.as_str(), tenant, id])
+            .unwrap();
+    }
+    true
+}
+
+#[tokio::test]
+async fn a_version_2_database_migrates_and_reads_back_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v2.db");
+    let odd_reason = "he said \"stop\", then \\ ✓ ]";
+    {
+        let conn = create_v2(&path);
+        conn.execute(
+            "INSERT INTO tenants (id, name, is_demo, status, plan_id, created_by, created_at) \
+             VALUES ('acme', 'Tenant acme', 0, 'active', 'starter', NULL, ?1)",
+            [T0],
+        )
+        .unwrap();
+        // Claimed in an order that differs from both the key order and the acceptance order.
+        v2_claim(&conn, &new_message("acme", "m3", T0 + 3));
+        v2_claim(&conn, &new_message("acme", "m1", T0 + 1));
+        v2_claim(
+            &conn,
+            &NewMessage {
+                campaign_id: None,
+                channel: Channel::Email,
+                recipient: "ana@example.com".to_owned(),
+                priority: Priority::Transactional,
+                segments: 1,
+                ..new_message("acme", "m2", T0 + 2)
+            },
+        );
+        v2_claim(&conn, &new_message("other", "m1", T0));
+        v2_claim(&conn, &new_message("acme", "m4", T0 + 4));
+        let mut failed = update("acme", "m3", MessageStatus::Failed, T0 + 30, Some("SM3"));
+        failed.reason = Some(odd_reason.to_owned());
+        let changes = [
+            update("acme", "m1", MessageStatus::Sent, T0 + 10, Some("SM1-old")),
+            update("acme", "m1", MessageStatus::Delivered, T0 + 11, Some("SM1")),
+            update("acme", "m1", MessageStatus::Sent, T0 + 12, None),
+            update("acme", "m3", MessageStatus::Unknown, T0 + 20, None),
+            failed,
+            update("other", "m1", MessageStatus::Sent, T0 + 5, Some("SM-other")),
+        ];
+        let applied: Vec<bool> = changes.iter().map(|change| v2_apply(&conn, change)).collect();
+        assert_eq!(applied, [true, true, false, true, true, true]);
+        // m4 lost its history rows (version 2 never did this; the migration must cope).
+        conn.execute("DELETE FROM message_status_history WHERE message_id = 'm4'", [])
+            .unwrap();
+    }
+    let v2_history = history_rows(&path);
+    assert_eq!(v2_history.len(), 9);
+
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(user_version(&path), i64::from(SCHEMA_VERSION));
+
+    // Every message reads back as version 2 wrote it.
+    let change = |status, ms, reason: Option<&str>| common::store::StatusChange {
+        status,
+        at: at(ms),
+        reason: reason.map(str::to_owned),
+    };
+    let m1 = store.message(&tid("acme"), &mid("m1")).await.unwrap().unwrap();
+    assert_eq!(
+        m1,
+        common::store::MessageRecord {
+            tenant_id: tid("acme"),
+            message_id: mid("m1"),
+            campaign_id: Some(CampaignId::parse("spring-sale").unwrap()),
+            channel: Channel::Sms,
+            recipient: "+14155550100".to_owned(),
+            priority: Priority::Marketing,
+            segments: 2,
+            status: MessageStatus::Delivered,
+            reason: None,
+            provider_message_id: Some("SM1".to_owned()),
+            accepted_at: at(T0 + 1),
+            updated_at: at(T0 + 11),
+            history: vec![
+                change(MessageStatus::Queued, T0 + 1, None),
+                change(MessageStatus::Sent, T0 + 10, None),
+                change(MessageStatus::Delivered, T0 + 11, None),
+            ],
+        }
+    );
+    let m2 = store.message(&tid("acme"), &mid("m2")).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            m2.campaign_id,
+            m2.channel,
+            m2.recipient.as_str(),
+            m2.priority,
+            m2.segments
+        ),
+        (None, Channel::Email, "ana@example.com", Priority::Transactional, 1)
+    );
+    assert_eq!((m2.status, m2.provider_message_id), (MessageStatus::Queued, None));
+    assert_eq!(m2.history, vec![change(MessageStatus::Queued, T0 + 2, None)]);
+    let m3 = store.message(&tid("acme"), &mid("m3")).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            m3.status,
+            m3.reason.as_deref(),
+            m3.provider_message_id.as_deref(),
+            m3.updated_at
+        ),
+        (MessageStatus::Failed, Some(odd_reason), Some("SM3"), at(T0 + 30))
+    );
+    assert_eq!(
+        m3.history,
+        vec![
+            change(MessageStatus::Queued, T0 + 3, None),
+            change(MessageStatus::Unknown, T0 + 20, None),
+            change(MessageStatus::Failed, T0 + 30, Some(odd_reason)),
+        ]
+    );
+    let other = store.message(&tid("other"), &mid("m1")).await.unwrap().unwrap();
+    assert_eq!((other.status, other.history.len()), (MessageStatus::Sent, 2));
+    let m4 = store.message(&tid("acme"), &mid("m4")).await.unwrap().unwrap();
+    assert_eq!((m4.status, m4.history.len()), (MessageStatus::Queued, 0));
+
+    // The history reads the same through the version 2 table name, now a view.
+    assert_eq!(history_rows(&path), v2_history);
+
+    // Provider ids, old ones included, still lead to their message.
+    for (provider_id, tenant, id) in [
+        ("SM1", "acme", "m1"),
+        ("SM1-old", "acme", "m1"),
+        ("SM3", "acme", "m3"),
+        ("SM-other", "other", "m1"),
+    ] {
+        assert_eq!(
+            store.message_by_provider_id(provider_id).await.unwrap(),
+            Some((tid(tenant), mid(id))),
+            "{provider_id}"
+        );
+    }
+    // The reconciliation index was rebuilt.
+    let stuck = store
+        .stuck_messages(&[MessageStatus::Sent, MessageStatus::Unknown], at(T0 + 1_000), 10)
+        .await
+        .unwrap();
+    assert_eq!(stuck.len(), 1);
+    assert_eq!(
+        (stuck[0].tenant_id.as_str(), stuck[0].message_id.as_str()),
+        ("other", "m1")
+    );
+
+    // And the migrated messages go on: claims see them, changes follow the rule and extend
+    // their history, new messages are claimed next to them.
+    assert_eq!(
+        store
+            .claim_messages(&[
+                new_message("acme", "m1", T0),
+                new_message("acme", "m5", T0 + 50),
+                new_message("acme", "m3", T0),
+            ])
+            .await
+            .unwrap(),
+        vec![
+            Claim::Existing(MessageStatus::Delivered),
+            Claim::New,
+            Claim::Existing(MessageStatus::Failed)
+        ]
+    );
+    let applied = store
+        .apply_status(&[
+            update("acme", "m2", MessageStatus::Sent, T0 + 60, Some("SM2")),
+            update("acme", "m4", MessageStatus::Sent, T0 + 61, None),
+            update("acme", "m1", MessageStatus::Read, T0 + 62, None),
+            update("acme", "m3", MessageStatus::Delivered, T0 + 63, None),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(applied, vec![true, true, true, false]);
+    let m2 = store.message(&tid("acme"), &mid("m2")).await.unwrap().unwrap();
+    assert_eq!(
+        m2.history,
+        vec![
+            change(MessageStatus::Queued, T0 + 2, None),
+            change(MessageStatus::Sent, T0 + 60, None)
+        ]
+    );
+    let m4 = store.message(&tid("acme"), &mid("m4")).await.unwrap().unwrap();
+    assert_eq!(m4.history, vec![change(MessageStatus::Sent, T0 + 61, None)]);
+    let m1 = store.message(&tid("acme"), &mid("m1")).await.unwrap().unwrap();
+    assert_eq!(m1.history.len(), 4);
+    assert_eq!(
+        store.message_by_provider_id("SM2").await.unwrap(),
+        Some((tid("acme"), mid("m2")))
+    );
+
+    // Reopening does not migrate again.
+    drop(store);
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(user_version(&path), i64::from(SCHEMA_VERSION));
+    assert_eq!(
+        store
+            .message(&tid("acme"), &mid("m2"))
+            .await
+            .unwrap()
+            .unwrap()
+            .history
+            .len(),
+        2
+    );
+}

@@ -9,6 +9,12 @@
 //!   last commits on power loss, which would break "once written, durable".)
 //! - Batches (claims, status updates) run in one transaction with cached prepared statements;
 //!   there is never a transaction per row.
+//! - The dispatch path is what the schema is shaped for (migration 0003 explains each choice):
+//!   a claim is one insert (the `queued` history entry is part of the row), and a status change
+//!   is one UPDATE that applies the forward-only rule in its WHERE clause, appends to the
+//!   history in the row and, for `sent` or `unknown`, enters the reconciliation index, plus one
+//!   upsert when it carries a provider id. That upsert, at a random place in the provider-id
+//!   index, is now the largest part of the cost, and it grows with the index.
 //! - Timestamps are stored as INTEGER unix milliseconds (UTC): sub-millisecond precision is
 //!   dropped, so values round-trip exactly only when they are whole milliseconds.
 //! - Migrations live in `common/migrations/sqlite/NNNN_name.sql`, are embedded in the binary,
@@ -23,7 +29,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rusqlite::types::FromSql;
 use rusqlite::{
-    Connection, ErrorCode, OptionalExtension, Params, Row, Statement, Transaction, TransactionBehavior, ffi, params,
+    CachedStatement, Connection, ErrorCode, Params, Row, Statement, Transaction, TransactionBehavior, ffi, params,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -42,10 +48,11 @@ use crate::status::MessageStatus;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_initial.sql"),
     include_str!("../../migrations/sqlite/0002_stuck_messages.sql"),
+    include_str!("../../migrations/sqlite/0003_compact_messages.sql"),
 ];
 
 /// The schema version this build creates and understands (the number of embedded migrations).
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 const _: () = assert!(MIGRATIONS.len() == SCHEMA_VERSION as usize);
 
@@ -57,6 +64,16 @@ const CACHE_KIB: i64 = 64 * 1024;
 
 /// Room for every distinct statement of this module in each connection's statement cache.
 const STATEMENT_CACHE_CAPACITY: usize = 64;
+
+/// WAL size, in pages (4 KiB by default, so 256 MiB), past which a commit checkpoints the WAL
+/// into the database file; SQLite's default is 1,000. A checkpoint copies the newest version of
+/// every page the WAL holds and fsyncs the file, so a larger WAL copies a page rewritten by many
+/// batches (index pages, above all the provider-id index) once instead of many times. Measured
+/// on the dispatch path with 1,000,000 messages: 18.8 ms of store CPU per 1,000 messages at
+/// 1,000 pages, 17.0 at 16,384 and 15.8 at 65,536, the slowest batch 123, 174 and about 210 ms;
+/// with 200,000 messages the difference is within noise. The cost: the WAL file grows to about
+/// this size and stays there, and opening after a crash replays up to this much.
+const WAL_AUTOCHECKPOINT_PAGES: i64 = 64 * 1024;
 
 /// The embedded SQLite store: a writer and a reader connection on one WAL database file.
 #[derive(Debug, Clone)]
@@ -95,6 +112,10 @@ impl SqliteStore {
         }
         // FULL, not NORMAL: a write that returned must survive power loss (see the module docs).
         writer.pragma_update(None, "synchronous", "FULL").map_err(db_err)?;
+        // Only the writer commits, so only its setting matters.
+        writer
+            .pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)
+            .map_err(db_err)?;
         migrate(&mut writer)?;
 
         let reader = Connection::open(path).map_err(db_err)?;
@@ -289,6 +310,14 @@ fn col<T: FromSql>(row: &Row<'_>, index: usize) -> Result<T, StoreError> {
     row.get(index).map_err(db_err)
 }
 
+/// A TEXT column, borrowed from the row.
+fn col_str<'r>(row: &'r Row<'_>, index: usize) -> Result<&'r str, StoreError> {
+    row.get_ref(index)
+        .map_err(db_err)?
+        .as_str()
+        .map_err(|e| StoreError::Invalid(format!("column {index}: {e}")))
+}
+
 fn col_time(row: &Row<'_>, index: usize) -> Result<OffsetDateTime, StoreError> {
     from_ms(col(row, index)?)
 }
@@ -414,6 +443,9 @@ fn suppression_from_row(row: &Row<'_>) -> Result<Suppression, StoreError> {
 const MESSAGE_COLUMNS: &str = "tenant_id, message_id, campaign_id, channel, recipient, priority, segments, status, \
                                reason, provider_message_id, accepted_at, updated_at";
 
+/// The number of columns in [`MESSAGE_COLUMNS`].
+const MESSAGE_COLUMN_COUNT: usize = 12;
+
 /// A message row; its history is filled in by the caller.
 fn message_from_row(row: &Row<'_>) -> Result<MessageRecord, StoreError> {
     let campaign_id = match col::<Option<String>>(row, 2)? {
@@ -437,14 +469,6 @@ fn message_from_row(row: &Row<'_>) -> Result<MessageRecord, StoreError> {
     })
 }
 
-fn status_change_from_row(row: &Row<'_>) -> Result<StatusChange, StoreError> {
-    Ok(StatusChange {
-        status: parse_status(&col::<String>(row, 0)?)?,
-        at: col_time(row, 1)?,
-        reason: col(row, 2)?,
-    })
-}
-
 fn audit_from_row(row: &Row<'_>) -> Result<AuditEntry, StoreError> {
     let tenant_id = match col::<Option<String>>(row, 0)? {
         Some(raw) => Some(parse_tenant_id(&raw)?),
@@ -463,22 +487,223 @@ fn audit_from_row(row: &Row<'_>) -> Result<AuditEntry, StoreError> {
 // Hot-path statements.
 
 const INSERT_MESSAGE: &str = "INSERT INTO messages (tenant_id, message_id, campaign_id, channel, recipient, priority, \
-                              segments, status, reason, provider_message_id, accepted_at, updated_at, last_seq) \
-                              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', NULL, NULL, ?8, ?8, 0) \
+                              segments, status, reason, provider_message_id, accepted_at, updated_at, history) \
+                              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, NULL, ?9, ?9, ?10) \
                               ON CONFLICT (tenant_id, message_id) DO NOTHING";
 
-const SELECT_MESSAGE_STATUS: &str = "SELECT status, last_seq FROM messages WHERE tenant_id = ?1 AND message_id = ?2";
+const SELECT_MESSAGE_STATUS: &str = "SELECT status FROM messages WHERE tenant_id = ?1 AND message_id = ?2";
 
-const UPDATE_MESSAGE_STATUS: &str = "UPDATE messages SET status = ?3, reason = ?4, updated_at = ?5, \
-                                     provider_message_id = coalesce(?6, provider_message_id), last_seq = ?7 \
-                                     WHERE tenant_id = ?1 AND message_id = ?2";
-
-const INSERT_HISTORY: &str = "INSERT INTO message_status_history (tenant_id, message_id, seq, status, at, reason) \
-                              VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+/// The statement that moves a message to `next` if, and only if, its current status may be
+/// followed by `next`; `None` when no status may (nothing moves back to `queued`).
+///
+/// The forward-only rule is applied by the statement's WHERE clause, so a change costs one
+/// statement instead of a read and a write. That clause is generated from
+/// [`MessageStatus::can_advance_to`], the rule's one definition: the allowed current statuses
+/// are every status of [`MessageStatus::ALL`] that may advance to `next`. They are compared with
+/// OR, not IN: SQLite evaluates an IN list of three or more values through a temporary B-tree
+/// built per row.
+///
+/// `?5`, one history entry (see [`history_entry`]), is appended to the history; `history`
+/// is '' only for a message migrated without history, which takes no separator.
+fn update_status_sql(next: MessageStatus) -> Option<String> {
+    let allowed: Vec<String> = MessageStatus::ALL
+        .into_iter()
+        .filter(|current| current.can_advance_to(next))
+        .map(|current| format!("status = '{}'", current.as_str()))
+        .collect();
+    if allowed.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "UPDATE messages SET status = '{}', reason = ?3, updated_at = ?4, \
+         provider_message_id = coalesce(?6, provider_message_id), \
+         history = CASE history WHEN '' THEN ?5 ELSE history || ',' || ?5 END \
+         WHERE tenant_id = ?1 AND message_id = ?2 AND ({})",
+        next.as_str(),
+        allowed.join(" OR ")
+    ))
+}
 
 const UPSERT_PROVIDER_ID: &str = "INSERT INTO provider_message_ids (provider_message_id, tenant_id, message_id) \
                                   VALUES (?1, ?2, ?3) ON CONFLICT (provider_message_id) DO UPDATE SET \
                                   tenant_id = excluded.tenant_id, message_id = excluded.message_id";
+
+/// The query for messages in `status` that last changed before `?1`, oldest first, at most
+/// `?2`. The status is written into the statement, not bound: only then can the planner prove
+/// that `sent` and `unknown` are covered by the partial index messages_in_flight. Other
+/// statuses are found by a scan.
+fn stuck_messages_sql(status: MessageStatus) -> String {
+    format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE status = '{}' AND updated_at < ?1 ORDER BY updated_at LIMIT ?2",
+        status.as_str()
+    )
+}
+
+/// Writes one history entry, `[status, at, reason]` as JSON, into `entry` (cleared first) and
+/// returns it. The buffer is reused across a batch so that entries cost no allocation.
+fn history_entry<'a>(
+    entry: &'a mut Vec<u8>,
+    status: MessageStatus,
+    at_ms: i64,
+    reason: Option<&str>,
+) -> Result<&'a str, StoreError> {
+    entry.clear();
+    serde_json::to_writer(&mut *entry, &(status, at_ms, reason)).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    std::str::from_utf8(entry).map_err(|e| StoreError::Invalid(e.to_string()))
+}
+
+/// Decodes a message's `history` column: comma-separated `[status, at, reason]` entries.
+fn history_from_sql(raw: &str) -> Result<Vec<StatusChange>, StoreError> {
+    let entries: Vec<(MessageStatus, i64, Option<String>)> = json_from_sql(&format!("[{raw}]"), "message history")?;
+    entries
+        .into_iter()
+        .map(|(status, at, reason)| {
+            Ok(StatusChange {
+                status,
+                at: from_ms(at)?,
+                reason,
+            })
+        })
+        .collect()
+}
+
+/// The position of `status` in [`MessageStatus::ALL`] (which lists every status; its tests
+/// check that).
+fn status_index(status: MessageStatus) -> Result<usize, StoreError> {
+    MessageStatus::ALL
+        .iter()
+        .position(|candidate| *candidate == status)
+        .ok_or_else(|| StoreError::Backend(format!("status {status} is missing from MessageStatus::ALL")))
+}
+
+/// A message status, read without copying the column.
+fn col_status(row: &Row<'_>, index: usize) -> Result<MessageStatus, StoreError> {
+    parse_status(col_str(row, index)?)
+}
+
+/// The text of a batch, copied into one buffer to cross to the blocking thread: a batch costs
+/// two allocations instead of one per string. (Profiled on the dispatch path: cloning the
+/// batches row by row took 2.5% of the store's CPU, packing them takes 0.6%.)
+#[derive(Debug, Default)]
+struct Arena {
+    text: String,
+}
+
+/// Where a string is in an [`Arena`].
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    start: usize,
+    end: usize,
+}
+
+impl Arena {
+    fn with_capacity(bytes: usize) -> Self {
+        Self {
+            text: String::with_capacity(bytes),
+        }
+    }
+
+    fn push(&mut self, value: &str) -> Span {
+        let start = self.text.len();
+        self.text.push_str(value);
+        Span {
+            start,
+            end: self.text.len(),
+        }
+    }
+
+    fn push_opt(&mut self, value: Option<&str>) -> Option<Span> {
+        value.map(|value| self.push(value))
+    }
+
+    fn get(&self, span: Span) -> &str {
+        &self.text[span.start..span.end]
+    }
+
+    fn get_opt(&self, span: Option<Span>) -> Option<&str> {
+        span.map(|span| self.get(span))
+    }
+}
+
+/// A [`NewMessage`] with its text in an [`Arena`].
+#[derive(Debug)]
+struct PackedMessage {
+    tenant: Span,
+    id: Span,
+    campaign: Option<Span>,
+    channel: &'static str,
+    recipient: Span,
+    priority: &'static str,
+    segments: u32,
+    accepted_at: i64,
+}
+
+fn pack_messages(messages: &[NewMessage]) -> Result<(Arena, Vec<PackedMessage>), StoreError> {
+    let bytes = messages
+        .iter()
+        .map(|m| {
+            m.tenant_id.as_str().len()
+                + m.message_id.as_str().len()
+                + m.campaign_id.as_ref().map_or(0, |c| c.as_str().len())
+                + m.recipient.len()
+        })
+        .sum();
+    let mut arena = Arena::with_capacity(bytes);
+    let packed = messages
+        .iter()
+        .map(|m| {
+            Ok(PackedMessage {
+                tenant: arena.push(m.tenant_id.as_str()),
+                id: arena.push(m.message_id.as_str()),
+                campaign: arena.push_opt(m.campaign_id.as_ref().map(CampaignId::as_str)),
+                channel: m.channel.as_str(),
+                recipient: arena.push(&m.recipient),
+                priority: m.priority.as_str(),
+                segments: m.segments,
+                accepted_at: to_ms(m.accepted_at)?,
+            })
+        })
+        .collect::<Result<_, StoreError>>()?;
+    Ok((arena, packed))
+}
+
+/// A [`StatusUpdate`] with its text in an [`Arena`].
+#[derive(Debug)]
+struct PackedUpdate {
+    tenant: Span,
+    id: Span,
+    status: MessageStatus,
+    at: i64,
+    reason: Option<Span>,
+    provider_id: Option<Span>,
+}
+
+fn pack_updates(updates: &[StatusUpdate]) -> Result<(Arena, Vec<PackedUpdate>), StoreError> {
+    let bytes = updates
+        .iter()
+        .map(|u| {
+            u.tenant_id.as_str().len()
+                + u.message_id.as_str().len()
+                + u.reason.as_ref().map_or(0, String::len)
+                + u.provider_message_id.as_ref().map_or(0, String::len)
+        })
+        .sum();
+    let mut arena = Arena::with_capacity(bytes);
+    let packed = updates
+        .iter()
+        .map(|u| {
+            Ok(PackedUpdate {
+                tenant: arena.push(u.tenant_id.as_str()),
+                id: arena.push(u.message_id.as_str()),
+                status: u.status,
+                at: to_ms(u.at)?,
+                reason: arena.push_opt(u.reason.as_deref()),
+                provider_id: arena.push_opt(u.provider_message_id.as_deref()),
+            })
+        })
+        .collect::<Result<_, StoreError>>()?;
+    Ok((arena, packed))
+}
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -550,14 +775,8 @@ impl Store for SqliteStore {
             let tx = write_tx(conn)?;
             // Tables without a foreign key to tenants (see the migration);
             // the rest cascades from the tenant row.
-            for table in [
-                "message_status_history",
-                "provider_message_ids",
-                "messages",
-                "usage",
-                "suppressions",
-                "audit_log",
-            ] {
+            // (The status history is part of the message rows.)
+            for table in ["provider_message_ids", "messages", "usage", "suppressions", "audit_log"] {
                 tx.execute(&format!("DELETE FROM {table} WHERE tenant_id = ?1"), [id.as_str()])
                     .map_err(db_err)?;
             }
@@ -951,19 +1170,26 @@ impl Store for SqliteStore {
         let tenant = tenant.clone();
         let addresses = addresses.to_vec();
         self.read(move |conn| {
-            let mut statement = conn
-                .prepare_cached("SELECT 1 FROM suppressions WHERE tenant_id = ?1 AND address = ?2")
-                .map_err(db_err)?;
-            let mut seen = HashSet::with_capacity(addresses.len());
+            // One read transaction for the whole batch. Outside one, every lookup starts and
+            // ends its own (WAL-index locks, and an emptied page cache whenever the writer has
+            // committed since): measured 1.5 µs per address, against 0.55 inside one.
+            let tx = conn.transaction().map_err(db_err)?;
             let mut suppressed = Vec::new();
-            for address in &addresses {
-                if !seen.insert(address.as_str()) {
-                    continue;
-                }
-                if statement.exists([tenant.as_str(), address.as_str()]).map_err(db_err)? {
-                    suppressed.push(address.clone());
+            {
+                let mut statement = tx
+                    .prepare_cached("SELECT 1 FROM suppressions WHERE tenant_id = ?1 AND address = ?2")
+                    .map_err(db_err)?;
+                let mut seen = HashSet::with_capacity(addresses.len());
+                for address in &addresses {
+                    if !seen.insert(address.as_str()) {
+                        continue;
+                    }
+                    if statement.exists([tenant.as_str(), address.as_str()]).map_err(db_err)? {
+                        suppressed.push(address.clone());
+                    }
                 }
             }
+            tx.commit().map_err(db_err)?;
             Ok(suppressed)
         })
         .await
@@ -973,45 +1199,38 @@ impl Store for SqliteStore {
         if messages.is_empty() {
             return Ok(Vec::new());
         }
-        let messages = messages.to_vec();
+        let (text, messages) = pack_messages(messages)?;
         self.write(move |conn| {
             let tx = write_tx(conn)?;
             let mut claims = Vec::with_capacity(messages.len());
             {
                 let mut insert = tx.prepare_cached(INSERT_MESSAGE).map_err(db_err)?;
-                let mut history = tx.prepare_cached(INSERT_HISTORY).map_err(db_err)?;
                 let mut select = tx.prepare_cached(SELECT_MESSAGE_STATUS).map_err(db_err)?;
+                let mut entry = Vec::new();
                 for message in &messages {
-                    let tenant = message.tenant_id.as_str();
-                    let id = message.message_id.as_str();
-                    let accepted_at = to_ms(message.accepted_at)?;
+                    let tenant = text.get(message.tenant);
+                    let id = text.get(message.id);
+                    let accepted_at = message.accepted_at;
+                    let queued = MessageStatus::Queued;
                     let inserted = insert
                         .execute(params![
                             tenant,
                             id,
-                            message.campaign_id.as_ref().map(CampaignId::as_str),
-                            message.channel.as_str(),
-                            message.recipient,
-                            message.priority.as_str(),
+                            text.get_opt(message.campaign),
+                            message.channel,
+                            text.get(message.recipient),
+                            message.priority,
                             message.segments,
+                            queued.as_str(),
                             accepted_at,
+                            history_entry(&mut entry, queued, accepted_at, None)?,
                         ])
                         .map_err(db_err)?;
                     if inserted > 0 {
-                        history
-                            .execute(params![
-                                tenant,
-                                id,
-                                0_i64,
-                                MessageStatus::Queued.as_str(),
-                                accepted_at,
-                                None::<&str>
-                            ])
-                            .map_err(db_err)?;
                         claims.push(Claim::New);
                     } else {
-                        let status = query_opt(&mut select, [tenant, id], |row| parse_status(&col::<String>(row, 0)?))?
-                            .ok_or_else(|| {
+                        let status =
+                            query_opt(&mut select, [tenant, id], |row| col_status(row, 0))?.ok_or_else(|| {
                                 StoreError::Backend(format!("message {tenant}/{id} neither inserted nor found"))
                             })?;
                         claims.push(Claim::Existing(status));
@@ -1028,50 +1247,48 @@ impl Store for SqliteStore {
         if updates.is_empty() {
             return Ok(Vec::new());
         }
-        let updates = updates.to_vec();
+        let (text, updates) = pack_updates(updates)?;
         self.write(move |conn| {
             let tx = write_tx(conn)?;
             let mut applied = Vec::with_capacity(updates.len());
             {
-                let mut select = tx.prepare_cached(SELECT_MESSAGE_STATUS).map_err(db_err)?;
-                let mut update = tx.prepare_cached(UPDATE_MESSAGE_STATUS).map_err(db_err)?;
-                let mut history = tx.prepare_cached(INSERT_HISTORY).map_err(db_err)?;
+                // One statement per target status, prepared on first use in this batch.
+                let mut by_status: [Option<CachedStatement<'_>>; MessageStatus::ALL.len()] = Default::default();
                 let mut index = tx.prepare_cached(UPSERT_PROVIDER_ID).map_err(db_err)?;
+                let mut entry = Vec::new();
                 for change in &updates {
-                    let tenant = change.tenant_id.as_str();
-                    let id = change.message_id.as_str();
-                    let current = select
-                        .query_row([tenant, id], |row| {
-                            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
-                        })
-                        .optional()
-                        .map_err(db_err)?;
-                    let Some((status, last_seq)) = current else {
-                        applied.push(false);
-                        continue;
+                    let tenant = text.get(change.tenant);
+                    let id = text.get(change.id);
+                    let reason = text.get_opt(change.reason);
+                    let provider_id = text.get_opt(change.provider_id);
+                    let slot = &mut by_status[status_index(change.status)?];
+                    let update = match slot {
+                        Some(update) => update,
+                        None => match update_status_sql(change.status) {
+                            Some(sql) => slot.insert(tx.prepare_cached(&sql).map_err(db_err)?),
+                            None => {
+                                applied.push(false);
+                                continue;
+                            }
+                        },
                     };
-                    if !parse_status(&status)?.can_advance_to(change.status) {
-                        applied.push(false);
-                        continue;
-                    }
-                    let seq = last_seq + 1;
-                    let at = to_ms(change.at)?;
-                    update
+                    // No row changes when the message is unknown or the rule refuses the change.
+                    let changed = update
                         .execute(params![
                             tenant,
                             id,
-                            change.status.as_str(),
-                            change.reason,
-                            at,
-                            change.provider_message_id,
-                            seq,
+                            reason,
+                            change.at,
+                            history_entry(&mut entry, change.status, change.at, reason)?,
+                            provider_id,
                         ])
                         .map_err(db_err)?;
-                    history
-                        .execute(params![tenant, id, seq, change.status.as_str(), at, change.reason])
-                        .map_err(db_err)?;
-                    if let Some(provider_id) = &change.provider_message_id {
-                        index.execute([provider_id.as_str(), tenant, id]).map_err(db_err)?;
+                    if changed == 0 {
+                        applied.push(false);
+                        continue;
+                    }
+                    if let Some(provider_id) = provider_id {
+                        index.execute([provider_id, tenant, id]).map_err(db_err)?;
                     }
                     applied.push(true);
                 }
@@ -1086,28 +1303,17 @@ impl Store for SqliteStore {
         let tenant = tenant.clone();
         let id = id.clone();
         self.read(move |conn| {
-            // One read transaction: the row and its history from the same snapshot.
-            let tx = conn.transaction().map_err(db_err)?;
-            let record = {
-                let mut select = tx
-                    .prepare_cached(&format!(
-                        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant_id = ?1 AND message_id = ?2"
-                    ))
-                    .map_err(db_err)?;
-                let Some(mut record) = query_opt(&mut select, [tenant.as_str(), id.as_str()], message_from_row)? else {
-                    return Ok(None);
-                };
-                let mut history = tx
-                    .prepare_cached(
-                        "SELECT status, at, reason FROM message_status_history \
-                         WHERE tenant_id = ?1 AND message_id = ?2 ORDER BY seq",
-                    )
-                    .map_err(db_err)?;
-                record.history = query_all(&mut history, [tenant.as_str(), id.as_str()], status_change_from_row)?;
-                record
-            };
-            tx.commit().map_err(db_err)?;
-            Ok(Some(record))
+            // One statement: the row and its history come from the same snapshot.
+            let mut select = conn
+                .prepare_cached(&format!(
+                    "SELECT {MESSAGE_COLUMNS}, history FROM messages WHERE tenant_id = ?1 AND message_id = ?2"
+                ))
+                .map_err(db_err)?;
+            query_opt(&mut select, [tenant.as_str(), id.as_str()], |row| {
+                let mut record = message_from_row(row)?;
+                record.history = history_from_sql(col_str(row, MESSAGE_COLUMN_COUNT)?)?;
+                Ok(record)
+            })
         })
         .await
     }
@@ -1118,27 +1324,18 @@ impl Store for SqliteStore {
         updated_before: OffsetDateTime,
         limit: usize,
     ) -> Result<Vec<MessageRecord>, StoreError> {
-        let statuses: Vec<&'static str> = statuses.iter().map(|status| status.as_str()).collect();
+        let statuses = statuses.to_vec();
         let before = to_ms(updated_before)?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(move |conn| {
-            let mut statement = conn
-                .prepare_cached(&format!(
-                    "SELECT {MESSAGE_COLUMNS} FROM messages WHERE status = ?1 AND updated_at < ?2 \
-                     ORDER BY updated_at LIMIT ?3"
-                ))
-                .map_err(db_err)?;
             let mut stuck = Vec::new();
             for status in statuses {
                 let room = limit - stuck.len() as i64;
                 if room <= 0 {
                     break;
                 }
-                stuck.extend(query_all(
-                    &mut statement,
-                    rusqlite::params![status, before, room],
-                    message_from_row,
-                )?);
+                let mut statement = conn.prepare_cached(&stuck_messages_sql(status)).map_err(db_err)?;
+                stuck.extend(query_all(&mut statement, params![before, room], message_from_row)?);
             }
             Ok(stuck)
         })
@@ -1199,5 +1396,111 @@ impl Store for SqliteStore {
             query_all(&mut statement, params![tenant.as_str(), limit], audit_from_row)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn migrated() -> Connection {
+        let mut connection = Connection::open_in_memory().unwrap();
+        migrate(&mut connection).unwrap();
+        connection
+    }
+
+    /// The query plan of `sql`, one line per step.
+    fn plan(connection: &Connection, sql: &str) -> String {
+        let mut statement = connection.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let nulls = std::iter::repeat_n(rusqlite::types::Null, statement.parameter_count());
+        let steps: Vec<String> = statement
+            .query_map(rusqlite::params_from_iter(nulls), |row| row.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        steps.join("\n")
+    }
+
+    #[test]
+    fn reconciliation_statuses_are_found_through_the_partial_index() {
+        let connection = migrated();
+        for status in [MessageStatus::Sent, MessageStatus::Unknown] {
+            let plan = plan(&connection, &stuck_messages_sql(status));
+            assert!(
+                plan.contains("USING INDEX messages_in_flight (status=? AND updated_at<?)"),
+                "{status}: {plan}"
+            );
+            assert!(!plan.contains("TEMP B-TREE"), "{status}: {plan}");
+        }
+        // Any other status still works, by a scan.
+        let plan = plan(&connection, &stuck_messages_sql(MessageStatus::Queued));
+        assert!(!plan.contains("messages_in_flight"), "{plan}");
+    }
+
+    #[test]
+    fn dispatch_path_statements_find_messages_by_their_key() {
+        let connection = migrated();
+        let mut statements = vec![INSERT_MESSAGE.to_owned(), SELECT_MESSAGE_STATUS.to_owned()];
+        statements.extend(MessageStatus::ALL.into_iter().filter_map(update_status_sql));
+        // Nothing moves back to `queued`; everything else has a statement.
+        assert_eq!(statements.len(), 2 + MessageStatus::ALL.len() - 1);
+        for sql in statements {
+            let plan = plan(&connection, &sql);
+            assert!(!plan.contains("SCAN"), "{sql}: {plan}");
+            if !sql.starts_with("INSERT") {
+                assert!(plan.contains("USING INDEX messages_key"), "{sql}: {plan}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_update_statements_encode_can_advance_to() {
+        for next in MessageStatus::ALL {
+            let Some(sql) = update_status_sql(next) else {
+                assert!(MessageStatus::ALL.iter().all(|current| !current.can_advance_to(next)));
+                continue;
+            };
+            let (_, condition) = sql.split_once("WHERE").unwrap();
+            for current in MessageStatus::ALL {
+                let term = format!("status = '{}'", current.as_str());
+                assert_eq!(
+                    condition.contains(&term),
+                    current.can_advance_to(next),
+                    "{current} -> {next}: {sql}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn history_entries_round_trip() {
+        let mut entry = Vec::new();
+        let mut history = String::new();
+        let changes = [
+            (MessageStatus::Queued, 1_767_225_600_000, None),
+            (
+                MessageStatus::Failed,
+                1_767_225_600_001,
+                Some("a \"quoted\", ] reason ✓"),
+            ),
+        ];
+        for (status, at, reason) in changes {
+            if !history.is_empty() {
+                history.push(',');
+            }
+            history.push_str(history_entry(&mut entry, status, at, reason).unwrap());
+        }
+        let decoded = history_from_sql(&history).unwrap();
+        assert_eq!(decoded.len(), 2);
+        for ((status, at, reason), change) in changes.into_iter().zip(decoded) {
+            assert_eq!(change.status, status);
+            assert_eq!(change.at, from_ms(at).unwrap());
+            assert_eq!(change.reason.as_deref(), reason);
+        }
+        assert!(history_from_sql("").unwrap().is_empty());
+        assert!(matches!(
+            history_from_sql("[\"bogus\",1,null]"),
+            Err(StoreError::Invalid(_))
+        ));
     }
 }
