@@ -44,7 +44,8 @@ MAVEN_DEPENDENCY_PLUGIN="org.apache.maven.plugins:maven-dependency-plugin:3.6.1"
 say() { printf 'cassandra: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
 
-need() { command -v "$1" >/dev/null 2>&1 || die "$1 is not installed ($2)"; }
+# shellcheck source=common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 # ---------------------------------------------------------------------------- fetch
 fetch() {
@@ -382,29 +383,6 @@ start() {
     sleep 1
   done
   say "ready after $(( SECONDS - started ))s (pid $(cat "$PIDFILE")): CQL on 127.0.0.1:$PORT"
-}
-
-stop() {
-  if ! pid_alive; then
-    rm -f "$PIDFILE"
-    say "not running"
-    return 0
-  fi
-  local pid
-  pid=$(cat "$PIDFILE")
-  say "stopping pid $pid"
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 60); do
-    [[ -d "/proc/$pid" ]] || break
-    sleep 0.5
-  done
-  if [[ -d "/proc/$pid" ]]; then
-    say "still running after 30s, killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-    sleep 0.5
-  fi
-  rm -f "$PIDFILE"
-  say "stopped"
 }
 
 status() {

@@ -48,7 +48,8 @@ LOG4J_VERSION="2.25.4" # the log4j-core that kafka 4.3.x depends on; binds its s
 say() { printf 'kafka: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
 
-need() { command -v "$1" >/dev/null 2>&1 || die "$1 is not installed ($2)"; }
+# shellcheck source=common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 # ---------------------------------------------------------------------------- fetch
 fetch() {
@@ -261,7 +262,7 @@ format_storage() {
   say "formatting storage in $DATA/kraft-logs (cluster id $cluster_id)"
   if ! nice -n "$NICE" java -Xmx256m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC \
       -Dlog4j2.configurationFile="$DATA/tools-log4j2.properties" -cp "$(classpath)" \
-      kafka.tools.StorageTool format --cluster-id "$cluster_id" --config "$CONF" \
+      kafka.tools.StorageTool format --cluster-id="$cluster_id" --config "$CONF" \
       >>"$LOG" 2>&1; then
     tail -n 30 "$LOG" >&2
     die "formatting Kafka storage failed (log: $LOG)"
@@ -317,29 +318,6 @@ start() {
     sleep 0.5
   done
   say "ready after $(( SECONDS - started ))s (pid $(cat "$PIDFILE")): bootstrap 127.0.0.1:$PORT"
-}
-
-stop() {
-  if ! pid_alive; then
-    rm -f "$PIDFILE"
-    say "not running"
-    return 0
-  fi
-  local pid
-  pid=$(cat "$PIDFILE")
-  say "stopping pid $pid"
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 60); do
-    [[ -d "/proc/$pid" ]] || break
-    sleep 0.5
-  done
-  if [[ -d "/proc/$pid" ]]; then
-    say "still running after 30s, killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-    sleep 0.5
-  fi
-  rm -f "$PIDFILE"
-  say "stopped"
 }
 
 status() {
