@@ -420,14 +420,10 @@ fn dead_letter(record: &Record, err: &EnvelopeError) -> OutgoingRecord {
     });
     match std::str::from_utf8(&record.payload) {
         Ok(text) => body["payload"] = serde_json::Value::from(text),
-        Err(_) => body["payload_hex"] = serde_json::Value::from(hex_encode(&record.payload)),
+        Err(_) => body["payload_hex"] = serde_json::Value::from(hex::encode(&record.payload)),
     }
     OutgoingRecord {
         key: record.key.clone(),
         payload: serde_json::to_vec(&body).expect("JSON always encodes"),
     }
-}
-
-fn hex_encode(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
