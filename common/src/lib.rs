@@ -15,6 +15,7 @@ pub mod signature;
 pub mod status;
 pub mod store;
 pub mod telemetry;
+pub mod twilio;
 
 pub use address::{EmailAddress, PhoneNumber};
 pub use channel::{Channel, Priority, Recipient, Sender};

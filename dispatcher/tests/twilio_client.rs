@@ -15,11 +15,9 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use base64::Engine as _;
 use common::store::MessageRecord;
+use common::twilio::{CreateOutcome, ErrorClass, FetchOutcome, TwilioAccount, TwilioClient, TwilioClientSettings};
 use common::{Channel, Envelope, MessageId, MessageStatus, PhoneNumber, Priority, Sender, TenantId};
-use dispatcher::provider::twilio::{
-    CreateOutcome, CredentialError, FetchOutcome, StaticCredentials, TwilioAccount, TwilioClient, TwilioClientSettings,
-    TwilioCredentials, TwilioProvider,
-};
+use dispatcher::provider::twilio::{CredentialError, StaticCredentials, TwilioCredentials, TwilioProvider};
 use dispatcher::provider::{Lookup, OutboundMessage, Provider, SendOutcome};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -330,7 +328,7 @@ async fn every_class_of_refusal_maps_to_its_outcome() {
         CreateOutcome::Rejected(error) => {
             assert_eq!(error.http_status, 400);
             assert_eq!(error.code, Some(21610));
-            assert_eq!(error.class, dispatcher::provider::twilio::ErrorClass::SuppressRecipient);
+            assert_eq!(error.class, ErrorClass::SuppressRecipient);
             assert_eq!(error.message.as_deref(), Some("error 21610"));
         }
         other => panic!("expected a rejection, got {other:?}"),

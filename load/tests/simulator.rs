@@ -9,7 +9,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::post;
-use dispatcher::provider::twilio::{CreateOutcome, FetchOutcome, TwilioAccount, TwilioClient, TwilioClientSettings};
+use common::twilio::{CreateOutcome, FetchOutcome, TwilioAccount, TwilioClient, TwilioClientSettings};
 use load::simulator::{
     DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, Faults, RunningSimulator, Simulator, SimulatorConfig, SimulatorStats,
     find_violations,

@@ -1,9 +1,9 @@
 //! Twilio (SMS and WhatsApp) behind the [`Provider`] trait.
 //!
 //! - [`request`]: the form body of "create message" ([`create_message_form`]), on the hot path.
-//! - [`client`]: [`TwilioClient`], the HTTP client (create and fetch), and the rule that decides
-//!   between a transient failure (safe to resend) and an unknown outcome (never resend blindly).
-//! - [`errors`]: Twilio's error codes and their [`ErrorClass`].
+//! - [`common::twilio`]: [`TwilioClient`], the HTTP client (create and fetch), the rule that
+//!   decides between a transient failure (safe to resend) and an unknown outcome (never resend
+//!   blindly), and Twilio's error codes with their [`ErrorClass`].
 //! - Here: [`TwilioProvider`], which sends each message of a batch as its own request (Twilio
 //!   takes one message per request), concurrently, with the tenant's credentials from a
 //!   [`TwilioCredentials`] source.
@@ -22,8 +22,6 @@
 //! | no credentials for the tenant | `Failed { code: "CHANNEL_NOT_CONFIGURED" }` |
 //! | the credential source is unavailable | `Transient { reason: "TWILIO_CREDENTIALS_UNAVAILABLE" }` |
 
-pub mod client;
-pub mod errors;
 pub mod request;
 
 use std::fmt;
@@ -35,11 +33,7 @@ use common::status::TwilioStatus;
 use common::store::MessageRecord;
 use time::OffsetDateTime;
 
-pub use client::{
-    ApiError, ClientError, CreateOutcome, FetchOutcome, FetchedMessage, TwilioAccount, TwilioClient,
-    TwilioClientSettings,
-};
-pub use errors::{ErrorClass, classify};
+use common::twilio::{CreateOutcome, ErrorClass, FetchOutcome, TwilioAccount, TwilioClient};
 pub use request::{MAX_VALIDITY_SECS, create_message_form};
 
 use super::{Lookup, OutboundMessage, Provider, SendOutcome};

@@ -281,7 +281,7 @@ impl TwilioClient {
 
     /// Creates a message: `POST {base}/2010-04-01/Accounts/{AccountSid}/Messages.json` with
     /// `form` (an `application/x-www-form-urlencoded` body, see
-    /// [`create_message_form`](super::create_message_form)). See the module docs for how each
+    /// `create_message_form` in the dispatcher). See the module docs for how each
     /// answer maps.
     pub async fn create_message(&self, account: &TwilioAccount, form: String) -> CreateOutcome {
         let request = self
