@@ -37,6 +37,12 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     /// Demo tenants.
     pub demo: DemoSettings,
+    /// The keys channel credentials are sealed under.
+    pub credentials: CredentialSettings,
+    /// Where the real providers are.
+    pub providers: ProviderSettings,
+    /// The A2P 10DLC onboarding workflow.
+    pub onboarding: OnboardingSettings,
 }
 
 impl Default for Settings {
@@ -48,6 +54,9 @@ impl Default for Settings {
             log: LogSettings::default(),
             telemetry: TelemetrySettings::default(),
             demo: DemoSettings::default(),
+            credentials: CredentialSettings::default(),
+            providers: ProviderSettings::default(),
+            onboarding: OnboardingSettings::default(),
         }
     }
 }
@@ -59,7 +68,11 @@ impl Settings {
         if let Some(file) = file {
             figment = figment.merge(Toml::file_exact(file));
         }
-        figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
+        // Only section keys (`SECTION__KEY`) and the top-level `DATA_DIR` are settings: other
+        // `ENGAGENINJA_*` variables (the service scripts' `ENGAGENINJA_SERVICES_DIR`, ...) are
+        // not, and must not fail the load. A misspelt key inside a section still does.
+        let env = Env::prefixed(ENV_PREFIX).filter(|key| key.as_str().contains("__") || key == "data_dir");
+        figment = figment.merge(env.split("__"));
         figment.extract().map_err(|err| ConfigError(Box::new(err)))
     }
 
@@ -71,6 +84,11 @@ impl Settings {
     /// The SQLite file of the embedded store.
     pub fn store_path(&self) -> PathBuf {
         self.data_dir.join("engageninja.db")
+    }
+
+    /// The key file used when neither `credentials.keys` nor `credentials.key_file` is set.
+    pub fn default_key_file(&self) -> PathBuf {
+        self.data_dir.join("credential-keys")
     }
 }
 
@@ -84,6 +102,10 @@ pub struct AdminSettings {
     pub max_body_bytes: usize,
     /// A platform-admin API key; absent means no platform-admin access.
     pub platform_admin_key: Option<SecretString>,
+    /// The URL providers reach the admin API at (scheme, host, port, optional path prefix),
+    /// as they see it behind any proxy: webhook URLs given to Twilio are built from it and
+    /// their signatures checked against it. Absent: `http://` + `listen`.
+    pub public_url: Option<String>,
 }
 
 impl Default for AdminSettings {
@@ -92,6 +114,7 @@ impl Default for AdminSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_body_bytes: 1024 * 1024,
             platform_admin_key: None,
+            public_url: None,
         }
     }
 }
@@ -219,6 +242,25 @@ pub struct PacingSettings {
     pub account_concurrency: usize,
 }
 
+impl PacingSettings {
+    /// A number's default sends per second: by kind and, for a 10DLC long code, by its brand's
+    /// trust score (a rate stored on the number overrides it).
+    pub fn number_rate(&self, kind: crate::store::SenderKind, trust_score: Option<u8>) -> f64 {
+        use crate::store::SenderKind;
+        match kind {
+            SenderKind::LongCode => match trust_score {
+                Some(75..) => self.ten_dlc_high,
+                Some(50..=74) => self.ten_dlc_mid,
+                Some(1..=49) => self.ten_dlc_low,
+                _ => self.long_code,
+            },
+            SenderKind::TollFree => self.toll_free,
+            SenderKind::ShortCode => self.short_code,
+            SenderKind::Whatsapp => self.whatsapp,
+        }
+    }
+}
+
 impl Default for PacingSettings {
     fn default() -> Self {
         Self {
@@ -319,6 +361,10 @@ pub struct DemoSettings {
     pub delivered_after_ms: [u64; 2],
     /// Earliest and latest delay from `sent` to `read`, in milliseconds.
     pub read_after_ms: [u64; 2],
+    /// Demo tenants older than this many days are deleted (every row), except the bootstrap one.
+    pub retention_days: u64,
+    /// How often the cleanup looks for expired demo tenants, in seconds.
+    pub cleanup_interval_secs: u64,
 }
 
 impl Default for DemoSettings {
@@ -328,11 +374,166 @@ impl Default for DemoSettings {
             tenant_id: "demo".to_owned(),
             delivered_after_ms: [3_000, 5_000],
             read_after_ms: [5_000, 10_000],
+            retention_days: 7,
+            cleanup_interval_secs: 3_600,
         }
     }
 }
 
+/// The key ring channel credentials are sealed under (AES-256-GCM): `id:base64key` entries,
+/// the first one current (see `common::credentials`). Neither set: a key file under the data
+/// directory, created with one fresh key on first start.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CredentialSettings {
+    /// The ring itself, comma-separated (for the environment: `ENGAGENINJA_CREDENTIALS__KEYS`).
+    pub keys: Option<SecretString>,
+    /// A file holding the ring, one entry per line.
+    pub key_file: Option<PathBuf>,
+}
+
+/// Where the real providers' APIs are; tests and load runs point them at the simulator.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProviderSettings {
+    /// Twilio.
+    pub twilio: TwilioSettings,
+    /// AWS SES.
+    pub ses: SesSettings,
+}
+
+/// Twilio's API locations and client timeouts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TwilioSettings {
+    /// The REST API (`/2010-04-01/...`).
+    pub api_url: String,
+    /// Trust Hub (customer profiles, trust products).
+    pub trusthub_url: String,
+    /// The Messaging API (brands, Messaging Services, campaigns).
+    pub messaging_url: String,
+    /// The longest wait to connect, in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// The longest wait for a whole request, in milliseconds.
+    pub request_timeout_ms: u64,
+}
+
+impl TwilioSettings {
+    /// The Twilio client's settings.
+    pub fn client_settings(&self) -> crate::twilio::TwilioClientSettings {
+        crate::twilio::TwilioClientSettings {
+            base_url: self.api_url.clone(),
+            trusthub_base_url: self.trusthub_url.clone(),
+            messaging_base_url: self.messaging_url.clone(),
+            connect_timeout: Duration::from_millis(self.connect_timeout_ms),
+            request_timeout: Duration::from_millis(self.request_timeout_ms),
+            ..crate::twilio::TwilioClientSettings::default()
+        }
+    }
+}
+
+impl Default for TwilioSettings {
+    fn default() -> Self {
+        Self {
+            api_url: "https://api.twilio.com".to_owned(),
+            trusthub_url: "https://trusthub.twilio.com".to_owned(),
+            messaging_url: "https://messaging.twilio.com".to_owned(),
+            connect_timeout_ms: 5_000,
+            request_timeout_ms: 15_000,
+        }
+    }
+}
+
+/// AWS SES's API location, and the SNS topics its events arrive from.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SesSettings {
+    /// An endpoint instead of the region's (`http://127.0.0.1:PORT` for the simulator or moto).
+    pub endpoint: Option<String>,
+    /// The SNS topic ARNs `POST /webhooks/ses` accepts messages from; empty accepts none.
+    pub sns_topic_arns: Vec<String>,
+    /// The only signing certificate URL accepted, instead of AWS's rule (`https://sns.<region>
+    /// .amazonaws.com/...pem`): for the provider simulator, never in production.
+    pub sns_cert_url: Option<String>,
+}
+
+impl SesSettings {
+    /// The SES client's settings.
+    pub fn client_settings(&self) -> crate::ses::SesSettings {
+        crate::ses::SesSettings {
+            endpoint: self.endpoint.clone(),
+            ..crate::ses::SesSettings::default()
+        }
+    }
+}
+
+/// The A2P 10DLC onboarding workflow (`admin_api::onboarding`): the platform's Twilio master
+/// account, under which a subaccount is created per tenant, and the workflow's timing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OnboardingSettings {
+    /// The platform's Twilio master account SID (`AC...`); unset: tenants must bring their own
+    /// account (`POST /v1/channels/sms`) before onboarding.
+    pub master_account_sid: Option<String>,
+    /// The master account's auth token.
+    pub master_auth_token: Option<SecretString>,
+    /// Wait after Twilio was unavailable before trying the step again, in seconds.
+    pub retry_interval_secs: u64,
+    /// Attempts of one step while Twilio is unavailable before the workflow needs an operator.
+    pub max_attempts: u32,
+    /// How often a brand under review is polled when no status webhook came, in seconds.
+    pub poll_interval_secs: u64,
+    /// How often the background runner looks for due workflows, in milliseconds.
+    pub runner_tick_ms: u64,
+    /// Run the background runner (off: workflows move only when driven explicitly).
+    pub background_runner: bool,
+    /// The area code to buy numbers in; unset: the business phone's area code.
+    pub area_code: Option<u16>,
+}
+
+impl Default for OnboardingSettings {
+    fn default() -> Self {
+        Self {
+            master_account_sid: None,
+            master_auth_token: None,
+            retry_interval_secs: 300,
+            max_attempts: 10,
+            poll_interval_secs: 600,
+            runner_tick_ms: 1_000,
+            background_runner: true,
+            area_code: None,
+        }
+    }
+}
+
+impl OnboardingSettings {
+    /// The wait before retrying a step after a transient error.
+    pub fn retry_interval(&self) -> Duration {
+        Duration::from_secs(self.retry_interval_secs)
+    }
+
+    /// The interval between polls of a brand under review.
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_secs(self.poll_interval_secs)
+    }
+
+    /// The runner's interval between looks for due workflows.
+    pub fn runner_tick(&self) -> Duration {
+        Duration::from_millis(self.runner_tick_ms.max(1))
+    }
+}
+
 impl DemoSettings {
+    /// How long a demo tenant lives.
+    pub fn retention(&self) -> Duration {
+        Duration::from_secs(self.retention_days.saturating_mul(86_400))
+    }
+
+    /// How often the cleanup runs.
+    pub fn cleanup_interval(&self) -> Duration {
+        Duration::from_secs(self.cleanup_interval_secs.max(1))
+    }
+
     /// The range of delays from `sent` to `delivered`.
     pub fn delivered_after(&self) -> Range<Duration> {
         millis_range(self.delivered_after_ms)
@@ -370,6 +571,7 @@ mod tests {
             )?;
             jail.set_env("ENGAGENINJA_LOG__PARTITIONS", "32");
             jail.set_env("ENGAGENINJA_TELEMETRY__FORMAT", "json");
+            jail.set_env("ENGAGENINJA_SERVICES_DIR", "/tmp/not-a-setting");
             let settings = Settings::load(Some(Path::new("engageninja.toml"))).unwrap();
             assert_eq!(settings.data_dir, PathBuf::from("/var/lib/engageninja"));
             assert_eq!(settings.admin.listen.port(), 8000);
@@ -386,8 +588,11 @@ mod tests {
     fn secrets_never_print() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("ENGAGENINJA_ADMIN__PLATFORM_ADMIN_KEY", "super-secret-value");
+            jail.set_env("ENGAGENINJA_ONBOARDING__MASTER_AUTH_TOKEN", "master-token-value");
             let settings = Settings::load(None).unwrap();
             assert!(!format!("{settings:?}").contains("super-secret-value"));
+            assert!(!format!("{settings:?}").contains("master-token-value"));
+            assert!(settings.onboarding.master_auth_token.is_some());
             Ok(())
         });
     }
@@ -404,6 +609,13 @@ mod tests {
             assert!(err.to_lowercase().contains("partitons"), "{err}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn the_documented_file_parses_to_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/engageninja.toml");
+        let documented = Settings::load(Some(&path)).unwrap();
+        assert_eq!(format!("{documented:?}"), format!("{:?}", Settings::default()));
     }
 
     #[test]

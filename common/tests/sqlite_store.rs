@@ -340,6 +340,27 @@ async fn api_keys_round_trip() {
             ..key
         }
     );
+    let second = ApiKeyRecord {
+        created_at: at(T0 + 1),
+        ..api_key("acme", "key_4", "dd44")
+    };
+    store.create_api_key(&second).await.unwrap();
+    assert_eq!(store.api_keys(&tid("acme")).await.unwrap(), vec![revoked, second]);
+    assert!(store.api_keys(&tid("other")).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_tenant_changes_plan() {
+    let (_dir, store) = open_new().await;
+    store.create_tenant(&tenant("acme", false, T0)).await.unwrap();
+    assert!(store.set_tenant_plan(&tid("acme"), Some("growth")).await.unwrap());
+    assert_eq!(
+        store.tenant(&tid("acme")).await.unwrap().unwrap().plan_id.as_deref(),
+        Some("growth")
+    );
+    assert!(store.set_tenant_plan(&tid("acme"), None).await.unwrap());
+    assert_eq!(store.tenant(&tid("acme")).await.unwrap().unwrap().plan_id, None);
+    assert!(!store.set_tenant_plan(&tid("nobody"), None).await.unwrap());
 }
 
 #[tokio::test]
@@ -395,6 +416,59 @@ async fn brand_round_trip() {
     brand.approved_at = Some(at(T0 + 2));
     store.put_brand(&brand).await.unwrap();
     assert_eq!(store.brand(&tid("acme")).await.unwrap(), Some(brand));
+}
+
+#[tokio::test]
+async fn onboarding_workflows_are_scheduled_with_their_brand() {
+    let (_dir, store) = open_new().await;
+    for id in ["acme", "beta", "gamma"] {
+        store.create_tenant(&tenant(id, false, T0)).await.unwrap();
+    }
+    let brand = |id: &str, step: &str| Brand {
+        tenant_id: tid(id),
+        status: BrandStatus::Draft,
+        status_reason: None,
+        trust_score: None,
+        workflow_step: step.to_owned(),
+        workflow_attempts: 0,
+        twilio_sids: BTreeMap::new(),
+        updated_at: at(T0),
+        approved_at: None,
+    };
+    assert_eq!(store.workflow_due(&tid("acme")).await.unwrap(), None);
+    store
+        .put_workflow(&brand("acme", "subaccount"), Some(at(T0 + 20)))
+        .await
+        .unwrap();
+    store
+        .put_workflow(&brand("beta", "brand"), Some(at(T0 + 10)))
+        .await
+        .unwrap();
+    store.put_workflow(&brand("gamma", "ready"), None).await.unwrap();
+    assert_eq!(store.brand(&tid("beta")).await.unwrap(), Some(brand("beta", "brand")));
+    assert_eq!(store.workflow_due(&tid("acme")).await.unwrap(), Some(at(T0 + 20)));
+    assert_eq!(store.workflow_due(&tid("gamma")).await.unwrap(), None);
+
+    // Due at `now` or before, the longest waiting first, within the limit.
+    assert!(store.workflows_due(at(T0 + 9), 10).await.unwrap().is_empty());
+    assert_eq!(
+        store.workflows_due(at(T0 + 20), 10).await.unwrap(),
+        vec![tid("beta"), tid("acme")]
+    );
+    assert_eq!(store.workflows_due(at(T0 + 20), 1).await.unwrap(), vec![tid("beta")]);
+
+    // put_brand keeps the schedule; put_workflow replaces it.
+    let mut moved = brand("acme", "customer_profile");
+    moved.workflow_attempts = 2;
+    store.put_brand(&moved).await.unwrap();
+    assert_eq!(store.workflow_due(&tid("acme")).await.unwrap(), Some(at(T0 + 20)));
+    store.put_workflow(&moved, None).await.unwrap();
+    assert_eq!(store.workflows_due(at(T0 + 100), 10).await.unwrap(), vec![tid("beta")]);
+    assert_eq!(store.brand(&tid("acme")).await.unwrap(), Some(moved));
+
+    // Deleting the tenant removes its schedule with the brand.
+    assert!(store.delete_tenant(&tid("beta")).await.unwrap());
+    assert!(store.workflows_due(at(T0 + 100), 10).await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -482,6 +556,51 @@ async fn credentials_round_trip() {
     assert!(!store.delete_credentials(&tid("acme"), Channel::Sms).await.unwrap());
     assert_eq!(store.credentials(&tid("acme"), Channel::Sms).await.unwrap(), None);
     assert!(store.credentials(&tid("acme"), Channel::Email).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn credentials_are_found_by_twilio_account() {
+    let (_dir, store) = open_new().await;
+    for name in ["acme", "beta"] {
+        store.create_tenant(&tenant(name, false, T0)).await.unwrap();
+    }
+    let shared = json!({"account_sid": "AC1"});
+    let acme_sms = ChannelCredentials {
+        settings: shared.clone(),
+        ..credentials("acme", Channel::Sms)
+    };
+    let acme_whatsapp = ChannelCredentials {
+        settings: shared,
+        ..credentials("acme", Channel::Whatsapp)
+    };
+    let beta_sms = ChannelCredentials {
+        settings: json!({"account_sid": "AC2"}),
+        ..credentials("beta", Channel::Sms)
+    };
+    for row in [&acme_sms, &acme_whatsapp, &beta_sms] {
+        store.put_credentials(row).await.unwrap();
+    }
+    let mut found = store.credentials_by_account("AC1").await.unwrap();
+    found.sort_by_key(|row| row.channel);
+    assert_eq!(found, vec![acme_sms, acme_whatsapp]);
+    assert_eq!(store.credentials_by_account("AC2").await.unwrap(), vec![beta_sms]);
+    assert!(store.credentials_by_account("AC3").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_last_inbound_time_only_moves_forward() {
+    let (_dir, store) = open_new().await;
+    store.create_tenant(&tenant("acme", false, T0)).await.unwrap();
+    let (acme, contact) = (tid("acme"), "whatsapp:+14155550100");
+    assert_eq!(store.last_inbound(&acme, contact).await.unwrap(), None);
+    store.record_inbound(&acme, contact, at(T0 + 10)).await.unwrap();
+    store.record_inbound(&acme, contact, at(T0 + 5)).await.unwrap();
+    assert_eq!(store.last_inbound(&acme, contact).await.unwrap(), Some(at(T0 + 10)));
+    store.record_inbound(&acme, contact, at(T0 + 20)).await.unwrap();
+    assert_eq!(store.last_inbound(&acme, contact).await.unwrap(), Some(at(T0 + 20)));
+    assert_eq!(store.last_inbound(&acme, "whatsapp:+14155550199").await.unwrap(), None);
+    assert!(store.delete_tenant(&acme).await.unwrap());
+    assert_eq!(store.last_inbound(&acme, contact).await.unwrap(), None);
 }
 
 #[tokio::test]

@@ -66,6 +66,14 @@ pub enum SnsError {
         /// What went wrong.
         reason: String,
     },
+    /// A confirmation's `SubscribeURL` is not one we may fetch.
+    #[error("subscribe url {url:?} is not acceptable: {reason}")]
+    BadSubscribeUrl {
+        /// The URL received.
+        url: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
     /// `Signature` is not base64 of an RSA signature.
     #[error("signature is not valid base64")]
     BadSignatureEncoding,
@@ -236,6 +244,42 @@ impl CertUrlPolicy {
                 url: url.to_owned(),
                 reason: "not the configured certificate url",
             }),
+        }
+    }
+}
+
+impl CertUrlPolicy {
+    /// Whether a confirmation's `SubscribeURL` may be fetched: under [`CertUrlPolicy::Aws`] an
+    /// `https` URL on an SNS host (default port, no userinfo), under [`CertUrlPolicy::Exact`]
+    /// a URL on the configured certificate URL's origin. Anything else could make the webhook
+    /// fetch an arbitrary URL for whoever can post to it.
+    pub fn check_subscribe_url(&self, url: &str) -> Result<(), SnsError> {
+        let bad = |reason: &'static str| SnsError::BadSubscribeUrl {
+            url: url.to_owned(),
+            reason,
+        };
+        let parsed = url::Url::parse(url).map_err(|_| bad("not a valid absolute url"))?;
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(bad("url has userinfo"));
+        }
+        match self {
+            CertUrlPolicy::Aws => {
+                if parsed.scheme() != "https" || parsed.port().is_some() {
+                    return Err(bad("not https on the default port"));
+                }
+                match parsed.host() {
+                    Some(url::Host::Domain(host)) if is_sns_host(host) => Ok(()),
+                    _ => Err(bad("host is not an sns amazonaws.com host")),
+                }
+            }
+            CertUrlPolicy::Exact(allowed) => {
+                let allowed = url::Url::parse(allowed).map_err(|_| bad("the configured certificate url is invalid"))?;
+                if parsed.origin() == allowed.origin() {
+                    Ok(())
+                } else {
+                    Err(bad("not on the configured certificate url's origin"))
+                }
+            }
         }
     }
 }
@@ -766,6 +810,40 @@ mod tests {
             key_not_cert.verify(&message).await,
             Err(SnsError::CertificateParse { .. })
         ));
+    }
+
+    #[test]
+    fn signature_subscribe_urls_are_only_sns_or_the_configured_origin() {
+        let aws = CertUrlPolicy::Aws;
+        assert!(
+            aws.check_subscribe_url("https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&Token=x")
+                .is_ok()
+        );
+        for bad in [
+            "http://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription",
+            "https://sns.us-east-1.amazonaws.com:8443/",
+            "https://evil.example.com/?Action=ConfirmSubscription",
+            "https://user@sns.us-east-1.amazonaws.com/",
+            "http://169.254.169.254/latest/meta-data/",
+            "not a url",
+        ] {
+            assert!(
+                matches!(aws.check_subscribe_url(bad), Err(SnsError::BadSubscribeUrl { .. })),
+                "{bad}"
+            );
+        }
+        let exact = CertUrlPolicy::Exact("http://127.0.0.1:4010/sns/cert.pem".to_owned());
+        assert!(
+            exact
+                .check_subscribe_url("http://127.0.0.1:4010/sns/confirm?token=1")
+                .is_ok()
+        );
+        assert!(exact.check_subscribe_url("http://127.0.0.1:4011/sns/confirm").is_err());
+        assert!(
+            exact
+                .check_subscribe_url("https://sns.us-east-1.amazonaws.com/")
+                .is_err()
+        );
     }
 
     #[test]

@@ -359,6 +359,11 @@ pub struct AuditEntry {
     pub detail: serde_json::Value,
 }
 
+/// The usage period (`YYYY-MM`, UTC) of an instant: quotas are monthly.
+pub fn period_of(at: OffsetDateTime) -> String {
+    format!("{:04}-{:02}", at.year(), u8::from(at.month()))
+}
+
 /// Everything the services keep.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -390,6 +395,16 @@ pub trait Store: Send + Sync + 'static {
     /// A tenant's brand record.
     async fn brand(&self, tenant: &TenantId) -> Result<Option<Brand>, StoreError>;
 
+    /// Creates or replaces a tenant's brand record together with when its onboarding workflow
+    /// is next due (`None`: nothing scheduled), in one write. [`Store::put_brand`] leaves the
+    /// schedule as it was.
+    async fn put_workflow(&self, brand: &Brand, due: Option<OffsetDateTime>) -> Result<(), StoreError>;
+    /// When a tenant's onboarding workflow is next due; `None` if nothing is scheduled or there
+    /// is no brand record.
+    async fn workflow_due(&self, tenant: &TenantId) -> Result<Option<OffsetDateTime>, StoreError>;
+    /// Tenants whose onboarding workflow is due at `now`, the longest waiting first, at most `limit`.
+    async fn workflows_due(&self, now: OffsetDateTime, limit: usize) -> Result<Vec<TenantId>, StoreError>;
+
     /// Creates or replaces a sender number; `Conflict` if another tenant holds the number.
     async fn put_sender_number(&self, number: &SenderNumber) -> Result<(), StoreError>;
     /// A tenant's sender numbers.
@@ -401,6 +416,8 @@ pub trait Store: Send + Sync + 'static {
     async fn credentials(&self, tenant: &TenantId, channel: Channel) -> Result<Option<ChannelCredentials>, StoreError>;
     /// Deletes a tenant's credentials for a channel; false if there were none.
     async fn delete_credentials(&self, tenant: &TenantId, channel: Channel) -> Result<bool, StoreError>;
+    /// Every credentials row naming this Twilio account SID (a webhook's signing account).
+    async fn credentials_by_account(&self, account_sid: &str) -> Result<Vec<ChannelCredentials>, StoreError>;
 
     /// Creates or replaces a plan.
     async fn put_plan(&self, plan: &Plan) -> Result<(), StoreError>;
@@ -421,6 +438,10 @@ pub trait Store: Send + Sync + 'static {
     async fn suppression(&self, tenant: &TenantId, address: &str) -> Result<Option<Suppression>, StoreError>;
     /// Which of `addresses` are suppressed.
     async fn suppressed_among(&self, tenant: &TenantId, addresses: &[String]) -> Result<Vec<String>, StoreError>;
+    /// Records that `address` wrote to the tenant at `at` (a later time wins).
+    async fn record_inbound(&self, tenant: &TenantId, address: &str, at: OffsetDateTime) -> Result<(), StoreError>;
+    /// When `address` last wrote to the tenant (WhatsApp's 24-hour window starts there).
+    async fn last_inbound(&self, tenant: &TenantId, address: &str) -> Result<Option<OffsetDateTime>, StoreError>;
 
     /// Claims messages for dispatch, insert-if-absent, in one batch; one answer per message, in
     /// order. A new message starts `queued` with that first history entry.
@@ -449,4 +470,16 @@ pub trait Store: Send + Sync + 'static {
     async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
     /// A tenant's audit log, newest first.
     async fn audit(&self, tenant: &TenantId, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// A tenant's API keys, revoked ones included, oldest first.
+    async fn api_keys(&self, tenant: &TenantId) -> Result<Vec<ApiKeyRecord>, StoreError>;
+    /// How many of a campaign's messages are in each status (statuses with none left out), in
+    /// [`MessageStatus::ALL`]'s order.
+    async fn campaign_counts(
+        &self,
+        tenant: &TenantId,
+        campaign: &CampaignId,
+    ) -> Result<Vec<(MessageStatus, u64)>, StoreError>;
+    /// Puts a tenant on a plan (`None`: no plan, no quota); false if there is no such tenant.
+    async fn set_tenant_plan(&self, id: &TenantId, plan_id: Option<&str>) -> Result<bool, StoreError>;
 }

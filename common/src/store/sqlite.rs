@@ -49,10 +49,13 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_initial.sql"),
     include_str!("../../migrations/sqlite/0002_stuck_messages.sql"),
     include_str!("../../migrations/sqlite/0003_compact_messages.sql"),
+    include_str!("../../migrations/sqlite/0004_inbound_and_accounts.sql"),
+    include_str!("../../migrations/sqlite/0005_onboarding_schedule.sql"),
+    include_str!("../../migrations/sqlite/0006_campaign_messages.sql"),
 ];
 
 /// The schema version this build creates and understands (the number of embedded migrations).
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 6;
 
 const _: () = assert!(MIGRATIONS.len() == SCHEMA_VERSION as usize);
 
@@ -922,6 +925,66 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn put_workflow(&self, brand: &Brand, due: Option<OffsetDateTime>) -> Result<(), StoreError> {
+        let brand = brand.clone();
+        self.write(move |conn| {
+            let mut statement = conn
+                .prepare_cached(&format!(
+                    "INSERT INTO brands ({BRAND_COLUMNS}, workflow_due_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+                     ON CONFLICT (tenant_id) DO UPDATE SET status = excluded.status, \
+                     status_reason = excluded.status_reason, trust_score = excluded.trust_score, \
+                     workflow_step = excluded.workflow_step, workflow_attempts = excluded.workflow_attempts, \
+                     twilio_sids = excluded.twilio_sids, updated_at = excluded.updated_at, \
+                     approved_at = excluded.approved_at, workflow_due_at = excluded.workflow_due_at"
+                ))
+                .map_err(db_err)?;
+            statement
+                .execute(params![
+                    brand.tenant_id.as_str(),
+                    enum_to_sql(&brand.status)?,
+                    brand.status_reason,
+                    brand.trust_score,
+                    brand.workflow_step,
+                    brand.workflow_attempts,
+                    json_to_sql(&brand.twilio_sids)?,
+                    to_ms(brand.updated_at)?,
+                    opt_to_ms(brand.approved_at)?,
+                    opt_to_ms(due)?,
+                ])
+                .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn workflow_due(&self, tenant: &TenantId) -> Result<Option<OffsetDateTime>, StoreError> {
+        let tenant = tenant.clone();
+        self.read(move |conn| {
+            let mut statement = conn
+                .prepare_cached("SELECT workflow_due_at FROM brands WHERE tenant_id = ?1")
+                .map_err(db_err)?;
+            Ok(query_opt(&mut statement, [tenant.as_str()], |row| col_opt_time(row, 0))?.flatten())
+        })
+        .await
+    }
+
+    async fn workflows_due(&self, now: OffsetDateTime, limit: usize) -> Result<Vec<TenantId>, StoreError> {
+        self.read(move |conn| {
+            let mut statement = conn
+                .prepare_cached(
+                    "SELECT tenant_id FROM brands WHERE workflow_due_at IS NOT NULL AND workflow_due_at <= ?1 \
+                     ORDER BY workflow_due_at, tenant_id LIMIT ?2",
+                )
+                .map_err(db_err)?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            query_all(&mut statement, params![to_ms(now)?, limit], |row| {
+                parse_tenant_id(col_str(row, 0)?)
+            })
+        })
+        .await
+    }
+
     async fn put_sender_number(&self, number: &SenderNumber) -> Result<(), StoreError> {
         let number = number.clone();
         self.write(move |conn| {
@@ -1026,6 +1089,20 @@ impl Store for SqliteStore {
                 .map_err(db_err)?;
             let deleted = statement.execute([tenant.as_str(), channel.as_str()]).map_err(db_err)?;
             Ok(deleted > 0)
+        })
+        .await
+    }
+
+    async fn credentials_by_account(&self, account_sid: &str) -> Result<Vec<ChannelCredentials>, StoreError> {
+        let account_sid = account_sid.to_owned();
+        self.read(move |conn| {
+            let mut statement = conn
+                .prepare_cached(&format!(
+                    "SELECT {CREDENTIALS_COLUMNS} FROM channel_credentials \
+                     WHERE json_extract(settings, '$.account_sid') = ?1"
+                ))
+                .map_err(db_err)?;
+            query_all(&mut statement, [account_sid.as_str()], credentials_from_row)
         })
         .await
     }
@@ -1159,6 +1236,38 @@ impl Store for SqliteStore {
                 [tenant.as_str(), address.as_str()],
                 suppression_from_row,
             )
+        })
+        .await
+    }
+
+    async fn record_inbound(&self, tenant: &TenantId, address: &str, at: OffsetDateTime) -> Result<(), StoreError> {
+        let tenant = tenant.clone();
+        let address = address.to_owned();
+        let at = to_ms(at)?;
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO inbound_contacts (tenant_id, address, last_inbound_ms) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (tenant_id, address) DO UPDATE \
+                 SET last_inbound_ms = max(last_inbound_ms, excluded.last_inbound_ms)",
+            )
+            .map_err(db_err)?
+            .execute(params![tenant.as_str(), address, at])
+            .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn last_inbound(&self, tenant: &TenantId, address: &str) -> Result<Option<OffsetDateTime>, StoreError> {
+        let tenant = tenant.clone();
+        let address = address.to_owned();
+        self.read(move |conn| {
+            let mut statement = conn
+                .prepare_cached("SELECT last_inbound_ms FROM inbound_contacts WHERE tenant_id = ?1 AND address = ?2")
+                .map_err(db_err)?;
+            query_opt(&mut statement, [tenant.as_str(), address.as_str()], |row| {
+                from_ms(col(row, 0)?)
+            })
         })
         .await
     }
@@ -1394,6 +1503,56 @@ impl Store for SqliteStore {
                 )
                 .map_err(db_err)?;
             query_all(&mut statement, params![tenant.as_str(), limit], audit_from_row)
+        })
+        .await
+    }
+
+    async fn api_keys(&self, tenant: &TenantId) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        let tenant = tenant.clone();
+        self.read(move |conn| {
+            let mut statement = conn
+                .prepare_cached(&format!(
+                    "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE tenant_id = ?1 ORDER BY created_at, key_id"
+                ))
+                .map_err(db_err)?;
+            query_all(&mut statement, [tenant.as_str()], api_key_from_row)
+        })
+        .await
+    }
+
+    async fn campaign_counts(
+        &self,
+        tenant: &TenantId,
+        campaign: &CampaignId,
+    ) -> Result<Vec<(MessageStatus, u64)>, StoreError> {
+        let tenant = tenant.clone();
+        let campaign = campaign.clone();
+        self.read(move |conn| {
+            let mut statement = conn
+                .prepare_cached(
+                    "SELECT status, count(*) FROM messages WHERE tenant_id = ?1 AND campaign_id = ?2 GROUP BY status",
+                )
+                .map_err(db_err)?;
+            let mut counts = query_all(&mut statement, [tenant.as_str(), campaign.as_str()], |row| {
+                let count = u64::try_from(col::<i64>(row, 1)?).unwrap_or(0);
+                Ok((parse_status(&col::<String>(row, 0)?)?, count))
+            })?;
+            counts.sort_by_key(|(status, _)| status_index(*status).unwrap_or(usize::MAX));
+            Ok(counts)
+        })
+        .await
+    }
+
+    async fn set_tenant_plan(&self, id: &TenantId, plan_id: Option<&str>) -> Result<bool, StoreError> {
+        let id = id.clone();
+        let plan_id = plan_id.map(str::to_owned);
+        self.write(move |conn| {
+            let changed = conn
+                .prepare_cached("UPDATE tenants SET plan_id = ?2 WHERE id = ?1")
+                .map_err(db_err)?
+                .execute(params![id.as_str(), plan_id])
+                .map_err(db_err)?;
+            Ok(changed > 0)
         })
         .await
     }

@@ -40,13 +40,17 @@ use super::errors::{ErrorClass, classify};
 
 /// Where Twilio's REST API lives.
 pub const DEFAULT_BASE_URL: &str = "https://api.twilio.com";
+/// Where Twilio's Trust Hub API lives (its paths start with `/v1`).
+pub const DEFAULT_TRUSTHUB_BASE_URL: &str = "https://trusthub.twilio.com";
+/// Where Twilio's Messaging API (A2P brands, Messaging Services, campaigns) lives (paths start with `/v1`).
+pub const DEFAULT_MESSAGING_BASE_URL: &str = "https://messaging.twilio.com";
 /// The Messages API version in every path.
 pub const API_VERSION: &str = "2010-04-01";
 /// The longest `Retry-After` honoured; a longer one is cut to this.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3_600);
 
 const USER_AGENT: &str = concat!("engageninja-dispatch/", env!("CARGO_PKG_VERSION"));
-const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
+pub(crate) const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
 
 /// An invalid client configuration.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +82,10 @@ pub struct TwilioClientSettings {
     /// Scheme, host and port (and an optional path prefix) of the API; tests point it at a
     /// local server.
     pub base_url: String,
+    /// Base URL of the Trust Hub API (customer profiles, trust products, end users, documents).
+    pub trusthub_base_url: String,
+    /// Base URL of the Messaging API (A2P brand registrations, Messaging Services, campaigns).
+    pub messaging_base_url: String,
     /// The longest wait for DNS, TCP connect and the TLS handshake.
     pub connect_timeout: Duration,
     /// The longest wait for a whole exchange, from connecting to the last byte of the answer.
@@ -92,10 +100,26 @@ impl Default for TwilioClientSettings {
     fn default() -> Self {
         Self {
             base_url: DEFAULT_BASE_URL.to_owned(),
+            trusthub_base_url: DEFAULT_TRUSTHUB_BASE_URL.to_owned(),
+            messaging_base_url: DEFAULT_MESSAGING_BASE_URL.to_owned(),
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(15),
             pool_idle_timeout: Duration::from_secs(90),
             pool_max_idle_per_host: 256,
+        }
+    }
+}
+
+impl TwilioClientSettings {
+    /// The default settings with all three APIs (REST, Trust Hub, Messaging) at `base_url`, as a
+    /// simulator serves them.
+    pub fn all_at(base_url: impl Into<String>) -> Self {
+        let base_url = base_url.into();
+        Self {
+            trusthub_base_url: base_url.clone(),
+            messaging_base_url: base_url.clone(),
+            base_url,
+            ..Self::default()
         }
     }
 }
@@ -136,7 +160,7 @@ pub struct ApiError {
 
 impl ApiError {
     /// Reads an error answer; a body that is not Twilio's JSON error leaves the code empty.
-    fn from_response(status: StatusCode, body: Option<&[u8]>) -> Self {
+    pub(crate) fn from_response(status: StatusCode, body: Option<&[u8]>) -> Self {
         let parsed = body.and_then(|body| serde_json::from_slice::<ErrorBody>(body).ok());
         let code = parsed
             .as_ref()
@@ -247,14 +271,18 @@ struct MessageResource {
 /// keep-alive) for every account; credentials travel with each call. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct TwilioClient {
-    http: reqwest::Client,
-    base: Url,
+    pub(crate) http: reqwest::Client,
+    pub(crate) base: Url,
+    pub(crate) trusthub: Url,
+    pub(crate) messaging: Url,
 }
 
 impl TwilioClient {
     /// A client with these settings.
     pub fn new(settings: &TwilioClientSettings) -> Result<Self, ClientError> {
         let base = parse_base_url(&settings.base_url)?;
+        let trusthub = parse_base_url(&settings.trusthub_base_url)?;
+        let messaging = parse_base_url(&settings.messaging_base_url)?;
         if settings.connect_timeout >= settings.request_timeout {
             return Err(ClientError::Timeouts {
                 connect: settings.connect_timeout,
@@ -271,7 +299,12 @@ impl TwilioClient {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(ClientError::Build)?;
-        Ok(Self { http, base })
+        Ok(Self {
+            http,
+            base,
+            trusthub,
+            messaging,
+        })
     }
 
     /// The API's base URL.
@@ -387,7 +420,7 @@ fn create_transport_outcome(error: &reqwest::Error) -> CreateOutcome {
 }
 
 /// A stable label for a transport error.
-fn transport_label(error: &reqwest::Error) -> &'static str {
+pub(crate) fn transport_label(error: &reqwest::Error) -> &'static str {
     if error.is_connect() {
         "TWILIO_CONNECT"
     } else if error.is_builder() {
@@ -462,7 +495,7 @@ fn fetch_outcome(status: StatusCode, body: Option<&[u8]>) -> FetchOutcome {
 }
 
 /// An error code given as a JSON number or a numeric string.
-fn code_from_json(value: &serde_json::Value) -> Option<u32> {
+pub(crate) fn code_from_json(value: &serde_json::Value) -> Option<u32> {
     match value {
         serde_json::Value::Number(number) => number.as_u64().and_then(|code| u32::try_from(code).ok()),
         serde_json::Value::String(text) => text.trim().parse().ok(),
@@ -472,7 +505,7 @@ fn code_from_json(value: &serde_json::Value) -> Option<u32> {
 
 /// `Retry-After` in its delay-seconds form (the HTTP-date form is ignored), at most
 /// [`MAX_RETRY_AFTER`].
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let seconds: u64 = headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
     Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
 }

@@ -1,0 +1,234 @@
+//! Channel credentials at rest: the secret half sealed with AES-256-GCM under a [`Keyring`],
+//! the rest (account SID, region, sender address) kept in the clear for lookups.
+//!
+//! Each sealed secret is bound to its row (`tenant/channel/provider`), so a ciphertext copied
+//! to another tenant's row does not open. The secret is one string per provider: Twilio's auth
+//! token, or the AWS secret access key.
+
+mod keyring;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+pub use keyring::{Keyring, KeyringError, generate_key};
+
+use crate::config::Settings;
+use crate::ses::SesAccount;
+use crate::store::{ChannelCredentials, ProviderKind};
+use crate::twilio::TwilioAccount;
+use crate::{Channel, TenantId};
+
+/// The non-secret setting naming a Twilio account.
+pub const ACCOUNT_SID: &str = "account_sid";
+/// The non-secret setting naming an AWS access key.
+pub const ACCESS_KEY_ID: &str = "access_key_id";
+/// The non-secret setting naming an AWS region.
+pub const REGION: &str = "region";
+/// The non-secret setting naming an SES configuration set.
+pub const CONFIGURATION_SET: &str = "configuration_set";
+/// The non-secret setting naming the email sender address.
+pub const FROM_ADDRESS: &str = "from_address";
+
+/// Why stored credentials could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialsError {
+    /// The secret did not open.
+    #[error(transparent)]
+    Keyring(#[from] KeyringError),
+    /// The row is for another provider than the one asked for.
+    #[error("the credentials are for {found:?}, not {expected:?}")]
+    WrongProvider {
+        /// The provider asked for.
+        expected: ProviderKind,
+        /// The provider of the row.
+        found: ProviderKind,
+    },
+    /// A non-secret setting is missing.
+    #[error("the credentials have no {0}")]
+    MissingSetting(&'static str),
+    /// The opened secret is not UTF-8 (it was sealed by something else).
+    #[error("the opened secret is not text")]
+    NotText,
+}
+
+/// Loads the ring the settings name: `credentials.keys`, else `credentials.key_file` (which must
+/// exist), else the default key file under the data directory, created on first start.
+pub fn keyring_from_settings(settings: &Settings) -> Result<Keyring, KeyringError> {
+    if let Some(keys) = &settings.credentials.keys {
+        return Keyring::parse(keys);
+    }
+    if let Some(path) = &settings.credentials.key_file {
+        let text = std::fs::read_to_string(path).map_err(|source| KeyringError::File {
+            path: path.display().to_string(),
+            source,
+        })?;
+        return Keyring::parse(&SecretString::from(text));
+    }
+    let path = settings.default_key_file();
+    let (keyring, created) = Keyring::load_or_create(&path)?;
+    if created {
+        tracing::warn!(path = %path.display(), "created a credential key file; back it up, without it stored credentials cannot be opened");
+    }
+    Ok(keyring)
+}
+
+/// The row identity a sealed secret is bound to.
+fn context(tenant: &TenantId, channel: Channel, provider: ProviderKind) -> Vec<u8> {
+    let provider = match provider {
+        ProviderKind::Twilio => "twilio",
+        ProviderKind::Ses => "ses",
+    };
+    format!("{tenant}/{channel}/{provider}").into_bytes()
+}
+
+/// A new, not yet verified credentials row with `secret` sealed under the ring's current key.
+pub fn seal(
+    keyring: &Keyring,
+    tenant: &TenantId,
+    channel: Channel,
+    provider: ProviderKind,
+    settings: Value,
+    secret: &SecretString,
+) -> ChannelCredentials {
+    let (key_id, sealed_secrets) = keyring.seal(&context(tenant, channel, provider), secret.expose_secret().as_bytes());
+    ChannelCredentials {
+        tenant_id: tenant.clone(),
+        channel,
+        provider,
+        settings,
+        key_id,
+        sealed_secrets,
+        is_verified: false,
+        verification_error: None,
+        updated_at: OffsetDateTime::now_utc(),
+    }
+}
+
+/// Opens a row's secret.
+pub fn open(keyring: &Keyring, credentials: &ChannelCredentials) -> Result<SecretString, CredentialsError> {
+    let context = context(&credentials.tenant_id, credentials.channel, credentials.provider);
+    let plain = keyring.open(&credentials.key_id, &context, &credentials.sealed_secrets)?;
+    let text = String::from_utf8(plain).map_err(|_| CredentialsError::NotText)?;
+    Ok(SecretString::from(text))
+}
+
+/// Re-seals a row under the ring's current key (key rotation); `None` when it already is.
+pub fn reseal(
+    keyring: &Keyring,
+    credentials: &ChannelCredentials,
+) -> Result<Option<ChannelCredentials>, CredentialsError> {
+    if credentials.key_id == keyring.current_key_id() {
+        return Ok(None);
+    }
+    let secret = open(keyring, credentials)?;
+    let fresh = seal(
+        keyring,
+        &credentials.tenant_id,
+        credentials.channel,
+        credentials.provider,
+        credentials.settings.clone(),
+        &secret,
+    );
+    Ok(Some(ChannelCredentials {
+        is_verified: credentials.is_verified,
+        verification_error: credentials.verification_error.clone(),
+        ..fresh
+    }))
+}
+
+/// The non-secret setting `name` of a row.
+pub fn setting<'a>(credentials: &'a ChannelCredentials, name: &'static str) -> Option<&'a str> {
+    credentials.settings.get(name).and_then(Value::as_str)
+}
+
+/// The Twilio account a row holds.
+pub fn twilio_account(keyring: &Keyring, credentials: &ChannelCredentials) -> Result<TwilioAccount, CredentialsError> {
+    if credentials.provider != ProviderKind::Twilio {
+        return Err(CredentialsError::WrongProvider {
+            expected: ProviderKind::Twilio,
+            found: credentials.provider,
+        });
+    }
+    let sid = setting(credentials, ACCOUNT_SID).ok_or(CredentialsError::MissingSetting(ACCOUNT_SID))?;
+    Ok(TwilioAccount::new(sid, open(keyring, credentials)?))
+}
+
+/// The SES account a row holds.
+pub fn ses_account(keyring: &Keyring, credentials: &ChannelCredentials) -> Result<SesAccount, CredentialsError> {
+    if credentials.provider != ProviderKind::Ses {
+        return Err(CredentialsError::WrongProvider {
+            expected: ProviderKind::Ses,
+            found: credentials.provider,
+        });
+    }
+    let key = setting(credentials, ACCESS_KEY_ID).ok_or(CredentialsError::MissingSetting(ACCESS_KEY_ID))?;
+    let region = setting(credentials, REGION).ok_or(CredentialsError::MissingSetting(REGION))?;
+    let mut account = SesAccount::new(key, open(keyring, credentials)?, region);
+    account.configuration_set = setting(credentials, CONFIGURATION_SET).map(str::to_owned);
+    Ok(account)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn ring() -> Keyring {
+        Keyring::parse(&SecretString::from(format!("k1:{}", generate_key().expose_secret()))).unwrap()
+    }
+
+    #[test]
+    fn a_twilio_row_round_trips_and_is_bound_to_its_tenant() {
+        let keyring = ring();
+        let tenant = TenantId::parse("acme").unwrap();
+        let row = seal(
+            &keyring,
+            &tenant,
+            Channel::Sms,
+            ProviderKind::Twilio,
+            json!({ ACCOUNT_SID: "AC123" }),
+            &SecretString::from("token-1"),
+        );
+        assert!(!row.is_verified);
+        let account = twilio_account(&keyring, &row).unwrap();
+        assert_eq!(account.account_sid, "AC123");
+        assert_eq!(account.auth_token.expose_secret(), "token-1");
+        let moved = ChannelCredentials {
+            tenant_id: TenantId::parse("other").unwrap(),
+            ..row.clone()
+        };
+        assert!(matches!(
+            twilio_account(&keyring, &moved),
+            Err(CredentialsError::Keyring(KeyringError::Tampered))
+        ));
+        let ses = ChannelCredentials {
+            provider: ProviderKind::Ses,
+            ..row
+        };
+        assert!(matches!(
+            twilio_account(&keyring, &ses),
+            Err(CredentialsError::WrongProvider { .. })
+        ));
+    }
+
+    #[test]
+    fn reseal_moves_a_row_to_the_current_key_only_when_needed() {
+        let tenant = TenantId::parse("acme").unwrap();
+        let old_entry = format!("k1:{}", generate_key().expose_secret());
+        let old = Keyring::parse(&SecretString::from(old_entry.clone())).unwrap();
+        let settings = json!({ ACCESS_KEY_ID: "AKIA1" });
+        let secret = SecretString::from("aws-secret");
+        let row = seal(&old, &tenant, Channel::Email, ProviderKind::Ses, settings, &secret);
+        assert!(reseal(&old, &row).unwrap().is_none());
+        let rotated = Keyring::parse(&SecretString::from(format!(
+            "k2:{},{old_entry}",
+            generate_key().expose_secret()
+        )))
+        .unwrap();
+        let fresh = reseal(&rotated, &row).unwrap().unwrap();
+        assert_eq!(fresh.key_id, "k2");
+        assert_eq!(open(&rotated, &fresh).unwrap().expose_secret(), "aws-secret");
+    }
+}

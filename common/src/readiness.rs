@@ -1,0 +1,134 @@
+//! Whether a live tenant's channel can send, and if not what the tenant must do: one answer
+//! for the dispatcher's admission and for the admin API's status and preflight routes.
+//!
+//! A channel is ready when its credentials are saved and verified; SMS also needs an approved
+//! 10DLC brand, email a sender address; SMS and WhatsApp need an active number of their kind.
+//! Demo tenants are always ready (their traffic is simulated) and are not checked here.
+
+use serde::Serialize;
+
+use crate::Channel;
+use crate::credentials::{FROM_ADDRESS, setting};
+use crate::store::{
+    Brand, BrandStatus, ChannelCredentials, NumberStatus, SenderKind, SenderNumber, Store, StoreError, Tenant,
+};
+
+/// Why a channel cannot send, in the order the checks run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum NotReady {
+    /// No credentials for the channel (or, for email, no sender address).
+    ChannelNotConfigured,
+    /// The credentials were refused by the provider or not checked yet.
+    CredentialsUnverified,
+    /// SMS: no business info and brand yet.
+    ConfigureBusinessInfo,
+    /// SMS: the 10DLC brand is under review.
+    WaitForApproval,
+    /// SMS: the 10DLC brand was rejected or suspended.
+    UpdateBusinessInfo,
+    /// No active number for the channel.
+    NoActiveNumber,
+}
+
+impl NotReady {
+    /// The stable code (also the reason of a message refused for it).
+    pub fn code(self) -> &'static str {
+        match self {
+            NotReady::ChannelNotConfigured => "CHANNEL_NOT_CONFIGURED",
+            NotReady::CredentialsUnverified => "CREDENTIALS_UNVERIFIED",
+            NotReady::ConfigureBusinessInfo => "CONFIGURE_BUSINESS_INFO",
+            NotReady::WaitForApproval => "WAIT_FOR_APPROVAL",
+            NotReady::UpdateBusinessInfo => "UPDATE_BUSINESS_INFO",
+            NotReady::NoActiveNumber => "NO_ACTIVE_NUMBER",
+        }
+    }
+
+    /// What the tenant should do about it.
+    pub fn next_step(self) -> &'static str {
+        match self {
+            NotReady::ChannelNotConfigured => "save the channel's credentials with POST /v1/channels/{channel}",
+            NotReady::CredentialsUnverified => {
+                "the provider refused the saved credentials: save correct ones with POST /v1/channels/{channel}"
+            }
+            NotReady::ConfigureBusinessInfo => "submit your business information with POST /v1/business-info",
+            NotReady::WaitForApproval => "your 10DLC brand is under review; sending starts once it is approved",
+            NotReady::UpdateBusinessInfo => {
+                "your 10DLC brand was rejected: correct your business information and resubmit"
+            }
+            NotReady::NoActiveNumber => "no active sender number yet; onboarding buys one once the brand is approved",
+        }
+    }
+}
+
+/// What a ready channel sends with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ready {
+    /// The verified credentials.
+    pub credentials: ChannelCredentials,
+    /// SMS: the approved brand.
+    pub brand: Option<Brand>,
+    /// SMS and WhatsApp: the active numbers of the channel's kind.
+    pub numbers: Vec<SenderNumber>,
+}
+
+/// Whether `kind` of number sends on `channel`.
+pub fn serves(kind: SenderKind, channel: Channel) -> bool {
+    match channel {
+        Channel::Sms => kind != SenderKind::Whatsapp,
+        Channel::Whatsapp => kind == SenderKind::Whatsapp,
+        Channel::Email => false,
+    }
+}
+
+/// Checks a live tenant's channel.
+pub async fn check(
+    store: &dyn Store,
+    tenant: &Tenant,
+    channel: Channel,
+) -> Result<Result<Ready, NotReady>, StoreError> {
+    let Some(credentials) = store.credentials(&tenant.id, channel).await? else {
+        return Ok(Err(NotReady::ChannelNotConfigured));
+    };
+    if !credentials.is_verified {
+        return Ok(Err(NotReady::CredentialsUnverified));
+    }
+    let brand = match channel {
+        Channel::Sms => match store.brand(&tenant.id).await? {
+            None => return Ok(Err(NotReady::ConfigureBusinessInfo)),
+            Some(brand) => match brand.status {
+                BrandStatus::Approved => Some(brand),
+                BrandStatus::Draft | BrandStatus::Pending | BrandStatus::InReview => {
+                    return Ok(Err(NotReady::WaitForApproval));
+                }
+                BrandStatus::Failed | BrandStatus::Suspended => return Ok(Err(NotReady::UpdateBusinessInfo)),
+            },
+        },
+        Channel::Whatsapp | Channel::Email => None,
+    };
+    let numbers: Vec<SenderNumber> = match channel {
+        Channel::Email => {
+            if setting(&credentials, FROM_ADDRESS).is_none() {
+                return Ok(Err(NotReady::ChannelNotConfigured));
+            }
+            Vec::new()
+        }
+        Channel::Sms | Channel::Whatsapp => {
+            let numbers: Vec<SenderNumber> = store
+                .sender_numbers(&tenant.id)
+                .await?
+                .into_iter()
+                .filter(|number| number.status == NumberStatus::Active && serves(number.kind, channel))
+                .collect();
+            if numbers.is_empty() {
+                return Ok(Err(NotReady::NoActiveNumber));
+            }
+            numbers
+        }
+    };
+    Ok(Ok(Ready {
+        credentials,
+        brand,
+        numbers,
+    }))
+}
