@@ -1,17 +1,22 @@
-//! `load simulate`: runs the Twilio simulator until Ctrl-C or for a fixed time, then prints what
-//! it saw.
+//! `load simulate`: runs the provider simulator (Twilio and SES) until Ctrl-C or for a fixed
+//! time, then prints what it saw.
 
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use load::simulator::{DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, Simulator, SimulatorConfig, SimulatorStats};
+use load::simulator::ses::{CERT_PATH, DEFAULT_TOPIC_ARN};
+use load::simulator::{
+    BrandOutcome, DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, Simulator, SimulatorConfig, SimulatorStats,
+};
 
-const USAGE: &str = "load simulate: a stand-in for Twilio's Messages API on 127.0.0.1
+const USAGE: &str = "load simulate: a stand-in for Twilio (Messages, accounts, Trust Hub, 10DLC brands and
+campaigns, numbers) and SES v2 (SendEmail, SendBulkEmail, events over SNS) on 127.0.0.1
 
 usage: load simulate [--port P] [--latency-ms N] [--error-rate F] [--timeout-rate F]
                      [--undelivered-rate F] [--filtered-rate F] [--concurrency N]
                      [--rate-per-sender F] [--sender-rate SENDER=F]... [--account SID:TOKEN]...
-                     [--seed N] [--seconds S]
+                     [--brand-review-ms N] [--brand-fails REASON] [--ses-key KEY]...
+                     [--ses-events-to URL] [--seed N] [--seconds S]
 
   --port P              port to listen on (default 0: any free port, printed at start)
   --latency-ms N        fixed delay before each create request is processed (default 0)
@@ -23,11 +28,17 @@ usage: load simulate [--port P] [--latency-ms N] [--error-rate F] [--timeout-rat
   --rate-per-sender F   sends per second a sender may make (default 1)
   --sender-rate S=F     the rate of one sender (From or MessagingServiceSid as sent); repeatable
   --account SID:TOKEN   an accepted account; repeatable (default AC000...0:simulator-auth-token)
+  --brand-review-ms N   how long a 10DLC brand stays PENDING before its verdict (default 500)
+  --brand-fails REASON  brands end FAILED with this reason (default: APPROVED)
+  --ses-key KEY         an accepted AWS access key id; repeatable (default AKIASIMULATOR0000000)
+  --ses-events-to URL   post SES events, signed as SNS notifications, to URL (the stack's
+                        /webhooks/ses); default: no events
   --seed N              seed for the random draws (default: from the OS)
   --seconds S           stop after S seconds (default: run until Ctrl-C)
 
-Point the dispatcher's Twilio base URL at the printed URL. GET /stats shows the counters and
-any sender rate violations; they are also printed at the end.";
+Point the stack's [providers.twilio] URLs and [providers.ses] endpoint at the printed URL (see
+the README). GET /stats shows the counters and any sender rate violations; they are also
+printed at the end.";
 
 struct Options {
     config: SimulatorConfig,
@@ -37,6 +48,7 @@ struct Options {
 fn options(args: impl Iterator<Item = String>) -> anyhow::Result<Options> {
     let mut config = SimulatorConfig::default();
     let mut accounts = Vec::new();
+    let mut ses_keys = Vec::new();
     let mut seconds = None;
     let mut args = args;
     while let Some(arg) = args.next() {
@@ -62,6 +74,13 @@ fn options(args: impl Iterator<Item = String>) -> anyhow::Result<Options> {
                 let (sid, token) = raw.split_once(':').context("--account takes SID:TOKEN")?;
                 accounts.push((sid.to_owned(), token.to_owned()));
             }
+            "--brand-review-ms" => {
+                config.onboarding.brand_review_delay =
+                    Duration::from_millis(value()?.parse().context("--brand-review-ms")?);
+            }
+            "--brand-fails" => config.onboarding.brand_outcome = BrandOutcome::Fail { reason: value()? },
+            "--ses-key" => ses_keys.push(value()?),
+            "--ses-events-to" => config.ses.sns_endpoint = Some(value()?.parse().context("--ses-events-to")?),
             "--seed" => config.seed = Some(value()?.parse().context("--seed")?),
             "--seconds" => {
                 let value: f64 = value()?.parse().context("--seconds")?;
@@ -83,6 +102,9 @@ fn options(args: impl Iterator<Item = String>) -> anyhow::Result<Options> {
     if !accounts.is_empty() {
         config.accounts = accounts.into_iter().collect();
     }
+    if !ses_keys.is_empty() {
+        config.ses.access_key_ids = ses_keys;
+    }
     config.validate().context("invalid simulator settings")?;
     Ok(Options { config, seconds })
 }
@@ -91,11 +113,20 @@ fn options(args: impl Iterator<Item = String>) -> anyhow::Result<Options> {
 #[allow(clippy::print_stdout)]
 pub async fn run(args: impl Iterator<Item = String>) -> anyhow::Result<()> {
     let Options { config, seconds } = options(args)?;
+    let ses_keys = config.ses.access_key_ids.clone();
+    let ses_events = config.ses.sns_endpoint.is_some();
     let default_account = config.accounts.get(DEFAULT_ACCOUNT_SID).map(String::as_str) == Some(DEFAULT_AUTH_TOKEN);
     let simulator = Simulator::start(config).await.context("starting the simulator")?;
-    println!("twilio simulator listening on {}", simulator.base_url());
+    println!("provider simulator listening on {}", simulator.base_url());
     if default_account {
-        println!("account: {DEFAULT_ACCOUNT_SID}  auth token: {DEFAULT_AUTH_TOKEN}");
+        println!("twilio account: {DEFAULT_ACCOUNT_SID}  auth token: {DEFAULT_AUTH_TOKEN}");
+    }
+    println!("ses access keys: {}", ses_keys.join(", "));
+    if ses_events {
+        println!(
+            "ses events: sns topic {DEFAULT_TOPIC_ARN}, certificate {}{CERT_PATH}",
+            simulator.base_url()
+        );
     }
     match seconds {
         Some(seconds) => {

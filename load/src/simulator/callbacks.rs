@@ -67,6 +67,11 @@ pub(crate) enum Job {
     },
     /// Try a callback again.
     Retry(Callback),
+    /// End an A2P brand's review (see [`accounts`](super::accounts)) and send its status callback.
+    Brand {
+        /// The brand registration.
+        sid: String,
+    },
 }
 
 /// Hands jobs to the timer task.
@@ -134,7 +139,28 @@ impl Timer {
         match job {
             Job::Step { sid, step } => self.step(&sid, step),
             Job::Retry(callback) => self.post(callback),
+            Job::Brand { sid } => self.brand_reviewed(&sid),
         }
+    }
+
+    /// Ends a brand's review and posts its signed status callback, if it has a callback URL.
+    fn brand_reviewed(&self, sid: &str) {
+        let Some(notice) = self.state.onboarding.complete_brand_review(sid) else {
+            tracing::debug!(sid, "simulator brand review for an unknown or settled brand");
+            return;
+        };
+        let (Some(url), Some(token)) = (notice.url, self.state.token_of(&notice.account_sid)) else {
+            return;
+        };
+        let signature = compute(&token, &url, &notice.params);
+        self.post(Callback {
+            sid: sid.to_owned(),
+            url,
+            params: notice.params,
+            signature,
+            attempt: 1,
+            next: None,
+        });
     }
 
     /// Applies a due status step and sends its callback (or schedules the next step).
@@ -190,7 +216,7 @@ impl Timer {
         next: Option<(Step, Duration)>,
     ) -> Option<Callback> {
         let url = message.status_callback.clone()?;
-        let token = self.state.config.accounts.get(&message.account_sid)?;
+        let token = self.state.token_of(&message.account_sid)?;
         let status = message.status.as_str().to_owned();
         let mut params = vec![
             ("MessageSid".to_owned(), message.sid.clone()),
@@ -213,7 +239,7 @@ impl Timer {
         if matches!(message.status, TwilioStatus::Delivered | TwilioStatus::Undelivered) {
             params.push(("RawDlrDoneDate".to_owned(), raw_dlr_done_date(now)));
         }
-        let signature = compute(token, &url, &params);
+        let signature = compute(&token, &url, &params);
         Some(Callback {
             sid: message.sid.clone(),
             url,

@@ -3,6 +3,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use super::accounts::OnboardingSimConfig;
+use super::ses::SesSimConfig;
+
 /// An invalid simulator configuration.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ConfigError {
@@ -139,6 +142,10 @@ pub struct SimulatorConfig {
     pub timings: StatusTimings,
     /// How callbacks are delivered.
     pub callbacks: CallbackSettings,
+    /// How the onboarding endpoints (subaccounts, Trust Hub, brands, numbers) behave.
+    pub onboarding: OnboardingSimConfig,
+    /// How the SES routes behave.
+    pub ses: SesSimConfig,
 }
 
 /// The account SID of [`SimulatorConfig::default`].
@@ -160,6 +167,8 @@ impl Default for SimulatorConfig {
             sender_rates: HashMap::new(),
             timings: StatusTimings::default(),
             callbacks: CallbackSettings::default(),
+            onboarding: OnboardingSimConfig::default(),
+            ses: SesSimConfig::default(),
         }
     }
 }
@@ -174,6 +183,7 @@ impl SimulatorConfig {
             return Err(ConfigError::ZeroConcurrency);
         }
         self.faults.validate()?;
+        self.ses.validate()?;
         let rates = std::iter::once(("*", self.rate_per_sender))
             .chain(self.sender_rates.iter().map(|(sender, rate)| (sender.as_str(), *rate)));
         for (sender, rate) in rates {

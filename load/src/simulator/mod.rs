@@ -6,13 +6,19 @@
 //!   and error codes (the table is there).
 //! - [`state`]: created messages, counters, sends per sender and the rate-violation rule.
 //! - [`callbacks`]: status progression and signed status callbacks from one timer task.
+//! - [`accounts`]: the onboarding endpoints (subaccounts, Trust Hub, A2P brands and campaigns,
+//!   Messaging Services, numbers) under the same base URL.
+//! - [`ses`]: AWS SES v2 `SendEmail` and `SendBulkEmail`, and SES events as signed SNS
+//!   notifications.
 //!
 //! `GET /stats` answers [`SimulatorStats`] as JSON. The server listens on 127.0.0.1 only and
 //! stops, with every task it started, on [`RunningSimulator::shutdown`] or when the
 //! [`RunningSimulator`] is dropped.
 
+pub mod accounts;
 pub mod callbacks;
 pub mod config;
+pub mod ses;
 pub mod state;
 pub mod twilio;
 
@@ -29,9 +35,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use accounts::{BrandOutcome, OnboardingSimConfig, OnboardingStats};
 pub use config::{
     CallbackSettings, ConfigError, DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, Faults, SimulatorConfig, StatusTimings,
 };
+pub use ses::{SesSimConfig, SesStats};
 pub use state::{SimulatorStats, Violation, allowed_per_window, find_violations};
 
 use callbacks::Scheduler;
@@ -107,6 +115,7 @@ impl Simulator {
         let state = Arc::new(State::new(config));
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
+        let ses_routes = ses::router(&state, &http, &tracker, &cancel, addr);
         let scheduler = callbacks::start(Arc::clone(&state), http, tracker.clone(), cancel.clone());
         let shared = Arc::new(Shared {
             state: Arc::clone(&state),
@@ -117,9 +126,11 @@ impl Simulator {
         let router = Router::new()
             .route("/2010-04-01/Accounts/{account_sid}/Messages.json", post(twilio::create))
             .route("/2010-04-01/Accounts/{account_sid}/Messages/{file}", get(twilio::fetch))
+            .merge(accounts::routes())
             .route("/stats", get(stats))
             .fallback(twilio::not_found)
-            .with_state(shared);
+            .with_state(shared)
+            .merge(ses_routes);
         let stop = cancel.clone();
         let server = tokio::spawn(async move {
             axum::serve(listener, router)
@@ -165,6 +176,17 @@ impl RunningSimulator {
     /// What it has seen so far.
     pub fn stats(&self) -> SimulatorStats {
         self.state.stats()
+    }
+
+    /// Makes every onboarding endpoint answer 503 (code 20503) until switched back.
+    pub fn set_onboarding_unavailable(&self, unavailable: bool) {
+        self.state.onboarding.set_unavailable(unavailable);
+    }
+
+    /// Makes brand registrations reviewed from now on end as `outcome` (approve a brand
+    /// resubmitted after a rejection).
+    pub fn set_brand_outcome(&self, outcome: BrandOutcome) {
+        self.state.onboarding.set_brand_outcome(outcome);
     }
 
     /// Stops serving (requests held open are cut short), stops the timer and waits up to 5 s

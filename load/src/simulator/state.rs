@@ -23,7 +23,9 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
+use super::accounts::{Onboarding, OnboardingStats};
 use super::config::SimulatorConfig;
+use super::ses::SesStats;
 
 /// One window in which a sender went over its rate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +65,12 @@ pub struct SimulatorStats {
     pub per_sender: BTreeMap<String, u64>,
     /// Windows in which a sender went over its rate; see the module docs.
     pub violations: Vec<Violation>,
+    /// The onboarding endpoints' counters.
+    #[serde(default)]
+    pub onboarding: OnboardingStats,
+    /// The SES routes' counters.
+    #[serde(default)]
+    pub ses: SesStats,
 }
 
 /// The most sends a half-open one-second window allows at `rate` sends per second: `ceil(rate)`,
@@ -152,6 +160,8 @@ struct Inner {
 pub(crate) struct State {
     pub config: SimulatorConfig,
     pub started: Instant,
+    /// Subaccounts, bundles, brands, services, campaigns and numbers.
+    pub onboarding: Onboarding,
     inner: Mutex<Inner>,
     rng: Mutex<StdRng>,
 }
@@ -164,6 +174,7 @@ impl State {
             None => StdRng::from_os_rng(),
         };
         Self {
+            onboarding: Onboarding::new(config.onboarding.clone(), config.concurrency),
             config,
             started: Instant::now(),
             inner: Mutex::new(Inner::default()),
@@ -173,6 +184,19 @@ impl State {
 
     fn inner(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The auth token of a configured account or of a subaccount created since.
+    pub fn token_of(&self, account_sid: &str) -> Option<String> {
+        match self.config.accounts.get(account_sid) {
+            Some(token) => Some(token.clone()),
+            None => self.onboarding.subaccount_token(account_sid),
+        }
+    }
+
+    /// Changes the SES counters.
+    pub fn count_ses(&self, change: impl FnOnce(&mut SesStats)) {
+        change(&mut self.inner().stats.ses);
     }
 
     /// A new message SID: `SM` and 32 hex digits.
@@ -284,6 +308,7 @@ impl State {
             .collect();
         violations.sort_by(|a, b| (a.window_start_ms, &a.sender).cmp(&(b.window_start_ms, &b.sender)));
         stats.violations = violations;
+        stats.onboarding = self.onboarding.stats();
         stats
     }
 }

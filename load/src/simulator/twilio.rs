@@ -5,7 +5,7 @@
 //!
 //! | check | HTTP | code |
 //! |---|---|---|
-//! | Basic auth of a configured account, and the path's `AccountSid` is that account | 401 | 20003 |
+//! | Basic auth of a configured account or a subaccount, and the path's `AccountSid` is that account | 401 | 20003 |
 //! | fewer than `concurrency` create requests of the account in progress (answer has `Retry-After: 1`) | 429 | 20429 |
 //! | `To` present | 400 | 21604 |
 //! | `To` is E.164 or `whatsapp:+E164` | 400 | 21211 |
@@ -62,7 +62,7 @@ pub struct TwilioError {
 }
 
 impl TwilioError {
-    fn new(status: StatusCode, code: u32, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: u32, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -70,7 +70,7 @@ impl TwilioError {
         }
     }
 
-    fn bad_request(code: u32, message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(code: u32, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
@@ -78,7 +78,7 @@ impl TwilioError {
         Self::new(StatusCode::UNAUTHORIZED, 20003, "Authenticate")
     }
 
-    fn not_found(path: &str) -> Self {
+    pub(crate) fn not_found(path: &str) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
             20404,
@@ -146,7 +146,7 @@ fn address_kind(raw: &str) -> Option<bool> {
 }
 
 /// `prefix` followed by 32 hex digits.
-fn is_sid(raw: &str, prefix: &str) -> bool {
+pub(crate) fn is_sid(raw: &str, prefix: &str) -> bool {
     raw.strip_prefix(prefix)
         .is_some_and(|rest| rest.len() == 32 && rest.bytes().all(|byte| byte.is_ascii_hexdigit()))
 }
@@ -244,8 +244,19 @@ pub(crate) fn validate(form: &[(String, String)]) -> Result<CreateRequest, Twili
     })
 }
 
-/// The account of a Basic `Authorization` header, if its token matches a configured account.
-fn authenticate(shared: &Shared, headers: &HeaderMap, path_account: &str) -> Result<String, TwilioError> {
+/// The account of a Basic `Authorization` header, if its token matches a configured account
+/// (or a subaccount created through the onboarding routes) and it is the path's account.
+pub(crate) fn authenticate(shared: &Shared, headers: &HeaderMap, path_account: &str) -> Result<String, TwilioError> {
+    let user = authenticated_account(shared, headers)?;
+    if user != path_account {
+        return Err(TwilioError::unauthorized());
+    }
+    Ok(user)
+}
+
+/// The account of a Basic `Authorization` header, if its token matches a configured account or
+/// a subaccount.
+pub(crate) fn authenticated_account(shared: &Shared, headers: &HeaderMap) -> Result<String, TwilioError> {
     let credentials = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
@@ -254,13 +265,8 @@ fn authenticate(shared: &Shared, headers: &HeaderMap, path_account: &str) -> Res
         .and_then(|decoded| String::from_utf8(decoded).ok())
         .ok_or_else(TwilioError::unauthorized)?;
     let (user, token) = credentials.split_once(':').ok_or_else(TwilioError::unauthorized)?;
-    let known = shared
-        .state
-        .config
-        .accounts
-        .get(user)
-        .is_some_and(|expected| expected == token);
-    if !known || user != path_account {
+    let known = shared.state.token_of(user).is_some_and(|expected| expected == token);
+    if !known {
         return Err(TwilioError::unauthorized());
     }
     Ok(user.to_owned())
@@ -343,7 +349,9 @@ async fn create_inner(
     let _slot = shared
         .slots
         .get(&account_sid)
-        .and_then(|slots| Arc::clone(slots).try_acquire_owned().ok())
+        .cloned()
+        .or_else(|| shared.state.onboarding.subaccount_slots(&account_sid))
+        .and_then(|slots| slots.try_acquire_owned().ok())
         .ok_or_else(|| {
             TwilioError::new(
                 StatusCode::TOO_MANY_REQUESTS,

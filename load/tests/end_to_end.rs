@@ -1,0 +1,463 @@
+//! End to end through the real Twilio client: the all-in-one stack on port 0 sends a live
+//! tenant's messages to the provider simulator, whose status callbacks, signed with the
+//! account's token, come back to the admin API's webhook and move each message to `sent`,
+//! then `delivered` (and `read` on WhatsApp). Inbound webhooks open the WhatsApp 24-hour window
+//! and apply STOP and START.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::address::PhoneNumber;
+use common::config::Settings;
+use common::credentials::{ACCOUNT_SID, Keyring, generate_key};
+use common::signature::twilio::{SIGNATURE_HEADER, compute};
+use common::store::sqlite::SqliteStore;
+use common::store::{
+    Brand, BrandStatus, NumberStatus, ProviderKind, SenderKind, SenderNumber, Store, Tenant, TenantStatus,
+};
+use common::{Channel, TenantId};
+use dispatcher::stack::{Role, Stack, StackError};
+use load::simulator::ses::{CERT_PATH, DEFAULT_ACCESS_KEY_ID, DEFAULT_TOPIC_ARN};
+use load::simulator::{
+    DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, RunningSimulator, SesSimConfig, Simulator, SimulatorConfig,
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use tokio::sync::oneshot;
+
+const SMS_FROM: &str = "+14155550150";
+const WHATSAPP_FROM: &str = "+14155550151";
+const CONTACT: &str = "+14155550177";
+
+struct Running {
+    addr: SocketAddr,
+    key: String,
+    stop: oneshot::Sender<()>,
+    stopped: tokio::task::JoinHandle<Result<(), StackError>>,
+    http: reqwest::Client,
+}
+
+impl Running {
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Submits one envelope to the contact; answers its message id.
+    async fn send(&self, id: &str, channel: &str, from: &str, content: Value) -> String {
+        self.send_to(id, channel, from, CONTACT, content).await
+    }
+
+    /// Submits one envelope; answers its message id.
+    async fn send_to(&self, id: &str, channel: &str, from: &str, to: &str, content: Value) -> String {
+        let mut envelope = json!({
+            "version": 1, "message_id": id, "tenant_id": "acme", "channel": channel,
+            "to": to, "from": from,
+        });
+        envelope
+            .as_object_mut()
+            .unwrap()
+            .extend(content.as_object().unwrap().clone());
+        let response = self
+            .http
+            .post(self.url("/v1/messages"))
+            .bearer_auth(&self.key)
+            .json(&json!({ "messages": [envelope] }))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        assert!(status.is_success(), "{status}: {body}");
+        assert_eq!(body["results"][0]["status"], "accepted", "{body}");
+        id.to_owned()
+    }
+
+    /// Polls the message until its status is `wanted`; answers it.
+    async fn wait_for(&self, id: &str, wanted: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let response = self
+                .http
+                .get(self.url(&format!("/v1/messages/{id}")))
+                .bearer_auth(&self.key)
+                .send()
+                .await
+                .unwrap();
+            if response.status() == 200 {
+                let body: Value = response.json().await.unwrap();
+                if body["status"] == wanted {
+                    return body;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{id} never reached {wanted}: {body}"
+                );
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{id} never reached {wanted}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Posts a signed inbound message from the contact; answers the HTTP status.
+    async fn inbound(&self, from: &str, to: &str, body: &str, token: &str) -> u16 {
+        let url = self.url("/webhooks/twilio/inbound");
+        let params: Vec<(String, String)> = [
+            ("AccountSid", DEFAULT_ACCOUNT_SID),
+            ("MessageSid", "SM00000000000000000000000000000001"),
+            ("From", from),
+            ("To", to),
+            ("Body", body),
+        ]
+        .iter()
+        .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+        .collect();
+        let form = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&params)
+            .finish();
+        self.http
+            .post(&url)
+            .header(SIGNATURE_HEADER, compute(token, &url, &params))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+}
+
+fn statuses(message: &Value) -> Vec<&str> {
+    message["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["status"].as_str().unwrap())
+        .collect()
+}
+
+/// A tenant ready to send SMS and WhatsApp for real through the simulator's account.
+async fn seed_tenant(settings: &Settings, keyring: &Keyring) -> String {
+    let store = SqliteStore::open(&settings.store_path()).await.unwrap();
+    let tenant = TenantId::parse("acme").unwrap();
+    let now = OffsetDateTime::now_utc();
+    store
+        .create_tenant(&Tenant {
+            id: tenant.clone(),
+            name: "Acme".to_owned(),
+            is_demo: false,
+            status: TenantStatus::Active,
+            plan_id: None,
+            created_by: None,
+            created_at: now,
+        })
+        .await
+        .unwrap();
+    for channel in [Channel::Sms, Channel::Whatsapp] {
+        let mut row = common::credentials::seal(
+            keyring,
+            &tenant,
+            channel,
+            ProviderKind::Twilio,
+            json!({ ACCOUNT_SID: DEFAULT_ACCOUNT_SID }),
+            &SecretString::from(DEFAULT_AUTH_TOKEN),
+        );
+        row.is_verified = true;
+        store.put_credentials(&row).await.unwrap();
+    }
+    store
+        .put_brand(&Brand {
+            tenant_id: tenant.clone(),
+            status: BrandStatus::Approved,
+            status_reason: None,
+            trust_score: Some(80),
+            workflow_step: "ready".to_owned(),
+            workflow_attempts: 0,
+            twilio_sids: Default::default(),
+            updated_at: now,
+            approved_at: Some(now),
+        })
+        .await
+        .unwrap();
+    for (number, kind) in [(SMS_FROM, SenderKind::LongCode), (WHATSAPP_FROM, SenderKind::Whatsapp)] {
+        store
+            .put_sender_number(&SenderNumber {
+                tenant_id: tenant.clone(),
+                number: PhoneNumber::parse(number).unwrap(),
+                kind,
+                status: NumberStatus::Active,
+                twilio_sid: None,
+                rate_per_second: Some(10.0),
+                created_at: now,
+            })
+            .await
+            .unwrap();
+    }
+    admin_api::auth::create_api_key(&store, &tenant).await.unwrap().secret
+}
+
+async fn start(data_dir: &std::path::Path, simulator: &RunningSimulator) -> Running {
+    start_on(data_dir, simulator, 0).await
+}
+
+/// The stack on `port` (0: any free port), sending through `simulator`, accepting SES events
+/// signed by it.
+async fn start_on(data_dir: &std::path::Path, simulator: &RunningSimulator, port: u16) -> Running {
+    let keys = SecretString::from(format!("k1:{}", generate_key().expose_secret()));
+    let keyring = Keyring::parse(&keys).unwrap();
+    let mut settings = Settings {
+        data_dir: data_dir.to_owned(),
+        ..Settings::default()
+    };
+    settings.admin.listen = SocketAddr::from(([127, 0, 0, 1], port));
+    settings.demo.bootstrap = false;
+    settings.log.partitions = 2;
+    settings.dispatcher.poll_wait_ms = 20;
+    settings.credentials.keys = Some(keys);
+    settings.providers.twilio.api_url = simulator.base_url();
+    settings.providers.ses.endpoint = Some(simulator.base_url());
+    settings.providers.ses.sns_topic_arns = vec![DEFAULT_TOPIC_ARN.to_owned()];
+    settings.providers.ses.sns_cert_url = Some(format!("{}{CERT_PATH}", simulator.base_url()));
+    let key = seed_tenant(&settings, &keyring).await;
+    let stack = Stack::build(settings, Role::AllInOne).await.expect("stack builds");
+    let addr = stack.local_addr();
+    let (stop, stopped_signal) = oneshot::channel::<()>();
+    let stopped = tokio::spawn(stack.run_until_stopped(async {
+        let _ = stopped_signal.await;
+    }));
+    Running {
+        addr,
+        key,
+        stop,
+        stopped,
+        http: reqwest::Client::new(),
+    }
+}
+
+/// The simulator, allowing each number the rate the tenant's numbers are stored with.
+async fn simulator() -> RunningSimulator {
+    Simulator::start(SimulatorConfig {
+        rate_per_sender: 10.0,
+        ..SimulatorConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_messages_reach_delivered_through_the_simulator_and_signed_callbacks() {
+    let simulator = simulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(dir.path(), &simulator).await;
+
+    // SMS: sent when Twilio accepts it, then delivered by the signed callback.
+    let sms = running
+        .send("sms-1", "sms", SMS_FROM, json!({ "body": "Your code is 123456" }))
+        .await;
+    let delivered = running.wait_for(&sms, "delivered").await;
+    assert_eq!(statuses(&delivered), ["queued", "sent", "delivered"], "{delivered}");
+    assert!(
+        delivered["provider_message_id"].as_str().unwrap().starts_with("SM"),
+        "{delivered}"
+    );
+
+    // WhatsApp free-form text before the contact ever wrote: refused with Twilio's own code,
+    // without a call.
+    let accepted_before = simulator.stats().accepted;
+    let closed = running
+        .send("wa-closed", "whatsapp", WHATSAPP_FROM, json!({ "body": "hello" }))
+        .await;
+    let refused = running.wait_for(&closed, "rejected").await;
+    assert_eq!(refused["reason"], "63016", "{refused}");
+    assert_eq!(simulator.stats().accepted, accepted_before);
+
+    // A forged inbound message changes nothing; a signed one opens the window.
+    let whatsapp_contact = format!("whatsapp:{CONTACT}");
+    let whatsapp_number = format!("whatsapp:{WHATSAPP_FROM}");
+    assert_eq!(
+        running
+            .inbound(&whatsapp_contact, &whatsapp_number, "hi", "wrong-token")
+            .await,
+        403
+    );
+    assert_eq!(
+        running
+            .inbound(&whatsapp_contact, &whatsapp_number, "hi", DEFAULT_AUTH_TOKEN)
+            .await,
+        200
+    );
+    let open = running
+        .send("wa-open", "whatsapp", WHATSAPP_FROM, json!({ "body": "hello again" }))
+        .await;
+    let read = running.wait_for(&open, "read").await;
+    assert_eq!(statuses(&read), ["queued", "sent", "delivered", "read"], "{read}");
+
+    // STOP suppresses the contact at once; START lifts it.
+    assert_eq!(
+        running.inbound(CONTACT, SMS_FROM, "STOP", DEFAULT_AUTH_TOKEN).await,
+        200
+    );
+    let stopped = running
+        .send("sms-stopped", "sms", SMS_FROM, json!({ "body": "promo" }))
+        .await;
+    let suppressed = running.wait_for(&stopped, "suppressed").await;
+    assert_eq!(suppressed["reason"], "RECIPIENT_SUPPRESSED", "{suppressed}");
+    assert_eq!(
+        running.inbound(CONTACT, SMS_FROM, "start", DEFAULT_AUTH_TOKEN).await,
+        200
+    );
+    let resumed = running
+        .send("sms-resumed", "sms", SMS_FROM, json!({ "body": "welcome back" }))
+        .await;
+    running.wait_for(&resumed, "delivered").await;
+
+    let stats = simulator.stats();
+    assert_eq!(stats.accepted, 3, "{stats:?}");
+    assert!(stats.violations.is_empty(), "{stats:?}");
+    running.stop.send(()).unwrap();
+    running.stopped.await.unwrap().expect("clean stop");
+    simulator.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_callbacks_with_a_bad_signature_are_refused() {
+    let simulator = simulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(dir.path(), &simulator).await;
+    let url = running.url("/webhooks/twilio/status");
+    let params: Vec<(String, String)> = [
+        ("AccountSid", DEFAULT_ACCOUNT_SID),
+        ("MessageSid", "SM00000000000000000000000000000009"),
+        ("MessageStatus", "delivered"),
+    ]
+    .iter()
+    .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+    .collect();
+    let form = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&params)
+        .finish();
+    let post = |signature: String| {
+        running
+            .http
+            .post(&url)
+            .header(SIGNATURE_HEADER, signature)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form.clone())
+            .send()
+    };
+    let forged = post(compute("not-the-token", &url, &params)).await.unwrap();
+    assert_eq!(forged.status(), 403);
+    let body: Value = forged.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_signature");
+    // Signed for another URL: refused too.
+    let elsewhere = post(compute(
+        DEFAULT_AUTH_TOKEN,
+        "https://example.com/webhooks/twilio/status",
+        &params,
+    ))
+    .await
+    .unwrap();
+    assert_eq!(elsewhere.status(), 403);
+    // Valid, for a message nobody sent: accepted (so Twilio stops retrying) and ignored.
+    let unknown = post(compute(DEFAULT_AUTH_TOKEN, &url, &params)).await.unwrap();
+    assert_eq!(unknown.status(), 204);
+    running.stop.send(()).unwrap();
+    running.stopped.await.unwrap().expect("clean stop");
+    simulator.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_goes_through_ses_and_its_events_come_back_over_signed_sns() {
+    // The simulator posts SES events to the stack, whose port must be known first.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let simulator = Simulator::start(SimulatorConfig {
+        ses: SesSimConfig {
+            sns_endpoint: Some(format!("http://127.0.0.1:{port}/webhooks/ses").parse().unwrap()),
+            event_delay: Duration::from_millis(50),
+            ..SesSimConfig::default()
+        },
+        ..SimulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let running = start_on(dir.path(), &simulator, port).await;
+
+    // Credentials through the API, verified against the simulator's GetAccount.
+    let saved = running
+        .http
+        .post(running.url("/v1/channels/email"))
+        .bearer_auth(&running.key)
+        .json(&json!({
+            "access_key_id": DEFAULT_ACCESS_KEY_ID, "secret_access_key": "simulator-secret",
+            "region": "us-east-1", "from_address": "news@acme.example", "configuration_set": "acme-events",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(saved.status(), 201);
+    let view: Value = saved.json().await.unwrap();
+    assert_eq!(view["is_verified"], true, "{view}");
+
+    let email = |subject: &str| json!({ "subject": subject, "body": "Hello from Acme" });
+    let sent = running
+        .send_to(
+            "mail-1",
+            "email",
+            "news@acme.example",
+            "ada@example.com",
+            email("Welcome"),
+        )
+        .await;
+    let delivered = running.wait_for(&sent, "delivered").await;
+    assert_eq!(statuses(&delivered), ["queued", "sent", "delivered"], "{delivered}");
+
+    // A permanent bounce: undelivered, and the address suppressed for the next message.
+    let bounced = running
+        .send_to(
+            "mail-2",
+            "email",
+            "news@acme.example",
+            "bounce@example.com",
+            email("Welcome"),
+        )
+        .await;
+    let undelivered = running.wait_for(&bounced, "undelivered").await;
+    assert_eq!(undelivered["reason"], "SES_BOUNCE", "{undelivered}");
+    let again = running
+        .send_to(
+            "mail-3",
+            "email",
+            "news@acme.example",
+            "bounce@example.com",
+            email("Again"),
+        )
+        .await;
+    running.wait_for(&again, "suppressed").await;
+
+    // A forged event changes nothing.
+    let forged = running
+        .http
+        .post(running.url("/webhooks/ses"))
+        .body(
+            json!({
+                "Type": "Notification", "MessageId": "1", "TopicArn": DEFAULT_TOPIC_ARN,
+                "Message": "{}", "Timestamp": "2026-11-24T00:00:00.000Z", "SignatureVersion": "2",
+                "Signature": "AAAA", "SigningCertURL": format!("{}{CERT_PATH}", simulator.base_url()),
+            })
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+
+    running.stop.send(()).unwrap();
+    running.stopped.await.unwrap().expect("clean stop");
+    simulator.shutdown().await.unwrap();
+}
