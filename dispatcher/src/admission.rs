@@ -4,7 +4,8 @@
 //! Per tenant and channel the directory keeps, for a few seconds, what admission needs from the
 //! store: the tenant, whether the channel is ready (credentials verified; for SMS an approved
 //! 10DLC brand and an active number) and the route its messages take. Suppressions are read
-//! for every batch, so an opt-out takes effect at once. Quota is reserved here, before the
+//! for every batch, so an opt-out takes effect at once; WhatsApp free-form text is checked
+//! against the contact's last inbound message (the 24-hour window) per message. Quota is reserved here, before the
 //! send, in SMS segments (messages elsewhere): one dispatcher owns a tenant, so the reservation
 //! cannot race.
 
@@ -13,10 +14,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::config::PacingSettings;
+use common::credentials::{FROM_ADDRESS, setting};
+use common::readiness::{self, NotReady, Ready, serves};
 use common::store::{
-    Brand, BrandStatus, NumberStatus, ProviderKind, SenderKind, SenderNumber, Store, StoreError, Tenant, TenantStatus,
+    Brand, NumberStatus, ProviderKind, SenderNumber, Store, StoreError, Tenant, TenantStatus, period_of,
 };
-use common::{Channel, EmailAddress, Envelope, MessageStatus, PhoneNumber, Sender, TenantId};
+use common::{Channel, Content, EmailAddress, Envelope, MessageStatus, PhoneNumber, Recipient, Sender, TenantId};
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
@@ -27,6 +30,8 @@ use crate::route::{DailyCap, PoolSender, Route};
 
 /// How long what the directory read from the store is trusted.
 const DIRECTORY_TTL: Duration = Duration::from_secs(5);
+/// How long after a contact's last inbound message WhatsApp accepts free-form text.
+const WHATSAPP_WINDOW: time::Duration = time::Duration::hours(24);
 
 /// A stable reason code for a message refused at admission.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,18 +40,8 @@ pub enum Refusal {
     TenantUnknown,
     /// The tenant is suspended.
     TenantSuspended,
-    /// No credentials for the channel.
-    ChannelNotConfigured,
-    /// The channel's credentials were refused by the provider or not checked yet.
-    CredentialsUnverified,
-    /// SMS: no business info and brand yet.
-    ConfigureBusinessInfo,
-    /// SMS: the 10DLC brand is under review.
-    WaitForApproval,
-    /// SMS: the 10DLC brand was rejected or suspended.
-    UpdateBusinessInfo,
-    /// No active number for the channel.
-    NoActiveNumber,
+    /// The channel is not ready to send (credentials, brand, number: see [`NotReady`]).
+    NotReady(NotReady),
     /// The envelope names a sender the tenant does not own.
     SenderNotAllowed,
     /// No provider is available for the channel in this deployment.
@@ -59,6 +54,9 @@ pub enum Refusal {
     ScheduledSendUnsupported,
     /// The tenant's monthly quota for the channel is used up.
     QuotaExhausted,
+    /// WhatsApp free-form text outside the 24 hours after the contact last wrote: only a
+    /// template may go. Coded `63016`, the code Twilio itself would answer.
+    WhatsappWindowClosed,
 }
 
 impl Refusal {
@@ -67,18 +65,14 @@ impl Refusal {
         match self {
             Refusal::TenantUnknown => "TENANT_UNKNOWN",
             Refusal::TenantSuspended => "TENANT_SUSPENDED",
-            Refusal::ChannelNotConfigured => "CHANNEL_NOT_CONFIGURED",
-            Refusal::CredentialsUnverified => "CREDENTIALS_UNVERIFIED",
-            Refusal::ConfigureBusinessInfo => "CONFIGURE_BUSINESS_INFO",
-            Refusal::WaitForApproval => "WAIT_FOR_APPROVAL",
-            Refusal::UpdateBusinessInfo => "UPDATE_BUSINESS_INFO",
-            Refusal::NoActiveNumber => "NO_ACTIVE_NUMBER",
+            Refusal::NotReady(not_ready) => not_ready.code(),
             Refusal::SenderNotAllowed => "SENDER_NOT_ALLOWED",
             Refusal::ProviderUnavailable => "PROVIDER_UNAVAILABLE",
             Refusal::RecipientSuppressed => "RECIPIENT_SUPPRESSED",
             Refusal::Expired => "EXPIRED",
             Refusal::ScheduledSendUnsupported => "SCHEDULED_SEND_UNSUPPORTED",
             Refusal::QuotaExhausted => "QUOTA_EXHAUSTED",
+            Refusal::WhatsappWindowClosed => "63016",
         }
     }
 
@@ -208,6 +202,12 @@ impl Directory {
         if is_demo {
             return Ok(Ok((route, None)));
         }
+        if envelope.channel == Channel::Whatsapp
+            && matches!(envelope.content, Content::Body(_))
+            && !self.whatsapp_window_open(envelope, now).await?
+        {
+            return Ok(Err(Refusal::WhatsappWindowClosed));
+        }
         let limit = self
             .tenants
             .get(&envelope.tenant_id)
@@ -230,6 +230,18 @@ impl Directory {
         } else {
             Ok(Err(Refusal::QuotaExhausted))
         }
+    }
+
+    /// Whether the recipient wrote to the tenant on WhatsApp within the last 24 hours.
+    async fn whatsapp_window_open(&self, envelope: &Envelope, now: OffsetDateTime) -> Result<bool, StoreError> {
+        let Recipient::Phone(number) = &envelope.to else {
+            return Ok(false);
+        };
+        let last = self
+            .store
+            .last_inbound(&envelope.tenant_id, &number.whatsapp_address())
+            .await?;
+        Ok(last.is_some_and(|last| now - last < WHATSAPP_WINDOW))
     }
 
     /// The tenant's entry, read from the store when absent or stale.
@@ -278,38 +290,25 @@ impl Directory {
     }
 
     async fn read_channel(&self, tenant: &Tenant, channel: Channel) -> Result<ChannelReadiness, StoreError> {
-        let numbers: Vec<SenderNumber> = self
-            .store
-            .sender_numbers(&tenant.id)
-            .await?
-            .into_iter()
-            .filter(|number| number.status == NumberStatus::Active && serves(number.kind, channel))
-            .collect();
         if tenant.is_demo {
+            let numbers: Vec<SenderNumber> = self
+                .store
+                .sender_numbers(&tenant.id)
+                .await?
+                .into_iter()
+                .filter(|number| number.status == NumberStatus::Active && serves(number.kind, channel))
+                .collect();
             return Ok(ChannelReadiness::Ready(Arc::new(
                 self.demo_route(tenant, channel, &numbers),
             )));
         }
-        let Some(credentials) = self.store.credentials(&tenant.id, channel).await? else {
-            return Ok(ChannelReadiness::NotReady(Refusal::ChannelNotConfigured));
-        };
-        if !credentials.is_verified {
-            return Ok(ChannelReadiness::NotReady(Refusal::CredentialsUnverified));
-        }
-        let brand = match channel {
-            Channel::Sms => match self.store.brand(&tenant.id).await? {
-                None => return Ok(ChannelReadiness::NotReady(Refusal::ConfigureBusinessInfo)),
-                Some(brand) => match brand.status {
-                    BrandStatus::Approved => Some(brand),
-                    BrandStatus::Draft | BrandStatus::Pending | BrandStatus::InReview => {
-                        return Ok(ChannelReadiness::NotReady(Refusal::WaitForApproval));
-                    }
-                    BrandStatus::Failed | BrandStatus::Suspended => {
-                        return Ok(ChannelReadiness::NotReady(Refusal::UpdateBusinessInfo));
-                    }
-                },
-            },
-            Channel::Whatsapp | Channel::Email => None,
+        let Ready {
+            credentials,
+            brand,
+            numbers,
+        } = match readiness::check(self.store.as_ref(), tenant, channel).await? {
+            Ok(ready) => ready,
+            Err(not_ready) => return Ok(ChannelReadiness::NotReady(Refusal::NotReady(not_ready))),
         };
         let Some(provider) = self.providers.live.get(&channel) else {
             return Ok(ChannelReadiness::NotReady(Refusal::ProviderUnavailable));
@@ -324,13 +323,11 @@ impl Directory {
             .map_or_else(|| format!("{}:{channel}", tenant.id), str::to_owned);
         let senders: Vec<PoolSender> = match channel {
             Channel::Email => {
-                let from = credentials
-                    .settings
-                    .get("from_address")
-                    .and_then(|value| value.as_str())
-                    .and_then(|raw| EmailAddress::parse(raw).ok());
+                let from = setting(&credentials, FROM_ADDRESS).and_then(|raw| EmailAddress::parse(raw).ok());
                 let Some(from) = from else {
-                    return Ok(ChannelReadiness::NotReady(Refusal::ChannelNotConfigured));
+                    return Ok(ChannelReadiness::NotReady(Refusal::NotReady(
+                        NotReady::ChannelNotConfigured,
+                    )));
                 };
                 vec![PoolSender {
                     key: Arc::from(format!("email:{account}")),
@@ -341,7 +338,7 @@ impl Directory {
             Channel::Sms | Channel::Whatsapp => number_senders(&numbers, |number| self.rate_of(number, brand.as_ref())),
         };
         if senders.is_empty() {
-            return Ok(ChannelReadiness::NotReady(Refusal::NoActiveNumber));
+            return Ok(ChannelReadiness::NotReady(Refusal::NotReady(NotReady::NoActiveNumber)));
         }
         let daily_cap = brand.as_ref().map(|brand| DailyCap {
             brand: Arc::from(tenant.id.as_str()),
@@ -387,19 +384,10 @@ impl Directory {
 
     /// A number's default rate from its kind and, for a 10DLC long code, its brand's score.
     fn rate_of(&self, number: &SenderNumber, brand: Option<&Brand>) -> Option<Rate> {
-        let pacing = &self.pacing;
-        let per_second = match number.kind {
-            SenderKind::LongCode => match brand.and_then(|brand| brand.trust_score) {
-                Some(75..) => pacing.ten_dlc_high,
-                Some(50..=74) => pacing.ten_dlc_mid,
-                Some(1..=49) => pacing.ten_dlc_low,
-                _ => pacing.long_code,
-            },
-            SenderKind::TollFree => pacing.toll_free,
-            SenderKind::ShortCode => pacing.short_code,
-            SenderKind::Whatsapp => pacing.whatsapp,
-        };
-        Rate::per_second(per_second)
+        Rate::per_second(
+            self.pacing
+                .number_rate(number.kind, brand.and_then(|brand| brand.trust_score)),
+        )
     }
 
     /// The suppressed addresses among a batch's recipients, per tenant: read for every batch,
@@ -438,15 +426,6 @@ fn number_senders(numbers: &[SenderNumber], default_rate: impl Fn(&SenderNumber)
         .collect()
 }
 
-/// Whether a number of this kind sends on this channel.
-fn serves(kind: SenderKind, channel: Channel) -> bool {
-    match channel {
-        Channel::Sms => kind != SenderKind::Whatsapp,
-        Channel::Whatsapp => kind == SenderKind::Whatsapp,
-        Channel::Email => false,
-    }
-}
-
 /// The trust tier of a brand score: 0 for 75-100, 1 for 50-74, 2 for 1-49, 3 unscored.
 fn tier(score: Option<u8>) -> usize {
     match score {
@@ -455,11 +434,6 @@ fn tier(score: Option<u8>) -> usize {
         Some(1..=49) => 2,
         _ => 3,
     }
-}
-
-/// The quota period (`YYYY-MM`, UTC) of an instant.
-pub fn period_of(at: OffsetDateTime) -> String {
-    format!("{:04}-{:02}", at.year(), u8::from(at.month()))
 }
 
 /// Quota used per tenant, channel and month: read from the store once, then kept here and

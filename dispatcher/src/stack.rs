@@ -7,19 +7,28 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use admin_api::demo::{BootstrapKey, bootstrap_demo_tenant};
+use admin_api::onboarding::Onboarding;
 use admin_api::{AdminServer, AppState};
-use common::TenantId;
 use common::backends::{BackendError, open_embedded};
 use common::config::Settings;
-use common::store::{StatusUpdate, StoreError};
+use common::credentials::{Keyring, KeyringError, keyring_from_settings};
+use common::ses::{SesClient, SesError};
+use common::store::{StatusUpdate, Store, StoreError};
 use common::telemetry::{Readiness, TelemetryError, metrics_handle, ops_router};
+use common::twilio::{ClientError, TwilioClient};
+use common::{Channel, TenantId};
+use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admission::Providers;
 use crate::intake::{DispatchError, Dispatcher};
+use crate::provider::Provider;
+use crate::provider::credentials::StoreCredentials;
 use crate::provider::demo::DemoProvider;
+use crate::provider::ses::SesProvider;
+use crate::provider::twilio::TwilioProvider;
 use crate::status::StatusWriter;
 
 /// What a process runs.
@@ -49,9 +58,45 @@ pub enum StackError {
     /// The configured demo tenant id is invalid.
     #[error("demo.tenant_id: {0}")]
     DemoTenant(#[from] common::ids::IdError),
+    /// The credential key ring could not be loaded.
+    #[error("credential keys: {0}")]
+    Keyring(#[from] KeyringError),
+    /// The Twilio client settings are invalid.
+    #[error("providers.twilio: {0}")]
+    Twilio(#[from] ClientError),
+    /// An HTTP client could not be built (TLS setup).
+    #[error("http client: {0}")]
+    HttpClient(#[source] reqwest::Error),
+    /// The SES client settings are invalid.
+    #[error("providers.ses: {0}")]
+    Ses(#[from] SesError),
     /// The dispatcher stopped with an error.
     #[error(transparent)]
     Dispatch(#[from] DispatchError),
+}
+
+/// The real providers by channel, with each tenant's stored credentials: Twilio for SMS and
+/// WhatsApp (status callbacks asked for at the admin API's public URL), SES for email (events
+/// come back through the tenant's configuration set and SNS).
+fn live_providers(
+    settings: &Settings,
+    store: &Arc<dyn Store>,
+    keyring: &Arc<Keyring>,
+    public_url: &str,
+) -> Result<HashMap<Channel, Arc<dyn Provider>>, StackError> {
+    let client = TwilioClient::new(&settings.providers.twilio.client_settings())?;
+    let credentials = Arc::new(StoreCredentials::new(Arc::clone(store), Arc::clone(keyring)));
+    let twilio: Arc<dyn Provider> = Arc::new(TwilioProvider::new(
+        client,
+        credentials.clone(),
+        Some(format!("{public_url}/webhooks/twilio/status")),
+    ));
+    let ses = SesProvider::new(SesClient::new(settings.providers.ses.client_settings())?, credentials);
+    Ok(HashMap::from([
+        (Channel::Sms, Arc::clone(&twilio)),
+        (Channel::Whatsapp, twilio),
+        (Channel::Email, Arc::new(ses) as Arc<dyn Provider>),
+    ]))
 }
 
 /// A built, not yet running, process.
@@ -63,6 +108,7 @@ pub struct Stack {
     readiness: Readiness,
     tracker: TaskTracker,
     background: CancellationToken,
+    stopping: CancellationToken,
     settings: Settings,
 }
 
@@ -72,36 +118,80 @@ impl Stack {
     /// the dispatcher role.
     pub async fn build(settings: Settings, role: Role) -> Result<Self, StackError> {
         let (log, store) = open_embedded(&settings).await?;
+        let keyring = Arc::new(keyring_from_settings(&settings)?);
         let metrics = metrics_handle()?;
         let readiness = Readiness::default();
+        let tracker = TaskTracker::new();
+        let background = CancellationToken::new();
+        let stopping = CancellationToken::new();
+        let (events, _) = broadcast::channel(4096);
+        let topic = settings.dispatcher.publish_status_events.then(|| Arc::clone(&log));
+        let status = StatusWriter::start(Arc::clone(&store), events.clone(), topic, &tracker);
 
         let mut demo_key = None;
-        let (router, listen) = match role {
+        let listen = match role {
+            Role::AllInOne => settings.admin.listen,
+            Role::Dispatcher => settings.dispatcher.ops_listen,
+        };
+        let listener = TcpListener::bind(listen).await?;
+        let public_url = match role {
+            Role::AllInOne => admin_api::public_url(&settings, listener.local_addr()?),
+            Role::Dispatcher => admin_api::public_url(&settings, settings.admin.listen),
+        };
+        let router = match role {
             Role::AllInOne => {
                 if settings.demo.bootstrap {
                     let tenant = TenantId::parse(settings.demo.tenant_id.clone())?;
                     demo_key = bootstrap_demo_tenant(store.as_ref(), &tenant).await?;
                 }
+                let onboarding = Arc::new(Onboarding::new(
+                    Arc::clone(&store),
+                    Arc::clone(&keyring),
+                    TwilioClient::new(&settings.providers.twilio.client_settings())?,
+                    public_url.clone(),
+                    settings.onboarding.clone(),
+                ));
+                if settings.onboarding.background_runner {
+                    tracker.spawn(Arc::clone(&onboarding).run(background.clone()));
+                }
                 let state = AppState {
                     store: Arc::clone(&store),
                     log: Arc::clone(&log),
+                    keyring: Arc::clone(&keyring),
+                    statuses: Arc::new(status.clone()),
+                    public_url: public_url.clone(),
+                    twilio: TwilioClient::new(&settings.providers.twilio.client_settings())?,
+                    ses: SesClient::new(settings.providers.ses.client_settings())?,
+                    sns: Arc::new(
+                        admin_api::ses_events::verifier(&settings.providers.ses).map_err(StackError::HttpClient)?,
+                    ),
+                    onboarding,
+                    platform_key_hash: admin_api::platform_key_hash(&settings),
+                    pacing: settings.dispatcher.pacing.clone(),
+                    stopping: stopping.clone(),
                 };
-                let router = admin_api::router(state, settings.admin.max_body_bytes, metrics, readiness.clone());
-                (router, settings.admin.listen)
+                let keep = settings
+                    .demo
+                    .bootstrap
+                    .then(|| TenantId::parse(settings.demo.tenant_id.clone()))
+                    .transpose()?;
+                tracker.spawn(admin_api::demo::run_cleanup(
+                    Arc::clone(&store),
+                    settings.demo.retention(),
+                    settings.demo.cleanup_interval(),
+                    keep,
+                    background.clone(),
+                ));
+                admin_api::router(state, settings.admin.max_body_bytes, metrics, readiness.clone())
             }
-            Role::Dispatcher => (ops_router(metrics, readiness.clone()), settings.dispatcher.ops_listen),
+            Role::Dispatcher => ops_router(metrics, readiness.clone()),
         };
-        let server = AdminServer::bind(listen, router).await?;
+        let server = AdminServer::new(listener, router);
 
-        let tracker = TaskTracker::new();
-        let background = CancellationToken::new();
-        let (events, _) = broadcast::channel(4096);
-        let topic = settings.dispatcher.publish_status_events.then(|| Arc::clone(&log));
-        let status = StatusWriter::start(Arc::clone(&store), events.clone(), topic, &tracker);
         let demo = DemoProvider::start(&settings.demo, status.clone(), &tracker, background.clone());
         let providers = Providers {
             demo: Arc::new(demo),
-            live: HashMap::new(),
+            live: live_providers(&settings, &store, &keyring, &public_url)?,
         };
         tracker.spawn(crate::reconcile::run(
             Arc::clone(&store),
@@ -119,6 +209,7 @@ impl Stack {
             readiness,
             tracker,
             background,
+            stopping,
             settings,
         })
     }
@@ -151,11 +242,11 @@ impl Stack {
             readiness,
             tracker,
             background,
+            stopping: stop,
             settings,
             ..
         } = self;
         drop(events);
-        let stop = CancellationToken::new();
         let http = tokio::spawn(server.run_until_stopped(stop.clone().cancelled_owned()));
         let dispatching = tokio::spawn(dispatcher.run(stop.clone()));
         readiness.set(true);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::log::{MessageLog, OutgoingRecord, Topic};
-use common::store::{StatusUpdate, Store};
+use common::store::{StatusUpdate, Store, StoreError};
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::task::TaskTracker;
@@ -72,6 +72,17 @@ impl StatusWriter {
         if self.queue.send(Submission { updates, durable: None }).await.is_err() {
             tracing::warn!("status writer stopped; dropping simulated statuses");
         }
+    }
+}
+
+/// The admin API's webhooks apply provider callbacks through the writer, so that they are
+/// published like every other change.
+#[async_trait::async_trait]
+impl admin_api::webhooks::StatusSink for StatusWriter {
+    async fn apply(&self, updates: Vec<StatusUpdate>) -> Result<(), StoreError> {
+        StatusWriter::apply(self, updates)
+            .await
+            .map_err(|StatusWriterStopped| StoreError::Backend("the status writer has stopped".to_owned()))
     }
 }
 

@@ -418,7 +418,7 @@ async fn channel_readiness_and_quota_in_segments() {
             "{tenant}/{id}"
         );
     }
-    let period = dispatcher::admission::period_of(OffsetDateTime::now_utc());
+    let period = common::store::period_of(OffsetDateTime::now_utc());
     let paid = TenantId::parse("paid").unwrap();
     assert_eq!(
         store.usage(&paid, Channel::Sms, &period).await.unwrap(),

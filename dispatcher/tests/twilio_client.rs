@@ -17,7 +17,8 @@ use base64::Engine as _;
 use common::store::MessageRecord;
 use common::twilio::{CreateOutcome, ErrorClass, FetchOutcome, TwilioAccount, TwilioClient, TwilioClientSettings};
 use common::{Channel, Envelope, MessageId, MessageStatus, PhoneNumber, Priority, Sender, TenantId};
-use dispatcher::provider::twilio::{CredentialError, StaticCredentials, TwilioCredentials, TwilioProvider};
+use dispatcher::provider::CredentialError;
+use dispatcher::provider::twilio::{StaticCredentials, TwilioCredentials, TwilioProvider};
 use dispatcher::provider::{Lookup, OutboundMessage, Provider, SendOutcome};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -472,7 +473,7 @@ struct NoCredentials(CredentialError);
 
 #[async_trait]
 impl TwilioCredentials for NoCredentials {
-    async fn credentials(&self, _tenant: &TenantId) -> Result<TwilioAccount, CredentialError> {
+    async fn credentials(&self, _tenant: &TenantId, _channel: Channel) -> Result<TwilioAccount, CredentialError> {
         Err(self.0.clone())
     }
 }

@@ -1,10 +1,12 @@
 //! The provider seam: where a message leaves the dispatcher.
 //!
-//! Implementations: [`demo::DemoProvider`] (simulated end to end, for demo tenants) and
-//! [`twilio::TwilioProvider`] (SMS and WhatsApp through Twilio's Messages API). The SES client
-//! plugs in behind the same trait.
+//! Implementations: [`demo::DemoProvider`] (simulated end to end, for demo tenants),
+//! [`twilio::TwilioProvider`] (SMS and WhatsApp through Twilio's Messages API) and
+//! [`ses::SesProvider`] (email through AWS SES v2, templated batches as one bulk call).
 
+pub mod credentials;
 pub mod demo;
+pub mod ses;
 pub mod twilio;
 
 use std::time::Duration;
@@ -12,6 +14,17 @@ use std::time::Duration;
 use async_trait::async_trait;
 use common::store::MessageRecord;
 use common::{Envelope, MessageStatus, Sender};
+
+/// Why a tenant's provider credentials could not be had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CredentialError {
+    /// The tenant has no credentials for the channel: its messages cannot be sent.
+    #[error("the tenant has no credentials for the channel")]
+    NotConfigured,
+    /// The credentials could not be read now (store down, key unavailable); worth retrying.
+    #[error("the credentials could not be read: {0}")]
+    Unavailable(String),
+}
 
 /// A message admitted, paced and ready for its provider.
 #[derive(Debug, Clone)]

@@ -28,34 +28,23 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use common::TenantId;
 use common::status::TwilioStatus;
 use common::store::MessageRecord;
+use common::{Channel, TenantId};
 use time::OffsetDateTime;
 
 use common::twilio::{CreateOutcome, ErrorClass, FetchOutcome, TwilioAccount, TwilioClient};
 pub use request::{MAX_VALIDITY_SECS, create_message_form};
 
-use super::{Lookup, OutboundMessage, Provider, SendOutcome};
-
-/// Why a tenant's Twilio credentials could not be had.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CredentialError {
-    /// The tenant has no Twilio credentials: its messages cannot be sent.
-    #[error("the tenant has no twilio credentials")]
-    NotConfigured,
-    /// The credentials could not be read now (store down, key unavailable); worth retrying.
-    #[error("the twilio credentials could not be read: {0}")]
-    Unavailable(String),
-}
+use super::{CredentialError, Lookup, OutboundMessage, Provider, SendOutcome};
 
 /// Where a tenant's Twilio account credentials come from (the store's sealed channel
 /// credentials, or one platform account). Called once per message sent or looked up, so an
 /// implementation that reads a store should cache.
 #[async_trait]
 pub trait TwilioCredentials: Send + Sync {
-    /// The account to send the tenant's messages with.
-    async fn credentials(&self, tenant: &TenantId) -> Result<TwilioAccount, CredentialError>;
+    /// The account to send the tenant's messages on `channel` (SMS or WhatsApp) with.
+    async fn credentials(&self, tenant: &TenantId, channel: Channel) -> Result<TwilioAccount, CredentialError>;
 }
 
 /// The same account for every tenant (a platform-wide account); `Debug` redacts the token.
@@ -64,7 +53,7 @@ pub struct StaticCredentials(pub TwilioAccount);
 
 #[async_trait]
 impl TwilioCredentials for StaticCredentials {
-    async fn credentials(&self, _tenant: &TenantId) -> Result<TwilioAccount, CredentialError> {
+    async fn credentials(&self, _tenant: &TenantId, _channel: Channel) -> Result<TwilioAccount, CredentialError> {
         Ok(self.0.clone())
     }
 }
@@ -107,7 +96,7 @@ impl TwilioProvider {
         let envelope = &message.envelope;
         let tenant = &envelope.tenant_id;
         let message_id = &envelope.message_id;
-        let account = match self.credentials.credentials(tenant).await {
+        let account = match self.credentials.credentials(tenant, envelope.channel).await {
             Ok(account) => account,
             Err(CredentialError::NotConfigured) => {
                 tracing::warn!(%tenant, %message_id, "tenant has no twilio credentials");
@@ -182,7 +171,7 @@ impl Provider for TwilioProvider {
             return Lookup::NotFound;
         };
         let tenant = &message.tenant_id;
-        let account = match self.credentials.credentials(tenant).await {
+        let account = match self.credentials.credentials(tenant, message.channel).await {
             Ok(account) => account,
             Err(error) => {
                 tracing::warn!(%tenant, sid, %error, "twilio lookup without credentials");

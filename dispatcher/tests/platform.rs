@@ -1,0 +1,315 @@
+//! Platform-admin routes over HTTP: tenants, plans, subscription state (402), demo tenants and
+//! their cleanup, and a tenant's own API keys.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::TenantId;
+use common::config::Settings;
+use common::store::Store;
+use common::store::sqlite::SqliteStore;
+use dispatcher::stack::{Role, Stack, StackError};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use tokio::sync::oneshot;
+
+const PLATFORM_KEY: &str = "platform-test-key-0123456789";
+
+struct Running {
+    addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    stopped: tokio::task::JoinHandle<Result<(), StackError>>,
+    http: reqwest::Client,
+}
+
+impl Running {
+    async fn start(dir: &std::path::Path, platform_key: Option<&str>) -> Self {
+        let mut settings = Settings {
+            data_dir: dir.to_owned(),
+            ..Settings::default()
+        };
+        settings.admin.listen = "127.0.0.1:0".parse().unwrap();
+        settings.admin.platform_admin_key = platform_key.map(|key| key.to_owned().into());
+        let stack = Stack::build(settings, Role::AllInOne).await.unwrap();
+        let addr = stack.local_addr();
+        let (stop, stopped_signal) = oneshot::channel::<()>();
+        let stopped = tokio::spawn(stack.run_until_stopped(async {
+            let _ = stopped_signal.await;
+        }));
+        Self {
+            addr,
+            stop,
+            stopped,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, key: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("http://{}{path}", self.addr))
+            .bearer_auth(key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn shutdown(self) {
+        self.stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), self.stopped)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+}
+
+fn sms(id: &str) -> Value {
+    json!({"messages": [{"message_id": id, "channel": "sms", "to": "+14155550100", "body": "hi"}]})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn platform_routes_manage_tenants_plans_and_keys() {
+    use reqwest::Method;
+    let dir = tempfile::tempdir().unwrap();
+    let stack = Running::start(dir.path(), Some(PLATFORM_KEY)).await;
+
+    // Tenants: created with a key shown once; duplicates and bad fields refused.
+    let (status, plan) = stack
+        .call(
+            Method::PUT,
+            "/v1/admin/plans/starter",
+            PLATFORM_KEY,
+            Some(json!({"name": "Starter", "monthly_quota": {"sms": 1000, "email": 5000}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{plan}");
+    let (status, created) = stack
+        .call(
+            Method::POST,
+            "/v1/admin/tenants",
+            PLATFORM_KEY,
+            Some(json!({"id": "acme", "name": "Acme", "plan_id": "starter"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["tenant"]["plan_id"], "starter");
+    assert_eq!(created["demo"], false);
+    let key = created["api_key"]["secret"].as_str().unwrap().to_owned();
+    let (status, _) = stack
+        .call(
+            Method::POST,
+            "/v1/admin/tenants",
+            PLATFORM_KEY,
+            Some(json!({"id": "acme", "name": "Acme again"})),
+        )
+        .await;
+    assert_eq!(status, 409);
+    let (status, invalid) = stack
+        .call(
+            Method::POST,
+            "/v1/admin/tenants",
+            PLATFORM_KEY,
+            Some(json!({"id": "Not An Id!", "name": " ", "plan_id": "gold"})),
+        )
+        .await;
+    assert_eq!(status, 422, "{invalid}");
+    let fields: Vec<&str> = invalid["error"]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|field| field["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["id", "name", "plan_id"], "{invalid}");
+
+    // A tenant key on a platform route is 403; no key or a wrong one is 401.
+    let (status, body) = stack.call(Method::GET, "/v1/admin/tenants/acme", &key, None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("platform_admin_only"))
+    );
+    let (status, _) = stack.call(Method::GET, "/v1/admin/tenants/acme", "wrong", None).await;
+    assert_eq!(status, 401);
+
+    // Suspended: sending answers 402 until the tenant is reactivated.
+    let (status, _) = stack.call(Method::POST, "/v1/messages", &key, Some(sms("m-1"))).await;
+    assert_eq!(status, 202);
+    let (status, view) = stack
+        .call(
+            Method::PATCH,
+            "/v1/admin/tenants/acme",
+            PLATFORM_KEY,
+            Some(json!({"status": "suspended"})),
+        )
+        .await;
+    assert_eq!((status, view["status"].as_str()), (StatusCode::OK, Some("suspended")));
+    let (status, body) = stack.call(Method::POST, "/v1/messages", &key, Some(sms("m-2"))).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::PAYMENT_REQUIRED, Some("subscription_inactive"))
+    );
+    let (status, _) = stack
+        .call(
+            Method::PATCH,
+            "/v1/admin/tenants/acme",
+            PLATFORM_KEY,
+            Some(json!({"status": "active", "plan_id": null})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, view) = stack
+        .call(Method::GET, "/v1/admin/tenants/acme", PLATFORM_KEY, None)
+        .await;
+    assert_eq!(view["plan_id"], Value::Null);
+    let (status, _) = stack.call(Method::POST, "/v1/messages", &key, Some(sms("m-3"))).await;
+    assert_eq!(status, 202);
+
+    // Keys: another one, listed without secrets, the first revoked at once.
+    let (status, second) = stack.call(Method::POST, "/v1/api-keys", &key, None).await;
+    assert_eq!(status, 201);
+    let second_secret = second["secret"].as_str().unwrap().to_owned();
+    let (_, list) = stack.call(Method::GET, "/v1/api-keys", &second_secret, None).await;
+    assert_eq!(list["keys"].as_array().unwrap().len(), 2);
+    assert!(!list.to_string().contains(&key));
+    let first_id = created["api_key"]["key_id"].as_str().unwrap();
+    let (status, _) = stack
+        .call(
+            Method::DELETE,
+            &format!("/v1/api-keys/{first_id}"),
+            &second_secret,
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = stack.call(Method::GET, "/v1/api-keys", &key, None).await;
+    assert_eq!(status, 401);
+    let (status, _) = stack
+        .call(Method::DELETE, "/v1/api-keys/key_unknown", &second_secret, None)
+        .await;
+    assert_eq!(status, 404);
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_tenants_are_platform_only_and_cleaned_up() {
+    use reqwest::Method;
+    let dir = tempfile::tempdir().unwrap();
+    let stack = Running::start(dir.path(), Some(PLATFORM_KEY)).await;
+
+    let (status, demo) = stack
+        .call(Method::POST, "/v1/admin/demo-tenants", PLATFORM_KEY, None)
+        .await;
+    assert_eq!(status, 201, "{demo}");
+    assert_eq!(demo["demo"], true);
+    let demo_id = demo["tenant"]["id"].as_str().unwrap().to_owned();
+    let demo_key = demo["api_key"]["secret"].as_str().unwrap().to_owned();
+    let (status, kept) = stack
+        .call(
+            Method::POST,
+            "/v1/admin/demo-tenants",
+            PLATFORM_KEY,
+            Some(json!({"name": "Sales demo"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let kept_id = kept["tenant"]["id"].as_str().unwrap().to_owned();
+
+    // Platform-only: a demo tenant's own key cannot create or list demo tenants.
+    let (status, _) = stack
+        .call(Method::POST, "/v1/admin/demo-tenants", &demo_key, None)
+        .await;
+    assert_eq!(status, 403);
+    let (status, list) = stack
+        .call(Method::GET, "/v1/admin/demo-tenants", PLATFORM_KEY, None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(list["demo"], true);
+    let ids: Vec<&str> = list["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|tenant| tenant["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&demo_id.as_str()) && ids.contains(&kept_id.as_str()),
+        "{list}"
+    );
+
+    // Deleting one: its key stops working; a live or unknown id is 404.
+    let (status, _) = stack
+        .call(
+            Method::DELETE,
+            &format!("/v1/admin/demo-tenants/{demo_id}"),
+            PLATFORM_KEY,
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = stack
+        .call(Method::POST, "/v1/messages", &demo_key, Some(sms("d-1")))
+        .await;
+    assert_eq!(status, 401);
+    let (status, _) = stack
+        .call(Method::DELETE, "/v1/admin/demo-tenants/demo", PLATFORM_KEY, None)
+        .await;
+    assert_eq!(status, 204, "the bootstrap demo tenant may be deleted by hand");
+    let (status, _) = stack
+        .call(
+            Method::DELETE,
+            &format!("/v1/admin/demo-tenants/{demo_id}"),
+            PLATFORM_KEY,
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+    stack.shutdown().await;
+
+    // The scheduled cleanup deletes demo tenants past the retention period, keeping the one
+    // named, and audits each deletion platform-wide.
+    let store = SqliteStore::open(
+        &Settings {
+            data_dir: dir.path().to_owned(),
+            ..Settings::default()
+        }
+        .store_path(),
+    )
+    .await
+    .unwrap();
+    let kept_id = TenantId::parse(kept_id).unwrap();
+    let week = Duration::from_secs(7 * 86_400);
+    let now = OffsetDateTime::now_utc();
+    assert_eq!(
+        admin_api::demo::cleanup_expired(&store, week, None, now).await.unwrap(),
+        0
+    );
+    let later = now + time::Duration::days(8);
+    assert_eq!(
+        admin_api::demo::cleanup_expired(&store, week, Some(&kept_id), later)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        admin_api::demo::cleanup_expired(&store, week, None, later)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(store.tenant(&kept_id).await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_platform_key_platform_routes_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = Running::start(dir.path(), None).await;
+    let (status, _) = stack
+        .call(reqwest::Method::POST, "/v1/admin/demo-tenants", "anything", None)
+        .await;
+    assert_eq!(status, 401);
+    stack.shutdown().await;
+}
