@@ -1,4 +1,5 @@
-//! Demo tenants: the bootstrap tenant the all-in-one stack creates on its first start.
+//! Demo tenants: the bootstrap tenant the all-in-one stack creates on its first start, and the
+//! cleanup that deletes demo tenants past their retention period.
 
 use common::TenantId;
 use common::store::{AuditEntry, Store, StoreError, Tenant, TenantStatus};
@@ -49,4 +50,67 @@ pub async fn bootstrap_demo_tenant(
         tenant_id: tenant_id.clone(),
         secret: key.secret,
     }))
+}
+
+/// Deletes a demo tenant and every row it owns, and audits it platform-wide (the tenant's own
+/// audit log goes with it).
+pub async fn delete_demo_tenant(store: &dyn Store, tenant_id: &TenantId, actor: &str) -> Result<bool, StoreError> {
+    let deleted = store.delete_tenant(tenant_id).await?;
+    if deleted {
+        store
+            .append_audit(&AuditEntry {
+                tenant_id: None,
+                at: OffsetDateTime::now_utc(),
+                actor: actor.to_owned(),
+                action: "demo_tenant.deleted".to_owned(),
+                detail: serde_json::json!({ "tenant_id": tenant_id }),
+            })
+            .await?;
+        tracing::info!(tenant = %tenant_id, actor, "demo tenant deleted");
+    }
+    Ok(deleted)
+}
+
+/// Deletes every demo tenant created more than `retention` before `now` (the bootstrap demo
+/// tenant of the all-in-one stack is kept: it is the product's front door); answers how many.
+pub async fn cleanup_expired(
+    store: &dyn Store,
+    retention: std::time::Duration,
+    keep: Option<&TenantId>,
+    now: OffsetDateTime,
+) -> Result<usize, StoreError> {
+    let cutoff = now - retention;
+    let mut deleted = 0;
+    for tenant in store.demo_tenants_created_before(cutoff).await? {
+        if Some(&tenant.id) == keep {
+            continue;
+        }
+        if delete_demo_tenant(store, &tenant.id, "system").await? {
+            deleted += 1;
+        }
+    }
+    Ok(deleted)
+}
+
+/// Runs [`cleanup_expired`] every `interval` until `stop` is cancelled.
+pub async fn run_cleanup(
+    store: std::sync::Arc<dyn Store>,
+    retention: std::time::Duration,
+    interval: std::time::Duration,
+    keep: Option<TenantId>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        match cleanup_expired(store.as_ref(), retention, keep.as_ref(), OffsetDateTime::now_utc()).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "expired demo tenants deleted"),
+            Err(error) => tracing::warn!(%error, "demo tenant cleanup failed; retrying at the next tick"),
+        }
+    }
 }

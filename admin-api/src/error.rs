@@ -18,6 +18,17 @@ pub struct ApiError {
     pub message: String,
     /// The offending field, if one is to blame.
     pub field: Option<String>,
+    /// Every failing field with its reason, when several are checked at once.
+    pub fields: Vec<FieldError>,
+}
+
+/// One failing field of a request body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    /// The field's name (dotted for nested fields).
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
 }
 
 /// The body of an error response.
@@ -37,6 +48,9 @@ pub struct ErrorDetail<'a> {
     /// The offending field, if one is to blame.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<&'a str>,
+    /// Every failing field, when several were checked.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub fields: &'a [FieldError],
 }
 
 impl ApiError {
@@ -47,7 +61,20 @@ impl ApiError {
             code,
             message: message.into(),
             field: None,
+            fields: Vec::new(),
         }
+    }
+
+    /// 422: every field in `fields` is invalid (the first one is also `field`).
+    pub fn invalid_fields(fields: Vec<FieldError>) -> Self {
+        let message = match fields.as_slice() {
+            [one] => one.message.clone(),
+            many => format!("{} fields are invalid", many.len()),
+        };
+        let mut error = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message);
+        error.field = fields.first().map(|first| first.field.clone());
+        error.fields = fields;
+        error
     }
 
     /// The same error, blaming `field`.
@@ -87,6 +114,7 @@ impl ApiError {
                 code: self.code,
                 message: &self.message,
                 field: self.field.as_deref(),
+                fields: &self.fields,
             },
         }
     }

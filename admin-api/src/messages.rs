@@ -56,6 +56,30 @@ pub struct SubmitResponse {
     pub results: Vec<SubmitResult>,
 }
 
+/// 402 unless the tenant's subscription is active and its plan (if any) exists: sending routes
+/// refuse up front rather than accept messages the dispatcher would refuse one by one.
+pub async fn ensure_may_send(state: &AppState, tenant: &common::TenantId) -> Result<(), ApiError> {
+    let payment_required = |code, message: &str| ApiError::new(StatusCode::PAYMENT_REQUIRED, code, message);
+    let Some(tenant) = state.store.tenant(tenant).await? else {
+        return Err(ApiError::unauthorized());
+    };
+    if tenant.status == common::store::TenantStatus::Suspended {
+        return Err(payment_required(
+            "subscription_inactive",
+            "the subscription is inactive; sending is paused until it is reactivated",
+        ));
+    }
+    if let Some(plan) = &tenant.plan_id
+        && state.store.plan(plan).await?.is_none()
+    {
+        return Err(payment_required(
+            "plan_inactive",
+            "the tenant's plan no longer exists; choose a plan to send again",
+        ));
+    }
+    Ok(())
+}
+
 /// `POST /v1/messages`: `{"messages": [envelope, ...]}`. Each envelope is validated on its own;
 /// `version` and `tenant_id` may be left out (the key's tenant is used), `message_id` too (one is
 /// generated, but then a retried request sends twice: give your own for idempotency).
@@ -64,6 +88,7 @@ pub async fn submit(
     caller: TenantCaller,
     body: Bytes,
 ) -> Result<(StatusCode, Json<SubmitResponse>), ApiError> {
+    ensure_may_send(&state, &caller.tenant_id).await?;
     let request: Value = serde_json::from_slice(&body).map_err(|err| ApiError::malformed(err.to_string()))?;
     let items = request
         .get("messages")
@@ -75,10 +100,21 @@ pub async fn submit(
             format!("must hold 1 to {MAX_BATCH} envelopes"),
         ));
     }
+    let (status, response) = append_envelopes(&state, &caller, items).await?;
+    Ok((status, Json(response)))
+}
+
+/// Validates each envelope on its own and appends the valid ones to the log in one append:
+/// 202 when at least one was accepted, else 422.
+pub(crate) async fn append_envelopes(
+    state: &AppState,
+    caller: &TenantCaller,
+    items: &[Value],
+) -> Result<(StatusCode, SubmitResponse), ApiError> {
     let mut results = Vec::with_capacity(items.len());
     let mut records = Vec::new();
     for (index, item) in items.iter().enumerate() {
-        match prepare(item, &caller) {
+        match prepare(item, caller) {
             Ok(envelope) => {
                 records.push(OutgoingRecord {
                     key: envelope.tenant_id.as_str().as_bytes().to_vec(),
@@ -111,11 +147,11 @@ pub async fn submit(
     };
     Ok((
         status,
-        Json(SubmitResponse {
+        SubmitResponse {
             accepted,
             rejected: items.len() - accepted,
             results,
-        }),
+        },
     ))
 }
 

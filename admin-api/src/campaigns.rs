@@ -1,0 +1,195 @@
+//! Campaigns: `POST /v1/campaigns/{id}/send` (one message per recipient, appended to the log)
+//! and `GET /v1/campaigns/{id}/events` (live counts by status, as server-sent events).
+//!
+//! A campaign's message ids are derived from the campaign and the recipient, so sending the
+//! same recipients again (a retried request, a second call with an overlapping list) never
+//! sends anyone twice, and a campaign reaches each recipient once.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use common::{CampaignId, MessageStatus};
+use futures_util::Stream;
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::auth::TenantCaller;
+use crate::messages::{SubmitResponse, append_envelopes, ensure_may_send};
+use crate::{ApiError, AppState};
+
+/// The most recipients one send call takes (larger campaigns send in several calls).
+pub const MAX_RECIPIENTS: usize = 1_000;
+/// How often the events stream looks for changes.
+const EVENTS_INTERVAL: Duration = Duration::from_millis(500);
+
+fn campaign_id(raw: String) -> Result<CampaignId, ApiError> {
+    CampaignId::parse(raw).map_err(|error| ApiError::invalid("campaign_id", error.to_string()))
+}
+
+/// The message id of a campaign's message to `to` on `channel`.
+fn message_id(campaign: &CampaignId, channel: &str, to: &str) -> String {
+    let digest = Sha256::digest(format!("{campaign}\n{channel}\n{to}").as_bytes());
+    format!("c:{}", &hex::encode(digest)[..32])
+}
+
+/// `POST /v1/campaigns/{id}/send`: the body holds the message's fields shared by every
+/// recipient (`channel`, `from`, `priority`, `body` or `template`, `subject`, `expires_at`,
+/// `tags`) and `recipients`: addresses, or objects `{"to", "contact_id", "variables"}` whose
+/// `variables` fill the template for that recipient. Each recipient is answered accepted or
+/// rejected, as `POST /v1/messages` answers each envelope.
+pub async fn send(
+    State(state): State<AppState>,
+    caller: TenantCaller,
+    Path(campaign): Path<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<SubmitResponse>), ApiError> {
+    let campaign = campaign_id(campaign)?;
+    ensure_may_send(&state, &caller.tenant_id).await?;
+    let request: Value = serde_json::from_slice(&body).map_err(|error| ApiError::malformed(error.to_string()))?;
+    let Value::Object(mut shared) = request else {
+        return Err(ApiError::malformed("the body must be a JSON object"));
+    };
+    let recipients = match shared.remove("recipients") {
+        Some(Value::Array(recipients)) if !recipients.is_empty() && recipients.len() <= MAX_RECIPIENTS => recipients,
+        _ => {
+            return Err(ApiError::invalid(
+                "recipients",
+                format!("must be an array of 1 to {MAX_RECIPIENTS} recipients"),
+            ));
+        }
+    };
+    for reserved in ["message_id", "campaign_id", "to", "contact_id", "tenant_id"] {
+        if shared.contains_key(reserved) {
+            return Err(ApiError::invalid(
+                reserved,
+                "is set per recipient by the campaign; leave it out",
+            ));
+        }
+    }
+    let channel = shared
+        .get("channel")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let envelopes: Vec<Value> = recipients
+        .into_iter()
+        .map(|recipient| envelope(&campaign, &channel, &shared, recipient))
+        .collect();
+    let (status, response) = append_envelopes(&state, &caller, &envelopes).await?;
+    tracing::info!(
+        tenant = %caller.tenant_id,
+        %campaign,
+        accepted = response.accepted,
+        rejected = response.rejected,
+        "campaign messages submitted"
+    );
+    Ok((status, Json(response)))
+}
+
+/// One recipient's envelope: the shared fields, the recipient's own, and the derived ids.
+fn envelope(campaign: &CampaignId, channel: &str, shared: &Map<String, Value>, recipient: Value) -> Value {
+    let mut object = shared.clone();
+    let (to, contact, variables) = match recipient {
+        Value::String(to) => (Value::String(to), None, None),
+        Value::Object(mut fields) => (
+            fields.remove("to").unwrap_or(Value::Null),
+            fields.remove("contact_id"),
+            fields.remove("variables"),
+        ),
+        other => (other, None, None),
+    };
+    if let Some(address) = to.as_str() {
+        object.insert(
+            "message_id".into(),
+            Value::String(message_id(campaign, channel, address)),
+        );
+    }
+    object.insert("to".into(), to);
+    object.insert("campaign_id".into(), Value::String(campaign.to_string()));
+    if let Some(contact) = contact {
+        object.insert("contact_id".into(), contact);
+    }
+    if let (Some(Value::Object(variables)), Some(Value::Object(template))) = (variables, object.get_mut("template")) {
+        let merged = template.entry("variables").or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(merged) = merged {
+            merged.extend(variables);
+        }
+    }
+    Value::Object(object)
+}
+
+/// One event of the stream: the campaign's counts by status.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct CampaignCounts {
+    /// The campaign.
+    pub campaign_id: String,
+    /// Messages in all.
+    pub total: u64,
+    /// Messages per status (statuses with none left out).
+    pub counts: Map<String, Value>,
+}
+
+async fn counts(state: &AppState, caller: &TenantCaller, campaign: &CampaignId) -> Result<CampaignCounts, ApiError> {
+    let counts: Vec<(MessageStatus, u64)> = state.store.campaign_counts(&caller.tenant_id, campaign).await?;
+    Ok(CampaignCounts {
+        campaign_id: campaign.to_string(),
+        total: counts.iter().map(|(_, count)| count).sum(),
+        counts: counts
+            .into_iter()
+            .map(|(status, count)| (status.as_str().to_owned(), json!(count)))
+            .collect(),
+    })
+}
+
+/// `GET /v1/campaigns/{id}/events`: server-sent events named `counts`, one at once and one
+/// whenever the counts change (looked at twice a second). Counts are the caller's tenant's
+/// only: a campaign just sent (its messages still on their way from the log) or another
+/// tenant's campaign shows zero. The stream ends when the server stops.
+pub async fn events(
+    State(state): State<AppState>,
+    caller: TenantCaller,
+    Path(campaign): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let campaign = campaign_id(campaign)?;
+    let first = counts(&state, &caller, &campaign).await?;
+    if first.total == 0 {
+        return Err(ApiError::not_found(
+            "campaign_not_found",
+            "no messages of that campaign for this tenant",
+        ));
+    }
+    let stream = futures_util::stream::unfold(
+        (state, caller, campaign, None::<CampaignCounts>, Some(first)),
+        |(state, caller, campaign, mut last, mut pending)| async move {
+            loop {
+                if let Some(next) = pending.take()
+                    && last.as_ref() != Some(&next)
+                {
+                    let event = Event::default()
+                        .event("counts")
+                        .json_data(&next)
+                        .unwrap_or_else(|_| Event::default().event("counts"));
+                    last = Some(next);
+                    return Some((Ok(event), (state, caller, campaign, last, None)));
+                }
+                tokio::select! {
+                    () = state.stopping.cancelled() => return None,
+                    () = tokio::time::sleep(EVENTS_INTERVAL) => {}
+                }
+                match counts(&state, &caller, &campaign).await {
+                    Ok(next) => pending = Some(next),
+                    Err(error) => {
+                        tracing::warn!(%campaign, error = %error, "campaign counts unavailable; retrying");
+                    }
+                }
+            }
+        },
+    );
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}

@@ -1,0 +1,349 @@
+//! A tenant's channel credentials: `POST/GET/DELETE /v1/channels/{sms|whatsapp|email}`.
+//!
+//! SMS and WhatsApp take a Twilio account (`account_sid`, `auth_token`); email takes AWS keys
+//! (`access_key_id`, `secret_access_key`, `region`), the sender address (`from_address`) and an
+//! optional SES configuration set (`configuration_set`, whose SNS destination brings events
+//! back). The secret is sealed with AES-256-GCM before it is stored and is never answered or
+//! logged. On save the credentials are checked against the provider (Twilio: fetch the
+//! account; SES: fetch the account's sending status), and the answer says whether they
+//! passed (`is_verified`) or why not (`verification_error`); the dispatcher sends only with
+//! verified credentials. Every change is audited, without the secret.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use common::Channel;
+use common::address::EmailAddress;
+use common::credentials::{
+    ACCESS_KEY_ID, ACCOUNT_SID, CONFIGURATION_SET, FROM_ADDRESS, REGION, seal, ses_account, setting, twilio_account,
+};
+use common::store::{AuditEntry, ChannelCredentials, ProviderKind};
+use common::twilio::accounts::{AccountOpError, AccountStatus};
+use secrecy::SecretString;
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use time::OffsetDateTime;
+
+use crate::auth::TenantCaller;
+use crate::error::FieldError;
+use crate::{ApiError, AppState};
+
+/// A channel's credentials as answered: everything but the secret.
+#[derive(Debug, Serialize)]
+pub struct ChannelView {
+    /// The channel.
+    pub channel: Channel,
+    /// The provider serving it.
+    pub provider: ProviderKind,
+    /// The non-secret settings (account SID, access key id, region, sender, configuration set).
+    pub settings: Value,
+    /// Whether the provider accepted the credentials when they were saved.
+    pub is_verified: bool,
+    /// Why the provider did not accept them.
+    pub verification_error: Option<String>,
+    /// When they were saved.
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+impl From<ChannelCredentials> for ChannelView {
+    fn from(row: ChannelCredentials) -> Self {
+        Self {
+            channel: row.channel,
+            provider: row.provider,
+            settings: row.settings,
+            is_verified: row.is_verified,
+            verification_error: row.verification_error,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+fn channel_of(raw: &str) -> Result<Channel, ApiError> {
+    raw.parse::<Channel>()
+        .map_err(|_| ApiError::not_found("route_not_found", "channels are sms, whatsapp and email"))
+}
+
+/// Reads a request body's fields: required ones must be non-empty strings, unknown ones are
+/// refused; every problem is collected.
+struct Fields {
+    object: Map<String, Value>,
+    errors: Vec<FieldError>,
+}
+
+impl Fields {
+    fn parse(body: &[u8], known: &[&str]) -> Result<Self, ApiError> {
+        let value: Value = serde_json::from_slice(body).map_err(|error| ApiError::malformed(error.to_string()))?;
+        let Value::Object(object) = value else {
+            return Err(ApiError::malformed("the body must be a JSON object"));
+        };
+        let errors = object
+            .keys()
+            .filter(|key| !known.contains(&key.as_str()))
+            .map(|key| FieldError {
+                field: key.clone(),
+                message: "unknown field".to_owned(),
+            })
+            .collect();
+        Ok(Self { object, errors })
+    }
+
+    fn fail(&mut self, field: &str, message: impl Into<String>) {
+        self.errors.push(FieldError {
+            field: field.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    /// A string field; `None` (with an error recorded when required) if absent or not a string.
+    fn text(&mut self, field: &str, required: bool, max_len: usize) -> Option<String> {
+        match self.object.get(field) {
+            None | Some(Value::Null) if !required => None,
+            None | Some(Value::Null) => {
+                self.fail(field, "is required");
+                None
+            }
+            Some(Value::String(text)) if text.trim().is_empty() => {
+                self.fail(field, "must not be empty");
+                None
+            }
+            Some(Value::String(text)) if text.len() > max_len => {
+                self.fail(field, format!("must be at most {max_len} characters"));
+                None
+            }
+            Some(Value::String(text)) => Some(text.trim().to_owned()),
+            Some(_) => {
+                self.fail(field, "must be a string");
+                None
+            }
+        }
+    }
+
+    fn finish(self) -> Result<(), ApiError> {
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::invalid_fields(self.errors))
+        }
+    }
+}
+
+fn is_account_sid(raw: &str) -> bool {
+    raw.len() == 34 && raw.starts_with("AC") && raw[2..].bytes().all(|byte| byte.is_ascii_hexdigit())
+}
+
+fn is_region(raw: &str) -> bool {
+    let parts: Vec<&str> = raw.split('-').collect();
+    parts.len() >= 3
+        && parts
+            .iter()
+            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphanumeric()))
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// Validates a body and builds the sealed, not yet verified row.
+fn parse_credentials(
+    state: &AppState,
+    caller: &TenantCaller,
+    channel: Channel,
+    body: &[u8],
+) -> Result<ChannelCredentials, ApiError> {
+    match channel {
+        Channel::Sms | Channel::Whatsapp => {
+            let mut fields = Fields::parse(body, &[ACCOUNT_SID, "auth_token"])?;
+            let sid = fields.text(ACCOUNT_SID, true, 34);
+            if sid.as_deref().is_some_and(|sid| !is_account_sid(sid)) {
+                fields.fail(ACCOUNT_SID, "must be AC followed by 32 hexadecimal digits");
+            }
+            let token = fields.text("auth_token", true, 256);
+            fields.finish()?;
+            let (Some(sid), Some(token)) = (sid, token) else {
+                return Err(ApiError::malformed("required fields are missing"));
+            };
+            Ok(seal(
+                &state.keyring,
+                &caller.tenant_id,
+                channel,
+                ProviderKind::Twilio,
+                json!({ ACCOUNT_SID: sid }),
+                &SecretString::from(token),
+            ))
+        }
+        Channel::Email => {
+            let known = [
+                ACCESS_KEY_ID,
+                "secret_access_key",
+                REGION,
+                FROM_ADDRESS,
+                CONFIGURATION_SET,
+            ];
+            let mut fields = Fields::parse(body, &known)?;
+            let key = fields.text(ACCESS_KEY_ID, true, 128);
+            if key
+                .as_deref()
+                .is_some_and(|key| key.len() < 16 || !key.bytes().all(|b| b.is_ascii_alphanumeric()))
+            {
+                fields.fail(ACCESS_KEY_ID, "must be 16 to 128 letters and digits");
+            }
+            let secret = fields.text("secret_access_key", true, 256);
+            let region = fields.text(REGION, true, 32);
+            if region.as_deref().is_some_and(|region| !is_region(region)) {
+                fields.fail(REGION, "must be an AWS region such as us-east-1");
+            }
+            let from = fields.text(FROM_ADDRESS, true, 254);
+            let from = from.and_then(|from| match EmailAddress::parse(&from) {
+                Ok(address) => Some(address),
+                Err(error) => {
+                    fields.fail(FROM_ADDRESS, error.to_string());
+                    None
+                }
+            });
+            let configuration_set = fields.text(CONFIGURATION_SET, false, 64);
+            if configuration_set
+                .as_deref()
+                .is_some_and(|set| !set.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+            {
+                fields.fail(CONFIGURATION_SET, "must be letters, digits, '-' and '_'");
+            }
+            fields.finish()?;
+            let (Some(key), Some(secret), Some(region), Some(from)) = (key, secret, region, from) else {
+                return Err(ApiError::malformed("required fields are missing"));
+            };
+            let mut settings = json!({ ACCESS_KEY_ID: key, REGION: region, FROM_ADDRESS: from.as_str() });
+            if let Some(set) = configuration_set {
+                settings[CONFIGURATION_SET] = Value::String(set);
+            }
+            Ok(seal(
+                &state.keyring,
+                &caller.tenant_id,
+                channel,
+                ProviderKind::Ses,
+                settings,
+                &SecretString::from(secret),
+            ))
+        }
+    }
+}
+
+/// Asks the provider whether the credentials work; `Err` holds the reason shown to the tenant.
+async fn verify(state: &AppState, row: &ChannelCredentials) -> Result<(), String> {
+    match row.provider {
+        ProviderKind::Twilio => {
+            let account = twilio_account(&state.keyring, row).map_err(|error| error.to_string())?;
+            match state.twilio.fetch_account(&account, &account.account_sid).await {
+                Ok(info) if info.status == AccountStatus::Active => Ok(()),
+                Ok(info) => Err(format!("the twilio account is {}", info.status.as_str())),
+                Err(AccountOpError::InvalidCredentials { .. }) => {
+                    Err("twilio refused the account SID and auth token".to_owned())
+                }
+                Err(error) => Err(format!("could not verify with twilio, save again later: {error}")),
+            }
+        }
+        ProviderKind::Ses => {
+            let account = ses_account(&state.keyring, row).map_err(|error| error.to_string())?;
+            match state.ses.sdk_client(&account).get_account().send().await {
+                Ok(answer) if answer.sending_enabled() => Ok(()),
+                Ok(_) => Err("sending is paused on this SES account".to_owned()),
+                Err(error) => Err(format!(
+                    "ses refused or could not check the credentials: {}",
+                    aws_sdk_sesv2::error::DisplayErrorContext(&error)
+                )),
+            }
+        }
+    }
+}
+
+/// `POST /v1/channels/{channel}`: saves (or replaces) the channel's credentials and verifies
+/// them; 201 with the view, verified or not.
+pub async fn save(
+    State(state): State<AppState>,
+    caller: TenantCaller,
+    Path(channel): Path<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<ChannelView>), ApiError> {
+    let channel = channel_of(&channel)?;
+    let mut row = parse_credentials(&state, &caller, channel, &body)?;
+    match verify(&state, &row).await {
+        Ok(()) => row.is_verified = true,
+        Err(reason) => row.verification_error = Some(reason),
+    }
+    state.store.put_credentials(&row).await?;
+    let identity = setting(&row, ACCOUNT_SID).or_else(|| setting(&row, ACCESS_KEY_ID));
+    state
+        .store
+        .append_audit(&AuditEntry {
+            tenant_id: Some(caller.tenant_id.clone()),
+            at: row.updated_at,
+            actor: caller.key_id.clone(),
+            action: "channel_credentials.saved".to_owned(),
+            detail: json!({
+                "channel": channel,
+                "account": identity,
+                "is_verified": row.is_verified,
+                "key_id": row.key_id,
+            }),
+        })
+        .await?;
+    tracing::info!(tenant = %caller.tenant_id, %channel, verified = row.is_verified, "channel credentials saved");
+    Ok((StatusCode::CREATED, Json(row.into())))
+}
+
+/// `GET /v1/channels/{channel}`: the channel's credentials, without the secret.
+pub async fn get(
+    State(state): State<AppState>,
+    caller: TenantCaller,
+    Path(channel): Path<String>,
+) -> Result<Json<ChannelView>, ApiError> {
+    let channel = channel_of(&channel)?;
+    let row = state
+        .store
+        .credentials(&caller.tenant_id, channel)
+        .await?
+        .ok_or_else(|| ApiError::not_found("channel_not_configured", "no credentials for this channel"))?;
+    Ok(Json(row.into()))
+}
+
+/// `DELETE /v1/channels/{channel}`: removes the credentials; the channel stops sending.
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: TenantCaller,
+    Path(channel): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let channel = channel_of(&channel)?;
+    if !state.store.delete_credentials(&caller.tenant_id, channel).await? {
+        return Err(ApiError::not_found(
+            "channel_not_configured",
+            "no credentials for this channel",
+        ));
+    }
+    state
+        .store
+        .append_audit(&AuditEntry {
+            tenant_id: Some(caller.tenant_id.clone()),
+            at: OffsetDateTime::now_utc(),
+            actor: caller.key_id.clone(),
+            action: "channel_credentials.deleted".to_owned(),
+            detail: json!({ "channel": channel }),
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_sids_and_regions_are_checked() {
+        assert!(is_account_sid(&format!("AC{}", "0a".repeat(16))));
+        assert!(!is_account_sid(&format!("AC{}", "0g".repeat(16))));
+        assert!(!is_account_sid("AC123"));
+        assert!(is_region("us-east-1"));
+        assert!(is_region("ap-southeast-2"));
+        assert!(!is_region("US-EAST-1"));
+        assert!(!is_region("useast1"));
+    }
+}

@@ -1,0 +1,253 @@
+//! The workflow over HTTP: `GET /v1/channels/sms/status` (where the tenant stands and what to do
+//! next), `POST /v1/channels/sms/resubmit` (after a rejection, or once an operator fixed what
+//! needed attention) and Twilio's `POST /webhooks/twilio/brand-status`.
+//!
+//! `next_action.code` is one of: `CONFIGURE_BUSINESS_INFO` (submit `POST /v1/business-info`),
+//! `WAIT_FOR_PROVISIONING` (the platform is working, or retrying while Twilio is unavailable),
+//! `WAIT_FOR_APPROVAL` (the brand is being vetted), `UPDATE_BUSINESS_INFO` (the brand was
+//! rejected: fix the form with `PUT /v1/business-info`, then resubmit), `CONTACT_SUPPORT` (an
+//! operator must act; `reason` says why), `NONE` (SMS is ready).
+//!
+//! The brand-status webhook is signed like every Twilio webhook (the token of the account named
+//! in `AccountSid`, checked by `crate::webhooks`); it carries `BrandRegistrationSid`,
+//! `BrandStatus` and `BrandScore` or `FailureReason`. A brand the signing account's tenants do
+//! not wait for answers 204 and is counted, so Twilio stops retrying.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use common::TenantId;
+use common::store::{BrandStatus, NumberStatus};
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use super::{OnboardingError, Step, keys};
+use crate::auth::TenantCaller;
+use crate::{ApiError, AppState};
+
+/// What the tenant should do next.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NextAction {
+    /// A stable code.
+    pub code: &'static str,
+    /// What it means, for a person.
+    pub message: String,
+}
+
+/// Where a tenant's SMS onboarding stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SmsStatus {
+    /// `not_started`, `in_progress`, `awaiting_approval`, `ready`, `rejected`, `needs_attention`.
+    pub status: &'static str,
+    /// The workflow step (`None` before business information is submitted).
+    pub step: Option<Step>,
+    /// The 10DLC brand's status.
+    pub brand_status: Option<BrandStatus>,
+    /// Why it was rejected, stopped, or is retrying.
+    pub reason: Option<String>,
+    /// Failed attempts of the current step while Twilio is unavailable.
+    pub attempts: u32,
+    /// When the workflow next moves on its own.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub next_attempt_at: Option<OffsetDateTime>,
+    /// The brand registration's SID.
+    pub brand_sid: Option<String>,
+    /// The carriers' trust score.
+    pub trust_score: Option<u8>,
+    /// The SMS number, once bought.
+    pub phone_number: Option<String>,
+    /// Whether that number sends.
+    pub phone_number_active: bool,
+    /// What to do next.
+    pub next_action: NextAction,
+}
+
+fn action(code: &'static str, message: impl Into<String>) -> NextAction {
+    NextAction {
+        code,
+        message: message.into(),
+    }
+}
+
+/// Reads where a tenant's SMS onboarding stands.
+pub async fn sms_status(state: &AppState, tenant: &TenantId) -> Result<SmsStatus, ApiError> {
+    let Some(brand) = state.store.brand(tenant).await? else {
+        let has_info = state.store.business_info(tenant).await?.is_some();
+        return Ok(SmsStatus {
+            status: "not_started",
+            step: None,
+            brand_status: None,
+            reason: None,
+            attempts: 0,
+            next_attempt_at: None,
+            brand_sid: None,
+            trust_score: None,
+            phone_number: None,
+            phone_number_active: false,
+            next_action: if has_info {
+                action(
+                    "WAIT_FOR_PROVISIONING",
+                    "registration has not started yet; saving the business information again with \
+                     PUT /v1/business-info starts it",
+                )
+            } else {
+                action(
+                    "CONFIGURE_BUSINESS_INFO",
+                    "SMS needs a verified business: submit your business information with POST /v1/business-info",
+                )
+            },
+        });
+    };
+    let step = Step::parse(&brand.workflow_step);
+    let due = state.store.workflow_due(tenant).await?;
+    let phone_number = brand.twilio_sids.get(keys::PHONE_NUMBER_E164).cloned();
+    let phone_number_active = match &phone_number {
+        Some(number) => state
+            .store
+            .sender_numbers(tenant)
+            .await?
+            .iter()
+            .any(|row| row.number.as_str() == number && row.status == NumberStatus::Active),
+        None => false,
+    };
+    let (status, next_action) = match step {
+        Some(Step::Ready) => ("ready", action("NONE", "SMS is ready to send")),
+        Some(Step::Rejected) => (
+            "rejected",
+            action(
+                "UPDATE_BUSINESS_INFO",
+                "the 10DLC brand was rejected (see reason): correct your business information with \
+                 PUT /v1/business-info, then resubmit with POST /v1/channels/sms/resubmit",
+            ),
+        ),
+        Some(Step::NeedsAttention) => (
+            "needs_attention",
+            action(
+                "CONTACT_SUPPORT",
+                "registration stopped and needs an operator (see reason); once the cause is fixed, \
+                 POST /v1/channels/sms/resubmit resumes it",
+            ),
+        ),
+        Some(Step::AwaitingApproval) => (
+            "awaiting_approval",
+            action(
+                "WAIT_FOR_APPROVAL",
+                "your business was submitted to the carriers for 10DLC vetting, which usually takes 1 to 48 hours",
+            ),
+        ),
+        Some(_) if brand.workflow_attempts > 0 => (
+            "in_progress",
+            action(
+                "WAIT_FOR_PROVISIONING",
+                "twilio is unavailable; registration is retried automatically (see next_attempt_at)",
+            ),
+        ),
+        Some(_) => (
+            "in_progress",
+            action("WAIT_FOR_PROVISIONING", "registration with twilio is in progress"),
+        ),
+        None => (
+            "needs_attention",
+            action("CONTACT_SUPPORT", "the registration's state is not recognised"),
+        ),
+    };
+    Ok(SmsStatus {
+        status,
+        step,
+        brand_status: Some(brand.status),
+        reason: brand.status_reason.clone(),
+        attempts: brand.workflow_attempts,
+        next_attempt_at: due,
+        brand_sid: brand.twilio_sids.get(keys::BRAND).cloned(),
+        trust_score: brand.trust_score,
+        phone_number,
+        phone_number_active,
+        next_action,
+    })
+}
+
+/// `GET /v1/channels/sms/status`.
+pub async fn get_status(State(state): State<AppState>, caller: TenantCaller) -> Result<Json<SmsStatus>, ApiError> {
+    Ok(Json(sms_status(&state, &caller.tenant_id).await?))
+}
+
+/// `POST /v1/channels/sms/resubmit`: 202 with the new status. After a rejection, new Trust Hub
+/// bundles and a new brand registration are built from the current business information;
+/// after `needs_attention`, the stopped step is tried again. 404 `business_info_not_found`
+/// before any submission; 409 `nothing_to_resubmit` while the workflow moves or once it is
+/// ready; 409 `onboarding_uncertain` while an operator must first check Twilio.
+pub async fn resubmit(
+    State(state): State<AppState>,
+    caller: TenantCaller,
+) -> Result<(StatusCode, Json<SmsStatus>), ApiError> {
+    match state.onboarding.resubmit(&caller.tenant_id, &caller.key_id).await {
+        Ok(_) => Ok((StatusCode::ACCEPTED, Json(sms_status(&state, &caller.tenant_id).await?))),
+        Err(OnboardingError::NotStarted) => Err(ApiError::not_found(
+            "business_info_not_found",
+            "no business information yet; submit it with POST /v1/business-info",
+        )),
+        Err(error @ OnboardingError::NothingToResubmit(_)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "nothing_to_resubmit",
+            error.to_string(),
+        )),
+        Err(error @ OnboardingError::Uncertain(_)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "onboarding_uncertain",
+            error.to_string(),
+        )),
+        Err(OnboardingError::Store(error)) => Err(error.into()),
+        Err(error @ OnboardingError::UnknownStep(_)) => {
+            tracing::error!(tenant = %caller.tenant_id, %error, "onboarding resubmission failed");
+            Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "onboarding_state_invalid",
+                error.to_string(),
+            ))
+        }
+    }
+}
+
+fn count(outcome: &'static str) {
+    metrics::counter!("admin_webhooks_total", "source" => "twilio_brand_status", "outcome" => outcome).increment(1);
+}
+
+/// `POST /webhooks/twilio/brand-status`: 204 once applied or ignored (a callback without
+/// `BrandRegistrationSid` and `BrandStatus`, such as a bundle's, is ignored); 403 when the
+/// signature does not verify.
+pub async fn brand_status_webhook(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    const SOURCE: &str = "twilio_brand_status";
+    let form = crate::webhooks::verified(&state, SOURCE, &uri, &headers, &body).await?;
+    let (Some(brand_sid), Some(status)) = (form.get("BrandRegistrationSid"), form.get("BrandStatus")) else {
+        // Bundle status callbacks (the customer profile's StatusCallback) carry no brand.
+        count("ignored");
+        return Ok(StatusCode::NO_CONTENT);
+    };
+    let score = form.get("BrandScore").and_then(|score| score.parse().ok());
+    let reason = form
+        .get("FailureReason")
+        .filter(|reason| !reason.is_empty())
+        .map(str::to_owned);
+    let mut applied = false;
+    for tenant in &form.tenants {
+        match state
+            .onboarding
+            .brand_status_reported(tenant, brand_sid, status, score, reason.clone())
+            .await
+        {
+            Ok(true) => applied = true,
+            Ok(false) => {}
+            Err(OnboardingError::Store(error)) => return Err(error.into()),
+            Err(error) => tracing::warn!(%tenant, %error, "brand status not applied"),
+        }
+    }
+    count(if applied { "applied" } else { "unknown_brand" });
+    tracing::info!(brand_sid, status, applied, "brand status callback");
+    Ok(StatusCode::NO_CONTENT)
+}

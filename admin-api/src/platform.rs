@@ -1,0 +1,519 @@
+//! Platform-admin routes: tenants, plans and demo tenants, under `/v1/admin/`; and each
+//! tenant's own API keys under `/v1/api-keys`.
+//!
+//! Platform routes take the platform-admin key (`admin.platform_admin_key`) as a bearer token;
+//! without one configured they answer 401 to everyone. A tenant key on them is 403. Every
+//! change is audited; secrets (API keys) are shown once, at creation, and never stored in the
+//! clear.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::StatusCode;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use common::store::{ApiKeyRecord, AuditEntry, Plan, Tenant, TenantStatus};
+use common::{Channel, TenantId};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use subtle::ConstantTimeEq;
+use time::OffsetDateTime;
+
+use crate::auth::{KEY_PREFIX, TenantCaller, create_api_key, hash_key};
+use crate::error::FieldError;
+use crate::{ApiError, AppState};
+
+/// The caller of a platform route, established from the platform-admin key.
+#[derive(Debug, Clone, Copy)]
+pub struct PlatformCaller;
+
+/// The actor recorded in the audit log for platform actions.
+const PLATFORM_ACTOR: &str = "platform";
+
+impl FromRequestParts<AppState> for PlatformCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let secret = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or_else(ApiError::unauthorized)?;
+        if let Some(expected) = &state.platform_key_hash
+            && bool::from(hash_key(secret).as_bytes().ct_eq(expected.as_bytes()))
+        {
+            return Ok(PlatformCaller);
+        }
+        if secret.starts_with(KEY_PREFIX) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "platform_admin_only",
+                "this route needs the platform-admin key, not a tenant key",
+            ));
+        }
+        Err(ApiError::unauthorized())
+    }
+}
+
+/// A tenant as the platform sees it.
+#[derive(Debug, Serialize)]
+pub struct TenantView {
+    /// Its id.
+    pub id: String,
+    /// Its display name.
+    pub name: String,
+    /// `active` or `suspended`.
+    pub status: TenantStatus,
+    /// Its plan.
+    pub plan_id: Option<String>,
+    /// Whether it is a demo tenant (simulated traffic).
+    pub demo: bool,
+    /// When it was created.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+impl From<Tenant> for TenantView {
+    fn from(tenant: Tenant) -> Self {
+        Self {
+            id: tenant.id.to_string(),
+            name: tenant.name,
+            status: tenant.status,
+            plan_id: tenant.plan_id,
+            demo: tenant.is_demo,
+            created_at: tenant.created_at,
+        }
+    }
+}
+
+/// A key just made: the only time its secret is shown.
+#[derive(Debug, Serialize)]
+pub struct NewKeyView {
+    /// The key's public id (for listing and revoking).
+    pub key_id: String,
+    /// The secret, to put in `Authorization: Bearer ...`; shown once.
+    pub secret: String,
+}
+
+/// A tenant and its first key.
+#[derive(Debug, Serialize)]
+pub struct CreatedTenant {
+    /// The tenant.
+    pub tenant: TenantView,
+    /// Its first API key.
+    pub api_key: NewKeyView,
+    /// Whether it is a demo tenant.
+    pub demo: bool,
+}
+
+/// Reads a JSON body: 400 when it is not JSON, 422 naming the field when a field is wrong.
+pub(crate) fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let field = error.path().to_string();
+        let inner = error.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            ApiError::malformed(inner.to_string())
+        } else {
+            ApiError::invalid_fields(vec![FieldError {
+                field,
+                message: inner.to_string(),
+            }])
+        }
+    })
+}
+
+/// `POST /v1/admin/tenants` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewTenant {
+    id: String,
+    name: String,
+    #[serde(default)]
+    plan_id: Option<String>,
+}
+
+async fn create_tenant(state: &AppState, tenant: Tenant) -> Result<CreatedTenant, ApiError> {
+    state.store.create_tenant(&tenant).await.map_err(|error| match error {
+        common::store::StoreError::Conflict(_) => {
+            ApiError::new(StatusCode::CONFLICT, "tenant_exists", "a tenant with this id exists").with_field("id")
+        }
+        other => other.into(),
+    })?;
+    let key = create_api_key(state.store.as_ref(), &tenant.id).await?;
+    let action = if tenant.is_demo {
+        "demo_tenant.created"
+    } else {
+        "tenant.created"
+    };
+    state
+        .store
+        .append_audit(&AuditEntry {
+            tenant_id: Some(tenant.id.clone()),
+            at: tenant.created_at,
+            actor: PLATFORM_ACTOR.to_owned(),
+            action: action.to_owned(),
+            detail: json!({ "api_key_id": key.record.key_id, "plan_id": tenant.plan_id }),
+        })
+        .await?;
+    tracing::info!(tenant = %tenant.id, demo = tenant.is_demo, "tenant created");
+    let demo = tenant.is_demo;
+    Ok(CreatedTenant {
+        tenant: tenant.into(),
+        api_key: NewKeyView {
+            key_id: key.record.key_id,
+            secret: key.secret,
+        },
+        demo,
+    })
+}
+
+/// `POST /v1/admin/tenants`: a live tenant and its first API key (shown once).
+pub async fn create(
+    State(state): State<AppState>,
+    _: PlatformCaller,
+    body: Bytes,
+) -> Result<(StatusCode, Json<CreatedTenant>), ApiError> {
+    let request: NewTenant = json_body(&body)?;
+    let mut errors = Vec::new();
+    let id = TenantId::parse(request.id.clone()).map_err(|error| FieldError {
+        field: "id".to_owned(),
+        message: error.to_string(),
+    });
+    if request.name.trim().is_empty() || request.name.len() > 200 {
+        errors.push(FieldError {
+            field: "name".to_owned(),
+            message: "must be 1 to 200 characters".to_owned(),
+        });
+    }
+    if let Some(plan) = &request.plan_id
+        && state.store.plan(plan).await?.is_none()
+    {
+        errors.push(FieldError {
+            field: "plan_id".to_owned(),
+            message: "no such plan".to_owned(),
+        });
+    }
+    let id = match id {
+        Ok(id) if errors.is_empty() => id,
+        Ok(_) => return Err(ApiError::invalid_fields(errors)),
+        Err(error) => {
+            errors.insert(0, error);
+            return Err(ApiError::invalid_fields(errors));
+        }
+    };
+    let tenant = Tenant {
+        id,
+        name: request.name.trim().to_owned(),
+        is_demo: false,
+        status: TenantStatus::Active,
+        plan_id: request.plan_id,
+        created_by: Some(PLATFORM_ACTOR.to_owned()),
+        created_at: OffsetDateTime::now_utc(),
+    };
+    Ok((StatusCode::CREATED, Json(create_tenant(&state, tenant).await?)))
+}
+
+fn tenant_id(raw: String) -> Result<TenantId, ApiError> {
+    TenantId::parse(raw).map_err(|_| ApiError::not_found("tenant_not_found", "no tenant with that id"))
+}
+
+/// `GET /v1/admin/tenants/{id}`.
+pub async fn get(
+    State(state): State<AppState>,
+    _: PlatformCaller,
+    Path(id): Path<String>,
+) -> Result<Json<TenantView>, ApiError> {
+    let id = tenant_id(id)?;
+    let tenant = state
+        .store
+        .tenant(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("tenant_not_found", "no tenant with that id"))?;
+    Ok(Json(tenant.into()))
+}
+
+/// `PATCH /v1/admin/tenants/{id}` body: the subscription state.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantChange {
+    #[serde(default)]
+    status: Option<TenantStatus>,
+    /// `Some(None)` (JSON `null`) takes the tenant off any plan.
+    #[serde(default, with = "serde_with_null")]
+    plan_id: Option<Option<String>>,
+}
+
+/// Tells an absent field from an explicit `null`.
+mod serde_with_null {
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<String>>, D::Error> {
+        Option::<String>::deserialize(deserializer).map(Some)
+    }
+}
+
+/// `PATCH /v1/admin/tenants/{id}`: suspends or reactivates a tenant (a suspended tenant's
+/// sending routes answer 402), or changes its plan.
+pub async fn update(
+    State(state): State<AppState>,
+    _: PlatformCaller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<TenantView>, ApiError> {
+    let id = tenant_id(id)?;
+    let change: TenantChange = json_body(&body)?;
+    let not_found = || ApiError::not_found("tenant_not_found", "no tenant with that id");
+    if state.store.tenant(&id).await?.is_none() {
+        return Err(not_found());
+    }
+    if let Some(Some(plan)) = &change.plan_id
+        && state.store.plan(plan).await?.is_none()
+    {
+        return Err(ApiError::invalid("plan_id", "no such plan"));
+    }
+    if let Some(status) = change.status {
+        state.store.set_tenant_status(&id, status).await?;
+    }
+    if let Some(plan) = &change.plan_id {
+        state.store.set_tenant_plan(&id, plan.as_deref()).await?;
+    }
+    state
+        .store
+        .append_audit(&AuditEntry {
+            tenant_id: Some(id.clone()),
+            at: OffsetDateTime::now_utc(),
+            actor: PLATFORM_ACTOR.to_owned(),
+            action: "tenant.updated".to_owned(),
+            detail: json!({ "status": change.status, "plan_id": change.plan_id }),
+        })
+        .await?;
+    let tenant = state.store.tenant(&id).await?.ok_or_else(not_found)?;
+    Ok(Json(tenant.into()))
+}
+
+/// A plan: monthly quotas per channel.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanView {
+    /// Its id.
+    #[serde(default)]
+    pub id: String,
+    /// Its display name.
+    pub name: String,
+    /// Monthly quota per channel (SMS in segments, others in messages); a channel left out
+    /// has no quota.
+    pub monthly_quota: BTreeMap<Channel, u64>,
+}
+
+/// `PUT /v1/admin/plans/{id}`: creates or replaces a plan.
+pub async fn put_plan(
+    State(state): State<AppState>,
+    _: PlatformCaller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<PlanView>, ApiError> {
+    let mut plan: PlanView = json_body(&body)?;
+    let valid_id =
+        !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !valid_id {
+        return Err(ApiError::invalid(
+            "id",
+            "plan ids are 1 to 64 letters, digits, '-' and '_'",
+        ));
+    }
+    if plan.name.trim().is_empty() {
+        return Err(ApiError::invalid("name", "must not be empty"));
+    }
+    plan.id = id;
+    state
+        .store
+        .put_plan(&Plan {
+            id: plan.id.clone(),
+            name: plan.name.clone(),
+            monthly_quota: plan.monthly_quota.clone(),
+        })
+        .await?;
+    tracing::info!(plan = plan.id, "plan saved");
+    Ok(Json(plan))
+}
+
+/// `GET /v1/admin/plans/{id}`.
+pub async fn get_plan(
+    State(state): State<AppState>,
+    _: PlatformCaller,
+    Path(id): Path<String>,
+) -> Result<Json<PlanView>, ApiError> {
+    let plan = state
+        .store
+        .plan(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("plan_not_found", "no plan with that id"))?;
+    Ok(Json(PlanView {
+        id: plan.id,
+        name: plan.name,
+        monthly_quota: plan.monthly_quota,
+    }))
+}
+
+/// `POST /v1/admin/demo-tenants` body (optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewDemoTenant {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// `POST /v1/admin/demo-tenants`: a demo tenant (simulated traffic, deleted after the
+/// retention period) and its API key (shown once).
+pub async fn create_demo(
+    State(state): State<AppState>,
+    _: PlatformCaller,
+    body: Bytes,
+) -> Result<(StatusCode, Json<CreatedTenant>), ApiError> {
+    let request: NewDemoTenant = if body.is_empty() {
+        NewDemoTenant::default()
+    } else {
+        json_body(&body)?
+    };
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..12];
+    let id = TenantId::parse(format!("demo-{suffix}")).map_err(|error| ApiError::invalid("id", error.to_string()))?;
+    let tenant = Tenant {
+        name: request.name.unwrap_or_else(|| format!("Demo {suffix}")),
+        id,
+        is_demo: true,
+        status: TenantStatus::Active,
+        plan_id: None,
+        created_by: Some(PLATFORM_ACTOR.to_owned()),
+        created_at: OffsetDateTime::now_utc(),
+    };
+    Ok((StatusCode::CREATED, Json(create_tenant(&state, tenant).await?)))
+}
+
+/// The demo tenants.
+#[derive(Debug, Serialize)]
+pub struct DemoTenants {
+    /// Every demo tenant, oldest first.
+    pub tenants: Vec<TenantView>,
+    /// Always true: these are demo tenants.
+    pub demo: bool,
+}
+
+/// `GET /v1/admin/demo-tenants`.
+pub async fn list_demo(State(state): State<AppState>, _: PlatformCaller) -> Result<Json<DemoTenants>, ApiError> {
+    let far_future = OffsetDateTime::now_utc() + time::Duration::days(36_500);
+    let tenants = state.store.demo_tenants_created_before(far_future).await?;
+    Ok(Json(DemoTenants {
+        tenants: tenants.into_iter().map(TenantView::from).collect(),
+        demo: true,
+    }))
+}
+
+/// `DELETE /v1/admin/demo-tenants/{id}`: deletes a demo tenant and every row it owns (a live
+/// tenant's id answers 404).
+pub async fn delete_demo(
+    State(state): State<AppState>,
+    _: PlatformCaller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = tenant_id(id)?;
+    let is_demo = state.store.tenant(&id).await?.is_some_and(|tenant| tenant.is_demo);
+    if !is_demo {
+        return Err(ApiError::not_found("tenant_not_found", "no demo tenant with that id"));
+    }
+    crate::demo::delete_demo_tenant(state.store.as_ref(), &id, PLATFORM_ACTOR).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// One API key of the caller's tenant, without its secret.
+#[derive(Debug, Serialize)]
+pub struct KeyView {
+    /// The key's public id.
+    pub key_id: String,
+    /// When it was made.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// When it was revoked.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+impl From<ApiKeyRecord> for KeyView {
+    fn from(key: ApiKeyRecord) -> Self {
+        Self {
+            key_id: key.key_id,
+            created_at: key.created_at,
+            revoked_at: key.revoked_at,
+        }
+    }
+}
+
+/// `POST /v1/api-keys`: another key for the caller's tenant (shown once).
+pub async fn create_key(
+    State(state): State<AppState>,
+    caller: TenantCaller,
+) -> Result<(StatusCode, Json<NewKeyView>), ApiError> {
+    let key = create_api_key(state.store.as_ref(), &caller.tenant_id).await?;
+    state
+        .store
+        .append_audit(&AuditEntry {
+            tenant_id: Some(caller.tenant_id.clone()),
+            at: key.record.created_at,
+            actor: caller.key_id.clone(),
+            action: "api_key.created".to_owned(),
+            detail: json!({ "api_key_id": key.record.key_id }),
+        })
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(NewKeyView {
+            key_id: key.record.key_id,
+            secret: key.secret,
+        }),
+    ))
+}
+
+/// The caller's keys.
+#[derive(Debug, Serialize)]
+pub struct KeyList {
+    /// Every key, revoked ones included, oldest first.
+    pub keys: Vec<KeyView>,
+}
+
+/// `GET /v1/api-keys`.
+pub async fn list_keys(State(state): State<AppState>, caller: TenantCaller) -> Result<Json<KeyList>, ApiError> {
+    let keys = state.store.api_keys(&caller.tenant_id).await?;
+    Ok(Json(KeyList {
+        keys: keys.into_iter().map(KeyView::from).collect(),
+    }))
+}
+
+/// `DELETE /v1/api-keys/{key_id}`: revokes a key of the caller's tenant at once.
+pub async fn revoke_key(
+    State(state): State<AppState>,
+    caller: TenantCaller,
+    Path(key_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let now = OffsetDateTime::now_utc();
+    if !state.store.revoke_api_key(&caller.tenant_id, &key_id, now).await? {
+        return Err(ApiError::not_found(
+            "api_key_not_found",
+            "no key with that id for this tenant",
+        ));
+    }
+    state
+        .store
+        .append_audit(&AuditEntry {
+            tenant_id: Some(caller.tenant_id.clone()),
+            at: now,
+            actor: caller.key_id.clone(),
+            action: "api_key.revoked".to_owned(),
+            detail: json!({ "api_key_id": key_id }),
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,387 @@
+//! Quotas and pre-send checks: `GET /v1/usage` and `POST /v1/campaigns/{id}/preflight`.
+//!
+//! Usage counts what the dispatcher reserved this month (SMS in segments, other channels in
+//! messages) against the plan's monthly quota. Preflight answers what the send screen shows
+//! before a campaign goes out: whether the channel is ready (and what to do if not), which
+//! recipients are invalid or suppressed, segments and estimated cost, whether the quota
+//! covers it, and how long the tenant's senders take to drain it at their pace.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use common::config::PacingSettings;
+use common::readiness::{self, Ready};
+use common::segments::{SmsEncoding, count_segments};
+use common::store::{Tenant, period_of};
+use common::{CampaignId, Channel, Recipient};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::auth::TenantCaller;
+use crate::{ApiError, AppState};
+
+/// Most recipients one preflight checks.
+pub const MAX_PREFLIGHT_RECIPIENTS: usize = 10_000;
+
+/// List prices used for estimates, in US dollars (Twilio US SMS per segment, WhatsApp per
+/// message, SES per email). Estimates only: the provider's invoice is what counts.
+fn unit_price(channel: Channel) -> f64 {
+    match channel {
+        Channel::Sms => 0.0083,
+        Channel::Whatsapp => 0.005,
+        Channel::Email => 0.0001,
+    }
+}
+
+/// One channel's use of its quota.
+#[derive(Debug, Serialize)]
+pub struct ChannelUsage {
+    /// Used this period (segments for SMS, messages otherwise).
+    pub used: u64,
+    /// The plan's monthly quota; `None`: no quota applies.
+    pub quota: Option<u64>,
+    /// What is left; `None`: no quota applies.
+    pub remaining: Option<u64>,
+    /// `segments` or `messages`.
+    pub unit: &'static str,
+}
+
+/// `GET /v1/usage` answer.
+#[derive(Debug, Serialize)]
+pub struct UsageView {
+    /// The month (`YYYY-MM`, UTC).
+    pub period: String,
+    /// The tenant's plan.
+    pub plan_id: Option<String>,
+    /// Per channel.
+    pub channels: BTreeMap<Channel, ChannelUsage>,
+    /// Whether the tenant is a demo tenant (no quota applies, traffic is simulated).
+    pub demo: bool,
+}
+
+/// `GET /v1/usage` query.
+#[derive(Debug, Deserialize)]
+pub struct UsageQuery {
+    /// A month (`YYYY-MM`); the current one when absent.
+    pub period: Option<String>,
+}
+
+fn unit(channel: Channel) -> &'static str {
+    match channel {
+        Channel::Sms => "segments",
+        Channel::Whatsapp | Channel::Email => "messages",
+    }
+}
+
+async fn tenant_of(state: &AppState, caller: &TenantCaller) -> Result<Tenant, ApiError> {
+    state
+        .store
+        .tenant(&caller.tenant_id)
+        .await?
+        .ok_or_else(ApiError::unauthorized)
+}
+
+/// The plan's quota per channel (empty: none).
+async fn quotas(state: &AppState, tenant: &Tenant) -> Result<BTreeMap<Channel, u64>, ApiError> {
+    if tenant.is_demo {
+        return Ok(BTreeMap::new());
+    }
+    Ok(match &tenant.plan_id {
+        Some(plan) => state
+            .store
+            .plan(plan)
+            .await?
+            .map(|plan| plan.monthly_quota)
+            .unwrap_or_default(),
+        None => BTreeMap::new(),
+    })
+}
+
+fn is_period(raw: &str) -> bool {
+    let bytes = raw.as_bytes();
+    bytes.len() == 7
+        && bytes[4] == b'-'
+        && raw[..4].bytes().all(|b| b.is_ascii_digit())
+        && matches!(raw[5..].parse::<u8>(), Ok(1..=12))
+}
+
+/// `GET /v1/usage`.
+pub async fn usage(
+    State(state): State<AppState>,
+    caller: TenantCaller,
+    Query(query): Query<UsageQuery>,
+) -> Result<Json<UsageView>, ApiError> {
+    let period = match query.period {
+        Some(period) if is_period(&period) => period,
+        Some(_) => return Err(ApiError::invalid("period", "must be a month as YYYY-MM")),
+        None => period_of(OffsetDateTime::now_utc()),
+    };
+    let tenant = tenant_of(&state, &caller).await?;
+    let quotas = quotas(&state, &tenant).await?;
+    let mut channels = BTreeMap::new();
+    for channel in Channel::ALL {
+        let used = state.store.usage(&tenant.id, channel, &period).await?;
+        let quota = quotas.get(&channel).copied();
+        channels.insert(
+            channel,
+            ChannelUsage {
+                used,
+                quota,
+                remaining: quota.map(|quota| quota.saturating_sub(used)),
+                unit: unit(channel),
+            },
+        );
+    }
+    Ok(Json(UsageView {
+        period,
+        plan_id: tenant.plan_id,
+        channels,
+        demo: tenant.is_demo,
+    }))
+}
+
+/// `POST /v1/campaigns/{id}/preflight` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PreflightRequest {
+    channel: Channel,
+    recipients: Vec<String>,
+    /// The text (SMS, WhatsApp free-form, email text part): segments are counted from it.
+    #[serde(default)]
+    body: Option<String>,
+}
+
+/// Whether the channel can send now.
+#[derive(Debug, Serialize)]
+pub struct ChannelReadiness {
+    /// Ready to send.
+    pub ready: bool,
+    /// Why not (`WAIT_FOR_APPROVAL`, ...).
+    pub code: Option<&'static str>,
+    /// What to do about it.
+    pub next_step: Option<&'static str>,
+}
+
+/// A recipient that cannot be sent to.
+#[derive(Debug, Serialize)]
+pub struct InvalidRecipient {
+    /// Its position in the request.
+    pub index: usize,
+    /// Why.
+    pub error: String,
+}
+
+/// The recipients, sorted out.
+#[derive(Debug, Serialize)]
+pub struct RecipientCheck {
+    /// How many were given.
+    pub total: usize,
+    /// Those that are not valid addresses for the channel.
+    pub invalid: Vec<InvalidRecipient>,
+    /// Those on the suppression list (opted out, bounced, complained).
+    pub suppressed: Vec<String>,
+    /// How many would be sent (valid, not suppressed, duplicates counted once).
+    pub sendable: usize,
+}
+
+/// Segments of the message.
+#[derive(Debug, Serialize)]
+pub struct SegmentEstimate {
+    /// Per message (1 for WhatsApp and email).
+    pub per_message: u32,
+    /// SMS: the encoding the text needs.
+    pub encoding: Option<SmsEncoding>,
+    /// For every sendable recipient.
+    pub total: u64,
+}
+
+/// The quota against the campaign.
+#[derive(Debug, Serialize)]
+pub struct QuotaCheck {
+    /// `segments` or `messages`.
+    pub unit: &'static str,
+    /// The plan's monthly quota; `None`: no quota applies.
+    pub quota: Option<u64>,
+    /// Used this month.
+    pub used: u64,
+    /// Left this month; `None`: no quota applies.
+    pub remaining: Option<u64>,
+    /// Whether what is left covers the campaign.
+    pub sufficient: bool,
+}
+
+/// How long the senders take at their pace.
+#[derive(Debug, Serialize)]
+pub struct DrainEstimate {
+    /// Sender numbers (or addresses) sharing the campaign.
+    pub senders: usize,
+    /// Their combined pace, in messages (SMS: segments) per second.
+    pub per_second: f64,
+    /// Seconds to send everything at that pace.
+    pub seconds: f64,
+}
+
+/// `POST /v1/campaigns/{id}/preflight` answer.
+#[derive(Debug, Serialize)]
+pub struct Preflight {
+    /// The campaign.
+    pub campaign_id: String,
+    /// The channel.
+    pub channel: Channel,
+    /// Whether the channel can send.
+    pub channel_ready: ChannelReadiness,
+    /// The recipients, sorted out.
+    pub recipients: RecipientCheck,
+    /// Segments.
+    pub segments: SegmentEstimate,
+    /// Estimated provider cost in US dollars (list prices; an estimate).
+    pub estimated_cost_usd: f64,
+    /// The quota.
+    pub quota: QuotaCheck,
+    /// How long sending takes; `None` when the channel is not ready.
+    pub drain: Option<DrainEstimate>,
+    /// Whether the tenant is a demo tenant.
+    pub demo: bool,
+    /// Shown for demo tenants: nothing is really sent.
+    pub demo_notice: Option<&'static str>,
+}
+
+/// The combined pace of a ready channel's senders.
+fn drain(pacing: &PacingSettings, channel: Channel, ready: &Ready, units: u64) -> DrainEstimate {
+    let trust_score = ready.brand.as_ref().and_then(|brand| brand.trust_score);
+    let (senders, per_second) = match channel {
+        Channel::Email => (1, pacing.email),
+        Channel::Sms | Channel::Whatsapp => (
+            ready.numbers.len(),
+            ready
+                .numbers
+                .iter()
+                .map(|number| {
+                    number
+                        .rate_per_second
+                        .unwrap_or_else(|| pacing.number_rate(number.kind, trust_score))
+                })
+                .sum(),
+        ),
+    };
+    let seconds = if per_second > 0.0 {
+        units as f64 / per_second
+    } else {
+        f64::INFINITY
+    };
+    DrainEstimate {
+        senders,
+        per_second,
+        seconds,
+    }
+}
+
+/// `POST /v1/campaigns/{id}/preflight`.
+pub async fn preflight(
+    State(state): State<AppState>,
+    caller: TenantCaller,
+    Path(campaign): Path<String>,
+    body: Bytes,
+) -> Result<Json<Preflight>, ApiError> {
+    let campaign = CampaignId::parse(campaign).map_err(|error| ApiError::invalid("campaign_id", error.to_string()))?;
+    let request: PreflightRequest = crate::platform::json_body(&body)?;
+    if request.recipients.len() > MAX_PREFLIGHT_RECIPIENTS {
+        return Err(ApiError::invalid(
+            "recipients",
+            format!("at most {MAX_PREFLIGHT_RECIPIENTS} recipients per preflight"),
+        ));
+    }
+    let channel = request.channel;
+    let tenant = tenant_of(&state, &caller).await?;
+
+    let mut invalid = Vec::new();
+    let mut valid: Vec<String> = Vec::new();
+    for (index, raw) in request.recipients.iter().enumerate() {
+        match Recipient::parse(channel, raw) {
+            Ok(recipient) => valid.push(recipient.as_str().to_owned()),
+            Err(error) => invalid.push(InvalidRecipient {
+                index,
+                error: error.to_string(),
+            }),
+        }
+    }
+    valid.sort_unstable();
+    valid.dedup();
+    let suppressed = state.store.suppressed_among(&tenant.id, &valid).await?;
+    let sendable = valid.len() - suppressed.len();
+
+    let (per_message, encoding) = match (channel, request.body.as_deref()) {
+        (Channel::Sms, Some(text)) => {
+            let count = count_segments(text);
+            (count.segments, Some(count.encoding))
+        }
+        (Channel::Sms, None) => (1, None),
+        (Channel::Whatsapp | Channel::Email, _) => (1, None),
+    };
+    let units = u64::from(per_message) * sendable as u64;
+
+    let ready = if tenant.is_demo {
+        None
+    } else {
+        Some(readiness::check(state.store.as_ref(), &tenant, channel).await?)
+    };
+    let channel_ready = match &ready {
+        None | Some(Ok(_)) => ChannelReadiness {
+            ready: true,
+            code: None,
+            next_step: None,
+        },
+        Some(Err(not_ready)) => ChannelReadiness {
+            ready: false,
+            code: Some(not_ready.code()),
+            next_step: Some(not_ready.next_step()),
+        },
+    };
+    let drain = match &ready {
+        Some(Ok(ready)) => Some(drain(&state.pacing, channel, ready, units)),
+        None => Some(DrainEstimate {
+            senders: 1,
+            per_second: state.pacing.demo,
+            seconds: units as f64 / state.pacing.demo.max(f64::MIN_POSITIVE),
+        }),
+        Some(Err(_)) => None,
+    };
+
+    let quota = quotas(&state, &tenant).await?.get(&channel).copied();
+    let used = state
+        .store
+        .usage(&tenant.id, channel, &period_of(OffsetDateTime::now_utc()))
+        .await?;
+    let remaining = quota.map(|quota| quota.saturating_sub(used));
+    Ok(Json(Preflight {
+        campaign_id: campaign.to_string(),
+        channel,
+        channel_ready,
+        recipients: RecipientCheck {
+            total: request.recipients.len(),
+            invalid,
+            suppressed,
+            sendable,
+        },
+        segments: SegmentEstimate {
+            per_message,
+            encoding,
+            total: units,
+        },
+        estimated_cost_usd: (units as f64 * unit_price(channel) * 10_000.0).round() / 10_000.0,
+        quota: QuotaCheck {
+            unit: unit(channel),
+            quota,
+            used,
+            remaining,
+            sufficient: remaining.is_none_or(|remaining| remaining >= units),
+        },
+        drain,
+        demo: tenant.is_demo,
+        demo_notice: tenant
+            .is_demo
+            .then_some("demo tenant: messages are simulated and never reach a carrier"),
+    }))
+}

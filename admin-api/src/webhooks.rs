@@ -1,0 +1,330 @@
+//! Twilio's webhooks: message status callbacks and inbound messages.
+//!
+//! Every request must carry a valid `X-Twilio-Signature`, computed by Twilio with the auth
+//! token of the account named in `AccountSid` over the URL it called (the configured public URL
+//! plus the request's path and query) and the form parameters. The token comes from the
+//! stored credentials naming that account; a request no stored token verifies answers 403.
+//!
+//! - `POST /webhooks/twilio/status`: moves the message to the status Twilio reports (never
+//!   backwards: the store's forward-only rule drops late and duplicate callbacks), keeps the
+//!   error code of failures, and suppresses the recipient on 21610. A valid callback for a
+//!   message we do not know answers 204 and is counted, so Twilio stops retrying it.
+//! - `POST /webhooks/twilio/inbound`: records when the contact last wrote (WhatsApp's 24-hour
+//!   window), applies opt-out keywords (STOP, STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT suppress
+//!   the number at once; START, YES, UNSTOP lift an opt-out; HELP is recorded), each consent
+//!   change audited with its keyword, time and source message. Answers empty TwiML.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use common::address::PhoneNumber;
+use common::credentials::twilio_account;
+use common::signature::twilio::{SIGNATURE_HEADER, verify};
+use common::status::TwilioStatus;
+use common::store::{AuditEntry, StatusUpdate, Store, StoreError, Suppression, SuppressionReason};
+use common::{Channel, TenantId};
+use secrecy::ExposeSecret;
+use serde_json::json;
+use time::OffsetDateTime;
+
+use crate::{ApiError, AppState};
+
+/// Opt-out keywords (the carriers' standard set).
+const OPT_OUT: [&str; 6] = ["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"];
+/// Keywords that lift an opt-out.
+const OPT_IN: [&str; 3] = ["START", "YES", "UNSTOP"];
+/// Twilio's code for a message to a recipient who opted out.
+const UNSUBSCRIBED: &str = "21610";
+
+/// Where status changes go: the store alone, or the dispatcher's status writer (which also
+/// publishes them) when both run in one process.
+#[async_trait]
+pub trait StatusSink: Send + Sync {
+    /// Applies `updates` under the forward-only rule.
+    async fn apply(&self, updates: Vec<StatusUpdate>) -> Result<(), StoreError>;
+}
+
+/// Applies status changes straight to the store.
+pub struct StoreStatusSink(pub Arc<dyn Store>);
+
+#[async_trait]
+impl StatusSink for StoreStatusSink {
+    async fn apply(&self, updates: Vec<StatusUpdate>) -> Result<(), StoreError> {
+        self.0.apply_status(&updates).await.map(drop)
+    }
+}
+
+/// A webhook's form parameters, checked against its signature.
+pub(crate) struct SignedForm {
+    pub(crate) params: Vec<(String, String)>,
+    /// The tenants whose stored credentials hold the signing account.
+    pub(crate) tenants: BTreeSet<TenantId>,
+}
+
+impl SignedForm {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+pub(crate) fn count(source: &'static str, outcome: &'static str) {
+    metrics::counter!("admin_webhooks_total", "source" => source, "outcome" => outcome).increment(1);
+}
+
+/// Parses the form and verifies its signature with the tokens stored for its account.
+pub(crate) async fn verified(
+    state: &AppState,
+    source: &'static str,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<SignedForm, ApiError> {
+    let params: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
+    let forbidden = || {
+        count(source, "invalid_signature");
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "invalid_signature",
+            "the X-Twilio-Signature header does not verify",
+        )
+    };
+    let signature = headers
+        .get(SIGNATURE_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .ok_or_else(forbidden)?;
+    let account_sid = params
+        .iter()
+        .find(|(key, _)| key == "AccountSid")
+        .map(|(_, value)| value.clone())
+        .ok_or_else(forbidden)?;
+    let url = format!(
+        "{}{}",
+        state.public_url.trim_end_matches('/'),
+        uri.path_and_query().map_or(uri.path(), |path| path.as_str())
+    );
+    let mut tenants = BTreeSet::new();
+    for row in state.store.credentials_by_account(&account_sid).await? {
+        match twilio_account(&state.keyring, &row) {
+            Ok(account) if verify(account.auth_token.expose_secret(), &url, &params, signature) => {
+                tenants.insert(row.tenant_id);
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::error!(tenant = %row.tenant_id, channel = %row.channel, %error, "stored twilio credentials do not open");
+            }
+        }
+    }
+    if tenants.is_empty() {
+        tracing::warn!(source, account_sid, url, "webhook signature does not verify");
+        return Err(forbidden());
+    }
+    Ok(SignedForm { params, tenants })
+}
+
+/// `POST /webhooks/twilio/status`.
+pub async fn twilio_status(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    const SOURCE: &str = "twilio_status";
+    let form = verified(&state, SOURCE, &uri, &headers, &body).await?;
+    let (Some(sid), Some(reported)) = (form.get("MessageSid"), form.get("MessageStatus")) else {
+        count(SOURCE, "malformed");
+        return Err(ApiError::invalid(
+            "MessageSid",
+            "a status callback needs MessageSid and MessageStatus",
+        ));
+    };
+    let Some((tenant, message_id)) = state
+        .store
+        .message_by_provider_id(sid)
+        .await?
+        .filter(|(tenant, _)| form.tenants.contains(tenant))
+    else {
+        count(SOURCE, "unknown_message");
+        tracing::info!(sid, "status callback for an unknown message");
+        return Ok(StatusCode::NO_CONTENT);
+    };
+    let Some(status) = TwilioStatus::parse(reported)
+        .ok()
+        .and_then(TwilioStatus::to_message_status)
+    else {
+        count(SOURCE, "ignored");
+        tracing::debug!(%tenant, %message_id, reported, "status callback without an outbound status");
+        return Ok(StatusCode::NO_CONTENT);
+    };
+    let code = form
+        .get("ErrorCode")
+        .filter(|code| !code.is_empty() && status.is_failure());
+    let now = OffsetDateTime::now_utc();
+    if code == Some(UNSUBSCRIBED)
+        && let Some(record) = state.store.message(&tenant, &message_id).await?
+    {
+        state
+            .store
+            .suppress(&Suppression {
+                tenant_id: tenant.clone(),
+                address: record.recipient,
+                reason: SuppressionReason::ProviderUnsubscribed,
+                source: Some(sid.to_owned()),
+                created_at: now,
+            })
+            .await?;
+    }
+    state
+        .statuses
+        .apply(vec![StatusUpdate {
+            tenant_id: tenant.clone(),
+            message_id: message_id.clone(),
+            status,
+            at: now,
+            reason: code.map(str::to_owned),
+            provider_message_id: Some(sid.to_owned()),
+        }])
+        .await?;
+    count(SOURCE, "applied");
+    tracing::debug!(%tenant, %message_id, %status, "status callback applied");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// What an inbound message's body asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keyword {
+    OptOut,
+    OptIn,
+    Help,
+}
+
+fn keyword(body: &str) -> Option<(Keyword, String)> {
+    let word = body.trim().to_ascii_uppercase();
+    let kind = if OPT_OUT.contains(&word.as_str()) {
+        Keyword::OptOut
+    } else if OPT_IN.contains(&word.as_str()) {
+        Keyword::OptIn
+    } else if word == "HELP" || word == "INFO" {
+        Keyword::Help
+    } else {
+        return None;
+    };
+    Some((kind, word))
+}
+
+/// `POST /webhooks/twilio/inbound`.
+pub async fn twilio_inbound(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    const SOURCE: &str = "twilio_inbound";
+    let form = verified(&state, SOURCE, &uri, &headers, &body).await?;
+    let Some(from) = form.get("From") else {
+        count(SOURCE, "malformed");
+        return Err(ApiError::invalid("From", "an inbound message needs From"));
+    };
+    let (channel, number) = match from.strip_prefix(common::address::WHATSAPP_PREFIX) {
+        Some(_) => (Channel::Whatsapp, PhoneNumber::parse_whatsapp(from)),
+        None => (Channel::Sms, PhoneNumber::parse(from)),
+    };
+    let number = number.map_err(|error| ApiError::invalid("From", error.to_string()))?;
+    let tenant = inbound_tenant(&state, &form).await?;
+    let now = OffsetDateTime::now_utc();
+    state.store.record_inbound(&tenant, from, now).await?;
+    let source = form.get("MessageSid").map(str::to_owned);
+    if let Some((kind, word)) = form.get("Body").and_then(keyword) {
+        let action = match kind {
+            Keyword::OptOut => {
+                state
+                    .store
+                    .suppress(&Suppression {
+                        tenant_id: tenant.clone(),
+                        address: number.as_str().to_owned(),
+                        reason: SuppressionReason::OptOut,
+                        source: Some(word.clone()),
+                        created_at: now,
+                    })
+                    .await?;
+                "consent.opted_out"
+            }
+            Keyword::OptIn => {
+                let opted_out = state
+                    .store
+                    .suppression(&tenant, number.as_str())
+                    .await?
+                    .is_some_and(|suppression| suppression.reason == SuppressionReason::OptOut);
+                if opted_out {
+                    state.store.unsuppress(&tenant, number.as_str()).await?;
+                }
+                "consent.opted_in"
+            }
+            Keyword::Help => "consent.help_requested",
+        };
+        state
+            .store
+            .append_audit(&AuditEntry {
+                tenant_id: Some(tenant.clone()),
+                at: now,
+                actor: "recipient".to_owned(),
+                action: action.to_owned(),
+                detail: json!({
+                    "address": number.as_str(),
+                    "channel": channel,
+                    "keyword": word,
+                    "source_message_sid": source,
+                }),
+            })
+            .await?;
+        tracing::info!(%tenant, action, "consent keyword received");
+    }
+    count(SOURCE, "applied");
+    Ok(([(CONTENT_TYPE, "text/xml")], "<Response/>").into_response())
+}
+
+/// The tenant an inbound message is for: the one owning the `To` number among those whose
+/// credentials signed it, or the only such tenant.
+async fn inbound_tenant(state: &AppState, form: &SignedForm) -> Result<TenantId, ApiError> {
+    if form.tenants.len() == 1
+        && let Some(tenant) = form.tenants.first()
+    {
+        return Ok(tenant.clone());
+    }
+    let to = form
+        .get("To")
+        .map(|to| to.strip_prefix(common::address::WHATSAPP_PREFIX).unwrap_or(to));
+    for tenant in &form.tenants {
+        let numbers = state.store.sender_numbers(tenant).await?;
+        if numbers.iter().any(|number| Some(number.number.as_str()) == to) {
+            return Ok(tenant.clone());
+        }
+    }
+    Err(ApiError::invalid("To", "no tenant of this account owns the number"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keywords_are_recognised_in_any_case_and_with_spaces() {
+        assert_eq!(keyword(" stop "), Some((Keyword::OptOut, "STOP".to_owned())));
+        assert_eq!(
+            keyword("Unsubscribe"),
+            Some((Keyword::OptOut, "UNSUBSCRIBE".to_owned()))
+        );
+        assert_eq!(keyword("unstop"), Some((Keyword::OptIn, "UNSTOP".to_owned())));
+        assert_eq!(keyword("help"), Some((Keyword::Help, "HELP".to_owned())));
+        assert_eq!(keyword("please stop"), None);
+        assert_eq!(keyword(""), None);
+    }
+}
