@@ -533,6 +533,13 @@ pub struct BusinessInfoView {
     pub updated_at: OffsetDateTime,
     /// Whether it may still be changed (until the brand is approved).
     pub editable: bool,
+    /// Whether the tenant is a demo tenant (its 10DLC approval is simulated).
+    pub demo: bool,
+}
+
+/// Whether the caller's tenant is a demo tenant.
+pub(crate) async fn is_demo(state: &AppState, tenant: &common::TenantId) -> Result<bool, ApiError> {
+    Ok(state.store.tenant(tenant).await?.is_some_and(|tenant| tenant.is_demo))
 }
 
 async fn is_locked(state: &AppState, caller: &TenantCaller) -> Result<bool, ApiError> {
@@ -609,6 +616,7 @@ pub async fn create(
             business_info: data,
             updated_at: record.updated_at,
             editable: true,
+            demo: is_demo(&state, &caller.tenant_id).await?,
         }),
     ))
 }
@@ -624,6 +632,7 @@ pub async fn get(State(state): State<AppState>, caller: TenantCaller) -> Result<
         business_info: record.data,
         updated_at: record.updated_at,
         editable: !is_locked(&state, &caller).await?,
+        demo: is_demo(&state, &caller.tenant_id).await?,
     }))
 }
 
@@ -661,6 +670,7 @@ pub async fn update(
             business_info: existing.data,
             updated_at: existing.updated_at,
             editable: true,
+            demo: is_demo(&state, &caller.tenant_id).await?,
         }));
     }
     let record = BusinessInfoRecord {
@@ -677,6 +687,7 @@ pub async fn update(
         business_info: data,
         updated_at: record.updated_at,
         editable: true,
+        demo: is_demo(&state, &caller.tenant_id).await?,
     }))
 }
 

@@ -1,6 +1,7 @@
 //! The EngageNinja Dispatch admin API: tenants' keys, message submission onto the log, message
 //! status, and the operational endpoints.
 
+pub mod audit;
 pub mod auth;
 pub mod business_info;
 pub mod campaigns;
@@ -107,6 +108,7 @@ pub fn router(state: AppState, max_body_bytes: usize, metrics: PrometheusHandle,
             post(channels::save).get(channels::get).delete(channels::delete),
         )
         .route("/v1/usage", get(usage::usage))
+        .route("/v1/audit", get(audit::list))
         .route("/v1/campaigns/{id}/preflight", post(usage::preflight))
         .route("/v1/campaigns/{id}/send", post(campaigns::send))
         .route("/v1/campaigns/{id}/events", get(campaigns::events))

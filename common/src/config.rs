@@ -489,6 +489,9 @@ pub struct OnboardingSettings {
     pub background_runner: bool,
     /// The area code to buy numbers in; unset: the business phone's area code.
     pub area_code: Option<u16>,
+    /// Demo tenants: how long after business info is submitted their (simulated) brand is
+    /// approved, in seconds.
+    pub demo_approval_secs: u64,
 }
 
 impl Default for OnboardingSettings {
@@ -502,6 +505,7 @@ impl Default for OnboardingSettings {
             runner_tick_ms: 1_000,
             background_runner: true,
             area_code: None,
+            demo_approval_secs: 30,
         }
     }
 }
@@ -520,6 +524,11 @@ impl OnboardingSettings {
     /// The runner's interval between looks for due workflows.
     pub fn runner_tick(&self) -> Duration {
         Duration::from_millis(self.runner_tick_ms.max(1))
+    }
+
+    /// How long a demo tenant's brand is under (simulated) review.
+    pub fn demo_approval(&self) -> Duration {
+        Duration::from_secs(self.demo_approval_secs)
     }
 }
 

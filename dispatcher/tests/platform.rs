@@ -313,3 +313,120 @@ async fn without_a_platform_key_platform_routes_are_closed() {
     assert_eq!(status, 401);
     stack.shutdown().await;
 }
+
+/// The seed's business information form, valid.
+fn business_info() -> Value {
+    json!({
+        "legal_business_name": "Demo Bakery LLC", "business_type": "llc", "ein": "12-3456789",
+        "industry": "retail", "website": "https://bakery.example.com", "address": "1 Main St",
+        "city": "Springfield", "state": "IL", "zip": "62701", "country": "US",
+        "owner_name": "Dana Demo", "owner_title": "Owner", "owner_email": "dana@bakery.example.com",
+        "owner_phone": "+12175550123", "monthly_volume": "1000_to_10000",
+        "use_case_description": "Order ready notifications and weekly specials for bakery customers",
+        "campaign_type": "mixed", "tcpa_compliant": true,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_demo_tenant_is_approved_30_s_after_business_info_and_reaches_read() {
+    use reqwest::Method;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = format!(
+        "k1:{}",
+        secrecy::ExposeSecret::expose_secret(&common::credentials::generate_key())
+    );
+    let mut settings = Settings {
+        data_dir: dir.path().to_owned(),
+        ..Settings::default()
+    };
+    settings.admin.listen = "127.0.0.1:0".parse().unwrap();
+    settings.admin.platform_admin_key = Some(PLATFORM_KEY.to_owned().into());
+    settings.credentials.keys = Some(keys.clone().into());
+    settings.demo.delivered_after_ms = [50, 100];
+    settings.demo.read_after_ms = [150, 200];
+    // The runner is driven by hand below, at the instant the workflow is due.
+    settings.onboarding.background_runner = false;
+    let stack = Stack::build(settings.clone(), Role::AllInOne).await.unwrap();
+    let addr = stack.local_addr();
+    let (stop, stopped_signal) = oneshot::channel::<()>();
+    let stopped = tokio::spawn(stack.run_until_stopped(async {
+        let _ = stopped_signal.await;
+    }));
+    let running = Running {
+        addr,
+        stop,
+        stopped,
+        http: reqwest::Client::new(),
+    };
+
+    let (_, demo) = running
+        .call(Method::POST, "/v1/admin/demo-tenants", PLATFORM_KEY, None)
+        .await;
+    let key = demo["api_key"]["secret"].as_str().unwrap().to_owned();
+    let tenant = TenantId::parse(demo["tenant"]["id"].as_str().unwrap()).unwrap();
+    let submitted_at = OffsetDateTime::now_utc();
+    let (status, saved) = running
+        .call(Method::POST, "/v1/business-info", &key, Some(business_info()))
+        .await;
+    assert_eq!(status, 201, "{saved}");
+    assert_eq!(saved["demo"], true);
+
+    // Under (simulated) review, due 30 s after submission; not picked before.
+    let (_, review) = running.call(Method::GET, "/v1/channels/sms/status", &key, None).await;
+    assert_eq!(review["status"], "awaiting_approval", "{review}");
+    assert_eq!(review["next_action"]["code"], "WAIT_FOR_APPROVAL");
+    assert_eq!(review["demo"], true);
+    let store = SqliteStore::open(&settings.store_path()).await.unwrap();
+    let due = store.workflow_due(&tenant).await.unwrap().unwrap();
+    let wait = due - submitted_at;
+    assert!(
+        (time::Duration::seconds(29)..=time::Duration::seconds(31)).contains(&wait),
+        "{wait}"
+    );
+    assert!(
+        !store
+            .workflows_due(due - time::Duration::seconds(1), 10)
+            .await
+            .unwrap()
+            .contains(&tenant)
+    );
+    assert!(store.workflows_due(due, 10).await.unwrap().contains(&tenant));
+
+    // At the due time the runner approves it with a fictional number.
+    let onboarding = admin_api::onboarding::Onboarding::new(
+        std::sync::Arc::new(store),
+        std::sync::Arc::new(common::credentials::Keyring::parse(&keys.into()).unwrap()),
+        common::twilio::TwilioClient::new(&settings.providers.twilio.client_settings()).unwrap(),
+        format!("http://{addr}"),
+        settings.onboarding.clone(),
+    );
+    onboarding.drive_once(&tenant).await.unwrap();
+    let (_, ready) = running.call(Method::GET, "/v1/channels/sms/status", &key, None).await;
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert_eq!(ready["brand_status"], "approved");
+    let number = ready["phone_number"].as_str().unwrap();
+    assert!(number.starts_with("+120255501") && number.len() == 12, "{number}");
+    assert_eq!(ready["phone_number_active"], true);
+
+    // Its traffic is simulated end to end: WhatsApp reaches read.
+    let (status, _) = running
+        .call(
+            Method::POST,
+            "/v1/messages",
+            &key,
+            Some(json!({"messages": [{"message_id": "wa-1", "channel": "whatsapp", "to": "+14155550100", "body": "Fresh bread!"}]})),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, message) = running.call(Method::GET, "/v1/messages/wa-1", &key, None).await;
+        if message["status"] == "read" {
+            assert_eq!(message["demo"], true);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{message}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    running.shutdown().await;
+}

@@ -17,6 +17,7 @@
 //! | `campaign_review` | polls the campaign until `VERIFIED`, then makes the number `active` | `ready` |
 //! | `ready` | done: admission lets SMS through (verified credentials, approved brand, active number) | |
 //! | `rejected` | the brand failed or was suspended; `Brand::status_reason` says why. The tenant fixes its business information (`PUT /v1/business-info`) and resubmits (`POST /v1/channels/sms/resubmit`): new Trust Hub bundles and a new brand registration are built (Twilio vets a registration once), the account is kept | `customer_profile` |
+//! | `demo_review` | demo tenants only, never registered with Twilio: the brand is `pending` until `demo_approval_secs` (30) after business info was submitted, then approved (score 75) with a fictional active number `+1 NXX 555 01XX` | `ready` |
 //! | `needs_attention` | an operator must act; `status_reason` says why (see below). Resubmitting resumes the step it stopped at, except after an uncertain outcome | the stopped step |
 //!
 //! # What is stored when
@@ -105,11 +106,14 @@ pub enum Step {
     Rejected,
     /// An operator must act.
     NeedsAttention,
+    /// A demo tenant's simulated vetting: approved, with a fictional number, after
+    /// `demo_approval_secs`.
+    DemoReview,
 }
 
 impl Step {
     /// Every step, in order.
-    pub const ALL: [Step; 12] = [
+    pub const ALL: [Step; 13] = [
         Step::Subaccount,
         Step::CustomerProfile,
         Step::TrustProduct,
@@ -122,6 +126,7 @@ impl Step {
         Step::Ready,
         Step::Rejected,
         Step::NeedsAttention,
+        Step::DemoReview,
     ];
 
     /// The stored name.
@@ -139,6 +144,7 @@ impl Step {
             Step::Ready => "ready",
             Step::Rejected => "rejected",
             Step::NeedsAttention => "needs_attention",
+            Step::DemoReview => "demo_review",
         }
     }
 
@@ -394,32 +400,43 @@ impl Onboarding {
     }
 
     /// Starts a tenant's workflow (its business information was just saved); nothing if it has
-    /// one already, or for a demo tenant (never registered with Twilio: its approval is
-    /// simulated).
+    /// one already. A demo tenant is never registered with Twilio: its approval is simulated
+    /// (`demo_review`).
     pub async fn start(&self, tenant: &TenantId, actor: &str) -> Result<(), StoreError> {
         let lock = self.lock(tenant);
         let _guard = lock.lock().await;
         if self.store.brand(tenant).await?.is_some() {
             return Ok(());
         }
-        if self.store.tenant(tenant).await?.is_some_and(|row| row.is_demo) {
-            tracing::debug!(%tenant, "demo tenant: no twilio onboarding");
-            return Ok(());
-        }
+        let demo = self.store.tenant(tenant).await?.is_some_and(|row| row.is_demo);
+        let (step, status, due) = if demo {
+            (
+                Step::DemoReview,
+                BrandStatus::Pending,
+                after(self.settings.demo_approval()),
+            )
+        } else {
+            (Step::Subaccount, BrandStatus::Draft, now())
+        };
         let brand = Brand {
             tenant_id: tenant.clone(),
-            status: BrandStatus::Draft,
+            status,
             status_reason: None,
             trust_score: None,
-            workflow_step: Step::Subaccount.as_str().to_owned(),
+            workflow_step: step.as_str().to_owned(),
             workflow_attempts: 0,
             twilio_sids: Default::default(),
             updated_at: now(),
             approved_at: None,
         };
-        self.store.put_workflow(&brand, Some(now())).await?;
-        self.audit(tenant, actor, "onboarding.started", json!({ "step": Step::Subaccount }))
-            .await?;
+        self.store.put_workflow(&brand, Some(due)).await?;
+        self.audit(
+            tenant,
+            actor,
+            "onboarding.started",
+            json!({ "step": step, "demo": demo }),
+        )
+        .await?;
         tracing::info!(%tenant, "onboarding started");
         self.wake();
         Ok(())

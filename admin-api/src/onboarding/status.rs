@@ -61,6 +61,8 @@ pub struct SmsStatus {
     pub phone_number_active: bool,
     /// What to do next.
     pub next_action: NextAction,
+    /// Whether the tenant is a demo tenant (its approval and number are simulated).
+    pub demo: bool,
 }
 
 fn action(code: &'static str, message: impl Into<String>) -> NextAction {
@@ -75,6 +77,7 @@ pub async fn sms_status(state: &AppState, tenant: &TenantId) -> Result<SmsStatus
     let Some(brand) = state.store.brand(tenant).await? else {
         let has_info = state.store.business_info(tenant).await?.is_some();
         return Ok(SmsStatus {
+            demo: crate::business_info::is_demo(state, tenant).await?,
             status: "not_started",
             step: None,
             brand_status: None,
@@ -129,6 +132,13 @@ pub async fn sms_status(state: &AppState, tenant: &TenantId) -> Result<SmsStatus
                  POST /v1/channels/sms/resubmit resumes it",
             ),
         ),
+        Some(Step::DemoReview) => (
+            "awaiting_approval",
+            action(
+                "WAIT_FOR_APPROVAL",
+                "demo tenant: the 10DLC approval is simulated and arrives shortly after business info is submitted",
+            ),
+        ),
         Some(Step::AwaitingApproval) => (
             "awaiting_approval",
             action(
@@ -153,6 +163,7 @@ pub async fn sms_status(state: &AppState, tenant: &TenantId) -> Result<SmsStatus
         ),
     };
     Ok(SmsStatus {
+        demo: crate::business_info::is_demo(state, tenant).await?,
         status,
         step,
         brand_status: Some(brand.status),
