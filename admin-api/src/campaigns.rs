@@ -158,12 +158,6 @@ pub async fn events(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let campaign = campaign_id(campaign)?;
     let first = counts(&state, &caller, &campaign).await?;
-    if first.total == 0 {
-        return Err(ApiError::not_found(
-            "campaign_not_found",
-            "no messages of that campaign for this tenant",
-        ));
-    }
     let stream = futures_util::stream::unfold(
         (state, caller, campaign, None::<CampaignCounts>, Some(first)),
         |(state, caller, campaign, mut last, mut pending)| async move {

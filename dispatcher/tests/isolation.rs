@@ -1,0 +1,182 @@
+//! Tenant isolation across every tenant route, as a table: tenant A's key never sees, changes
+//! or counts tenant B's data.
+
+use std::time::Duration;
+
+use common::config::Settings;
+use dispatcher::stack::{Role, Stack};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const PLATFORM_KEY: &str = "platform-test-key-isolation";
+
+fn business_info() -> Value {
+    json!({
+        "legal_business_name": "Beta Corp", "business_type": "corporation", "ein": "98-7654321",
+        "industry": "retail", "website": "https://beta.example.com", "address": "2 Side St",
+        "city": "Austin", "state": "TX", "zip": "73301", "country": "US",
+        "owner_name": "Bo Beta", "owner_title": "CEO", "owner_email": "bo@beta.example.com",
+        "owner_phone": "+15125550123", "monthly_volume": "1000_to_10000",
+        "use_case_description": "Shipping updates and appointment reminders for Beta customers",
+        "campaign_type": "transactional", "tcpa_compliant": true,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_tenant_route_reaches_another_tenants_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = Settings {
+        data_dir: dir.path().to_owned(),
+        ..Settings::default()
+    };
+    settings.admin.listen = "127.0.0.1:0".parse().unwrap();
+    settings.admin.platform_admin_key = Some(PLATFORM_KEY.to_owned().into());
+    settings.demo.bootstrap = false;
+    settings.onboarding.background_runner = false;
+    // Nothing listens there: credential checks fail fast instead of reaching the internet.
+    settings.providers.twilio.api_url = "http://127.0.0.1:9".to_owned();
+    settings.providers.ses.endpoint = Some("http://127.0.0.1:9".to_owned());
+    let stack = Stack::build(settings, Role::AllInOne).await.unwrap();
+    let base = format!("http://{}", stack.local_addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(stack.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    let http = reqwest::Client::new();
+    let call = |method: Method, path: &str, key: &str, body: Option<Value>| {
+        let mut request = http.request(method, format!("{base}{path}")).bearer_auth(key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let text = response.text().await.unwrap();
+            (status, text)
+        }
+    };
+
+    let mut keys = Vec::new();
+    for id in ["alpha", "beta"] {
+        let (status, body) = call(
+            Method::POST,
+            "/v1/admin/tenants",
+            PLATFORM_KEY,
+            Some(json!({"id": id, "name": id})),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        let created: Value = serde_json::from_str(&body).unwrap();
+        keys.push((
+            created["api_key"]["secret"].as_str().unwrap().to_owned(),
+            created["api_key"]["key_id"].as_str().unwrap().to_owned(),
+        ));
+    }
+    let (alpha, _) = &keys[0];
+    let (beta, beta_key_id) = &keys[1];
+
+    // Beta's data: a campaign message, email credentials, business info (and with it an
+    // onboarding workflow), audit entries.
+    let (status, body) = call(
+        Method::POST,
+        "/v1/campaigns/launch/send",
+        beta,
+        Some(json!({"channel": "sms", "body": "hello", "recipients": ["+14155550101"]})),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let sent: Value = serde_json::from_str(&body).unwrap();
+    let beta_message = sent["results"][0]["message_id"].as_str().unwrap().to_owned();
+    let (status, body) = call(
+        Method::POST,
+        "/v1/channels/email",
+        beta,
+        Some(json!({"access_key_id": "AKIABETA000000000000", "secret_access_key": "beta-secret",
+                    "region": "us-east-1", "from_address": "hi@beta.example.com"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = call(Method::POST, "/v1/business-info", beta, Some(business_info())).await;
+    assert_eq!(status, 201, "{body}");
+    // Beta's message is claimed (and refused: its channel is not ready) once dispatched.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, _) = call(Method::GET, &format!("/v1/messages/{beta_message}"), beta, None).await;
+        if status == 200 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "beta's message never stored");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Alpha's key on every tenant route: Beta's things are not found, not counted, not shown.
+    type Check = fn(&str) -> bool;
+    let not_beta: Check = |body| !body.contains("beta");
+    let table: Vec<(Method, String, Option<Value>, u16, Check)> = vec![
+        (Method::GET, format!("/v1/messages/{beta_message}"), None, 404, not_beta),
+        (Method::GET, "/v1/channels/email".into(), None, 404, not_beta),
+        (Method::DELETE, "/v1/channels/email".into(), None, 404, not_beta),
+        (Method::GET, "/v1/business-info".into(), None, 404, not_beta),
+        (Method::GET, "/v1/business-info/status".into(), None, 200, not_beta),
+        (Method::GET, "/v1/channels/sms/status".into(), None, 200, |body| {
+            body.contains("not_started")
+        }),
+        (Method::POST, "/v1/channels/sms/resubmit".into(), None, 404, not_beta),
+        (Method::DELETE, format!("/v1/api-keys/{beta_key_id}"), None, 404, not_beta),
+        (Method::GET, "/v1/api-keys".into(), None, 200, |body| body.matches("key_id").count() == 1),
+        (Method::GET, "/v1/campaigns/launch/events".into(), None, 200, |body| {
+            body.contains("\"total\":0")
+        }),
+        (Method::GET, "/v1/usage".into(), None, 200, |body| !body.contains("\"used\":1")),
+        (Method::GET, "/v1/audit".into(), None, 200, not_beta),
+        (
+            Method::POST,
+            "/v1/messages".into(),
+            Some(json!({"messages": [{"tenant_id": "beta", "channel": "sms", "to": "+14155550101", "body": "x"}]})),
+            422,
+            |body| body.contains("tenant_mismatch"),
+        ),
+        (
+            Method::POST,
+            "/v1/campaigns/launch/preflight".into(),
+            Some(json!({"channel": "email", "recipients": ["a@example.com"]})),
+            200,
+            |body| body.contains("CHANNEL_NOT_CONFIGURED"),
+        ),
+    ];
+    for (method, path, body, expected, check) in table {
+        let events = path.ends_with("/events");
+        let (status, text) = if events {
+            // A stream: read its first event only.
+            let mut response = http
+                .get(format!("{base}{path}"))
+                .bearer_auth(alpha)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let chunk = tokio::time::timeout(Duration::from_secs(5), response.chunk())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap_or_default();
+            (status, String::from_utf8_lossy(&chunk).into_owned())
+        } else {
+            call(method.clone(), &path, alpha, body).await
+        };
+        assert_eq!(status, expected, "{method} {path}: {text}");
+        assert!(check(&text), "{method} {path}: {text}");
+    }
+
+    // Beta's own view is intact.
+    let (status, _) = call(Method::GET, "/v1/channels/email", beta, None).await;
+    assert_eq!(status, 200);
+    let (status, _) = call(Method::GET, "/v1/api-keys", beta, None).await;
+    assert_eq!(status, 200);
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
