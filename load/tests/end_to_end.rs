@@ -101,17 +101,34 @@ impl Running {
 
     /// Posts a signed inbound message from the contact; answers the HTTP status.
     async fn inbound(&self, from: &str, to: &str, body: &str, token: &str) -> u16 {
-        let url = self.url("/webhooks/twilio/inbound");
-        let params: Vec<(String, String)> = [
+        let params = [
             ("AccountSid", DEFAULT_ACCOUNT_SID),
             ("MessageSid", "SM00000000000000000000000000000001"),
             ("From", from),
             ("To", to),
             ("Body", body),
-        ]
-        .iter()
-        .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
-        .collect();
+        ];
+        self.signed("/webhooks/twilio/inbound", &params, token).await
+    }
+
+    /// Posts a status callback for `sid` signed with the simulator account's token.
+    async fn status_callback(&self, sid: &str, status: &str) -> u16 {
+        let params = [
+            ("AccountSid", DEFAULT_ACCOUNT_SID),
+            ("MessageSid", sid),
+            ("MessageStatus", status),
+        ];
+        self.signed("/webhooks/twilio/status", &params, DEFAULT_AUTH_TOKEN)
+            .await
+    }
+
+    /// Posts `params` to `path` as a Twilio webhook signed with `token`; answers the HTTP status.
+    async fn signed(&self, path: &str, params: &[(&str, &str)], token: &str) -> u16 {
+        let url = self.url(path);
+        let params: Vec<(String, String)> = params
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+            .collect();
         let form = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(&params)
             .finish();
@@ -257,10 +274,15 @@ async fn live_messages_reach_delivered_through_the_simulator_and_signed_callback
         .await;
     let delivered = running.wait_for(&sms, "delivered").await;
     assert_eq!(statuses(&delivered), ["queued", "sent", "delivered"], "{delivered}");
-    assert!(
-        delivered["provider_message_id"].as_str().unwrap().starts_with("SM"),
-        "{delivered}"
-    );
+    let sid = delivered["provider_message_id"].as_str().unwrap();
+    assert!(sid.starts_with("SM"), "{delivered}");
+
+    // Late and repeated callbacks change nothing: a `sent` after `delivered`, a second
+    // `delivered`.
+    assert_eq!(running.status_callback(sid, "sent").await, 204);
+    assert_eq!(running.status_callback(sid, "delivered").await, 204);
+    let unchanged = running.wait_for(&sms, "delivered").await;
+    assert_eq!(unchanged["history"], delivered["history"], "{unchanged}");
 
     // WhatsApp free-form text before the contact ever wrote: refused with Twilio's own code,
     // without a call.
