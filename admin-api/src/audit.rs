@@ -15,14 +15,15 @@ use crate::{ApiError, AppState};
 pub const MAX_LIMIT: usize = 1_000;
 
 /// `GET /v1/audit` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// How many entries, newest first (default 100, at most 1,000).
     pub limit: Option<usize>,
 }
 
 /// One audited change.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AuditView {
     /// When.
     #[serde(with = "time::serde::rfc3339")]
@@ -32,17 +33,33 @@ pub struct AuditView {
     /// What, as a dotted name (`business_info.updated`, `consent.opted_out`, ...).
     pub action: String,
     /// Its details.
+    #[schema(value_type = Object)]
     pub detail: Value,
 }
 
 /// The audit log.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AuditLog {
     /// Entries, newest first.
     pub entries: Vec<AuditView>,
 }
 
 /// `GET /v1/audit`.
+#[utoipa::path(
+    operation_id = "audit_list",
+    get,
+    path = "/v1/audit",
+    tag = "audit",
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "the audit log, newest first", body = AuditLog),
+        (status = 400, description = "the query string does not parse", body = String, content_type = "text/plain"),
+        (status = 401, description = "unauthorized: no valid API key", body = crate::error::ErrorBody),
+        (status = 422, description = "invalid_field: limit is not 1 to 1,000", body = crate::error::ErrorBody),
+        (status = 503, description = "store_unavailable or log_unavailable: retry later", body = crate::error::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn list(
     State(state): State<AppState>,
     caller: TenantCaller,

@@ -99,7 +99,7 @@ pub const CAMPAIGN_TYPES: [(&str, &str); 4] = [
 ];
 
 /// A validated, normalised business information form, as stored and answered.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BusinessInfo {
     /// The legal business name.
     pub legal_business_name: String,
@@ -524,9 +524,10 @@ pub fn diff(before: &Value, after: &Value) -> Map<String, Value> {
 }
 
 /// The form as answered.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BusinessInfoView {
     /// The form's fields.
+    #[schema(value_type = BusinessInfo)]
     pub business_info: Value,
     /// When it last changed.
     #[serde(with = "time::serde::rfc3339")]
@@ -580,6 +581,23 @@ fn to_value(info: &BusinessInfo) -> Result<Value, ApiError> {
 
 /// `POST /v1/business-info`: saves the form for the first time and starts onboarding; 201.
 /// 409 `business_info_exists` if there is one already (change it with PUT).
+#[utoipa::path(
+    operation_id = "business_info_create",
+    post,
+    path = "/v1/business-info",
+    tag = "business-info",
+    request_body(content = BusinessInfo, content_type = "application/json"),
+    responses(
+        (status = 201, description = "saved; onboarding starts", body = BusinessInfoView),
+        (status = 400, description = "malformed_json: the body is not the JSON expected", body = crate::error::ErrorBody),
+        (status = 401, description = "unauthorized: no valid API key", body = crate::error::ErrorBody),
+        (status = 409, description = "business_info_exists: change it with PUT", body = crate::error::ErrorBody),
+        (status = 413, description = "payload_too_large: the body is larger than admin.max_body_bytes", body = crate::error::ErrorBody),
+        (status = 422, description = "invalid_field: every failing field is listed in `fields`", body = crate::error::ErrorBody),
+        (status = 503, description = "store_unavailable or log_unavailable: retry later", body = crate::error::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn create(
     State(state): State<AppState>,
     caller: TenantCaller,
@@ -622,6 +640,19 @@ pub async fn create(
 }
 
 /// `GET /v1/business-info`: the tenant's form; 404 `business_info_not_found` if none.
+#[utoipa::path(
+    operation_id = "business_info_get",
+    get,
+    path = "/v1/business-info",
+    tag = "business-info",
+    responses(
+        (status = 200, description = "the tenant's form", body = BusinessInfoView),
+        (status = 401, description = "unauthorized: no valid API key", body = crate::error::ErrorBody),
+        (status = 404, description = "business_info_not_found", body = crate::error::ErrorBody),
+        (status = 503, description = "store_unavailable or log_unavailable: retry later", body = crate::error::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn get(State(state): State<AppState>, caller: TenantCaller) -> Result<Json<BusinessInfoView>, ApiError> {
     let record = state
         .store
@@ -645,6 +676,24 @@ fn not_found() -> ApiError {
 
 /// `PUT /v1/business-info`: replaces the form (every field, as in POST). 404 if there is none;
 /// 409 `business_info_locked` once the brand is approved.
+#[utoipa::path(
+    operation_id = "business_info_update",
+    put,
+    path = "/v1/business-info",
+    tag = "business-info",
+    request_body(content = BusinessInfo, content_type = "application/json"),
+    responses(
+        (status = 200, description = "replaced (or unchanged)", body = BusinessInfoView),
+        (status = 400, description = "malformed_json: the body is not the JSON expected", body = crate::error::ErrorBody),
+        (status = 401, description = "unauthorized: no valid API key", body = crate::error::ErrorBody),
+        (status = 404, description = "business_info_not_found", body = crate::error::ErrorBody),
+        (status = 409, description = "business_info_locked: the brand is approved", body = crate::error::ErrorBody),
+        (status = 413, description = "payload_too_large: the body is larger than admin.max_body_bytes", body = crate::error::ErrorBody),
+        (status = 422, description = "invalid_field: every failing field is listed in `fields`", body = crate::error::ErrorBody),
+        (status = 503, description = "store_unavailable or log_unavailable: retry later", body = crate::error::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn update(
     State(state): State<AppState>,
     caller: TenantCaller,
@@ -693,6 +742,18 @@ pub async fn update(
 
 /// `GET /v1/business-info/status`: where the 10DLC registration stands (the same answer as
 /// `GET /v1/channels/sms/status`).
+#[utoipa::path(
+    operation_id = "business_info_status",
+    get,
+    path = "/v1/business-info/status",
+    tag = "onboarding",
+    responses(
+        (status = 200, description = "where the 10DLC registration stands", body = SmsStatus),
+        (status = 401, description = "unauthorized: no valid API key", body = crate::error::ErrorBody),
+        (status = 503, description = "store_unavailable or log_unavailable: retry later", body = crate::error::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn status(State(state): State<AppState>, caller: TenantCaller) -> Result<Json<SmsStatus>, ApiError> {
     Ok(Json(sms_status(&state, &caller.tenant_id).await?))
 }

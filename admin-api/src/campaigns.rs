@@ -43,6 +43,24 @@ fn message_id(campaign: &CampaignId, channel: &str, to: &str) -> String {
 /// `tags`) and `recipients`: addresses, or objects `{"to", "contact_id", "variables"}` whose
 /// `variables` fill the template for that recipient. Each recipient is answered accepted or
 /// rejected, as `POST /v1/messages` answers each envelope.
+#[utoipa::path(
+    operation_id = "campaigns_send",
+    post,
+    path = "/v1/campaigns/{id}/send",
+    tag = "campaigns",
+    params(("id" = String, Path, description = "the campaign id: 1-128 of `A-Z a-z 0-9 _ - . :`")),
+    request_body(content = crate::openapi::CampaignSendRequest, content_type = "application/json"),
+    responses(
+        (status = 202, description = "at least one recipient was accepted; each is answered accepted or rejected", body = SubmitResponse),
+        (status = 400, description = "malformed_json: the body is not the JSON expected", body = crate::error::ErrorBody),
+        (status = 401, description = "unauthorized: no valid API key", body = crate::error::ErrorBody),
+        (status = 402, description = "subscription_inactive or plan_inactive: sending is refused", body = crate::error::ErrorBody),
+        (status = 413, description = "payload_too_large: the body is larger than admin.max_body_bytes", body = crate::error::ErrorBody),
+        (status = 422, description = "every envelope was rejected (a SubmitResponse), or the request itself is invalid (an ErrorBody)", body = crate::openapi::SubmitRejection),
+        (status = 503, description = "store_unavailable or log_unavailable: retry later", body = crate::error::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn send(
     State(state): State<AppState>,
     caller: TenantCaller,
@@ -125,13 +143,14 @@ fn envelope(campaign: &CampaignId, channel: &str, shared: &Map<String, Value>, r
 }
 
 /// One event of the stream: the campaign's counts by status.
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct CampaignCounts {
     /// The campaign.
     pub campaign_id: String,
     /// Messages in all.
     pub total: u64,
     /// Messages per status (statuses with none left out).
+    #[schema(value_type = BTreeMap<String, u64>)]
     pub counts: Map<String, Value>,
 }
 
@@ -151,6 +170,20 @@ async fn counts(state: &AppState, caller: &TenantCaller, campaign: &CampaignId) 
 /// whenever the counts change (looked at twice a second). Counts are the caller's tenant's
 /// only: a campaign just sent (its messages still on their way from the log) or another
 /// tenant's campaign shows zero. The stream ends when the server stops.
+#[utoipa::path(
+    operation_id = "campaigns_events",
+    get,
+    path = "/v1/campaigns/{id}/events",
+    tag = "campaigns",
+    params(("id" = String, Path, description = "the campaign id: 1-128 of `A-Z a-z 0-9 _ - . :`")),
+    responses(
+        (status = 200, description = "server-sent events named `counts`, each a CampaignCounts object", content_type = "text/event-stream", body = String),
+        (status = 401, description = "unauthorized: no valid API key", body = crate::error::ErrorBody),
+        (status = 422, description = "invalid_field: campaign_id", body = crate::error::ErrorBody),
+        (status = 503, description = "store_unavailable or log_unavailable: retry later", body = crate::error::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn events(
     State(state): State<AppState>,
     caller: TenantCaller,

@@ -30,13 +30,16 @@ use crate::error::FieldError;
 use crate::{ApiError, AppState};
 
 /// A channel's credentials as answered: everything but the secret.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ChannelView {
     /// The channel.
+    #[schema(value_type = crate::openapi::ChannelSchema)]
     pub channel: Channel,
     /// The provider serving it.
+    #[schema(value_type = String, example = "twilio")]
     pub provider: ProviderKind,
     /// The non-secret settings (account SID, access key id, region, sender, configuration set).
+    #[schema(value_type = Object)]
     pub settings: Value,
     /// Whether the provider accepted the credentials when they were saved.
     pub is_verified: bool,
@@ -258,6 +261,24 @@ async fn verify(state: &AppState, row: &ChannelCredentials) -> Result<(), String
 
 /// `POST /v1/channels/{channel}`: saves (or replaces) the channel's credentials and verifies
 /// them; 201 with the view, verified or not.
+#[utoipa::path(
+    operation_id = "channels_save",
+    post,
+    path = "/v1/channels/{channel}",
+    tag = "channels",
+    params(("channel" = crate::openapi::ChannelSchema, Path, description = "`sms`, `whatsapp` or `email`")),
+    request_body(content = crate::openapi::ChannelCredentialsRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "saved; `is_verified` says whether the provider accepted them", body = ChannelView),
+        (status = 400, description = "malformed_json: the body is not the JSON expected", body = crate::error::ErrorBody),
+        (status = 401, description = "unauthorized: no valid API key", body = crate::error::ErrorBody),
+        (status = 404, description = "route_not_found: not a channel", body = crate::error::ErrorBody),
+        (status = 413, description = "payload_too_large: the body is larger than admin.max_body_bytes", body = crate::error::ErrorBody),
+        (status = 422, description = "invalid_field: every failing field is listed in `fields`", body = crate::error::ErrorBody),
+        (status = 503, description = "store_unavailable or log_unavailable: retry later", body = crate::error::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn save(
     State(state): State<AppState>,
     caller: TenantCaller,
@@ -292,6 +313,20 @@ pub async fn save(
 }
 
 /// `GET /v1/channels/{channel}`: the channel's credentials, without the secret.
+#[utoipa::path(
+    operation_id = "channels_get",
+    get,
+    path = "/v1/channels/{channel}",
+    tag = "channels",
+    params(("channel" = crate::openapi::ChannelSchema, Path, description = "`sms`, `whatsapp` or `email`")),
+    responses(
+        (status = 200, description = "the channel's credentials, without the secret", body = ChannelView),
+        (status = 401, description = "unauthorized: no valid API key", body = crate::error::ErrorBody),
+        (status = 404, description = "channel_not_configured, or route_not_found: not a channel", body = crate::error::ErrorBody),
+        (status = 503, description = "store_unavailable or log_unavailable: retry later", body = crate::error::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn get(
     State(state): State<AppState>,
     caller: TenantCaller,
@@ -307,6 +342,20 @@ pub async fn get(
 }
 
 /// `DELETE /v1/channels/{channel}`: removes the credentials; the channel stops sending.
+#[utoipa::path(
+    operation_id = "channels_delete",
+    delete,
+    path = "/v1/channels/{channel}",
+    tag = "channels",
+    params(("channel" = crate::openapi::ChannelSchema, Path, description = "`sms`, `whatsapp` or `email`")),
+    responses(
+        (status = 204, description = "removed; the channel stops sending"),
+        (status = 401, description = "unauthorized: no valid API key", body = crate::error::ErrorBody),
+        (status = 404, description = "channel_not_configured, or route_not_found: not a channel", body = crate::error::ErrorBody),
+        (status = 503, description = "store_unavailable or log_unavailable: retry later", body = crate::error::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn delete(
     State(state): State<AppState>,
     caller: TenantCaller,

@@ -23,7 +23,7 @@ pub struct ApiError {
 }
 
 /// One failing field of a request body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     /// The field's name (dotted for nested fields).
     pub field: String,
@@ -32,14 +32,14 @@ pub struct FieldError {
 }
 
 /// The body of an error response.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody<'a> {
     /// The error.
     pub error: ErrorDetail<'a>,
 }
 
 /// One error: its code, message and field.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail<'a> {
     /// A stable, machine-readable code.
     pub code: &'a str,

@@ -10,6 +10,7 @@ pub mod demo;
 pub mod error;
 pub mod messages;
 pub mod onboarding;
+pub mod openapi;
 pub mod platform;
 pub mod ses_events;
 pub mod usage;
@@ -20,8 +21,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post, put};
+use axum::http::header::CONTENT_TYPE;
+use axum::routing::get;
 use common::config::{PacingSettings, Settings};
 use common::credentials::Keyring;
 use common::log::MessageLog;
@@ -33,6 +36,9 @@ use common::twilio::TwilioClient;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use error::ApiError;
 
@@ -85,46 +91,65 @@ pub fn public_url(settings: &Settings, bound: SocketAddr) -> String {
     }
 }
 
-/// The admin API's routes, with the operational endpoints.
+/// The documented routes (`/v1`, `/webhooks`): each is registered through `routes!`, which adds
+/// the route and its `#[utoipa::path]` operation together, so the document cannot drift from
+/// what is served. Handlers sharing a path share one `routes!`.
+fn documented_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(messages::submit))
+        .routes(routes!(messages::get))
+        .routes(routes!(
+            business_info::create,
+            business_info::get,
+            business_info::update
+        ))
+        .routes(routes!(business_info::status))
+        .routes(routes!(onboarding::status::get_status))
+        .routes(routes!(onboarding::status::resubmit))
+        .routes(routes!(onboarding::status::brand_status_webhook))
+        .routes(routes!(channels::save, channels::get, channels::delete))
+        .routes(routes!(usage::usage))
+        .routes(routes!(audit::list))
+        .routes(routes!(usage::preflight))
+        .routes(routes!(campaigns::send))
+        .routes(routes!(campaigns::events))
+        .routes(routes!(platform::create_key, platform::list_keys))
+        .routes(routes!(platform::revoke_key))
+        .routes(routes!(platform::create))
+        .routes(routes!(platform::get, platform::update))
+        .routes(routes!(platform::put_plan, platform::get_plan))
+        .routes(routes!(platform::create_demo, platform::list_demo))
+        .routes(routes!(platform::delete_demo))
+        .routes(routes!(webhooks::twilio_status))
+        .routes(routes!(webhooks::twilio_inbound))
+        .routes(routes!(ses_events::ses))
+}
+
+/// Completes the routes' document: title, version, and the operational endpoints.
+fn complete(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    doc.info.title = openapi::TITLE.to_owned();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    doc.merge(openapi::OpsDoc::openapi());
+    doc
+}
+
+/// The admin API's OpenAPI 3.1 document (the one `GET /openapi.json` answers).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    complete(documented_routes().into_openapi())
+}
+
+/// The admin API's routes, with the operational endpoints and `GET /openapi.json`.
 pub fn router(state: AppState, max_body_bytes: usize, metrics: PrometheusHandle, readiness: Readiness) -> Router {
-    let api = Router::new()
-        .route("/v1/messages", post(messages::submit))
-        .route("/v1/messages/{id}", get(messages::get))
+    let (api, doc) = documented_routes().split_for_parts();
+    let doc = Bytes::from(complete(doc).to_json().expect("the OpenAPI document always serialises"));
+    let api = api
         .route(
-            "/v1/business-info",
-            post(business_info::create)
-                .get(business_info::get)
-                .put(business_info::update),
+            "/openapi.json",
+            get(move || {
+                let doc = doc.clone();
+                async move { ([(CONTENT_TYPE, "application/json")], doc) }
+            }),
         )
-        .route("/v1/business-info/status", get(business_info::status))
-        .route("/v1/channels/sms/status", get(onboarding::status::get_status))
-        .route("/v1/channels/sms/resubmit", post(onboarding::status::resubmit))
-        .route(
-            "/webhooks/twilio/brand-status",
-            post(onboarding::status::brand_status_webhook),
-        )
-        .route(
-            "/v1/channels/{channel}",
-            post(channels::save).get(channels::get).delete(channels::delete),
-        )
-        .route("/v1/usage", get(usage::usage))
-        .route("/v1/audit", get(audit::list))
-        .route("/v1/campaigns/{id}/preflight", post(usage::preflight))
-        .route("/v1/campaigns/{id}/send", post(campaigns::send))
-        .route("/v1/campaigns/{id}/events", get(campaigns::events))
-        .route("/v1/api-keys", post(platform::create_key).get(platform::list_keys))
-        .route("/v1/api-keys/{key_id}", delete(platform::revoke_key))
-        .route("/v1/admin/tenants", post(platform::create))
-        .route("/v1/admin/tenants/{id}", get(platform::get).patch(platform::update))
-        .route("/v1/admin/plans/{id}", put(platform::put_plan).get(platform::get_plan))
-        .route(
-            "/v1/admin/demo-tenants",
-            post(platform::create_demo).get(platform::list_demo),
-        )
-        .route("/v1/admin/demo-tenants/{id}", delete(platform::delete_demo))
-        .route("/webhooks/twilio/status", post(webhooks::twilio_status))
-        .route("/webhooks/twilio/inbound", post(webhooks::twilio_inbound))
-        .route("/webhooks/ses", post(ses_events::ses))
         .fallback(|| async { ApiError::not_found("route_not_found", "no such route") })
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::map_response(too_large_as_json))

@@ -19,7 +19,7 @@ use crate::error::ApiError;
 pub const MAX_BATCH: usize = 1_000;
 
 /// The answer for one submitted envelope.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SubmitResult {
     /// Its position in the request.
     pub index: usize,
@@ -34,7 +34,7 @@ pub struct SubmitResult {
 }
 
 /// Why one envelope was rejected.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SubmitError {
     /// A stable code.
     pub code: &'static str,
@@ -46,7 +46,7 @@ pub struct SubmitError {
 }
 
 /// The answer to a submission.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SubmitResponse {
     /// How many were accepted (appended to the log).
     pub accepted: usize,
@@ -83,6 +83,23 @@ pub async fn ensure_may_send(state: &AppState, tenant: &common::TenantId) -> Res
 /// `POST /v1/messages`: `{"messages": [envelope, ...]}`. Each envelope is validated on its own;
 /// `version` and `tenant_id` may be left out (the key's tenant is used), `message_id` too (one is
 /// generated, but then a retried request sends twice: give your own for idempotency).
+#[utoipa::path(
+    operation_id = "messages_submit",
+    post,
+    path = "/v1/messages",
+    tag = "messages",
+    request_body(content = crate::openapi::SubmitRequest, content_type = "application/json"),
+    responses(
+        (status = 202, description = "at least one envelope was accepted; each is answered accepted or rejected", body = SubmitResponse),
+        (status = 400, description = "malformed_json: the body is not the JSON expected", body = crate::error::ErrorBody),
+        (status = 401, description = "unauthorized: no valid API key", body = crate::error::ErrorBody),
+        (status = 402, description = "subscription_inactive or plan_inactive: sending is refused", body = crate::error::ErrorBody),
+        (status = 413, description = "payload_too_large: the body is larger than admin.max_body_bytes", body = crate::error::ErrorBody),
+        (status = 422, description = "every envelope was rejected (a SubmitResponse), or the request itself is invalid (an ErrorBody)", body = crate::openapi::SubmitRejection),
+        (status = 503, description = "store_unavailable or log_unavailable: retry later", body = crate::error::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn submit(
     State(state): State<AppState>,
     caller: TenantCaller,
@@ -191,17 +208,19 @@ fn prepare(item: &Value, caller: &TenantCaller) -> Result<Envelope, SubmitError>
 }
 
 /// A message's status and history.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MessageView {
     /// Its id.
     pub message_id: String,
     /// Its channel.
+    #[schema(value_type = crate::openapi::ChannelSchema)]
     pub channel: common::Channel,
     /// Its recipient.
     pub recipient: String,
     /// Its campaign.
     pub campaign_id: Option<String>,
     /// Its current status.
+    #[schema(value_type = crate::openapi::MessageStatusSchema)]
     pub status: MessageStatus,
     /// The reason code of the current status.
     pub reason: Option<String>,
@@ -210,12 +229,27 @@ pub struct MessageView {
     /// The provider's id.
     pub provider_message_id: Option<String>,
     /// Every status it went through, oldest first.
+    #[schema(value_type = Vec<crate::openapi::StatusChangeSchema>)]
     pub history: Vec<StatusChange>,
     /// Whether it belongs to a demo tenant (simulated, never really sent).
     pub demo: bool,
 }
 
 /// `GET /v1/messages/{id}`: the message's status and history, if it is the caller's.
+#[utoipa::path(
+    operation_id = "messages_get",
+    get,
+    path = "/v1/messages/{id}",
+    tag = "messages",
+    params(("id" = String, Path, description = "the message id")),
+    responses(
+        (status = 200, description = "the message's status and history", body = MessageView),
+        (status = 401, description = "unauthorized: no valid API key", body = crate::error::ErrorBody),
+        (status = 404, description = "message_not_found: no message with that id for this tenant", body = crate::error::ErrorBody),
+        (status = 503, description = "store_unavailable or log_unavailable: retry later", body = crate::error::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn get(
     State(state): State<AppState>,
     caller: TenantCaller,

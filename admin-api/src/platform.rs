@@ -60,13 +60,14 @@ impl FromRequestParts<AppState> for PlatformCaller {
 }
 
 /// A tenant as the platform sees it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TenantView {
     /// Its id.
     pub id: String,
     /// Its display name.
     pub name: String,
     /// `active` or `suspended`.
+    #[schema(value_type = String, example = "active")]
     pub status: TenantStatus,
     /// Its plan.
     pub plan_id: Option<String>,
@@ -91,7 +92,7 @@ impl From<Tenant> for TenantView {
 }
 
 /// A key just made: the only time its secret is shown.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct NewKeyView {
     /// The key's public id (for listing and revoking).
     pub key_id: String,
@@ -100,7 +101,7 @@ pub struct NewKeyView {
 }
 
 /// A tenant and its first key.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CreatedTenant {
     /// The tenant.
     pub tenant: TenantView,
@@ -128,7 +129,7 @@ pub(crate) fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, 
 }
 
 /// `POST /v1/admin/tenants` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewTenant {
     id: String,
@@ -173,6 +174,24 @@ async fn create_tenant(state: &AppState, tenant: Tenant) -> Result<CreatedTenant
 }
 
 /// `POST /v1/admin/tenants`: a live tenant and its first API key (shown once).
+#[utoipa::path(
+    operation_id = "platform_create",
+    post,
+    path = "/v1/admin/tenants",
+    tag = "platform",
+    request_body(content = NewTenant, content_type = "application/json"),
+    responses(
+        (status = 201, description = "the tenant and its first API key (shown once)", body = CreatedTenant),
+        (status = 400, description = "malformed_json: the body is not the JSON expected", body = crate::error::ErrorBody),
+        (status = 401, description = "unauthorized: no valid platform-admin key (or none is configured)", body = crate::error::ErrorBody),
+        (status = 403, description = "platform_admin_only: a tenant key on a platform route", body = crate::error::ErrorBody),
+        (status = 409, description = "tenant_exists", body = crate::error::ErrorBody),
+        (status = 413, description = "payload_too_large: the body is larger than admin.max_body_bytes", body = crate::error::ErrorBody),
+        (status = 422, description = "invalid_field: `field` and `fields` name what is wrong", body = crate::error::ErrorBody),
+        (status = 503, description = "store_unavailable or log_unavailable: retry later", body = crate::error::ErrorBody),
+    ),
+    security(("platform_admin" = [])),
+)]
 pub async fn create(
     State(state): State<AppState>,
     _: PlatformCaller,
@@ -223,6 +242,21 @@ fn tenant_id(raw: String) -> Result<TenantId, ApiError> {
 }
 
 /// `GET /v1/admin/tenants/{id}`.
+#[utoipa::path(
+    operation_id = "platform_get",
+    get,
+    path = "/v1/admin/tenants/{id}",
+    tag = "platform",
+    params(("id" = String, Path, description = "the tenant id")),
+    responses(
+        (status = 200, description = "the tenant", body = TenantView),
+        (status = 401, description = "unauthorized: no valid platform-admin key (or none is configured)", body = crate::error::ErrorBody),
+        (status = 403, description = "platform_admin_only: a tenant key on a platform route", body = crate::error::ErrorBody),
+        (status = 404, description = "tenant_not_found", body = crate::error::ErrorBody),
+        (status = 503, description = "store_unavailable or log_unavailable: retry later", body = crate::error::ErrorBody),
+    ),
+    security(("platform_admin" = [])),
+)]
 pub async fn get(
     State(state): State<AppState>,
     _: PlatformCaller,
@@ -238,13 +272,15 @@ pub async fn get(
 }
 
 /// `PATCH /v1/admin/tenants/{id}` body: the subscription state.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TenantChange {
     #[serde(default)]
+    #[schema(value_type = Option<String>, example = "suspended")]
     status: Option<TenantStatus>,
     /// `Some(None)` (JSON `null`) takes the tenant off any plan.
     #[serde(default, with = "serde_with_null")]
+    #[schema(value_type = Option<String>)]
     plan_id: Option<Option<String>>,
 }
 
@@ -259,6 +295,25 @@ mod serde_with_null {
 
 /// `PATCH /v1/admin/tenants/{id}`: suspends or reactivates a tenant (a suspended tenant's
 /// sending routes answer 402), or changes its plan.
+#[utoipa::path(
+    operation_id = "platform_update",
+    patch,
+    path = "/v1/admin/tenants/{id}",
+    tag = "platform",
+    params(("id" = String, Path, description = "the tenant id")),
+    request_body(content = TenantChange, content_type = "application/json"),
+    responses(
+        (status = 200, description = "the changed tenant", body = TenantView),
+        (status = 400, description = "malformed_json: the body is not the JSON expected", body = crate::error::ErrorBody),
+        (status = 401, description = "unauthorized: no valid platform-admin key (or none is configured)", body = crate::error::ErrorBody),
+        (status = 403, description = "platform_admin_only: a tenant key on a platform route", body = crate::error::ErrorBody),
+        (status = 404, description = "tenant_not_found", body = crate::error::ErrorBody),
+        (status = 413, description = "payload_too_large: the body is larger than admin.max_body_bytes", body = crate::error::ErrorBody),
+        (status = 422, description = "invalid_field: `field` and `fields` name what is wrong", body = crate::error::ErrorBody),
+        (status = 503, description = "store_unavailable or log_unavailable: retry later", body = crate::error::ErrorBody),
+    ),
+    security(("platform_admin" = [])),
+)]
 pub async fn update(
     State(state): State<AppState>,
     _: PlatformCaller,
@@ -297,7 +352,7 @@ pub async fn update(
 }
 
 /// A plan: monthly quotas per channel.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlanView {
     /// Its id.
@@ -307,10 +362,29 @@ pub struct PlanView {
     pub name: String,
     /// Monthly quota per channel (SMS in segments, others in messages); a channel left out
     /// has no quota.
+    #[schema(value_type = BTreeMap<String, u64>)]
     pub monthly_quota: BTreeMap<Channel, u64>,
 }
 
 /// `PUT /v1/admin/plans/{id}`: creates or replaces a plan.
+#[utoipa::path(
+    operation_id = "platform_put_plan",
+    put,
+    path = "/v1/admin/plans/{id}",
+    tag = "platform",
+    params(("id" = String, Path, description = "the plan id: 1-64 of letters, digits, `-` and `_`")),
+    request_body(content = PlanView, content_type = "application/json"),
+    responses(
+        (status = 200, description = "the saved plan", body = PlanView),
+        (status = 400, description = "malformed_json: the body is not the JSON expected", body = crate::error::ErrorBody),
+        (status = 401, description = "unauthorized: no valid platform-admin key (or none is configured)", body = crate::error::ErrorBody),
+        (status = 403, description = "platform_admin_only: a tenant key on a platform route", body = crate::error::ErrorBody),
+        (status = 413, description = "payload_too_large: the body is larger than admin.max_body_bytes", body = crate::error::ErrorBody),
+        (status = 422, description = "invalid_field: `field` and `fields` name what is wrong", body = crate::error::ErrorBody),
+        (status = 503, description = "store_unavailable or log_unavailable: retry later", body = crate::error::ErrorBody),
+    ),
+    security(("platform_admin" = [])),
+)]
 pub async fn put_plan(
     State(state): State<AppState>,
     _: PlatformCaller,
@@ -343,6 +417,21 @@ pub async fn put_plan(
 }
 
 /// `GET /v1/admin/plans/{id}`.
+#[utoipa::path(
+    operation_id = "platform_get_plan",
+    get,
+    path = "/v1/admin/plans/{id}",
+    tag = "platform",
+    params(("id" = String, Path, description = "the plan id: 1-64 of letters, digits, `-` and `_`")),
+    responses(
+        (status = 200, description = "the plan", body = PlanView),
+        (status = 401, description = "unauthorized: no valid platform-admin key (or none is configured)", body = crate::error::ErrorBody),
+        (status = 403, description = "platform_admin_only: a tenant key on a platform route", body = crate::error::ErrorBody),
+        (status = 404, description = "plan_not_found", body = crate::error::ErrorBody),
+        (status = 503, description = "store_unavailable or log_unavailable: retry later", body = crate::error::ErrorBody),
+    ),
+    security(("platform_admin" = [])),
+)]
 pub async fn get_plan(
     State(state): State<AppState>,
     _: PlatformCaller,
@@ -361,7 +450,7 @@ pub async fn get_plan(
 }
 
 /// `POST /v1/admin/demo-tenants` body (optional).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewDemoTenant {
     #[serde(default)]
@@ -370,6 +459,23 @@ struct NewDemoTenant {
 
 /// `POST /v1/admin/demo-tenants`: a demo tenant (simulated traffic, deleted after the
 /// retention period) and its API key (shown once).
+#[utoipa::path(
+    operation_id = "platform_create_demo",
+    post,
+    path = "/v1/admin/demo-tenants",
+    tag = "platform",
+    request_body(content = Option<NewDemoTenant>, description = "optional", content_type = "application/json"),
+    responses(
+        (status = 201, description = "the demo tenant and its API key (shown once)", body = CreatedTenant),
+        (status = 400, description = "malformed_json: the body is not the JSON expected", body = crate::error::ErrorBody),
+        (status = 401, description = "unauthorized: no valid platform-admin key (or none is configured)", body = crate::error::ErrorBody),
+        (status = 403, description = "platform_admin_only: a tenant key on a platform route", body = crate::error::ErrorBody),
+        (status = 413, description = "payload_too_large: the body is larger than admin.max_body_bytes", body = crate::error::ErrorBody),
+        (status = 422, description = "invalid_field: `field` and `fields` name what is wrong", body = crate::error::ErrorBody),
+        (status = 503, description = "store_unavailable or log_unavailable: retry later", body = crate::error::ErrorBody),
+    ),
+    security(("platform_admin" = [])),
+)]
 pub async fn create_demo(
     State(state): State<AppState>,
     _: PlatformCaller,
@@ -395,7 +501,7 @@ pub async fn create_demo(
 }
 
 /// The demo tenants.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DemoTenants {
     /// Every demo tenant, oldest first.
     pub tenants: Vec<TenantView>,
@@ -404,6 +510,19 @@ pub struct DemoTenants {
 }
 
 /// `GET /v1/admin/demo-tenants`.
+#[utoipa::path(
+    operation_id = "platform_list_demo",
+    get,
+    path = "/v1/admin/demo-tenants",
+    tag = "platform",
+    responses(
+        (status = 200, description = "every demo tenant, oldest first", body = DemoTenants),
+        (status = 401, description = "unauthorized: no valid platform-admin key (or none is configured)", body = crate::error::ErrorBody),
+        (status = 403, description = "platform_admin_only: a tenant key on a platform route", body = crate::error::ErrorBody),
+        (status = 503, description = "store_unavailable or log_unavailable: retry later", body = crate::error::ErrorBody),
+    ),
+    security(("platform_admin" = [])),
+)]
 pub async fn list_demo(State(state): State<AppState>, _: PlatformCaller) -> Result<Json<DemoTenants>, ApiError> {
     let far_future = OffsetDateTime::now_utc() + time::Duration::days(36_500);
     let tenants = state.store.demo_tenants_created_before(far_future).await?;
@@ -415,6 +534,21 @@ pub async fn list_demo(State(state): State<AppState>, _: PlatformCaller) -> Resu
 
 /// `DELETE /v1/admin/demo-tenants/{id}`: deletes a demo tenant and every row it owns (a live
 /// tenant's id answers 404).
+#[utoipa::path(
+    operation_id = "platform_delete_demo",
+    delete,
+    path = "/v1/admin/demo-tenants/{id}",
+    tag = "platform",
+    params(("id" = String, Path, description = "the tenant id")),
+    responses(
+        (status = 204, description = "deleted with every row it owned"),
+        (status = 401, description = "unauthorized: no valid platform-admin key (or none is configured)", body = crate::error::ErrorBody),
+        (status = 403, description = "platform_admin_only: a tenant key on a platform route", body = crate::error::ErrorBody),
+        (status = 404, description = "tenant_not_found: no demo tenant with that id", body = crate::error::ErrorBody),
+        (status = 503, description = "store_unavailable or log_unavailable: retry later", body = crate::error::ErrorBody),
+    ),
+    security(("platform_admin" = [])),
+)]
 pub async fn delete_demo(
     State(state): State<AppState>,
     _: PlatformCaller,
@@ -430,7 +564,7 @@ pub async fn delete_demo(
 }
 
 /// One API key of the caller's tenant, without its secret.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct KeyView {
     /// The key's public id.
     pub key_id: String,
@@ -453,6 +587,18 @@ impl From<ApiKeyRecord> for KeyView {
 }
 
 /// `POST /v1/api-keys`: another key for the caller's tenant (shown once).
+#[utoipa::path(
+    operation_id = "platform_create_key",
+    post,
+    path = "/v1/api-keys",
+    tag = "api-keys",
+    responses(
+        (status = 201, description = "the new key; its secret is shown only now", body = NewKeyView),
+        (status = 401, description = "unauthorized: no valid API key", body = crate::error::ErrorBody),
+        (status = 503, description = "store_unavailable or log_unavailable: retry later", body = crate::error::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn create_key(
     State(state): State<AppState>,
     caller: TenantCaller,
@@ -478,13 +624,25 @@ pub async fn create_key(
 }
 
 /// The caller's keys.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct KeyList {
     /// Every key, revoked ones included, oldest first.
     pub keys: Vec<KeyView>,
 }
 
 /// `GET /v1/api-keys`.
+#[utoipa::path(
+    operation_id = "platform_list_keys",
+    get,
+    path = "/v1/api-keys",
+    tag = "api-keys",
+    responses(
+        (status = 200, description = "the tenant's keys, revoked ones included", body = KeyList),
+        (status = 401, description = "unauthorized: no valid API key", body = crate::error::ErrorBody),
+        (status = 503, description = "store_unavailable or log_unavailable: retry later", body = crate::error::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn list_keys(State(state): State<AppState>, caller: TenantCaller) -> Result<Json<KeyList>, ApiError> {
     let keys = state.store.api_keys(&caller.tenant_id).await?;
     Ok(Json(KeyList {
@@ -493,6 +651,20 @@ pub async fn list_keys(State(state): State<AppState>, caller: TenantCaller) -> R
 }
 
 /// `DELETE /v1/api-keys/{key_id}`: revokes a key of the caller's tenant at once.
+#[utoipa::path(
+    operation_id = "platform_revoke_key",
+    delete,
+    path = "/v1/api-keys/{key_id}",
+    tag = "api-keys",
+    params(("key_id" = String, Path, description = "the key's public id")),
+    responses(
+        (status = 204, description = "revoked"),
+        (status = 401, description = "unauthorized: no valid API key", body = crate::error::ErrorBody),
+        (status = 404, description = "api_key_not_found", body = crate::error::ErrorBody),
+        (status = 503, description = "store_unavailable or log_unavailable: retry later", body = crate::error::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn revoke_key(
     State(state): State<AppState>,
     caller: TenantCaller,

@@ -129,6 +129,22 @@ struct SesRecipient {
 }
 
 /// `POST /webhooks/ses`.
+#[utoipa::path(
+    operation_id = "ses_events_ses",
+    post,
+    path = "/webhooks/ses",
+    tag = "webhooks",
+    request_body(content = crate::openapi::SnsMessageRequest, description = "an SNS message, signed in its `Signature` field (SNS posts it as text/plain)", content_type = "text/plain"),
+    responses(
+        (status = 204, description = "applied, confirmed, or ignored"),
+        (status = 400, description = "malformed_json: the body is not the JSON expected", body = crate::error::ErrorBody),
+        (status = 403, description = "invalid_signature: the SNS message does not verify", body = crate::error::ErrorBody),
+        (status = 413, description = "payload_too_large: the body is larger than admin.max_body_bytes", body = crate::error::ErrorBody),
+        (status = 422, description = "invalid_field: an unknown Type, a bad SubscribeURL or a Message that is no SES event", body = crate::error::ErrorBody),
+        (status = 502, description = "subscription_confirmation_failed: SNS retries", body = crate::error::ErrorBody),
+        (status = 503, description = "store_unavailable or log_unavailable: retry later", body = crate::error::ErrorBody),
+    ),
+)]
 pub async fn ses(State(state): State<AppState>, body: Bytes) -> Result<StatusCode, ApiError> {
     let message: SnsMessage = serde_json::from_slice(&body).map_err(|error| {
         count(SOURCE, "malformed");

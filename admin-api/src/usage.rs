@@ -36,7 +36,7 @@ fn unit_price(channel: Channel) -> f64 {
 }
 
 /// One channel's use of its quota.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ChannelUsage {
     /// Used this period (segments for SMS, messages otherwise).
     pub used: u64,
@@ -49,20 +49,22 @@ pub struct ChannelUsage {
 }
 
 /// `GET /v1/usage` answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UsageView {
     /// The month (`YYYY-MM`, UTC).
     pub period: String,
     /// The tenant's plan.
     pub plan_id: Option<String>,
     /// Per channel.
+    #[schema(value_type = BTreeMap<String, ChannelUsage>)]
     pub channels: BTreeMap<Channel, ChannelUsage>,
     /// Whether the tenant is a demo tenant (no quota applies, traffic is simulated).
     pub demo: bool,
 }
 
 /// `GET /v1/usage` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UsageQuery {
     /// A month (`YYYY-MM`); the current one when absent.
     pub period: Option<String>,
@@ -108,6 +110,21 @@ fn is_period(raw: &str) -> bool {
 }
 
 /// `GET /v1/usage`.
+#[utoipa::path(
+    operation_id = "usage_usage",
+    get,
+    path = "/v1/usage",
+    tag = "usage",
+    params(UsageQuery),
+    responses(
+        (status = 200, description = "quota use per channel", body = UsageView),
+        (status = 400, description = "the query string does not parse", body = String, content_type = "text/plain"),
+        (status = 401, description = "unauthorized: no valid API key", body = crate::error::ErrorBody),
+        (status = 422, description = "invalid_field: period is not YYYY-MM", body = crate::error::ErrorBody),
+        (status = 503, description = "store_unavailable or log_unavailable: retry later", body = crate::error::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn usage(
     State(state): State<AppState>,
     caller: TenantCaller,
@@ -143,9 +160,10 @@ pub async fn usage(
 }
 
 /// `POST /v1/campaigns/{id}/preflight` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PreflightRequest {
+    #[schema(value_type = crate::openapi::ChannelSchema)]
     channel: Channel,
     recipients: Vec<String>,
     /// The text (SMS, WhatsApp free-form, email text part): segments are counted from it.
@@ -154,7 +172,7 @@ struct PreflightRequest {
 }
 
 /// Whether the channel can send now.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ChannelReadiness {
     /// Ready to send.
     pub ready: bool,
@@ -165,7 +183,7 @@ pub struct ChannelReadiness {
 }
 
 /// A recipient that cannot be sent to.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct InvalidRecipient {
     /// Its position in the request.
     pub index: usize,
@@ -174,7 +192,7 @@ pub struct InvalidRecipient {
 }
 
 /// The recipients, sorted out.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RecipientCheck {
     /// How many were given.
     pub total: usize,
@@ -187,18 +205,19 @@ pub struct RecipientCheck {
 }
 
 /// Segments of the message.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SegmentEstimate {
     /// Per message (1 for WhatsApp and email).
     pub per_message: u32,
     /// SMS: the encoding the text needs.
+    #[schema(value_type = Option<String>, example = "gsm7")]
     pub encoding: Option<SmsEncoding>,
     /// For every sendable recipient.
     pub total: u64,
 }
 
 /// The quota against the campaign.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct QuotaCheck {
     /// `segments` or `messages`.
     pub unit: &'static str,
@@ -213,7 +232,7 @@ pub struct QuotaCheck {
 }
 
 /// How long the senders take at their pace.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DrainEstimate {
     /// Sender numbers (or addresses) sharing the campaign.
     pub senders: usize,
@@ -224,11 +243,12 @@ pub struct DrainEstimate {
 }
 
 /// `POST /v1/campaigns/{id}/preflight` answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Preflight {
     /// The campaign.
     pub campaign_id: String,
     /// The channel.
+    #[schema(value_type = crate::openapi::ChannelSchema)]
     pub channel: Channel,
     /// Whether the channel can send.
     pub channel_ready: ChannelReadiness,
@@ -279,6 +299,23 @@ fn drain(pacing: &PacingSettings, channel: Channel, ready: &Ready, units: u64) -
 }
 
 /// `POST /v1/campaigns/{id}/preflight`.
+#[utoipa::path(
+    operation_id = "usage_preflight",
+    post,
+    path = "/v1/campaigns/{id}/preflight",
+    tag = "campaigns",
+    params(("id" = String, Path, description = "the campaign id: 1-128 of `A-Z a-z 0-9 _ - . :`")),
+    request_body(content = PreflightRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "readiness, recipients, segments, cost, quota and drain estimates", body = Preflight),
+        (status = 400, description = "malformed_json: the body is not the JSON expected", body = crate::error::ErrorBody),
+        (status = 401, description = "unauthorized: no valid API key", body = crate::error::ErrorBody),
+        (status = 413, description = "payload_too_large: the body is larger than admin.max_body_bytes", body = crate::error::ErrorBody),
+        (status = 422, description = "invalid_field: `field` and `fields` name what is wrong", body = crate::error::ErrorBody),
+        (status = 503, description = "store_unavailable or log_unavailable: retry later", body = crate::error::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn preflight(
     State(state): State<AppState>,
     caller: TenantCaller,

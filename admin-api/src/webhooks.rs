@@ -131,6 +131,21 @@ pub(crate) async fn verified(
 }
 
 /// `POST /webhooks/twilio/status`.
+#[utoipa::path(
+    operation_id = "webhooks_twilio_status",
+    post,
+    path = "/webhooks/twilio/status",
+    tag = "webhooks",
+    params(("X-Twilio-Signature" = String, Header, description = "Twilio's signature of the public URL and the form, with the auth token of `AccountSid`")),
+    request_body(content = crate::openapi::TwilioStatusForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 204, description = "applied, or ignored (unknown message, not an outbound status)"),
+        (status = 403, description = "invalid_signature: X-Twilio-Signature does not verify with any stored token of AccountSid", body = crate::error::ErrorBody),
+        (status = 413, description = "payload_too_large: the body is larger than admin.max_body_bytes", body = crate::error::ErrorBody),
+        (status = 422, description = "invalid_field: MessageSid and MessageStatus are required", body = crate::error::ErrorBody),
+        (status = 503, description = "store_unavailable or log_unavailable: retry later", body = crate::error::ErrorBody),
+    ),
+)]
 pub async fn twilio_status(
     State(state): State<AppState>,
     uri: Uri,
@@ -221,6 +236,21 @@ fn keyword(body: &str) -> Option<(Keyword, String)> {
 }
 
 /// `POST /webhooks/twilio/inbound`.
+#[utoipa::path(
+    operation_id = "webhooks_twilio_inbound",
+    post,
+    path = "/webhooks/twilio/inbound",
+    tag = "webhooks",
+    params(("X-Twilio-Signature" = String, Header, description = "Twilio's signature of the public URL and the form, with the auth token of `AccountSid`")),
+    request_body(content = crate::openapi::TwilioInboundForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "empty TwiML: `<Response/>`", content_type = "text/xml", body = String),
+        (status = 403, description = "invalid_signature: X-Twilio-Signature does not verify with any stored token of AccountSid", body = crate::error::ErrorBody),
+        (status = 413, description = "payload_too_large: the body is larger than admin.max_body_bytes", body = crate::error::ErrorBody),
+        (status = 422, description = "invalid_field: From is missing or not a number", body = crate::error::ErrorBody),
+        (status = 503, description = "store_unavailable or log_unavailable: retry later", body = crate::error::ErrorBody),
+    ),
+)]
 pub async fn twilio_inbound(
     State(state): State<AppState>,
     uri: Uri,

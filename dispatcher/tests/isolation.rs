@@ -91,8 +91,10 @@ async fn no_tenant_route_reaches_another_tenants_data() {
         Method::POST,
         "/v1/channels/email",
         beta,
-        Some(json!({"access_key_id": "AKIABETA000000000000", "secret_access_key": "beta-secret",
-                    "region": "us-east-1", "from_address": "hi@beta.example.com"})),
+        Some(
+            json!({"access_key_id": "AKIABETA000000000000", "secret_access_key": "beta-secret",
+                    "region": "us-east-1", "from_address": "hi@beta.example.com"}),
+        ),
     )
     .await;
     assert_eq!(status, 201, "{body}");
@@ -122,12 +124,22 @@ async fn no_tenant_route_reaches_another_tenants_data() {
             body.contains("not_started")
         }),
         (Method::POST, "/v1/channels/sms/resubmit".into(), None, 404, not_beta),
-        (Method::DELETE, format!("/v1/api-keys/{beta_key_id}"), None, 404, not_beta),
-        (Method::GET, "/v1/api-keys".into(), None, 200, |body| body.matches("key_id").count() == 1),
+        (
+            Method::DELETE,
+            format!("/v1/api-keys/{beta_key_id}"),
+            None,
+            404,
+            not_beta,
+        ),
+        (Method::GET, "/v1/api-keys".into(), None, 200, |body| {
+            body.matches("key_id").count() == 1
+        }),
         (Method::GET, "/v1/campaigns/launch/events".into(), None, 200, |body| {
             body.contains("\"total\":0")
         }),
-        (Method::GET, "/v1/usage".into(), None, 200, |body| !body.contains("\"used\":1")),
+        (Method::GET, "/v1/usage".into(), None, 200, |body| {
+            !body.contains("\"used\":1")
+        }),
         (Method::GET, "/v1/audit".into(), None, 200, not_beta),
         (
             Method::POST,

@@ -79,7 +79,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// A workflow step, as stored in `Brand::workflow_step`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Step {
     /// The tenant's Twilio account: its own, or a subaccount of the platform.

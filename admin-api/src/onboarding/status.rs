@@ -27,7 +27,7 @@ use crate::auth::TenantCaller;
 use crate::{ApiError, AppState};
 
 /// What the tenant should do next.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct NextAction {
     /// A stable code.
     pub code: &'static str,
@@ -36,13 +36,14 @@ pub struct NextAction {
 }
 
 /// Where a tenant's SMS onboarding stands.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct SmsStatus {
     /// `not_started`, `in_progress`, `awaiting_approval`, `ready`, `rejected`, `needs_attention`.
     pub status: &'static str,
     /// The workflow step (`None` before business information is submitted).
     pub step: Option<Step>,
     /// The 10DLC brand's status.
+    #[schema(value_type = Option<String>, example = "approved")]
     pub brand_status: Option<BrandStatus>,
     /// Why it was rejected, stopped, or is retrying.
     pub reason: Option<String>,
@@ -179,6 +180,18 @@ pub async fn sms_status(state: &AppState, tenant: &TenantId) -> Result<SmsStatus
 }
 
 /// `GET /v1/channels/sms/status`.
+#[utoipa::path(
+    operation_id = "onboarding_get_status",
+    get,
+    path = "/v1/channels/sms/status",
+    tag = "onboarding",
+    responses(
+        (status = 200, description = "where the 10DLC registration stands and what to do next", body = SmsStatus),
+        (status = 401, description = "unauthorized: no valid API key", body = crate::error::ErrorBody),
+        (status = 503, description = "store_unavailable or log_unavailable: retry later", body = crate::error::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn get_status(State(state): State<AppState>, caller: TenantCaller) -> Result<Json<SmsStatus>, ApiError> {
     Ok(Json(sms_status(&state, &caller.tenant_id).await?))
 }
@@ -188,6 +201,20 @@ pub async fn get_status(State(state): State<AppState>, caller: TenantCaller) -> 
 /// after `needs_attention`, the stopped step is tried again. 404 `business_info_not_found`
 /// before any submission; 409 `nothing_to_resubmit` while the workflow moves or once it is
 /// ready; 409 `onboarding_uncertain` while an operator must first check Twilio.
+#[utoipa::path(
+    operation_id = "onboarding_resubmit",
+    post,
+    path = "/v1/channels/sms/resubmit",
+    tag = "onboarding",
+    responses(
+        (status = 202, description = "resubmitted; the new status", body = SmsStatus),
+        (status = 401, description = "unauthorized: no valid API key", body = crate::error::ErrorBody),
+        (status = 404, description = "business_info_not_found: nothing submitted yet", body = crate::error::ErrorBody),
+        (status = 409, description = "nothing_to_resubmit, onboarding_uncertain or onboarding_state_invalid", body = crate::error::ErrorBody),
+        (status = 503, description = "store_unavailable or log_unavailable: retry later", body = crate::error::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn resubmit(
     State(state): State<AppState>,
     caller: TenantCaller,
@@ -227,6 +254,20 @@ fn count(outcome: &'static str) {
 /// `POST /webhooks/twilio/brand-status`: 204 once applied or ignored (a callback without
 /// `BrandRegistrationSid` and `BrandStatus`, such as a bundle's, is ignored); 403 when the
 /// signature does not verify.
+#[utoipa::path(
+    operation_id = "onboarding_brand_status_webhook",
+    post,
+    path = "/webhooks/twilio/brand-status",
+    tag = "webhooks",
+    params(("X-Twilio-Signature" = String, Header, description = "Twilio's signature of the public URL and the form, with the auth token of `AccountSid`")),
+    request_body(content = crate::openapi::TwilioBrandStatusForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 204, description = "applied or ignored"),
+        (status = 403, description = "invalid_signature: X-Twilio-Signature does not verify with any stored token of AccountSid", body = crate::error::ErrorBody),
+        (status = 413, description = "payload_too_large: the body is larger than admin.max_body_bytes", body = crate::error::ErrorBody),
+        (status = 503, description = "store_unavailable or log_unavailable: retry later", body = crate::error::ErrorBody),
+    ),
+)]
 pub async fn brand_status_webhook(
     State(state): State<AppState>,
     uri: Uri,

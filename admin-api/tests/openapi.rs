@@ -1,0 +1,255 @@
+//! The OpenAPI document matches the routes: every route served is documented and every
+//! documented operation is served, with its security scheme and its error responses.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use admin_api::AppState;
+use admin_api::onboarding::Onboarding;
+use admin_api::webhooks::StoreStatusSink;
+use common::config::Settings;
+use common::credentials::keyring_from_settings;
+use common::ses::SesClient;
+use common::telemetry::Readiness;
+use common::twilio::TwilioClient;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Every route `admin_api::router` serves, as in lib.rs: adding a route means adding it here,
+/// and the document must list it.
+const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/v1/messages"),
+    ("GET", "/v1/messages/{id}"),
+    ("POST", "/v1/business-info"),
+    ("GET", "/v1/business-info"),
+    ("PUT", "/v1/business-info"),
+    ("GET", "/v1/business-info/status"),
+    ("GET", "/v1/channels/sms/status"),
+    ("POST", "/v1/channels/sms/resubmit"),
+    ("POST", "/webhooks/twilio/brand-status"),
+    ("POST", "/v1/channels/{channel}"),
+    ("GET", "/v1/channels/{channel}"),
+    ("DELETE", "/v1/channels/{channel}"),
+    ("GET", "/v1/usage"),
+    ("GET", "/v1/audit"),
+    ("POST", "/v1/campaigns/{id}/preflight"),
+    ("POST", "/v1/campaigns/{id}/send"),
+    ("GET", "/v1/campaigns/{id}/events"),
+    ("POST", "/v1/api-keys"),
+    ("GET", "/v1/api-keys"),
+    ("DELETE", "/v1/api-keys/{key_id}"),
+    ("POST", "/v1/admin/tenants"),
+    ("GET", "/v1/admin/tenants/{id}"),
+    ("PATCH", "/v1/admin/tenants/{id}"),
+    ("PUT", "/v1/admin/plans/{id}"),
+    ("GET", "/v1/admin/plans/{id}"),
+    ("POST", "/v1/admin/demo-tenants"),
+    ("GET", "/v1/admin/demo-tenants"),
+    ("DELETE", "/v1/admin/demo-tenants/{id}"),
+    ("POST", "/webhooks/twilio/status"),
+    ("POST", "/webhooks/twilio/inbound"),
+    ("POST", "/webhooks/ses"),
+    ("GET", "/openapi.json"),
+    ("GET", "/metrics"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+];
+
+const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+
+fn document() -> Value {
+    let json = admin_api::openapi().to_json().expect("the document serialises");
+    serde_json::from_str(&json).expect("the document is JSON")
+}
+
+/// Every (method, path, operation) of the document.
+fn operations(doc: &Value) -> Vec<(String, String, Value)> {
+    let mut operations = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths is an object") {
+        for (method, operation) in item.as_object().expect("a path item is an object") {
+            let method = method.to_uppercase();
+            if METHODS.contains(&method.as_str()) || ["HEAD", "OPTIONS", "TRACE"].contains(&method.as_str()) {
+                operations.push((method, path.clone(), operation.clone()));
+            }
+        }
+    }
+    operations
+}
+
+#[test]
+fn the_document_lists_every_route_and_no_other() {
+    let doc = document();
+    let documented: BTreeSet<(String, String)> = operations(&doc)
+        .into_iter()
+        .map(|(method, path, _)| (method, path))
+        .collect();
+    let served: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .map(|(method, path)| ((*method).to_owned(), (*path).to_owned()))
+        .collect();
+    assert_eq!(served.len(), ROUTES.len(), "the table lists a route twice");
+    let missing: Vec<_> = served.difference(&documented).collect();
+    let extra: Vec<_> = documented.difference(&served).collect();
+    assert!(missing.is_empty(), "routes missing from the document: {missing:?}");
+    assert!(extra.is_empty(), "documented operations no route serves: {extra:?}");
+    assert_eq!(operations(&doc).len(), ROUTES.len());
+}
+
+#[test]
+fn the_document_is_openapi_3_1_with_its_title_and_version() {
+    let doc = document();
+    let version = doc["openapi"].as_str().expect("openapi is a string");
+    assert!(version.starts_with("3.1."), "openapi {version}");
+    assert_eq!(doc["info"]["title"], "EngageNinja Dispatch admin API");
+    assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
+    let ids: Vec<String> = operations(&doc)
+        .into_iter()
+        .map(|(_, _, operation)| operation["operationId"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    let mut unique = ids.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), ids.len(), "operation ids are not unique: {ids:?}");
+    assert!(ids.iter().all(|id| !id.is_empty()), "an operation has no id");
+}
+
+#[test]
+fn every_api_operation_documents_its_errors_and_security() {
+    let doc = document();
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(schemes["bearer"]["scheme"], "bearer");
+    assert_eq!(schemes["platform_admin"]["scheme"], "bearer");
+    for (method, path, operation) in operations(&doc) {
+        let responses = operation["responses"].as_object().expect("responses");
+        let security: Vec<String> = operation["security"]
+            .as_array()
+            .map(|requirements| {
+                requirements
+                    .iter()
+                    .flat_map(|requirement| requirement.as_object().into_iter().flat_map(|r| r.keys().cloned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if path.starts_with("/v1/") || path.starts_with("/webhooks/") {
+            assert!(
+                responses.keys().any(|status| status.starts_with('4')),
+                "{method} {path} documents no 4xx"
+            );
+            for (status, response) in responses {
+                if status.starts_with('4') || status.starts_with('5') {
+                    assert!(
+                        response["content"].is_object(),
+                        "{method} {path} {status} has no body schema"
+                    );
+                }
+            }
+        }
+        let expected: &[&str] = if path.starts_with("/v1/admin/") {
+            &["platform_admin"]
+        } else if path.starts_with("/v1/") {
+            &["bearer"]
+        } else {
+            &[]
+        };
+        assert_eq!(security, expected, "{method} {path} security");
+        if path.starts_with("/webhooks/twilio/") {
+            let parameters = operation["parameters"].as_array().expect("the signature header");
+            assert!(
+                parameters
+                    .iter()
+                    .any(|p| p["in"] == "header" && p["name"] == "X-Twilio-Signature"),
+                "{method} {path} does not document X-Twilio-Signature"
+            );
+        }
+    }
+}
+
+/// A router on a fresh embedded store, answering on a local port.
+async fn serve(dir: &std::path::Path) -> (String, CancellationToken) {
+    let settings = Settings {
+        data_dir: dir.to_path_buf(),
+        ..Settings::default()
+    };
+    let (log, store) = common::backends::open_embedded(&settings).await.expect("backends");
+    let keyring = Arc::new(keyring_from_settings(&settings).expect("keyring"));
+    let twilio = TwilioClient::new(&settings.providers.twilio.client_settings()).expect("twilio client");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let public_url = format!("http://{}", listener.local_addr().expect("address"));
+    let onboarding = Arc::new(Onboarding::new(
+        Arc::clone(&store),
+        Arc::clone(&keyring),
+        twilio.clone(),
+        public_url.clone(),
+        settings.onboarding.clone(),
+    ));
+    let stopping = CancellationToken::new();
+    let state = AppState {
+        statuses: Arc::new(StoreStatusSink(Arc::clone(&store))),
+        store,
+        log,
+        keyring,
+        public_url: public_url.clone(),
+        twilio,
+        ses: SesClient::new(settings.providers.ses.client_settings()).expect("ses client"),
+        sns: Arc::new(admin_api::ses_events::verifier(&settings.providers.ses).expect("sns verifier")),
+        onboarding,
+        platform_key_hash: None,
+        pacing: settings.dispatcher.pacing.clone(),
+        stopping: stopping.clone(),
+    };
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .build_recorder()
+        .handle();
+    let router = admin_api::router(state, settings.admin.max_body_bytes, metrics, Readiness::default());
+    let server = admin_api::AdminServer::new(listener, router);
+    let stop = stopping.clone();
+    tokio::spawn(server.run_until_stopped(async move { stop.cancelled().await }));
+    (public_url, stopping)
+}
+
+/// `{param}` segments filled with a value the handler's path extractor takes.
+fn concrete(path: &str) -> String {
+    path.replace("{channel}", "sms")
+        .replace("{id}", "x1")
+        .replace("{key_id}", "x1")
+}
+
+#[tokio::test]
+async fn the_router_serves_exactly_the_documented_methods() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (base, stopping) = serve(dir.path()).await;
+    let client = reqwest::Client::new();
+    let paths: BTreeSet<&str> = ROUTES.iter().map(|(_, path)| *path).collect();
+    for path in paths {
+        for method in METHODS {
+            let served = ROUTES.contains(&(method, path));
+            let response = client
+                .request(method.parse().expect("method"), format!("{base}{}", concrete(path)))
+                .send()
+                .await
+                .expect("an answer");
+            let status = response.status().as_u16();
+            let body = response.text().await.unwrap_or_default();
+            let fell_through = status == 404 && body.contains("route_not_found");
+            if served {
+                assert!(
+                    status != 405 && !fell_through,
+                    "{method} {path} is documented but not served: {status} {body}"
+                );
+            } else {
+                assert!(status == 405, "{method} {path} is served ({status}) but not documented");
+            }
+        }
+    }
+    let doc: Value = client
+        .get(format!("{base}/openapi.json"))
+        .send()
+        .await
+        .expect("an answer")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(doc, document(), "GET /openapi.json answers the document");
+    stopping.cancel();
+}
