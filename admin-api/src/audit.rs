@@ -4,6 +4,8 @@
 
 use axum::Json;
 use axum::extract::{Query, State};
+use common::TenantId;
+use common::store::AuditEntry;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -42,6 +44,27 @@ pub struct AuditView {
 pub struct AuditLog {
     /// Entries, newest first.
     pub entries: Vec<AuditView>,
+}
+
+/// Appends an audit entry for `tenant`, dated now; details must never hold secrets.
+pub(crate) async fn record(
+    state: &AppState,
+    tenant: &TenantId,
+    actor: &str,
+    action: &str,
+    detail: Value,
+) -> Result<(), ApiError> {
+    state
+        .store
+        .append_audit(&AuditEntry {
+            tenant_id: Some(tenant.clone()),
+            at: OffsetDateTime::now_utc(),
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            detail,
+        })
+        .await?;
+    Ok(())
 }
 
 /// `GET /v1/audit`.

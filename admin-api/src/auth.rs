@@ -56,16 +56,21 @@ pub struct TenantCaller {
     pub key_id: String,
 }
 
+/// The token of an `Authorization: Bearer <token>` header.
+pub(crate) fn bearer(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
 impl FromRequestParts<AppState> for TenantCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let secret = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::trim)
+        let secret = bearer(parts)
             .filter(|secret| secret.starts_with(KEY_PREFIX))
             .ok_or_else(ApiError::unauthorized)?;
         let record = state.store.api_key_by_hash(&hash_key(secret)).await?;

@@ -18,7 +18,7 @@ use common::address::EmailAddress;
 use common::credentials::{
     ACCESS_KEY_ID, ACCOUNT_SID, CONFIGURATION_SET, FROM_ADDRESS, REGION, seal, ses_account, setting, twilio_account,
 };
-use common::store::{AuditEntry, ChannelCredentials, ProviderKind};
+use common::store::{ChannelCredentials, ProviderKind};
 use common::twilio::accounts::{AccountOpError, AccountStatus};
 use secrecy::SecretString;
 use serde::Serialize;
@@ -293,21 +293,19 @@ pub async fn save(
     }
     state.store.put_credentials(&row).await?;
     let identity = setting(&row, ACCOUNT_SID).or_else(|| setting(&row, ACCESS_KEY_ID));
-    state
-        .store
-        .append_audit(&AuditEntry {
-            tenant_id: Some(caller.tenant_id.clone()),
-            at: row.updated_at,
-            actor: caller.key_id.clone(),
-            action: "channel_credentials.saved".to_owned(),
-            detail: json!({
-                "channel": channel,
-                "account": identity,
-                "is_verified": row.is_verified,
-                "key_id": row.key_id,
-            }),
-        })
-        .await?;
+    crate::audit::record(
+        &state,
+        &caller.tenant_id,
+        &caller.key_id,
+        "channel_credentials.saved",
+        json!({
+            "channel": channel,
+            "account": identity,
+            "is_verified": row.is_verified,
+            "key_id": row.key_id,
+        }),
+    )
+    .await?;
     tracing::info!(tenant = %caller.tenant_id, %channel, verified = row.is_verified, "channel credentials saved");
     Ok((StatusCode::CREATED, Json(row.into())))
 }
@@ -368,16 +366,14 @@ pub async fn delete(
             "no credentials for this channel",
         ));
     }
-    state
-        .store
-        .append_audit(&AuditEntry {
-            tenant_id: Some(caller.tenant_id.clone()),
-            at: OffsetDateTime::now_utc(),
-            actor: caller.key_id.clone(),
-            action: "channel_credentials.deleted".to_owned(),
-            detail: json!({ "channel": channel }),
-        })
-        .await?;
+    crate::audit::record(
+        &state,
+        &caller.tenant_id,
+        &caller.key_id,
+        "channel_credentials.deleted",
+        json!({ "channel": channel }),
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

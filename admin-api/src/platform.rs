@@ -12,16 +12,15 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
-use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use common::store::{ApiKeyRecord, AuditEntry, Plan, Tenant, TenantStatus};
+use common::store::{ApiKeyRecord, Plan, Tenant, TenantStatus};
 use common::{Channel, TenantId};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
-use crate::auth::{KEY_PREFIX, TenantCaller, create_api_key, hash_key};
+use crate::auth::{KEY_PREFIX, TenantCaller, bearer, create_api_key, hash_key};
 use crate::error::FieldError;
 use crate::{ApiError, AppState};
 
@@ -36,13 +35,7 @@ impl FromRequestParts<AppState> for PlatformCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let secret = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or_else(ApiError::unauthorized)?;
+        let secret = bearer(parts).ok_or_else(ApiError::unauthorized)?;
         if let Some(expected) = &state.platform_key_hash
             && bool::from(hash_key(secret).as_bytes().ct_eq(expected.as_bytes()))
         {
@@ -151,16 +144,14 @@ async fn create_tenant(state: &AppState, tenant: Tenant) -> Result<CreatedTenant
     } else {
         "tenant.created"
     };
-    state
-        .store
-        .append_audit(&AuditEntry {
-            tenant_id: Some(tenant.id.clone()),
-            at: tenant.created_at,
-            actor: PLATFORM_ACTOR.to_owned(),
-            action: action.to_owned(),
-            detail: json!({ "api_key_id": key.record.key_id, "plan_id": tenant.plan_id }),
-        })
-        .await?;
+    crate::audit::record(
+        &state,
+        &tenant.id,
+        PLATFORM_ACTOR,
+        action,
+        json!({ "api_key_id": key.record.key_id, "plan_id": tenant.plan_id }),
+    )
+    .await?;
     tracing::info!(tenant = %tenant.id, demo = tenant.is_demo, "tenant created");
     let demo = tenant.is_demo;
     Ok(CreatedTenant {
@@ -337,16 +328,14 @@ pub async fn update(
     if let Some(plan) = &change.plan_id {
         state.store.set_tenant_plan(&id, plan.as_deref()).await?;
     }
-    state
-        .store
-        .append_audit(&AuditEntry {
-            tenant_id: Some(id.clone()),
-            at: OffsetDateTime::now_utc(),
-            actor: PLATFORM_ACTOR.to_owned(),
-            action: "tenant.updated".to_owned(),
-            detail: json!({ "status": change.status, "plan_id": change.plan_id }),
-        })
-        .await?;
+    crate::audit::record(
+        &state,
+        &id,
+        PLATFORM_ACTOR,
+        "tenant.updated",
+        json!({ "status": change.status, "plan_id": change.plan_id }),
+    )
+    .await?;
     let tenant = state.store.tenant(&id).await?.ok_or_else(not_found)?;
     Ok(Json(tenant.into()))
 }
@@ -604,16 +593,14 @@ pub async fn create_key(
     caller: TenantCaller,
 ) -> Result<(StatusCode, Json<NewKeyView>), ApiError> {
     let key = create_api_key(state.store.as_ref(), &caller.tenant_id).await?;
-    state
-        .store
-        .append_audit(&AuditEntry {
-            tenant_id: Some(caller.tenant_id.clone()),
-            at: key.record.created_at,
-            actor: caller.key_id.clone(),
-            action: "api_key.created".to_owned(),
-            detail: json!({ "api_key_id": key.record.key_id }),
-        })
-        .await?;
+    crate::audit::record(
+        &state,
+        &caller.tenant_id,
+        &caller.key_id,
+        "api_key.created",
+        json!({ "api_key_id": key.record.key_id }),
+    )
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(NewKeyView {
@@ -677,15 +664,13 @@ pub async fn revoke_key(
             "no key with that id for this tenant",
         ));
     }
-    state
-        .store
-        .append_audit(&AuditEntry {
-            tenant_id: Some(caller.tenant_id.clone()),
-            at: now,
-            actor: caller.key_id.clone(),
-            action: "api_key.revoked".to_owned(),
-            detail: json!({ "api_key_id": key_id }),
-        })
-        .await?;
+    crate::audit::record(
+        &state,
+        &caller.tenant_id,
+        &caller.key_id,
+        "api_key.revoked",
+        json!({ "api_key_id": key_id }),
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
