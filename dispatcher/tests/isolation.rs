@@ -1,5 +1,6 @@
 //! Tenant isolation across every tenant route, as a table: tenant A's key never sees, changes
-//! or counts tenant B's data.
+//! or counts tenant B's data; and every /v1 route of the OpenAPI document refuses a request
+//! without a valid key.
 
 use std::time::Duration;
 
@@ -185,6 +186,75 @@ async fn no_tenant_route_reaches_another_tenants_data() {
     assert_eq!(status, 200);
     let (status, _) = call(Method::GET, "/v1/api-keys", beta, None).await;
     assert_eq!(status, 200);
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_api_route_refuses_a_missing_or_wrong_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = Settings {
+        data_dir: dir.path().to_owned(),
+        ..Settings::default()
+    };
+    settings.admin.listen = "127.0.0.1:0".parse().unwrap();
+    settings.admin.platform_admin_key = Some(PLATFORM_KEY.to_owned().into());
+    settings.onboarding.background_runner = false;
+    let stack = Stack::build(settings, Role::AllInOne).await.unwrap();
+    let base = format!("http://{}", stack.local_addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(stack.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    let http = reqwest::Client::new();
+
+    // Every operation the OpenAPI document lists under /v1, whatever its path parameters.
+    let document = serde_json::to_value(admin_api::openapi()).unwrap();
+    let mut checked = 0;
+    for (path, item) in document["paths"].as_object().unwrap() {
+        if !path.starts_with("/v1/") {
+            continue;
+        }
+        let concrete = path
+            .split('/')
+            .map(|segment| if segment.starts_with('{') { "x1" } else { segment })
+            .collect::<Vec<_>>()
+            .join("/");
+        for method in item.as_object().unwrap().keys() {
+            let Ok(method) = method.to_uppercase().parse::<Method>() else {
+                continue;
+            };
+            for key in [None, Some("enk_not-a-real-key"), Some("wrong")] {
+                let mut request = http
+                    .request(method.clone(), format!("{base}{concrete}"))
+                    .header("content-type", "application/json")
+                    .body("{}");
+                if let Some(key) = key {
+                    request = request.bearer_auth(key);
+                }
+                let response = request.send().await.unwrap();
+                let status = response.status().as_u16();
+                let body: Value = response.json().await.unwrap_or(Value::Null);
+                // A tenant-shaped key on a platform route is told it needs the platform key.
+                let platform = path.starts_with("/v1/admin/");
+                let expected = match key {
+                    Some(key) if platform && key.starts_with("enk_") => (403, "platform_admin_only"),
+                    _ => (401, "unauthorized"),
+                };
+                assert_eq!(
+                    (status, body["error"]["code"].as_str().unwrap_or_default()),
+                    expected,
+                    "{method} {path} with {key:?}: {body}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 25, "only {checked} operations checked");
     stop.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(10), running)
         .await
