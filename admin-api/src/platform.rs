@@ -145,7 +145,7 @@ async fn create_tenant(state: &AppState, tenant: Tenant) -> Result<CreatedTenant
         "tenant.created"
     };
     crate::audit::record(
-        &state,
+        state,
         &tenant.id,
         PLATFORM_ACTOR,
         action,
