@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
-use crate::config::Settings;
+use crate::config::{LogBackend, Settings};
 use crate::log::embedded::{EmbeddedLog, EmbeddedLogOptions};
+use crate::log::kafka::KafkaLog;
 use crate::log::{LogError, MessageLog};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
@@ -21,14 +22,34 @@ pub enum BackendError {
 
 /// Opens the embedded message log and SQLite store under `settings.data_dir`.
 pub async fn open_embedded(settings: &Settings) -> Result<(Arc<dyn MessageLog>, Arc<dyn Store>), BackendError> {
+    let log = open_embedded_log(settings).await?;
+    let store = SqliteStore::open(&settings.store_path()).await?;
+    Ok((Arc::new(log), Arc::new(store)))
+}
+
+/// Opens the configured backends: the message log chosen by `log.backend`, and the SQLite
+/// store under `settings.data_dir`.
+pub async fn open(settings: &Settings) -> Result<(Arc<dyn MessageLog>, Arc<dyn Store>), BackendError> {
+    let log = open_log(settings).await?;
+    let store = SqliteStore::open(&settings.store_path()).await?;
+    Ok((log, Arc::new(store)))
+}
+
+/// Opens the message log chosen by `log.backend`.
+pub async fn open_log(settings: &Settings) -> Result<Arc<dyn MessageLog>, LogError> {
+    Ok(match settings.log.backend {
+        LogBackend::Embedded => Arc::new(open_embedded_log(settings).await?),
+        LogBackend::Kafka => Arc::new(KafkaLog::open(&settings.log.kafka, settings.log.partitions).await?),
+    })
+}
+
+async fn open_embedded_log(settings: &Settings) -> Result<EmbeddedLog, LogError> {
     let options = EmbeddedLogOptions {
         partitions: settings.log.partitions,
         segment_bytes: settings.log.segment_bytes,
     };
     let dir = settings.log_dir();
-    let log = tokio::task::spawn_blocking(move || EmbeddedLog::open(&dir, &options))
+    tokio::task::spawn_blocking(move || EmbeddedLog::open(&dir, &options))
         .await
-        .map_err(|err| LogError::Io(std::io::Error::other(err)))??;
-    let store = SqliteStore::open(&settings.store_path()).await?;
-    Ok((Arc::new(log), Arc::new(store)))
+        .map_err(|err| LogError::Io(std::io::Error::other(err)))?
 }

@@ -305,18 +305,92 @@ impl Default for ReconcileSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogSettings {
-    /// Partitions of the messages topic; tenants hash onto them.
+    /// Which implementation holds the log.
+    pub backend: LogBackend,
+    /// Partitions of each topic (created with them); tenants hash onto them.
     pub partitions: u32,
-    /// Size at which a partition's segment file is rolled, in bytes.
+    /// Size at which a partition's segment file is rolled, in bytes (embedded).
     pub segment_bytes: u64,
+    /// The Kafka cluster and its clients (backend `kafka`).
+    pub kafka: KafkaSettings,
 }
 
 impl Default for LogSettings {
     fn default() -> Self {
         Self {
+            backend: LogBackend::Embedded,
             partitions: 8,
             segment_bytes: 64 * 1024 * 1024,
+            kafka: KafkaSettings::default(),
         }
+    }
+}
+
+/// The implementations of the message log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogBackend {
+    /// Segment files under the data directory, one process.
+    Embedded,
+    /// An Apache Kafka cluster, dispatchers sharing partitions in a consumer group.
+    Kafka,
+}
+
+/// The Kafka log: where the cluster is, topic names, and client tuning (librdkafka names in
+/// the comments; `client` sets any other property and wins over the typed ones).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaSettings {
+    /// `bootstrap.servers`: comma-separated `host:port` list.
+    pub bootstrap_servers: String,
+    /// Put before each topic's name (`messages`, `dead-letters`, `status-events`).
+    pub topic_prefix: String,
+    /// Replicas of each topic created at start; -1 takes the broker's default.
+    pub replication_factor: i32,
+    /// `linger.ms`: how long the producer waits to fill a batch.
+    pub linger_ms: u64,
+    /// `batch.size`: the most bytes in one partition's batch.
+    pub batch_bytes: u64,
+    /// `compression.type`: none, gzip, snappy, lz4 or zstd (as built into librdkafka).
+    pub compression: String,
+    /// `message.timeout.ms`: how long an append may take before it fails.
+    pub delivery_timeout_ms: u64,
+    /// `fetch.wait.max.ms`: how long the broker may hold a fetch to fill it.
+    pub fetch_wait_max_ms: u64,
+    /// `fetch.min.bytes`: the least a fetch answers with before its wait runs out.
+    pub fetch_min_bytes: u64,
+    /// `max.partition.fetch.bytes`: the most one fetch brings of one partition.
+    pub max_partition_fetch_bytes: u64,
+    /// Longest wait for topic creation, metadata, commits and end offsets, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// Any other librdkafka property for every client (security, SASL, ...); values are kept
+    /// secret.
+    pub client: std::collections::BTreeMap<String, SecretString>,
+}
+
+impl Default for KafkaSettings {
+    fn default() -> Self {
+        Self {
+            bootstrap_servers: "127.0.0.1:9092".to_owned(),
+            topic_prefix: "engageninja.".to_owned(),
+            replication_factor: -1,
+            linger_ms: 0,
+            batch_bytes: 1_000_000,
+            compression: "lz4".to_owned(),
+            delivery_timeout_ms: 30_000,
+            fetch_wait_max_ms: 100,
+            fetch_min_bytes: 1,
+            max_partition_fetch_bytes: 1_048_576,
+            request_timeout_ms: 10_000,
+            client: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+impl KafkaSettings {
+    /// Longest wait for topic creation, metadata, commits and end offsets.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use admin_api::demo::{BootstrapKey, bootstrap_demo_tenant};
 use admin_api::onboarding::Onboarding;
 use admin_api::{AdminServer, AppState};
-use common::backends::{BackendError, open_embedded};
+use common::backends::{BackendError, open};
 use common::config::Settings;
 use common::credentials::{Keyring, KeyringError, keyring_from_settings};
 use common::ses::{SesClient, SesError};
@@ -113,11 +113,11 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// Opens the embedded log and store, bootstraps the demo tenant (all-in-one role) and
-    /// binds the HTTP listener: the admin API for the all-in-one role, the ops endpoints for
-    /// the dispatcher role.
+    /// Opens the configured log (`log.backend`) and the store, bootstraps the demo tenant
+    /// (all-in-one role) and binds the HTTP listener: the admin API for the all-in-one role,
+    /// the ops endpoints for the dispatcher role.
     pub async fn build(settings: Settings, role: Role) -> Result<Self, StackError> {
-        let (log, store) = open_embedded(&settings).await?;
+        let (log, store) = open(&settings).await?;
         let keyring = Arc::new(keyring_from_settings(&settings)?);
         let metrics = metrics_handle()?;
         let readiness = Readiness::default();

@@ -5,9 +5,11 @@
 //! assignment of partitions (and, with Kafka, rebalances), poll records and commit, per
 //! partition, the next offset to read once everything before it is durable downstream.
 //!
-//! Implementations: [`embedded::EmbeddedLog`] (segment files on local disk, group commit).
+//! Implementations: [`embedded::EmbeddedLog`] (segment files on local disk, group commit) and
+//! [`kafka::KafkaLog`] (Apache Kafka through librdkafka).
 
 pub mod embedded;
+pub mod kafka;
 
 use std::fmt;
 use std::time::Duration;
@@ -131,6 +133,17 @@ pub enum LogError {
     /// A committed offset names a partition the consumer does not hold.
     #[error("partition {0} is not assigned to this consumer")]
     NotAssigned(Partition),
+    /// The Kafka client failed (connection, configuration, delivery, commit).
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// A Kafka topic could not be created or described.
+    #[error("kafka topic {topic}: {reason}")]
+    KafkaTopic {
+        /// The topic's full name.
+        topic: String,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 /// A partitioned, offset-based, durable log.
