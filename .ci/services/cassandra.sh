@@ -343,6 +343,8 @@ start() {
     # No cassandra.jmx.local.port / cassandra.jmx.remote.port: JMX stays off (no port 7199).
     # cassandra-foreground keeps stdout open (else the daemon closes it): the log goes there.
     # The subshell, setsid, setpriv, nice and java exec one another, so $! is the JVM's pid.
+    # cassandra.unsafesystem: schema changes do not flush the system tables (a test node; the
+    # store suite creates and drops a keyspace per test).
     # Cassandra mlockall()s its memory when it may (as root, or with a high RLIMIT_MEMLOCK), which
     # only inflates a test node's resident size: drop CAP_IPC_LOCK and lower the limit so that
     # it logs a warning instead.
@@ -363,6 +365,7 @@ start() {
       -Dcassandra.ring_delay_ms=1000 \
       -Dcassandra.superuser_setup_delay_ms=0 \
       -Dcassandra.available_processors=2 \
+      -Dcassandra.unsafesystem=true \
       -cp "$(classpath)" org.apache.cassandra.service.CassandraDaemon) >>"$LOG" 2>&1 </dev/null &
     echo $! >"$PIDFILE"
   fi

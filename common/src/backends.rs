@@ -2,10 +2,11 @@
 
 use std::sync::Arc;
 
-use crate::config::{LogBackend, Settings};
+use crate::config::{LogBackend, Settings, StoreBackend};
 use crate::log::embedded::{EmbeddedLog, EmbeddedLogOptions};
 use crate::log::kafka::KafkaLog;
 use crate::log::{LogError, MessageLog};
+use crate::store::cassandra::CassandraStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
 
@@ -27,12 +28,20 @@ pub async fn open_embedded(settings: &Settings) -> Result<(Arc<dyn MessageLog>, 
     Ok((Arc::new(log), Arc::new(store)))
 }
 
-/// Opens the configured backends: the message log chosen by `log.backend`, and the SQLite
-/// store under `settings.data_dir`.
+/// Opens the configured backends: the message log chosen by `log.backend`, and the store
+/// chosen by `store.backend`.
 pub async fn open(settings: &Settings) -> Result<(Arc<dyn MessageLog>, Arc<dyn Store>), BackendError> {
     let log = open_log(settings).await?;
-    let store = SqliteStore::open(&settings.store_path()).await?;
-    Ok((log, Arc::new(store)))
+    let store = open_store(settings).await?;
+    Ok((log, store))
+}
+
+/// Opens the store chosen by `store.backend`.
+pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(match settings.store.backend {
+        StoreBackend::Sqlite => Arc::new(SqliteStore::open(&settings.store_path()).await?),
+        StoreBackend::Cassandra => Arc::new(CassandraStore::open(&settings.store.cassandra).await?),
+    })
 }
 
 /// Opens the message log chosen by `log.backend`.

@@ -33,6 +33,8 @@ pub struct Settings {
     pub dispatcher: DispatcherSettings,
     /// The message log.
     pub log: LogSettings,
+    /// The store.
+    pub store: StoreSettings,
     /// Logs and metrics.
     pub telemetry: TelemetrySettings,
     /// Demo tenants.
@@ -52,6 +54,7 @@ impl Default for Settings {
             admin: AdminSettings::default(),
             dispatcher: DispatcherSettings::default(),
             log: LogSettings::default(),
+            store: StoreSettings::default(),
             telemetry: TelemetrySettings::default(),
             demo: DemoSettings::default(),
             credentials: CredentialSettings::default(),
@@ -541,6 +544,77 @@ impl SesSettings {
     }
 }
 
+/// Which store holds tenants, messages and the audit log.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSettings {
+    /// Which implementation holds the data.
+    pub backend: StoreBackend,
+    /// The ScyllaDB or Cassandra cluster (backend `cassandra`).
+    pub cassandra: CassandraSettings,
+}
+
+/// The implementations of the store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreBackend {
+    /// One SQLite file under the data directory.
+    #[default]
+    Sqlite,
+    /// A ScyllaDB or Apache Cassandra cluster (CQL).
+    Cassandra,
+}
+
+/// How the store writes the rows derived from a batch of claims or status changes (indexes,
+/// campaign rows): both bounded by `concurrency`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DerivedWrites {
+    /// Rows of one partition go together in unlogged batches of up to 100 statements.
+    #[default]
+    PartitionBatches,
+    /// One request per row.
+    Concurrent,
+}
+
+/// The CQL store: where the cluster is, the keyspace created at start, and request tuning.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CassandraSettings {
+    /// `host:port` of one or more nodes; the driver discovers the others.
+    pub contact_points: Vec<String>,
+    /// The keyspace (created at start when missing, with the schema in `deploy/cql/`).
+    pub keyspace: String,
+    /// Replication factor of the keyspace when it is created (SimpleStrategy).
+    pub replication_factor: u32,
+    /// Longest wait for one request, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// Requests in flight at once for one batch of claims or status changes.
+    pub concurrency: usize,
+    /// How rows derived from a batch are written.
+    pub derived_writes: DerivedWrites,
+}
+
+impl Default for CassandraSettings {
+    fn default() -> Self {
+        Self {
+            contact_points: vec!["127.0.0.1:9042".to_owned()],
+            keyspace: "engageninja".to_owned(),
+            replication_factor: 3,
+            request_timeout_ms: 5_000,
+            concurrency: 256,
+            derived_writes: DerivedWrites::PartitionBatches,
+        }
+    }
+}
+
+impl CassandraSettings {
+    /// Longest wait for one request.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms.max(1))
+    }
+}
+
 /// The A2P 10DLC onboarding workflow (`admin_api::onboarding`): the platform's Twilio master
 /// account, under which a subaccount is created per tenant, and the workflow's timing.
 #[derive(Debug, Clone, Deserialize)]
@@ -663,6 +737,34 @@ mod tests {
             assert_eq!(settings.dispatcher.poll_batch, 1024);
             let key = settings.admin.platform_admin_key.as_ref().unwrap();
             assert_eq!(key.expose_secret(), "file-key");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_store_backend_is_chosen_by_file_or_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "engageninja.toml",
+                r#"
+                [store]
+                backend = "cassandra"
+                [store.cassandra]
+                contact_points = ["10.0.0.1:9042", "10.0.0.2:9042"]
+                derived_writes = "concurrent"
+                "#,
+            )?;
+            jail.set_env("ENGAGENINJA_STORE__CASSANDRA__KEYSPACE", "dispatch");
+            jail.set_env("ENGAGENINJA_STORE__CASSANDRA__REPLICATION_FACTOR", "1");
+            let settings = Settings::load(Some(Path::new("engageninja.toml"))).unwrap();
+            assert_eq!(settings.store.backend, StoreBackend::Cassandra);
+            let cassandra = &settings.store.cassandra;
+            assert_eq!(cassandra.contact_points, ["10.0.0.1:9042", "10.0.0.2:9042"]);
+            assert_eq!(cassandra.keyspace, "dispatch");
+            assert_eq!(cassandra.replication_factor, 1);
+            assert_eq!(cassandra.derived_writes, DerivedWrites::Concurrent);
+            assert_eq!(cassandra.request_timeout(), Duration::from_secs(5));
+            assert_eq!(Settings::default().store.backend, StoreBackend::Sqlite);
             Ok(())
         });
     }

@@ -113,9 +113,9 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// Opens the configured log (`log.backend`) and the store, bootstraps the demo tenant
-    /// (all-in-one role) and binds the HTTP listener: the admin API for the all-in-one role,
-    /// the ops endpoints for the dispatcher role.
+    /// Opens the configured log and store (`log.backend`, `store.backend`), bootstraps the
+    /// demo tenant (all-in-one role) and binds the HTTP listener: the admin API for the
+    /// all-in-one role, the ops endpoints for the dispatcher role.
     pub async fn build(settings: Settings, role: Role) -> Result<Self, StackError> {
         let (log, store) = open(&settings).await?;
         let keyring = Arc::new(keyring_from_settings(&settings)?);

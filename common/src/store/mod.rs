@@ -5,8 +5,10 @@
 //! same trait: messages are claimed with insert-if-absent, status changes are applied in
 //! batches under the forward-only rule of [`MessageStatus`], counters are deltas.
 //!
-//! Implementations: [`sqlite::SqliteStore`] (embedded; one file, WAL, versioned migrations).
+//! Implementations: [`sqlite::SqliteStore`] (embedded; one file, WAL, versioned migrations) and
+//! [`cassandra::CassandraStore`] (ScyllaDB or Apache Cassandra; versioned CQL schema in `deploy/cql/`).
 
+pub mod cassandra;
 pub mod sqlite;
 
 use std::collections::BTreeMap;

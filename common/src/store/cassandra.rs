@@ -1,0 +1,2167 @@
+//! The scale-out [`Store`]: ScyllaDB or Apache Cassandra over CQL, with the `scylla` driver.
+//!
+//! - Schema: the versioned CQL files in `deploy/cql/` (embedded in the binary), applied at
+//!   [`CassandraStore::open`] in order, each recorded in `<keyspace>.schema_migrations`; every
+//!   statement is `IF NOT EXISTS`, and a lease row (an LWT with a TTL) lets one process migrate
+//!   at a time. The files say which query each table serves.
+//! - Requests: every statement is prepared once at open; the driver's default policy routes
+//!   each request to a replica of its partition (token-aware) at `LOCAL_QUORUM`.
+//! - Lightweight transactions (Paxos) only where correctness needs them: the claim
+//!   (`INSERT ... IF NOT EXISTS`: a redelivered message is never claimed twice), the status
+//!   change (`UPDATE ... IF status = ? AND version = ?`: the forward-only rule of
+//!   [`MessageStatus::can_advance_to`] checked against the row as read, retried when the row
+//!   moved), usage counters (compare-and-set: the total never goes below zero), and the unique
+//!   values (tenant ids, API key hashes, sender numbers). Everything else is a plain write.
+//! - Batches of claims and status changes run with bounded concurrency (`concurrency`
+//!   requests in flight; changes to one message stay in order). The rows derived from them
+//!   (campaign rows, the stuck-message index, the provider-id index, the tenant's message list)
+//!   are written afterwards, grouped by partition into unlogged single-partition batches or
+//!   one request each ([`DerivedWrites`]), before the call returns. A crash in between leaves
+//!   the message row ahead of its derived rows; the dispatcher has not committed the offset,
+//!   so the message comes back and its claim (`Existing`) rewrites them from the row.
+//! - Timestamps are CQL `timestamp`s (milliseconds): sub-millisecond precision is dropped.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::Hash;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::stream::{self, StreamExt, TryStreamExt};
+use scylla::client::execution_profile::ExecutionProfile;
+use scylla::client::session::Session;
+use scylla::client::session_builder::SessionBuilder;
+use scylla::deserialize::row::DeserializeRow;
+use scylla::response::query_result::QueryResult;
+use scylla::serialize::row::SerializeRow;
+use scylla::statement::batch::{Batch, BatchType};
+use scylla::statement::prepared::PreparedStatement;
+use scylla::statement::unprepared::Statement;
+use scylla::value::{CqlTimestamp, CqlValue, MaybeUnset, Row};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use time::OffsetDateTime;
+
+use super::{
+    ApiKeyRecord, AuditEntry, Brand, BusinessInfoRecord, ChannelCredentials, Claim, MessageRecord, NewMessage, Plan,
+    SenderNumber, StatusChange, StatusUpdate, Store, StoreError, Suppression, Tenant, TenantStatus,
+};
+use crate::address::PhoneNumber;
+use crate::channel::{Channel, Priority};
+use crate::config::{CassandraSettings, DerivedWrites};
+use crate::ids::{CampaignId, MessageId, TenantId};
+use crate::status::MessageStatus;
+
+/// The schema files, in order: (version, name, text).
+const MIGRATIONS: &[(i32, &str, &str)] = &[(
+    1,
+    "0001_keyspace_and_tables",
+    include_str!("../../../deploy/cql/0001_keyspace_and_tables.cql"),
+)];
+
+/// The schema version this build creates and understands.
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// The `schema_migrations` row that holds the migration lease.
+const LEASE_VERSION: i32 = -1;
+
+/// How long a migration lease lives if its holder dies, in seconds.
+const LEASE_TTL_SECS: i32 = 120;
+
+/// How long a schema change may take.
+const DDL_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Attempts of a compare-and-set before giving up (each failure means another writer won).
+const CAS_ATTEMPTS: usize = 64;
+
+/// Statements per unlogged single-partition batch.
+const BATCH_ROWS: usize = 100;
+
+/// Candidate index entries checked against their rows at once.
+const CHECK_CHUNK: usize = 64;
+
+/// Milliseconds per day (audit and message-list partitions).
+const DAY_MS: i64 = 86_400_000;
+
+/// Milliseconds per stuck-index bucket (one hour).
+const BUCKET_MS: i64 = 3_600_000;
+
+/// The `tenant_days` kind of message-list days.
+const KIND_MESSAGES: &str = "messages";
+
+/// The `tenant_days` kind of audit days.
+const KIND_AUDIT: &str = "audit";
+
+/// The audit partition of platform-wide entries: `*` is never in a tenant id (and CQL keys
+/// may not be empty).
+const PLATFORM: &str = "*";
+
+/// The ScyllaDB / Cassandra store: one driver session (a connection pool per node) and the
+/// prepared statements.
+#[derive(Clone)]
+pub struct CassandraStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for CassandraStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CassandraStore")
+            .field("keyspace", &self.inner.keyspace)
+            .field("concurrency", &self.inner.concurrency)
+            .field("derived_writes", &self.inner.derived_writes)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    session: Session,
+    keyspace: String,
+    concurrency: usize,
+    derived_writes: DerivedWrites,
+    st: Statements,
+    /// Orders audit entries of one millisecond (in this process).
+    audit_seq: AtomicI64,
+}
+
+/// Maps a driver error into a backend failure naming the operation.
+fn be<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> StoreError + '_ {
+    move |e| StoreError::Backend(format!("{what}: {e}"))
+}
+
+/// Whether `name` is a plain CQL identifier (it is put into statements).
+fn valid_keyspace(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= 48
+}
+
+/// The statements of one schema file: `--` comment lines dropped, split at `;`.
+fn statements_of(text: &str, keyspace: &str, replication_factor: u32) -> Vec<String> {
+    let body: String = text
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    body.split(';')
+        .map(str::trim)
+        .filter(|statement| !statement.is_empty())
+        .map(|statement| {
+            statement
+                .replace("${keyspace}", keyspace)
+                .replace("${replication_factor}", &replication_factor.to_string())
+        })
+        .collect()
+}
+
+impl CassandraStore {
+    /// Connects to the cluster, creates the keyspace and applies the schema it lacks, and
+    /// prepares every statement.
+    pub async fn open(settings: &CassandraSettings) -> Result<Self, StoreError> {
+        if !valid_keyspace(&settings.keyspace) {
+            return Err(StoreError::Invalid(format!(
+                "keyspace name {:?} is not a plain CQL identifier (letters, digits, _; at most 48)",
+                settings.keyspace
+            )));
+        }
+        if settings.contact_points.is_empty() {
+            return Err(StoreError::Invalid(
+                "store.cassandra.contact_points is empty".to_owned(),
+            ));
+        }
+        let profile = ExecutionProfile::builder()
+            .request_timeout(Some(settings.request_timeout()))
+            .build();
+        let session = SessionBuilder::new()
+            .known_nodes(&settings.contact_points)
+            .default_execution_profile_handle(profile.into_handle())
+            // Schema changes wait for agreement: poll every 20 ms rather than 200 (the schema
+            // has ~25 tables, each created by its own statement).
+            .schema_agreement_interval(Duration::from_millis(20))
+            .build()
+            .await
+            .map_err(be("cannot connect to the cluster"))?;
+        migrate(&session, &settings.keyspace, settings.replication_factor.max(1)).await?;
+        session
+            .use_keyspace(settings.keyspace.as_str(), false)
+            .await
+            .map_err(be("use keyspace"))?;
+        let st = Statements::prepare(&session).await?;
+        tracing::info!(keyspace = %settings.keyspace, "cassandra store open");
+        let seed = OffsetDateTime::now_utc().unix_timestamp_nanos();
+        Ok(Self {
+            inner: Arc::new(Inner {
+                session,
+                keyspace: settings.keyspace.clone(),
+                concurrency: settings.concurrency.max(1),
+                derived_writes: settings.derived_writes,
+                st,
+                audit_seq: AtomicI64::new(i64::try_from(seed).unwrap_or(0)),
+            }),
+        })
+    }
+
+    /// Drops this store's keyspace with everything in it (tests and benchmarks).
+    pub async fn drop_keyspace(&self) -> Result<(), StoreError> {
+        ddl(
+            &self.inner.session,
+            &format!("DROP KEYSPACE IF EXISTS {}", self.inner.keyspace),
+        )
+        .await
+    }
+
+    fn st(&self) -> &Statements {
+        &self.inner.st
+    }
+
+    async fn exec(&self, statement: &PreparedStatement, values: impl SerializeRow) -> Result<QueryResult, StoreError> {
+        self.inner
+            .session
+            .execute_unpaged(statement, values)
+            .await
+            .map_err(be(statement.get_statement()))
+    }
+
+    /// Runs a query and decodes its rows (one page: for partitions known to be small).
+    async fn rows<R>(&self, statement: &PreparedStatement, values: impl SerializeRow) -> Result<Vec<R>, StoreError>
+    where
+        R: for<'f, 'm> DeserializeRow<'f, 'm>,
+    {
+        let result = self.exec(statement, values).await?;
+        decode_rows(result)
+    }
+
+    /// Runs a query and decodes its first row, if any.
+    async fn row<R>(&self, statement: &PreparedStatement, values: impl SerializeRow) -> Result<Option<R>, StoreError>
+    where
+        R: for<'f, 'm> DeserializeRow<'f, 'm>,
+    {
+        Ok(self.rows(statement, values).await?.into_iter().next())
+    }
+
+    /// Runs a query over every page and decodes its rows.
+    async fn all_rows<R>(&self, statement: &PreparedStatement, values: impl SerializeRow) -> Result<Vec<R>, StoreError>
+    where
+        R: for<'f, 'm> DeserializeRow<'f, 'm> + Send + 'static,
+    {
+        let pager = self
+            .inner
+            .session
+            .execute_iter(statement.clone(), values)
+            .await
+            .map_err(be(statement.get_statement()))?;
+        pager
+            .rows_stream::<R>()
+            .map_err(|e| StoreError::Invalid(format!("{}: {e}", statement.get_statement())))?
+            .try_collect()
+            .await
+            .map_err(be(statement.get_statement()))
+    }
+
+    /// Runs a lightweight transaction: whether it applied, and the columns it returned (the
+    /// current row's values when it did not).
+    async fn lwt(&self, statement: &PreparedStatement, values: impl SerializeRow) -> Result<Lwt, StoreError> {
+        let result = self.exec(statement, values).await?;
+        Lwt::from_result(result)
+    }
+
+    /// Writes rows of one statement: grouped by partition into unlogged batches, or one
+    /// request each, as configured; at most `concurrency` requests in flight.
+    async fn write_rows<V, K>(
+        &self,
+        statement: &PreparedStatement,
+        rows: Vec<V>,
+        partition: impl Fn(&V) -> K,
+    ) -> Result<(), StoreError>
+    where
+        V: SerializeRow + Send + Sync,
+        K: Hash + Eq,
+    {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        match self.inner.derived_writes {
+            DerivedWrites::Concurrent => {
+                stream::iter(rows.into_iter().map(|row| self.exec(statement, row)))
+                    .buffer_unordered(self.inner.concurrency)
+                    .try_for_each(|_| async { Ok(()) })
+                    .await
+            }
+            DerivedWrites::PartitionBatches => {
+                let mut groups: HashMap<K, Vec<V>> = HashMap::new();
+                for row in rows {
+                    groups.entry(partition(&row)).or_default().push(row);
+                }
+                let mut chunks: Vec<Vec<V>> = Vec::new();
+                for (_, mut group) in groups {
+                    while group.len() > BATCH_ROWS {
+                        let rest = group.split_off(BATCH_ROWS);
+                        chunks.push(std::mem::replace(&mut group, rest));
+                    }
+                    chunks.push(group);
+                }
+                stream::iter(chunks.into_iter().map(|chunk| self.write_chunk(statement, chunk)))
+                    .buffer_unordered(self.inner.concurrency)
+                    .try_for_each(|()| async { Ok(()) })
+                    .await
+            }
+        }
+    }
+
+    /// Writes rows of one partition: one request, or one unlogged batch.
+    async fn write_chunk<V: SerializeRow + Send + Sync>(
+        &self,
+        statement: &PreparedStatement,
+        mut chunk: Vec<V>,
+    ) -> Result<(), StoreError> {
+        if chunk.len() == 1
+            && let Some(row) = chunk.pop()
+        {
+            return self.exec(statement, row).await.map(drop);
+        }
+        let mut batch = Batch::new(BatchType::Unlogged);
+        for _ in 0..chunk.len() {
+            batch.append_statement(statement.clone());
+        }
+        self.inner
+            .session
+            .batch(&batch, chunk)
+            .await
+            .map(drop)
+            .map_err(be(statement.get_statement()))
+    }
+
+    /// Writes the rows derived from a batch of claims or status changes: registries first (so
+    /// that every entry is reachable), then the entries.
+    async fn write_derived(&self, derived: Derived) -> Result<(), StoreError> {
+        let st = self.st();
+        let Derived {
+            tenant_days,
+            tenant_messages,
+            campaigns,
+            buckets,
+            mut stuck_inserts,
+            mut stuck_deletes,
+            providers,
+        } = derived;
+        // An entry both added and removed in this batch (a status passed through) is neither.
+        let inserted: HashSet<StuckKey> = stuck_inserts.iter().cloned().collect();
+        let removed: HashSet<StuckKey> = stuck_deletes.iter().cloned().collect();
+        stuck_inserts.retain(|key| !removed.contains(key));
+        stuck_deletes.retain(|key| !inserted.contains(key));
+
+        let days: Vec<(String, &str, i32)> = tenant_days
+            .into_iter()
+            .map(|(tenant, day)| (tenant, KIND_MESSAGES, day))
+            .collect();
+        let buckets: Vec<(&str, i32)> = buckets.into_iter().collect();
+        futures_util::try_join!(
+            self.write_rows(&st.insert_tenant_day, days, |row| row.0.clone()),
+            self.write_rows(&st.insert_bucket, buckets, |row| row.0),
+        )?;
+        let stuck_inserts: Vec<_> = stuck_inserts.into_iter().map(StuckKey::values).collect();
+        let stuck_deletes: Vec<_> = stuck_deletes.into_iter().map(StuckKey::values).collect();
+        futures_util::try_join!(
+            self.write_rows(&st.insert_tenant_message, tenant_messages, |row| (row.0.clone(), row.1)),
+            self.write_rows(&st.upsert_campaign, campaigns, |row| (row.0.clone(), row.1.clone())),
+            self.write_rows(&st.insert_stuck, stuck_inserts, |row| (row.0, row.1)),
+            self.write_rows(&st.delete_stuck, stuck_deletes, |row| (row.0, row.1)),
+            self.write_rows(&st.upsert_provider, providers, |row| row.0.clone()),
+        )?;
+        Ok(())
+    }
+
+    /// Claims one message (insert-if-absent) and notes its derived rows.
+    async fn claim_one(&self, message: &NewMessage, derived: &mut Derived) -> Result<Claim, StoreError> {
+        let accepted = to_ms(message.accepted_at)?;
+        let tenant = message.tenant_id.as_str();
+        let id = message.message_id.as_str();
+        let campaign = message.campaign_id.as_ref().map(CampaignId::as_str);
+        let queued = MessageStatus::Queued;
+        let outcome = self
+            .lwt(
+                &self.st().claim,
+                (
+                    tenant,
+                    id,
+                    campaign,
+                    message.channel.as_str(),
+                    message.recipient.as_str(),
+                    message.priority.as_str(),
+                    to_int(message.segments, "segments")?,
+                    queued.as_str(),
+                    CqlTimestamp(accepted),
+                    CqlTimestamp(accepted),
+                    vec![history_entry(queued, accepted, None)?],
+                ),
+            )
+            .await?;
+        if outcome.applied {
+            derived.listing(tenant, id, accepted)?;
+            derived.message(tenant, id, campaign, queued, accepted, accepted, 0, None)?;
+            return Ok(Claim::New);
+        }
+        // Seen before: answer its status, and rewrite its derived rows from the row (they may
+        // be missing if a crash came between the row and them).
+        let status = parse_status(&outcome.text("status")?)?;
+        let updated = outcome.timestamp("updated_at")?;
+        let accepted = outcome.timestamp("accepted_at")?;
+        let version = outcome.int("version")?;
+        let campaign = outcome.opt_text("campaign_id");
+        let provider = outcome.opt_text("provider_message_id");
+        derived.listing(tenant, id, accepted)?;
+        derived.message(
+            tenant,
+            id,
+            campaign.as_deref(),
+            status,
+            accepted,
+            updated,
+            version,
+            provider.as_deref(),
+        )?;
+        Ok(Claim::Existing(status))
+    }
+
+    /// Applies one message's status changes, in order, each under the forward-only rule.
+    async fn apply_to_message(
+        &self,
+        updates: Vec<(usize, &StatusUpdate)>,
+    ) -> Result<(Vec<(usize, bool)>, Derived), StoreError> {
+        let mut derived = Derived::default();
+        let mut answers = Vec::with_capacity(updates.len());
+        // The row as this task last left it: a second change of the same message needs no read.
+        let mut known: Option<MessageState> = None;
+        for (index, update) in updates {
+            let applied = self.apply_one(update, &mut known, &mut derived).await?;
+            answers.push((index, applied));
+        }
+        Ok((answers, derived))
+    }
+
+    async fn apply_one(
+        &self,
+        update: &StatusUpdate,
+        known: &mut Option<MessageState>,
+        derived: &mut Derived,
+    ) -> Result<bool, StoreError> {
+        let tenant = update.tenant_id.as_str();
+        let id = update.message_id.as_str();
+        let at = to_ms(update.at)?;
+        let entry = history_entry(update.status, at, update.reason.as_deref())?;
+        for _ in 0..CAS_ATTEMPTS {
+            let current = match known.take() {
+                Some(state) => state,
+                None => match self.message_state(tenant, id).await? {
+                    Some(state) => state,
+                    None => return Ok(false),
+                },
+            };
+            if !current.status.can_advance_to(update.status) {
+                *known = Some(current);
+                return Ok(false);
+            }
+            let version = current.version + 1;
+            let provider = match update.provider_message_id.as_deref() {
+                Some(provider) => MaybeUnset::Set(provider),
+                None => MaybeUnset::Unset,
+            };
+            let outcome = self
+                .lwt(
+                    &self.st().advance,
+                    (
+                        update.status.as_str(),
+                        update.reason.as_deref(),
+                        CqlTimestamp(at),
+                        provider,
+                        version,
+                        vec![entry.clone()],
+                        tenant,
+                        id,
+                        current.status.as_str(),
+                        current.version,
+                    ),
+                )
+                .await?;
+            if !outcome.applied {
+                // Another writer changed it since it was read: read it again.
+                continue;
+            }
+            derived
+                .stuck_deletes
+                .push(StuckKey::new(current.status, current.updated_at, tenant, id)?);
+            derived.message(
+                tenant,
+                id,
+                current.campaign.as_deref(),
+                update.status,
+                current.accepted_at,
+                at,
+                version,
+                update.provider_message_id.as_deref(),
+            )?;
+            *known = Some(MessageState {
+                status: update.status,
+                version,
+                updated_at: at,
+                ..current
+            });
+            return Ok(true);
+        }
+        Err(StoreError::Backend(format!(
+            "message {tenant}/{id}: status change lost {CAS_ATTEMPTS} compare-and-set races in a row"
+        )))
+    }
+
+    async fn message_state(&self, tenant: &str, id: &str) -> Result<Option<MessageState>, StoreError> {
+        let row: Option<StateRow> = self.row(&self.st().select_state, (tenant, id)).await?;
+        let Some((Some(status), version, Some(updated), Some(accepted), campaign)) = row else {
+            return Ok(None);
+        };
+        Ok(Some(MessageState {
+            status: parse_status(&status)?,
+            version: version.unwrap_or(0),
+            updated_at: updated.0,
+            accepted_at: accepted.0,
+            campaign,
+        }))
+    }
+
+    /// Checks a stuck-index entry against its message: the message when it is still in that
+    /// status since that time; otherwise the entry is stale and is removed.
+    async fn check_stuck(
+        &self,
+        status: MessageStatus,
+        bucket: i32,
+        (at, tenant, id): (CqlTimestamp, String, String),
+    ) -> Result<Option<MessageRecord>, StoreError> {
+        let record = self.message_row(&tenant, &id).await?;
+        if let Some(mut record) = record
+            && record.status == status
+            && to_ms(record.updated_at)? == at.0
+        {
+            record.history.clear();
+            return Ok(Some(record));
+        }
+        self.exec(
+            &self.st().delete_stuck,
+            (status.as_str(), bucket, at, tenant.as_str(), id.as_str()),
+        )
+        .await?;
+        Ok(None)
+    }
+
+    async fn message_row(&self, tenant: &str, id: &str) -> Result<Option<MessageRecord>, StoreError> {
+        let row: Option<MessageRow> = self.row(&self.st().select_message, (tenant, id)).await?;
+        row.map(message_from_row).transpose()
+    }
+
+    /// Deletes one message and the index rows that name it.
+    async fn delete_message(&self, tenant: &str, id: String) -> Result<(), StoreError> {
+        if let Some(record) = self.message_row(tenant, &id).await? {
+            if let Some(provider) = &record.provider_message_id {
+                self.exec(&self.st().delete_provider, (provider.as_str(),)).await?;
+            }
+            if let Some(campaign) = &record.campaign_id {
+                self.exec(
+                    &self.st().delete_campaign_message,
+                    (tenant, campaign.as_str(), id.as_str()),
+                )
+                .await?;
+            }
+        }
+        self.exec(&self.st().delete_message, (tenant, id.as_str())).await?;
+        Ok(())
+    }
+
+    async fn credentials_rows(
+        &self,
+        tenant: &str,
+        channel: Option<Channel>,
+    ) -> Result<Vec<CredentialsRow>, StoreError> {
+        let rows: Vec<CredentialsRow> = match channel {
+            Some(channel) => {
+                self.rows(&self.st().select_credentials, (tenant, channel.as_str()))
+                    .await?
+            }
+            None => self.rows(&self.st().select_all_credentials, (tenant,)).await?,
+        };
+        Ok(rows)
+    }
+}
+
+/// What a lightweight transaction answered.
+struct Lwt {
+    applied: bool,
+    columns: HashMap<String, CqlValue>,
+}
+
+impl Lwt {
+    fn from_result(result: QueryResult) -> Result<Self, StoreError> {
+        let rows = result
+            .into_rows_result()
+            .map_err(|e| StoreError::Backend(format!("conditional write answered no rows: {e}")))?;
+        let names: Vec<String> = rows.column_specs().iter().map(|spec| spec.name().to_owned()).collect();
+        let row: Option<Row> = rows
+            .maybe_first_row::<Row>()
+            .map_err(|e| StoreError::Backend(format!("conditional write answer: {e}")))?;
+        let Some(row) = row else {
+            return Err(StoreError::Backend("conditional write answered no row".to_owned()));
+        };
+        let mut columns = HashMap::new();
+        for (name, value) in names.into_iter().zip(row.columns) {
+            if let Some(value) = value {
+                columns.insert(name, value);
+            }
+        }
+        let applied = matches!(columns.get("[applied]"), Some(CqlValue::Boolean(true)));
+        Ok(Self { applied, columns })
+    }
+
+    fn opt_text(&self, name: &str) -> Option<String> {
+        match self.columns.get(name) {
+            Some(CqlValue::Text(text) | CqlValue::Ascii(text)) => Some(text.clone()),
+            _ => None,
+        }
+    }
+
+    fn text(&self, name: &str) -> Result<String, StoreError> {
+        self.opt_text(name)
+            .ok_or_else(|| StoreError::Invalid(format!("conditional write answer lacks {name}")))
+    }
+
+    fn timestamp(&self, name: &str) -> Result<i64, StoreError> {
+        match self.columns.get(name) {
+            Some(CqlValue::Timestamp(at)) => Ok(at.0),
+            _ => Err(StoreError::Invalid(format!("conditional write answer lacks {name}"))),
+        }
+    }
+
+    fn int(&self, name: &str) -> Result<i32, StoreError> {
+        match self.columns.get(name) {
+            Some(CqlValue::Int(value)) => Ok(*value),
+            None => Ok(0),
+            Some(other) => Err(StoreError::Invalid(format!("{name} is {other:?}, not an int"))),
+        }
+    }
+
+    fn bigint(&self, name: &str) -> Option<i64> {
+        match self.columns.get(name) {
+            Some(CqlValue::BigInt(value)) => Some(*value),
+            _ => None,
+        }
+    }
+}
+
+/// The columns of `select_state`: status, version, updated_at, accepted_at, campaign_id.
+type StateRow = (
+    Option<String>,
+    Option<i32>,
+    Option<CqlTimestamp>,
+    Option<CqlTimestamp>,
+    Option<String>,
+);
+
+/// A message's status, version and times, as read before a status change.
+#[derive(Debug, Clone)]
+struct MessageState {
+    status: MessageStatus,
+    version: i32,
+    updated_at: i64,
+    accepted_at: i64,
+    campaign: Option<String>,
+}
+
+/// One stuck-index entry: status, bucket, time, tenant, message.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct StuckKey {
+    status: &'static str,
+    bucket: i32,
+    at: i64,
+    tenant: String,
+    id: String,
+}
+
+impl StuckKey {
+    fn new(status: MessageStatus, at: i64, tenant: &str, id: &str) -> Result<Self, StoreError> {
+        Ok(Self {
+            status: status.as_str(),
+            bucket: bucket_of(at)?,
+            at,
+            tenant: tenant.to_owned(),
+            id: id.to_owned(),
+        })
+    }
+
+    fn values(self) -> (&'static str, i32, CqlTimestamp, String, String) {
+        (self.status, self.bucket, CqlTimestamp(self.at), self.tenant, self.id)
+    }
+}
+
+/// Rows derived from a batch of claims or status changes, written together after it.
+#[derive(Default)]
+struct Derived {
+    tenant_days: HashSet<(String, i32)>,
+    tenant_messages: Vec<(String, i32, String)>,
+    campaigns: Vec<(String, String, String, &'static str, i64)>,
+    buckets: HashSet<(&'static str, i32)>,
+    stuck_inserts: Vec<StuckKey>,
+    stuck_deletes: Vec<StuckKey>,
+    providers: Vec<(String, String, String)>,
+}
+
+impl Derived {
+    /// Notes a claimed message's place in its tenant's list (by day of acceptance).
+    fn listing(&mut self, tenant: &str, id: &str, accepted: i64) -> Result<(), StoreError> {
+        let day = day_of(accepted)?;
+        self.tenant_days.insert((tenant.to_owned(), day));
+        self.tenant_messages.push((tenant.to_owned(), day, id.to_owned()));
+        Ok(())
+    }
+
+    /// Notes the derived rows of a message in `status` since `updated` (the claim's, or after
+    /// a change): its campaign row, its stuck-index entry and its provider id.
+    #[allow(clippy::too_many_arguments)]
+    fn message(
+        &mut self,
+        tenant: &str,
+        id: &str,
+        campaign: Option<&str>,
+        status: MessageStatus,
+        accepted: i64,
+        updated: i64,
+        version: i32,
+        provider: Option<&str>,
+    ) -> Result<(), StoreError> {
+        if let Some(campaign) = campaign {
+            // The write timestamp (microseconds) orders a message's campaign rows by version.
+            let stamp = accepted.saturating_mul(1_000).saturating_add(i64::from(version));
+            self.campaigns.push((
+                tenant.to_owned(),
+                campaign.to_owned(),
+                id.to_owned(),
+                status.as_str(),
+                stamp,
+            ));
+        }
+        let key = StuckKey::new(status, updated, tenant, id)?;
+        self.buckets.insert((key.status, key.bucket));
+        self.stuck_inserts.push(key);
+        if let Some(provider) = provider {
+            self.providers
+                .push((provider.to_owned(), tenant.to_owned(), id.to_owned()));
+        }
+        Ok(())
+    }
+
+    fn extend(&mut self, other: Derived) {
+        self.tenant_days.extend(other.tenant_days);
+        self.tenant_messages.extend(other.tenant_messages);
+        self.campaigns.extend(other.campaigns);
+        self.buckets.extend(other.buckets);
+        self.stuck_inserts.extend(other.stuck_inserts);
+        self.stuck_deletes.extend(other.stuck_deletes);
+        self.providers.extend(other.providers);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Schema.
+
+/// Runs one schema statement with the long DDL timeout.
+async fn ddl(session: &Session, text: &str) -> Result<(), StoreError> {
+    let mut statement = Statement::new(text);
+    statement.set_request_timeout(Some(DDL_TIMEOUT));
+    session
+        .query_unpaged(statement, ())
+        .await
+        .map(drop)
+        .map_err(|e| StoreError::Backend(format!("schema statement failed: {e}: {text}")))
+}
+
+/// Creates the keyspace and applies the schema versions it lacks, under the migration lease.
+async fn migrate(session: &Session, keyspace: &str, replication_factor: u32) -> Result<(), StoreError> {
+    let mut files = Vec::with_capacity(MIGRATIONS.len());
+    for (version, name, text) in MIGRATIONS {
+        files.push((*version, *name, statements_of(text, keyspace, replication_factor)));
+    }
+    // The keyspace and schema_migrations: the first two statements of the first file, idempotent,
+    // run at every start.
+    let Some((_, _, first)) = files.first() else {
+        return Err(StoreError::Invalid("no schema files embedded".to_owned()));
+    };
+    for statement in first.iter().take(2) {
+        ddl(session, statement).await?;
+    }
+    let owner = uuid::Uuid::new_v4().to_string();
+    let acquire = format!(
+        "INSERT INTO {keyspace}.schema_migrations (version, name, applied_at) VALUES ({LEASE_VERSION}, ?, \
+         toTimestamp(now())) IF NOT EXISTS USING TTL {LEASE_TTL_SECS}"
+    );
+    let mut waited = 0;
+    loop {
+        let result = session
+            .query_unpaged(acquire.as_str(), (owner.as_str(),))
+            .await
+            .map_err(be("migration lease"))?;
+        if Lwt::from_result(result)?.applied {
+            break;
+        }
+        waited += 1;
+        if waited > LEASE_TTL_SECS * 4 {
+            return Err(StoreError::Backend(
+                "another process holds the schema migration lease".to_owned(),
+            ));
+        }
+        tracing::info!(keyspace, "waiting for another process's schema migration");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let outcome = apply_migrations(session, keyspace, &files).await;
+    let release = format!("DELETE FROM {keyspace}.schema_migrations WHERE version = {LEASE_VERSION} IF name = ?");
+    if let Err(e) = session.query_unpaged(release.as_str(), (owner.as_str(),)).await {
+        tracing::warn!(keyspace, error = %e, "cannot release the schema migration lease; it expires by itself");
+    }
+    outcome
+}
+
+async fn apply_migrations(
+    session: &Session,
+    keyspace: &str,
+    files: &[(i32, &str, Vec<String>)],
+) -> Result<(), StoreError> {
+    let applied: Vec<(i32,)> = session
+        .query_unpaged(format!("SELECT version FROM {keyspace}.schema_migrations"), ())
+        .await
+        .map_err(be("read schema versions"))
+        .and_then(decode_rows)?;
+    let applied: HashSet<i32> = applied
+        .into_iter()
+        .map(|(version,)| version)
+        .filter(|version| *version > 0)
+        .collect();
+    if let Some(newest) = applied.iter().max()
+        && *newest > SCHEMA_VERSION
+    {
+        return Err(StoreError::Invalid(format!(
+            "keyspace {keyspace} has schema version {newest}, newer than this build ({SCHEMA_VERSION})"
+        )));
+    }
+    let record = format!(
+        "INSERT INTO {keyspace}.schema_migrations (version, name, applied_at) VALUES (?, ?, toTimestamp(now()))"
+    );
+    for (version, name, statements) in files {
+        if applied.contains(version) {
+            continue;
+        }
+        for statement in statements {
+            ddl(session, statement).await?;
+        }
+        session
+            .query_unpaged(record.as_str(), (*version, *name))
+            .await
+            .map_err(be("record schema version"))?;
+        tracing::info!(keyspace, version, name, "applied cassandra schema version");
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prepared statements.
+
+macro_rules! statements {
+    ($($name:ident = $cql:expr;)*) => {
+        /// Every statement of the store, prepared once.
+        struct Statements {
+            $($name: PreparedStatement,)*
+        }
+
+        impl Statements {
+            async fn prepare(session: &Session) -> Result<Self, StoreError> {
+                Ok(Self {
+                    $($name: {
+                    let cql: String = $cql.into();
+                    session.prepare(cql.as_str()).await.map_err(be(&format!("cannot prepare {cql}")))?
+                },)*
+                })
+            }
+        }
+    };
+}
+
+const TENANT_COLUMNS: &str = "id, name, is_demo, status, plan_id, created_by, created_at";
+const KEY_COLUMNS: &str = "key_id, tenant_id, secret_hash, created_at, revoked_at";
+const BRAND_COLUMNS: &str = "tenant_id, status, status_reason, trust_score, workflow_step, workflow_attempts, \
+                             twilio_sids, updated_at, approved_at";
+const NUMBER_COLUMNS: &str = "tenant_id, number, kind, status, twilio_sid, rate_per_second, created_at";
+const CREDENTIALS_COLUMNS: &str = "tenant_id, channel, provider, settings, key_id, sealed_secrets, is_verified, \
+                                   verification_error, updated_at, account_sid";
+const SUPPRESSION_COLUMNS: &str = "tenant_id, address, reason, source, created_at";
+const MESSAGE_COLUMNS: &str = "tenant_id, message_id, campaign_id, channel, recipient, priority, segments, status, \
+                               reason, provider_message_id, accepted_at, updated_at, history";
+
+statements! {
+    insert_tenant = format!("INSERT INTO tenants ({TENANT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS");
+    select_tenant = format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = ?");
+    set_tenant_status = "UPDATE tenants SET status = ? WHERE id = ? IF EXISTS";
+    set_tenant_plan = "UPDATE tenants SET plan_id = ? WHERE id = ? IF EXISTS";
+    delete_tenant = "DELETE FROM tenants WHERE id = ?";
+    insert_demo = "INSERT INTO demo_tenants (shard, created_at, tenant_id) VALUES (0, ?, ?)";
+    select_demo_before = "SELECT tenant_id FROM demo_tenants WHERE shard = 0 AND created_at < ?";
+    delete_demo = "DELETE FROM demo_tenants WHERE shard = 0 AND created_at = ? AND tenant_id = ?";
+
+    insert_key_by_hash = "INSERT INTO api_keys_by_hash (secret_hash, tenant_id, key_id, created_at, revoked_at) \
+                          VALUES (?, ?, ?, ?, ?) IF NOT EXISTS";
+    insert_key = format!("INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?)");
+    select_key_by_hash = format!("SELECT {KEY_COLUMNS} FROM api_keys_by_hash WHERE secret_hash = ?");
+    select_key = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = ? AND key_id = ?");
+    select_keys = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = ?");
+    revoke_key = "UPDATE api_keys SET revoked_at = ? WHERE tenant_id = ? AND key_id = ?";
+    revoke_key_by_hash = "UPDATE api_keys_by_hash SET revoked_at = ? WHERE secret_hash = ?";
+    delete_key_by_hash = "DELETE FROM api_keys_by_hash WHERE secret_hash = ?";
+    delete_keys = "DELETE FROM api_keys WHERE tenant_id = ?";
+
+    upsert_business = "INSERT INTO business_info (tenant_id, data, updated_at) VALUES (?, ?, ?)";
+    select_business = "SELECT data, updated_at FROM business_info WHERE tenant_id = ?";
+    delete_business = "DELETE FROM business_info WHERE tenant_id = ?";
+
+    upsert_brand = "UPDATE brands SET status = ?, status_reason = ?, trust_score = ?, workflow_step = ?, \
+                    workflow_attempts = ?, twilio_sids = ?, updated_at = ?, approved_at = ? WHERE tenant_id = ?";
+    upsert_workflow = "UPDATE brands SET status = ?, status_reason = ?, trust_score = ?, workflow_step = ?, \
+                       workflow_attempts = ?, twilio_sids = ?, updated_at = ?, approved_at = ?, workflow_due_at = ? \
+                       WHERE tenant_id = ?";
+    select_brand = format!("SELECT {BRAND_COLUMNS} FROM brands WHERE tenant_id = ?");
+    select_due = "SELECT workflow_due_at FROM brands WHERE tenant_id = ?";
+    delete_brand = "DELETE FROM brands WHERE tenant_id = ?";
+    insert_schedule = "INSERT INTO workflow_schedule (shard, due_at, tenant_id) VALUES (0, ?, ?)";
+    delete_schedule = "DELETE FROM workflow_schedule WHERE shard = 0 AND due_at = ? AND tenant_id = ?";
+    select_schedule = "SELECT due_at, tenant_id FROM workflow_schedule WHERE shard = 0 AND due_at <= ?";
+
+    claim_number = "INSERT INTO sender_number_owners (number, tenant_id) VALUES (?, ?) IF NOT EXISTS";
+    release_number = "DELETE FROM sender_number_owners WHERE number = ? IF tenant_id = ?";
+    upsert_number = format!("INSERT INTO sender_numbers ({NUMBER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)");
+    select_numbers = format!("SELECT {NUMBER_COLUMNS} FROM sender_numbers WHERE tenant_id = ?");
+    delete_numbers = "DELETE FROM sender_numbers WHERE tenant_id = ?";
+
+    upsert_credentials = format!("INSERT INTO channel_credentials ({CREDENTIALS_COLUMNS}) \
+                                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    select_credentials = format!("SELECT {CREDENTIALS_COLUMNS} FROM channel_credentials \
+                                  WHERE tenant_id = ? AND channel = ?");
+    select_all_credentials = format!("SELECT {CREDENTIALS_COLUMNS} FROM channel_credentials WHERE tenant_id = ?");
+    delete_credentials = "DELETE FROM channel_credentials WHERE tenant_id = ? AND channel = ?";
+    delete_all_credentials = "DELETE FROM channel_credentials WHERE tenant_id = ?";
+    insert_account = "INSERT INTO credentials_by_account (account_sid, tenant_id, channel) VALUES (?, ?, ?)";
+    delete_account = "DELETE FROM credentials_by_account WHERE account_sid = ? AND tenant_id = ? AND channel = ?";
+    select_account = "SELECT tenant_id, channel FROM credentials_by_account WHERE account_sid = ?";
+
+    upsert_plan = "INSERT INTO plans (id, name, monthly_quota) VALUES (?, ?, ?)";
+    select_plan = "SELECT id, name, monthly_quota FROM plans WHERE id = ?";
+
+    select_usage = "SELECT count FROM usage WHERE tenant_id = ? AND channel = ? AND period = ?";
+    insert_usage = "INSERT INTO usage (tenant_id, channel, period, count) VALUES (?, ?, ?, ?) IF NOT EXISTS";
+    cas_usage = "UPDATE usage SET count = ? WHERE tenant_id = ? AND channel = ? AND period = ? IF count = ?";
+    delete_usage = "DELETE FROM usage WHERE tenant_id = ?";
+
+    upsert_suppression = format!("INSERT INTO suppressions ({SUPPRESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?)");
+    select_suppression = format!("SELECT {SUPPRESSION_COLUMNS} FROM suppressions WHERE tenant_id = ? AND address = ?");
+    select_suppressed_in = "SELECT address FROM suppressions WHERE tenant_id = ? AND address IN ?";
+    delete_suppression = "DELETE FROM suppressions WHERE tenant_id = ? AND address = ?";
+    delete_suppressions = "DELETE FROM suppressions WHERE tenant_id = ?";
+
+    upsert_inbound = "INSERT INTO inbound_contacts (tenant_id, address, last_inbound) VALUES (?, ?, ?) \
+                      USING TIMESTAMP ?";
+    select_inbound = "SELECT last_inbound FROM inbound_contacts WHERE tenant_id = ? AND address = ?";
+    delete_inbounds = "DELETE FROM inbound_contacts WHERE tenant_id = ?";
+
+    claim = "INSERT INTO messages (tenant_id, message_id, campaign_id, channel, recipient, priority, segments, \
+             status, accepted_at, updated_at, version, history) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?) \
+             IF NOT EXISTS";
+    select_state = "SELECT status, version, updated_at, accepted_at, campaign_id FROM messages \
+                    WHERE tenant_id = ? AND message_id = ?";
+    advance = "UPDATE messages SET status = ?, reason = ?, updated_at = ?, provider_message_id = ?, version = ?, \
+               history = history + ? WHERE tenant_id = ? AND message_id = ? IF status = ? AND version = ?";
+    select_message = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant_id = ? AND message_id = ?");
+    delete_message = "DELETE FROM messages WHERE tenant_id = ? AND message_id = ?";
+    insert_tenant_message = "INSERT INTO messages_by_tenant (tenant_id, day, message_id) VALUES (?, ?, ?)";
+    select_tenant_messages = "SELECT message_id FROM messages_by_tenant WHERE tenant_id = ? AND day = ?";
+    delete_tenant_messages = "DELETE FROM messages_by_tenant WHERE tenant_id = ? AND day = ?";
+    insert_tenant_day = "INSERT INTO tenant_days (tenant_id, kind, day) VALUES (?, ?, ?)";
+    select_tenant_days = "SELECT day FROM tenant_days WHERE tenant_id = ? AND kind = ?";
+    delete_tenant_days = "DELETE FROM tenant_days WHERE tenant_id = ?";
+    upsert_campaign = "INSERT INTO campaign_messages (tenant_id, campaign_id, message_id, status) \
+                       VALUES (?, ?, ?, ?) USING TIMESTAMP ?";
+    select_campaign = "SELECT status FROM campaign_messages WHERE tenant_id = ? AND campaign_id = ?";
+    delete_campaign_message = "DELETE FROM campaign_messages WHERE tenant_id = ? AND campaign_id = ? \
+                               AND message_id = ?";
+    upsert_provider = "INSERT INTO provider_message_ids (provider_message_id, tenant_id, message_id) \
+                       VALUES (?, ?, ?)";
+    select_provider = "SELECT tenant_id, message_id FROM provider_message_ids WHERE provider_message_id = ?";
+    delete_provider = "DELETE FROM provider_message_ids WHERE provider_message_id = ?";
+    insert_stuck = "INSERT INTO stuck_index (status, bucket, updated_at, tenant_id, message_id) \
+                    VALUES (?, ?, ?, ?, ?)";
+    delete_stuck = "DELETE FROM stuck_index WHERE status = ? AND bucket = ? AND updated_at = ? AND tenant_id = ? \
+                    AND message_id = ?";
+    select_stuck = "SELECT updated_at, tenant_id, message_id FROM stuck_index \
+                    WHERE status = ? AND bucket = ? AND updated_at < ?";
+    insert_bucket = "INSERT INTO stuck_buckets (status, bucket) VALUES (?, ?)";
+    select_buckets = "SELECT bucket FROM stuck_buckets WHERE status = ? AND bucket <= ?";
+
+    insert_audit = "INSERT INTO audit_log (tenant_id, day, at, seq, actor, action, detail) \
+                    VALUES (?, ?, ?, ?, ?, ?, ?)";
+    select_audit = "SELECT at, actor, action, detail FROM audit_log WHERE tenant_id = ? AND day = ? LIMIT ?";
+    delete_audit_day = "DELETE FROM audit_log WHERE tenant_id = ? AND day = ?";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Values and rows.
+
+fn decode_rows<R>(result: QueryResult) -> Result<Vec<R>, StoreError>
+where
+    R: for<'f, 'm> DeserializeRow<'f, 'm>,
+{
+    let rows = result
+        .into_rows_result()
+        .map_err(|e| StoreError::Backend(format!("query answered no rows: {e}")))?;
+    rows.rows::<R>()
+        .map_err(|e| StoreError::Invalid(format!("stored row has an unexpected shape: {e}")))?
+        .map(|row| row.map_err(|e| StoreError::Invalid(format!("stored row is not valid: {e}"))))
+        .collect()
+}
+
+fn to_ms(at: OffsetDateTime) -> Result<i64, StoreError> {
+    i64::try_from(at.unix_timestamp_nanos().div_euclid(1_000_000))
+        .map_err(|_| StoreError::Invalid(format!("timestamp {at} is out of range")))
+}
+
+fn ts(at: OffsetDateTime) -> Result<CqlTimestamp, StoreError> {
+    to_ms(at).map(CqlTimestamp)
+}
+
+fn opt_ts(at: Option<OffsetDateTime>) -> Result<Option<CqlTimestamp>, StoreError> {
+    at.map(ts).transpose()
+}
+
+fn from_ms(ms: i64) -> Result<OffsetDateTime, StoreError> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .map_err(|e| StoreError::Invalid(format!("stored timestamp {ms} is out of range: {e}")))
+}
+
+fn from_ts(at: CqlTimestamp) -> Result<OffsetDateTime, StoreError> {
+    from_ms(at.0)
+}
+
+fn opt_from_ts(at: Option<CqlTimestamp>) -> Result<Option<OffsetDateTime>, StoreError> {
+    at.map(from_ts).transpose()
+}
+
+fn day_of(ms: i64) -> Result<i32, StoreError> {
+    i32::try_from(ms.div_euclid(DAY_MS)).map_err(|_| StoreError::Invalid(format!("timestamp {ms} is out of range")))
+}
+
+fn bucket_of(ms: i64) -> Result<i32, StoreError> {
+    i32::try_from(ms.div_euclid(BUCKET_MS)).map_err(|_| StoreError::Invalid(format!("timestamp {ms} is out of range")))
+}
+
+fn to_int(value: u32, what: &str) -> Result<i32, StoreError> {
+    i32::try_from(value).map_err(|_| StoreError::Invalid(format!("{what} {value} does not fit a CQL int")))
+}
+
+fn from_int<T: TryFrom<i32>>(value: i32, what: &str) -> Result<T, StoreError> {
+    T::try_from(value).map_err(|_| StoreError::Invalid(format!("stored {what} {value} is out of range")))
+}
+
+fn limit_of(limit: usize) -> i32 {
+    i32::try_from(limit).unwrap_or(i32::MAX)
+}
+
+/// The serde name of a unit enum variant (`active`, `in_review`, ...).
+fn enum_to_cql<T: Serialize>(value: &T) -> Result<String, StoreError> {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(name)) => Ok(name),
+        Ok(other) => Err(StoreError::Invalid(format!("{other} is not a unit enum variant"))),
+        Err(e) => Err(StoreError::Invalid(e.to_string())),
+    }
+}
+
+/// The unit enum variant with serde name `name`.
+fn enum_from_cql<T: DeserializeOwned>(name: &str, what: &str) -> Result<T, StoreError> {
+    serde_json::from_value(serde_json::Value::String(name.to_owned()))
+        .map_err(|_| StoreError::Invalid(format!("stored {what} {name:?} is not recognised")))
+}
+
+fn json_to_cql<T: Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Invalid(e.to_string()))
+}
+
+fn json_from_cql<T: DeserializeOwned>(raw: &str, what: &str) -> Result<T, StoreError> {
+    serde_json::from_str(raw).map_err(|e| StoreError::Invalid(format!("stored {what} is not valid: {e}")))
+}
+
+fn parse_status(raw: &str) -> Result<MessageStatus, StoreError> {
+    raw.parse()
+        .map_err(|_| StoreError::Invalid(format!("stored message status {raw:?} is not recognised")))
+}
+
+fn parse_channel(raw: &str) -> Result<Channel, StoreError> {
+    raw.parse()
+        .map_err(|_| StoreError::Invalid(format!("stored channel {raw:?} is not recognised")))
+}
+
+fn parse_priority(raw: &str) -> Result<Priority, StoreError> {
+    match raw {
+        "transactional" => Ok(Priority::Transactional),
+        "marketing" => Ok(Priority::Marketing),
+        _ => Err(StoreError::Invalid(format!(
+            "stored priority {raw:?} is not recognised"
+        ))),
+    }
+}
+
+fn parse_tenant_id(raw: &str) -> Result<TenantId, StoreError> {
+    TenantId::parse(raw).map_err(|e| StoreError::Invalid(format!("stored tenant id {raw:?} is not valid: {e}")))
+}
+
+fn parse_message_id(raw: &str) -> Result<MessageId, StoreError> {
+    MessageId::parse(raw).map_err(|e| StoreError::Invalid(format!("stored message id {raw:?} is not valid: {e}")))
+}
+
+/// One history entry: `[status, at, reason]` as JSON (the SQLite store's encoding too).
+fn history_entry(status: MessageStatus, at_ms: i64, reason: Option<&str>) -> Result<String, StoreError> {
+    serde_json::to_string(&(status, at_ms, reason)).map_err(|e| StoreError::Invalid(e.to_string()))
+}
+
+fn history_from_cql(entries: Vec<String>) -> Result<Vec<StatusChange>, StoreError> {
+    entries
+        .iter()
+        .map(|raw| {
+            let (status, at, reason): (MessageStatus, i64, Option<String>) = json_from_cql(raw, "message history")?;
+            Ok(StatusChange {
+                status,
+                at: from_ms(at)?,
+                reason,
+            })
+        })
+        .collect()
+}
+
+type TenantRow = (
+    String,
+    String,
+    bool,
+    String,
+    Option<String>,
+    Option<String>,
+    CqlTimestamp,
+);
+
+fn tenant_from_row(row: TenantRow) -> Result<Tenant, StoreError> {
+    let (id, name, is_demo, status, plan_id, created_by, created_at) = row;
+    Ok(Tenant {
+        id: parse_tenant_id(&id)?,
+        name,
+        is_demo,
+        status: enum_from_cql(&status, "tenant status")?,
+        plan_id,
+        created_by,
+        created_at: from_ts(created_at)?,
+    })
+}
+
+type KeyRow = (String, String, String, CqlTimestamp, Option<CqlTimestamp>);
+
+fn key_from_row(row: KeyRow) -> Result<ApiKeyRecord, StoreError> {
+    let (key_id, tenant_id, secret_hash, created_at, revoked_at) = row;
+    Ok(ApiKeyRecord {
+        key_id,
+        tenant_id: parse_tenant_id(&tenant_id)?,
+        secret_hash,
+        created_at: from_ts(created_at)?,
+        revoked_at: opt_from_ts(revoked_at)?,
+    })
+}
+
+type BrandRow = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<i32>,
+    Option<String>,
+    Option<i32>,
+    Option<String>,
+    Option<CqlTimestamp>,
+    Option<CqlTimestamp>,
+);
+
+fn brand_from_row(row: BrandRow) -> Result<Option<Brand>, StoreError> {
+    let (tenant_id, status, status_reason, trust_score, step, attempts, sids, updated_at, approved_at) = row;
+    // A row with only a schedule left (never written by this store) is no brand.
+    let (Some(status), Some(step), Some(updated_at)) = (status, step, updated_at) else {
+        return Ok(None);
+    };
+    Ok(Some(Brand {
+        tenant_id: parse_tenant_id(&tenant_id)?,
+        status: enum_from_cql(&status, "brand status")?,
+        status_reason,
+        trust_score: trust_score.map(|score| from_int(score, "trust score")).transpose()?,
+        workflow_step: step,
+        workflow_attempts: from_int(attempts.unwrap_or(0), "workflow attempts")?,
+        twilio_sids: match sids {
+            Some(raw) => json_from_cql::<BTreeMap<String, String>>(&raw, "brand twilio_sids")?,
+            None => BTreeMap::new(),
+        },
+        updated_at: from_ts(updated_at)?,
+        approved_at: opt_from_ts(approved_at)?,
+    }))
+}
+
+type NumberRow = (
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<f64>,
+    CqlTimestamp,
+);
+
+fn number_from_row(row: NumberRow) -> Result<SenderNumber, StoreError> {
+    let (tenant_id, number, kind, status, twilio_sid, rate_per_second, created_at) = row;
+    Ok(SenderNumber {
+        tenant_id: parse_tenant_id(&tenant_id)?,
+        number: PhoneNumber::parse(number.as_str())
+            .map_err(|e| StoreError::Invalid(format!("stored sender number {number:?} is not valid: {e}")))?,
+        kind: enum_from_cql(&kind, "sender kind")?,
+        status: enum_from_cql(&status, "number status")?,
+        twilio_sid,
+        rate_per_second,
+        created_at: from_ts(created_at)?,
+    })
+}
+
+type CredentialsRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    Vec<u8>,
+    bool,
+    Option<String>,
+    CqlTimestamp,
+    Option<String>,
+);
+
+fn credentials_from_row(row: CredentialsRow) -> Result<ChannelCredentials, StoreError> {
+    let (
+        tenant_id,
+        channel,
+        provider,
+        settings,
+        key_id,
+        sealed_secrets,
+        is_verified,
+        verification_error,
+        updated_at,
+        _,
+    ) = row;
+    Ok(ChannelCredentials {
+        tenant_id: parse_tenant_id(&tenant_id)?,
+        channel: parse_channel(&channel)?,
+        provider: enum_from_cql(&provider, "provider")?,
+        settings: json_from_cql(&settings, "credential settings")?,
+        key_id,
+        sealed_secrets,
+        is_verified,
+        verification_error,
+        updated_at: from_ts(updated_at)?,
+    })
+}
+
+/// The Twilio account SID named in credential settings.
+fn account_sid_of(settings: &serde_json::Value) -> Option<&str> {
+    settings.get("account_sid").and_then(serde_json::Value::as_str)
+}
+
+type SuppressionRow = (String, String, String, Option<String>, CqlTimestamp);
+
+fn suppression_from_row(row: SuppressionRow) -> Result<Suppression, StoreError> {
+    let (tenant_id, address, reason, source, created_at) = row;
+    Ok(Suppression {
+        tenant_id: parse_tenant_id(&tenant_id)?,
+        address,
+        reason: enum_from_cql(&reason, "suppression reason")?,
+        source,
+        created_at: from_ts(created_at)?,
+    })
+}
+
+type MessageRow = (
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+    String,
+    i32,
+    String,
+    Option<String>,
+    Option<String>,
+    CqlTimestamp,
+    CqlTimestamp,
+    Option<Vec<String>>,
+);
+
+fn message_from_row(row: MessageRow) -> Result<MessageRecord, StoreError> {
+    let (
+        tenant_id,
+        message_id,
+        campaign_id,
+        channel,
+        recipient,
+        priority,
+        segments,
+        status,
+        reason,
+        provider_message_id,
+        accepted_at,
+        updated_at,
+        history,
+    ) = row;
+    let campaign_id = match campaign_id {
+        Some(raw) => Some(
+            CampaignId::parse(raw.as_str())
+                .map_err(|e| StoreError::Invalid(format!("stored campaign id {raw:?} is not valid: {e}")))?,
+        ),
+        None => None,
+    };
+    Ok(MessageRecord {
+        tenant_id: parse_tenant_id(&tenant_id)?,
+        message_id: parse_message_id(&message_id)?,
+        campaign_id,
+        channel: parse_channel(&channel)?,
+        recipient,
+        priority: parse_priority(&priority)?,
+        segments: from_int(segments, "segments")?,
+        status: parse_status(&status)?,
+        reason,
+        provider_message_id,
+        accepted_at: from_ts(accepted_at)?,
+        updated_at: from_ts(updated_at)?,
+        history: history_from_cql(history.unwrap_or_default())?,
+    })
+}
+
+/// The position of `status` in [`MessageStatus::ALL`].
+fn status_rank(status: MessageStatus) -> usize {
+    MessageStatus::ALL
+        .iter()
+        .position(|candidate| *candidate == status)
+        .unwrap_or(usize::MAX)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The trait.
+
+#[async_trait]
+impl Store for CassandraStore {
+    async fn create_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
+        let created = self
+            .lwt(
+                &self.st().insert_tenant,
+                (
+                    tenant.id.as_str(),
+                    tenant.name.as_str(),
+                    tenant.is_demo,
+                    enum_to_cql(&tenant.status)?,
+                    tenant.plan_id.as_deref(),
+                    tenant.created_by.as_deref(),
+                    ts(tenant.created_at)?,
+                ),
+            )
+            .await?;
+        if !created.applied {
+            return Err(StoreError::Conflict(format!("tenant {} already exists", tenant.id)));
+        }
+        if tenant.is_demo {
+            self.exec(&self.st().insert_demo, (ts(tenant.created_at)?, tenant.id.as_str()))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn tenant(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError> {
+        let row: Option<TenantRow> = self.row(&self.st().select_tenant, (id.as_str(),)).await?;
+        row.map(tenant_from_row).transpose()
+    }
+
+    async fn set_tenant_status(&self, id: &TenantId, status: TenantStatus) -> Result<bool, StoreError> {
+        let outcome = self
+            .lwt(&self.st().set_tenant_status, (enum_to_cql(&status)?, id.as_str()))
+            .await?;
+        Ok(outcome.applied)
+    }
+
+    async fn demo_tenants_created_before(&self, before: OffsetDateTime) -> Result<Vec<Tenant>, StoreError> {
+        let ids: Vec<(String,)> = self.all_rows(&self.st().select_demo_before, (ts(before)?,)).await?;
+        let mut tenants = Vec::with_capacity(ids.len());
+        for (id,) in ids {
+            if let Some(tenant) = self.tenant(&parse_tenant_id(&id)?).await?
+                && tenant.is_demo
+                && tenant.created_at < before
+            {
+                tenants.push(tenant);
+            }
+        }
+        Ok(tenants)
+    }
+
+    async fn delete_tenant(&self, id: &TenantId) -> Result<bool, StoreError> {
+        let st = self.st();
+        let t = id.as_str();
+        let existing = self.tenant(id).await?;
+
+        for key in self.api_keys(id).await? {
+            self.exec(&st.delete_key_by_hash, (key.secret_hash.as_str(),)).await?;
+        }
+        self.exec(&st.delete_keys, (t,)).await?;
+        self.exec(&st.delete_business, (t,)).await?;
+        if let Some(due) = self.workflow_due(id).await? {
+            self.exec(&st.delete_schedule, (ts(due)?, t)).await?;
+        }
+        self.exec(&st.delete_brand, (t,)).await?;
+        for number in self.sender_numbers(id).await? {
+            self.lwt(&st.release_number, (number.number.as_str(), t)).await?;
+        }
+        self.exec(&st.delete_numbers, (t,)).await?;
+        for row in self.credentials_rows(t, None).await? {
+            if let Some(account) = &row.9 {
+                self.exec(&st.delete_account, (account.as_str(), t, row.1.as_str()))
+                    .await?;
+            }
+        }
+        self.exec(&st.delete_all_credentials, (t,)).await?;
+        self.exec(&st.delete_usage, (t,)).await?;
+        self.exec(&st.delete_suppressions, (t,)).await?;
+        self.exec(&st.delete_inbounds, (t,)).await?;
+
+        let days: Vec<(i32,)> = self.rows(&st.select_tenant_days, (t, KIND_MESSAGES)).await?;
+        for (day,) in days {
+            let ids: Vec<(String,)> = self.all_rows(&st.select_tenant_messages, (t, day)).await?;
+            stream::iter(ids.into_iter().map(|(message,)| self.delete_message(t, message)))
+                .buffer_unordered(self.inner.concurrency)
+                .try_for_each(|()| async { Ok(()) })
+                .await?;
+            self.exec(&st.delete_tenant_messages, (t, day)).await?;
+        }
+        let days: Vec<(i32,)> = self.rows(&st.select_tenant_days, (t, KIND_AUDIT)).await?;
+        for (day,) in days {
+            self.exec(&st.delete_audit_day, (t, day)).await?;
+        }
+        self.exec(&st.delete_tenant_days, (t,)).await?;
+
+        if let Some(tenant) = &existing {
+            if tenant.is_demo {
+                self.exec(&st.delete_demo, (ts(tenant.created_at)?, t)).await?;
+            }
+            self.exec(&st.delete_tenant, (t,)).await?;
+        }
+        // Stuck-index entries of its messages are found stale and removed by the next read.
+        Ok(existing.is_some())
+    }
+
+    async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
+        if self.tenant(&key.tenant_id).await?.is_none() {
+            return Err(StoreError::Conflict(format!(
+                "api key {}: the tenant it refers to does not exist",
+                key.key_id
+            )));
+        }
+        let values = (
+            key.secret_hash.as_str(),
+            key.tenant_id.as_str(),
+            key.key_id.as_str(),
+            ts(key.created_at)?,
+            opt_ts(key.revoked_at)?,
+        );
+        if !self.lwt(&self.st().insert_key_by_hash, values).await?.applied {
+            return Err(StoreError::Conflict(format!(
+                "api key {}: its secret hash is taken",
+                key.key_id
+            )));
+        }
+        self.exec(
+            &self.st().insert_key,
+            (
+                key.key_id.as_str(),
+                key.tenant_id.as_str(),
+                key.secret_hash.as_str(),
+                ts(key.created_at)?,
+                opt_ts(key.revoked_at)?,
+            ),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn api_key_by_hash(&self, secret_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let row: Option<KeyRow> = self.row(&self.st().select_key_by_hash, (secret_hash,)).await?;
+        row.map(key_from_row).transpose()
+    }
+
+    async fn revoke_api_key(&self, tenant: &TenantId, key_id: &str, at: OffsetDateTime) -> Result<bool, StoreError> {
+        let row: Option<KeyRow> = self.row(&self.st().select_key, (tenant.as_str(), key_id)).await?;
+        let Some(key) = row.map(key_from_row).transpose()? else {
+            return Ok(false);
+        };
+        // Revoking twice keeps the first revocation time.
+        if key.revoked_at.is_none() {
+            let at = ts(at)?;
+            self.exec(&self.st().revoke_key_by_hash, (at, key.secret_hash.as_str()))
+                .await?;
+            self.exec(&self.st().revoke_key, (at, tenant.as_str(), key_id)).await?;
+        }
+        Ok(true)
+    }
+
+    async fn put_business_info(&self, info: &BusinessInfoRecord) -> Result<(), StoreError> {
+        self.exec(
+            &self.st().upsert_business,
+            (info.tenant_id.as_str(), json_to_cql(&info.data)?, ts(info.updated_at)?),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn business_info(&self, tenant: &TenantId) -> Result<Option<BusinessInfoRecord>, StoreError> {
+        let row: Option<(String, CqlTimestamp)> = self.row(&self.st().select_business, (tenant.as_str(),)).await?;
+        row.map(|(data, updated_at)| {
+            Ok(BusinessInfoRecord {
+                tenant_id: tenant.clone(),
+                data: json_from_cql(&data, "business info")?,
+                updated_at: from_ts(updated_at)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn put_brand(&self, brand: &Brand) -> Result<(), StoreError> {
+        self.exec(
+            &self.st().upsert_brand,
+            (
+                enum_to_cql(&brand.status)?,
+                brand.status_reason.as_deref(),
+                brand.trust_score.map(i32::from),
+                brand.workflow_step.as_str(),
+                to_int(brand.workflow_attempts, "workflow attempts")?,
+                json_to_cql(&brand.twilio_sids)?,
+                ts(brand.updated_at)?,
+                opt_ts(brand.approved_at)?,
+                brand.tenant_id.as_str(),
+            ),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn brand(&self, tenant: &TenantId) -> Result<Option<Brand>, StoreError> {
+        let row: Option<BrandRow> = self.row(&self.st().select_brand, (tenant.as_str(),)).await?;
+        Ok(row.map(brand_from_row).transpose()?.flatten())
+    }
+
+    async fn put_workflow(&self, brand: &Brand, due: Option<OffsetDateTime>) -> Result<(), StoreError> {
+        let st = self.st();
+        let t = brand.tenant_id.as_str();
+        let previous = self.workflow_due(&brand.tenant_id).await?;
+        // The new schedule entry first: a crash leaves at worst a stale entry, which
+        // workflows_due checks against the brand row and removes.
+        if let Some(due) = due
+            && previous != Some(due)
+        {
+            self.exec(&st.insert_schedule, (ts(due)?, t)).await?;
+        }
+        self.exec(
+            &st.upsert_workflow,
+            (
+                enum_to_cql(&brand.status)?,
+                brand.status_reason.as_deref(),
+                brand.trust_score.map(i32::from),
+                brand.workflow_step.as_str(),
+                to_int(brand.workflow_attempts, "workflow attempts")?,
+                json_to_cql(&brand.twilio_sids)?,
+                ts(brand.updated_at)?,
+                opt_ts(brand.approved_at)?,
+                opt_ts(due)?,
+                t,
+            ),
+        )
+        .await?;
+        if let Some(previous) = previous
+            && Some(previous) != due
+        {
+            self.exec(&st.delete_schedule, (ts(previous)?, t)).await?;
+        }
+        Ok(())
+    }
+
+    async fn workflow_due(&self, tenant: &TenantId) -> Result<Option<OffsetDateTime>, StoreError> {
+        let row: Option<(Option<CqlTimestamp>,)> = self.row(&self.st().select_due, (tenant.as_str(),)).await?;
+        opt_from_ts(row.and_then(|(due,)| due))
+    }
+
+    async fn workflows_due(&self, now: OffsetDateTime, limit: usize) -> Result<Vec<TenantId>, StoreError> {
+        let entries: Vec<(CqlTimestamp, String)> = self.all_rows(&self.st().select_schedule, (ts(now)?,)).await?;
+        let mut due = Vec::new();
+        for (at, tenant) in entries {
+            if due.len() >= limit {
+                break;
+            }
+            let tenant = parse_tenant_id(&tenant)?;
+            if self.workflow_due(&tenant).await? == Some(from_ts(at)?) {
+                due.push(tenant);
+            } else {
+                self.exec(&self.st().delete_schedule, (at, tenant.as_str())).await?;
+            }
+        }
+        Ok(due)
+    }
+
+    async fn put_sender_number(&self, number: &SenderNumber) -> Result<(), StoreError> {
+        let t = number.tenant_id.as_str();
+        let owner = self.lwt(&self.st().claim_number, (number.number.as_str(), t)).await?;
+        if !owner.applied && owner.opt_text("tenant_id").as_deref() != Some(t) {
+            return Err(StoreError::Conflict(format!(
+                "sender number {} belongs to another tenant",
+                number.number.as_str()
+            )));
+        }
+        self.exec(
+            &self.st().upsert_number,
+            (
+                t,
+                number.number.as_str(),
+                enum_to_cql(&number.kind)?,
+                enum_to_cql(&number.status)?,
+                number.twilio_sid.as_deref(),
+                number.rate_per_second,
+                ts(number.created_at)?,
+            ),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn sender_numbers(&self, tenant: &TenantId) -> Result<Vec<SenderNumber>, StoreError> {
+        let rows: Vec<NumberRow> = self.rows(&self.st().select_numbers, (tenant.as_str(),)).await?;
+        let mut numbers = rows.into_iter().map(number_from_row).collect::<Result<Vec<_>, _>>()?;
+        numbers.sort_by(|a, b| (a.created_at, a.number.as_str()).cmp(&(b.created_at, b.number.as_str())));
+        Ok(numbers)
+    }
+
+    async fn put_credentials(&self, credentials: &ChannelCredentials) -> Result<(), StoreError> {
+        let st = self.st();
+        let t = credentials.tenant_id.as_str();
+        let channel = credentials.channel.as_str();
+        let account = account_sid_of(&credentials.settings);
+        let previous = self
+            .credentials_rows(t, Some(credentials.channel))
+            .await?
+            .into_iter()
+            .next()
+            .and_then(|row| row.9);
+        if let Some(account) = account {
+            self.exec(&st.insert_account, (account, t, channel)).await?;
+        }
+        self.exec(
+            &st.upsert_credentials,
+            (
+                t,
+                channel,
+                enum_to_cql(&credentials.provider)?,
+                json_to_cql(&credentials.settings)?,
+                credentials.key_id.as_str(),
+                credentials.sealed_secrets.as_slice(),
+                credentials.is_verified,
+                credentials.verification_error.as_deref(),
+                ts(credentials.updated_at)?,
+                account,
+            ),
+        )
+        .await?;
+        if let Some(previous) = previous
+            && Some(previous.as_str()) != account
+        {
+            self.exec(&st.delete_account, (previous.as_str(), t, channel)).await?;
+        }
+        Ok(())
+    }
+
+    async fn credentials(&self, tenant: &TenantId, channel: Channel) -> Result<Option<ChannelCredentials>, StoreError> {
+        self.credentials_rows(tenant.as_str(), Some(channel))
+            .await?
+            .into_iter()
+            .next()
+            .map(credentials_from_row)
+            .transpose()
+    }
+
+    async fn delete_credentials(&self, tenant: &TenantId, channel: Channel) -> Result<bool, StoreError> {
+        let t = tenant.as_str();
+        let Some(row) = self.credentials_rows(t, Some(channel)).await?.into_iter().next() else {
+            return Ok(false);
+        };
+        self.exec(&self.st().delete_credentials, (t, channel.as_str())).await?;
+        if let Some(account) = &row.9 {
+            self.exec(&self.st().delete_account, (account.as_str(), t, channel.as_str()))
+                .await?;
+        }
+        Ok(true)
+    }
+
+    async fn credentials_by_account(&self, account_sid: &str) -> Result<Vec<ChannelCredentials>, StoreError> {
+        let entries: Vec<(String, String)> = self.rows(&self.st().select_account, (account_sid,)).await?;
+        let mut found = Vec::with_capacity(entries.len());
+        for (tenant, channel) in entries {
+            let row = self
+                .credentials_rows(&tenant, Some(parse_channel(&channel)?))
+                .await?
+                .into_iter()
+                .next();
+            // The lookup row may outlive a change of account (a crash between the writes).
+            if let Some(row) = row
+                && row.9.as_deref() == Some(account_sid)
+            {
+                found.push(credentials_from_row(row)?);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn put_plan(&self, plan: &Plan) -> Result<(), StoreError> {
+        self.exec(
+            &self.st().upsert_plan,
+            (plan.id.as_str(), plan.name.as_str(), json_to_cql(&plan.monthly_quota)?),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn plan(&self, id: &str) -> Result<Option<Plan>, StoreError> {
+        let row: Option<(String, String, String)> = self.row(&self.st().select_plan, (id,)).await?;
+        row.map(|(id, name, quota)| {
+            Ok(Plan {
+                id,
+                name,
+                monthly_quota: json_from_cql(&quota, "plan monthly_quota")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn add_usage(
+        &self,
+        tenant: &TenantId,
+        channel: Channel,
+        period: &str,
+        delta: i64,
+    ) -> Result<u64, StoreError> {
+        let st = self.st();
+        let key = (tenant.as_str(), channel.as_str(), period);
+        // Compare-and-set: the clamp at zero needs the current value (see the schema file).
+        let mut current: Option<i64> = self
+            .row::<(Option<i64>,)>(&st.select_usage, key)
+            .await?
+            .map(|(count,)| count.unwrap_or(0));
+        for _ in 0..CAS_ATTEMPTS {
+            let outcome = match current {
+                None => {
+                    let next = delta.max(0);
+                    let outcome = self.lwt(&st.insert_usage, (key.0, key.1, key.2, next)).await?;
+                    if outcome.applied {
+                        return u64::try_from(next).map_err(|_| StoreError::Invalid("usage is negative".to_owned()));
+                    }
+                    outcome
+                }
+                Some(count) => {
+                    let next = count.saturating_add(delta).max(0);
+                    let outcome = self.lwt(&st.cas_usage, (next, key.0, key.1, key.2, count)).await?;
+                    if outcome.applied {
+                        return u64::try_from(next).map_err(|_| StoreError::Invalid("usage is negative".to_owned()));
+                    }
+                    outcome
+                }
+            };
+            // Lost a race: the answer carries the current value.
+            current = Some(outcome.bigint("count").unwrap_or(0));
+        }
+        Err(StoreError::Backend(format!(
+            "usage of {tenant}/{channel}/{period}: lost {CAS_ATTEMPTS} compare-and-set races in a row"
+        )))
+    }
+
+    async fn usage(&self, tenant: &TenantId, channel: Channel, period: &str) -> Result<u64, StoreError> {
+        let row: Option<(Option<i64>,)> = self
+            .row(&self.st().select_usage, (tenant.as_str(), channel.as_str(), period))
+            .await?;
+        let count = row.and_then(|(count,)| count).unwrap_or(0);
+        u64::try_from(count).map_err(|_| StoreError::Invalid(format!("usage counter {count} is negative")))
+    }
+
+    async fn suppress(&self, suppression: &Suppression) -> Result<(), StoreError> {
+        self.exec(
+            &self.st().upsert_suppression,
+            (
+                suppression.tenant_id.as_str(),
+                suppression.address.as_str(),
+                enum_to_cql(&suppression.reason)?,
+                suppression.source.as_deref(),
+                ts(suppression.created_at)?,
+            ),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn unsuppress(&self, tenant: &TenantId, address: &str) -> Result<bool, StoreError> {
+        if self.suppression(tenant, address).await?.is_none() {
+            return Ok(false);
+        }
+        self.exec(&self.st().delete_suppression, (tenant.as_str(), address))
+            .await?;
+        Ok(true)
+    }
+
+    async fn suppression(&self, tenant: &TenantId, address: &str) -> Result<Option<Suppression>, StoreError> {
+        let row: Option<SuppressionRow> = self
+            .row(&self.st().select_suppression, (tenant.as_str(), address))
+            .await?;
+        row.map(suppression_from_row).transpose()
+    }
+
+    async fn suppressed_among(&self, tenant: &TenantId, addresses: &[String]) -> Result<Vec<String>, StoreError> {
+        let mut seen = HashSet::with_capacity(addresses.len());
+        let unique: Vec<&String> = addresses.iter().filter(|a| seen.insert(a.as_str())).collect();
+        let mut suppressed = HashSet::new();
+        // One single-partition query per 100 addresses.
+        for chunk in unique.chunks(100) {
+            let list: Vec<&str> = chunk.iter().map(|a| a.as_str()).collect();
+            let rows: Vec<(String,)> = self
+                .rows(&self.st().select_suppressed_in, (tenant.as_str(), list))
+                .await?;
+            suppressed.extend(rows.into_iter().map(|(address,)| address));
+        }
+        Ok(unique
+            .into_iter()
+            .filter(|address| suppressed.contains(address.as_str()))
+            .cloned()
+            .collect())
+    }
+
+    async fn record_inbound(&self, tenant: &TenantId, address: &str, at: OffsetDateTime) -> Result<(), StoreError> {
+        // The write timestamp is the inbound time: the later time wins, whatever the order.
+        let at = to_ms(at)?;
+        self.exec(
+            &self.st().upsert_inbound,
+            (tenant.as_str(), address, CqlTimestamp(at), at.saturating_mul(1_000)),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn last_inbound(&self, tenant: &TenantId, address: &str) -> Result<Option<OffsetDateTime>, StoreError> {
+        let row: Option<(Option<CqlTimestamp>,)> =
+            self.row(&self.st().select_inbound, (tenant.as_str(), address)).await?;
+        opt_from_ts(row.and_then(|(at,)| at))
+    }
+
+    async fn claim_messages(&self, messages: &[NewMessage]) -> Result<Vec<Claim>, StoreError> {
+        if messages.is_empty() {
+            return Ok(Vec::new());
+        }
+        // A message twice in the batch is claimed once: the later copies find it.
+        let mut first: HashMap<(&str, &str), usize> = HashMap::with_capacity(messages.len());
+        let mut unique = Vec::with_capacity(messages.len());
+        for (index, message) in messages.iter().enumerate() {
+            let key = (message.tenant_id.as_str(), message.message_id.as_str());
+            if let std::collections::hash_map::Entry::Vacant(slot) = first.entry(key) {
+                slot.insert(index);
+                unique.push((index, message));
+            }
+        }
+        // The futures are collected first: a closure over borrowed items inside the stream type
+        // trips the compiler's higher-ranked lifetime check in an async trait method.
+        let claiming: Vec<_> = unique
+            .into_iter()
+            .map(|(index, message)| async move {
+                let mut derived = Derived::default();
+                let claim = self.claim_one(message, &mut derived).await?;
+                Ok::<_, StoreError>((index, claim, derived))
+            })
+            .collect();
+        let results: Vec<(usize, Claim, Derived)> = stream::iter(claiming)
+            .buffer_unordered(self.inner.concurrency)
+            .try_collect()
+            .await?;
+        let mut claims: Vec<Option<Claim>> = vec![None; messages.len()];
+        let mut derived = Derived::default();
+        for (index, claim, rows) in results {
+            claims[index] = Some(claim);
+            derived.extend(rows);
+        }
+        self.write_derived(derived).await?;
+        messages
+            .iter()
+            .enumerate()
+            .map(|(index, message)| {
+                let key = (message.tenant_id.as_str(), message.message_id.as_str());
+                let owner = first.get(&key).copied().unwrap_or(index);
+                match claims[owner] {
+                    Some(claim) if owner == index => Ok(claim),
+                    Some(Claim::New) => Ok(Claim::Existing(MessageStatus::Queued)),
+                    Some(existing) => Ok(existing),
+                    None => Err(StoreError::Backend(format!("message {key:?} was not claimed"))),
+                }
+            })
+            .collect()
+    }
+
+    async fn apply_status(&self, updates: &[StatusUpdate]) -> Result<Vec<bool>, StoreError> {
+        if updates.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Changes of one message in order, in one task; messages concurrently.
+        let mut groups: Vec<Vec<(usize, &StatusUpdate)>> = Vec::new();
+        let mut group_of: HashMap<(&str, &str), usize> = HashMap::new();
+        for (index, update) in updates.iter().enumerate() {
+            let key = (update.tenant_id.as_str(), update.message_id.as_str());
+            let group = *group_of.entry(key).or_insert_with(|| {
+                groups.push(Vec::new());
+                groups.len() - 1
+            });
+            groups[group].push((index, update));
+        }
+        let applying: Vec<_> = groups.into_iter().map(|group| self.apply_to_message(group)).collect();
+        let results: Vec<(Vec<(usize, bool)>, Derived)> = stream::iter(applying)
+            .buffer_unordered(self.inner.concurrency)
+            .try_collect()
+            .await?;
+        let mut applied = vec![false; updates.len()];
+        let mut derived = Derived::default();
+        for (answers, rows) in results {
+            for (index, answer) in answers {
+                applied[index] = answer;
+            }
+            derived.extend(rows);
+        }
+        self.write_derived(derived).await?;
+        Ok(applied)
+    }
+
+    async fn message(&self, tenant: &TenantId, id: &MessageId) -> Result<Option<MessageRecord>, StoreError> {
+        self.message_row(tenant.as_str(), id.as_str()).await
+    }
+
+    async fn stuck_messages(
+        &self,
+        statuses: &[MessageStatus],
+        updated_before: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        let st = self.st();
+        let before = to_ms(updated_before)?;
+        let last_bucket = bucket_of(before)?;
+        let mut stuck = Vec::new();
+        for &status in statuses {
+            if stuck.len() >= limit {
+                break;
+            }
+            let buckets: Vec<(i32,)> = self
+                .all_rows(&st.select_buckets, (status.as_str(), last_bucket))
+                .await?;
+            for (bucket,) in buckets {
+                if stuck.len() >= limit {
+                    break;
+                }
+                let pager = self
+                    .inner
+                    .session
+                    .execute_iter(st.select_stuck.clone(), (status.as_str(), bucket, CqlTimestamp(before)))
+                    .await
+                    .map_err(be("select stuck messages"))?;
+                let mut entries = pager
+                    .rows_stream::<(CqlTimestamp, String, String)>()
+                    .map_err(|e| StoreError::Invalid(format!("stuck index: {e}")))?;
+                let mut done = false;
+                while !done && stuck.len() < limit {
+                    let mut chunk = Vec::with_capacity(CHECK_CHUNK);
+                    while chunk.len() < CHECK_CHUNK {
+                        match entries.next().await {
+                            Some(entry) => chunk.push(entry.map_err(be("read stuck index"))?),
+                            None => {
+                                done = true;
+                                break;
+                            }
+                        }
+                    }
+                    // Checked concurrently, kept in index order (oldest first).
+                    let checked: Vec<Option<MessageRecord>> =
+                        stream::iter(chunk.into_iter().map(|entry| self.check_stuck(status, bucket, entry)))
+                            .buffered(self.inner.concurrency)
+                            .try_collect()
+                            .await?;
+                    for record in checked.into_iter().flatten() {
+                        if stuck.len() < limit {
+                            stuck.push(record);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(stuck)
+    }
+
+    async fn message_by_provider_id(
+        &self,
+        provider_message_id: &str,
+    ) -> Result<Option<(TenantId, MessageId)>, StoreError> {
+        let row: Option<(String, String)> = self.row(&self.st().select_provider, (provider_message_id,)).await?;
+        row.map(|(tenant, id)| Ok((parse_tenant_id(&tenant)?, parse_message_id(&id)?)))
+            .transpose()
+    }
+
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        let tenant = entry.tenant_id.as_ref().map_or(PLATFORM, TenantId::as_str);
+        let at = to_ms(entry.at)?;
+        let day = day_of(at)?;
+        let seq = self.inner.audit_seq.fetch_add(1, Ordering::Relaxed);
+        self.exec(&self.st().insert_tenant_day, (tenant, KIND_AUDIT, day))
+            .await?;
+        self.exec(
+            &self.st().insert_audit,
+            (
+                tenant,
+                day,
+                CqlTimestamp(at),
+                seq,
+                entry.actor.as_str(),
+                entry.action.as_str(),
+                json_to_cql(&entry.detail)?,
+            ),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn audit(&self, tenant: &TenantId, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut entries = Vec::new();
+        if limit == 0 {
+            return Ok(entries);
+        }
+        let st = self.st();
+        // Newest day first (the clustering order of tenant_days).
+        let days: Vec<(i32,)> = self.rows(&st.select_tenant_days, (tenant.as_str(), KIND_AUDIT)).await?;
+        for (day,) in days {
+            let room = limit - entries.len();
+            if room == 0 {
+                break;
+            }
+            let rows: Vec<(CqlTimestamp, String, String, String)> = self
+                .rows(&st.select_audit, (tenant.as_str(), day, limit_of(room)))
+                .await?;
+            for (at, actor, action, detail) in rows {
+                entries.push(AuditEntry {
+                    tenant_id: Some(tenant.clone()),
+                    at: from_ts(at)?,
+                    actor,
+                    action,
+                    detail: json_from_cql(&detail, "audit detail")?,
+                });
+            }
+        }
+        Ok(entries)
+    }
+
+    async fn api_keys(&self, tenant: &TenantId) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        let rows: Vec<KeyRow> = self.rows(&self.st().select_keys, (tenant.as_str(),)).await?;
+        let mut keys = rows.into_iter().map(key_from_row).collect::<Result<Vec<_>, _>>()?;
+        keys.sort_by(|a, b| (a.created_at, &a.key_id).cmp(&(b.created_at, &b.key_id)));
+        Ok(keys)
+    }
+
+    async fn campaign_counts(
+        &self,
+        tenant: &TenantId,
+        campaign: &CampaignId,
+    ) -> Result<Vec<(MessageStatus, u64)>, StoreError> {
+        let rows: Vec<(Option<String>,)> = self
+            .all_rows(&self.st().select_campaign, (tenant.as_str(), campaign.as_str()))
+            .await?;
+        let mut counts: BTreeMap<usize, (MessageStatus, u64)> = BTreeMap::new();
+        for (status,) in rows {
+            let Some(status) = status else { continue };
+            let status = parse_status(&status)?;
+            counts.entry(status_rank(status)).or_insert((status, 0)).1 += 1;
+        }
+        Ok(counts.into_values().collect())
+    }
+
+    async fn set_tenant_plan(&self, id: &TenantId, plan_id: Option<&str>) -> Result<bool, StoreError> {
+        let outcome = self.lwt(&self.st().set_tenant_plan, (plan_id, id.as_str())).await?;
+        Ok(outcome.applied)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schema_files_split_into_statements() {
+        for (version, name, text) in MIGRATIONS {
+            let statements = statements_of(text, "ks_test", 1);
+            assert!(statements.len() > 2, "{name}");
+            assert!(
+                statements[0].starts_with("CREATE KEYSPACE IF NOT EXISTS ks_test"),
+                "{name}"
+            );
+            assert!(statements[0].contains("'replication_factor': 1"), "{name}");
+            assert!(statements[1].contains("ks_test.schema_migrations"), "{name}");
+            for statement in &statements {
+                assert!(!statement.contains("${"), "{name}: {statement}");
+                assert!(!statement.contains("--"), "{name}: {statement}");
+                assert!(statement.contains("IF NOT EXISTS"), "{name}: {statement}");
+            }
+            assert!(*version >= 1 && *version <= SCHEMA_VERSION);
+        }
+        assert_eq!(MIGRATIONS.last().map(|m| m.0), Some(SCHEMA_VERSION));
+    }
+
+    #[test]
+    fn keyspace_names_are_checked() {
+        assert!(valid_keyspace("engageninja"));
+        assert!(valid_keyspace("t_1234_abc"));
+        assert!(!valid_keyspace(""));
+        assert!(!valid_keyspace("1abc"));
+        assert!(!valid_keyspace("a; DROP KEYSPACE x"));
+        assert!(!valid_keyspace(&"a".repeat(49)));
+    }
+
+    #[test]
+    fn history_entries_round_trip() {
+        let entries = vec![
+            history_entry(MessageStatus::Queued, 1_767_225_600_000, None).unwrap(),
+            history_entry(MessageStatus::Failed, 1_767_225_600_001, Some("a \"quoted\", ] reason")).unwrap(),
+        ];
+        let history = history_from_cql(entries).unwrap();
+        assert_eq!(history.len(), 2);
+        assert_eq!(history[1].reason.as_deref(), Some("a \"quoted\", ] reason"));
+        assert_eq!(history[1].status, MessageStatus::Failed);
+    }
+
+    #[test]
+    fn buckets_and_days_are_floored() {
+        assert_eq!(day_of(0).unwrap(), 0);
+        assert_eq!(day_of(-1).unwrap(), -1);
+        assert_eq!(bucket_of(BUCKET_MS - 1).unwrap(), 0);
+        assert_eq!(bucket_of(BUCKET_MS).unwrap(), 1);
+    }
+}

@@ -1,0 +1,274 @@
+//! Measurements of the Cassandra store's write paths (ignored by default; they print numbers):
+//!
+//! ```text
+//! .ci/services/cassandra.sh start
+//! ENGAGENINJA_CASSANDRA_CONTACT=127.0.0.1:19042 \
+//!   cargo test --release -p common --test cassandra_bench -- --ignored --nocapture --test-threads 1
+//! ```
+//!
+//! - `claims_with_and_without_lwt`: 10,000 inserts of a message row, plain and `IF NOT EXISTS`
+//!   (both with `concurrency` requests in flight), and `claim_messages` (the LWT plus its
+//!   derived rows) in batches of 1,000.
+//! - `status_writes_batched_and_concurrent`: 10,000 `sent` changes through `apply_status` in
+//!   batches of 1,000, with the derived rows in single-partition batches and one request each;
+//!   and the status row written plainly versus by the conditional update.
+
+use std::time::{Duration, Instant};
+
+use common::config::{CassandraSettings, DerivedWrites};
+use common::store::cassandra::CassandraStore;
+use common::store::{NewMessage, StatusUpdate, Store};
+use common::{CampaignId, Channel, MessageId, MessageStatus, Priority, TenantId};
+use futures_util::stream::{self, StreamExt, TryStreamExt};
+use scylla::client::session::Session;
+use scylla::client::session_builder::SessionBuilder;
+use time::OffsetDateTime;
+
+const MESSAGES: usize = 10_000;
+const BATCH: usize = 1_000;
+const CONCURRENCY: usize = 256;
+
+fn settings(derived_writes: DerivedWrites) -> Option<CassandraSettings> {
+    let Ok(contact) = std::env::var("ENGAGENINJA_CASSANDRA_CONTACT") else {
+        eprintln!("skipping: ENGAGENINJA_CASSANDRA_CONTACT is not set");
+        return None;
+    };
+    Some(CassandraSettings {
+        contact_points: vec![contact],
+        keyspace: format!("enj_bench_{}", uuid::Uuid::new_v4().simple()),
+        replication_factor: 1,
+        request_timeout_ms: 30_000,
+        concurrency: CONCURRENCY,
+        derived_writes,
+    })
+}
+
+async fn session(settings: &CassandraSettings) -> Session {
+    let session = SessionBuilder::new()
+        .known_nodes(&settings.contact_points)
+        .build()
+        .await
+        .unwrap();
+    session.use_keyspace(settings.keyspace.as_str(), false).await.unwrap();
+    session
+}
+
+fn messages(prefix: &str, tenants: usize) -> Vec<NewMessage> {
+    let now = OffsetDateTime::now_utc();
+    (0..MESSAGES)
+        .map(|i| NewMessage {
+            tenant_id: TenantId::parse(format!("tenant-{}", i % tenants)).unwrap(),
+            message_id: MessageId::parse(format!("{prefix}-{i}")).unwrap(),
+            campaign_id: Some(CampaignId::parse(format!("campaign-{}", i % tenants)).unwrap()),
+            channel: Channel::Sms,
+            recipient: format!("+1415555{:04}", i % 10_000),
+            priority: Priority::Marketing,
+            segments: 1,
+            accepted_at: now,
+        })
+        .collect()
+}
+
+fn report(what: &str, count: usize, elapsed: Duration) {
+    eprintln!(
+        "{what}: {count} in {:.2} s = {:.0}/s",
+        elapsed.as_secs_f64(),
+        count as f64 / elapsed.as_secs_f64()
+    );
+}
+
+/// Runs `statement` once per message with `CONCURRENCY` requests in flight.
+async fn raw_inserts(session: &Session, statement: &str, prefix: &str) -> Duration {
+    let prepared = session.prepare(statement).await.unwrap();
+    let now = scylla::value::CqlTimestamp(OffsetDateTime::now_utc().unix_timestamp() * 1_000);
+    let started = Instant::now();
+    stream::iter((0..MESSAGES).map(|i| {
+        let prepared = &prepared;
+        async move {
+            let tenant = format!("tenant-{}", i % 10);
+            let id = format!("{prefix}-{i}");
+            session
+                .execute_unpaged(
+                    prepared,
+                    (
+                        tenant,
+                        id,
+                        "sms",
+                        "+14155550100",
+                        "marketing",
+                        1_i32,
+                        "queued",
+                        now,
+                        now,
+                    ),
+                )
+                .await
+                .map(drop)
+        }
+    }))
+    .buffer_unordered(CONCURRENCY)
+    .try_collect::<Vec<()>>()
+    .await
+    .unwrap();
+    started.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark against a running Cassandra; prints numbers"]
+async fn claims_with_and_without_lwt() {
+    let Some(settings) = settings(DerivedWrites::PartitionBatches) else {
+        return;
+    };
+    let store = CassandraStore::open(&settings).await.unwrap();
+    let session = session(&settings).await;
+    let insert = "INSERT INTO messages (tenant_id, message_id, channel, recipient, priority, segments, status, \
+                  accepted_at, updated_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0)";
+    // Warm-up (connections, the node's JIT), not counted.
+    raw_inserts(&session, insert, "warm").await;
+    let plain = raw_inserts(&session, insert, "plain").await;
+    report("message row, plain INSERT", MESSAGES, plain);
+    let lwt = raw_inserts(&session, &format!("{insert} IF NOT EXISTS"), "lwt").await;
+    report("message row, INSERT IF NOT EXISTS (LWT)", MESSAGES, lwt);
+
+    let batch = messages("claim", 10);
+    let started = Instant::now();
+    for chunk in batch.chunks(BATCH) {
+        store.claim_messages(chunk).await.unwrap();
+    }
+    report(
+        "claim_messages (LWT + derived rows), batches of 1000",
+        MESSAGES,
+        started.elapsed(),
+    );
+    let started = Instant::now();
+    for chunk in batch.chunks(BATCH) {
+        store.claim_messages(chunk).await.unwrap();
+    }
+    report(
+        "claim_messages of claimed messages (redelivery)",
+        MESSAGES,
+        started.elapsed(),
+    );
+    store.drop_keyspace().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark against a running Cassandra; prints numbers"]
+async fn status_writes_batched_and_concurrent() {
+    for mode in [DerivedWrites::PartitionBatches, DerivedWrites::Concurrent] {
+        let Some(settings) = settings(mode) else { return };
+        let store = CassandraStore::open(&settings).await.unwrap();
+        let batch = messages("status", 10);
+        for chunk in batch.chunks(BATCH) {
+            store.claim_messages(chunk).await.unwrap();
+        }
+        let now = OffsetDateTime::now_utc();
+        let updates: Vec<StatusUpdate> = batch
+            .iter()
+            .enumerate()
+            .map(|(i, m)| StatusUpdate {
+                tenant_id: m.tenant_id.clone(),
+                message_id: m.message_id.clone(),
+                status: MessageStatus::Sent,
+                at: now,
+                reason: None,
+                provider_message_id: Some(format!("SM{i:032}")),
+            })
+            .collect();
+        let started = Instant::now();
+        for chunk in updates.chunks(BATCH) {
+            let applied = store.apply_status(chunk).await.unwrap();
+            assert!(applied.iter().all(|a| *a));
+        }
+        report(
+            &format!("apply_status sent (read + LWT + derived rows as {mode:?}), batches of 1000"),
+            MESSAGES,
+            started.elapsed(),
+        );
+        store.drop_keyspace().await.unwrap();
+    }
+
+    // The status row alone: a plain UPDATE against the conditional one.
+    let Some(settings) = settings(DerivedWrites::PartitionBatches) else {
+        return;
+    };
+    let store = CassandraStore::open(&settings).await.unwrap();
+    let session = session(&settings).await;
+    let insert = "INSERT INTO messages (tenant_id, message_id, channel, recipient, priority, segments, status, \
+                  accepted_at, updated_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0)";
+    raw_inserts(&session, insert, "row").await;
+    for (what, statement) in [
+        (
+            "status row, plain UPDATE",
+            "UPDATE messages SET status = 'sent', version = 1 WHERE tenant_id = ? AND message_id = ?",
+        ),
+        (
+            "status row, UPDATE IF status = ? AND version = ? (LWT)",
+            "UPDATE messages SET status = 'delivered', version = 2 WHERE tenant_id = ? AND message_id = ? \
+             IF status = 'sent' AND version = 1",
+        ),
+    ] {
+        let prepared = session.prepare(statement).await.unwrap();
+        let started = Instant::now();
+        stream::iter((0..MESSAGES).map(|i| {
+            let (prepared, session) = (&prepared, &session);
+            async move {
+                session
+                    .execute_unpaged(prepared, (format!("tenant-{}", i % 10), format!("row-{i}")))
+                    .await
+                    .map(drop)
+            }
+        }))
+        .buffer_unordered(CONCURRENCY)
+        .try_collect::<Vec<()>>()
+        .await
+        .unwrap();
+        report(what, MESSAGES, started.elapsed());
+    }
+
+    // Rows derived from status changes (one partition per campaign): one request each against
+    // unlogged single-partition batches of 100.
+    let prepared = session
+        .prepare("INSERT INTO campaign_messages (tenant_id, campaign_id, message_id, status) VALUES (?, ?, ?, 'sent')")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    stream::iter((0..MESSAGES).map(|i| {
+        let (prepared, session) = (&prepared, &session);
+        async move {
+            session
+                .execute_unpaged(prepared, ("tenant-0", format!("c{}", i % 10), format!("m{i}")))
+                .await
+                .map(drop)
+        }
+    }))
+    .buffer_unordered(CONCURRENCY)
+    .try_collect::<Vec<()>>()
+    .await
+    .unwrap();
+    report("campaign rows, one request each", MESSAGES, started.elapsed());
+    let started = Instant::now();
+    stream::iter((0..MESSAGES / 100).map(|b| {
+        let (prepared, session) = (&prepared, &session);
+        async move {
+            let mut batch = scylla::statement::batch::Batch::new(scylla::statement::batch::BatchType::Unlogged);
+            let campaign = format!("c{}", b % 10);
+            let mut values = Vec::with_capacity(100);
+            for i in 0..100 {
+                batch.append_statement(prepared.clone());
+                values.push(("tenant-0", campaign.clone(), format!("b{b}-{i}")));
+            }
+            session.batch(&batch, values).await.map(drop)
+        }
+    }))
+    .buffer_unordered(CONCURRENCY)
+    .try_collect::<Vec<()>>()
+    .await
+    .unwrap();
+    report(
+        "campaign rows, single-partition batches of 100",
+        MESSAGES,
+        started.elapsed(),
+    );
+    store.drop_keyspace().await.unwrap();
+}
