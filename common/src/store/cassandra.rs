@@ -39,16 +39,18 @@ use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::statement::unprepared::Statement;
 use scylla::value::{CqlTimestamp, CqlValue, MaybeUnset, Row};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 
+use super::codec::{
+    enum_from_text, enum_to_text, from_ms, json_from_text, json_to_text, parse_channel, parse_message_id,
+    parse_priority, parse_status, parse_tenant_id, to_ms,
+};
 use super::{
     ApiKeyRecord, AuditEntry, Brand, BusinessInfoRecord, ChannelCredentials, Claim, MessageRecord, NewMessage, Plan,
     SenderNumber, StatusChange, StatusUpdate, Store, StoreError, Suppression, Tenant, TenantStatus,
 };
 use crate::address::PhoneNumber;
-use crate::channel::{Channel, Priority};
+use crate::channel::Channel;
 use crate::config::{CassandraSettings, DerivedWrites};
 use crate::ids::{CampaignId, MessageId, TenantId};
 use crate::status::MessageStatus;
@@ -1028,22 +1030,12 @@ where
         .collect()
 }
 
-fn to_ms(at: OffsetDateTime) -> Result<i64, StoreError> {
-    i64::try_from(at.unix_timestamp_nanos().div_euclid(1_000_000))
-        .map_err(|_| StoreError::Invalid(format!("timestamp {at} is out of range")))
-}
-
 fn ts(at: OffsetDateTime) -> Result<CqlTimestamp, StoreError> {
     to_ms(at).map(CqlTimestamp)
 }
 
 fn opt_ts(at: Option<OffsetDateTime>) -> Result<Option<CqlTimestamp>, StoreError> {
     at.map(ts).transpose()
-}
-
-fn from_ms(ms: i64) -> Result<OffsetDateTime, StoreError> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .map_err(|e| StoreError::Invalid(format!("stored timestamp {ms} is out of range: {e}")))
 }
 
 fn from_ts(at: CqlTimestamp) -> Result<OffsetDateTime, StoreError> {
@@ -1074,57 +1066,6 @@ fn limit_of(limit: usize) -> i32 {
     i32::try_from(limit).unwrap_or(i32::MAX)
 }
 
-/// The serde name of a unit enum variant (`active`, `in_review`, ...).
-fn enum_to_cql<T: Serialize>(value: &T) -> Result<String, StoreError> {
-    match serde_json::to_value(value) {
-        Ok(serde_json::Value::String(name)) => Ok(name),
-        Ok(other) => Err(StoreError::Invalid(format!("{other} is not a unit enum variant"))),
-        Err(e) => Err(StoreError::Invalid(e.to_string())),
-    }
-}
-
-/// The unit enum variant with serde name `name`.
-fn enum_from_cql<T: DeserializeOwned>(name: &str, what: &str) -> Result<T, StoreError> {
-    serde_json::from_value(serde_json::Value::String(name.to_owned()))
-        .map_err(|_| StoreError::Invalid(format!("stored {what} {name:?} is not recognised")))
-}
-
-fn json_to_cql<T: Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Invalid(e.to_string()))
-}
-
-fn json_from_cql<T: DeserializeOwned>(raw: &str, what: &str) -> Result<T, StoreError> {
-    serde_json::from_str(raw).map_err(|e| StoreError::Invalid(format!("stored {what} is not valid: {e}")))
-}
-
-fn parse_status(raw: &str) -> Result<MessageStatus, StoreError> {
-    raw.parse()
-        .map_err(|_| StoreError::Invalid(format!("stored message status {raw:?} is not recognised")))
-}
-
-fn parse_channel(raw: &str) -> Result<Channel, StoreError> {
-    raw.parse()
-        .map_err(|_| StoreError::Invalid(format!("stored channel {raw:?} is not recognised")))
-}
-
-fn parse_priority(raw: &str) -> Result<Priority, StoreError> {
-    match raw {
-        "transactional" => Ok(Priority::Transactional),
-        "marketing" => Ok(Priority::Marketing),
-        _ => Err(StoreError::Invalid(format!(
-            "stored priority {raw:?} is not recognised"
-        ))),
-    }
-}
-
-fn parse_tenant_id(raw: &str) -> Result<TenantId, StoreError> {
-    TenantId::parse(raw).map_err(|e| StoreError::Invalid(format!("stored tenant id {raw:?} is not valid: {e}")))
-}
-
-fn parse_message_id(raw: &str) -> Result<MessageId, StoreError> {
-    MessageId::parse(raw).map_err(|e| StoreError::Invalid(format!("stored message id {raw:?} is not valid: {e}")))
-}
-
 /// One history entry: `[status, at, reason]` as JSON (the SQLite store's encoding too).
 fn history_entry(status: MessageStatus, at_ms: i64, reason: Option<&str>) -> Result<String, StoreError> {
     serde_json::to_string(&(status, at_ms, reason)).map_err(|e| StoreError::Invalid(e.to_string()))
@@ -1134,7 +1075,7 @@ fn history_from_cql(entries: Vec<String>) -> Result<Vec<StatusChange>, StoreErro
     entries
         .iter()
         .map(|raw| {
-            let (status, at, reason): (MessageStatus, i64, Option<String>) = json_from_cql(raw, "message history")?;
+            let (status, at, reason): (MessageStatus, i64, Option<String>) = json_from_text(raw, "message history")?;
             Ok(StatusChange {
                 status,
                 at: from_ms(at)?,
@@ -1160,7 +1101,7 @@ fn tenant_from_row(row: TenantRow) -> Result<Tenant, StoreError> {
         id: parse_tenant_id(&id)?,
         name,
         is_demo,
-        status: enum_from_cql(&status, "tenant status")?,
+        status: enum_from_text(&status, "tenant status")?,
         plan_id,
         created_by,
         created_at: from_ts(created_at)?,
@@ -1200,13 +1141,13 @@ fn brand_from_row(row: BrandRow) -> Result<Option<Brand>, StoreError> {
     };
     Ok(Some(Brand {
         tenant_id: parse_tenant_id(&tenant_id)?,
-        status: enum_from_cql(&status, "brand status")?,
+        status: enum_from_text(&status, "brand status")?,
         status_reason,
         trust_score: trust_score.map(|score| from_int(score, "trust score")).transpose()?,
         workflow_step: step,
         workflow_attempts: from_int(attempts.unwrap_or(0), "workflow attempts")?,
         twilio_sids: match sids {
-            Some(raw) => json_from_cql::<BTreeMap<String, String>>(&raw, "brand twilio_sids")?,
+            Some(raw) => json_from_text::<BTreeMap<String, String>>(&raw, "brand twilio_sids")?,
             None => BTreeMap::new(),
         },
         updated_at: from_ts(updated_at)?,
@@ -1230,8 +1171,8 @@ fn number_from_row(row: NumberRow) -> Result<SenderNumber, StoreError> {
         tenant_id: parse_tenant_id(&tenant_id)?,
         number: PhoneNumber::parse(number.as_str())
             .map_err(|e| StoreError::Invalid(format!("stored sender number {number:?} is not valid: {e}")))?,
-        kind: enum_from_cql(&kind, "sender kind")?,
-        status: enum_from_cql(&status, "number status")?,
+        kind: enum_from_text(&kind, "sender kind")?,
+        status: enum_from_text(&status, "number status")?,
         twilio_sid,
         rate_per_second,
         created_at: from_ts(created_at)?,
@@ -1267,8 +1208,8 @@ fn credentials_from_row(row: CredentialsRow) -> Result<ChannelCredentials, Store
     Ok(ChannelCredentials {
         tenant_id: parse_tenant_id(&tenant_id)?,
         channel: parse_channel(&channel)?,
-        provider: enum_from_cql(&provider, "provider")?,
-        settings: json_from_cql(&settings, "credential settings")?,
+        provider: enum_from_text(&provider, "provider")?,
+        settings: json_from_text(&settings, "credential settings")?,
         key_id,
         sealed_secrets,
         is_verified,
@@ -1289,7 +1230,7 @@ fn suppression_from_row(row: SuppressionRow) -> Result<Suppression, StoreError> 
     Ok(Suppression {
         tenant_id: parse_tenant_id(&tenant_id)?,
         address,
-        reason: enum_from_cql(&reason, "suppression reason")?,
+        reason: enum_from_text(&reason, "suppression reason")?,
         source,
         created_at: from_ts(created_at)?,
     })
@@ -1372,7 +1313,7 @@ impl Store for CassandraStore {
                     tenant.id.as_str(),
                     tenant.name.as_str(),
                     tenant.is_demo,
-                    enum_to_cql(&tenant.status)?,
+                    enum_to_text(&tenant.status)?,
                     tenant.plan_id.as_deref(),
                     tenant.created_by.as_deref(),
                     ts(tenant.created_at)?,
@@ -1396,7 +1337,7 @@ impl Store for CassandraStore {
 
     async fn set_tenant_status(&self, id: &TenantId, status: TenantStatus) -> Result<bool, StoreError> {
         let outcome = self
-            .lwt(&self.st().set_tenant_status, (enum_to_cql(&status)?, id.as_str()))
+            .lwt(&self.st().set_tenant_status, (enum_to_text(&status)?, id.as_str()))
             .await?;
         Ok(outcome.applied)
     }
@@ -1526,7 +1467,7 @@ impl Store for CassandraStore {
     async fn put_business_info(&self, info: &BusinessInfoRecord) -> Result<(), StoreError> {
         self.exec(
             &self.st().upsert_business,
-            (info.tenant_id.as_str(), json_to_cql(&info.data)?, ts(info.updated_at)?),
+            (info.tenant_id.as_str(), json_to_text(&info.data)?, ts(info.updated_at)?),
         )
         .await?;
         Ok(())
@@ -1537,7 +1478,7 @@ impl Store for CassandraStore {
         row.map(|(data, updated_at)| {
             Ok(BusinessInfoRecord {
                 tenant_id: tenant.clone(),
-                data: json_from_cql(&data, "business info")?,
+                data: json_from_text(&data, "business info")?,
                 updated_at: from_ts(updated_at)?,
             })
         })
@@ -1548,12 +1489,12 @@ impl Store for CassandraStore {
         self.exec(
             &self.st().upsert_brand,
             (
-                enum_to_cql(&brand.status)?,
+                enum_to_text(&brand.status)?,
                 brand.status_reason.as_deref(),
                 brand.trust_score.map(i32::from),
                 brand.workflow_step.as_str(),
                 to_int(brand.workflow_attempts, "workflow attempts")?,
-                json_to_cql(&brand.twilio_sids)?,
+                json_to_text(&brand.twilio_sids)?,
                 ts(brand.updated_at)?,
                 opt_ts(brand.approved_at)?,
                 brand.tenant_id.as_str(),
@@ -1582,12 +1523,12 @@ impl Store for CassandraStore {
         self.exec(
             &st.upsert_workflow,
             (
-                enum_to_cql(&brand.status)?,
+                enum_to_text(&brand.status)?,
                 brand.status_reason.as_deref(),
                 brand.trust_score.map(i32::from),
                 brand.workflow_step.as_str(),
                 to_int(brand.workflow_attempts, "workflow attempts")?,
-                json_to_cql(&brand.twilio_sids)?,
+                json_to_text(&brand.twilio_sids)?,
                 ts(brand.updated_at)?,
                 opt_ts(brand.approved_at)?,
                 opt_ts(due)?,
@@ -1639,8 +1580,8 @@ impl Store for CassandraStore {
             (
                 t,
                 number.number.as_str(),
-                enum_to_cql(&number.kind)?,
-                enum_to_cql(&number.status)?,
+                enum_to_text(&number.kind)?,
+                enum_to_text(&number.status)?,
                 number.twilio_sid.as_deref(),
                 number.rate_per_second,
                 ts(number.created_at)?,
@@ -1676,8 +1617,8 @@ impl Store for CassandraStore {
             (
                 t,
                 channel,
-                enum_to_cql(&credentials.provider)?,
-                json_to_cql(&credentials.settings)?,
+                enum_to_text(&credentials.provider)?,
+                json_to_text(&credentials.settings)?,
                 credentials.key_id.as_str(),
                 credentials.sealed_secrets.as_slice(),
                 credentials.is_verified,
@@ -1739,7 +1680,7 @@ impl Store for CassandraStore {
     async fn put_plan(&self, plan: &Plan) -> Result<(), StoreError> {
         self.exec(
             &self.st().upsert_plan,
-            (plan.id.as_str(), plan.name.as_str(), json_to_cql(&plan.monthly_quota)?),
+            (plan.id.as_str(), plan.name.as_str(), json_to_text(&plan.monthly_quota)?),
         )
         .await?;
         Ok(())
@@ -1751,7 +1692,7 @@ impl Store for CassandraStore {
             Ok(Plan {
                 id,
                 name,
-                monthly_quota: json_from_cql(&quota, "plan monthly_quota")?,
+                monthly_quota: json_from_text(&quota, "plan monthly_quota")?,
             })
         })
         .transpose()
@@ -1812,7 +1753,7 @@ impl Store for CassandraStore {
             (
                 suppression.tenant_id.as_str(),
                 suppression.address.as_str(),
-                enum_to_cql(&suppression.reason)?,
+                enum_to_text(&suppression.reason)?,
                 suppression.source.as_deref(),
                 ts(suppression.created_at)?,
             ),
@@ -2044,7 +1985,7 @@ impl Store for CassandraStore {
                 seq,
                 entry.actor.as_str(),
                 entry.action.as_str(),
-                json_to_cql(&entry.detail)?,
+                json_to_text(&entry.detail)?,
             ),
         )
         .await?;
@@ -2073,7 +2014,7 @@ impl Store for CassandraStore {
                     at: from_ts(at)?,
                     actor,
                     action,
-                    detail: json_from_cql(&detail, "audit detail")?,
+                    detail: json_from_text(&detail, "audit detail")?,
                 });
             }
         }

@@ -9,6 +9,7 @@
 //! [`cassandra::CassandraStore`] (ScyllaDB or Apache Cassandra; versioned CQL schema in `deploy/cql/`).
 
 pub mod cassandra;
+mod codec;
 pub mod sqlite;
 
 use std::collections::BTreeMap;

@@ -31,16 +31,18 @@ use rusqlite::types::FromSql;
 use rusqlite::{
     CachedStatement, Connection, ErrorCode, Params, Row, Statement, Transaction, TransactionBehavior, ffi, params,
 };
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 
+use super::codec::{
+    enum_from_text, enum_to_text, from_ms, json_from_text, json_to_text, parse_channel, parse_message_id,
+    parse_priority, parse_status, parse_tenant_id, to_ms,
+};
 use super::{
     ApiKeyRecord, AuditEntry, Brand, BusinessInfoRecord, ChannelCredentials, Claim, MessageRecord, NewMessage, Plan,
     SenderNumber, StatusChange, StatusUpdate, Store, StoreError, Suppression, Tenant, TenantStatus,
 };
 use crate::address::PhoneNumber;
-use crate::channel::{Channel, Priority};
+use crate::channel::Channel;
 use crate::ids::{CampaignId, MessageId, TenantId};
 use crate::status::MessageStatus;
 
@@ -237,73 +239,12 @@ fn db_err(e: rusqlite::Error) -> StoreError {
 // ---------------------------------------------------------------------------------------------
 // Value conversions.
 
-fn to_ms(at: OffsetDateTime) -> Result<i64, StoreError> {
-    i64::try_from(at.unix_timestamp_nanos().div_euclid(1_000_000))
-        .map_err(|_| StoreError::Invalid(format!("timestamp {at} is out of range")))
-}
-
 fn opt_to_ms(at: Option<OffsetDateTime>) -> Result<Option<i64>, StoreError> {
     at.map(to_ms).transpose()
 }
 
-fn from_ms(ms: i64) -> Result<OffsetDateTime, StoreError> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .map_err(|e| StoreError::Invalid(format!("stored timestamp {ms} is out of range: {e}")))
-}
-
-/// The serde name of a unit enum variant (`active`, `in_review`, ...).
-fn enum_to_sql<T: Serialize>(value: &T) -> Result<String, StoreError> {
-    match serde_json::to_value(value) {
-        Ok(serde_json::Value::String(name)) => Ok(name),
-        Ok(other) => Err(StoreError::Invalid(format!("{other} is not a unit enum variant"))),
-        Err(e) => Err(StoreError::Invalid(e.to_string())),
-    }
-}
-
-/// The unit enum variant with serde name `name`.
-fn enum_from_sql<T: DeserializeOwned>(name: &str, what: &str) -> Result<T, StoreError> {
-    serde_json::from_value(serde_json::Value::String(name.to_owned()))
-        .map_err(|_| StoreError::Invalid(format!("stored {what} {name:?} is not recognised")))
-}
-
-fn json_to_sql<T: Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Invalid(e.to_string()))
-}
-
-fn json_from_sql<T: DeserializeOwned>(raw: &str, what: &str) -> Result<T, StoreError> {
-    serde_json::from_str(raw).map_err(|e| StoreError::Invalid(format!("stored {what} is not valid: {e}")))
-}
-
-fn parse_status(raw: &str) -> Result<MessageStatus, StoreError> {
-    raw.parse()
-        .map_err(|_| StoreError::Invalid(format!("stored message status {raw:?} is not recognised")))
-}
-
-fn parse_channel(raw: &str) -> Result<Channel, StoreError> {
-    raw.parse()
-        .map_err(|_| StoreError::Invalid(format!("stored channel {raw:?} is not recognised")))
-}
-
-fn parse_priority(raw: &str) -> Result<Priority, StoreError> {
-    match raw {
-        "transactional" => Ok(Priority::Transactional),
-        "marketing" => Ok(Priority::Marketing),
-        _ => Err(StoreError::Invalid(format!(
-            "stored priority {raw:?} is not recognised"
-        ))),
-    }
-}
-
 fn bad_value(what: &str, raw: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Invalid(format!("stored {what} {raw:?} is not valid: {e}"))
-}
-
-fn parse_tenant_id(raw: &str) -> Result<TenantId, StoreError> {
-    TenantId::parse(raw).map_err(|e| bad_value("tenant id", raw, e))
-}
-
-fn parse_message_id(raw: &str) -> Result<MessageId, StoreError> {
-    MessageId::parse(raw).map_err(|e| bad_value("message id", raw, e))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -363,7 +304,7 @@ fn tenant_from_row(row: &Row<'_>) -> Result<Tenant, StoreError> {
         id: parse_tenant_id(&col::<String>(row, 0)?)?,
         name: col(row, 1)?,
         is_demo: col(row, 2)?,
-        status: enum_from_sql(&col::<String>(row, 3)?, "tenant status")?,
+        status: enum_from_text(&col::<String>(row, 3)?, "tenant status")?,
         plan_id: col(row, 4)?,
         created_by: col(row, 5)?,
         created_at: col_time(row, 6)?,
@@ -388,12 +329,12 @@ const BRAND_COLUMNS: &str = "tenant_id, status, status_reason, trust_score, work
 fn brand_from_row(row: &Row<'_>) -> Result<Brand, StoreError> {
     Ok(Brand {
         tenant_id: parse_tenant_id(&col::<String>(row, 0)?)?,
-        status: enum_from_sql(&col::<String>(row, 1)?, "brand status")?,
+        status: enum_from_text(&col::<String>(row, 1)?, "brand status")?,
         status_reason: col(row, 2)?,
         trust_score: col(row, 3)?,
         workflow_step: col(row, 4)?,
         workflow_attempts: col(row, 5)?,
-        twilio_sids: json_from_sql::<BTreeMap<String, String>>(&col::<String>(row, 6)?, "brand twilio_sids")?,
+        twilio_sids: json_from_text::<BTreeMap<String, String>>(&col::<String>(row, 6)?, "brand twilio_sids")?,
         updated_at: col_time(row, 7)?,
         approved_at: col_opt_time(row, 8)?,
     })
@@ -406,8 +347,8 @@ fn sender_number_from_row(row: &Row<'_>) -> Result<SenderNumber, StoreError> {
     Ok(SenderNumber {
         tenant_id: parse_tenant_id(&col::<String>(row, 0)?)?,
         number: PhoneNumber::parse(number.as_str()).map_err(|e| bad_value("sender number", &number, e))?,
-        kind: enum_from_sql(&col::<String>(row, 2)?, "sender kind")?,
-        status: enum_from_sql(&col::<String>(row, 3)?, "number status")?,
+        kind: enum_from_text(&col::<String>(row, 2)?, "sender kind")?,
+        status: enum_from_text(&col::<String>(row, 3)?, "number status")?,
         twilio_sid: col(row, 4)?,
         rate_per_second: col(row, 5)?,
         created_at: col_time(row, 6)?,
@@ -421,8 +362,8 @@ fn credentials_from_row(row: &Row<'_>) -> Result<ChannelCredentials, StoreError>
     Ok(ChannelCredentials {
         tenant_id: parse_tenant_id(&col::<String>(row, 0)?)?,
         channel: parse_channel(&col::<String>(row, 1)?)?,
-        provider: enum_from_sql(&col::<String>(row, 2)?, "provider")?,
-        settings: json_from_sql(&col::<String>(row, 3)?, "credential settings")?,
+        provider: enum_from_text(&col::<String>(row, 2)?, "provider")?,
+        settings: json_from_text(&col::<String>(row, 3)?, "credential settings")?,
         key_id: col(row, 4)?,
         sealed_secrets: col(row, 5)?,
         is_verified: col(row, 6)?,
@@ -437,7 +378,7 @@ fn suppression_from_row(row: &Row<'_>) -> Result<Suppression, StoreError> {
     Ok(Suppression {
         tenant_id: parse_tenant_id(&col::<String>(row, 0)?)?,
         address: col(row, 1)?,
-        reason: enum_from_sql(&col::<String>(row, 2)?, "suppression reason")?,
+        reason: enum_from_text(&col::<String>(row, 2)?, "suppression reason")?,
         source: col(row, 3)?,
         created_at: col_time(row, 4)?,
     })
@@ -482,7 +423,7 @@ fn audit_from_row(row: &Row<'_>) -> Result<AuditEntry, StoreError> {
         at: col_time(row, 1)?,
         actor: col(row, 2)?,
         action: col(row, 3)?,
-        detail: json_from_sql(&col::<String>(row, 4)?, "audit detail")?,
+        detail: json_from_text(&col::<String>(row, 4)?, "audit detail")?,
     })
 }
 
@@ -557,7 +498,7 @@ fn history_entry<'a>(
 
 /// Decodes a message's `history` column: comma-separated `[status, at, reason]` entries.
 fn history_from_sql(raw: &str) -> Result<Vec<StatusChange>, StoreError> {
-    let entries: Vec<(MessageStatus, i64, Option<String>)> = json_from_sql(&format!("[{raw}]"), "message history")?;
+    let entries: Vec<(MessageStatus, i64, Option<String>)> = json_from_text(&format!("[{raw}]"), "message history")?;
     entries
         .into_iter()
         .map(|(status, at, reason)| {
@@ -723,7 +664,7 @@ impl Store for SqliteStore {
                     tenant.id.as_str(),
                     tenant.name,
                     tenant.is_demo,
-                    enum_to_sql(&tenant.status)?,
+                    enum_to_text(&tenant.status)?,
                     tenant.plan_id,
                     tenant.created_by,
                     to_ms(tenant.created_at)?,
@@ -752,7 +693,7 @@ impl Store for SqliteStore {
                 .prepare_cached("UPDATE tenants SET status = ?2 WHERE id = ?1")
                 .map_err(db_err)?;
             let changed = statement
-                .execute(params![id.as_str(), enum_to_sql(&status)?])
+                .execute(params![id.as_str(), enum_to_text(&status)?])
                 .map_err(db_err)?;
             Ok(changed > 0)
         })
@@ -857,7 +798,7 @@ impl Store for SqliteStore {
             statement
                 .execute(params![
                     info.tenant_id.as_str(),
-                    json_to_sql(&info.data)?,
+                    json_to_text(&info.data)?,
                     to_ms(info.updated_at)?
                 ])
                 .map_err(db_err)?;
@@ -875,7 +816,7 @@ impl Store for SqliteStore {
             query_opt(&mut statement, [tenant.as_str()], |row| {
                 Ok(BusinessInfoRecord {
                     tenant_id: tenant.clone(),
-                    data: json_from_sql(&col::<String>(row, 0)?, "business info")?,
+                    data: json_from_text(&col::<String>(row, 0)?, "business info")?,
                     updated_at: col_time(row, 1)?,
                 })
             })
@@ -899,12 +840,12 @@ impl Store for SqliteStore {
             statement
                 .execute(params![
                     brand.tenant_id.as_str(),
-                    enum_to_sql(&brand.status)?,
+                    enum_to_text(&brand.status)?,
                     brand.status_reason,
                     brand.trust_score,
                     brand.workflow_step,
                     brand.workflow_attempts,
-                    json_to_sql(&brand.twilio_sids)?,
+                    json_to_text(&brand.twilio_sids)?,
                     to_ms(brand.updated_at)?,
                     opt_to_ms(brand.approved_at)?,
                 ])
@@ -942,12 +883,12 @@ impl Store for SqliteStore {
             statement
                 .execute(params![
                     brand.tenant_id.as_str(),
-                    enum_to_sql(&brand.status)?,
+                    enum_to_text(&brand.status)?,
                     brand.status_reason,
                     brand.trust_score,
                     brand.workflow_step,
                     brand.workflow_attempts,
-                    json_to_sql(&brand.twilio_sids)?,
+                    json_to_text(&brand.twilio_sids)?,
                     to_ms(brand.updated_at)?,
                     opt_to_ms(brand.approved_at)?,
                     opt_to_ms(due)?,
@@ -1003,8 +944,8 @@ impl Store for SqliteStore {
                 .execute(params![
                     number.tenant_id.as_str(),
                     number.number.as_str(),
-                    enum_to_sql(&number.kind)?,
-                    enum_to_sql(&number.status)?,
+                    enum_to_text(&number.kind)?,
+                    enum_to_text(&number.status)?,
                     number.twilio_sid,
                     number.rate_per_second,
                     to_ms(number.created_at)?,
@@ -1050,8 +991,8 @@ impl Store for SqliteStore {
                 .execute(params![
                     credentials.tenant_id.as_str(),
                     credentials.channel.as_str(),
-                    enum_to_sql(&credentials.provider)?,
-                    json_to_sql(&credentials.settings)?,
+                    enum_to_text(&credentials.provider)?,
+                    json_to_text(&credentials.settings)?,
                     credentials.key_id,
                     credentials.sealed_secrets,
                     credentials.is_verified,
@@ -1117,7 +1058,7 @@ impl Store for SqliteStore {
                 )
                 .map_err(db_err)?;
             statement
-                .execute(params![plan.id, plan.name, json_to_sql(&plan.monthly_quota)?])
+                .execute(params![plan.id, plan.name, json_to_text(&plan.monthly_quota)?])
                 .map_err(db_err)?;
             Ok(())
         })
@@ -1134,7 +1075,7 @@ impl Store for SqliteStore {
                 Ok(Plan {
                     id: col(row, 0)?,
                     name: col(row, 1)?,
-                    monthly_quota: json_from_sql(&col::<String>(row, 2)?, "plan monthly_quota")?,
+                    monthly_quota: json_from_text(&col::<String>(row, 2)?, "plan monthly_quota")?,
                 })
             })
         })
@@ -1199,7 +1140,7 @@ impl Store for SqliteStore {
                 .execute(params![
                     suppression.tenant_id.as_str(),
                     suppression.address,
-                    enum_to_sql(&suppression.reason)?,
+                    enum_to_text(&suppression.reason)?,
                     suppression.source,
                     to_ms(suppression.created_at)?,
                 ])
@@ -1484,7 +1425,7 @@ impl Store for SqliteStore {
                     to_ms(entry.at)?,
                     entry.actor,
                     entry.action,
-                    json_to_sql(&entry.detail)?,
+                    json_to_text(&entry.detail)?,
                 ])
                 .map_err(db_err)?;
             Ok(())

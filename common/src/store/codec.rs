@@ -1,0 +1,81 @@
+//! How both stores write values as columns and read them back: timestamps as unix
+//! milliseconds, unit enums by their serde names, JSON as text, ids and statuses parsed.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use time::OffsetDateTime;
+
+use super::StoreError;
+use crate::channel::{Channel, Priority};
+use crate::ids::{MessageId, TenantId};
+use crate::status::MessageStatus;
+
+/// Unix milliseconds of an instant (the stores keep milliseconds).
+pub(crate) fn to_ms(at: OffsetDateTime) -> Result<i64, StoreError> {
+    i64::try_from(at.unix_timestamp_nanos().div_euclid(1_000_000))
+        .map_err(|_| StoreError::Invalid(format!("timestamp {at} is out of range")))
+}
+
+/// The instant of stored unix milliseconds.
+pub(crate) fn from_ms(ms: i64) -> Result<OffsetDateTime, StoreError> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .map_err(|e| StoreError::Invalid(format!("stored timestamp {ms} is out of range: {e}")))
+}
+
+/// The serde name of a unit enum variant (`active`, `in_review`, ...).
+pub(crate) fn enum_to_text<T: Serialize>(value: &T) -> Result<String, StoreError> {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(name)) => Ok(name),
+        Ok(other) => Err(StoreError::Invalid(format!("{other} is not a unit enum variant"))),
+        Err(e) => Err(StoreError::Invalid(e.to_string())),
+    }
+}
+
+/// The unit enum variant with serde name `name`.
+pub(crate) fn enum_from_text<T: DeserializeOwned>(name: &str, what: &str) -> Result<T, StoreError> {
+    serde_json::from_value(serde_json::Value::String(name.to_owned()))
+        .map_err(|_| StoreError::Invalid(format!("stored {what} {name:?} is not recognised")))
+}
+
+/// A value as JSON text.
+pub(crate) fn json_to_text<T: Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Invalid(e.to_string()))
+}
+
+/// A value read back from JSON text.
+pub(crate) fn json_from_text<T: DeserializeOwned>(raw: &str, what: &str) -> Result<T, StoreError> {
+    serde_json::from_str(raw).map_err(|e| StoreError::Invalid(format!("stored {what} is not valid: {e}")))
+}
+
+/// A stored message status.
+pub(crate) fn parse_status(raw: &str) -> Result<MessageStatus, StoreError> {
+    raw.parse()
+        .map_err(|_| StoreError::Invalid(format!("stored message status {raw:?} is not recognised")))
+}
+
+/// A stored channel.
+pub(crate) fn parse_channel(raw: &str) -> Result<Channel, StoreError> {
+    raw.parse()
+        .map_err(|_| StoreError::Invalid(format!("stored channel {raw:?} is not recognised")))
+}
+
+/// A stored priority.
+pub(crate) fn parse_priority(raw: &str) -> Result<Priority, StoreError> {
+    match raw {
+        "transactional" => Ok(Priority::Transactional),
+        "marketing" => Ok(Priority::Marketing),
+        _ => Err(StoreError::Invalid(format!(
+            "stored priority {raw:?} is not recognised"
+        ))),
+    }
+}
+
+/// A stored tenant id.
+pub(crate) fn parse_tenant_id(raw: &str) -> Result<TenantId, StoreError> {
+    TenantId::parse(raw).map_err(|e| StoreError::Invalid(format!("stored tenant id {raw:?} is not valid: {e}")))
+}
+
+/// A stored message id.
+pub(crate) fn parse_message_id(raw: &str) -> Result<MessageId, StoreError> {
+    MessageId::parse(raw).map_err(|e| StoreError::Invalid(format!("stored message id {raw:?} is not valid: {e}")))
+}
