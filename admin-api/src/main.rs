@@ -30,7 +30,7 @@ async fn main() -> anyhow::Result<()> {
     let config = config_path(USAGE)?;
     let settings = Settings::load(config.as_deref())?;
     init_tracing(&settings.telemetry)?;
-    let (log, store) = common::backends::open_embedded(&settings).await?;
+    let (log, store) = common::backends::open(&settings).await?;
     let keyring = Arc::new(keyring_from_settings(&settings)?);
     let readiness = Readiness::default();
     let listener = TcpListener::bind(settings.admin.listen).await?;

@@ -138,6 +138,10 @@ pub struct DispatcherSettings {
     pub shutdown_grace_ms: u64,
     /// How often durable progress is committed to the log, in milliseconds.
     pub commit_interval_ms: u64,
+    /// How long newly assigned partitions stay paused, in milliseconds: at least the interval
+    /// of the slowest sender, so that its first message from the new owner keeps its distance
+    /// from the last one the previous owner sent.
+    pub assignment_hold_ms: u64,
     /// Messages of one partition in progress (queued, waiting for their sender, in flight)
     /// at which the partition is paused; it resumes at half. Bounds memory whatever the backlog.
     pub max_in_progress_per_partition: usize,
@@ -165,6 +169,7 @@ impl Default for DispatcherSettings {
             poll_wait_ms: 100,
             shutdown_grace_ms: 10_000,
             commit_interval_ms: 200,
+            assignment_hold_ms: 1_000,
             max_in_progress_per_partition: 25_000,
             quantum: 8,
             max_in_flight: 1_024,
@@ -190,6 +195,11 @@ impl DispatcherSettings {
     /// How often durable progress is committed.
     pub fn commit_interval(&self) -> Duration {
         Duration::from_millis(self.commit_interval_ms)
+    }
+
+    /// How long newly assigned partitions stay paused.
+    pub fn assignment_hold(&self) -> Duration {
+        Duration::from_millis(self.assignment_hold_ms)
     }
 }
 

@@ -138,10 +138,15 @@ impl Directory {
     }
 
     /// Decides for each envelope of a batch: its route and reserved quota, or its refusal.
+    /// A store error leaves no quota reserved, so the batch can be admitted again.
     pub async fn admit(&mut self, envelopes: &[Envelope], now: OffsetDateTime) -> Result<Vec<Decision>, StoreError> {
         let suppressed = self.suppressed_among(envelopes).await?;
         let decisions = self.decide(envelopes, &suppressed, now).await?;
-        self.quota.flush(self.store.as_ref()).await?;
+        if let Err(err) = self.quota.flush(self.store.as_ref()).await {
+            // The reservations stand in the book (this dispatcher owns the tenant); the store's
+            // usage counters catch up at the next flush.
+            tracing::warn!(error = %err, "could not write quota usage; retried at the next flush");
+        }
         Ok(decisions)
     }
 
@@ -153,10 +158,21 @@ impl Directory {
         suppressed: &Suppressed,
         now: OffsetDateTime,
     ) -> Result<Vec<Decision>, StoreError> {
-        let mut decisions = Vec::with_capacity(envelopes.len());
+        let mut decisions: Vec<Decision> = Vec::with_capacity(envelopes.len());
         let clock = Instant::now();
         for envelope in envelopes {
-            decisions.push(self.admit_one(envelope, suppressed, now, clock).await?);
+            match self.admit_one(envelope, suppressed, now, clock).await {
+                Ok(decision) => decisions.push(decision),
+                Err(err) => {
+                    // All or nothing: give back what this batch reserved before the error.
+                    for (envelope, decision) in envelopes.iter().zip(&decisions) {
+                        if let Ok((_, Some(hold))) = decision {
+                            self.quota.release(&envelope.tenant_id, hold);
+                        }
+                    }
+                    return Err(err);
+                }
+            }
         }
         Ok(decisions)
     }

@@ -12,6 +12,12 @@
 //! Provider calls run as tasks, at most `max_in_flight` at once (and `account_concurrency` per
 //! account). Their outcomes come back here: transient errors are retried with backoff within
 //! the message's validity, everything else is handed to the recorder as finished.
+//!
+//! A [`Handover`] gives partitions up (a Kafka rebalance revoked them): their queued messages
+//! are handed back unsent at once, nothing more of theirs is released or retried, and the
+//! handover is answered once their requests in flight have answered and the recorder has
+//! recorded every outcome before it. The next owner reads what was handed back from the last
+//! commit; a message is sent by at most one owner at a time.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -22,7 +28,7 @@ use common::log::{Offset, Partition};
 use common::{Channel, Envelope, MessageStatus, Priority, TenantId};
 use futures_util::StreamExt;
 use time::OffsetDateTime;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::time::DelayQueue;
@@ -91,6 +97,34 @@ pub struct Finished {
     pub release: Option<QuotaHold>,
 }
 
+/// What the engine tells the recorder, in order.
+#[derive(Debug)]
+// Finished messages are nearly every report: boxing them would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
+pub enum Report {
+    /// A message reached an outcome.
+    Finished(Finished),
+    /// A message given back unsent (its partition was handed over, or the engine stopped):
+    /// its quota goes back and its offset stays uncommitted, so the log delivers it again.
+    HandedBack {
+        /// Its tenant.
+        tenant_id: TenantId,
+        /// The quota reserved for it.
+        quota: Option<QuotaHold>,
+    },
+    /// Answered once everything reported before it is recorded.
+    Barrier(oneshot::Sender<()>),
+}
+
+/// Partitions to give up; `done` is answered once nothing of theirs is in the engine or in
+/// flight and every outcome of theirs is recorded.
+pub struct Handover {
+    /// The partitions.
+    pub partitions: Vec<Partition>,
+    /// Answered when the handover is complete.
+    pub done: oneshot::Sender<()>,
+}
+
 /// Bookkeeping that travels with a message besides what the provider sees.
 struct Meta {
     partition: Partition,
@@ -105,6 +139,9 @@ struct Meta {
     attempts: u32,
     /// Pacing cells already taken for the next send.
     cells: u32,
+    /// The engine's handover count when it was enqueued: it is stale once its partition is
+    /// handed over later.
+    epoch: u64,
 }
 
 struct Queued {
@@ -232,12 +269,21 @@ pub struct Engine {
     queued: usize,
     completions_tx: mpsc::UnboundedSender<Completion>,
     completions: mpsc::UnboundedReceiver<Completion>,
-    finished: mpsc::UnboundedSender<Finished>,
+    reports: mpsc::UnboundedSender<Report>,
+    handovers: Option<mpsc::UnboundedReceiver<Handover>>,
+    /// Handovers so far.
+    epoch: u64,
+    /// Per partition, the epoch it was last handed over at.
+    handed_over: HashMap<Partition, u64>,
+    /// Messages in flight per partition.
+    in_flight_by_partition: HashMap<Partition, usize>,
+    /// Handovers waiting for their partitions' requests in flight.
+    pending_handovers: Vec<Handover>,
 }
 
 impl Engine {
-    /// An engine that hands every finished message to `finished`.
-    pub fn new(settings: &DispatcherSettings, finished: mpsc::UnboundedSender<Finished>) -> Self {
+    /// An engine that reports every finished or handed-back message to `reports`.
+    pub fn new(settings: &DispatcherSettings, reports: mpsc::UnboundedSender<Report>) -> Self {
         let (completions_tx, completions) = mpsc::unbounded_channel();
         let mut timers = DelayQueue::new();
         timers.insert(Timer::Cleanup, CLEANUP_EVERY);
@@ -257,20 +303,40 @@ impl Engine {
             queued: 0,
             completions_tx,
             completions,
-            finished,
+            reports,
+            handovers: None,
+            epoch: 0,
+            handed_over: HashMap::new(),
+            in_flight_by_partition: HashMap::new(),
+            pending_handovers: Vec::new(),
         }
     }
 
+    /// Takes handovers of partitions from `handovers` (a consumer group's revocations).
+    pub fn with_handovers(mut self, handovers: mpsc::UnboundedReceiver<Handover>) -> Self {
+        self.handovers = Some(handovers);
+        self
+    }
+
     /// Runs until `admitted` closes and every message is finished, or until `drain` fires and
-    /// the requests in flight have answered. Messages still queued at a drain are dropped
-    /// unfinished: their offsets stay uncommitted, so the log hands them out again.
+    /// the requests in flight have answered. Messages still queued at a drain are handed
+    /// back: their offsets stay uncommitted, so the log hands them out again.
     pub async fn run(mut self, mut admitted: mpsc::Receiver<Admitted>, drain: CancellationToken) {
         let mut accepting = true;
+        let mut handovers = self.handovers.take();
         loop {
             tokio::select! {
                 () = drain.cancelled() => break,
                 Some(completion) = self.completions.recv() => self.on_completion(completion),
                 Some(expired) = self.timers.next(), if !self.timers.is_empty() => self.on_timer(expired.into_inner()),
+                Some(handover) = next_handover(&mut handovers) => {
+                    // Messages admitted before the handover was asked for are in the inbox:
+                    // they are handed over with the rest.
+                    while let Ok(message) = admitted.try_recv() {
+                        self.enqueue(message);
+                    }
+                    self.hand_over(handover);
+                }
                 message = admitted.recv(), if accepting => match message {
                     Some(message) => self.enqueue(message),
                     None => accepting = false,
@@ -304,7 +370,88 @@ impl Engine {
         }
         if self.queued > 0 {
             tracing::info!(queued = self.queued, "queued messages handed back to the log");
+            let keys: Vec<SenderKey> = self.senders.keys().cloned().collect();
+            for key in keys {
+                while let Some(queued) = self.pop(&key) {
+                    self.hand_back(queued);
+                }
+            }
         }
+    }
+
+    /// Gives partitions up: hands back their queued messages now, and answers the handover once
+    /// their requests in flight have answered.
+    fn hand_over(&mut self, handover: Handover) {
+        self.epoch += 1;
+        for &partition in &handover.partitions {
+            self.handed_over.insert(partition, self.epoch);
+        }
+        let mut handed_back = Vec::new();
+        let mut emptied = Vec::new();
+        for (key, sender) in &mut self.senders {
+            for lane in &mut sender.lanes {
+                let (keep, give): (VecDeque<Queued>, VecDeque<Queued>) = std::mem::take(lane)
+                    .into_iter()
+                    .partition(|queued| !handover.partitions.contains(&queued.meta.partition));
+                *lane = keep;
+                handed_back.extend(give);
+            }
+            if sender.is_empty() && sender.state != SenderState::Blocked {
+                emptied.push(key.clone());
+            }
+        }
+        for queued in &handed_back {
+            if let Some(sender) = self.senders.get_mut(&queued.meta.sender_key) {
+                sender.queued_cells -= u64::from(queued.message.segments);
+            }
+        }
+        for key in emptied {
+            self.forget_sender(&key);
+        }
+        tracing::info!(
+            partitions = ?handover.partitions,
+            handed_back = handed_back.len(),
+            "partitions handed over"
+        );
+        self.queued -= handed_back.len();
+        for queued in handed_back {
+            self.hand_back(queued);
+        }
+        self.pending_handovers.push(handover);
+        self.complete_handovers();
+    }
+
+    /// Answers every handover none of whose partitions has a message in flight, after the
+    /// recorder has recorded what came before.
+    fn complete_handovers(&mut self) {
+        let in_flight = &self.in_flight_by_partition;
+        let (done, waiting): (Vec<Handover>, Vec<Handover>) = std::mem::take(&mut self.pending_handovers)
+            .into_iter()
+            .partition(|handover| {
+                handover
+                    .partitions
+                    .iter()
+                    .all(|partition| in_flight.get(partition).is_none_or(|count| *count == 0))
+            });
+        self.pending_handovers = waiting;
+        for handover in done {
+            let _ = self.reports.send(Report::Barrier(handover.done));
+        }
+    }
+
+    /// Whether the message's partition was handed over after it was enqueued.
+    fn is_stale(&self, meta: &Meta) -> bool {
+        self.handed_over
+            .get(&meta.partition)
+            .is_some_and(|epoch| *epoch > meta.epoch)
+    }
+
+    /// Reports a message given back unsent.
+    fn hand_back(&mut self, queued: Queued) {
+        let _ = self.reports.send(Report::HandedBack {
+            tenant_id: queued.message.envelope.tenant_id,
+            quota: queued.meta.quota,
+        });
     }
 
     fn enqueue(&mut self, admitted: Admitted) {
@@ -332,6 +479,7 @@ impl Engine {
                 admitted_at: admitted.admitted_at,
                 attempts: 0,
                 cells: 0,
+                epoch: self.epoch,
             },
         };
         self.push(queued, false);
@@ -598,16 +746,22 @@ impl Engine {
         sender.queued_cells -= u64::from(queued.message.segments);
         self.queued -= 1;
         if sender.is_empty() && sender.state != SenderState::Blocked {
-            let tenant_id = sender.tenant.clone();
-            self.senders.remove(key);
-            if let Some(tenant) = self.tenants.get_mut(&tenant_id) {
-                tenant.senders -= 1;
-                if tenant.senders == 0 && !tenant.in_ring {
-                    self.tenants.remove(&tenant_id);
-                }
-            }
+            self.forget_sender(key);
         }
         Some(queued)
+    }
+
+    /// Drops an empty sender, and its tenant once it has no senders left.
+    fn forget_sender(&mut self, key: &SenderKey) {
+        let Some(sender) = self.senders.remove(key) else {
+            return;
+        };
+        if let Some(tenant) = self.tenants.get_mut(&sender.tenant) {
+            tenant.senders -= 1;
+            if tenant.senders == 0 && !tenant.in_ring {
+                self.tenants.remove(&sender.tenant);
+            }
+        }
     }
 
     /// Groups released messages into provider requests and starts them.
@@ -634,6 +788,9 @@ impl Engine {
                     batch.into_iter().map(|queued| (queued.message, queued.meta)).unzip();
                 self.in_flight += 1;
                 self.accounts.entry(Arc::clone(&account)).or_default().in_flight += 1;
+                for meta in &metas {
+                    *self.in_flight_by_partition.entry(meta.partition).or_default() += 1;
+                }
                 let provider = Arc::clone(&provider);
                 let completions = self.completions_tx.clone();
                 let account = Arc::clone(&account);
@@ -695,6 +852,12 @@ impl Engine {
             };
             metrics::counter!("dispatcher_messages_total", "channel" => channel.as_str(), "provider" => provider, "outcome" => label)
                 .increment(1);
+            if let Some(count) = self.in_flight_by_partition.get_mut(&meta.partition) {
+                *count -= 1;
+                if *count == 0 {
+                    self.in_flight_by_partition.remove(&meta.partition);
+                }
+            }
             let queued = Queued { message, meta };
             match outcome {
                 SendOutcome::Accepted { provider_message_id } => {
@@ -704,8 +867,12 @@ impl Engine {
                 SendOutcome::Unknown { reason } => {
                     self.finish(queued, MessageStatus::Unknown, Some(reason), None, false)
                 }
+                SendOutcome::Transient { .. } if self.is_stale(&queued.meta) => self.hand_back(queued),
                 SendOutcome::Transient { reason, retry_after } => self.retry(queued, &reason, retry_after),
             }
+        }
+        if !self.pending_handovers.is_empty() {
+            self.complete_handovers();
         }
     }
 
@@ -742,7 +909,11 @@ impl Engine {
             Timer::Sender(key) => self.wake(&key),
             Timer::Retry(queued) => {
                 self.queued -= 1;
-                self.push(*queued, true);
+                if self.is_stale(&queued.meta) {
+                    self.hand_back(*queued);
+                } else {
+                    self.push(*queued, true);
+                }
             }
             Timer::Cleanup => {
                 self.cleanup();
@@ -760,7 +931,7 @@ impl Engine {
         release: bool,
     ) {
         let Queued { message, meta } = queued;
-        let _ = self.finished.send(Finished {
+        let _ = self.reports.send(Report::Finished(Finished {
             envelope: message.envelope,
             partition: meta.partition,
             offset: meta.offset,
@@ -768,7 +939,7 @@ impl Engine {
             reason,
             provider_message_id,
             release: if release { meta.quota } else { None },
-        });
+        }));
     }
 
     /// Drops pacing state of idle senders and stale sticky senders.
@@ -788,6 +959,14 @@ impl Engine {
             .retain(|_, account| account.in_flight > 0 || !account.blocked.is_empty());
         self.tenants.retain(|_, tenant| tenant.senders > 0 || tenant.in_ring);
         metrics::gauge!("dispatcher_paced_senders").set(self.pacer.tracked() as f64);
+    }
+}
+
+/// The next handover, or never when the engine takes none.
+async fn next_handover(handovers: &mut Option<mpsc::UnboundedReceiver<Handover>>) -> Option<Handover> {
+    match handovers {
+        Some(handovers) => handovers.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -17,9 +17,21 @@
 //! points every `commit_interval`, and pauses a partition whose in-progress count passes
 //! `max_in_progress_per_partition` (resuming it at half), so memory stays bounded whatever the
 //! backlog: what does not fit waits in the log.
+//!
+//! **Rebalances** (Kafka): on `Revoked`, intake asks the engine to hand the partitions over
+//! (their queued messages go back unsent, their requests in flight answer), waits until every
+//! outcome of theirs is durable, commits, and only then lets the consumer give them up; the
+//! next owner resumes at that commit. On `Assigned`, new partitions stay paused for
+//! `assignment_hold_ms`, so that a sender's first message from the new owner keeps its
+//! distance from the last one the old owner sent.
+//!
+//! **Store outages**: claims, admission reads and dead-letter appends are retried with capped
+//! backoff while the store or log is unavailable; nothing is committed past an outcome that is
+//! not durable, and the batch resumes where it stopped when the backend returns.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use common::config::DispatcherSettings;
 use common::envelope::Content;
@@ -28,13 +40,13 @@ use common::segments::count_segments;
 use common::store::{Claim, NewMessage, StatusUpdate, Store, StoreError, Suppression, SuppressionReason};
 use common::{Channel, Envelope, EnvelopeError, MessageStatus};
 use time::OffsetDateTime;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::admission::{Directory, Providers, QuotaBook};
-use crate::engine::{Admitted, Engine, Finished};
+use crate::engine::{Admitted, Engine, Finished, Handover, Report};
 use crate::offsets::OffsetTracker;
 use crate::status::{StatusWriter, StatusWriterStopped};
 
@@ -42,6 +54,11 @@ use crate::status::{StatusWriter, StatusWriterStopped};
 const ENGINE_INBOX: usize = 8_192;
 /// Finished messages recorded in one status batch at most.
 const RECORD_BATCH: usize = 8_192;
+/// The first wait before retrying a store or log operation that failed; it doubles up to
+/// [`RETRY_CAP`].
+const RETRY_FIRST: Duration = Duration::from_millis(50);
+/// The longest wait between retries of a failed store or log operation.
+const RETRY_CAP: Duration = Duration::from_secs(5);
 
 /// Why the dispatcher stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +72,9 @@ pub enum DispatchError {
     /// The status writer stopped.
     #[error(transparent)]
     Status(#[from] StatusWriterStopped),
+    /// The engine or the recorder stopped while partitions were being handed over.
+    #[error("the engine stopped during a partition handover")]
+    EngineStopped,
 }
 
 /// Consumes the message log and dispatches what it reads.
@@ -90,15 +110,20 @@ impl Dispatcher {
     pub async fn run(self, cancel: CancellationToken) -> Result<(), DispatchError> {
         let tracker = Arc::new(Mutex::new(OffsetTracker::default()));
         let quota = Arc::new(QuotaBook::default());
-        let (finished_tx, finished_rx) = mpsc::unbounded_channel();
+        let (reports_tx, reports_rx) = mpsc::unbounded_channel();
         let (admitted_tx, admitted_rx) = mpsc::channel(ENGINE_INBOX);
+        let (handovers_tx, handovers_rx) = mpsc::unbounded_channel();
         let drain = CancellationToken::new();
         // Owned here: if this future is dropped (a crash, in tests), the engine and the recorder
         // go with it.
         let mut workers = JoinSet::new();
-        workers.spawn(Engine::new(&self.settings, finished_tx).run(admitted_rx, drain.clone()));
+        workers.spawn(
+            Engine::new(&self.settings, reports_tx)
+                .with_handovers(handovers_rx)
+                .run(admitted_rx, drain.clone()),
+        );
         workers.spawn(record(
-            finished_rx,
+            reports_rx,
             self.status.clone(),
             Arc::clone(&self.store),
             Arc::clone(&tracker),
@@ -122,17 +147,24 @@ impl Dispatcher {
             status: self.status.clone(),
             tracker: Arc::clone(&tracker),
             engine: admitted_tx,
+            handovers: handovers_tx,
+            quota: Arc::clone(&quota),
             settings: self.settings.clone(),
             paused: HashSet::new(),
+            held: HashMap::new(),
+            cancel: cancel.clone(),
         };
-        let result = intake.run(consumer.as_mut(), &cancel).await;
+        let result = intake.run(consumer.as_mut()).await;
 
         drop(intake);
         drain.cancel();
         while workers.join_next().await.is_some() {}
         let commits = tracker.lock().expect("offset tracker").take_commits();
         consumer.commit(&commits).await?;
-        quota.flush(self.store.as_ref()).await?;
+        if let Err(err) = quota.flush(self.store.as_ref()).await {
+            // Usage counters lag until the next start; quota is still reserved before sending.
+            tracing::warn!(error = %err, "could not write the last quota changes");
+        }
         tracing::info!("dispatcher stopped");
         result
     }
@@ -145,33 +177,103 @@ struct Intake {
     status: StatusWriter,
     tracker: Arc<Mutex<OffsetTracker>>,
     engine: mpsc::Sender<Admitted>,
+    handovers: mpsc::UnboundedSender<Handover>,
+    quota: Arc<QuotaBook>,
     settings: DispatcherSettings,
+    /// Partitions paused by backpressure.
     paused: HashSet<Partition>,
+    /// Newly assigned partitions paused until the instant given.
+    held: HashMap<Partition, Instant>,
+    cancel: CancellationToken,
 }
 
 impl Intake {
-    async fn run(&mut self, consumer: &mut dyn LogConsumer, cancel: &CancellationToken) -> Result<(), DispatchError> {
+    async fn run(&mut self, consumer: &mut dyn LogConsumer) -> Result<(), DispatchError> {
         let mut last_commit = Instant::now();
         loop {
             let event = tokio::select! {
-                () = cancel.cancelled() => return Ok(()),
+                () = self.cancel.cancelled() => return Ok(()),
                 event = consumer.poll(self.settings.poll_batch, self.settings.poll_wait()) => event?,
             };
             match event {
-                ConsumerEvent::Assigned(partitions) => tracing::info!(?partitions, "partitions assigned"),
-                ConsumerEvent::Revoked(partitions) => {
-                    tracing::info!(?partitions, "partitions revoked");
-                    self.commit(consumer).await?;
-                    self.tracker.lock().expect("offset tracker").forget(&partitions);
-                }
+                ConsumerEvent::Assigned(partitions) => self.hold(consumer, partitions),
+                ConsumerEvent::Revoked(partitions) => self.hand_over(consumer, partitions).await?,
                 ConsumerEvent::Records(records) => self.take(records).await?,
             }
             if last_commit.elapsed() >= self.settings.commit_interval() {
                 self.commit(consumer).await?;
                 last_commit = Instant::now();
             }
+            self.release_holds(consumer);
             self.apply_backpressure(consumer);
         }
+    }
+
+    /// Keeps newly assigned partitions paused for `assignment_hold_ms`.
+    fn hold(&mut self, consumer: &mut dyn LogConsumer, partitions: Vec<Partition>) {
+        let hold = self.settings.assignment_hold();
+        tracing::info!(?partitions, hold_ms = hold.as_millis() as u64, "partitions assigned");
+        if hold.is_zero() {
+            return;
+        }
+        consumer.pause(&partitions);
+        let until = Instant::now() + hold;
+        self.held
+            .extend(partitions.into_iter().map(|partition| (partition, until)));
+    }
+
+    /// Resumes held partitions whose hold is over, unless backpressure pauses them.
+    fn release_holds(&mut self, consumer: &mut dyn LogConsumer) {
+        let now = Instant::now();
+        let mut over = Vec::new();
+        self.held.retain(|partition, until| {
+            let done = *until <= now;
+            if done {
+                over.push(*partition);
+            }
+            !done
+        });
+        over.retain(|partition| !self.paused.contains(partition));
+        if !over.is_empty() {
+            consumer.resume(&over);
+        }
+    }
+
+    /// Gives revoked partitions up: the engine hands their work back and finishes what is in
+    /// flight, its outcomes become durable, and what is durable is committed while the
+    /// partitions are still this consumer's.
+    async fn hand_over(
+        &mut self,
+        consumer: &mut dyn LogConsumer,
+        partitions: Vec<Partition>,
+    ) -> Result<(), DispatchError> {
+        let started = Instant::now();
+        let (done, handed_over) = oneshot::channel();
+        self.handovers
+            .send(Handover {
+                partitions: partitions.clone(),
+                done,
+            })
+            .map_err(|_| DispatchError::EngineStopped)?;
+        handed_over.await.map_err(|_| DispatchError::EngineStopped)?;
+        self.commit(consumer).await?;
+        {
+            let mut tracker = self.tracker.lock().expect("offset tracker");
+            tracker.forget(&partitions);
+        }
+        for partition in &partitions {
+            self.paused.remove(partition);
+            self.held.remove(partition);
+        }
+        if let Err(err) = self.quota.flush(self.store.as_ref()).await {
+            tracing::warn!(error = %err, "could not write quota given back at a handover; retried at the next flush");
+        }
+        tracing::info!(
+            ?partitions,
+            took_ms = started.elapsed().as_millis() as u64,
+            "partitions revoked and handed over"
+        );
+        Ok(())
     }
 
     /// Commits the moving commit points and reports the lag behind each partition's end.
@@ -236,12 +338,24 @@ impl Intake {
         }
         if !dead_letters.is_empty() {
             metrics::counter!("dispatcher_dead_letters_total").increment(dead_letters.len() as u64);
-            self.log.append(Topic::DeadLetters, dead_letters).await?;
+            let mut backoff = RETRY_FIRST;
+            while let Err(err) = self.log.append(Topic::DeadLetters, dead_letters.clone()).await {
+                if !back_off(&mut backoff, "append_dead_letters", &err, &self.cancel).await {
+                    return Ok(()); // stopping: the batch stays uncommitted
+                }
+            }
         }
 
         let now = OffsetDateTime::now_utc();
         let claims: Vec<NewMessage> = parsed.iter().map(|(_, envelope)| new_message(envelope, now)).collect();
-        let claims = self.store.claim_messages(&claims).await?;
+        let mut backoff = RETRY_FIRST;
+        let claims = loop {
+            match self.store.claim_messages(&claims).await {
+                Ok(claims) => break claims,
+                Err(err) if back_off(&mut backoff, "claim_messages", &err, &self.cancel).await => {}
+                Err(_) => return Ok(()),
+            }
+        };
         let mut positions = Vec::with_capacity(parsed.len());
         let mut envelopes = Vec::with_capacity(parsed.len());
         let mut taken = HashSet::with_capacity(parsed.len());
@@ -259,7 +373,14 @@ impl Intake {
             }
         }
 
-        let decisions = self.directory.admit(&envelopes, now).await?;
+        let mut backoff = RETRY_FIRST;
+        let decisions = loop {
+            match self.directory.admit(&envelopes, now).await {
+                Ok(decisions) => break decisions,
+                Err(err) if back_off(&mut backoff, "admit", &err, &self.cancel).await => {}
+                Err(_) => return Ok(()),
+            }
+        };
         let mut refusals = Vec::new();
         let admitted_at = Instant::now();
         for (((partition, offset), envelope), decision) in positions.into_iter().zip(envelopes).zip(decisions) {
@@ -303,73 +424,121 @@ impl Intake {
     }
 }
 
+/// Counts and logs a failed store or log operation, then waits `backoff` (doubled for the next
+/// time, up to [`RETRY_CAP`]); `false` when the dispatcher is stopping instead.
+async fn back_off(
+    backoff: &mut Duration,
+    operation: &'static str,
+    err: &(dyn std::fmt::Display + Sync),
+    cancel: &CancellationToken,
+) -> bool {
+    metrics::counter!("dispatcher_backend_errors_total", "operation" => operation).increment(1);
+    tracing::warn!(operation, error = %err, retry_in_ms = backoff.as_millis() as u64, "backend unavailable; retrying");
+    let waited = tokio::select! {
+        () = cancel.cancelled() => false,
+        () = tokio::time::sleep(*backoff) => true,
+    };
+    *backoff = (*backoff * 2).min(RETRY_CAP);
+    waited
+}
+
 /// The provider code that means the recipient unsubscribed (Twilio 21610): the recipient is
 /// added to the tenant's suppression list.
 const UNSUBSCRIBED_CODE: &str = "21610";
 
-/// Records finished messages in batches: status first, then (once durable) recipients the
+/// Records the engine's reports in batches: statuses first, then (once durable) recipients the
 /// provider reports unsubscribed suppressed, quota released for messages never sent, and
-/// offsets marked done.
+/// offsets marked done; barriers are answered once everything before them is recorded.
 async fn record(
-    mut finished: mpsc::UnboundedReceiver<Finished>,
+    mut reports: mpsc::UnboundedReceiver<Report>,
     status: StatusWriter,
     store: Arc<dyn Store>,
     tracker: Arc<Mutex<OffsetTracker>>,
     quota: Arc<QuotaBook>,
 ) {
-    while let Some(first) = finished.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < RECORD_BATCH {
-            match finished.try_recv() {
-                Ok(more) => batch.push(more),
-                Err(_) => break,
+    while let Some(first) = reports.recv().await {
+        let mut batch = Vec::new();
+        let mut barriers = Vec::new();
+        let mut next = Some(first);
+        while let Some(report) = next.take() {
+            match report {
+                Report::Finished(finished) => batch.push(finished),
+                Report::HandedBack { tenant_id, quota: hold } => {
+                    if let Some(hold) = hold {
+                        quota.release(&tenant_id, &hold);
+                    }
+                }
+                Report::Barrier(done) => {
+                    barriers.push(done);
+                    break; // recorded once this batch is
+                }
+            }
+            if batch.len() < RECORD_BATCH {
+                next = reports.try_recv().ok();
             }
         }
-        let now = OffsetDateTime::now_utc();
-        let updates = batch
-            .iter()
-            .map(|finished| StatusUpdate {
-                tenant_id: finished.envelope.tenant_id.clone(),
-                message_id: finished.envelope.message_id.clone(),
-                status: finished.status,
-                at: now,
-                reason: finished.reason.clone(),
-                provider_message_id: finished.provider_message_id.clone(),
-            })
-            .collect();
-        if status.apply(updates).await.is_err() {
-            tracing::warn!(
-                messages = batch.len(),
-                "status writer stopped; their offsets stay uncommitted"
-            );
-            return;
+        record_batch(batch, &status, store.as_ref(), &tracker, &quota).await;
+        for barrier in barriers {
+            let _ = barrier.send(());
         }
-        for unsubscribed in batch
-            .iter()
-            .filter(|finished| finished.reason.as_deref() == Some(UNSUBSCRIBED_CODE))
-        {
-            let suppression = Suppression {
-                tenant_id: unsubscribed.envelope.tenant_id.clone(),
-                address: unsubscribed.envelope.to.to_string(),
-                reason: SuppressionReason::ProviderUnsubscribed,
-                source: Some(format!(
-                    "provider code {UNSUBSCRIBED_CODE} on {}",
-                    unsubscribed.envelope.message_id
-                )),
-                created_at: now,
-            };
-            if let Err(err) = store.suppress(&suppression).await {
-                // The next send to this recipient gets the same code and tries again.
-                tracing::warn!(error = %err, tenant_id = %suppression.tenant_id, "could not suppress an unsubscribed recipient");
-            }
+    }
+}
+
+/// Records one batch of finished messages.
+async fn record_batch(
+    batch: Vec<Finished>,
+    status: &StatusWriter,
+    store: &dyn Store,
+    tracker: &Mutex<OffsetTracker>,
+    quota: &QuotaBook,
+) {
+    if batch.is_empty() {
+        return;
+    }
+    let now = OffsetDateTime::now_utc();
+    let updates = batch
+        .iter()
+        .map(|finished| StatusUpdate {
+            tenant_id: finished.envelope.tenant_id.clone(),
+            message_id: finished.envelope.message_id.clone(),
+            status: finished.status,
+            at: now,
+            reason: finished.reason.clone(),
+            provider_message_id: finished.provider_message_id.clone(),
+        })
+        .collect();
+    if status.apply(updates).await.is_err() {
+        tracing::warn!(
+            messages = batch.len(),
+            "status writer stopped; their offsets stay uncommitted"
+        );
+        return;
+    }
+    for unsubscribed in batch
+        .iter()
+        .filter(|finished| finished.reason.as_deref() == Some(UNSUBSCRIBED_CODE))
+    {
+        let suppression = Suppression {
+            tenant_id: unsubscribed.envelope.tenant_id.clone(),
+            address: unsubscribed.envelope.to.to_string(),
+            reason: SuppressionReason::ProviderUnsubscribed,
+            source: Some(format!(
+                "provider code {UNSUBSCRIBED_CODE} on {}",
+                unsubscribed.envelope.message_id
+            )),
+            created_at: now,
+        };
+        if let Err(err) = store.suppress(&suppression).await {
+            // The next send to this recipient gets the same code and tries again.
+            tracing::warn!(error = %err, tenant_id = %suppression.tenant_id, "could not suppress an unsubscribed recipient");
         }
-        let mut tracker = tracker.lock().expect("offset tracker");
-        for finished in batch {
-            if let Some(hold) = &finished.release {
-                quota.release(&finished.envelope.tenant_id, hold);
-            }
-            tracker.finish(finished.partition, finished.offset);
+    }
+    let mut tracker = tracker.lock().expect("offset tracker");
+    for finished in batch {
+        if let Some(hold) = &finished.release {
+            quota.release(&finished.envelope.tenant_id, hold);
         }
+        tracker.finish(finished.partition, finished.offset);
     }
 }
 

@@ -248,16 +248,27 @@ impl Stack {
         } = self;
         drop(events);
         let http = tokio::spawn(server.run_until_stopped(stop.clone().cancelled_owned()));
-        let dispatching = tokio::spawn(dispatcher.run(stop.clone()));
+        let mut dispatching = tokio::spawn(dispatcher.run(stop.clone()));
         readiness.set(true);
         tracing::info!("ready");
 
-        shutdown.await;
+        // A dispatcher that fails (its log is gone, say) stops the whole process, so that its
+        // supervisor restarts it rather than leaving it up and idle.
+        let failed = tokio::select! {
+            () = shutdown => None,
+            joined = &mut dispatching => Some(joined),
+        };
         tracing::info!("shutting down");
         readiness.set(false);
         stop.cancel();
         let grace = settings.dispatcher.shutdown_grace();
-        let dispatched = tokio::time::timeout(grace, dispatching).await;
+        let dispatched = match failed {
+            Some(joined) => {
+                tracing::error!("dispatcher stopped on its own");
+                Ok(joined)
+            }
+            None => tokio::time::timeout(grace, dispatching).await,
+        };
         background.cancel();
         tracker.close();
         if tokio::time::timeout(grace, tracker.wait()).await.is_err() {

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use common::config::DispatcherSettings;
 use common::store::MessageRecord;
 use common::{Envelope, MessageStatus, PhoneNumber, Sender};
-use dispatcher::engine::{Admitted, Engine, Finished};
+use dispatcher::engine::{Admitted, Engine, Finished, Handover, Report};
 use dispatcher::pacing::Rate;
 use dispatcher::provider::{Lookup, OutboundMessage, Provider, SendOutcome};
 use dispatcher::route::{PoolSender, Route};
@@ -125,20 +125,27 @@ fn envelope(tenant: &str, id: &str, to: &str, priority: &str, body: &str) -> Env
 
 struct Running {
     admit: mpsc::Sender<Admitted>,
-    finished: mpsc::UnboundedReceiver<Finished>,
+    reports: mpsc::UnboundedReceiver<Report>,
+    handovers: mpsc::UnboundedSender<Handover>,
     drain: CancellationToken,
     engine: tokio::task::JoinHandle<()>,
     next_offset: u64,
 }
 
 fn start(settings: &DispatcherSettings) -> Running {
-    let (finished_tx, finished) = mpsc::unbounded_channel();
+    let (reports_tx, reports) = mpsc::unbounded_channel();
+    let (handovers, handovers_rx) = mpsc::unbounded_channel();
     let (admit, admitted) = mpsc::channel(1 << 20);
     let drain = CancellationToken::new();
-    let engine = tokio::spawn(Engine::new(settings, finished_tx).run(admitted, drain.clone()));
+    let engine = tokio::spawn(
+        Engine::new(settings, reports_tx)
+            .with_handovers(handovers_rx)
+            .run(admitted, drain.clone()),
+    );
     Running {
         admit,
-        finished,
+        reports,
+        handovers,
         drain,
         engine,
         next_offset: 0,
@@ -147,6 +154,11 @@ fn start(settings: &DispatcherSettings) -> Running {
 
 impl Running {
     async fn admit(&mut self, envelope: Envelope, route: &Arc<Route>) {
+        self.admit_from(0, envelope, route).await;
+    }
+
+    /// Admits a message read from `partition`.
+    async fn admit_from(&mut self, partition: u32, envelope: Envelope, route: &Arc<Route>) {
         let segments = common::segments::count_segments(match &envelope.content {
             common::Content::Body(body) => body,
             common::Content::Template { .. } => "",
@@ -156,7 +168,7 @@ impl Running {
         let admitted = Admitted {
             envelope,
             segments,
-            partition: 0,
+            partition,
             offset: self.next_offset,
             route: Arc::clone(route),
             quota: None,
@@ -169,9 +181,30 @@ impl Running {
     async fn finished(&mut self, count: usize) -> Vec<Finished> {
         let mut done = Vec::with_capacity(count);
         while done.len() < count {
-            done.push(self.finished.recv().await.expect("the engine runs"));
+            match self.reports.recv().await.expect("the engine runs") {
+                Report::Finished(finished) => done.push(finished),
+                other => panic!("expected a finished message, got {other:?}"),
+            }
         }
         done
+    }
+
+    /// Hands `partitions` over; answers the reports that came before the handover completed.
+    async fn hand_over(&mut self, partitions: Vec<u32>) -> Vec<Report> {
+        let (done, mut completed) = tokio::sync::oneshot::channel();
+        self.handovers.send(Handover { partitions, done }).unwrap();
+        let mut reports = Vec::new();
+        loop {
+            match self.reports.recv().await.expect("the engine runs") {
+                Report::Barrier(done) => {
+                    done.send(()).unwrap();
+                    break;
+                }
+                other => reports.push(other),
+            }
+        }
+        completed.try_recv().expect("answered once the barrier is recorded");
+        reports
     }
 
     async fn stop(self) {
@@ -651,5 +684,72 @@ async fn batch_providers_get_full_batches_of_one_template() {
         batches.len() <= 4,
         "messages ready together share requests: {} requests",
         batches.len()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_handover_gives_back_queued_work_and_waits_for_what_is_in_flight() {
+    let provider = Arc::new(TestProvider::with_latency(Duration::from_millis(500)));
+    let mut engine = start(&settings());
+    // Partition 1: one sender at 1/s, so one message goes out and the rest wait for cells; one
+    // of them will fail transiently and must not be retried once its partition is gone.
+    let slow = route(&provider, "acct", &[("+14155550001", 1.0)], 100);
+    // Partition 0 keeps its work.
+    let fast = route(&provider, "acct", &[("+14155550002", 1_000.0)], 100);
+    provider.script(
+        "p1-0",
+        vec![SendOutcome::Transient {
+            reason: "twilio_503".into(),
+            retry_after: None,
+        }],
+    );
+    for n in 0..5 {
+        let message = envelope(
+            "gone",
+            &format!("p1-{n}"),
+            &format!("+1212555{n:04}"),
+            "marketing",
+            "hi",
+        );
+        engine.admit_from(1, message, &slow).await;
+    }
+    for n in 0..3 {
+        let message = envelope(
+            "kept",
+            &format!("p0-{n}"),
+            &format!("+1646555{n:04}"),
+            "marketing",
+            "hi",
+        );
+        engine.admit_from(0, message, &fast).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await; // p1-0 and p0-* are in flight
+
+    let reports = engine.hand_over(vec![1]).await;
+    let handed_back = reports
+        .iter()
+        .filter(|report| matches!(report, Report::HandedBack { tenant_id, .. } if tenant_id.as_str() == "gone"))
+        .count();
+    assert_eq!(
+        handed_back, 5,
+        "four queued at once, and the in-flight one that failed transiently: {reports:?}"
+    );
+    let calls = provider.calls();
+    let sent_of_p1: Vec<&str> = calls
+        .iter()
+        .filter(|call| call.tenant == "gone")
+        .map(|call| call.message_id.as_str())
+        .collect();
+    assert_eq!(sent_of_p1, ["p1-0"], "only the first was ever sent");
+
+    // Partition 0 is untouched; nothing of partition 1 is ever sent again.
+    let kept = engine.finished(3).await;
+    assert!(kept.iter().all(|message| message.status == MessageStatus::Sent));
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    engine.stop().await;
+    assert_eq!(
+        provider.calls().iter().filter(|call| call.tenant == "gone").count(),
+        1,
+        "no retry and no queued message of a handed-over partition is sent"
     );
 }

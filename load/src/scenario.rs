@@ -324,11 +324,11 @@ struct EngineRun {
 }
 
 fn start_engine(settings: &DispatcherSettings) -> EngineRun {
-    let (finished, mut finished_rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move { while finished_rx.recv().await.is_some() {} });
+    let (reports, mut reports_rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move { while reports_rx.recv().await.is_some() {} });
     let (admit, admitted) = mpsc::channel(1 << 16);
     let drain = CancellationToken::new();
-    let task = tokio::spawn(Engine::new(settings, finished).run(admitted, drain.clone()));
+    let task = tokio::spawn(Engine::new(settings, reports).run(admitted, drain.clone()));
     EngineRun {
         admit,
         drain,
