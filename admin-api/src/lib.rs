@@ -13,6 +13,7 @@ pub mod onboarding;
 pub mod openapi;
 pub mod platform;
 pub mod ses_events;
+pub mod standalone;
 pub mod usage;
 pub mod webhooks;
 

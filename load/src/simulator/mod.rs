@@ -178,6 +178,12 @@ impl RunningSimulator {
         self.state.stats()
     }
 
+    /// How many messages were created with each body: tests that put a message's id in its body
+    /// count its sends.
+    pub fn creates_by_body(&self) -> std::collections::HashMap<String, u64> {
+        self.state.creates_by_body()
+    }
+
     /// Makes every onboarding endpoint answer 503 (code 20503) until switched back.
     pub fn set_onboarding_unavailable(&self, unavailable: bool) {
         self.state.onboarding.set_unavailable(unavailable);

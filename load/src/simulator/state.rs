@@ -278,6 +278,15 @@ impl State {
         self.inner().messages.get(sid).cloned()
     }
 
+    /// How many messages were created with each body (a resend shows as a count above 1).
+    pub(crate) fn creates_by_body(&self) -> HashMap<String, u64> {
+        let mut counts = HashMap::new();
+        for message in self.inner().messages.values() {
+            *counts.entry(message.body.clone()).or_default() += 1;
+        }
+        counts
+    }
+
     /// Changes a message and returns a copy of it afterwards.
     pub fn update<F: FnOnce(&mut StoredMessage)>(&self, sid: &str, change: F) -> Option<StoredMessage> {
         let mut inner = self.inner();
