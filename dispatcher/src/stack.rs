@@ -73,6 +73,9 @@ pub enum StackError {
     /// The dispatcher stopped with an error.
     #[error(transparent)]
     Dispatch(#[from] DispatchError),
+    /// The standalone dispatcher does not know where the admin API takes status callbacks.
+    #[error("admin.public_url must be set for the standalone dispatcher: Twilio's status callbacks are sent there")]
+    PublicUrlUnset,
 }
 
 /// The real providers by channel, with each tenant's stored credentials: Twilio for SMS and
@@ -136,7 +139,14 @@ impl Stack {
         let listener = TcpListener::bind(listen).await?;
         let public_url = match role {
             Role::AllInOne => admin_api::public_url(&settings, listener.local_addr()?),
-            Role::Dispatcher => admin_api::public_url(&settings, settings.admin.listen),
+            // Twilio's status callbacks go to the admin API, another process: only the
+            // operator knows where it is reached.
+            Role::Dispatcher => settings
+                .admin
+                .public_url
+                .as_deref()
+                .map(|url| url.trim_end_matches('/').to_owned())
+                .ok_or(StackError::PublicUrlUnset)?,
         };
         let router = match role {
             Role::AllInOne => {

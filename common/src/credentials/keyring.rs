@@ -33,6 +33,12 @@ pub enum KeyringError {
     /// The ring has no keys.
     #[error("the credential key ring is empty")]
     Empty,
+    /// The store is shared between processes, so they must share their keys too.
+    #[error(
+        "credentials.keys or credentials.key_file must be set when the store is shared \
+         (store.backend = \"cassandra\"): a key made by one process could not open what another sealed"
+    )]
+    SharedStoreNeedsKeys,
     /// An entry is not `id:base64key` with a valid id.
     #[error("credential key entry {index} is not `id:base64key` with an id of [A-Za-z0-9._-]")]
     Entry {

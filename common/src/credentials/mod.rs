@@ -65,6 +65,9 @@ pub fn keyring_from_settings(settings: &Settings) -> Result<Keyring, KeyringErro
         })?;
         return Keyring::parse(&SecretString::from(text));
     }
+    if settings.store.backend == crate::config::StoreBackend::Cassandra {
+        return Err(KeyringError::SharedStoreNeedsKeys);
+    }
     let path = settings.default_key_file();
     let (keyring, created) = Keyring::load_or_create(&path)?;
     if created {
