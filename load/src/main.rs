@@ -12,6 +12,9 @@ const USAGE: &str = "load: drive EngageNinja Dispatch and measure it
 usage:
   load http --key API_KEY [--url URL] [--messages N] [--batch N] [--concurrency N]
   load scenario embedded [--messages N]       embedded stack, demo provider: messages/s to durable sent
+  load scenario scaled [--messages N] [--simulator 1]   Kafka + Cassandra (ENGAGENINJA_KAFKA_BOOTSTRAP,
+                                              ENGAGENINJA_CASSANDRA_CONTACT): messages/s to durable sent, demo
+                                              provider or live tenants over HTTP to the simulator
   load scenario pacing [--seconds S]          10,000 senders at 1 msg/s: share of the allowed rate, violations
   load scenario fairness [--backlog N]        a small tenant's latency beside a huge backlog: p50/p99
   load scenario memory [--backlog N] [--seconds S]   resident memory of the dispatcher with a huge backlog

@@ -2,6 +2,9 @@
 //!
 //! - `embedded`: the whole dispatcher (embedded log and store, demo provider) from a log full
 //!   of messages to every one durably `sent`.
+//! - `scaled`: the same on Kafka and Cassandra (`ENGAGENINJA_KAFKA_BOOTSTRAP`,
+//!   `ENGAGENINJA_CASSANDRA_CONTACT`), with the demo provider or (`--simulator 1`) live tenants
+//!   sending over HTTP to the provider simulator.
 //! - `pacing`: the engine with 10,000 senders at 1 message/s: the share of the allowed rate it
 //!   uses, and any one-second window in which a sender went over.
 //! - `fairness`: the engine with one tenant's huge backlog saturating the provider: how long a
@@ -50,6 +53,7 @@ pub async fn run(mut args: impl Iterator<Item = String>) -> anyhow::Result<()> {
     let option = |key: &str, default: u64| options.get(key).copied().unwrap_or(default);
     match name.as_str() {
         "embedded" => embedded(option("messages", 500_000) as usize).await,
+        "scaled" => scaled(option("messages", 200_000) as usize, option("simulator", 0) != 0).await,
         "pacing" => pacing(option("seconds", 60)).await,
         "fairness" => fairness(option("backlog", 1_000_000) as usize).await,
         "memory" => memory(option("backlog", 10_000_000) as usize, option("seconds", 30)).await,
@@ -83,13 +87,25 @@ fn envelope(tenant: &str, id: &str, to: &str, priority: &str) -> Envelope {
 
 /// A demo tenant with `numbers` sender numbers at `rate`; `index` keeps numbers apart.
 async fn demo_tenant(store: &dyn Store, index: usize, id: &str, numbers: usize, rate: f64) -> anyhow::Result<()> {
+    tenant_with_numbers(store, index, id, true, numbers, rate).await
+}
+
+/// A tenant with `numbers` sender numbers at `rate`; `index` keeps numbers apart.
+async fn tenant_with_numbers(
+    store: &dyn Store,
+    index: usize,
+    id: &str,
+    is_demo: bool,
+    numbers: usize,
+    rate: f64,
+) -> anyhow::Result<()> {
     let tenant_id = TenantId::parse(id)?;
     let now = OffsetDateTime::now_utc();
     store
         .create_tenant(&Tenant {
             id: tenant_id.clone(),
             name: id.to_owned(),
-            is_demo: true,
+            is_demo,
             status: TenantStatus::Active,
             plan_id: None,
             created_by: Some("load".to_owned()),
@@ -109,6 +125,46 @@ async fn demo_tenant(store: &dyn Store, index: usize, id: &str, numbers: usize, 
             })
             .await?;
     }
+    Ok(())
+}
+
+/// A live tenant sending SMS through the simulator's Twilio account from `numbers` numbers at
+/// `rate`; `index` keeps numbers apart.
+async fn live_tenant(
+    store: &dyn Store,
+    keyring: &common::credentials::Keyring,
+    index: usize,
+    id: &str,
+    numbers: usize,
+    rate: f64,
+) -> anyhow::Result<()> {
+    use common::store::{Brand, BrandStatus, ProviderKind};
+    tenant_with_numbers(store, index, id, false, numbers, rate).await?;
+    let tenant_id = TenantId::parse(id)?;
+    let now = OffsetDateTime::now_utc();
+    let mut row = common::credentials::seal(
+        keyring,
+        &tenant_id,
+        common::Channel::Sms,
+        ProviderKind::Twilio,
+        json!({ common::credentials::ACCOUNT_SID: load::simulator::DEFAULT_ACCOUNT_SID }),
+        &secrecy::SecretString::from(load::simulator::DEFAULT_AUTH_TOKEN),
+    );
+    row.is_verified = true;
+    store.put_credentials(&row).await?;
+    store
+        .put_brand(&Brand {
+            tenant_id,
+            status: BrandStatus::Approved,
+            status_reason: None,
+            trust_score: Some(80),
+            workflow_step: "ready".to_owned(),
+            workflow_attempts: 0,
+            twilio_sids: Default::default(),
+            updated_at: now,
+            approved_at: Some(now),
+        })
+        .await?;
     Ok(())
 }
 
@@ -148,7 +204,12 @@ struct RunningDispatcher {
     tracker: TaskTracker,
 }
 
-fn start_dispatcher(settings: &Settings, log: Arc<dyn MessageLog>, store: Arc<dyn Store>) -> RunningDispatcher {
+fn start_dispatcher(
+    settings: &Settings,
+    log: Arc<dyn MessageLog>,
+    store: Arc<dyn Store>,
+    live: HashMap<common::Channel, Arc<dyn Provider>>,
+) -> RunningDispatcher {
     let tracker = TaskTracker::new();
     let background = CancellationToken::new();
     let (events, _) = broadcast::channel::<StatusUpdate>(1024);
@@ -156,7 +217,7 @@ fn start_dispatcher(settings: &Settings, log: Arc<dyn MessageLog>, store: Arc<dy
     let demo = DemoProvider::start(&settings.demo, status.clone(), &tracker, background.clone());
     let providers = Providers {
         demo: Arc::new(demo),
-        live: HashMap::new(),
+        live,
     };
     let dispatcher = Dispatcher::new(store, log, providers, status, settings.dispatcher.clone());
     let cancel = CancellationToken::new();
@@ -198,11 +259,89 @@ async fn embedded(messages: usize) -> anyhow::Result<()> {
     for (index, tenant) in tenants.iter().enumerate() {
         demo_tenant(store.as_ref(), index, tenant, 16, 10_000.0).await?;
     }
+    log_to_sent("embedded", &settings, log, store, HashMap::new(), &tenants, messages).await
+}
+
+/// Kafka and Cassandra on this machine: the demo provider, or live tenants over HTTP to the
+/// provider simulator.
+async fn scaled(messages: usize, simulator: bool) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut settings = quiet_settings(dir.path());
+    let unique = format!(
+        "bench{}_{}",
+        std::process::id(),
+        OffsetDateTime::now_utc().unix_timestamp()
+    );
+    let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
+    settings.log.backend = common::config::LogBackend::Kafka;
+    settings.log.kafka.bootstrap_servers = var("ENGAGENINJA_KAFKA_BOOTSTRAP", "127.0.0.1:19092");
+    settings.log.kafka.topic_prefix = format!("{unique}-");
+    settings.store.backend = common::config::StoreBackend::Cassandra;
+    settings.store.cassandra.contact_points = vec![var("ENGAGENINJA_CASSANDRA_CONTACT", "127.0.0.1:19042")];
+    settings.store.cassandra.keyspace = unique;
+    settings.store.cassandra.replication_factor = 1;
+    progress("opening kafka topics and the cassandra keyspace");
+    let (log, store) = common::backends::open(&settings).await?;
+    let tenants: Vec<String> = (0..8).map(|n| format!("tenant{n}")).collect();
+    if !simulator {
+        for (index, tenant) in tenants.iter().enumerate() {
+            demo_tenant(store.as_ref(), index, tenant, 16, 10_000.0).await?;
+        }
+        return log_to_sent("scaled-demo", &settings, log, store, HashMap::new(), &tenants, messages).await;
+    }
+    let running = load::simulator::Simulator::start(load::simulator::SimulatorConfig {
+        rate_per_sender: 10_000.0,
+        concurrency: 100_000,
+        ..load::simulator::SimulatorConfig::default()
+    })
+    .await?;
+    settings.providers.twilio.api_url = running.base_url();
+    let keyring = Arc::new(common::credentials::Keyring::parse(&secrecy::SecretString::from(
+        format!(
+            "k1:{}",
+            secrecy::ExposeSecret::expose_secret(&common::credentials::generate_key())
+        ),
+    ))?);
+    for (index, tenant) in tenants.iter().enumerate() {
+        live_tenant(store.as_ref(), &keyring, index, tenant, 16, 10_000.0).await?;
+    }
+    let client = common::twilio::TwilioClient::new(&settings.providers.twilio.client_settings())?;
+    let credentials = Arc::new(dispatcher::provider::credentials::StoreCredentials::new(
+        Arc::clone(&store),
+        keyring,
+    ));
+    // No status callbacks: this measures the dispatch path to `sent`, not the webhooks.
+    let twilio: Arc<dyn Provider> = Arc::new(dispatcher::provider::twilio::TwilioProvider::new(
+        client,
+        credentials,
+        None,
+    ));
+    let live = HashMap::from([(common::Channel::Sms, twilio)]);
+    let result = log_to_sent("scaled-simulator", &settings, log, store, live, &tenants, messages).await;
+    let stats = running.shutdown().await?;
+    progress(&format!(
+        "simulator: {} created, {} refused with 429",
+        stats.accepted, stats.too_many_requests
+    ));
+    result
+}
+
+/// Fills the log with `messages` over `tenants`, starts a dispatcher, and measures until every
+/// one is durably past `queued`.
+async fn log_to_sent(
+    scenario: &str,
+    settings: &Settings,
+    log: Arc<dyn MessageLog>,
+    store: Arc<dyn Store>,
+    live: HashMap<common::Channel, Arc<dyn Provider>>,
+    tenants: &[String],
+    messages: usize,
+) -> anyhow::Result<()> {
     progress(&format!("appending {messages} messages"));
-    let append_time = fill_log(log.as_ref(), &tenants, messages).await?;
+    let append_time = fill_log(log.as_ref(), tenants, messages).await?;
     let cpu_before = cpu_seconds();
     let started = Instant::now();
-    let running = start_dispatcher(&settings, Arc::clone(&log), Arc::clone(&store));
+    let running = start_dispatcher(settings, Arc::clone(&log), Arc::clone(&store), live);
     // Done when the last message of every tenant is past `queued` and nothing is queued.
     let last_ids: Vec<(TenantId, MessageId)> = (messages.saturating_sub(tenants.len())..messages)
         .map(|n| {
@@ -212,27 +351,34 @@ async fn embedded(messages: usize) -> anyhow::Result<()> {
             ))
         })
         .collect::<anyhow::Result<_>>()?;
-    loop {
+    let all_ids: Vec<(TenantId, MessageId)> = (0..messages)
+        .map(|n| {
+            Ok((
+                TenantId::parse(tenants[n % tenants.len()].clone())?,
+                MessageId::parse(format!("m{n}"))?,
+            ))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let elapsed = loop {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let mut all_claimed = true;
-        for (tenant, id) in &last_ids {
-            all_claimed &= store
-                .message(tenant, id)
-                .await?
-                .is_some_and(|record| record.status != MessageStatus::Queued);
+        if queued_among(store.as_ref(), &last_ids).await? > 0 {
+            continue;
         }
-        let far = OffsetDateTime::now_utc() + Duration::from_secs(3_600);
-        if all_claimed && store.stuck_messages(&[MessageStatus::Queued], far, 1).await?.is_empty() {
-            break;
+        // The last ones are done: check every message (the time counted ends where the check
+        // that finds none left begins).
+        let checked_at = started.elapsed();
+        let left = queued_among(store.as_ref(), &all_ids).await?;
+        if left == 0 {
+            break checked_at;
         }
-    }
-    let elapsed = started.elapsed();
+        progress(&format!("{left} messages still queued"));
+    };
     let cpu = cpu_seconds() - cpu_before;
     running.stop().await?;
     let (_, peak) = resident_mib();
     let rate = messages as f64 / elapsed.as_secs_f64();
     report(
-        "embedded",
+        scenario,
         &format!(
             "{messages} messages from the log to durable sent in {:.2} s: {rate:.0} messages/s; {cpu:.1} CPU-s ({:.1} ms per 1,000 messages); peak RSS {peak:.0} MiB (log filled at {:.0} messages/s)",
             elapsed.as_secs_f64(),
@@ -244,6 +390,20 @@ async fn embedded(messages: usize) -> anyhow::Result<()> {
                "peak_rss_mib": peak, "append_messages_per_second": messages as f64 / append_time.as_secs_f64()}),
     );
     Ok(())
+}
+
+/// How many of `ids` are absent or still `queued`, read 256 at a time.
+async fn queued_among(store: &dyn Store, ids: &[(TenantId, MessageId)]) -> anyhow::Result<usize> {
+    use futures_util::{StreamExt as _, TryStreamExt as _};
+    let done: Vec<bool> = futures_util::stream::iter(ids)
+        .map(|(tenant, id)| async move {
+            let record = store.message(tenant, id).await?;
+            Ok::<_, anyhow::Error>(record.is_some_and(|record| record.status != MessageStatus::Queued))
+        })
+        .buffer_unordered(256)
+        .try_collect()
+        .await?;
+    Ok(done.iter().filter(|done| !**done).count())
 }
 
 /// Records each call's sender, message id, call instant and pacing instant, after an optional
@@ -543,7 +703,7 @@ async fn memory(backlog: usize, seconds: u64) -> anyhow::Result<()> {
     progress(&format!("appending a backlog of {backlog} messages"));
     let append_time = fill_log(log.as_ref(), &tenants, backlog).await?;
     let (after_fill, _) = resident_mib();
-    let running = start_dispatcher(&settings, Arc::clone(&log), Arc::clone(&store));
+    let running = start_dispatcher(&settings, Arc::clone(&log), Arc::clone(&store), HashMap::new());
     let mut peak_running: f64 = 0.0;
     for _ in 0..seconds {
         tokio::time::sleep(Duration::from_secs(1)).await;
