@@ -21,13 +21,12 @@ use std::time::{Duration, Instant};
 use admin_api::standalone::Standalone;
 use common::address::PhoneNumber;
 use common::config::{LogBackend, Settings, StoreBackend};
-use common::credentials::{ACCOUNT_SID, Keyring, generate_key};
+use common::credentials::{Keyring, generate_key};
 use common::log::{ConsumerEvent, MessageLog, OutgoingRecord, Topic};
-use common::store::{
-    Brand, BrandStatus, NumberStatus, ProviderKind, SenderKind, SenderNumber, Store, Tenant, TenantStatus,
-};
+use common::store::{NumberStatus, SenderKind, SenderNumber, Store};
 use common::{Channel, MessageId, MessageStatus, TenantId};
-use load::simulator::{DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, RunningSimulator, Simulator, SimulatorConfig};
+use load::fixtures::live_twilio_tenant;
+use load::simulator::{RunningSimulator, Simulator, SimulatorConfig};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -296,64 +295,25 @@ impl Scaled {
     /// A live tenant sending SMS through the simulator's account from `numbers` numbers at
     /// `rate` messages a second each.
     async fn tenant(&self, id: &str, numbers: usize, rate: f64) -> Vec<String> {
+        static NEXT_NUMBER: AtomicU32 = AtomicU32::new(0);
         let keyring = Keyring::parse(&self.engines.keys).unwrap();
         let tenant = TenantId::parse(id).unwrap();
-        let now = OffsetDateTime::now_utc();
-        self.store
-            .create_tenant(&Tenant {
-                id: tenant.clone(),
-                name: id.to_owned(),
-                is_demo: false,
-                status: TenantStatus::Active,
-                plan_id: None,
-                created_by: None,
-                created_at: now,
-            })
-            .await
-            .unwrap();
-        let mut row = common::credentials::seal(
-            &keyring,
-            &tenant,
-            Channel::Sms,
-            ProviderKind::Twilio,
-            json!({ ACCOUNT_SID: DEFAULT_ACCOUNT_SID }),
-            &SecretString::from(DEFAULT_AUTH_TOKEN),
-        );
-        row.is_verified = true;
-        self.store.put_credentials(&row).await.unwrap();
-        self.store
-            .put_brand(&Brand {
+        let numbers: Vec<SenderNumber> = (0..numbers)
+            .map(|_| SenderNumber {
                 tenant_id: tenant.clone(),
-                status: BrandStatus::Approved,
-                status_reason: None,
-                trust_score: Some(80),
-                workflow_step: "ready".to_owned(),
-                workflow_attempts: 0,
-                twilio_sids: Default::default(),
-                updated_at: now,
-                approved_at: Some(now),
+                number: PhoneNumber::parse(format!("+1415556{:04}", NEXT_NUMBER.fetch_add(1, Ordering::Relaxed)))
+                    .unwrap(),
+                kind: SenderKind::LongCode,
+                status: NumberStatus::Active,
+                twilio_sid: None,
+                rate_per_second: Some(rate),
+                created_at: OffsetDateTime::now_utc(),
             })
+            .collect();
+        live_twilio_tenant(self.store.as_ref(), &keyring, &tenant, &[Channel::Sms], &numbers)
             .await
             .unwrap();
-        static NEXT_NUMBER: AtomicU32 = AtomicU32::new(0);
-        let mut senders = Vec::new();
-        for _ in 0..numbers {
-            let number = format!("+1415556{:04}", NEXT_NUMBER.fetch_add(1, Ordering::Relaxed));
-            self.store
-                .put_sender_number(&SenderNumber {
-                    tenant_id: tenant.clone(),
-                    number: PhoneNumber::parse(number.clone()).unwrap(),
-                    kind: SenderKind::LongCode,
-                    status: NumberStatus::Active,
-                    twilio_sid: None,
-                    rate_per_second: Some(rate),
-                    created_at: now,
-                })
-                .await
-                .unwrap();
-            senders.push(number);
-        }
-        senders
+        numbers.iter().map(|number| number.number.to_string()).collect()
     }
 
     /// Produces `count` SMS envelopes per tenant to Kafka, each body naming its message id.

@@ -87,85 +87,39 @@ fn envelope(tenant: &str, id: &str, to: &str, priority: &str) -> Envelope {
 
 /// A demo tenant with `numbers` sender numbers at `rate`; `index` keeps numbers apart.
 async fn demo_tenant(store: &dyn Store, index: usize, id: &str, numbers: usize, rate: f64) -> anyhow::Result<()> {
-    tenant_with_numbers(store, index, id, true, numbers, rate).await
-}
-
-/// A tenant with `numbers` sender numbers at `rate`; `index` keeps numbers apart.
-async fn tenant_with_numbers(
-    store: &dyn Store,
-    index: usize,
-    id: &str,
-    is_demo: bool,
-    numbers: usize,
-    rate: f64,
-) -> anyhow::Result<()> {
     let tenant_id = TenantId::parse(id)?;
-    let now = OffsetDateTime::now_utc();
     store
         .create_tenant(&Tenant {
             id: tenant_id.clone(),
             name: id.to_owned(),
-            is_demo,
+            is_demo: true,
             status: TenantStatus::Active,
             plan_id: None,
             created_by: Some("load".to_owned()),
-            created_at: now,
+            created_at: OffsetDateTime::now_utc(),
         })
         .await?;
-    for n in 0..numbers {
-        store
-            .put_sender_number(&SenderNumber {
+    for number in sender_numbers(&tenant_id, index, numbers, rate)? {
+        store.put_sender_number(&number).await?;
+    }
+    Ok(())
+}
+
+/// `count` long-code numbers of a tenant at `rate`; `index` keeps tenants' numbers apart.
+fn sender_numbers(tenant_id: &TenantId, index: usize, count: usize, rate: f64) -> anyhow::Result<Vec<SenderNumber>> {
+    (0..count)
+        .map(|n| {
+            Ok(SenderNumber {
                 tenant_id: tenant_id.clone(),
                 number: PhoneNumber::parse(format!("+1{:03}555{:04}", 200 + index, n))?,
                 kind: SenderKind::LongCode,
                 status: NumberStatus::Active,
                 twilio_sid: None,
                 rate_per_second: Some(rate),
-                created_at: now,
+                created_at: OffsetDateTime::now_utc(),
             })
-            .await?;
-    }
-    Ok(())
-}
-
-/// A live tenant sending SMS through the simulator's Twilio account from `numbers` numbers at
-/// `rate`; `index` keeps numbers apart.
-async fn live_tenant(
-    store: &dyn Store,
-    keyring: &common::credentials::Keyring,
-    index: usize,
-    id: &str,
-    numbers: usize,
-    rate: f64,
-) -> anyhow::Result<()> {
-    use common::store::{Brand, BrandStatus, ProviderKind};
-    tenant_with_numbers(store, index, id, false, numbers, rate).await?;
-    let tenant_id = TenantId::parse(id)?;
-    let now = OffsetDateTime::now_utc();
-    let mut row = common::credentials::seal(
-        keyring,
-        &tenant_id,
-        common::Channel::Sms,
-        ProviderKind::Twilio,
-        json!({ common::credentials::ACCOUNT_SID: load::simulator::DEFAULT_ACCOUNT_SID }),
-        &secrecy::SecretString::from(load::simulator::DEFAULT_AUTH_TOKEN),
-    );
-    row.is_verified = true;
-    store.put_credentials(&row).await?;
-    store
-        .put_brand(&Brand {
-            tenant_id,
-            status: BrandStatus::Approved,
-            status_reason: None,
-            trust_score: Some(80),
-            workflow_step: "ready".to_owned(),
-            workflow_attempts: 0,
-            twilio_sids: Default::default(),
-            updated_at: now,
-            approved_at: Some(now),
         })
-        .await?;
-    Ok(())
+        .collect()
 }
 
 /// Appends `count` messages spread over `tenants`, in large batches.
@@ -248,6 +202,8 @@ fn quiet_settings(dir: &std::path::Path) -> Settings {
     };
     settings.dispatcher.poll_batch = 4_096;
     settings.dispatcher.reconcile.interval_secs = 0;
+    // One dispatcher and no earlier owner: no sender's pacing to carry over from another.
+    settings.dispatcher.assignment_hold_ms = 0;
     settings
 }
 
@@ -303,7 +259,10 @@ async fn scaled(messages: usize, simulator: bool) -> anyhow::Result<()> {
         ),
     ))?);
     for (index, tenant) in tenants.iter().enumerate() {
-        live_tenant(store.as_ref(), &keyring, index, tenant, 16, 10_000.0).await?;
+        let tenant_id = TenantId::parse(tenant.clone())?;
+        let numbers = sender_numbers(&tenant_id, index, 16, 10_000.0)?;
+        load::fixtures::live_twilio_tenant(store.as_ref(), &keyring, &tenant_id, &[common::Channel::Sms], &numbers)
+            .await?;
     }
     let client = common::twilio::TwilioClient::new(&settings.providers.twilio.client_settings())?;
     let credentials = Arc::new(dispatcher::provider::credentials::StoreCredentials::new(
@@ -359,21 +318,20 @@ async fn log_to_sent(
             ))
         })
         .collect::<anyhow::Result<_>>()?;
-    let elapsed = loop {
+    let (elapsed, cpu) = loop {
         tokio::time::sleep(Duration::from_millis(50)).await;
         if queued_among(store.as_ref(), &last_ids).await? > 0 {
             continue;
         }
-        // The last ones are done: check every message (the time counted ends where the check
-        // that finds none left begins).
-        let checked_at = started.elapsed();
+        // The last ones are done: check every message (the time and CPU counted end where the
+        // check that finds none left begins).
+        let checked_at = (started.elapsed(), cpu_seconds() - cpu_before);
         let left = queued_among(store.as_ref(), &all_ids).await?;
         if left == 0 {
             break checked_at;
         }
         progress(&format!("{left} messages still queued"));
     };
-    let cpu = cpu_seconds() - cpu_before;
     running.stop().await?;
     let (_, peak) = resident_mib();
     let rate = messages as f64 / elapsed.as_secs_f64();

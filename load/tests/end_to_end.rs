@@ -9,14 +9,13 @@ use std::time::Duration;
 
 use common::address::PhoneNumber;
 use common::config::Settings;
-use common::credentials::{ACCOUNT_SID, Keyring, generate_key};
+use common::credentials::{Keyring, generate_key};
 use common::signature::twilio::{SIGNATURE_HEADER, compute};
 use common::store::sqlite::SqliteStore;
-use common::store::{
-    Brand, BrandStatus, NumberStatus, ProviderKind, SenderKind, SenderNumber, Store, Tenant, TenantStatus,
-};
+use common::store::{NumberStatus, SenderKind, SenderNumber};
 use common::{Channel, TenantId};
 use dispatcher::stack::{Role, Stack, StackError};
+use load::fixtures::live_twilio_tenant;
 use load::simulator::ses::{CERT_PATH, DEFAULT_ACCESS_KEY_ID, DEFAULT_TOPIC_ARN};
 use load::simulator::{
     DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, RunningSimulator, SesSimConfig, Simulator, SimulatorConfig,
@@ -158,59 +157,21 @@ fn statuses(message: &Value) -> Vec<&str> {
 async fn seed_tenant(settings: &Settings, keyring: &Keyring) -> String {
     let store = SqliteStore::open(&settings.store_path()).await.unwrap();
     let tenant = TenantId::parse("acme").unwrap();
-    let now = OffsetDateTime::now_utc();
-    store
-        .create_tenant(&Tenant {
-            id: tenant.clone(),
-            name: "Acme".to_owned(),
-            is_demo: false,
-            status: TenantStatus::Active,
-            plan_id: None,
-            created_by: None,
-            created_at: now,
-        })
-        .await
-        .unwrap();
-    for channel in [Channel::Sms, Channel::Whatsapp] {
-        let mut row = common::credentials::seal(
-            keyring,
-            &tenant,
-            channel,
-            ProviderKind::Twilio,
-            json!({ ACCOUNT_SID: DEFAULT_ACCOUNT_SID }),
-            &SecretString::from(DEFAULT_AUTH_TOKEN),
-        );
-        row.is_verified = true;
-        store.put_credentials(&row).await.unwrap();
-    }
-    store
-        .put_brand(&Brand {
+    let numbers: Vec<SenderNumber> = [(SMS_FROM, SenderKind::LongCode), (WHATSAPP_FROM, SenderKind::Whatsapp)]
+        .into_iter()
+        .map(|(number, kind)| SenderNumber {
             tenant_id: tenant.clone(),
-            status: BrandStatus::Approved,
-            status_reason: None,
-            trust_score: Some(80),
-            workflow_step: "ready".to_owned(),
-            workflow_attempts: 0,
-            twilio_sids: Default::default(),
-            updated_at: now,
-            approved_at: Some(now),
+            number: PhoneNumber::parse(number).unwrap(),
+            kind,
+            status: NumberStatus::Active,
+            twilio_sid: None,
+            rate_per_second: Some(10.0),
+            created_at: OffsetDateTime::now_utc(),
         })
+        .collect();
+    live_twilio_tenant(&store, keyring, &tenant, &[Channel::Sms, Channel::Whatsapp], &numbers)
         .await
         .unwrap();
-    for (number, kind) in [(SMS_FROM, SenderKind::LongCode), (WHATSAPP_FROM, SenderKind::Whatsapp)] {
-        store
-            .put_sender_number(&SenderNumber {
-                tenant_id: tenant.clone(),
-                number: PhoneNumber::parse(number).unwrap(),
-                kind,
-                status: NumberStatus::Active,
-                twilio_sid: None,
-                rate_per_second: Some(10.0),
-                created_at: now,
-            })
-            .await
-            .unwrap();
-    }
     admin_api::auth::create_api_key(&store, &tenant).await.unwrap().secret
 }
 

@@ -1,0 +1,64 @@
+//! Tenants the simulator can serve, for tests and scenarios: a live tenant whose Twilio
+//! credentials are the simulator's account, sealed as the admin API would, with an approved
+//! 10DLC brand and its sender numbers.
+
+use common::credentials::{ACCOUNT_SID, Keyring};
+use common::store::{Brand, BrandStatus, ProviderKind, SenderNumber, Store, StoreError, Tenant, TenantStatus};
+use common::{Channel, TenantId};
+use secrecy::SecretString;
+use serde_json::json;
+use time::OffsetDateTime;
+
+use crate::simulator::{DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN};
+
+/// Creates `tenant`, ready to send on each of `channels` (SMS, WhatsApp) through the
+/// simulator's Twilio account from `numbers`.
+pub async fn live_twilio_tenant(
+    store: &dyn Store,
+    keyring: &Keyring,
+    tenant: &TenantId,
+    channels: &[Channel],
+    numbers: &[SenderNumber],
+) -> Result<(), StoreError> {
+    let now = OffsetDateTime::now_utc();
+    store
+        .create_tenant(&Tenant {
+            id: tenant.clone(),
+            name: tenant.to_string(),
+            is_demo: false,
+            status: TenantStatus::Active,
+            plan_id: None,
+            created_by: None,
+            created_at: now,
+        })
+        .await?;
+    for &channel in channels {
+        let mut row = common::credentials::seal(
+            keyring,
+            tenant,
+            channel,
+            ProviderKind::Twilio,
+            json!({ ACCOUNT_SID: DEFAULT_ACCOUNT_SID }),
+            &SecretString::from(DEFAULT_AUTH_TOKEN),
+        );
+        row.is_verified = true;
+        store.put_credentials(&row).await?;
+    }
+    store
+        .put_brand(&Brand {
+            tenant_id: tenant.clone(),
+            status: BrandStatus::Approved,
+            status_reason: None,
+            trust_score: Some(80),
+            workflow_step: "ready".to_owned(),
+            workflow_attempts: 0,
+            twilio_sids: Default::default(),
+            updated_at: now,
+            approved_at: Some(now),
+        })
+        .await?;
+    for number in numbers {
+        store.put_sender_number(number).await?;
+    }
+    Ok(())
+}
