@@ -1,12 +1,19 @@
-//! The dispatch loop on the embedded log and store, with a provider that records every call:
-//! dead letters, admission refusals with their reasons, no second send on redelivery, offsets
-//! committed once outcomes are durable.
+//! The dispatch loop with a provider that records every call: dead letters, admission
+//! refusals with their reasons, no second send on redelivery, offsets committed once outcomes
+//! are durable.
+//!
+//! Every test runs on both backend pairs: `embedded::` on the embedded log and SQLite,
+//! `kafka_cassandra::` on Kafka and Cassandra given by `ENGAGENINJA_KAFKA_BOOTSTRAP` and
+//! `ENGAGENINJA_CASSANDRA_CONTACT` (`.ci/test` starts both; unset, those are skipped with the
+//! reason, except under `CI`, where they fail), each test on topics and a keyspace of its own.
 
+use std::io::Write as _;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use common::config::{DispatcherSettings, Settings};
+use common::config::{DispatcherSettings, LogBackend, Settings, StoreBackend};
 use common::log::{ConsumerEvent, MessageLog, OutgoingRecord, Topic};
 use common::store::{
     Brand, BrandStatus, ChannelCredentials, NumberStatus, Plan, ProviderKind, SenderKind, SenderNumber, StatusUpdate,
@@ -22,6 +29,80 @@ use time::OffsetDateTime;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+/// The backend pair a test runs on.
+#[derive(Debug, Clone, Copy)]
+enum Backends {
+    /// The embedded log and SQLite, under the test's directory.
+    Embedded,
+    /// Kafka and Cassandra, on topics and a keyspace of the test's own.
+    KafkaCassandra,
+}
+
+/// Opens `backends` with `settings` (the embedded ones under `settings.data_dir`); `None`, with
+/// the reason on stderr, when Kafka and Cassandra are not given.
+async fn open(backends: Backends, settings: &mut Settings) -> Option<(Arc<dyn MessageLog>, Arc<dyn Store>)> {
+    if let Backends::KafkaCassandra = backends {
+        const KAFKA: &str = "ENGAGENINJA_KAFKA_BOOTSTRAP";
+        const CASSANDRA: &str = "ENGAGENINJA_CASSANDRA_CONTACT";
+        let (Ok(kafka), Ok(cassandra)) = (std::env::var(KAFKA), std::env::var(CASSANDRA)) else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{KAFKA} and {CASSANDRA} must be set in CI: .ci/test starts both engines"
+            );
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipping a kafka_cassandra pipeline test: {KAFKA} and {CASSANDRA} are not both set"
+            );
+            return None;
+        };
+        static SEQUENCE: AtomicU32 = AtomicU32::new(0);
+        let unique = format!(
+            "p{}_{}_{}",
+            std::process::id(),
+            OffsetDateTime::now_utc().unix_timestamp(),
+            SEQUENCE.fetch_add(1, Ordering::Relaxed)
+        );
+        settings.log.backend = LogBackend::Kafka;
+        settings.log.kafka.bootstrap_servers = kafka;
+        settings.log.kafka.topic_prefix = format!("{unique}-");
+        settings.store.backend = StoreBackend::Cassandra;
+        settings.store.cassandra.contact_points = vec![cassandra];
+        settings.store.cassandra.keyspace = unique;
+        settings.store.cassandra.replication_factor = 1;
+    }
+    Some(common::backends::open(settings).await.expect("the backends open"))
+}
+
+/// Each named test (an `async fn(Backends)`) on both backend pairs.
+macro_rules! on_both_backends {
+    ($($test:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(super::Backends::Embedded).await;
+                }
+            )*
+        }
+        mod kafka_cassandra {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(super::Backends::KafkaCassandra).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    admission_dead_letters_and_redelivery,
+    channel_readiness_and_quota_in_segments,
+    a_crash_mid_stream_loses_nothing,
+    reconciliation_settles_stuck_messages,
+    a_recipient_the_provider_reports_unsubscribed_is_suppressed,
+);
 
 /// Remembers what it was asked to send; refuses ids starting with `bad` for good, and answers
 /// ids starting with `gone` as Twilio does for a recipient who unsubscribed (21610).
@@ -154,15 +235,16 @@ impl Harness {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn admission_dead_letters_and_redelivery() {
+async fn admission_dead_letters_and_redelivery(backends: Backends) {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = Settings {
         data_dir: dir.path().to_owned(),
         ..Settings::default()
     };
     settings.log.partitions = 3;
-    let (log, store) = common::backends::open_embedded(&settings).await.unwrap();
+    let Some((log, store)) = open(backends, &mut settings).await else {
+        return;
+    };
     store
         .create_tenant(&tenant("acme", true, TenantStatus::Active))
         .await
@@ -249,8 +331,14 @@ async fn admission_dead_letters_and_redelivery() {
 
     let mut dead = log.consumer(Topic::DeadLetters, "ops").await.unwrap();
     let mut reasons = Vec::new();
-    for _ in 0..5 {
-        if let ConsumerEvent::Records(records) = dead.poll(100, Duration::from_millis(100)).await.unwrap() {
+    // Until both are in, and one poll more to see that nothing else is.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut extra_polls = 1;
+    while (reasons.len() < 2 || extra_polls > 0) && tokio::time::Instant::now() < deadline {
+        if reasons.len() >= 2 {
+            extra_polls -= 1;
+        }
+        if let ConsumerEvent::Records(records) = dead.poll(100, Duration::from_millis(300)).await.unwrap() {
             for record in records {
                 let body: Value = serde_json::from_slice(&record.payload).unwrap();
                 assert!(body["payload"].is_string(), "the original record is kept");
@@ -277,8 +365,8 @@ async fn admission_dead_letters_and_redelivery() {
     assert_eq!(*harness.provider.sent.lock().unwrap(), ["ok-1", "ok-2"]);
 }
 
-/// A harness over a fresh embedded log and store in `dir`.
-async fn harness(dir: &std::path::Path, provider: RecordingProvider) -> Harness {
+/// A harness over fresh `backends` (the embedded ones in `dir`); `None` when they are not given.
+async fn harness(backends: Backends, dir: &std::path::Path, provider: RecordingProvider) -> Option<Harness> {
     let mut settings = Settings {
         data_dir: dir.to_owned(),
         ..Settings::default()
@@ -286,15 +374,15 @@ async fn harness(dir: &std::path::Path, provider: RecordingProvider) -> Harness 
     settings.log.partitions = 2;
     settings.dispatcher.poll_wait_ms = 20;
     settings.dispatcher.pacing.demo = 10_000.0;
-    let (log, store) = common::backends::open_embedded(&settings).await.unwrap();
-    Harness {
+    let (log, store) = open(backends, &mut settings).await?;
+    Some(Harness {
         log,
         store,
         provider: Arc::new(provider),
         events: broadcast::channel(1 << 16).0,
         tracker: TaskTracker::new(),
         settings: settings.dispatcher,
-    }
+    })
 }
 
 /// A tenant ready to send SMS for real: verified credentials, an approved brand, one number.
@@ -351,10 +439,11 @@ async fn ready_sms_tenant(store: &dyn Store, id: &str, brand: BrandStatus, verif
         .unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn channel_readiness_and_quota_in_segments() {
+async fn channel_readiness_and_quota_in_segments(backends: Backends) {
     let dir = tempfile::tempdir().unwrap();
-    let harness = harness(dir.path(), RecordingProvider::default()).await;
+    let Some(harness) = harness(backends, dir.path(), RecordingProvider::default()).await else {
+        return;
+    };
     let store = harness.store.as_ref();
     store
         .put_plan(&Plan {
@@ -446,14 +535,15 @@ async fn channel_readiness_and_quota_in_segments() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crash_mid_stream_loses_nothing() {
+async fn a_crash_mid_stream_loses_nothing(backends: Backends) {
     let dir = tempfile::tempdir().unwrap();
     let provider = RecordingProvider {
         latency: Duration::from_millis(2),
         ..RecordingProvider::default()
     };
-    let harness = harness(dir.path(), provider).await;
+    let Some(harness) = harness(backends, dir.path(), provider).await else {
+        return;
+    };
     harness
         .store
         .create_tenant(&tenant("acme", true, TenantStatus::Active))
@@ -544,10 +634,11 @@ async fn a_crash_mid_stream_loses_nothing() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reconciliation_settles_stuck_messages() {
+async fn reconciliation_settles_stuck_messages(backends: Backends) {
     let dir = tempfile::tempdir().unwrap();
-    let harness = harness(dir.path(), RecordingProvider::default()).await;
+    let Some(harness) = harness(backends, dir.path(), RecordingProvider::default()).await else {
+        return;
+    };
     let store = harness.store.as_ref();
     store
         .create_tenant(&tenant("acme", true, TenantStatus::Active))
@@ -627,10 +718,11 @@ async fn reconciliation_settles_stuck_messages() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_recipient_the_provider_reports_unsubscribed_is_suppressed() {
+async fn a_recipient_the_provider_reports_unsubscribed_is_suppressed(backends: Backends) {
     let dir = tempfile::tempdir().unwrap();
-    let harness = harness(dir.path(), RecordingProvider::default()).await;
+    let Some(harness) = harness(backends, dir.path(), RecordingProvider::default()).await else {
+        return;
+    };
     ready_sms_tenant(harness.store.as_ref(), "paid", BrandStatus::Approved, true, None).await;
     let to = "+12125550142";
     harness
