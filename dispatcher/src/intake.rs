@@ -257,10 +257,7 @@ impl Intake {
             .map_err(|_| DispatchError::EngineStopped)?;
         handed_over.await.map_err(|_| DispatchError::EngineStopped)?;
         self.commit(consumer).await?;
-        {
-            let mut tracker = self.tracker.lock().expect("offset tracker");
-            tracker.forget(&partitions);
-        }
+        self.tracker.lock().expect("offset tracker").forget(&partitions);
         for partition in &partitions {
             self.paused.remove(partition);
             self.held.remove(partition);

@@ -141,12 +141,8 @@ impl Stack {
             Role::AllInOne => admin_api::public_url(&settings, listener.local_addr()?),
             // Twilio's status callbacks go to the admin API, another process: only the
             // operator knows where it is reached.
-            Role::Dispatcher => settings
-                .admin
-                .public_url
-                .as_deref()
-                .map(|url| url.trim_end_matches('/').to_owned())
-                .ok_or(StackError::PublicUrlUnset)?,
+            Role::Dispatcher if settings.admin.public_url.is_none() => return Err(StackError::PublicUrlUnset),
+            Role::Dispatcher => admin_api::public_url(&settings, settings.admin.listen),
         };
         let router = match role {
             Role::AllInOne => {

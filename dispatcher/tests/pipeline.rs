@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use common::config::{DispatcherSettings, LogBackend, Settings, StoreBackend};
+use common::config::{DispatcherSettings, Settings};
 use common::log::{ConsumerEvent, MessageLog, OutgoingRecord, Topic};
 use common::store::{
     Brand, BrandStatus, ChannelCredentials, NumberStatus, Plan, ProviderKind, SenderKind, SenderNumber, StatusUpdate,
@@ -63,13 +63,7 @@ async fn open(backends: Backends, settings: &mut Settings) -> Option<(Arc<dyn Me
             OffsetDateTime::now_utc().unix_timestamp(),
             SEQUENCE.fetch_add(1, Ordering::Relaxed)
         );
-        settings.log.backend = LogBackend::Kafka;
-        settings.log.kafka.bootstrap_servers = kafka;
-        settings.log.kafka.topic_prefix = format!("{unique}-");
-        settings.store.backend = StoreBackend::Cassandra;
-        settings.store.cassandra.contact_points = vec![cassandra];
-        settings.store.cassandra.keyspace = unique;
-        settings.store.cassandra.replication_factor = 1;
+        load::fixtures::on_kafka_and_cassandra(settings, &kafka, &cassandra, &unique);
     }
     Some(common::backends::open(settings).await.expect("the backends open"))
 }

@@ -1,7 +1,8 @@
-//! Tenants the simulator can serve, for tests and scenarios: a live tenant whose Twilio
-//! credentials are the simulator's account, sealed as the admin API would, with an approved
-//! 10DLC brand and its sender numbers.
+//! Fixtures for tests and scenarios: settings for Kafka and Cassandra on names of a run's own,
+//! and a live tenant the simulator can serve (its Twilio credentials are the simulator's
+//! account, sealed as the admin API would, with an approved 10DLC brand and its numbers).
 
+use common::config::{LogBackend, Settings, StoreBackend};
 use common::credentials::{ACCOUNT_SID, Keyring};
 use common::store::{Brand, BrandStatus, ProviderKind, SenderNumber, Store, StoreError, Tenant, TenantStatus};
 use common::{Channel, TenantId};
@@ -10,6 +11,18 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::simulator::{DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN};
+
+/// Points `settings` at the Kafka cluster `kafka` and the Cassandra node `cassandra`, with
+/// topics prefixed and a keyspace named `unique` (letters, digits and `_`), replicated once.
+pub fn on_kafka_and_cassandra(settings: &mut Settings, kafka: &str, cassandra: &str, unique: &str) {
+    settings.log.backend = LogBackend::Kafka;
+    settings.log.kafka.bootstrap_servers = kafka.to_owned();
+    settings.log.kafka.topic_prefix = format!("{unique}-");
+    settings.store.backend = StoreBackend::Cassandra;
+    settings.store.cassandra.contact_points = vec![cassandra.to_owned()];
+    settings.store.cassandra.keyspace = unique.to_owned();
+    settings.store.cassandra.replication_factor = 1;
+}
 
 /// Creates `tenant`, ready to send on each of `channels` (SMS, WhatsApp) through the
 /// simulator's Twilio account from `numbers`.

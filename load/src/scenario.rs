@@ -229,13 +229,12 @@ async fn scaled(messages: usize, simulator: bool) -> anyhow::Result<()> {
         OffsetDateTime::now_utc().unix_timestamp()
     );
     let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
-    settings.log.backend = common::config::LogBackend::Kafka;
-    settings.log.kafka.bootstrap_servers = var("ENGAGENINJA_KAFKA_BOOTSTRAP", "127.0.0.1:19092");
-    settings.log.kafka.topic_prefix = format!("{unique}-");
-    settings.store.backend = common::config::StoreBackend::Cassandra;
-    settings.store.cassandra.contact_points = vec![var("ENGAGENINJA_CASSANDRA_CONTACT", "127.0.0.1:19042")];
-    settings.store.cassandra.keyspace = unique;
-    settings.store.cassandra.replication_factor = 1;
+    load::fixtures::on_kafka_and_cassandra(
+        &mut settings,
+        &var("ENGAGENINJA_KAFKA_BOOTSTRAP", "127.0.0.1:19092"),
+        &var("ENGAGENINJA_CASSANDRA_CONTACT", "127.0.0.1:19042"),
+        &unique,
+    );
     progress("opening kafka topics and the cassandra keyspace");
     let (log, store) = common::backends::open(&settings).await?;
     let tenants: Vec<String> = (0..8).map(|n| format!("tenant{n}")).collect();
@@ -302,14 +301,6 @@ async fn log_to_sent(
     let started = Instant::now();
     let running = start_dispatcher(settings, Arc::clone(&log), Arc::clone(&store), live);
     // Done when the last message of every tenant is past `queued` and nothing is queued.
-    let last_ids: Vec<(TenantId, MessageId)> = (messages.saturating_sub(tenants.len())..messages)
-        .map(|n| {
-            Ok((
-                TenantId::parse(tenants[n % tenants.len()].clone())?,
-                MessageId::parse(format!("m{n}"))?,
-            ))
-        })
-        .collect::<anyhow::Result<_>>()?;
     let all_ids: Vec<(TenantId, MessageId)> = (0..messages)
         .map(|n| {
             Ok((
@@ -318,9 +309,10 @@ async fn log_to_sent(
             ))
         })
         .collect::<anyhow::Result<_>>()?;
+    let last_ids = &all_ids[messages.saturating_sub(tenants.len())..];
     let (elapsed, cpu) = loop {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        if queued_among(store.as_ref(), &last_ids).await? > 0 {
+        if queued_among(store.as_ref(), last_ids).await? > 0 {
             continue;
         }
         // The last ones are done: check every message (the time and CPU counted end where the
