@@ -4,7 +4,7 @@
 #
 # Usage: cassandra.sh fetch|start|stop|status|restart|smoke|cql STATEMENT...|classpath
 #   fetch      resolve cassandra-all and its runtime dependencies into the cache (once per version)
-#   start      fetch if needed, write cassandra.yaml and logback.xml, start the node in the
+#   start      fetch if needed, write cassandra.yaml and logback.xml, start the node (empty) in the
 #              background and wait until the native port answers OPTIONS, STARTUP and
 #              SELECT release_version FROM system.local; a no-op when it is already running
 #              (on a timeout it prints the log's last lines and stops the node)
@@ -335,6 +335,9 @@ start() {
         die "port 127.0.0.1:$p is taken by another process (set ENGAGENINJA_CASSANDRA_PORT / ENGAGENINJA_CASSANDRA_STORAGE_PORT)"
       fi
     done
+    # A test node starts empty: keyspaces that earlier runs left behind (the scaled and pipeline
+    # tests keep theirs for a look after a failure) would grow its heap from run to run.
+    rm -rf "${DATA:?}"/{data,commitlog,saved_caches,hints,cdc_raw} "$DATA"/*.hprof
     write_config
     local jamm
     jamm=$(find "$CACHE/lib" -name 'jamm-*.jar' | head -n 1)
