@@ -72,6 +72,10 @@ impl MessageStatus {
         MessageStatus::Suppressed,
     ];
 
+    /// The statuses that wait for the provider to settle them, in the order reconciliation
+    /// asks about them.
+    pub const RECONCILED: [MessageStatus; 2] = [MessageStatus::Sent, MessageStatus::Unknown];
+
     /// The stable lowercase name (also the serde name), e.g. "delivered".
     pub fn as_str(self) -> &'static str {
         match self {

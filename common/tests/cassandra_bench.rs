@@ -6,12 +6,13 @@
 //!   cargo test --release -p common --test cassandra_bench -- --ignored --nocapture --test-threads 1
 //! ```
 //!
-//! - `claims_with_and_without_lwt`: 10,000 inserts of a message row, plain and `IF NOT EXISTS`
-//!   (both with `concurrency` requests in flight), and `claim_messages` (the LWT plus its
+//! - `claims_with_and_without_lwt`: 10,000 inserts of a message, plain (what the claim writes)
+//!   and `IF NOT EXISTS` (a lightweight transaction, what version 1 of the schema wrote), both
+//!   with `concurrency` requests in flight, and `claim_messages` (a read, the insert and the
 //!   derived rows) in batches of 1,000.
 //! - `status_writes_batched_and_concurrent`: 10,000 `sent` changes through `apply_status` in
 //!   batches of 1,000, with the derived rows in single-partition batches and one request each;
-//!   and the status row written plainly versus by the conditional update.
+//!   and a status row written plainly versus by a lightweight transaction.
 
 use std::time::{Duration, Instant};
 
@@ -122,13 +123,13 @@ async fn claims_with_and_without_lwt() {
     let store = CassandraStore::open(&settings).await.unwrap();
     let session = session(&settings).await;
     let insert = "INSERT INTO messages (tenant_id, message_id, channel, recipient, priority, segments, status, \
-                  accepted_at, updated_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0)";
+                  accepted_at, at, rank) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0)";
     // Warm-up (connections, the node's JIT), not counted.
     raw_inserts(&session, insert, "warm").await;
     let plain = raw_inserts(&session, insert, "plain").await;
-    report("message row, plain INSERT", MESSAGES, plain);
+    report("message, plain INSERT", MESSAGES, plain);
     let lwt = raw_inserts(&session, &format!("{insert} IF NOT EXISTS"), "lwt").await;
-    report("message row, INSERT IF NOT EXISTS (LWT)", MESSAGES, lwt);
+    report("message, INSERT IF NOT EXISTS (LWT)", MESSAGES, lwt);
 
     let batch = messages("claim", 10);
     let started = Instant::now();
@@ -136,7 +137,7 @@ async fn claims_with_and_without_lwt() {
         store.claim_messages(chunk).await.unwrap();
     }
     report(
-        "claim_messages (LWT + derived rows), batches of 1000",
+        "claim_messages (read + insert + derived rows), batches of 1000",
         MESSAGES,
         started.elapsed(),
     );
@@ -181,31 +182,30 @@ async fn status_writes_batched_and_concurrent() {
             assert!(applied.iter().all(|a| *a));
         }
         report(
-            &format!("apply_status sent (read + LWT + derived rows as {mode:?}), batches of 1000"),
+            &format!("apply_status sent (read + insert + derived rows as {mode:?}), batches of 1000"),
             MESSAGES,
             started.elapsed(),
         );
         store.drop_keyspace().await.unwrap();
     }
 
-    // The status row alone: a plain UPDATE against the conditional one.
+    // A status row alone: a plain INSERT against a lightweight transaction.
     let Some(settings) = settings(DerivedWrites::PartitionBatches) else {
         return;
     };
     let store = CassandraStore::open(&settings).await.unwrap();
     let session = session(&settings).await;
     let insert = "INSERT INTO messages (tenant_id, message_id, channel, recipient, priority, segments, status, \
-                  accepted_at, updated_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0)";
+                  accepted_at, at, rank) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0)";
     raw_inserts(&session, insert, "row").await;
     for (what, statement) in [
         (
-            "status row, plain UPDATE",
-            "UPDATE messages SET status = 'sent', version = 1 WHERE tenant_id = ? AND message_id = ?",
+            "status row, plain INSERT",
+            "INSERT INTO messages (tenant_id, message_id, rank, status) VALUES (?, ?, 2, 'sent')",
         ),
         (
-            "status row, UPDATE IF status = ? AND version = ? (LWT)",
-            "UPDATE messages SET status = 'delivered', version = 2 WHERE tenant_id = ? AND message_id = ? \
-             IF status = 'sent' AND version = 1",
+            "status row, INSERT IF NOT EXISTS (LWT)",
+            "INSERT INTO messages (tenant_id, message_id, rank, status) VALUES (?, ?, 3, 'delivered') IF NOT EXISTS",
         ),
     ] {
         let prepared = session.prepare(statement).await.unwrap();

@@ -49,9 +49,7 @@ pub async fn reconcile_once(
     settings: &ReconcileSettings,
 ) -> Result<usize, StoreError> {
     let before = OffsetDateTime::now_utc() - Duration::from_secs(settings.stuck_after_secs);
-    let stuck = store
-        .stuck_messages(&[MessageStatus::Sent, MessageStatus::Unknown], before, settings.batch)
-        .await?;
+    let stuck = store.stuck_messages(before, settings.batch).await?;
     let mut demo: HashMap<TenantId, bool> = HashMap::new();
     let mut updates = Vec::new();
     for message in stuck {

@@ -2,23 +2,24 @@
 //!
 //! - Schema: the versioned CQL files in `deploy/cql/` (embedded in the binary), applied at
 //!   [`CassandraStore::open`] in order, each recorded in `<keyspace>.schema_migrations`; every
-//!   statement is `IF NOT EXISTS`, and a lease row (an LWT with a TTL) lets one process migrate
-//!   at a time. The files say which query each table serves.
+//!   statement is idempotent (`IF NOT EXISTS`, `IF EXISTS`), and a lease row (an LWT with a
+//!   TTL) lets one process migrate at a time. The files say which query each table serves.
 //! - Requests: every statement is prepared once at open; the driver's default policy routes
 //!   each request to a replica of its partition (token-aware) at `LOCAL_QUORUM`.
-//! - Lightweight transactions (Paxos) only where correctness needs them: the claim
-//!   (`INSERT ... IF NOT EXISTS`: a redelivered message is never claimed twice), the status
-//!   change (`UPDATE ... IF status = ? AND version = ?`: the forward-only rule of
-//!   [`MessageStatus::can_advance_to`] checked against the row as read, retried when the row
-//!   moved), usage counters (compare-and-set: the total never goes below zero), and the unique
-//!   values (tenant ids, API key hashes, sender numbers). Everything else is a plain write.
+//! - Lightweight transactions (Paxos) only where correctness needs them: usage counters
+//!   (compare-and-set: the total never goes below zero) and the unique values (tenant ids, API
+//!   key hashes, sender numbers). Everything else is a plain write, the dispatch path included:
+//!   a message's statuses are rows of its partition keyed by rank, its current status the
+//!   highest, so a claim is a read and an insert (the tenant's one owning dispatcher is the
+//!   only claimer) and a status change is a read, the forward-only check of
+//!   [`MessageStatus::can_advance_to`] and an insert that no concurrent or late write can undo.
 //! - Batches of claims and status changes run with bounded concurrency (`concurrency`
 //!   requests in flight; changes to one message stay in order). The rows derived from them
 //!   (campaign rows, the stuck-message index, the provider-id index, the tenant's message list)
 //!   are written afterwards, grouped by partition into unlogged single-partition batches or
 //!   one request each ([`DerivedWrites`]), before the call returns. A crash in between leaves
-//!   the message row ahead of its derived rows; the dispatcher has not committed the offset,
-//!   so the message comes back and its claim (`Existing`) rewrites them from the row.
+//!   the message ahead of its derived rows; the dispatcher has not committed the offset, so the
+//!   message comes back and its claim (`Existing`) rewrites them from the message.
 //! - Timestamps are CQL `timestamp`s (milliseconds): sub-millisecond precision is dropped.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -56,14 +57,21 @@ use crate::ids::{CampaignId, MessageId, TenantId};
 use crate::status::MessageStatus;
 
 /// The schema files, in order: (version, name, text).
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "0001_keyspace_and_tables",
-    include_str!("../../../deploy/cql/0001_keyspace_and_tables.cql"),
-)];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "0001_keyspace_and_tables",
+        include_str!("../../../deploy/cql/0001_keyspace_and_tables.cql"),
+    ),
+    (
+        2,
+        "0002_message_statuses_as_rows",
+        include_str!("../../../deploy/cql/0002_message_statuses_as_rows.cql"),
+    ),
+];
 
 /// The schema version this build creates and understands.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// The `schema_migrations` row that holds the migration lease.
 const LEASE_VERSION: i32 = -1;
@@ -74,7 +82,7 @@ const LEASE_TTL_SECS: i32 = 120;
 /// How long a schema change may take.
 const DDL_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Attempts of a compare-and-set before giving up (each failure means another writer won).
+/// Attempts of a usage compare-and-set before giving up (each failure means another writer won).
 const CAS_ATTEMPTS: usize = 64;
 
 /// Statements per unlogged single-partition batch.
@@ -376,54 +384,46 @@ impl CassandraStore {
 
     /// Claims one message (insert-if-absent) and notes its derived rows.
     async fn claim_one(&self, message: &NewMessage, derived: &mut Derived) -> Result<Claim, StoreError> {
-        let accepted = to_ms(message.accepted_at)?;
         let tenant = message.tenant_id.as_str();
         let id = message.message_id.as_str();
+        if let Some(state) = self.message_state(tenant, id).await? {
+            // Seen before: answer its status, and rewrite its derived rows from it (they may be
+            // missing if a crash came between the message and them).
+            derived.listing(tenant, id, state.accepted_at)?;
+            derived.message(
+                tenant,
+                id,
+                state.campaign.as_deref(),
+                state.status,
+                state.accepted_at,
+                state.updated_at,
+                state.provider.as_deref(),
+            )?;
+            return Ok(Claim::Existing(state.status));
+        }
+        let accepted = to_ms(message.accepted_at)?;
         let campaign = message.campaign_id.as_ref().map(CampaignId::as_str);
         let queued = MessageStatus::Queued;
-        let outcome = self
-            .lwt(
-                &self.st().claim,
-                (
-                    tenant,
-                    id,
-                    campaign,
-                    message.channel.as_str(),
-                    message.recipient.as_str(),
-                    message.priority.as_str(),
-                    to_int(message.segments, "segments")?,
-                    queued.as_str(),
-                    CqlTimestamp(accepted),
-                    CqlTimestamp(accepted),
-                    vec![history_entry(queued, accepted, None)?],
-                ),
-            )
-            .await?;
-        if outcome.applied {
-            derived.listing(tenant, id, accepted)?;
-            derived.message(tenant, id, campaign, queued, accepted, accepted, 0, None)?;
-            return Ok(Claim::New);
-        }
-        // Seen before: answer its status, and rewrite its derived rows from the row (they may
-        // be missing if a crash came between the row and them).
-        let status = parse_status(&outcome.text("status")?)?;
-        let updated = outcome.timestamp("updated_at")?;
-        let accepted = outcome.timestamp("accepted_at")?;
-        let version = outcome.int("version")?;
-        let campaign = outcome.opt_text("campaign_id");
-        let provider = outcome.opt_text("provider_message_id");
+        self.exec(
+            &self.st().claim,
+            (
+                tenant,
+                id,
+                campaign,
+                message.channel.as_str(),
+                message.recipient.as_str(),
+                message.priority.as_str(),
+                to_int(message.segments, "segments")?,
+                CqlTimestamp(accepted),
+                status_rank(queued),
+                queued.as_str(),
+                CqlTimestamp(accepted),
+            ),
+        )
+        .await?;
         derived.listing(tenant, id, accepted)?;
-        derived.message(
-            tenant,
-            id,
-            campaign.as_deref(),
-            status,
-            accepted,
-            updated,
-            version,
-            provider.as_deref(),
-        )?;
-        Ok(Claim::Existing(status))
+        derived.message(tenant, id, campaign, queued, accepted, accepted, None)?;
+        Ok(Claim::New)
     }
 
     /// Applies one message's status changes, in order, each under the forward-only rule.
@@ -450,83 +450,69 @@ impl CassandraStore {
     ) -> Result<bool, StoreError> {
         let tenant = update.tenant_id.as_str();
         let id = update.message_id.as_str();
-        let at = to_ms(update.at)?;
-        let entry = history_entry(update.status, at, update.reason.as_deref())?;
-        for _ in 0..CAS_ATTEMPTS {
-            let current = match known.take() {
+        let current = match known.take() {
+            Some(state) => state,
+            None => match self.message_state(tenant, id).await? {
                 Some(state) => state,
-                None => match self.message_state(tenant, id).await? {
-                    Some(state) => state,
-                    None => return Ok(false),
-                },
-            };
-            if !current.status.can_advance_to(update.status) {
-                *known = Some(current);
-                return Ok(false);
-            }
-            let version = current.version + 1;
-            let provider = match update.provider_message_id.as_deref() {
-                Some(provider) => MaybeUnset::Set(provider),
-                None => MaybeUnset::Unset,
-            };
-            let outcome = self
-                .lwt(
-                    &self.st().advance,
-                    (
-                        update.status.as_str(),
-                        update.reason.as_deref(),
-                        CqlTimestamp(at),
-                        provider,
-                        version,
-                        vec![entry.clone()],
-                        tenant,
-                        id,
-                        current.status.as_str(),
-                        current.version,
-                    ),
-                )
-                .await?;
-            if !outcome.applied {
-                // Another writer changed it since it was read: read it again.
-                continue;
-            }
-            derived
-                .stuck_deletes
-                .push(StuckKey::new(current.status, current.updated_at, tenant, id)?);
-            derived.message(
+                None => return Ok(false),
+            },
+        };
+        if !current.status.can_advance_to(update.status) {
+            *known = Some(current);
+            return Ok(false);
+        }
+        let at = to_ms(update.at)?;
+        let provider = match update.provider_message_id.as_deref() {
+            Some(provider) => MaybeUnset::Set(provider),
+            None => MaybeUnset::Unset,
+        };
+        self.exec(
+            &self.st().advance,
+            (
                 tenant,
                 id,
-                current.campaign.as_deref(),
-                update.status,
-                current.accepted_at,
-                at,
-                version,
-                update.provider_message_id.as_deref(),
-            )?;
-            *known = Some(MessageState {
-                status: update.status,
-                version,
-                updated_at: at,
-                ..current
-            });
-            return Ok(true);
+                status_rank(update.status),
+                update.status.as_str(),
+                CqlTimestamp(at),
+                update.reason.as_deref(),
+                provider,
+            ),
+        )
+        .await?;
+        if let Some(key) = StuckKey::of(current.status, current.updated_at, tenant, id)? {
+            derived.stuck_deletes.push(key);
         }
-        Err(StoreError::Backend(format!(
-            "message {tenant}/{id}: status change lost {CAS_ATTEMPTS} compare-and-set races in a row"
-        )))
+        derived.message(
+            tenant,
+            id,
+            current.campaign.as_deref(),
+            update.status,
+            current.accepted_at,
+            at,
+            update.provider_message_id.as_deref(),
+        )?;
+        *known = Some(MessageState {
+            status: update.status,
+            updated_at: at,
+            provider: update.provider_message_id.clone().or(current.provider),
+            ..current
+        });
+        Ok(true)
     }
 
+    /// The message's current status (its highest-ranked row) and what the envelope said;
+    /// `None` when it was never claimed.
     async fn message_state(&self, tenant: &str, id: &str) -> Result<Option<MessageState>, StoreError> {
         let row: Option<StateRow> = self.row(&self.st().select_state, (tenant, id)).await?;
-        let Some((Some(status), version, Some(updated), Some(accepted), campaign)) = row else {
+        let Some((Some(status), Some(updated), Some(accepted), campaign, provider)) = row else {
             return Ok(None);
         };
         Ok(Some(MessageState {
             status: parse_status(&status)?,
-            version: version.unwrap_or(0),
             updated_at: updated.0,
             accepted_at: accepted.0,
             campaign,
+            provider,
         }))
     }
 
@@ -555,8 +541,8 @@ impl CassandraStore {
     }
 
     async fn message_row(&self, tenant: &str, id: &str) -> Result<Option<MessageRecord>, StoreError> {
-        let row: Option<MessageRow> = self.row(&self.st().select_message, (tenant, id)).await?;
-        row.map(message_from_row).transpose()
+        let rows: Vec<MessageRow> = self.rows(&self.st().select_message, (tenant, id)).await?;
+        message_from_rows(rows)
     }
 
     /// Deletes one message and the index rows that name it.
@@ -628,26 +614,6 @@ impl Lwt {
         }
     }
 
-    fn text(&self, name: &str) -> Result<String, StoreError> {
-        self.opt_text(name)
-            .ok_or_else(|| StoreError::Invalid(format!("conditional write answer lacks {name}")))
-    }
-
-    fn timestamp(&self, name: &str) -> Result<i64, StoreError> {
-        match self.columns.get(name) {
-            Some(CqlValue::Timestamp(at)) => Ok(at.0),
-            _ => Err(StoreError::Invalid(format!("conditional write answer lacks {name}"))),
-        }
-    }
-
-    fn int(&self, name: &str) -> Result<i32, StoreError> {
-        match self.columns.get(name) {
-            Some(CqlValue::Int(value)) => Ok(*value),
-            None => Ok(0),
-            Some(other) => Err(StoreError::Invalid(format!("{name} is {other:?}, not an int"))),
-        }
-    }
-
     fn bigint(&self, name: &str) -> Option<i64> {
         match self.columns.get(name) {
             Some(CqlValue::BigInt(value)) => Some(*value),
@@ -656,23 +622,23 @@ impl Lwt {
     }
 }
 
-/// The columns of `select_state`: status, version, updated_at, accepted_at, campaign_id.
+/// The columns of `select_state`: status, at, accepted_at, campaign_id, provider_message_id.
 type StateRow = (
     Option<String>,
-    Option<i32>,
     Option<CqlTimestamp>,
     Option<CqlTimestamp>,
+    Option<String>,
     Option<String>,
 );
 
-/// A message's status, version and times, as read before a status change.
+/// A message's current status and what its derived rows need, as read before a change.
 #[derive(Debug, Clone)]
 struct MessageState {
     status: MessageStatus,
-    version: i32,
     updated_at: i64,
     accepted_at: i64,
     campaign: Option<String>,
+    provider: Option<String>,
 }
 
 /// One stuck-index entry: status, bucket, time, tenant, message.
@@ -686,14 +652,19 @@ struct StuckKey {
 }
 
 impl StuckKey {
-    fn new(status: MessageStatus, at: i64, tenant: &str, id: &str) -> Result<Self, StoreError> {
-        Ok(Self {
+    /// The entry of a message in `status` since `at`; `None` for the statuses reconciliation
+    /// never asks about, which are not indexed.
+    fn of(status: MessageStatus, at: i64, tenant: &str, id: &str) -> Result<Option<Self>, StoreError> {
+        if !MessageStatus::RECONCILED.contains(&status) {
+            return Ok(None);
+        }
+        Ok(Some(Self {
             status: status.as_str(),
             bucket: bucket_of(at)?,
             at,
             tenant: tenant.to_owned(),
             id: id.to_owned(),
-        })
+        }))
     }
 
     fn values(self) -> (&'static str, i32, CqlTimestamp, String, String) {
@@ -733,12 +704,14 @@ impl Derived {
         status: MessageStatus,
         accepted: i64,
         updated: i64,
-        version: i32,
         provider: Option<&str>,
     ) -> Result<(), StoreError> {
         if let Some(campaign) = campaign {
-            // The write timestamp (microseconds) orders a message's campaign rows by version.
-            let stamp = accepted.saturating_mul(1_000).saturating_add(i64::from(version));
+            // The write timestamp (microseconds) orders a message's campaign rows by status
+            // rank, as the message orders its statuses: a late write never wins.
+            let stamp = accepted
+                .saturating_mul(1_000)
+                .saturating_add(i64::from(status_rank(status)));
             self.campaigns.push((
                 tenant.to_owned(),
                 campaign.to_owned(),
@@ -747,9 +720,10 @@ impl Derived {
                 stamp,
             ));
         }
-        let key = StuckKey::new(status, updated, tenant, id)?;
-        self.buckets.insert((key.status, key.bucket));
-        self.stuck_inserts.push(key);
+        if let Some(key) = StuckKey::of(status, updated, tenant, id)? {
+            self.buckets.insert((key.status, key.bucket));
+            self.stuck_inserts.push(key);
+        }
         if let Some(provider) = provider {
             self.providers
                 .push((provider.to_owned(), tenant.to_owned(), id.to_owned()));
@@ -899,8 +873,8 @@ const NUMBER_COLUMNS: &str = "tenant_id, number, kind, status, twilio_sid, rate_
 const CREDENTIALS_COLUMNS: &str = "tenant_id, channel, provider, settings, key_id, sealed_secrets, is_verified, \
                                    verification_error, updated_at, account_sid";
 const SUPPRESSION_COLUMNS: &str = "tenant_id, address, reason, source, created_at";
-const MESSAGE_COLUMNS: &str = "tenant_id, message_id, campaign_id, channel, recipient, priority, segments, status, \
-                               reason, provider_message_id, accepted_at, updated_at, history";
+const MESSAGE_COLUMNS: &str = "tenant_id, message_id, campaign_id, channel, recipient, priority, segments, \
+                               provider_message_id, accepted_at, status, at, reason";
 
 statements! {
     insert_tenant = format!("INSERT INTO tenants ({TENANT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS");
@@ -976,12 +950,11 @@ statements! {
     delete_inbounds = "DELETE FROM inbound_contacts WHERE tenant_id = ?";
 
     claim = "INSERT INTO messages (tenant_id, message_id, campaign_id, channel, recipient, priority, segments, \
-             status, accepted_at, updated_at, version, history) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?) \
-             IF NOT EXISTS";
-    select_state = "SELECT status, version, updated_at, accepted_at, campaign_id FROM messages \
-                    WHERE tenant_id = ? AND message_id = ?";
-    advance = "UPDATE messages SET status = ?, reason = ?, updated_at = ?, provider_message_id = ?, version = ?, \
-               history = history + ? WHERE tenant_id = ? AND message_id = ? IF status = ? AND version = ?";
+             accepted_at, rank, status, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    select_state = "SELECT status, at, accepted_at, campaign_id, provider_message_id FROM messages \
+                    WHERE tenant_id = ? AND message_id = ? LIMIT 1";
+    advance = "INSERT INTO messages (tenant_id, message_id, rank, status, at, reason, provider_message_id) \
+               VALUES (?, ?, ?, ?, ?, ?, ?)";
     select_message = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant_id = ? AND message_id = ?");
     delete_message = "DELETE FROM messages WHERE tenant_id = ? AND message_id = ?";
     insert_tenant_message = "INSERT INTO messages_by_tenant (tenant_id, day, message_id) VALUES (?, ?, ?)";
@@ -1064,25 +1037,6 @@ fn from_int<T: TryFrom<i32>>(value: i32, what: &str) -> Result<T, StoreError> {
 
 fn limit_of(limit: usize) -> i32 {
     i32::try_from(limit).unwrap_or(i32::MAX)
-}
-
-/// One history entry: `[status, at, reason]` as JSON (the SQLite store's encoding too).
-fn history_entry(status: MessageStatus, at_ms: i64, reason: Option<&str>) -> Result<String, StoreError> {
-    serde_json::to_string(&(status, at_ms, reason)).map_err(|e| StoreError::Invalid(e.to_string()))
-}
-
-fn history_from_cql(entries: Vec<String>) -> Result<Vec<StatusChange>, StoreError> {
-    entries
-        .iter()
-        .map(|raw| {
-            let (status, at, reason): (MessageStatus, i64, Option<String>) = json_from_text(raw, "message history")?;
-            Ok(StatusChange {
-                status,
-                at: from_ms(at)?,
-                reason,
-            })
-        })
-        .collect()
 }
 
 type TenantRow = (
@@ -1236,38 +1190,68 @@ fn suppression_from_row(row: SuppressionRow) -> Result<Suppression, StoreError> 
     })
 }
 
+/// The columns of `select_message` (`MESSAGE_COLUMNS`): one row per status reached, highest
+/// rank first, the static columns repeated on each.
 type MessageRow = (
     String,
     String,
     Option<String>,
-    String,
-    String,
-    String,
-    i32,
-    String,
     Option<String>,
     Option<String>,
-    CqlTimestamp,
-    CqlTimestamp,
-    Option<Vec<String>>,
+    Option<String>,
+    Option<i32>,
+    Option<String>,
+    Option<CqlTimestamp>,
+    Option<String>,
+    Option<CqlTimestamp>,
+    Option<String>,
 );
 
-fn message_from_row(row: MessageRow) -> Result<MessageRecord, StoreError> {
-    let (
-        tenant_id,
-        message_id,
-        campaign_id,
-        channel,
-        recipient,
-        priority,
-        segments,
-        status,
-        reason,
-        provider_message_id,
-        accepted_at,
-        updated_at,
-        history,
-    ) = row;
+/// A message from its rows; `None` when it has no status row (never claimed, or deleted).
+fn message_from_rows(rows: Vec<MessageRow>) -> Result<Option<MessageRecord>, StoreError> {
+    let mut history = Vec::with_capacity(rows.len());
+    let mut statics = None;
+    // Highest rank first: the history is the reverse.
+    for row in rows.into_iter().rev() {
+        let (
+            tenant_id,
+            message_id,
+            campaign_id,
+            channel,
+            recipient,
+            priority,
+            segments,
+            provider,
+            accepted,
+            status,
+            at,
+            reason,
+        ) = row;
+        let (Some(status), Some(at)) = (status, at) else {
+            continue;
+        };
+        history.push(StatusChange {
+            status: parse_status(&status)?,
+            at: from_ts(at)?,
+            reason,
+        });
+        statics = Some((
+            tenant_id,
+            message_id,
+            campaign_id,
+            channel,
+            recipient,
+            priority,
+            segments,
+            provider,
+            accepted,
+        ));
+    }
+    let (Some(current), Some(statics)) = (history.last().cloned(), statics) else {
+        return Ok(None);
+    };
+    let (tenant_id, message_id, campaign_id, channel, recipient, priority, segments, provider, accepted) = statics;
+    let missing = |column: &str| StoreError::Invalid(format!("message {tenant_id}/{message_id} lacks its {column}"));
     let campaign_id = match campaign_id {
         Some(raw) => Some(
             CampaignId::parse(raw.as_str())
@@ -1275,29 +1259,31 @@ fn message_from_row(row: MessageRow) -> Result<MessageRecord, StoreError> {
         ),
         None => None,
     };
-    Ok(MessageRecord {
+    Ok(Some(MessageRecord {
         tenant_id: parse_tenant_id(&tenant_id)?,
         message_id: parse_message_id(&message_id)?,
         campaign_id,
-        channel: parse_channel(&channel)?,
-        recipient,
-        priority: parse_priority(&priority)?,
-        segments: from_int(segments, "segments")?,
-        status: parse_status(&status)?,
-        reason,
-        provider_message_id,
-        accepted_at: from_ts(accepted_at)?,
-        updated_at: from_ts(updated_at)?,
-        history: history_from_cql(history.unwrap_or_default())?,
-    })
+        channel: parse_channel(&channel.ok_or_else(|| missing("channel"))?)?,
+        recipient: recipient.ok_or_else(|| missing("recipient"))?,
+        priority: parse_priority(&priority.ok_or_else(|| missing("priority"))?)?,
+        segments: from_int(segments.ok_or_else(|| missing("segments"))?, "segments")?,
+        status: current.status,
+        reason: current.reason,
+        provider_message_id: provider,
+        accepted_at: from_ts(accepted.ok_or_else(|| missing("accepted_at"))?)?,
+        updated_at: current.at,
+        history,
+    }))
 }
 
-/// The position of `status` in [`MessageStatus::ALL`].
-fn status_rank(status: MessageStatus) -> usize {
+/// The position of `status` in [`MessageStatus::ALL`]: the happy chain, then the failure
+/// terminals. It keys a message's status rows; the highest is the current status.
+fn status_rank(status: MessageStatus) -> i32 {
     MessageStatus::ALL
         .iter()
         .position(|candidate| *candidate == status)
-        .unwrap_or(usize::MAX)
+        .and_then(|rank| i32::try_from(rank).ok())
+        .unwrap_or(i32::MAX)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1903,7 +1889,6 @@ impl Store for CassandraStore {
 
     async fn stuck_messages(
         &self,
-        statuses: &[MessageStatus],
         updated_before: OffsetDateTime,
         limit: usize,
     ) -> Result<Vec<MessageRecord>, StoreError> {
@@ -1911,7 +1896,7 @@ impl Store for CassandraStore {
         let before = to_ms(updated_before)?;
         let last_bucket = bucket_of(before)?;
         let mut stuck = Vec::new();
-        for &status in statuses {
+        for status in MessageStatus::RECONCILED {
             if stuck.len() >= limit {
                 break;
             }
@@ -2036,7 +2021,7 @@ impl Store for CassandraStore {
         let rows: Vec<(Option<String>,)> = self
             .all_rows(&self.st().select_campaign, (tenant.as_str(), campaign.as_str()))
             .await?;
-        let mut counts: BTreeMap<usize, (MessageStatus, u64)> = BTreeMap::new();
+        let mut counts: BTreeMap<i32, (MessageStatus, u64)> = BTreeMap::new();
         for (status,) in rows {
             let Some(status) = status else { continue };
             let status = parse_status(&status)?;
@@ -2057,21 +2042,28 @@ mod tests {
 
     #[test]
     fn the_schema_files_split_into_statements() {
-        for (version, name, text) in MIGRATIONS {
+        let first = statements_of(MIGRATIONS[0].2, "ks_test", 1);
+        assert!(first.len() > 2);
+        assert!(first[0].starts_with("CREATE KEYSPACE IF NOT EXISTS ks_test"));
+        assert!(first[0].contains("'replication_factor': 1"));
+        assert!(first[1].contains("ks_test.schema_migrations"));
+        for (index, (version, name, text)) in MIGRATIONS.iter().enumerate() {
             let statements = statements_of(text, "ks_test", 1);
-            assert!(statements.len() > 2, "{name}");
-            assert!(
-                statements[0].starts_with("CREATE KEYSPACE IF NOT EXISTS ks_test"),
-                "{name}"
-            );
-            assert!(statements[0].contains("'replication_factor': 1"), "{name}");
-            assert!(statements[1].contains("ks_test.schema_migrations"), "{name}");
+            assert!(!statements.is_empty(), "{name}");
             for statement in &statements {
                 assert!(!statement.contains("${"), "{name}: {statement}");
                 assert!(!statement.contains("--"), "{name}: {statement}");
-                assert!(statement.contains("IF NOT EXISTS"), "{name}: {statement}");
+                // Idempotent, so that a run cut short is finished by the next one.
+                assert!(
+                    statement.contains("IF NOT EXISTS") || statement.starts_with("DROP TABLE IF EXISTS"),
+                    "{name}: {statement}"
+                );
             }
-            assert!(*version >= 1 && *version <= SCHEMA_VERSION);
+            assert_eq!(
+                usize::try_from(*version).unwrap(),
+                index + 1,
+                "{name}: versions in order"
+            );
         }
         assert_eq!(MIGRATIONS.last().map(|m| m.0), Some(SCHEMA_VERSION));
     }
@@ -2087,15 +2079,26 @@ mod tests {
     }
 
     #[test]
-    fn history_entries_round_trip() {
-        let entries = vec![
-            history_entry(MessageStatus::Queued, 1_767_225_600_000, None).unwrap(),
-            history_entry(MessageStatus::Failed, 1_767_225_600_001, Some("a \"quoted\", ] reason")).unwrap(),
-        ];
-        let history = history_from_cql(entries).unwrap();
-        assert_eq!(history.len(), 2);
-        assert_eq!(history[1].reason.as_deref(), Some("a \"quoted\", ] reason"));
-        assert_eq!(history[1].status, MessageStatus::Failed);
+    fn status_ranks_order_the_chain_then_the_failures() {
+        use MessageStatus::*;
+        for (lower, higher) in [
+            (Queued, Unknown),
+            (Unknown, Sent),
+            (Sent, Delivered),
+            (Delivered, Read),
+            (Read, Failed),
+        ] {
+            assert!(status_rank(lower) < status_rank(higher), "{lower} < {higher}");
+        }
+        // Every move the forward-only rule allows goes up in rank, so the highest row is the
+        // status the rule would have reached.
+        for from in MessageStatus::ALL {
+            for to in MessageStatus::ALL {
+                if from.can_advance_to(to) {
+                    assert!(status_rank(from) < status_rank(to), "{from} -> {to}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -279,9 +279,13 @@ pub struct NewMessage {
 }
 
 /// What claiming a message found.
+///
+/// A claim is not a lock: the dispatcher that owns a tenant's log partition is its only
+/// claimer, and it dispatches `New` and `Existing(Queued)` alike. On a store without
+/// transactions (Cassandra) two claims of one message racing each other may both answer `New`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {
-    /// First time seen: it is now `queued` and this caller owns its dispatch.
+    /// First time seen: it is now `queued`.
     New,
     /// Seen before, in this status (a redelivery).
     Existing(MessageStatus),
@@ -447,7 +451,8 @@ pub trait Store: Send + Sync + 'static {
     async fn last_inbound(&self, tenant: &TenantId, address: &str) -> Result<Option<OffsetDateTime>, StoreError>;
 
     /// Claims messages for dispatch, insert-if-absent, in one batch; one answer per message, in
-    /// order. A new message starts `queued` with that first history entry.
+    /// order. A new message starts `queued` with that first history entry; one seen before is
+    /// left as it is.
     async fn claim_messages(&self, messages: &[NewMessage]) -> Result<Vec<Claim>, StoreError>;
     /// Applies status changes in one batch under the forward-only rule; one answer per update,
     /// in order: whether it changed the message. A change that is not allowed, or for an
@@ -455,11 +460,12 @@ pub trait Store: Send + Sync + 'static {
     async fn apply_status(&self, updates: &[StatusUpdate]) -> Result<Vec<bool>, StoreError>;
     /// A message with its history.
     async fn message(&self, tenant: &TenantId, id: &MessageId) -> Result<Option<MessageRecord>, StoreError>;
-    /// Messages in one of `statuses` that last changed before `updated_before`, oldest first,
-    /// at most `limit` (the reconciliation job's query; history not included).
+    /// Messages still waiting for their outcome ([`MessageStatus::RECONCILED`]: `sent`, then
+    /// `unknown`) that last changed before `updated_before`, oldest first, at most `limit`: the
+    /// reconciliation job's query, and the only statuses the stores index for it. History not
+    /// included.
     async fn stuck_messages(
         &self,
-        statuses: &[MessageStatus],
         updated_before: OffsetDateTime,
         limit: usize,
     ) -> Result<Vec<MessageRecord>, StoreError>;
