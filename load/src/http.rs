@@ -6,61 +6,32 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
-const USAGE: &str = "load http: send demo traffic to a running EngageNinja Dispatch stack
-
-usage: load http --key API_KEY [--url http://127.0.0.1:8080] [--messages 10000] [--batch 500] [--concurrency 4]
-
-Sends SMS envelopes in batches to POST /v1/messages, then polls the last message until it is
-at least sent. Prints accepted messages per second and the time until the last one was sent.";
-
-struct Options {
-    url: String,
+/// Send SMS traffic to a running all-in-one stack over HTTP.
+///
+/// Sends SMS envelopes in batches to POST /v1/messages, then polls the last message until it is
+/// at least sent. Prints accepted messages per second and the time until the last one was sent.
+#[derive(Debug, clap::Args)]
+pub struct HttpArgs {
+    /// A tenant's API key (the demo key printed at the first start).
+    #[arg(long)]
     key: String,
+    /// The stack's admin API.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Messages to send.
+    #[arg(long, default_value_t = 10_000)]
     messages: usize,
-    batch: usize,
-    concurrency: usize,
+    /// Envelopes per request.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    batch: u16,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    concurrency: u16,
 }
 
-fn options(args: impl Iterator<Item = String>) -> anyhow::Result<Options> {
-    let mut options = Options {
-        url: "http://127.0.0.1:8080".into(),
-        key: String::new(),
-        messages: 10_000,
-        batch: 500,
-        concurrency: 4,
-    };
-    let mut args = args;
-    while let Some(arg) = args.next() {
-        let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
-        match arg.as_str() {
-            "--url" => options.url = value()?,
-            "--key" => options.key = value()?,
-            "--messages" => options.messages = value()?.parse().context("--messages")?,
-            "--batch" => options.batch = value()?.parse().context("--batch")?,
-            "--concurrency" => options.concurrency = value()?.parse().context("--concurrency")?,
-            "--help" | "-h" => {
-                #[allow(clippy::print_stdout)]
-                {
-                    println!("{USAGE}");
-                }
-                std::process::exit(0);
-            }
-            other => bail!("unknown argument {other:?}; see --help"),
-        }
-    }
-    if options.key.is_empty() {
-        bail!("--key is required; see --help");
-    }
-    if options.batch == 0 || options.batch > 1000 || options.concurrency == 0 {
-        bail!("--batch must be 1..=1000 and --concurrency at least 1");
-    }
-    Ok(options)
-}
-
-/// Runs the HTTP load with the command line's remaining arguments.
+/// Runs the HTTP load.
 #[allow(clippy::print_stdout)]
-pub async fn run(args: impl Iterator<Item = String>) -> anyhow::Result<()> {
-    let options = options(args)?;
+pub async fn run(options: HttpArgs) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     let run = format!("load-{}", std::process::id());
     let started = Instant::now();
@@ -75,12 +46,12 @@ pub async fn run(args: impl Iterator<Item = String>) -> anyhow::Result<()> {
             })
         })
         .collect::<Vec<_>>()
-        .chunks(options.batch)
+        .chunks(usize::from(options.batch))
         .map(<[Value]>::to_vec)
         .collect();
     let url = format!("{}/v1/messages", options.url);
     let mut accepted = 0u64;
-    for wave in batches.chunks(options.concurrency) {
+    for wave in batches.chunks(usize::from(options.concurrency)) {
         let mut requests = tokio::task::JoinSet::new();
         for batch in wave {
             let request = client

@@ -1,8 +1,18 @@
-//! What the process itself used: CPU seconds and peak resident memory, from `/proc` (Linux).
+//! What a process used: CPU seconds and resident memory, from `/proc` (Linux). `None` as the
+//! pid means this process.
 
-/// CPU seconds (user + system) this process has used so far.
-pub fn cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+/// The `/proc` file of a process.
+fn proc_file(pid: Option<u32>, file: &str) -> Option<String> {
+    let path = match pid {
+        Some(pid) => format!("/proc/{pid}/{file}"),
+        None => format!("/proc/self/{file}"),
+    };
+    std::fs::read_to_string(path).ok()
+}
+
+/// CPU seconds (user + system) the process has used so far; NaN when it cannot be read.
+pub fn cpu_seconds_of(pid: Option<u32>) -> f64 {
+    let Some(stat) = proc_file(pid, "stat") else {
         return f64::NAN;
     };
     // Fields after the command name, which is in parentheses and may hold spaces.
@@ -20,9 +30,9 @@ pub fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-/// Resident memory now and at its peak, in MiB.
-pub fn resident_mib() -> (f64, f64) {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+/// Resident memory of the process now and at its peak, in MiB; NaN when it cannot be read.
+pub fn resident_mib_of(pid: Option<u32>) -> (f64, f64) {
+    let Some(status) = proc_file(pid, "status") else {
         return (f64::NAN, f64::NAN);
     };
     let field = |name: &str| {
@@ -33,4 +43,14 @@ pub fn resident_mib() -> (f64, f64) {
             .map_or(f64::NAN, |kib| kib / 1024.0)
     };
     (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// CPU seconds (user + system) this process has used so far.
+pub fn cpu_seconds() -> f64 {
+    cpu_seconds_of(None)
+}
+
+/// Resident memory of this process now and at its peak, in MiB.
+pub fn resident_mib() -> (f64, f64) {
+    resident_mib_of(None)
 }

@@ -38,26 +38,63 @@ use tokio_util::task::TaskTracker;
 
 use crate::measure::{cpu_seconds, resident_mib};
 
+/// Run a benchmark scenario in process and print what it measured, as text and as one JSON
+/// line.
+#[derive(Debug, clap::Args)]
+pub struct ScenarioArgs {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Scenario {
+    /// Embedded stack, demo provider: messages/s from the log to durable `sent`.
+    Embedded {
+        /// Messages in the log.
+        #[arg(long, default_value_t = 500_000)]
+        messages: usize,
+    },
+    /// Kafka and Cassandra (ENGAGENINJA_KAFKA_BOOTSTRAP, ENGAGENINJA_CASSANDRA_CONTACT):
+    /// messages/s from the log to durable `sent`.
+    Scaled {
+        /// Messages in the log.
+        #[arg(long, default_value_t = 200_000)]
+        messages: usize,
+        /// 1: live tenants over HTTP to the provider simulator; 0: the demo provider.
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=1))]
+        simulator: u8,
+    },
+    /// 10,000 senders at 1 message/s: the share of the allowed rate used, and violations.
+    Pacing {
+        /// How long the senders are measured.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
+    /// A small tenant's latency beside another tenant's huge backlog: p50 and p99.
+    Fairness {
+        /// The big tenant's backlog.
+        #[arg(long, default_value_t = 1_000_000)]
+        backlog: usize,
+    },
+    /// Resident memory of the dispatcher with a huge backlog in the log.
+    Memory {
+        /// Messages in the log.
+        #[arg(long, default_value_t = 10_000_000)]
+        backlog: usize,
+        /// How long the dispatcher runs.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+    },
+}
+
 /// Runs the scenario the arguments name.
-pub async fn run(mut args: impl Iterator<Item = String>) -> anyhow::Result<()> {
-    let name = args.next().context("which scenario? see --help")?;
-    let mut options: HashMap<String, u64> = HashMap::new();
-    while let Some(flag) = args.next() {
-        let key = flag
-            .strip_prefix("--")
-            .with_context(|| format!("unexpected argument {flag:?}"))?
-            .to_owned();
-        let value = args.next().with_context(|| format!("{flag} needs a value"))?;
-        options.insert(key, value.parse().with_context(|| format!("{flag} must be a number"))?);
-    }
-    let option = |key: &str, default: u64| options.get(key).copied().unwrap_or(default);
-    match name.as_str() {
-        "embedded" => embedded(option("messages", 500_000) as usize).await,
-        "scaled" => scaled(option("messages", 200_000) as usize, option("simulator", 0) != 0).await,
-        "pacing" => pacing(option("seconds", 60)).await,
-        "fairness" => fairness(option("backlog", 1_000_000) as usize).await,
-        "memory" => memory(option("backlog", 10_000_000) as usize, option("seconds", 30)).await,
-        other => bail!("unknown scenario {other:?}; see --help"),
+pub async fn run(args: ScenarioArgs) -> anyhow::Result<()> {
+    match args.scenario {
+        Scenario::Embedded { messages } => embedded(messages).await,
+        Scenario::Scaled { messages, simulator } => scaled(messages, simulator != 0).await,
+        Scenario::Pacing { seconds } => pacing(seconds).await,
+        Scenario::Fairness { backlog } => fairness(backlog).await,
+        Scenario::Memory { backlog, seconds } => memory(backlog, seconds).await,
     }
 }
 

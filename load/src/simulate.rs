@@ -3,116 +3,126 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use load::simulator::ses::{CERT_PATH, DEFAULT_TOPIC_ARN};
 use load::simulator::{
     BrandOutcome, DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, Simulator, SimulatorConfig, SimulatorStats,
 };
 
-const USAGE: &str = "load simulate: a stand-in for Twilio (Messages, accounts, Trust Hub, 10DLC brands and
-campaigns, numbers) and SES v2 (SendEmail, SendBulkEmail, events over SNS) on 127.0.0.1
-
-usage: load simulate [--port P] [--latency-ms N] [--error-rate F] [--timeout-rate F]
-                     [--undelivered-rate F] [--filtered-rate F] [--concurrency N]
-                     [--rate-per-sender F] [--sender-rate SENDER=F]... [--account SID:TOKEN]...
-                     [--brand-review-ms N] [--brand-fails REASON] [--ses-key KEY]...
-                     [--ses-events-to URL] [--seed N] [--seconds S]
-
-  --port P              port to listen on (default 0: any free port, printed at start)
-  --latency-ms N        fixed delay before each create request is processed (default 0)
-  --error-rate F        share of create requests answered 503, code 20503 (default 0)
-  --timeout-rate F      share created but answered only after 120 s (default 0)
-  --undelivered-rate F  share that end undelivered with code 30003 (default 0)
-  --filtered-rate F     share that end undelivered with code 30007 (default 0)
-  --concurrency N       create requests in progress per account; beyond: 429, code 20429 (default 100)
-  --rate-per-sender F   sends per second a sender may make (default 1)
-  --sender-rate S=F     the rate of one sender (From or MessagingServiceSid as sent); repeatable
-  --account SID:TOKEN   an accepted account; repeatable (default AC000...0:simulator-auth-token)
-  --brand-review-ms N   how long a 10DLC brand stays PENDING before its verdict (default 500)
-  --brand-fails REASON  brands end FAILED with this reason (default: APPROVED)
-  --ses-key KEY         an accepted AWS access key id; repeatable (default AKIASIMULATOR0000000)
-  --ses-events-to URL   post SES events, signed as SNS notifications, to URL (the stack's
-                        /webhooks/ses); default: no events
-  --seed N              seed for the random draws (default: from the OS)
-  --seconds S           stop after S seconds (default: run until Ctrl-C)
-
-Point the stack's [providers.twilio] URLs and [providers.ses] endpoint at the printed URL (see
-the README). GET /stats shows the counters and any sender rate violations; they are also
-printed at the end.";
-
-struct Options {
-    config: SimulatorConfig,
+/// Run a stand-in for Twilio and SES v2 on 127.0.0.1.
+///
+/// Twilio: Messages, accounts, Trust Hub, 10DLC brands and campaigns, numbers. SES v2:
+/// SendEmail, SendBulkEmail, events over SNS. Point the stack's [providers.twilio] URLs and
+/// [providers.ses] endpoint at the printed URL (see the README). GET /stats shows the counters
+/// and any sender rate violations; they are also printed at the end.
+#[derive(Debug, clap::Args)]
+pub struct SimulateArgs {
+    /// Port to listen on (0: any free port, printed at start).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Fixed delay before each create request is processed.
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+    /// Share of create requests answered 503, code 20503.
+    #[arg(long, default_value_t = 0.0)]
+    error_rate: f64,
+    /// Share created but answered only after 120 s.
+    #[arg(long, default_value_t = 0.0)]
+    timeout_rate: f64,
+    /// Share that end undelivered with code 30003.
+    #[arg(long, default_value_t = 0.0)]
+    undelivered_rate: f64,
+    /// Share that end undelivered with code 30007.
+    #[arg(long, default_value_t = 0.0)]
+    filtered_rate: f64,
+    /// Create requests in progress per account; beyond: 429, code 20429.
+    #[arg(long, default_value_t = 100)]
+    concurrency: usize,
+    /// Sends per second a sender may make.
+    #[arg(long, default_value_t = 1.0)]
+    rate_per_sender: f64,
+    /// The rate of one sender (From or MessagingServiceSid as sent), SENDER=RATE; repeatable.
+    #[arg(long, value_name = "SENDER=RATE", value_parser = sender_rate)]
+    sender_rate: Vec<(String, f64)>,
+    /// An accepted account, SID:TOKEN; repeatable (default AC000...0:simulator-auth-token).
+    #[arg(long, value_name = "SID:TOKEN", value_parser = account)]
+    account: Vec<(String, String)>,
+    /// How long a 10DLC brand stays PENDING before its verdict.
+    #[arg(long, default_value_t = 500)]
+    brand_review_ms: u64,
+    /// Brands end FAILED with this reason (default: APPROVED).
+    #[arg(long, value_name = "REASON")]
+    brand_fails: Option<String>,
+    /// An accepted AWS access key id; repeatable (default AKIASIMULATOR0000000).
+    #[arg(long)]
+    ses_key: Vec<String>,
+    /// Post SES events, signed as SNS notifications, to URL (the stack's /webhooks/ses);
+    /// default: no events.
+    #[arg(long, value_name = "URL")]
+    ses_events_to: Option<reqwest::Url>,
+    /// Seed for the random draws (default: from the OS).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Stop after S seconds (default: run until Ctrl-C).
+    #[arg(long, value_parser = positive_seconds)]
     seconds: Option<f64>,
 }
 
-fn options(args: impl Iterator<Item = String>) -> anyhow::Result<Options> {
-    let mut config = SimulatorConfig::default();
-    let mut accounts = Vec::new();
-    let mut ses_keys = Vec::new();
-    let mut seconds = None;
-    let mut args = args;
-    while let Some(arg) = args.next() {
-        let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
-        match arg.as_str() {
-            "--port" => config.port = value()?.parse().context("--port")?,
-            "--latency-ms" => config.latency = Duration::from_millis(value()?.parse().context("--latency-ms")?),
-            "--error-rate" => config.faults.server_error_rate = value()?.parse().context("--error-rate")?,
-            "--timeout-rate" => config.faults.timeout_rate = value()?.parse().context("--timeout-rate")?,
-            "--undelivered-rate" => config.faults.unreachable_rate = value()?.parse().context("--undelivered-rate")?,
-            "--filtered-rate" => config.faults.filtered_rate = value()?.parse().context("--filtered-rate")?,
-            "--concurrency" => config.concurrency = value()?.parse().context("--concurrency")?,
-            "--rate-per-sender" => config.rate_per_sender = value()?.parse().context("--rate-per-sender")?,
-            "--sender-rate" => {
-                let raw = value()?;
-                let (sender, rate) = raw.rsplit_once('=').context("--sender-rate takes SENDER=RATE")?;
-                config
-                    .sender_rates
-                    .insert(sender.to_owned(), rate.parse().context("--sender-rate")?);
-            }
-            "--account" => {
-                let raw = value()?;
-                let (sid, token) = raw.split_once(':').context("--account takes SID:TOKEN")?;
-                accounts.push((sid.to_owned(), token.to_owned()));
-            }
-            "--brand-review-ms" => {
-                config.onboarding.brand_review_delay =
-                    Duration::from_millis(value()?.parse().context("--brand-review-ms")?);
-            }
-            "--brand-fails" => config.onboarding.brand_outcome = BrandOutcome::Fail { reason: value()? },
-            "--ses-key" => ses_keys.push(value()?),
-            "--ses-events-to" => config.ses.sns_endpoint = Some(value()?.parse().context("--ses-events-to")?),
-            "--seed" => config.seed = Some(value()?.parse().context("--seed")?),
-            "--seconds" => {
-                let value: f64 = value()?.parse().context("--seconds")?;
-                if !value.is_finite() || value <= 0.0 {
-                    bail!("--seconds must be a positive number");
-                }
-                seconds = Some(value);
-            }
-            "--help" | "-h" => {
-                #[allow(clippy::print_stdout)]
-                {
-                    println!("{USAGE}");
-                }
-                std::process::exit(0);
-            }
-            other => bail!("unknown argument {other:?}; see --help"),
-        }
-    }
-    if !accounts.is_empty() {
-        config.accounts = accounts.into_iter().collect();
-    }
-    if !ses_keys.is_empty() {
-        config.ses.access_key_ids = ses_keys;
-    }
-    config.validate().context("invalid simulator settings")?;
-    Ok(Options { config, seconds })
+fn sender_rate(raw: &str) -> Result<(String, f64), String> {
+    let (sender, rate) = raw.rsplit_once('=').ok_or("takes SENDER=RATE")?;
+    let rate = rate.parse().map_err(|e| format!("the rate: {e}"))?;
+    Ok((sender.to_owned(), rate))
 }
 
-/// Runs the simulator with the command line's remaining arguments.
+fn account(raw: &str) -> Result<(String, String), String> {
+    let (sid, token) = raw.split_once(':').ok_or("takes SID:TOKEN")?;
+    Ok((sid.to_owned(), token.to_owned()))
+}
+
+fn positive_seconds(raw: &str) -> Result<f64, String> {
+    match raw.parse::<f64>() {
+        Ok(value) if value.is_finite() && value > 0.0 => Ok(value),
+        _ => Err("must be a positive number".to_owned()),
+    }
+}
+
+impl SimulateArgs {
+    /// The simulator's configuration these arguments describe.
+    fn config(self) -> anyhow::Result<SimulatorConfig> {
+        let mut config = SimulatorConfig {
+            port: self.port,
+            latency: Duration::from_millis(self.latency_ms),
+            concurrency: self.concurrency,
+            seed: self.seed,
+            rate_per_sender: self.rate_per_sender,
+            sender_rates: self.sender_rate.into_iter().collect(),
+            ..SimulatorConfig::default()
+        };
+        config.faults.server_error_rate = self.error_rate;
+        config.faults.timeout_rate = self.timeout_rate;
+        config.faults.unreachable_rate = self.undelivered_rate;
+        config.faults.filtered_rate = self.filtered_rate;
+        config.onboarding.brand_review_delay = Duration::from_millis(self.brand_review_ms);
+        if let Some(reason) = self.brand_fails {
+            config.onboarding.brand_outcome = BrandOutcome::Fail { reason };
+        }
+        if !self.account.is_empty() {
+            config.accounts = self.account.into_iter().collect();
+        }
+        if !self.ses_key.is_empty() {
+            config.ses.access_key_ids = self.ses_key;
+        }
+        config.ses.sns_endpoint = self.ses_events_to;
+        config.validate().context("invalid simulator settings")?;
+        Ok(config)
+    }
+}
+
+/// Runs the simulator until Ctrl-C or for `--seconds`.
 #[allow(clippy::print_stdout)]
-pub async fn run(args: impl Iterator<Item = String>) -> anyhow::Result<()> {
-    let Options { config, seconds } = options(args)?;
+pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
+    let seconds = args.seconds;
+    let config = args.config()?;
     let ses_keys = config.ses.access_key_ids.clone();
     let ses_events = config.ses.sns_endpoint.is_some();
     let default_account = config.accounts.get(DEFAULT_ACCOUNT_SID).map(String::as_str) == Some(DEFAULT_AUTH_TOKEN);
