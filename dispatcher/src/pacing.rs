@@ -6,8 +6,13 @@
 //! the last (the cost is paid before sending, so consecutive sends of a sender are at least
 //! `n / rate` apart). Limiter state is kept only for senders seen lately: [`Pacer::cleanup`]
 //! drops the rest, so it cannot grow without bound.
+//!
+//! Beside the limiters, the pacer keeps each sender's cells of the last second and counts a
+//! cell taken when the window already held `ceil(rate)` (the rule the provider simulator and
+//! the carriers apply) in `dispatcher_pacing_violations_total`: an independent check that
+//! should stay at zero, watched by an alert.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,15 +55,29 @@ impl Rate {
         self.0
     }
 
-    /// The time one cell takes, rounded to whole nanoseconds (at least 1 ns).
+    /// The time one cell takes, rounded up to whole nanoseconds (at least 1 ns): rounded down,
+    /// `ceil(rate)` periods could end a nanosecond inside one second and let one cell too many
+    /// into it (at 3/s, three periods of 333,333,333 ns).
     pub fn period(self) -> Duration {
-        Duration::from_nanos(((1e9 / self.0).round() as u64).max(1))
+        Duration::from_nanos(((1e9 / self.0).ceil() as u64).max(1))
+    }
+
+    /// The most cells a half-open one-second window may hold: the rate rounded up, at least 1.
+    pub fn per_window(self) -> usize {
+        (self.0.ceil() as usize).max(1)
     }
 }
+
+/// A one-second window.
+const WINDOW: Duration = Duration::from_secs(1);
 
 /// The rate limiters of every sender, by rate.
 pub struct Pacer {
     limiters: HashMap<Duration, KeyedLimiter>,
+    /// Each sender's cells of the last second, oldest first.
+    windows: HashMap<SenderKey, VecDeque<Instant>>,
+    /// Cells taken over a full window since the start.
+    violations: u64,
 }
 
 impl Default for Pacer {
@@ -72,6 +91,8 @@ impl Pacer {
     pub fn new() -> Self {
         Self {
             limiters: HashMap::new(),
+            windows: HashMap::new(),
+            violations: 0,
         }
     }
 
@@ -86,16 +107,46 @@ impl Pacer {
         });
         limiter
             .check_key(sender)
-            .map_err(|not_until| Instant::from_std(not_until.earliest_possible()))
+            .map_err(|not_until| Instant::from_std(not_until.earliest_possible()))?;
+        self.check_window(sender, rate);
+        Ok(())
     }
 
-    /// Forgets senders whose limiter state has fully recovered (idle for at least one period).
+    /// Notes a cell taken now and counts it as a violation if the last second already held
+    /// all the cells the rate allows.
+    fn check_window(&mut self, sender: &SenderKey, rate: Rate) {
+        let now = Instant::now();
+        let allowed = rate.per_window();
+        let window = self.windows.entry(Arc::clone(sender)).or_default();
+        while window.front().is_some_and(|taken| now.duration_since(*taken) >= WINDOW) {
+            window.pop_front();
+        }
+        if window.len() >= allowed {
+            self.violations += 1;
+            metrics::counter!("dispatcher_pacing_violations_total").increment(1);
+            tracing::error!(sender = %sender, allowed, "a sender took more cells in one second than its rate allows");
+            window.pop_front();
+        }
+        window.push_back(now);
+    }
+
+    /// Cells taken over a full one-second window since the start (zero unless pacing is broken).
+    pub fn violations(&self) -> u64 {
+        self.violations
+    }
+
+    /// Forgets senders whose limiter state has fully recovered (idle for at least one period)
+    /// and whose last cell is more than a second old.
     pub fn cleanup(&mut self) {
         self.limiters.retain(|_, limiter| {
             limiter.retain_recent();
             limiter.shrink_to_fit();
             !limiter.is_empty()
         });
+        let now = Instant::now();
+        self.windows
+            .retain(|_, window| window.back().is_some_and(|last| now.duration_since(*last) < WINDOW));
+        self.windows.shrink_to_fit();
     }
 
     /// How many senders have limiter state.
@@ -136,6 +187,41 @@ mod tests {
         tokio::time::advance(Duration::from_secs(2)).await;
         pacer.cleanup();
         assert_eq!(pacer.tracked(), 0);
+        assert!(pacer.windows.is_empty(), "the window check forgets them too");
+    }
+
+    #[test]
+    fn periods_round_up_so_that_a_second_never_holds_one_cell_too_many() {
+        for per_second in [3.0, 7.0, 30.0, 75.0, 0.3] {
+            let rate = Rate::per_second(per_second).unwrap();
+            let cells = u32::try_from(rate.per_window()).unwrap();
+            assert!(rate.period() * cells >= WINDOW, "{per_second}/s");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_window_check_counts_cells_over_the_rate_and_nothing_else() {
+        let mut pacer = Pacer::new();
+        let sender: SenderKey = Arc::from("+14155550100");
+        let rate = Rate::per_second(3.0).unwrap();
+        // Through the limiter: a cell every 333 ms, never three in a second plus one.
+        for _ in 0..30 {
+            while let Err(until) = pacer.try_take(&sender, rate) {
+                tokio::time::sleep_until(until).await;
+            }
+        }
+        assert_eq!(pacer.violations(), 0);
+        // Past the limiter (as a broken limiter would): a fourth cell inside one second.
+        tokio::time::advance(Duration::from_secs(2)).await;
+        for _ in 0..3 {
+            pacer.check_window(&sender, rate);
+        }
+        assert_eq!(pacer.violations(), 0, "three cells at once are what 3/s allows");
+        pacer.check_window(&sender, rate);
+        assert_eq!(pacer.violations(), 1);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        pacer.check_window(&sender, rate);
+        assert_eq!(pacer.violations(), 1, "a second later the window is clear");
     }
 
     #[test]
@@ -145,7 +231,7 @@ mod tests {
         assert!(Rate::per_second(f64::NAN).is_none());
         assert_eq!(
             Rate::per_second(3.0).unwrap().period(),
-            Duration::from_nanos(333_333_333)
+            Duration::from_nanos(333_333_334)
         );
     }
 }
