@@ -9,6 +9,7 @@ pub mod channels;
 pub mod demo;
 pub mod error;
 pub mod messages;
+pub mod metrics;
 pub mod onboarding;
 pub mod openapi;
 pub mod platform;
@@ -139,8 +140,10 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     complete(documented_routes().into_openapi())
 }
 
-/// The admin API's routes, with the operational endpoints and `GET /openapi.json`.
+/// The admin API's routes, with the operational endpoints and `GET /openapi.json`; describes
+/// the admin API's metrics in the process's recorder.
 pub fn router(state: AppState, max_body_bytes: usize, metrics: PrometheusHandle, readiness: Readiness) -> Router {
+    crate::metrics::describe();
     let (api, doc) = documented_routes().split_for_parts();
     let doc = Bytes::from(complete(doc).to_json().expect("the OpenAPI document always serialises"));
     let api = api

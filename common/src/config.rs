@@ -158,6 +158,9 @@ pub struct DispatcherSettings {
     /// Also publish every status change on the log's status-events topic (for consumers in
     /// other processes; the embedded stack serves its own clients in process).
     pub publish_status_events: bool,
+    /// Tenants counted under their own label in `dispatcher_tenant_messages_total` (the first
+    /// seen); the others are counted as `tenant="other"`, so the series stay bounded.
+    pub tenant_series: usize,
 }
 
 impl Default for DispatcherSettings {
@@ -177,6 +180,7 @@ impl Default for DispatcherSettings {
             pacing: PacingSettings::default(),
             reconcile: ReconcileSettings::default(),
             publish_status_events: false,
+            tenant_series: 500,
         }
     }
 }

@@ -46,7 +46,7 @@ pub fn init_tracing(settings: &TelemetrySettings) -> Result<(), TelemetryError> 
 const SECONDS_BUCKETS: [f64; 16] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0,
 ];
-/// Histogram buckets of batch sizes.
+/// Histogram buckets of batch sizes (histograms named `*_batch_messages`).
 const SIZE_BUCKETS: [f64; 10] = [1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 2048.0, 4096.0, 8192.0, 16384.0];
 
 /// Installs the process-wide Prometheus recorder on first call and returns its handle.
@@ -58,7 +58,9 @@ pub fn metrics_handle() -> Result<PrometheusHandle, TelemetryError> {
     }
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), &SECONDS_BUCKETS)
-        .and_then(|builder| builder.set_buckets_for_metric(Matcher::Suffix("_size".to_owned()), &SIZE_BUCKETS))
+        .and_then(|builder| {
+            builder.set_buckets_for_metric(Matcher::Suffix("_batch_messages".to_owned()), &SIZE_BUCKETS)
+        })
         .map_err(|err| TelemetryError::Metrics(err.to_string()))?
         .install_recorder()
         .map_err(|err| TelemetryError::Metrics(err.to_string()))?;

@@ -60,6 +60,25 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// Every refusal, for metrics and docs.
+    pub const ALL: [Refusal; 15] = [
+        Refusal::TenantUnknown,
+        Refusal::TenantSuspended,
+        Refusal::NotReady(NotReady::ChannelNotConfigured),
+        Refusal::NotReady(NotReady::CredentialsUnverified),
+        Refusal::NotReady(NotReady::ConfigureBusinessInfo),
+        Refusal::NotReady(NotReady::WaitForApproval),
+        Refusal::NotReady(NotReady::UpdateBusinessInfo),
+        Refusal::NotReady(NotReady::NoActiveNumber),
+        Refusal::SenderNotAllowed,
+        Refusal::ProviderUnavailable,
+        Refusal::RecipientSuppressed,
+        Refusal::Expired,
+        Refusal::ScheduledSendUnsupported,
+        Refusal::QuotaExhausted,
+        Refusal::WhatsappWindowClosed,
+    ];
+
     /// The stable code stored as the status reason.
     pub fn code(self) -> &'static str {
         match self {
@@ -147,6 +166,7 @@ impl Directory {
             // usage counters catch up at the next flush.
             tracing::warn!(error = %err, "could not write quota usage; retried at the next flush");
         }
+        metrics::gauge!("dispatcher_quotas_near_limit").set(self.quota.near_limit(&period_of(now)) as f64);
         Ok(decisions)
     }
 
@@ -456,9 +476,19 @@ fn tier(score: Option<u8>) -> usize {
 /// written back as deltas.
 #[derive(Default)]
 pub struct QuotaBook {
-    used: Mutex<HashMap<(TenantId, Channel, String), u64>>,
+    used: Mutex<HashMap<(TenantId, Channel, String), Usage>>,
     unflushed: Mutex<HashMap<(TenantId, Channel, String), i64>>,
 }
+
+/// A tenant's use of one channel's monthly quota.
+#[derive(Debug, Clone, Copy)]
+struct Usage {
+    used: u64,
+    limit: u64,
+}
+
+/// The share of a quota past which a tenant's channel counts as near its limit.
+const NEAR_LIMIT: f64 = 0.9;
 
 impl QuotaBook {
     /// Reserves `hold` for `tenant` if it fits under `limit`.
@@ -470,19 +500,22 @@ impl QuotaBook {
         limit: u64,
     ) -> Result<bool, StoreError> {
         let key = (tenant.clone(), hold.channel, hold.period.clone());
-        let known = self.used.lock().expect("quota book").get(&key).copied();
+        let known = self.used.lock().expect("quota book").get(&key).map(|usage| usage.used);
         let used = match known {
             Some(used) => used,
             None => store.usage(tenant, hold.channel, &hold.period).await?,
         };
         if used + hold.amount > limit {
-            self.used.lock().expect("quota book").insert(key, used);
+            self.used.lock().expect("quota book").insert(key, Usage { used, limit });
             return Ok(false);
         }
-        self.used
-            .lock()
-            .expect("quota book")
-            .insert(key.clone(), used + hold.amount);
+        self.used.lock().expect("quota book").insert(
+            key.clone(),
+            Usage {
+                used: used + hold.amount,
+                limit,
+            },
+        );
         *self.unflushed.lock().expect("quota book").entry(key).or_default() += hold.amount as i64;
         Ok(true)
     }
@@ -490,10 +523,21 @@ impl QuotaBook {
     /// Gives back a reservation of a message that was never sent.
     pub fn release(&self, tenant: &TenantId, hold: &QuotaHold) {
         let key = (tenant.clone(), hold.channel, hold.period.clone());
-        if let Some(used) = self.used.lock().expect("quota book").get_mut(&key) {
-            *used = used.saturating_sub(hold.amount);
+        if let Some(usage) = self.used.lock().expect("quota book").get_mut(&key) {
+            usage.used = usage.used.saturating_sub(hold.amount);
         }
         *self.unflushed.lock().expect("quota book").entry(key).or_default() -= hold.amount as i64;
+    }
+
+    /// How many tenant channels have used at least 90% of this month's quota (`period`), as far
+    /// as this book has seen them.
+    pub fn near_limit(&self, period: &str) -> usize {
+        self.used
+            .lock()
+            .expect("quota book")
+            .iter()
+            .filter(|((_, _, of), usage)| of == period && usage.used as f64 >= usage.limit as f64 * NEAR_LIMIT)
+            .count()
     }
 
     /// Writes the reservations and releases made since the last flush to the store.
@@ -517,5 +561,48 @@ impl QuotaBook {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotas_used_to_nine_tenths_this_month_count_as_near_the_limit() {
+        let book = QuotaBook::default();
+        let tenant = |id: &str| TenantId::parse(id).unwrap();
+        let month = "2026-12".to_owned();
+        {
+            let mut used = book.used.lock().unwrap();
+            for (id, channel, period, used_now) in [
+                ("a", Channel::Sms, &month, 90),
+                ("b", Channel::Sms, &month, 89),
+                ("a", Channel::Email, &month, 100),
+                ("c", Channel::Sms, &"2026-11".to_owned(), 100),
+            ] {
+                used.insert(
+                    (tenant(id), channel, period.clone()),
+                    Usage {
+                        used: used_now,
+                        limit: 100,
+                    },
+                );
+            }
+        }
+        assert_eq!(
+            book.near_limit(&month),
+            2,
+            "a's SMS and email; b is below, c is last month"
+        );
+        book.release(
+            &tenant("a"),
+            &QuotaHold {
+                channel: Channel::Sms,
+                period: month.clone(),
+                amount: 1,
+            },
+        );
+        assert_eq!(book.near_limit(&month), 1, "a released a segment: 89 of 100");
     }
 }

@@ -33,6 +33,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::time::DelayQueue;
 
+use crate::metrics::TenantCounters;
 use crate::pacing::{Pacer, Rate, SenderKey};
 use crate::provider::{OutboundMessage, SendOutcome};
 use crate::retry::RetryPolicy;
@@ -279,6 +280,8 @@ pub struct Engine {
     in_flight_by_partition: HashMap<Partition, usize>,
     /// Handovers waiting for their partitions' requests in flight.
     pending_handovers: Vec<Handover>,
+    /// Messages sent per tenant, for the top-tenants panel.
+    tenant_counters: TenantCounters,
 }
 
 impl Engine {
@@ -309,6 +312,7 @@ impl Engine {
             handed_over: HashMap::new(),
             in_flight_by_partition: HashMap::new(),
             pending_handovers: Vec::new(),
+            tenant_counters: TenantCounters::new(settings.tenant_series),
         }
     }
 
@@ -852,6 +856,9 @@ impl Engine {
             };
             metrics::counter!("dispatcher_messages_total", "channel" => channel.as_str(), "provider" => provider, "outcome" => label)
                 .increment(1);
+            if label == "sent" {
+                self.tenant_counters.sent(&message.envelope.tenant_id);
+            }
             if let Some(count) = self.in_flight_by_partition.get_mut(&meta.partition) {
                 *count -= 1;
                 if *count == 0 {

@@ -6,6 +6,7 @@
 pub mod admission;
 pub mod engine;
 pub mod intake;
+pub mod metrics;
 pub mod offsets;
 pub mod pacing;
 pub mod provider;

@@ -123,6 +123,7 @@ impl Stack {
         let (log, store) = open(&settings).await?;
         let keyring = Arc::new(keyring_from_settings(&settings)?);
         let metrics = metrics_handle()?;
+        crate::metrics::describe();
         let readiness = Readiness::default();
         let tracker = TaskTracker::new();
         let background = CancellationToken::new();

@@ -100,7 +100,7 @@ async fn run(store: Arc<dyn Store>, mut submissions: mpsc::Receiver<Submission>,
             }
         }
         let applied = apply_with_retry(store.as_ref(), &updates).await;
-        metrics::histogram!("dispatcher_status_batch_size").record(updates.len() as f64);
+        metrics::histogram!("dispatcher_status_batch_messages").record(updates.len() as f64);
         let changed: Vec<StatusUpdate> = updates
             .into_iter()
             .zip(applied)

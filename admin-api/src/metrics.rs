@@ -1,0 +1,58 @@
+//! The admin API's Prometheus metrics: described with their units, and the series of known
+//! labels set to zero at start so that rates and alerts see the first event.
+
+use metrics::{Unit, describe_counter};
+
+/// The webhook sources and the outcomes each can count.
+const WEBHOOK_OUTCOMES: [(&str, &[&str]); 4] = [
+    (
+        "twilio_status",
+        &[
+            "applied",
+            "ignored",
+            "unknown_message",
+            "malformed",
+            "invalid_signature",
+        ],
+    ),
+    (
+        "twilio_inbound",
+        &["applied", "ignored", "malformed", "invalid_signature"],
+    ),
+    (
+        "ses",
+        &[
+            "applied",
+            "ignored",
+            "unknown_message",
+            "malformed",
+            "invalid_signature",
+        ],
+    ),
+    (
+        "twilio_brand_status",
+        &["applied", "unknown_brand", "invalid_signature"],
+    ),
+];
+
+/// Describes every admin API metric and sets the series of known labels to zero.
+pub fn describe() {
+    describe_counter!(
+        "admin_messages_submitted_total",
+        Unit::Count,
+        "envelopes submitted over POST /v1/messages and campaign sends, by outcome (accepted, rejected)"
+    );
+    describe_counter!(
+        "admin_webhooks_total",
+        Unit::Count,
+        "provider webhooks, by source and outcome (applied, invalid_signature, unknown_message, ...)"
+    );
+    for outcome in ["accepted", "rejected"] {
+        metrics::counter!("admin_messages_submitted_total", "outcome" => outcome).absolute(0);
+    }
+    for (source, outcomes) in WEBHOOK_OUTCOMES {
+        for outcome in outcomes {
+            metrics::counter!("admin_webhooks_total", "source" => source, "outcome" => *outcome).absolute(0);
+        }
+    }
+}
