@@ -19,10 +19,17 @@
 #                   schema for that version is an error, not a warning
 #   kustomize       deploy/k8s rendered by `kubectl kustomize` and validated the same (skipped,
 #                   and said so, where kubectl is not installed; lint still checks the list)
+#   prometheus      deploy/prometheus: `promtool check config`, `promtool check rules` and
+#                   `promtool test rules` (alerts.test.yml: when each alert fires and when not),
+#                   with Debian's prometheus package (.ci/services/prometheus.sh installs it)
+#   grafana         deploy/grafana/dashboards/*.json against Grafana's dashboard schema
+#                   (deploy/tools/dashboard-check, the Grafana Foundation SDK's strict decoder
+#                   and validator for schema version 42, built with Go from the module proxy)
 #   lint            deploy/tools/deploy_lint.py: settings keys and types, secrets never
 #                   literal, grace periods, ports, probes, mounts, kustomization resources
-#   teeth           broken copies of a manifest and of the compose file must be refused, so a
-#                   validator that silently accepts everything fails this script
+#   teeth           broken copies of a manifest, of the compose file, of the alert rules and of
+#                   the dashboard must be refused, so a validator that silently accepts
+#                   everything fails this script
 #
 # Environment (defaults in brackets):
 #   ENGAGENINJA_KUBERNETES_VALIDATE_VERSION [1.37.0]  kubernetes-validate version installed
@@ -30,7 +37,7 @@
 #                                                     against, space-separated (1.25.0-1.37.0)
 #   ENGAGENINJA_CACHE_DIR                   [${XDG_CACHE_HOME:-$HOME/.cache}/engageninja]
 #   ENGAGENINJA_PYTHON                      [python3] the interpreter the virtualenv is made with
-#   ENGAGENINJA_GO                          [go]      the Go command that builds compose-check
+#   ENGAGENINJA_GO                          [go]      the Go command that builds the Go checks
 #   ENGAGENINJA_NICE                        [10]      nice level of the builds (leave CPU to cargo)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,7 +51,9 @@ CACHE_ROOT="${ENGAGENINJA_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/engageninja
 KV_CACHE="$CACHE_ROOT/kubernetes-validate-$KV_VERSION"
 VENV="$KV_CACHE/venv"
 COMPOSE_CHECK_SRC="deploy/tools/compose-check"
+DASHBOARD_CHECK_SRC="deploy/tools/dashboard-check"
 COMPOSE_FILE="deploy/docker-compose.yml"
+DASHBOARDS="deploy/grafana/dashboards"
 K8S_DIR="deploy/k8s"
 
 say() { printf 'deploy-check: %s\n' "$*" >&2; }
@@ -90,46 +99,51 @@ install_kubernetes_validate_unlocked() {
   say "installed kubernetes-validate $KV_VERSION"
 }
 
-# The compose-check binary is cached per hash of its sources and the Go version, so editing
-# deploy/tools/compose-check or upgrading Go rebuilds it, and nothing else does.
-compose_check_bin() {
-  local hash
-  hash=$({ cat "$COMPOSE_CHECK_SRC/go.mod" "$COMPOSE_CHECK_SRC/go.sum" "$COMPOSE_CHECK_SRC"/*.go; "$GO" version; } \
-    | sha256sum | cut -c1-16)
-  echo "$CACHE_ROOT/compose-check/$hash/compose-check"
+# A Go check's binary is cached per hash of its sources and the Go version, so editing its
+# directory or upgrading Go rebuilds it, and nothing else does.
+go_tool_bin() {
+  local src=$1 hash
+  hash=$({ cat "$src/go.mod" "$src/go.sum" "$src"/*.go; "$GO" version; } | sha256sum | cut -c1-16)
+  echo "$CACHE_ROOT/$(basename "$src")/$hash/$(basename "$src")"
 }
 
-install_compose_check() {
-  need "$GO" "Go 1.24 or newer builds deploy/tools/compose-check (the Compose validator)"
-  COMPOSE_CHECK=$(compose_check_bin)
-  [[ -x "$COMPOSE_CHECK" ]] && return 0
-  mkdir -p "$(dirname "$COMPOSE_CHECK")"
-  locked "$(dirname "$COMPOSE_CHECK")/.build.lock" build_compose_check
+# Builds the Go check in SRC once and prints its binary.
+install_go_tool() {
+  local src=$1 bin
+  need "$GO" "Go 1.24 or newer builds $src"
+  bin=$(go_tool_bin "$src")
+  if [[ ! -x "$bin" ]]; then
+    mkdir -p "$(dirname "$bin")"
+    locked "$(dirname "$bin")/.build.lock" build_go_tool "$src" "$bin"
+  fi
+  echo "$bin"
 }
 
-build_compose_check() {
-  [[ -x "$COMPOSE_CHECK" ]] && return 0
-  local dir log
-  dir=$(dirname "$COMPOSE_CHECK")
+build_go_tool() {
+  local src=$1 bin=$2 dir log
+  [[ -x "$bin" ]] && return 0
+  dir=$(dirname "$bin")
   log="$dir/build.log"
-  say "building $COMPOSE_CHECK_SRC with $("$GO" env GOVERSION) into $dir (once)"
+  say "building $src with $("$GO" env GOVERSION) into $dir (once)"
   # -mod=readonly: exactly the versions and checksums of go.mod/go.sum; GOTOOLCHAIN=local: use
   # this Go, never fetch another; GOWORK=off: no workspace file changes the build.
-  if ! (cd "$COMPOSE_CHECK_SRC" \
+  if ! (cd "$src" \
       && GOFLAGS=-mod=readonly GOTOOLCHAIN=local GOWORK=off \
-        nice -n "$NICE" "$GO" build -trimpath -o "$COMPOSE_CHECK.tmp" .) >"$log" 2>&1; then
+        nice -n "$NICE" "$GO" build -trimpath -o "$bin.tmp" .) >"$log" 2>&1; then
     tail -n 30 "$log" >&2
-    die "could not build $COMPOSE_CHECK_SRC (full output: $log)"
+    die "could not build $src (full output: $log)"
   fi
-  mv -f "$COMPOSE_CHECK.tmp" "$COMPOSE_CHECK"
+  mv -f "$bin.tmp" "$bin"
   # Binaries of older sources are never used again.
-  find "$CACHE_ROOT/compose-check" -mindepth 1 -maxdepth 1 -type d ! -path "$dir" -exec rm -rf {} +
-  say "built compose-check"
+  find "$(dirname "$dir")" -mindepth 1 -maxdepth 1 -type d ! -path "$dir" -exec rm -rf {} +
+  say "built $(basename "$src")"
 }
 
 install() {
   install_kubernetes_validate
-  install_compose_check
+  COMPOSE_CHECK=$(install_go_tool "$COMPOSE_CHECK_SRC")
+  DASHBOARD_CHECK=$(install_go_tool "$DASHBOARD_CHECK_SRC")
+  PROMTOOL="$(dirname "$(.ci/services/prometheus.sh install)")/promtool"
 }
 
 # ---------------------------------------------------------------------------- checks
@@ -226,6 +240,17 @@ check_kustomize() {
   kubernetes_validate "$WORK/rendered.yaml"
 }
 
+check_prometheus() {
+  "$PROMTOOL" check config deploy/prometheus/prometheus.yml || return 1
+  "$PROMTOOL" check rules deploy/prometheus/alerts.yml || return 1
+  # The test file names alerts.yml relative to itself.
+  (cd deploy/prometheus && "$PROMTOOL" test rules alerts.test.yml)
+}
+
+check_grafana() {
+  "$DASHBOARD_CHECK" "$DASHBOARDS"/*.json
+}
+
 check_lint() {
   "$VENV/bin/python" deploy/tools/deploy_lint.py .
 }
@@ -265,17 +290,40 @@ check_teeth() {
   else
     expect_refused "$COMPOSE_FILE with a misspelt key" compose_env "$COMPOSE_CHECK" "$compose" || status=1
   fi
+  # An alert whose threshold moved must fail its tests; a dashboard panel with a misspelt field
+  # must be refused.
+  mkdir -p "$WORK/teeth/prometheus"
+  cp deploy/prometheus/alerts.yml deploy/prometheus/alerts.test.yml "$WORK/teeth/prometheus/"
+  sed -i 's/> 0.05$/> 0.5/' "$WORK/teeth/prometheus/alerts.yml"
+  if cmp -s deploy/prometheus/alerts.yml "$WORK/teeth/prometheus/alerts.yml"; then
+    say "could not break deploy/prometheus/alerts.yml"
+    status=1
+  else
+    expect_refused "alerts.yml with a provider error threshold of 50%" \
+      bash -c 'cd "$1" && "$2" test rules alerts.test.yml' _ "$WORK/teeth/prometheus" "$PROMTOOL" || status=1
+  fi
+  local dashboard
+  dashboard=$(find "$DASHBOARDS" -name '*.json' | head -n 1)
+  sed 's/"gridPos"/"gridPosition"/' "$dashboard" >"$WORK/teeth/dashboard.json"
+  if cmp -s "$dashboard" "$WORK/teeth/dashboard.json"; then
+    say "could not break $dashboard"
+    status=1
+  else
+    expect_refused "$dashboard with a misspelt panel field" "$DASHBOARD_CHECK" "$WORK/teeth/dashboard.json" || status=1
+  fi
   return "$status"
 }
 
 run() {
   local started=$SECONDS
   install
-  say "kubernetes-validate $KV_VERSION (Kubernetes $K8S_VERSION), compose-check $COMPOSE_CHECK"
+  say "kubernetes-validate $KV_VERSION (Kubernetes $K8S_VERSION), $("$PROMTOOL" --version 2>&1 | head -n 1)"
   check compose "$COMPOSE_FILE (compose-go loader)" check_compose
   check compose-secrets "$COMPOSE_FILE requires its secrets" check_compose_secrets
   check k8s "$K8S_DIR manifests and Secret template (kubernetes-validate --strict)" check_k8s
   check kustomize "$K8S_DIR/kustomization.yaml rendered (kubectl kustomize)" check_kustomize
+  check prometheus "deploy/prometheus (promtool: config, rules, rule tests)" check_prometheus
+  check grafana "$DASHBOARDS (Grafana dashboard schema 42: deploy/tools/dashboard-check)" check_grafana
   check lint "cross-checks (deploy/tools/deploy_lint.py)" check_lint
   check teeth "broken copies are refused" check_teeth
   printf '\n' >&2

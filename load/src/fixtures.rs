@@ -1,15 +1,17 @@
 //! Fixtures for tests and scenarios: settings for Kafka and Cassandra on names of a run's own,
 //! and a live tenant the simulator can serve (its Twilio credentials are the simulator's
-//! account, sealed as the admin API would, with an approved 10DLC brand and its numbers).
+//! account, sealed as the admin API would, with an approved 10DLC brand and its numbers; its SES
+//! credentials the simulator's access key).
 
 use common::config::{LogBackend, Settings, StoreBackend};
-use common::credentials::{ACCOUNT_SID, Keyring};
+use common::credentials::{ACCESS_KEY_ID, ACCOUNT_SID, CONFIGURATION_SET, FROM_ADDRESS, Keyring, REGION};
 use common::store::{Brand, BrandStatus, ProviderKind, SenderNumber, Store, StoreError, Tenant, TenantStatus};
 use common::{Channel, TenantId};
 use secrecy::SecretString;
 use serde_json::json;
 use time::OffsetDateTime;
 
+use crate::simulator::ses::DEFAULT_ACCESS_KEY_ID;
 use crate::simulator::{DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN};
 
 /// Points `settings` at the Kafka cluster `kafka` and the Cassandra node `cassandra`, with
@@ -74,4 +76,20 @@ pub async fn live_twilio_tenant(
         store.put_sender_number(number).await?;
     }
     Ok(())
+}
+
+/// Gives `tenant` verified SES credentials of the simulator's access key, sending from
+/// `news@<tenant>.example` with the configuration set `<tenant>-events`.
+pub async fn live_ses_channel(store: &dyn Store, keyring: &Keyring, tenant: &TenantId) -> Result<(), StoreError> {
+    let mut row = common::credentials::seal(
+        keyring,
+        tenant,
+        Channel::Email,
+        ProviderKind::Ses,
+        json!({ ACCESS_KEY_ID: DEFAULT_ACCESS_KEY_ID, REGION: "us-east-1",
+                FROM_ADDRESS: format!("news@{tenant}.example"), CONFIGURATION_SET: format!("{tenant}-events") }),
+        &SecretString::from("simulator-secret"),
+    );
+    row.is_verified = true;
+    store.put_credentials(&row).await
 }

@@ -8,13 +8,12 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use common::config::Settings;
-use common::credentials::{ACCESS_KEY_ID, CONFIGURATION_SET, FROM_ADDRESS, Keyring, REGION};
-use common::store::{NumberStatus, ProviderKind, SenderKind, SenderNumber, Store, Tenant, TenantStatus};
+use common::credentials::Keyring;
+use common::store::{NumberStatus, SenderKind, SenderNumber, Store, Tenant, TenantStatus};
 use common::{Channel, PhoneNumber, TenantId};
-use load::simulator::ses::{CERT_PATH, DEFAULT_ACCESS_KEY_ID, DEFAULT_TOPIC_ARN};
+use load::simulator::ses::{CERT_PATH, DEFAULT_TOPIC_ARN};
 use load::simulator::{RunningSimulator, SesSimConfig, Simulator, SimulatorConfig};
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::json;
 use time::OffsetDateTime;
 use tokio::process::{Child, Command};
 
@@ -342,17 +341,7 @@ async fn seed(args: &RunArgs, store: &dyn Store, keyring: &Keyring) -> anyhow::R
             ProviderChoice::Simulator => {
                 load::fixtures::live_twilio_tenant(store, keyring, &id, &[Channel::Sms, Channel::Whatsapp], &numbers)
                     .await?;
-                let mut ses = common::credentials::seal(
-                    keyring,
-                    &id,
-                    Channel::Email,
-                    ProviderKind::Ses,
-                    json!({ ACCESS_KEY_ID: DEFAULT_ACCESS_KEY_ID, REGION: "us-east-1",
-                            FROM_ADDRESS: format!("news@{name}.example"), CONFIGURATION_SET: format!("{name}-events") }),
-                    &SecretString::from("simulator-secret"),
-                );
-                ses.is_verified = true;
-                store.put_credentials(&ses).await?;
+                load::fixtures::live_ses_channel(store, keyring, &id).await?;
             }
         }
         let key = match args.target {
