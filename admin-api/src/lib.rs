@@ -72,6 +72,8 @@ pub struct AppState {
     /// Cancelled when the process stops taking traffic: long-lived responses (event streams)
     /// end then, so that the server's graceful stop does not wait on them.
     pub stopping: CancellationToken,
+    /// Twilio webhook signing tokens, opened, kept 30 s per account.
+    pub signing_keys: Arc<webhooks::SigningKeys>,
 }
 
 /// The hash [`AppState::platform_key_hash`] holds for the configured platform-admin key.

@@ -96,6 +96,7 @@ impl Standalone {
             platform_key_hash: crate::platform_key_hash(settings),
             pacing: settings.dispatcher.pacing.clone(),
             stopping: stopping.clone(),
+            signing_keys: Default::default(),
         };
         let router = crate::router(
             state,

@@ -4,6 +4,8 @@
 //! token of the account named in `AccountSid` over the URL it called (the configured public URL
 //! plus the request's path and query) and the form parameters. The token comes from the
 //! stored credentials naming that account; a request no stored token verifies answers 403.
+//! The opened tokens of an account are kept for 30 s ([`SigningKeys`]); a signature they do not
+//! verify is checked again against the store before it is refused, so a new token works at once.
 //!
 //! - `POST /webhooks/twilio/status`: moves the message to the status Twilio reports (never
 //!   backwards: the store's forward-only rule drops late and duplicate callbacks), keeps the
@@ -14,8 +16,9 @@
 //!   the number at once; START, YES, UNSTOP lift an opt-out; HELP is recorded), each consent
 //!   change audited with its keyword, time and source message. Answers empty TwiML.
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use axum::body::Bytes;
@@ -29,7 +32,7 @@ use common::signature::twilio::{SIGNATURE_HEADER, verify};
 use common::status::TwilioStatus;
 use common::store::{AuditEntry, StatusUpdate, Store, StoreError, Suppression, SuppressionReason};
 use common::{Channel, TenantId};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use time::OffsetDateTime;
 
@@ -111,23 +114,75 @@ pub(crate) async fn verified(
         state.public_url.trim_end_matches('/'),
         uri.path_and_query().map_or(uri.path(), |path| path.as_str())
     );
-    let mut tenants = BTreeSet::new();
-    for row in state.store.credentials_by_account(&account_sid).await? {
-        match twilio_account(&state.keyring, &row) {
-            Ok(account) if verify(account.auth_token.expose_secret(), &url, &params, signature) => {
-                tenants.insert(row.tenant_id);
-            }
-            Ok(_) => {}
-            Err(error) => {
-                tracing::error!(tenant = %row.tenant_id, channel = %row.channel, %error, "stored twilio credentials do not open");
-            }
-        }
+    let verifying = |keys: &[(TenantId, SecretString)]| -> BTreeSet<TenantId> {
+        keys.iter()
+            .filter(|(_, token)| verify(token.expose_secret(), &url, &params, signature))
+            .map(|(tenant, _)| tenant.clone())
+            .collect()
+    };
+    let mut tenants = match state.signing_keys.cached(&account_sid) {
+        Some(keys) => verifying(&keys),
+        None => BTreeSet::new(),
+    };
+    if tenants.is_empty() {
+        // Not cached, or a token changed since: the store decides.
+        let keys = state.signing_keys.read(state, &account_sid).await?;
+        tenants = verifying(&keys);
     }
     if tenants.is_empty() {
         tracing::warn!(source, account_sid, url, "webhook signature does not verify");
         return Err(forbidden());
     }
     Ok(SignedForm { params, tenants })
+}
+
+/// How long an account's opened tokens are reused.
+const SIGNING_KEYS_TTL: Duration = Duration::from_secs(30);
+
+/// An account's opened auth tokens, each with the tenant whose credentials hold it.
+type AccountKeys = Arc<Vec<(TenantId, SecretString)>>;
+
+/// The Twilio auth tokens stored for each account, opened, with the tenants they belong to:
+/// read and decrypted once per account every 30 s rather than for every callback.
+#[derive(Default)]
+pub struct SigningKeys {
+    accounts: Mutex<HashMap<String, (Instant, AccountKeys)>>,
+}
+
+impl std::fmt::Debug for SigningKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKeys").finish_non_exhaustive()
+    }
+}
+
+impl SigningKeys {
+    /// The account's tokens, if read less than 30 s ago.
+    fn cached(&self, account_sid: &str) -> Option<AccountKeys> {
+        self.accounts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(account_sid)
+            .filter(|(read_at, _)| read_at.elapsed() < SIGNING_KEYS_TTL)
+            .map(|(_, keys)| Arc::clone(keys))
+    }
+
+    /// Reads and opens the account's tokens from the store, and keeps them.
+    async fn read(&self, state: &AppState, account_sid: &str) -> Result<AccountKeys, StoreError> {
+        let mut keys = Vec::new();
+        for row in state.store.credentials_by_account(account_sid).await? {
+            match twilio_account(&state.keyring, &row) {
+                Ok(account) => keys.push((row.tenant_id, account.auth_token)),
+                Err(error) => {
+                    tracing::error!(tenant = %row.tenant_id, channel = %row.channel, %error, "stored twilio credentials do not open");
+                }
+            }
+        }
+        let keys = Arc::new(keys);
+        let mut accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
+        accounts.retain(|_, (read_at, _)| read_at.elapsed() < SIGNING_KEYS_TTL);
+        accounts.insert(account_sid.to_owned(), (Instant::now(), Arc::clone(&keys)));
+        Ok(keys)
+    }
 }
 
 /// `POST /webhooks/twilio/status`.

@@ -197,6 +197,7 @@ async fn serve(dir: &std::path::Path) -> (String, CancellationToken) {
         platform_key_hash: None,
         pacing: settings.dispatcher.pacing.clone(),
         stopping: stopping.clone(),
+        signing_keys: Default::default(),
     };
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .build_recorder()

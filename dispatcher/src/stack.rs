@@ -176,6 +176,7 @@ impl Stack {
                     platform_key_hash: admin_api::platform_key_hash(&settings),
                     pacing: settings.dispatcher.pacing.clone(),
                     stopping: stopping.clone(),
+                    signing_keys: Default::default(),
                 };
                 let keep = settings
                     .demo
