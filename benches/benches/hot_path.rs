@@ -1,5 +1,5 @@
 //! The per-message hot path, without network or disk on the critical path: parse the envelope
-//! (simd-json), admit it (tenant, channel readiness and route from the warm directory, one
+//! (serde_json), admit it (tenant, channel readiness and route from the warm directory, one
 //! suppression query per tenant per batch, expiry), take its pacing cell (governor), and build
 //! the Twilio create-message request. Reported per message over batches of 1,000.
 #![allow(missing_docs)] // criterion's macros generate undocumented items

@@ -154,12 +154,9 @@ pub struct StatusEvent<'a> {
     pub provider_message_id: Option<&'a str>,
 }
 
-/// Appends changes to the status-events topic, retrying while the log is unavailable.
-async fn publish_with_retry(log: &dyn MessageLog, changed: &[StatusUpdate]) {
-    if changed.is_empty() {
-        return;
-    }
-    let records: Vec<OutgoingRecord> = changed
+/// A batch of status changes as status-events records: JSON, keyed by tenant.
+pub fn event_records(changed: &[StatusUpdate]) -> Vec<OutgoingRecord> {
+    changed
         .iter()
         .map(|update| OutgoingRecord {
             key: update.tenant_id.as_str().as_bytes().to_vec(),
@@ -173,7 +170,15 @@ async fn publish_with_retry(log: &dyn MessageLog, changed: &[StatusUpdate]) {
             })
             .expect("a status event always encodes"),
         })
-        .collect();
+        .collect()
+}
+
+/// Appends changes to the status-events topic, retrying while the log is unavailable.
+async fn publish_with_retry(log: &dyn MessageLog, changed: &[StatusUpdate]) {
+    if changed.is_empty() {
+        return;
+    }
+    let records = event_records(changed);
     let mut backoff = Duration::from_millis(50);
     while let Err(err) = log.append(Topic::StatusEvents, records.clone()).await {
         metrics::counter!("dispatcher_log_errors_total", "operation" => "publish_status").increment(1);

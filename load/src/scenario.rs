@@ -1,10 +1,12 @@
 //! The benchmark scenarios, run in process so that they measure the product, not a client.
 //!
-//! - `embedded`: the whole dispatcher (embedded log and store, demo provider) from a log full
-//!   of messages to every one durably `sent`.
+//! - `embedded`: the whole dispatcher (embedded log and store) from a log full of messages to
+//!   every one durably `sent`, with the demo provider or (`--simulator 1`) live tenants sending
+//!   over HTTP to the provider simulator.
 //! - `scaled`: the same on Kafka and Cassandra (`ENGAGENINJA_KAFKA_BOOTSTRAP`,
-//!   `ENGAGENINJA_CASSANDRA_CONTACT`), with the demo provider or (`--simulator 1`) live tenants
-//!   sending over HTTP to the provider simulator.
+//!   `ENGAGENINJA_CASSANDRA_CONTACT`).
+//! - `webhooks`: signed Twilio status callbacks over loopback HTTP to the all-in-one stack,
+//!   verified with the account's stored token, matched by provider id and applied durably.
 //! - `pacing`: the engine with 10,000 senders at 1 message/s: the share of the allowed rate it
 //!   uses, and any one-second window in which a sender went over.
 //! - `fairness`: the engine with one tenant's huge backlog saturating the provider: how long a
@@ -48,11 +50,15 @@ pub struct ScenarioArgs {
 
 #[derive(Debug, clap::Subcommand)]
 enum Scenario {
-    /// Embedded stack, demo provider: messages/s from the log to durable `sent`.
+    /// Embedded log and store: messages/s from the log to durable `sent`, with the demo
+    /// provider in process or live tenants over HTTP to the provider simulator.
     Embedded {
         /// Messages in the log.
         #[arg(long, default_value_t = 500_000)]
         messages: usize,
+        /// 1: live tenants over HTTP to the provider simulator; 0: the demo provider.
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=1))]
+        simulator: u8,
     },
     /// Kafka and Cassandra (ENGAGENINJA_KAFKA_BOOTSTRAP, ENGAGENINJA_CASSANDRA_CONTACT):
     /// messages/s from the log to durable `sent`.
@@ -85,16 +91,26 @@ enum Scenario {
         #[arg(long, default_value_t = 30)]
         seconds: u64,
     },
+    /// Signed status callbacks/s verified and applied by the all-in-one stack over HTTP.
+    Webhooks {
+        /// Callbacks to send (one per message, each `sent` to `delivered`).
+        #[arg(long, default_value_t = 100_000)]
+        callbacks: usize,
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+    },
 }
 
 /// Runs the scenario the arguments name.
 pub async fn run(args: ScenarioArgs) -> anyhow::Result<()> {
     match args.scenario {
-        Scenario::Embedded { messages } => embedded(messages).await,
+        Scenario::Embedded { messages, simulator } => embedded(messages, simulator != 0).await,
         Scenario::Scaled { messages, simulator } => scaled(messages, simulator != 0).await,
         Scenario::Pacing { seconds } => pacing(seconds).await,
         Scenario::Fairness { backlog } => fairness(backlog).await,
         Scenario::Memory { backlog, seconds } => memory(backlog, seconds).await,
+        Scenario::Webhooks { callbacks, concurrency } => webhooks(callbacks, concurrency.max(1)).await,
     }
 }
 
@@ -244,15 +260,13 @@ fn quiet_settings(dir: &std::path::Path) -> Settings {
     settings
 }
 
-async fn embedded(messages: usize) -> anyhow::Result<()> {
+/// The embedded log and store: the demo provider, or live tenants over HTTP to the provider
+/// simulator.
+async fn embedded(messages: usize, simulator: bool) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let settings = quiet_settings(dir.path());
+    let mut settings = quiet_settings(dir.path());
     let (log, store) = common::backends::open_embedded(&settings).await?;
-    let tenants: Vec<String> = (0..8).map(|n| format!("tenant{n}")).collect();
-    for (index, tenant) in tenants.iter().enumerate() {
-        demo_tenant(store.as_ref(), index, tenant, 16, 10_000.0).await?;
-    }
-    log_to_sent("embedded", &settings, log, store, HashMap::new(), &tenants, messages).await
+    log_to_sent_with("embedded", &mut settings, log, store, simulator, messages).await
 }
 
 /// Kafka and Cassandra on this machine: the demo provider, or live tenants over HTTP to the
@@ -274,12 +288,27 @@ async fn scaled(messages: usize, simulator: bool) -> anyhow::Result<()> {
     );
     progress("opening kafka topics and the cassandra keyspace");
     let (log, store) = common::backends::open(&settings).await?;
+    log_to_sent_with("scaled", &mut settings, log, store, simulator, messages).await
+}
+
+/// Eight tenants with 16 numbers each, demo tenants or (`simulator`) live tenants whose SMS go
+/// over HTTP to the provider simulator without status callbacks (the dispatch path to `sent`,
+/// not the webhooks); then [`log_to_sent`].
+async fn log_to_sent_with(
+    name: &str,
+    settings: &mut Settings,
+    log: Arc<dyn MessageLog>,
+    store: Arc<dyn Store>,
+    simulator: bool,
+    messages: usize,
+) -> anyhow::Result<()> {
     let tenants: Vec<String> = (0..8).map(|n| format!("tenant{n}")).collect();
     if !simulator {
         for (index, tenant) in tenants.iter().enumerate() {
             demo_tenant(store.as_ref(), index, tenant, 16, 10_000.0).await?;
         }
-        return log_to_sent("scaled-demo", &settings, log, store, HashMap::new(), &tenants, messages).await;
+        let scenario = format!("{name}-demo");
+        return log_to_sent(&scenario, settings, log, store, HashMap::new(), &tenants, messages).await;
     }
     let running = load::simulator::Simulator::start(load::simulator::SimulatorConfig {
         rate_per_sender: 10_000.0,
@@ -305,14 +334,14 @@ async fn scaled(messages: usize, simulator: bool) -> anyhow::Result<()> {
         Arc::clone(&store),
         keyring,
     ));
-    // No status callbacks: this measures the dispatch path to `sent`, not the webhooks.
     let twilio: Arc<dyn Provider> = Arc::new(dispatcher::provider::twilio::TwilioProvider::new(
         client,
         credentials,
         None,
     ));
     let live = HashMap::from([(common::Channel::Sms, twilio)]);
-    let result = log_to_sent("scaled-simulator", &settings, log, store, live, &tenants, messages).await;
+    let scenario = format!("{name}-simulator");
+    let result = log_to_sent(&scenario, settings, log, store, live, &tenants, messages).await;
     let stats = running.shutdown().await?;
     progress(&format!(
         "simulator: {} created, {} refused with 429",
@@ -707,6 +736,153 @@ async fn memory(backlog: usize, seconds: u64) -> anyhow::Result<()> {
         ),
         json!({"backlog": backlog, "seconds": seconds, "rss_before_mib": after_fill,
                "rss_max_dispatching_mib": peak_running, "peak_rss_mib": peak}),
+    );
+    Ok(())
+}
+
+/// Signed Twilio status callbacks (`sent` to `delivered`) over loopback HTTP to the all-in-one
+/// stack on the embedded log and store: each verified with the account's token from the store,
+/// matched by provider id and applied through the status writer before it is answered. The
+/// callbacks are signed before the clock starts; the HTTP client shares the process (and its
+/// CPU) with the stack.
+async fn webhooks(callbacks: usize, concurrency: usize) -> anyhow::Result<()> {
+    use common::signature::twilio::{SIGNATURE_HEADER, compute};
+    use futures_util::stream::{self, StreamExt};
+    use load::simulator::{DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN};
+
+    let dir = tempfile::tempdir()?;
+    let mut settings = quiet_settings(dir.path());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    settings.admin.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    settings.demo.bootstrap = false;
+    let keys = secrecy::SecretString::from(format!(
+        "k1:{}",
+        secrecy::ExposeSecret::expose_secret(&common::credentials::generate_key())
+    ));
+    let keyring = common::credentials::Keyring::parse(&keys)?;
+    settings.credentials.keys = Some(keys);
+
+    progress(&format!("seeding {callbacks} messages in sent"));
+    let tenant = TenantId::parse("acme")?;
+    let sid = |n: usize| format!("SM{n:032x}");
+    {
+        let store = common::store::sqlite::SqliteStore::open(&settings.store_path()).await?;
+        let numbers = sender_numbers(&tenant, 0, 1, 100.0)?;
+        load::fixtures::live_twilio_tenant(&store, &keyring, &tenant, &[common::Channel::Sms], &numbers).await?;
+        let now = OffsetDateTime::now_utc();
+        for chunk in (0..callbacks).collect::<Vec<_>>().chunks(5_000) {
+            let messages: Vec<common::store::NewMessage> = chunk
+                .iter()
+                .map(|n| {
+                    Ok(common::store::NewMessage {
+                        tenant_id: tenant.clone(),
+                        message_id: MessageId::parse(format!("m{n}"))?,
+                        campaign_id: None,
+                        channel: common::Channel::Sms,
+                        recipient: "+16465550100".to_owned(),
+                        priority: common::Priority::Marketing,
+                        segments: 1,
+                        accepted_at: now,
+                    })
+                })
+                .collect::<anyhow::Result<_>>()?;
+            store.claim_messages(&messages).await?;
+            let sent: Vec<StatusUpdate> = messages
+                .iter()
+                .zip(chunk)
+                .map(|(message, n)| StatusUpdate {
+                    tenant_id: tenant.clone(),
+                    message_id: message.message_id.clone(),
+                    status: MessageStatus::Sent,
+                    at: now,
+                    reason: None,
+                    provider_message_id: Some(sid(*n)),
+                })
+                .collect();
+            store.apply_status(&sent).await?;
+        }
+    }
+
+    let stack = dispatcher::stack::Stack::build(settings.clone(), dispatcher::stack::Role::AllInOne).await?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(stack.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    let url = format!("http://127.0.0.1:{port}/webhooks/twilio/status");
+    let requests: Vec<(String, String)> = (0..callbacks)
+        .map(|n| {
+            let params = vec![
+                ("AccountSid".to_owned(), DEFAULT_ACCOUNT_SID.to_owned()),
+                ("MessageSid".to_owned(), sid(n)),
+                ("MessageStatus".to_owned(), "delivered".to_owned()),
+                ("To".to_owned(), "+16465550100".to_owned()),
+                ("From".to_owned(), "+12005550000".to_owned()),
+                ("ApiVersion".to_owned(), "2010-04-01".to_owned()),
+            ];
+            let body = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(&params)
+                .finish();
+            (body, compute(DEFAULT_AUTH_TOKEN, &url, &params))
+        })
+        .collect();
+    let client = reqwest::Client::new();
+    progress(&format!("{callbacks} callbacks, {concurrency} in flight"));
+    let cpu_before = cpu_seconds();
+    let started = Instant::now();
+    let answers: Vec<anyhow::Result<Duration>> = stream::iter(requests.into_iter().map(|(body, signature)| {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let sent = Instant::now();
+            let response = client
+                .post(&url)
+                .header(SIGNATURE_HEADER, signature)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+                .await?;
+            if response.status() != reqwest::StatusCode::NO_CONTENT {
+                bail!("callback answered {}", response.status());
+            }
+            Ok(sent.elapsed())
+        }
+    }))
+    .buffer_unordered(concurrency)
+    .collect()
+    .await;
+    let elapsed = started.elapsed();
+    let cpu = cpu_seconds() - cpu_before;
+    let mut latencies = answers.into_iter().collect::<anyhow::Result<Vec<Duration>>>()?;
+    let _ = stop.send(());
+    running.await??;
+
+    // Every message must now be delivered, durably.
+    let store = common::store::sqlite::SqliteStore::open(&settings.store_path()).await?;
+    let mut delivered = 0;
+    for n in 0..callbacks {
+        let record = store.message(&tenant, &MessageId::parse(format!("m{n}"))?).await?;
+        if record.is_some_and(|record| record.status == MessageStatus::Delivered) {
+            delivered += 1;
+        }
+    }
+    if delivered != callbacks {
+        bail!("{} of {callbacks} callbacks were not applied", callbacks - delivered);
+    }
+    latencies.sort_unstable();
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize].as_secs_f64() * 1_000.0;
+    let rate = callbacks as f64 / elapsed.as_secs_f64();
+    report(
+        "webhooks",
+        &format!(
+            "{callbacks} signed callbacks verified and applied in {:.2} s: {rate:.0}/s; latency p50 {:.1} ms, p99 {:.1} ms; {:.1} CPU-s ({:.1} ms per 1,000, client included)",
+            elapsed.as_secs_f64(),
+            at(0.5),
+            at(0.99),
+            cpu,
+            cpu * 1_000_000.0 / callbacks as f64,
+        ),
+        json!({"callbacks": callbacks, "seconds": elapsed.as_secs_f64(), "callbacks_per_second": rate,
+               "p50_ms": at(0.5), "p99_ms": at(0.99), "cpu_seconds": cpu,
+               "cpu_ms_per_1000_callbacks": cpu * 1_000_000.0 / callbacks as f64}),
     );
     Ok(())
 }
