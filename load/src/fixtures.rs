@@ -11,7 +11,7 @@ use secrecy::SecretString;
 use serde_json::json;
 use time::OffsetDateTime;
 
-use crate::simulator::ses::DEFAULT_ACCESS_KEY_ID;
+use crate::simulator::ses::{CERT_PATH, DEFAULT_ACCESS_KEY_ID, DEFAULT_TOPIC_ARN};
 use crate::simulator::{DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN};
 
 /// Points `settings` at the Kafka cluster `kafka` and the Cassandra node `cassandra`, with
@@ -24,6 +24,15 @@ pub fn on_kafka_and_cassandra(settings: &mut Settings, kafka: &str, cassandra: &
     settings.store.cassandra.contact_points = vec![cassandra.to_owned()];
     settings.store.cassandra.keyspace = unique.to_owned();
     settings.store.cassandra.replication_factor = 1;
+}
+
+/// Points `settings` at the provider simulator at `base_url` for Twilio's Messages API and
+/// SES, accepting SES events signed with the simulator's certificate on its topic.
+pub fn on_simulator(settings: &mut Settings, base_url: &str) {
+    settings.providers.twilio.api_url = base_url.to_owned();
+    settings.providers.ses.endpoint = Some(base_url.to_owned());
+    settings.providers.ses.sns_topic_arns = vec![DEFAULT_TOPIC_ARN.to_owned()];
+    settings.providers.ses.sns_cert_url = Some(format!("{base_url}{CERT_PATH}"));
 }
 
 /// Creates `tenant`, ready to send on each of `channels` (SMS, WhatsApp) through the

@@ -19,7 +19,6 @@ use common::store::sqlite::SqliteStore;
 use common::store::{NumberStatus, SenderKind, SenderNumber};
 use common::{Channel, TenantId};
 use dispatcher::stack::{Role, Stack};
-use load::simulator::ses::{CERT_PATH, DEFAULT_TOPIC_ARN};
 use load::simulator::{Faults, SesSimConfig, Simulator, SimulatorConfig};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
@@ -169,10 +168,7 @@ async fn every_dashboard_query_returns_data_from_a_stack_under_load() {
     settings.log.partitions = 2;
     settings.dispatcher.poll_wait_ms = 20;
     settings.credentials.keys = Some(keys);
-    settings.providers.twilio.api_url = simulator.base_url();
-    settings.providers.ses.endpoint = Some(simulator.base_url());
-    settings.providers.ses.sns_topic_arns = vec![DEFAULT_TOPIC_ARN.to_owned()];
-    settings.providers.ses.sns_cert_url = Some(format!("{}{CERT_PATH}", simulator.base_url()));
+    load::fixtures::on_simulator(&mut settings, &simulator.base_url());
 
     // A live tenant on the simulator's accounts: SMS, WhatsApp and email.
     let store = SqliteStore::open(&settings.store_path()).await.unwrap();

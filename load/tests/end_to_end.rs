@@ -193,10 +193,7 @@ async fn start_on(data_dir: &std::path::Path, simulator: &RunningSimulator, port
     settings.log.partitions = 2;
     settings.dispatcher.poll_wait_ms = 20;
     settings.credentials.keys = Some(keys);
-    settings.providers.twilio.api_url = simulator.base_url();
-    settings.providers.ses.endpoint = Some(simulator.base_url());
-    settings.providers.ses.sns_topic_arns = vec![DEFAULT_TOPIC_ARN.to_owned()];
-    settings.providers.ses.sns_cert_url = Some(format!("{}{CERT_PATH}", simulator.base_url()));
+    load::fixtures::on_simulator(&mut settings, &simulator.base_url());
     let key = seed_tenant(&settings, &keyring).await;
     let stack = Stack::build(settings, Role::AllInOne).await.expect("stack builds");
     let addr = stack.local_addr();
