@@ -686,6 +686,9 @@ impl Engine {
             return Ok(None);
         }
         if let Some(rate) = rate {
+            if head.meta.cells == 0 {
+                self.pacer.after_previous_call(key, rate).map_err(Hold::Until)?;
+            }
             while head.meta.cells < head.message.segments {
                 self.pacer.try_take(key, rate).map_err(Hold::Until)?;
                 head.meta.cells += 1;
@@ -730,6 +733,9 @@ impl Engine {
                 *entry = (today, 0);
             }
             entry.1 += segments;
+        }
+        if let Some(rate) = rate {
+            self.pacer.released(key, rate);
         }
         let mut released = self.pop(key).expect("the head exists");
         released.message.paced_at = Instant::now();
@@ -798,7 +804,11 @@ impl Engine {
                 let provider = Arc::clone(&provider);
                 let completions = self.completions_tx.clone();
                 let account = Arc::clone(&account);
+                let call_starts = self.pacer.call_starts();
                 tokio::spawn(async move {
+                    for meta in metas.iter().filter(|meta| meta.rate.is_some()) {
+                        call_starts.started(&meta.sender_key);
+                    }
                     let started = Instant::now();
                     let outcomes = provider.send(&messages).await;
                     metrics::histogram!("dispatcher_provider_request_duration_seconds", "provider" => provider_name)

@@ -7,6 +7,15 @@
 //! `n / rate` apart). Limiter state is kept only for senders seen lately: [`Pacer::cleanup`]
 //! drops the rest, so it cannot grow without bound.
 //!
+//! A provider sees a call when its send task starts, a few milliseconds after the release when
+//! thousands of senders fire at once, and that delay varies: a late call followed by a prompt
+//! one would land closer than the rate allows. So a sender's next message takes its first cell
+//! no sooner than one period after its previous call actually started ([`CallStarts`], written
+//! by the send tasks), and not while that call has not started yet. Senders faster than one
+//! cell a millisecond (no real number) skip this: the runtime's timers, which fire on whole
+//! milliseconds, could not space their calls anyway, and the wait would cap them near one
+//! message a millisecond.
+//!
 //! Beside the limiters, the pacer keeps each sender's cells of the last second and counts a
 //! cell taken when the window already held `ceil(rate)` (the rule the provider simulator and
 //! the carriers apply) in `dispatcher_pacing_violations_total`: an independent check that
@@ -17,6 +26,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
+use dashmap::DashMap;
 use governor::clock::Clock;
 use governor::state::keyed::DashMapStateStore;
 use governor::{Quota, RateLimiter};
@@ -71,9 +81,45 @@ impl Rate {
 /// A one-second window.
 const WINDOW: Duration = Duration::from_secs(1);
 
+/// How often a sender whose previous call has not started yet is looked at again.
+const CALL_POLL: Duration = Duration::from_millis(1);
+
+/// How long a released call may take to start before the pacer stops waiting for it (a send
+/// task always starts; this only bounds the wait if one never reports).
+const CALL_START_LIMIT: Duration = Duration::from_secs(1);
+
+/// How long a call's start is remembered: past it, the limiter alone spaces the next cell.
+const CALL_MEMORY: Duration = Duration::from_secs(10);
+
+/// The shortest period whose calls are spaced from their actual starts.
+const CALL_SPACED_FROM: Duration = Duration::from_millis(1);
+
+/// Where a sender's last provider call stands.
+#[derive(Debug, Clone, Copy)]
+enum CallMark {
+    /// Released by pacing at this instant; its send task has not started the call yet.
+    Released(Instant),
+    /// The call started at this instant.
+    Started(Instant),
+}
+
+/// When each paced sender's last provider call started, as its send task reports it; shared
+/// between the engine's pacer and the send tasks.
+#[derive(Debug, Default)]
+pub struct CallStarts(DashMap<SenderKey, CallMark>);
+
+impl CallStarts {
+    /// Notes that `sender`'s call starts now (called by the send task, just before the call).
+    pub fn started(&self, sender: &SenderKey) {
+        self.0.insert(Arc::clone(sender), CallMark::Started(Instant::now()));
+    }
+}
+
 /// The rate limiters of every sender, by rate.
 pub struct Pacer {
     limiters: HashMap<Duration, KeyedLimiter>,
+    /// Each sender's last call, released or started.
+    calls: Arc<CallStarts>,
     /// Each sender's cells of the last second, oldest first.
     windows: HashMap<SenderKey, VecDeque<Instant>>,
     /// Cells taken over a full window since the start.
@@ -91,8 +137,37 @@ impl Pacer {
     pub fn new() -> Self {
         Self {
             limiters: HashMap::new(),
+            calls: Arc::default(),
             windows: HashMap::new(),
             violations: 0,
+        }
+    }
+
+    /// Where send tasks report their calls' starts.
+    pub fn call_starts(&self) -> Arc<CallStarts> {
+        Arc::clone(&self.calls)
+    }
+
+    /// Whether `sender`'s next message may take its first cell now: not until one period after
+    /// its previous call started, nor while that call has not started; else when to look again.
+    pub fn after_previous_call(&self, sender: &SenderKey, rate: Rate) -> Result<(), Instant> {
+        if rate.period() < CALL_SPACED_FROM {
+            return Ok(());
+        }
+        let now = Instant::now();
+        match self.calls.0.get(sender).map(|mark| *mark) {
+            Some(CallMark::Started(at)) if now < at + rate.period() => Err(at + rate.period()),
+            Some(CallMark::Released(at)) if now.duration_since(at) < CALL_START_LIMIT => Err(now + CALL_POLL),
+            _ => Ok(()),
+        }
+    }
+
+    /// Notes that `sender`'s message was released now; its send task reports the call's start.
+    pub fn released(&self, sender: &SenderKey, rate: Rate) {
+        if rate.period() >= CALL_SPACED_FROM {
+            self.calls
+                .0
+                .insert(Arc::clone(sender), CallMark::Released(Instant::now()));
         }
     }
 
@@ -147,6 +222,11 @@ impl Pacer {
         self.windows
             .retain(|_, window| window.back().is_some_and(|last| now.duration_since(*last) < WINDOW));
         self.windows.shrink_to_fit();
+        self.calls.0.retain(|_, mark| {
+            let (CallMark::Released(at) | CallMark::Started(at)) = *mark;
+            now.duration_since(at) < CALL_MEMORY
+        });
+        self.calls.0.shrink_to_fit();
     }
 
     /// How many senders have limiter state.
@@ -197,6 +277,38 @@ mod tests {
             let cells = u32::try_from(rate.per_window()).unwrap();
             assert!(rate.period() * cells >= WINDOW, "{per_second}/s");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_next_message_waits_for_one_period_after_the_previous_call_started() {
+        let pacer = Pacer::new();
+        let sender: SenderKey = Arc::from("+14155550100");
+        let rate = Rate::per_second(1.0).unwrap();
+        assert!(pacer.after_previous_call(&sender, rate).is_ok(), "no call yet");
+        pacer.released(&sender, rate);
+        let released = Instant::now();
+        // The call has not started: look again in a moment.
+        assert_eq!(pacer.after_previous_call(&sender, rate), Err(released + CALL_POLL));
+        // It starts 5 ms after its release (a busy runtime): the next one is due a period later.
+        tokio::time::advance(Duration::from_millis(5)).await;
+        pacer.call_starts().started(&sender);
+        let started = Instant::now();
+        tokio::time::advance(Duration::from_millis(995)).await;
+        assert_eq!(
+            pacer.after_previous_call(&sender, rate),
+            Err(started + Duration::from_secs(1)),
+            "one period after the release is not enough"
+        );
+        tokio::time::advance(Duration::from_millis(5)).await;
+        assert!(pacer.after_previous_call(&sender, rate).is_ok());
+        // A call that never reports stops holding the sender after a while.
+        pacer.released(&sender, rate);
+        tokio::time::advance(CALL_START_LIMIT).await;
+        assert!(pacer.after_previous_call(&sender, rate).is_ok());
+        // Faster than a cell a millisecond: the limiter alone.
+        let fast = Rate::per_second(5_000.0).unwrap();
+        pacer.released(&sender, fast);
+        assert!(pacer.after_previous_call(&sender, fast).is_ok());
     }
 
     #[tokio::test(start_paused = true)]
