@@ -177,8 +177,8 @@ pub struct Report {
     pub transactional_accepted_to_sent_ms: Percentiles,
     /// Each tenant's latency, by volume rank.
     pub tenants: Vec<TenantLatency>,
-    /// Spread of the tenants' median latency (tenants with at least 20 messages): lowest,
-    /// highest and their ratio.
+    /// Spread of the tenants' latency (tenants with at least 20 messages sent): the lowest and
+    /// highest medians and 99th percentiles.
     pub fairness: Fairness,
     /// Pacing.
     pub pacing: Pacing,
