@@ -1209,48 +1209,23 @@ type MessageRow = (
 
 /// A message from its rows; `None` when it has no status row (never claimed, or deleted).
 fn message_from_rows(rows: Vec<MessageRow>) -> Result<Option<MessageRecord>, StoreError> {
+    // Highest rank first: the history is the reverse. A row without a status holds only the
+    // static columns (a message that was never claimed, or is being deleted).
     let mut history = Vec::with_capacity(rows.len());
-    let mut statics = None;
-    // Highest rank first: the history is the reverse.
-    for row in rows.into_iter().rev() {
-        let (
-            tenant_id,
-            message_id,
-            campaign_id,
-            channel,
-            recipient,
-            priority,
-            segments,
-            provider,
-            accepted,
-            status,
-            at,
-            reason,
-        ) = row;
-        let (Some(status), Some(at)) = (status, at) else {
-            continue;
-        };
-        history.push(StatusChange {
-            status: parse_status(&status)?,
-            at: from_ts(at)?,
-            reason,
-        });
-        statics = Some((
-            tenant_id,
-            message_id,
-            campaign_id,
-            channel,
-            recipient,
-            priority,
-            segments,
-            provider,
-            accepted,
-        ));
+    for (.., status, at, reason) in rows.iter().rev() {
+        if let (Some(status), Some(at)) = (status, at) {
+            history.push(StatusChange {
+                status: parse_status(status)?,
+                at: from_ts(*at)?,
+                reason: reason.clone(),
+            });
+        }
     }
-    let (Some(current), Some(statics)) = (history.last().cloned(), statics) else {
+    let (Some(current), Some(row)) = (history.last().cloned(), rows.into_iter().next()) else {
         return Ok(None);
     };
-    let (tenant_id, message_id, campaign_id, channel, recipient, priority, segments, provider, accepted) = statics;
+    // The static columns are the same on every row.
+    let (tenant_id, message_id, campaign_id, channel, recipient, priority, segments, provider, accepted, ..) = row;
     let missing = |column: &str| StoreError::Invalid(format!("message {tenant_id}/{message_id} lacks its {column}"));
     let campaign_id = match campaign_id {
         Some(raw) => Some(
