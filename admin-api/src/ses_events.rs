@@ -5,13 +5,14 @@
 //!
 //! - `SubscriptionConfirmation`: the `SubscribeURL` is fetched (after the same URL rule, so a
 //!   forged confirmation cannot make us fetch anything else), which confirms the subscription.
-//! - `Notification`: the SES event in `Message` moves the message found by its SES message id
-//!   (`Send` -> sent, `Delivery` -> delivered, `Open`/`Click` -> read, permanent `Bounce` ->
+//! - `Notification`: the SES event in `Message` moves the message its tags name (the dispatcher
+//!   tags every email with its tenant and message id: [`common::ses::tags`]) (`Send` -> sent, `Delivery` -> delivered, `Open`/`Click` -> read, permanent `Bounce` ->
 //!   undelivered, `Reject`/`Rendering Failure` -> failed; never backwards). Permanent bounces
 //!   and complaints suppress the recipients named in the event. An event for a message we do
 //!   not know answers 204 and is counted.
 //! - `UnsubscribeConfirmation`: logged; someone removed the subscription.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use common::EmailAddress;
 use common::config::SesSettings;
+use common::ses::tags::message_of_tags;
 use common::signature::sns::{
     CertUrlPolicy, CertificateSource, SnsError, SnsMessage, SnsVerifier, TYPE_NOTIFICATION,
     TYPE_SUBSCRIPTION_CONFIRMATION, TYPE_UNSUBSCRIBE_CONFIRMATION,
@@ -105,6 +107,8 @@ struct SesEvent {
 #[serde(rename_all = "camelCase")]
 struct SesMail {
     message_id: String,
+    #[serde(default)]
+    tags: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -229,9 +233,9 @@ async fn notification(state: &AppState, message: &SnsMessage) -> Result<StatusCo
         return Ok(StatusCode::NO_CONTENT);
     };
     let ses_id = event.mail.message_id.as_str();
-    let Some((tenant, message_id)) = state.store.message_by_provider_id(ses_id).await? else {
+    let Some((tenant, message_id)) = message_of_tags(&event.mail.tags) else {
         count(SOURCE, "unknown_message");
-        tracing::info!(ses_id, "ses event for an unknown message");
+        tracing::info!(ses_id, "ses event without our message in its tags");
         return Ok(StatusCode::NO_CONTENT);
     };
     let bounce_type = event
@@ -276,6 +280,7 @@ async fn notification(state: &AppState, message: &SnsMessage) -> Result<StatusCo
                 at: now,
                 reason,
                 provider_message_id: Some(ses_id.to_owned()),
+                held: None,
             }])
             .await?;
     }

@@ -7,10 +7,14 @@
 //! The opened tokens of an account are kept for 30 s ([`SigningKeys`]); a signature they do not
 //! verify is checked again against the store before it is refused, so a new token works at once.
 //!
-//! - `POST /webhooks/twilio/status`: moves the message to the status Twilio reports (never
-//!   backwards: the store's forward-only rule drops late and duplicate callbacks), keeps the
-//!   error code of failures, and suppresses the recipient on 21610. A valid callback for a
-//!   message we do not know answers 204 and is counted, so Twilio stops retrying it.
+//! - `POST /webhooks/twilio/status`: the callback URL names the message (tenant and message id
+//!   in its query, signed with the rest: [`common::twilio::callback`]), so the callback applies
+//!   whether or not the dispatcher has recorded `sent` yet. It moves the message to the status
+//!   Twilio reports (never backwards: the store's forward-only rule drops late and duplicate
+//!   callbacks), records Twilio's message SID, keeps the error code of failures, and suppresses
+//!   the recipient on 21610. A URL naming a tenant the signature does not belong to answers 403;
+//!   a valid callback for a message that does not exist changes nothing and answers 204, so
+//!   Twilio stops retrying it.
 //! - `POST /webhooks/twilio/inbound`: records when the contact last wrote (WhatsApp's 24-hour
 //!   window), applies opt-out keywords (STOP, STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT suppress
 //!   the number at once; START, YES, UNSTOP lift an opt-out; HELP is recorded), each consent
@@ -31,6 +35,7 @@ use common::credentials::twilio_account;
 use common::signature::twilio::{SIGNATURE_HEADER, verify};
 use common::status::TwilioStatus;
 use common::store::{AuditEntry, StatusUpdate, Store, StoreError, Suppression, SuppressionReason};
+use common::twilio::callback_target;
 use common::{Channel, TenantId};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
@@ -191,11 +196,15 @@ impl SigningKeys {
     post,
     path = "/webhooks/twilio/status",
     tag = "webhooks",
-    params(("X-Twilio-Signature" = String, Header, description = "Twilio's signature of the public URL and the form, with the auth token of `AccountSid`")),
+    params(
+        ("X-Twilio-Signature" = String, Header, description = "Twilio's signature of the public URL and the form, with the auth token of `AccountSid`"),
+        ("tenant" = Option<String>, Query, description = "the tenant of the message, as the dispatcher put it in the StatusCallback URL"),
+        ("message" = Option<String>, Query, description = "our message id, as the dispatcher put it in the StatusCallback URL"),
+    ),
     request_body(content = crate::openapi::TwilioStatusForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 204, description = "applied, or ignored (unknown message, not an outbound status)"),
-        (status = 403, description = "invalid_signature: X-Twilio-Signature does not verify with any stored token of AccountSid", body = crate::error::ErrorBody),
+        (status = 204, description = "applied, or ignored (no such message, no message named in the URL, not an outbound status)"),
+        (status = 403, description = "invalid_signature: X-Twilio-Signature does not verify with any stored token of AccountSid; foreign_tenant: the URL names a tenant whose credentials did not sign it", body = crate::error::ErrorBody),
         (status = 413, description = "payload_too_large: the body is larger than admin.max_body_bytes", body = crate::error::ErrorBody),
         (status = 422, description = "invalid_field: MessageSid and MessageStatus are required", body = crate::error::ErrorBody),
         (status = 503, description = "store_unavailable or log_unavailable: retry later", body = crate::error::ErrorBody),
@@ -216,16 +225,22 @@ pub async fn twilio_status(
             "a status callback needs MessageSid and MessageStatus",
         ));
     };
-    let Some((tenant, message_id)) = state
-        .store
-        .message_by_provider_id(sid)
-        .await?
-        .filter(|(tenant, _)| form.tenants.contains(tenant))
-    else {
+    // The URL the dispatcher gave Twilio names the message; Twilio signed it with the token
+    // of the tenant's account, so it must name one of the tenants that token verifies for.
+    let Some((tenant, message_id)) = callback_target(uri.query()) else {
         count(SOURCE, "unknown_message");
-        tracing::info!(sid, "status callback for an unknown message");
+        tracing::info!(sid, "status callback without a message in its url");
         return Ok(StatusCode::NO_CONTENT);
     };
+    if !form.tenants.contains(&tenant) {
+        count(SOURCE, "foreign_tenant");
+        tracing::warn!(%tenant, "status callback names a tenant its signature does not belong to");
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "foreign_tenant",
+            "the callback names a tenant whose credentials did not sign it",
+        ));
+    }
     let Some(status) = TwilioStatus::parse(reported)
         .ok()
         .and_then(TwilioStatus::to_message_status)
@@ -261,6 +276,7 @@ pub async fn twilio_status(
             at: now,
             reason: code.map(str::to_owned),
             provider_message_id: Some(sid.to_owned()),
+            held: None,
         }])
         .await?;
     count(SOURCE, "applied");

@@ -26,6 +26,7 @@ fn batch() -> Vec<StatusUpdate> {
             at: now,
             reason: None,
             provider_message_id: Some(format!("SM{n:032x}")),
+            held: None,
         })
         .collect()
 }

@@ -4,8 +4,9 @@
 
 use std::time::{Duration, Instant};
 
+use common::log::RecordPosition;
 use common::store::sqlite::SqliteStore;
-use common::store::{NewMessage, StatusUpdate, Store};
+use common::store::{Held, NewMessage, StatusUpdate, Store};
 use common::{Channel, MessageId, MessageStatus, Priority, TenantId};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use time::OffsetDateTime;
@@ -25,6 +26,10 @@ fn batch(round: u64) -> (Vec<NewMessage>, Vec<StatusUpdate>, Vec<StatusUpdate>) 
             priority: Priority::Marketing,
             segments: 1,
             accepted_at: now,
+            position: RecordPosition {
+                partition: 0,
+                offset: round * BATCH as u64 + n as u64,
+            },
         })
         .collect();
     let update = |message: &NewMessage, status, provider_message_id| StatusUpdate {
@@ -34,6 +39,10 @@ fn batch(round: u64) -> (Vec<NewMessage>, Vec<StatusUpdate>, Vec<StatusUpdate>) 
         at: now,
         reason: None,
         provider_message_id,
+        held: Some(Held {
+            accepted_at: now,
+            campaign_id: None,
+        }),
     };
     let sent = messages
         .iter()

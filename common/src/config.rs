@@ -153,6 +153,9 @@ pub struct DispatcherSettings {
     pub retry: RetrySettings,
     /// Sending rates and caps.
     pub pacing: PacingSettings,
+    /// The per-partition memory of claimed message ids that tells a duplicate from a new
+    /// message without a store read.
+    pub claims: ClaimSettings,
     /// The job that asks providers about messages stuck in `sent` or `unknown`.
     pub reconcile: ReconcileSettings,
     /// Also publish every status change on the log's status-events topic (for consumers in
@@ -178,6 +181,7 @@ impl Default for DispatcherSettings {
             max_in_flight: 1_024,
             retry: RetrySettings::default(),
             pacing: PacingSettings::default(),
+            claims: ClaimSettings::default(),
             reconcile: ReconcileSettings::default(),
             publish_status_events: false,
             tenant_series: 500,
@@ -314,6 +318,37 @@ impl Default for ReconcileSettings {
             interval_secs: 300,
             stuck_after_secs: 3_600,
             batch: 500,
+        }
+    }
+}
+
+/// The dispatcher's memory of claimed message ids (`dispatcher::claims`): per log partition,
+/// Bloom filters of every id claimed there, in generations, rebuilt from the store's claim
+/// journal when the partition is assigned. A duplicate is recognised with certainty among the
+/// last `generation_ids × generations` ids claimed on its partition (the duplicate window); a
+/// new id needs no store read unless a filter answers a false positive.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClaimSettings {
+    /// Ids per generation; a full generation is sealed and a new one started.
+    pub generation_ids: u64,
+    /// Generations kept per partition; the oldest is dropped (and its journal trimmed) when a
+    /// new one starts beyond this count.
+    pub generations: usize,
+    /// Each filter's false-positive rate: the share of new ids that cost one store read.
+    pub false_positive_rate: f64,
+    /// Ids remembered exactly per partition with the record that claimed them: a duplicate
+    /// among them is recognised without a store read.
+    pub recent_ids: usize,
+}
+
+impl Default for ClaimSettings {
+    fn default() -> Self {
+        Self {
+            generation_ids: 1_000_000,
+            generations: 4,
+            false_positive_rate: 0.01,
+            recent_ids: 25_000,
         }
     }
 }
@@ -579,16 +614,17 @@ pub enum StoreBackend {
     Cassandra,
 }
 
-/// How the store writes the rows derived from a batch of claims or status changes (indexes,
-/// campaign rows): both bounded by `concurrency`.
+/// How the CQL store writes the rows of a batch of claims and status changes (the messages'
+/// rows and the rows derived from them: campaign rows, indexes, the tenant's message list).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum DerivedWrites {
-    /// Rows of one partition go together in unlogged batches of up to 100 statements.
+pub enum WriteBatching {
+    /// Rows grouped by the first replica (and shard) of their partition into unlogged batches of
+    /// up to `batch_rows` statements, each sent to that replica: one request per batch.
     #[default]
-    PartitionBatches,
+    ReplicaBatches,
     /// One request per row.
-    Concurrent,
+    None,
 }
 
 /// The CQL store: where the cluster is, the keyspace created at start, and request tuning.
@@ -605,8 +641,12 @@ pub struct CassandraSettings {
     pub request_timeout_ms: u64,
     /// Requests in flight at once for one batch of claims or status changes.
     pub concurrency: usize,
-    /// How rows derived from a batch are written.
-    pub derived_writes: DerivedWrites,
+    /// How the rows of a batch of claims or status changes are written.
+    pub batching: WriteBatching,
+    /// Statements per unlogged batch at most. Cassandra warns about batches larger than its
+    /// `batch_size_warn_threshold` (5 KiB by default; ScyllaDB 128 KiB) and refuses those over
+    /// `batch_size_fail_threshold`: a claim row is about 150 bytes.
+    pub batch_rows: usize,
 }
 
 impl Default for CassandraSettings {
@@ -617,7 +657,8 @@ impl Default for CassandraSettings {
             replication_factor: 3,
             request_timeout_ms: 5_000,
             concurrency: 256,
-            derived_writes: DerivedWrites::PartitionBatches,
+            batching: WriteBatching::ReplicaBatches,
+            batch_rows: 100,
         }
     }
 }
@@ -765,7 +806,7 @@ mod tests {
                 backend = "cassandra"
                 [store.cassandra]
                 contact_points = ["10.0.0.1:9042", "10.0.0.2:9042"]
-                derived_writes = "concurrent"
+                batching = "none"
                 "#,
             )?;
             jail.set_env("ENGAGENINJA_STORE__CASSANDRA__KEYSPACE", "dispatch");
@@ -776,7 +817,7 @@ mod tests {
             assert_eq!(cassandra.contact_points, ["10.0.0.1:9042", "10.0.0.2:9042"]);
             assert_eq!(cassandra.keyspace, "dispatch");
             assert_eq!(cassandra.replication_factor, 1);
-            assert_eq!(cassandra.derived_writes, DerivedWrites::Concurrent);
+            assert_eq!(cassandra.batching, WriteBatching::None);
             assert_eq!(cassandra.request_timeout(), Duration::from_secs(5));
             assert_eq!(Settings::default().store.backend, StoreBackend::Sqlite);
             Ok(())

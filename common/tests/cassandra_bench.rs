@@ -8,17 +8,18 @@
 //!
 //! - `claims_with_and_without_lwt`: 10,000 inserts of a message, plain (what the claim writes)
 //!   and `IF NOT EXISTS` (a lightweight transaction, what version 1 of the schema wrote), both
-//!   with `concurrency` requests in flight, and `claim_messages` (a read, the insert and the
-//!   derived rows) in batches of 1,000.
-//! - `status_writes_batched_and_concurrent`: 10,000 `sent` changes through `apply_status` in
-//!   batches of 1,000, with the derived rows in single-partition batches and one request each;
-//!   and a status row written plainly versus by a lightweight transaction.
+//!   with `concurrency` requests in flight, `claim_messages` (blind inserts and the derived rows)
+//!   in batches of 1,000, and `claims` (the read a filter's positive costs).
+//! - `status_writes_batched_and_concurrent`: 10,000 `sent` changes held by the dispatcher
+//!   through `apply_status` in batches of 1,000, in replica batches and one request each; and a
+//!   status row written plainly versus by a lightweight transaction.
 
 use std::time::{Duration, Instant};
 
-use common::config::{CassandraSettings, DerivedWrites};
+use common::config::{CassandraSettings, WriteBatching};
+use common::log::RecordPosition;
 use common::store::cassandra::CassandraStore;
-use common::store::{NewMessage, StatusUpdate, Store};
+use common::store::{Held, NewMessage, StatusUpdate, Store};
 use common::{CampaignId, Channel, MessageId, MessageStatus, Priority, TenantId};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use scylla::client::session::Session;
@@ -29,7 +30,7 @@ const MESSAGES: usize = 10_000;
 const BATCH: usize = 1_000;
 const CONCURRENCY: usize = 256;
 
-fn settings(derived_writes: DerivedWrites) -> Option<CassandraSettings> {
+fn settings(batching: WriteBatching) -> Option<CassandraSettings> {
     let Ok(contact) = std::env::var("ENGAGENINJA_CASSANDRA_CONTACT") else {
         eprintln!("skipping: ENGAGENINJA_CASSANDRA_CONTACT is not set");
         return None;
@@ -40,7 +41,8 @@ fn settings(derived_writes: DerivedWrites) -> Option<CassandraSettings> {
         replication_factor: 1,
         request_timeout_ms: 30_000,
         concurrency: CONCURRENCY,
-        derived_writes,
+        batching,
+        batch_rows: 100,
     })
 }
 
@@ -66,6 +68,10 @@ fn messages(prefix: &str, tenants: usize) -> Vec<NewMessage> {
             priority: Priority::Marketing,
             segments: 1,
             accepted_at: now,
+            position: RecordPosition {
+                partition: 0,
+                offset: i as u64,
+            },
         })
         .collect()
 }
@@ -117,7 +123,7 @@ async fn raw_inserts(session: &Session, statement: &str, prefix: &str) -> Durati
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a benchmark against a running Cassandra; prints numbers"]
 async fn claims_with_and_without_lwt() {
-    let Some(settings) = settings(DerivedWrites::PartitionBatches) else {
+    let Some(settings) = settings(WriteBatching::ReplicaBatches) else {
         return;
     };
     let store = CassandraStore::open(&settings).await.unwrap();
@@ -137,16 +143,20 @@ async fn claims_with_and_without_lwt() {
         store.claim_messages(chunk).await.unwrap();
     }
     report(
-        "claim_messages (read + insert + derived rows), batches of 1000",
+        "claim_messages (blind insert + derived rows), batches of 1000",
         MESSAGES,
         started.elapsed(),
     );
+    let ids: Vec<(TenantId, MessageId)> = batch
+        .iter()
+        .map(|message| (message.tenant_id.clone(), message.message_id.clone()))
+        .collect();
     let started = Instant::now();
-    for chunk in batch.chunks(BATCH) {
-        store.claim_messages(chunk).await.unwrap();
+    for chunk in ids.chunks(BATCH) {
+        store.claims(chunk).await.unwrap();
     }
     report(
-        "claim_messages of claimed messages (redelivery)",
+        "claims read back (what a filter's positive costs), batches of 1000",
         MESSAGES,
         started.elapsed(),
     );
@@ -156,7 +166,7 @@ async fn claims_with_and_without_lwt() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a benchmark against a running Cassandra; prints numbers"]
 async fn status_writes_batched_and_concurrent() {
-    for mode in [DerivedWrites::PartitionBatches, DerivedWrites::Concurrent] {
+    for mode in [WriteBatching::ReplicaBatches, WriteBatching::None] {
         let Some(settings) = settings(mode) else { return };
         let store = CassandraStore::open(&settings).await.unwrap();
         let batch = messages("status", 10);
@@ -174,6 +184,10 @@ async fn status_writes_batched_and_concurrent() {
                 at: now,
                 reason: None,
                 provider_message_id: Some(format!("SM{i:032}")),
+                held: Some(Held {
+                    accepted_at: m.accepted_at,
+                    campaign_id: m.campaign_id.clone(),
+                }),
             })
             .collect();
         let started = Instant::now();
@@ -182,7 +196,7 @@ async fn status_writes_batched_and_concurrent() {
             assert!(applied.iter().all(|a| *a));
         }
         report(
-            &format!("apply_status sent (read + insert + derived rows as {mode:?}), batches of 1000"),
+            &format!("apply_status sent held (blind insert + derived rows, {mode:?}), batches of 1000"),
             MESSAGES,
             started.elapsed(),
         );
@@ -190,7 +204,7 @@ async fn status_writes_batched_and_concurrent() {
     }
 
     // A status row alone: a plain INSERT against a lightweight transaction.
-    let Some(settings) = settings(DerivedWrites::PartitionBatches) else {
+    let Some(settings) = settings(WriteBatching::ReplicaBatches) else {
         return;
     };
     let store = CassandraStore::open(&settings).await.unwrap();

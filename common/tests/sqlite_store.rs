@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use common::store::sqlite::{SCHEMA_VERSION, SqliteStore};
-use common::store::{Claim, NewMessage, StatusUpdate, Store, StoreError};
+use common::store::{NewMessage, StatusUpdate, Store, StoreError};
 use common::{CampaignId, Channel, MessageStatus, Priority};
 
 mod store_support;
@@ -70,7 +70,7 @@ async fn reopen_keeps_the_data_and_does_not_reapply_migrations() {
         store.create_tenant(&tenant("acme", false, T0)).await.unwrap();
         assert_eq!(
             store.claim_messages(&[new_message("acme", "m1", T0)]).await.unwrap(),
-            vec![Claim::New]
+            vec![true]
         );
         let applied = store
             .apply_status(&[update("acme", "m1", MessageStatus::Sent, T0 + 1, Some("SM1"))])
@@ -92,9 +92,17 @@ async fn reopen_keeps_the_data_and_does_not_reapply_migrations() {
     assert_eq!(message.status, MessageStatus::Sent);
     assert_eq!(message.history.len(), 2);
     assert_eq!(store.usage(&tid("acme"), Channel::Sms, "2026-01").await.unwrap(), 5);
+    // The unique key is the final guard: a second claim of the id (another record) is refused
+    // and the first one stands.
+    let again = NewMessage {
+        position: position(1, 99),
+        ..new_message("acme", "m1", T0 + 5)
+    };
+    assert_eq!(store.claim_messages(&[again]).await.unwrap(), vec![false]);
+    let claim = store.claims(&[(tid("acme"), mid("m1"))]).await.unwrap()[0].unwrap();
     assert_eq!(
-        store.claim_messages(&[new_message("acme", "m1", T0)]).await.unwrap(),
-        vec![Claim::Existing(MessageStatus::Sent)]
+        (claim.position, claim.status, claim.accepted_at),
+        (Some(position(0, 0)), MessageStatus::Sent, at(T0))
     );
     // And a third open, on a database that is already current.
     drop(store);
@@ -188,7 +196,6 @@ async fn deleting_a_tenant_removes_everything_it_owns_and_nothing_else() {
         ("suppressions", "tenant_id"),
         ("messages", "tenant_id"),
         ("message_status_history", "tenant_id"),
-        ("provider_message_ids", "tenant_id"),
         ("audit_log", "tenant_id"),
     ];
     for (table, column) in tables {
@@ -216,7 +223,6 @@ async fn deleting_a_tenant_removes_everything_it_owns_and_nothing_else() {
     assert_eq!(store.tenant(&acme).await.unwrap(), None);
     assert_eq!(store.api_key_by_hash("hash-acme").await.unwrap(), None);
     assert_eq!(store.message(&acme, &mid("m1")).await.unwrap(), None);
-    assert_eq!(store.message_by_provider_id("SM-acme").await.unwrap(), None);
     assert_eq!(store.usage(&acme, Channel::Sms, "2026-01").await.unwrap(), 0);
 
     // The other tenant is intact, and the freed number can be taken.
@@ -227,10 +233,6 @@ async fn deleting_a_tenant_removes_everything_it_owns_and_nothing_else() {
     assert_eq!(
         store.message(&other, &mid("m1")).await.unwrap().unwrap().history.len(),
         2
-    );
-    assert_eq!(
-        store.message_by_provider_id("SM-other").await.unwrap(),
-        Some((other.clone(), mid("m1")))
     );
     assert_eq!(store.audit(&other, 10).await.unwrap().len(), 1);
     store
@@ -529,17 +531,18 @@ async fn a_version_2_database_migrates_and_reads_back_the_same() {
     // The history reads the same through the version 2 table name, now a view.
     assert_eq!(history_rows(&path), v2_history);
 
-    // Provider ids, old ones included, still lead to their message.
+    // The provider-id index is gone (version 8); the message rows keep their provider ids.
+    assert_eq!(count_rows(&path, "sqlite_master", "name", "provider_message_ids"), 0);
     for (provider_id, tenant, id) in [
         ("SM1", "acme", "m1"),
-        ("SM1-old", "acme", "m1"),
         ("SM3", "acme", "m3"),
         ("SM-other", "other", "m1"),
     ] {
+        let record = store.message(&tid(tenant), &mid(id)).await.unwrap().unwrap();
         assert_eq!(
-            store.message_by_provider_id(provider_id).await.unwrap(),
-            Some((tid(tenant), mid(id))),
-            "{provider_id}"
+            record.provider_message_id.as_deref(),
+            Some(provider_id),
+            "{tenant}/{id}"
         );
     }
     // The reconciliation index was rebuilt.
@@ -550,7 +553,8 @@ async fn a_version_2_database_migrates_and_reads_back_the_same() {
         ("other", "m1")
     );
 
-    // And the migrated messages go on: claims see them, changes follow the rule and extend
+    // And the migrated messages go on: a second claim of theirs is refused, their claims read
+    // back without a record (made before records were kept), changes follow the rule and extend
     // their history, new messages are claimed next to them.
     assert_eq!(
         store
@@ -561,10 +565,20 @@ async fn a_version_2_database_migrates_and_reads_back_the_same() {
             ])
             .await
             .unwrap(),
-        vec![
-            Claim::Existing(MessageStatus::Delivered),
-            Claim::New,
-            Claim::Existing(MessageStatus::Failed)
+        vec![false, true, false]
+    );
+    let claims: Vec<_> = store
+        .claims(&[(tid("acme"), mid("m1")), (tid("acme"), mid("m3"))])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|claim| claim.map(|claim| (claim.position, claim.status)))
+        .collect();
+    assert_eq!(
+        claims,
+        [
+            Some((None, MessageStatus::Delivered)),
+            Some((None, MessageStatus::Failed))
         ]
     );
     let applied = store
@@ -589,10 +603,7 @@ async fn a_version_2_database_migrates_and_reads_back_the_same() {
     assert_eq!(m4.history, vec![change(MessageStatus::Sent, T0 + 61, None)]);
     let m1 = store.message(&tid("acme"), &mid("m1")).await.unwrap().unwrap();
     assert_eq!(m1.history.len(), 4);
-    assert_eq!(
-        store.message_by_provider_id("SM2").await.unwrap(),
-        Some((tid("acme"), mid("m2")))
-    );
+    assert_eq!(m2.provider_message_id.as_deref(), Some("SM2"));
 
     // Reopening does not migrate again.
     drop(store);

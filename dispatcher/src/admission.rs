@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use common::config::PacingSettings;
 use common::credentials::{FROM_ADDRESS, setting};
+use common::log::{Partition, partition_for};
 use common::readiness::{self, NotReady, Ready, serves};
 use common::store::{
     Brand, NumberStatus, ProviderKind, SenderNumber, Store, StoreError, Tenant, TenantStatus, period_of,
@@ -540,6 +541,16 @@ impl QuotaBook {
             .count()
     }
 
+    /// Forgets the counts of tenants living on `partitions` (of `count`), so that they are read
+    /// again from the store: called when the partitions are assigned, since whoever owned them
+    /// meanwhile has spent from the same quotas.
+    pub fn forget_partitions(&self, partitions: &[Partition], count: u32) {
+        self.used
+            .lock()
+            .expect("quota book")
+            .retain(|(tenant, _, _), _| !partitions.contains(&partition_for(tenant.as_str().as_bytes(), count)));
+    }
+
     /// Writes the reservations and releases made since the last flush to the store.
     pub async fn flush(&self, store: &dyn Store) -> Result<(), StoreError> {
         let deltas: Vec<_> = self
@@ -604,5 +615,23 @@ mod tests {
             },
         );
         assert_eq!(book.near_limit(&month), 1, "a released a segment: 89 of 100");
+
+        let partition_of_a = partition_for(b"a", 8);
+        book.forget_partitions(&[partition_of_a], 8);
+        let remembered: Vec<String> = book
+            .used
+            .lock()
+            .unwrap()
+            .keys()
+            .map(|(tenant, _, _)| tenant.to_string())
+            .collect();
+        assert!(!remembered.contains(&"a".to_owned()), "a is read again: {remembered:?}");
+        for other in ["b", "c"] {
+            assert_eq!(
+                remembered.contains(&other.to_owned()),
+                partition_for(other.as_bytes(), 8) != partition_of_a,
+                "{other}"
+            );
+        }
     }
 }

@@ -66,6 +66,8 @@ pub struct Admitted {
     pub quota: Option<QuotaHold>,
     /// When it was admitted.
     pub admitted_at: Instant,
+    /// When its claim accepted it (the stored `accepted_at`, which its outcome is written with).
+    pub accepted_at: OffsetDateTime,
 }
 
 /// Quota reserved for one message.
@@ -96,6 +98,8 @@ pub struct Finished {
     pub provider_message_id: Option<String>,
     /// Quota to give back because it was never sent.
     pub release: Option<QuotaHold>,
+    /// When its claim accepted it.
+    pub accepted_at: OffsetDateTime,
 }
 
 /// What the engine tells the recorder, in order.
@@ -136,6 +140,7 @@ struct Meta {
     /// The sender's rate, resolved once from the pool.
     rate: Option<Rate>,
     admitted_at: Instant,
+    accepted_at: OffsetDateTime,
     /// Sends so far that failed transiently.
     attempts: u32,
     /// Pacing cells already taken for the next send.
@@ -481,6 +486,7 @@ impl Engine {
                 sender_key: sender,
                 rate,
                 admitted_at: admitted.admitted_at,
+                accepted_at: admitted.accepted_at,
                 attempts: 0,
                 cells: 0,
                 epoch: self.epoch,
@@ -956,6 +962,7 @@ impl Engine {
             reason,
             provider_message_id,
             release: if release { meta.quota } else { None },
+            accepted_at: meta.accepted_at,
         }));
     }
 

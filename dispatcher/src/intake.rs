@@ -35,10 +35,12 @@ use std::time::Duration;
 
 use common::config::DispatcherSettings;
 use common::envelope::Content;
-use common::log::{ConsumerEvent, LogConsumer, LogError, MessageLog, OutgoingRecord, Partition, Record, Topic};
+use common::log::{
+    ConsumerEvent, LogConsumer, LogError, MessageLog, Offset, OutgoingRecord, Partition, Record, RecordPosition, Topic,
+};
 use common::segments::count_segments;
-use common::store::{Claim, NewMessage, StatusUpdate, Store, StoreError, Suppression, SuppressionReason};
-use common::{Channel, Envelope, EnvelopeError, MessageStatus};
+use common::store::{Held, NewMessage, StatusUpdate, Store, StoreError, Suppression, SuppressionReason};
+use common::{Channel, Envelope, EnvelopeError};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -46,6 +48,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::admission::{Directory, Providers, QuotaBook};
+use crate::claims::{Candidate, ClaimBook, Verdict};
 use crate::engine::{Admitted, Engine, Finished, Handover, Report};
 use crate::offsets::OffsetTracker;
 use crate::status::{StatusWriter, StatusWriterStopped};
@@ -149,6 +152,7 @@ impl Dispatcher {
             engine: admitted_tx,
             handovers: handovers_tx,
             quota: Arc::clone(&quota),
+            claims: ClaimBook::new(self.settings.claims.clone()),
             settings: self.settings.clone(),
             paused: HashSet::new(),
             held: HashMap::new(),
@@ -179,6 +183,8 @@ struct Intake {
     engine: mpsc::Sender<Admitted>,
     handovers: mpsc::UnboundedSender<Handover>,
     quota: Arc<QuotaBook>,
+    /// What was claimed on each assigned partition.
+    claims: ClaimBook,
     settings: DispatcherSettings,
     /// Partitions paused by backpressure.
     paused: HashSet<Partition>,
@@ -196,7 +202,12 @@ impl Intake {
                 event = consumer.poll(self.settings.poll_batch, self.settings.poll_wait()) => event?,
             };
             match event {
-                ConsumerEvent::Assigned(partitions) => self.hold(consumer, partitions),
+                ConsumerEvent::Assigned(partitions) => {
+                    if !self.assign(&partitions).await {
+                        return Ok(()); // stopping
+                    }
+                    self.hold(consumer, partitions);
+                }
                 ConsumerEvent::Revoked(partitions) => self.hand_over(consumer, partitions).await?,
                 ConsumerEvent::Records(records) => self.take(records).await?,
             }
@@ -207,6 +218,26 @@ impl Intake {
             self.release_holds(consumer);
             self.apply_backpressure(consumer);
         }
+    }
+
+    /// Takes newly assigned partitions on: their claim filters are rebuilt from the journal and
+    /// their tenants' quota counts read again (a previous owner spent from them). `false` when
+    /// the dispatcher stops while the store is unavailable.
+    async fn assign(&mut self, partitions: &[Partition]) -> bool {
+        if let Err(err) = self.quota.flush(self.store.as_ref()).await {
+            tracing::warn!(error = %err, "could not write quota changes before an assignment; retried at the next flush");
+        }
+        self.quota
+            .forget_partitions(partitions, self.log.partitions(Topic::Messages));
+        for &partition in partitions {
+            let mut backoff = RETRY_FIRST;
+            while let Err(err) = self.claims.assign(self.store.as_ref(), partition).await {
+                if !back_off(&mut backoff, "load_claims", &err, &self.cancel).await {
+                    return false;
+                }
+            }
+        }
+        true
     }
 
     /// Keeps newly assigned partitions paused for `assignment_hold_ms`.
@@ -258,6 +289,7 @@ impl Intake {
         handed_over.await.map_err(|_| DispatchError::EngineStopped)?;
         self.commit(consumer).await?;
         self.tracker.lock().expect("offset tracker").forget(&partitions);
+        self.claims.revoke(&partitions);
         for partition in &partitions {
             self.paused.remove(partition);
             self.held.remove(partition);
@@ -344,30 +376,25 @@ impl Intake {
         }
 
         let now = OffsetDateTime::now_utc();
-        let claims: Vec<NewMessage> = parsed.iter().map(|(_, envelope)| new_message(envelope, now)).collect();
-        let mut backoff = RETRY_FIRST;
-        let claims = loop {
-            match self.store.claim_messages(&claims).await {
-                Ok(claims) => break claims,
-                Err(err) if back_off(&mut backoff, "claim_messages", &err, &self.cancel).await => {}
-                Err(_) => return Ok(()),
-            }
+        let Some(verdicts) = self.claim(&parsed, now).await else {
+            return Ok(()); // stopping: the batch stays uncommitted
         };
         let mut positions = Vec::with_capacity(parsed.len());
         let mut envelopes = Vec::with_capacity(parsed.len());
-        let mut taken = HashSet::with_capacity(parsed.len());
-        for ((position, envelope), claim) in parsed.into_iter().zip(claims) {
-            // A message still `queued` was claimed by a run that stopped before its outcome was
-            // durable: it is dispatched again, once, even if the batch holds it twice.
-            let unfinished = matches!(claim, Claim::New | Claim::Existing(MessageStatus::Queued));
-            if unfinished && taken.insert((envelope.tenant_id.clone(), envelope.message_id.clone())) {
-                positions.push(position);
-                envelopes.push(envelope);
-            } else {
-                tracing::debug!(message_id = %envelope.message_id, ?claim, "redelivered message skipped");
-                metrics::counter!("dispatcher_duplicates_total").increment(1);
-                done.push(position);
+        let mut accepted = Vec::with_capacity(parsed.len());
+        for ((position, envelope), verdict) in parsed.into_iter().zip(verdicts) {
+            match verdict {
+                Verdict::New => accepted.push(now),
+                Verdict::Unfinished { accepted_at } => accepted.push(accepted_at),
+                Verdict::Skip { duplicate } => {
+                    tracing::debug!(tenant = %envelope.tenant_id, message_id = %envelope.message_id, duplicate, "record skipped: its message id is already claimed");
+                    metrics::counter!("dispatcher_duplicates_total").increment(1);
+                    done.push(position);
+                    continue;
+                }
             }
+            positions.push(position);
+            envelopes.push(envelope);
         }
 
         let mut backoff = RETRY_FIRST;
@@ -380,7 +407,9 @@ impl Intake {
         };
         let mut refusals = Vec::new();
         let admitted_at = Instant::now();
-        for (((partition, offset), envelope), decision) in positions.into_iter().zip(envelopes).zip(decisions) {
+        for ((((partition, offset), envelope), decision), accepted_at) in
+            positions.into_iter().zip(envelopes).zip(decisions).zip(accepted)
+        {
             match decision {
                 Ok((route, quota)) => {
                     let segments = segments_of(&envelope);
@@ -392,6 +421,7 @@ impl Intake {
                         route,
                         quota,
                         admitted_at,
+                        accepted_at,
                     };
                     if self.engine.send(admitted).await.is_err() {
                         tracing::warn!("engine stopped; leaving the rest of the batch to a later run");
@@ -401,6 +431,10 @@ impl Intake {
                 Err(refusal) => {
                     metrics::counter!("dispatcher_refusals_total", "reason" => refusal.code()).increment(1);
                     refusals.push(StatusUpdate {
+                        held: Some(Held {
+                            accepted_at,
+                            campaign_id: envelope.campaign_id.clone(),
+                        }),
                         tenant_id: envelope.tenant_id,
                         message_id: envelope.message_id,
                         status: refusal.status(),
@@ -418,6 +452,75 @@ impl Intake {
             tracker.finish(partition, offset);
         }
         Ok(())
+    }
+}
+
+impl Intake {
+    /// Sorts parsed records into new messages, unfinished ones read again and records to skip,
+    /// journals and claims the new ones (a claim the store refuses is a duplicate): one verdict
+    /// per record. `None` when the dispatcher stops while the store is unavailable.
+    async fn claim(&mut self, parsed: &[((Partition, Offset), Envelope)], now: OffsetDateTime) -> Option<Vec<Verdict>> {
+        let candidates: Vec<Candidate<'_>> = parsed
+            .iter()
+            .map(|((partition, offset), envelope)| Candidate {
+                position: RecordPosition {
+                    partition: *partition,
+                    offset: *offset,
+                },
+                tenant_id: &envelope.tenant_id,
+                message_id: &envelope.message_id,
+            })
+            .collect();
+        let store = self.store.as_ref();
+        let mut backoff = RETRY_FIRST;
+        let mut verdicts = loop {
+            match self.claims.sort(store, &candidates).await {
+                Ok(verdicts) => break verdicts,
+                Err(err) if back_off(&mut backoff, "sort_claims", &err, &self.cancel).await => {}
+                Err(_) => return None,
+            }
+        };
+        let new: Vec<usize> = (0..verdicts.len())
+            .filter(|&index| verdicts[index] == Verdict::New)
+            .collect();
+        if new.is_empty() {
+            return Some(verdicts);
+        }
+        let new_candidates: Vec<Candidate<'_>> = new.iter().map(|&index| candidates[index]).collect();
+        let mut backoff = RETRY_FIRST;
+        while let Err(err) = self.claims.remember(store, &new_candidates).await {
+            if !back_off(&mut backoff, "journal_claims", &err, &self.cancel).await {
+                return None;
+            }
+        }
+        let messages: Vec<NewMessage> = new
+            .iter()
+            .map(|&index| {
+                let ((partition, offset), envelope) = &parsed[index];
+                new_message(
+                    envelope,
+                    RecordPosition {
+                        partition: *partition,
+                        offset: *offset,
+                    },
+                    now,
+                )
+            })
+            .collect();
+        let mut backoff = RETRY_FIRST;
+        let written = loop {
+            match store.claim_messages(&messages).await {
+                Ok(written) => break written,
+                Err(err) if back_off(&mut backoff, "claim_messages", &err, &self.cancel).await => {}
+                Err(_) => return None,
+            }
+        };
+        for (index, written) in new.into_iter().zip(written) {
+            if !written {
+                verdicts[index] = Verdict::Skip { duplicate: true };
+            }
+        }
+        Some(verdicts)
     }
 }
 
@@ -502,6 +605,10 @@ async fn record_batch(
             at: now,
             reason: finished.reason.clone(),
             provider_message_id: finished.provider_message_id.clone(),
+            held: Some(Held {
+                accepted_at: finished.accepted_at,
+                campaign_id: finished.envelope.campaign_id.clone(),
+            }),
         })
         .collect();
     if status.apply(updates).await.is_err() {
@@ -547,7 +654,7 @@ pub fn segments_of(envelope: &Envelope) -> u32 {
     }
 }
 
-fn new_message(envelope: &Envelope, now: OffsetDateTime) -> NewMessage {
+fn new_message(envelope: &Envelope, position: RecordPosition, now: OffsetDateTime) -> NewMessage {
     NewMessage {
         tenant_id: envelope.tenant_id.clone(),
         message_id: envelope.message_id.clone(),
@@ -557,6 +664,7 @@ fn new_message(envelope: &Envelope, now: OffsetDateTime) -> NewMessage {
         priority: envelope.priority,
         segments: segments_of(envelope),
         accepted_at: now,
+        position,
     }
 }
 

@@ -4,6 +4,7 @@
 //! all-in-one process.
 
 pub mod admission;
+pub mod claims;
 pub mod engine;
 pub mod intake;
 pub mod metrics;

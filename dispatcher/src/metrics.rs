@@ -31,7 +31,12 @@ pub fn describe() {
     describe_counter!(
         "dispatcher_duplicates_total",
         Unit::Count,
-        "redelivered records skipped because their message was already dispatched"
+        "records skipped because their message id was already claimed: another record's duplicate, or a record read again whose message is past queued"
+    );
+    describe_counter!(
+        "dispatcher_claim_reads_total",
+        Unit::Count,
+        "stored claims read because a claim filter may have seen the id (duplicates and false positives; a new id costs none)"
     );
     describe_counter!(
         "dispatcher_refusals_total",
@@ -138,11 +143,19 @@ pub fn describe() {
         "dispatcher_records_total",
         "dispatcher_dead_letters_total",
         "dispatcher_duplicates_total",
+        "dispatcher_claim_reads_total",
         "dispatcher_pacing_violations_total",
     ] {
         metrics::counter!(name).absolute(0);
     }
-    for operation in ["append_dead_letters", "claim_messages", "admit"] {
+    for operation in [
+        "append_dead_letters",
+        "load_claims",
+        "sort_claims",
+        "journal_claims",
+        "claim_messages",
+        "admit",
+    ] {
         metrics::counter!("dispatcher_backend_errors_total", "operation" => operation).absolute(0);
     }
     metrics::counter!("dispatcher_store_errors_total", "operation" => "apply_status").absolute(0);

@@ -88,6 +88,7 @@ pub async fn reconcile_once(
             at: OffsetDateTime::now_utc(),
             reason,
             provider_message_id: None,
+            held: None,
         });
     }
     let changed = updates

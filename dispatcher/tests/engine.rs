@@ -173,6 +173,7 @@ impl Running {
             route: Arc::clone(route),
             quota: None,
             admitted_at: Instant::now(),
+            accepted_at: time::OffsetDateTime::now_utc(),
         };
         self.admit.send(admitted).await.unwrap();
     }

@@ -96,6 +96,9 @@ on_both_backends!(
     a_crash_mid_stream_loses_nothing,
     reconciliation_settles_stuck_messages,
     a_recipient_the_provider_reports_unsubscribed_is_suppressed,
+    a_batch_resubmitted_while_its_first_copies_wait_is_sent_once,
+    duplicates_across_a_rebalance_are_sent_once,
+    a_callback_before_the_sent_record_is_kept,
 );
 
 /// Remembers what it was asked to send; refuses ids starting with `bad` for good, and answers
@@ -104,6 +107,9 @@ on_both_backends!(
 struct RecordingProvider {
     sent: Mutex<Vec<String>>,
     latency: Duration,
+    /// Where to apply a `delivered` callback for each message before answering the send, as
+    /// Twilio's callbacks can beat the dispatcher's own record of `sent`.
+    early_callbacks: std::sync::OnceLock<Arc<dyn Store>>,
 }
 
 #[async_trait]
@@ -119,6 +125,21 @@ impl Provider for RecordingProvider {
             .extend(batch.iter().map(|message| message.envelope.message_id.to_string()));
         if !self.latency.is_zero() {
             tokio::time::sleep(self.latency).await;
+        }
+        if let Some(store) = self.early_callbacks.get() {
+            let callbacks: Vec<StatusUpdate> = batch
+                .iter()
+                .map(|message| StatusUpdate {
+                    tenant_id: message.envelope.tenant_id.clone(),
+                    message_id: message.envelope.message_id.clone(),
+                    status: MessageStatus::Delivered,
+                    at: OffsetDateTime::now_utc(),
+                    reason: None,
+                    provider_message_id: Some(format!("rec-{}", message.envelope.message_id)),
+                    held: None,
+                })
+                .collect();
+            store.apply_status(&callbacks).await.unwrap();
         }
         batch
             .iter()
@@ -357,6 +378,215 @@ async fn admission_dead_letters_and_redelivery(backends: Backends) {
     .unwrap();
     harness.dispatch_until(1).await;
     assert_eq!(*harness.provider.sent.lock().unwrap(), ["ok-1", "ok-2"]);
+}
+
+/// How many times the provider was called for each id.
+fn calls_per_id(provider: &RecordingProvider) -> std::collections::BTreeMap<String, usize> {
+    let mut calls = std::collections::BTreeMap::new();
+    for id in provider.sent.lock().unwrap().iter() {
+        *calls.entry(id.clone()).or_default() += 1;
+    }
+    calls
+}
+
+/// Waits until `tenant`/`id` is stored as `sent` (generous: the machine may be busy).
+async fn wait_until_sent(store: &dyn Store, tenant: &str, id: &str) {
+    let (tenant, id) = (TenantId::parse(tenant).unwrap(), MessageId::parse(id).unwrap());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let record = store.message(&tenant, &id).await.unwrap();
+        if record.as_ref().map(|record| record.status) == Some(MessageStatus::Sent) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{tenant}/{id} never sent: {record:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A client retries a batch (the same ids) while its first copies still wait for their sender,
+/// and once more while one is in flight: each id reaches the provider once. A record after the
+/// copies, for the same sender, is sent only after everything queued before it, so once it is
+/// sent every copy has been read and sorted.
+async fn a_batch_resubmitted_while_its_first_copies_wait_is_sent_once(backends: Backends) {
+    let dir = tempfile::tempdir().unwrap();
+    let provider = RecordingProvider {
+        latency: Duration::from_millis(50),
+        ..RecordingProvider::default()
+    };
+    let Some(mut harness) = harness(backends, dir.path(), provider).await else {
+        return;
+    };
+    // One demo sender at 5 messages a second: the batch waits in its queue for seconds.
+    harness.settings.pacing.demo = 5.0;
+    harness
+        .store
+        .create_tenant(&tenant("acme", true, TenantStatus::Active))
+        .await
+        .unwrap();
+    let batch = |prefix: &str| -> Vec<OutgoingRecord> {
+        (0..15)
+            .map(|n| envelope("acme", &format!("{prefix}-{n}"), "+12125550100", json!({})))
+            .collect()
+    };
+    harness.log.append(Topic::Messages, batch("dup")).await.unwrap();
+    let (running, cancel) = harness.start();
+    wait_until_sent(harness.store.as_ref(), "acme", "dup-0").await;
+    // Resubmitted while most wait for the sender, again in one record each, then a new one.
+    harness.log.append(Topic::Messages, batch("dup")).await.unwrap();
+    for record in batch("dup").into_iter().rev() {
+        harness.log.append(Topic::Messages, vec![record]).await.unwrap();
+    }
+    harness
+        .log
+        .append(
+            Topic::Messages,
+            vec![envelope("acme", "after", "+12125550100", json!({}))],
+        )
+        .await
+        .unwrap();
+    wait_until_sent(harness.store.as_ref(), "acme", "after").await;
+    cancel.cancel();
+    running.await.unwrap().unwrap();
+
+    let calls = calls_per_id(&harness.provider);
+    let mut expected: std::collections::BTreeMap<String, usize> = (0..15).map(|n| (format!("dup-{n}"), 1)).collect();
+    expected.insert("after".to_owned(), 1);
+    assert_eq!(calls, expected, "one provider call per id");
+    for n in 0..15 {
+        let record = harness
+            .store
+            .message(
+                &TenantId::parse("acme").unwrap(),
+                &MessageId::parse(format!("dup-{n}")).unwrap(),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        let statuses: Vec<MessageStatus> = record.history.iter().map(|change| change.status).collect();
+        assert_eq!(
+            statuses,
+            [MessageStatus::Queued, MessageStatus::Sent],
+            "dup-{n}: history untouched"
+        );
+    }
+}
+
+/// Two dispatchers in one consumer group (Kafka only: the embedded log has one consumer per
+/// group): the first holds a slow sender's batch, the second joins (a rebalance hands the
+/// partitions over), and the batch is produced again and again around the handover. Each id
+/// reaches the provider once.
+async fn duplicates_across_a_rebalance_are_sent_once(backends: Backends) {
+    if let Backends::Embedded = backends {
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipping the embedded run: the embedded log has one consumer per group, so no rebalance"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut harness) = harness(backends, dir.path(), RecordingProvider::default()).await else {
+        return;
+    };
+    harness.settings.pacing.demo = 10.0;
+    harness.settings.assignment_hold_ms = 200;
+    let tenants = ["acme", "globex", "initech", "umbrella"];
+    for name in tenants {
+        harness
+            .store
+            .create_tenant(&tenant(name, true, TenantStatus::Active))
+            .await
+            .unwrap();
+    }
+    let batch = |round: usize| -> Vec<OutgoingRecord> {
+        let mut records = Vec::new();
+        for name in tenants {
+            records.extend((0..20).map(|n| envelope(name, &format!("r-{n}"), "+12125550100", json!({}))));
+        }
+        if round > 0 {
+            records.extend(tenants.map(|name| envelope(name, &format!("last-{round}"), "+12125550100", json!({}))));
+        }
+        records
+    };
+    harness.log.append(Topic::Messages, batch(0)).await.unwrap();
+    let (first, stop_first) = harness.start();
+    wait_until_sent(harness.store.as_ref(), "acme", "r-0").await;
+    harness.log.append(Topic::Messages, batch(1)).await.unwrap();
+    let (second, stop_second) = harness.start();
+    harness.log.append(Topic::Messages, batch(2)).await.unwrap();
+    for name in tenants {
+        wait_until_sent(harness.store.as_ref(), name, "last-2").await;
+    }
+    // The first one leaves: everything moves to the second; the batch comes once more.
+    stop_first.cancel();
+    first.await.unwrap().unwrap();
+    harness.log.append(Topic::Messages, batch(3)).await.unwrap();
+    for name in tenants {
+        wait_until_sent(harness.store.as_ref(), name, "last-3").await;
+    }
+    stop_second.cancel();
+    second.await.unwrap().unwrap();
+
+    let calls = calls_per_id(&harness.provider);
+    // The provider sees bare message ids; four tenants use the same ones.
+    let over: Vec<_> = calls.iter().filter(|(_, count)| **count != tenants.len()).collect();
+    assert!(over.is_empty(), "ids not sent once per tenant: {over:?}");
+    assert_eq!(calls.len(), 20 + 3, "r-0..r-19 and last-1..last-3");
+}
+
+/// The provider's `delivered` callback is applied before its answer to the send reaches the
+/// dispatcher, which then records `sent` (without reading the message): every message ends
+/// `delivered`, with the provider's id, and its history has each status once.
+async fn a_callback_before_the_sent_record_is_kept(backends: Backends) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(harness) = harness(backends, dir.path(), RecordingProvider::default()).await else {
+        return;
+    };
+    assert!(harness.provider.early_callbacks.set(Arc::clone(&harness.store)).is_ok());
+    harness
+        .store
+        .create_tenant(&tenant("acme", true, TenantStatus::Active))
+        .await
+        .unwrap();
+    let records: Vec<OutgoingRecord> = (0..50)
+        .map(|n| envelope("acme", &format!("early-{n}"), "+12125550100", json!({})))
+        .collect();
+    harness.log.append(Topic::Messages, records).await.unwrap();
+    let (running, cancel) = harness.start();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while harness.provider.sent.lock().unwrap().len() < 50 {
+        assert!(tokio::time::Instant::now() < deadline, "not every message was sent");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A stop records the outcome of every send before it returns.
+    cancel.cancel();
+    running.await.unwrap().unwrap();
+    for n in 0..50 {
+        let record = harness
+            .store
+            .message(
+                &TenantId::parse("acme").unwrap(),
+                &MessageId::parse(format!("early-{n}")).unwrap(),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            record.status,
+            MessageStatus::Delivered,
+            "early-{n}: {:?}",
+            record.history
+        );
+        assert_eq!(record.provider_message_id, Some(format!("rec-early-{n}")));
+        let statuses: Vec<MessageStatus> = record.history.iter().map(|change| change.status).collect();
+        assert_eq!(statuses.first(), Some(&MessageStatus::Queued), "early-{n}");
+        assert_eq!(statuses.last(), Some(&MessageStatus::Delivered), "early-{n}");
+        let mut unique = statuses.clone();
+        unique.dedup();
+        assert_eq!(unique, statuses, "early-{n}: each status once");
+    }
 }
 
 /// A harness over fresh `backends` (the embedded ones in `dir`); `None` when they are not given.
@@ -648,6 +878,10 @@ async fn reconciliation_settles_stuck_messages(backends: Backends) {
         priority: common::Priority::Marketing,
         segments: 1,
         accepted_at: long_ago,
+        position: common::log::RecordPosition {
+            partition: 0,
+            offset: u64::from(id.as_bytes()[0]),
+        },
     };
     store
         .claim_messages(&[claim("quiet"), claim("lost"), claim("fresh")])
@@ -660,6 +894,7 @@ async fn reconciliation_settles_stuck_messages(backends: Backends) {
         at,
         reason: None,
         provider_message_id: provider_id.map(str::to_owned),
+        held: None,
     };
     let now = OffsetDateTime::now_utc();
     store

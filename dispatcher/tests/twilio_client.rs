@@ -232,7 +232,8 @@ async fn accepted_requests_are_form_encoded_with_basic_auth_over_one_kept_alive_
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(format!("{ACCOUNT_SID}:{AUTH_TOKEN}"))
     );
-    for request in &seen {
+    for (request, id) in seen.iter().zip(["m1", "m2"]) {
+        let callback = format!("{CALLBACK}?tenant=acme&message={id}");
         assert_eq!(request.method, Method::POST);
         assert_eq!(request.path, MESSAGES_PATH);
         assert_eq!(request.authorization.as_deref(), Some(expected_auth.as_str()));
@@ -244,7 +245,7 @@ async fn accepted_requests_are_form_encoded_with_basic_auth_over_one_kept_alive_
             ("To", "+14155550100"),
             ("From", "+14155550199"),
             ("Body", "ok"),
-            ("StatusCallback", CALLBACK),
+            ("StatusCallback", callback.as_str()),
         ]
         .into_iter()
         .map(|(name, value)| (name.to_owned(), value.to_owned()))

@@ -33,7 +33,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Run(args) => Box::pin(run::run(args)).await,
         Command::Http(args) => http::run(args).await,
-        Command::Scenario(args) => scenario::run(args).await,
+        Command::Scenario(args) => Box::pin(scenario::run(args)).await,
         Command::Simulate(args) => simulate::run(args).await,
     }
 }

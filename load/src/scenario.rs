@@ -6,7 +6,8 @@
 //! - `scaled`: the same on Kafka and Cassandra (`ENGAGENINJA_KAFKA_BOOTSTRAP`,
 //!   `ENGAGENINJA_CASSANDRA_CONTACT`).
 //! - `webhooks`: signed Twilio status callbacks over loopback HTTP to the all-in-one stack,
-//!   verified with the account's stored token, matched by provider id and applied durably.
+//!   verified with the account's stored token, matched to their message by the id their URL
+//!   names and applied durably.
 //! - `pacing`: the engine with 10,000 senders at 1 message/s: the share of the allowed rate it
 //!   uses, and any one-second window in which a sender went over.
 //! - `fairness`: the engine with one tenant's huge backlog saturating the provider: how long a
@@ -524,6 +525,7 @@ impl EngineRun {
             route: Arc::clone(route),
             quota: None,
             admitted_at: Instant::now(),
+            accepted_at: time::OffsetDateTime::now_utc(),
         };
         self.admit
             .send(admitted)
@@ -742,9 +744,9 @@ async fn memory(backlog: usize, seconds: u64) -> anyhow::Result<()> {
 
 /// Signed Twilio status callbacks (`sent` to `delivered`) over loopback HTTP to the all-in-one
 /// stack on the embedded log and store: each verified with the account's token from the store,
-/// matched by provider id and applied through the status writer before it is answered. The
-/// callbacks are signed before the clock starts; the HTTP client shares the process (and its
-/// CPU) with the stack.
+/// matched to its message by the id its URL names and applied through the status writer before
+/// it is answered. The callbacks are signed before the clock starts; the HTTP client shares the
+/// process (and its CPU) with the stack.
 async fn webhooks(callbacks: usize, concurrency: usize) -> anyhow::Result<()> {
     use common::signature::twilio::{SIGNATURE_HEADER, compute};
     use futures_util::stream::{self, StreamExt};
@@ -783,6 +785,10 @@ async fn webhooks(callbacks: usize, concurrency: usize) -> anyhow::Result<()> {
                         priority: common::Priority::Marketing,
                         segments: 1,
                         accepted_at: now,
+                        position: common::log::RecordPosition {
+                            partition: 0,
+                            offset: *n as u64,
+                        },
                     })
                 })
                 .collect::<anyhow::Result<_>>()?;
@@ -797,6 +803,10 @@ async fn webhooks(callbacks: usize, concurrency: usize) -> anyhow::Result<()> {
                     at: now,
                     reason: None,
                     provider_message_id: Some(sid(*n)),
+                    held: Some(common::store::Held {
+                        accepted_at: now,
+                        campaign_id: None,
+                    }),
                 })
                 .collect();
             store.apply_status(&sent).await?;
@@ -808,9 +818,11 @@ async fn webhooks(callbacks: usize, concurrency: usize) -> anyhow::Result<()> {
     let running = tokio::spawn(stack.run_until_stopped(async {
         let _ = stopped.await;
     }));
-    let url = format!("http://127.0.0.1:{port}/webhooks/twilio/status");
-    let requests: Vec<(String, String)> = (0..callbacks)
+    let base = format!("http://127.0.0.1:{port}/webhooks/twilio/status");
+    let requests: Vec<(String, String, String)> = (0..callbacks)
         .map(|n| {
+            // The URL names the message, as the dispatcher's StatusCallback does.
+            let url = common::twilio::status_callback_url(&base, &tenant, &MessageId::parse(format!("m{n}"))?);
             let params = vec![
                 ("AccountSid".to_owned(), DEFAULT_ACCOUNT_SID.to_owned()),
                 ("MessageSid".to_owned(), sid(n)),
@@ -822,15 +834,16 @@ async fn webhooks(callbacks: usize, concurrency: usize) -> anyhow::Result<()> {
             let body = form_urlencoded::Serializer::new(String::new())
                 .extend_pairs(&params)
                 .finish();
-            (body, compute(DEFAULT_AUTH_TOKEN, &url, &params))
+            let signature = compute(DEFAULT_AUTH_TOKEN, &url, &params);
+            Ok((url, body, signature))
         })
-        .collect();
+        .collect::<anyhow::Result<_>>()?;
     let client = reqwest::Client::new();
     progress(&format!("{callbacks} callbacks, {concurrency} in flight"));
     let cpu_before = cpu_seconds();
     let started = Instant::now();
-    let answers: Vec<anyhow::Result<Duration>> = stream::iter(requests.into_iter().map(|(body, signature)| {
-        let (client, url) = (client.clone(), url.clone());
+    let answers: Vec<anyhow::Result<Duration>> = stream::iter(requests.into_iter().map(|(url, body, signature)| {
+        let client = client.clone();
         async move {
             let sent = Instant::now();
             let response = client

@@ -12,7 +12,7 @@ use common::config::Settings;
 use common::credentials::{Keyring, generate_key};
 use common::signature::twilio::{SIGNATURE_HEADER, compute};
 use common::store::sqlite::SqliteStore;
-use common::store::{NumberStatus, SenderKind, SenderNumber};
+use common::store::{NumberStatus, SenderKind, SenderNumber, Store};
 use common::{Channel, TenantId};
 use dispatcher::stack::{Role, Stack, StackError};
 use load::fixtures::live_twilio_tenant;
@@ -110,15 +110,21 @@ impl Running {
         self.signed("/webhooks/twilio/inbound", &params, token).await
     }
 
-    /// Posts a status callback for `sid` signed with the simulator account's token.
-    async fn status_callback(&self, sid: &str, status: &str) -> u16 {
+    /// Posts a status callback for message `id` of `tenant` (named in the URL, as the
+    /// dispatcher's StatusCallback names it), Twilio's `sid`, signed with the simulator
+    /// account's token.
+    async fn status_callback(&self, tenant: &str, id: &str, sid: &str, status: &str) -> u16 {
         let params = [
             ("AccountSid", DEFAULT_ACCOUNT_SID),
             ("MessageSid", sid),
             ("MessageStatus", status),
         ];
-        self.signed("/webhooks/twilio/status", &params, DEFAULT_AUTH_TOKEN)
-            .await
+        let path = common::twilio::status_callback_url(
+            "/webhooks/twilio/status",
+            &TenantId::parse(tenant).unwrap(),
+            &common::MessageId::parse(id).unwrap(),
+        );
+        self.signed(&path, &params, DEFAULT_AUTH_TOKEN).await
     }
 
     /// Posts `params` to `path` as a Twilio webhook signed with `token`; answers the HTTP status.
@@ -237,8 +243,8 @@ async fn live_messages_reach_delivered_through_the_simulator_and_signed_callback
 
     // Late and repeated callbacks change nothing: a `sent` after `delivered`, a second
     // `delivered`.
-    assert_eq!(running.status_callback(sid, "sent").await, 204);
-    assert_eq!(running.status_callback(sid, "delivered").await, 204);
+    assert_eq!(running.status_callback("acme", &sms, sid, "sent").await, 204);
+    assert_eq!(running.status_callback("acme", &sms, sid, "delivered").await, 204);
     let unchanged = running.wait_for(&sms, "delivered").await;
     assert_eq!(unchanged["history"], delivered["history"], "{unchanged}");
 
@@ -300,6 +306,53 @@ async fn live_messages_reach_delivered_through_the_simulator_and_signed_callback
     simulator.shutdown().await.unwrap();
 }
 
+/// Twilio calls back as soon as it has the message, often before the dispatcher has recorded
+/// `sent`: here the simulator holds each create for two seconds and the callback comes while
+/// the message is still `queued` with no provider id. It names the message in its URL, so it
+/// applies, and the `sent` recorded afterwards does not move it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_that_beats_the_sent_record_is_applied() {
+    let simulator = Simulator::start(SimulatorConfig {
+        rate_per_sender: 10.0,
+        latency: Duration::from_secs(2),
+        ..SimulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(dir.path(), &simulator).await;
+    let sms = running
+        .send("early-1", "sms", SMS_FROM, json!({ "body": "Your code is 123456" }))
+        .await;
+    running.wait_for(&sms, "queued").await;
+    let sid = "SM0123456789abcdef0123456789abcdef";
+    assert_eq!(running.status_callback("acme", &sms, sid, "delivered").await, 204);
+    let early = running.wait_for(&sms, "delivered").await;
+    assert_eq!(statuses(&early), ["queued", "delivered"], "{early}");
+    // Once the create answers, the dispatcher records its outcome: still delivered.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while simulator.stats().accepted < 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the simulator never got the message"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    running.stop.send(()).unwrap();
+    running.stopped.await.unwrap().expect("clean stop");
+    let store = SqliteStore::open(&dir.path().join("engageninja.db")).await.unwrap();
+    let record = store
+        .message(
+            &TenantId::parse("acme").unwrap(),
+            &common::MessageId::parse("early-1").unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.status, common::MessageStatus::Delivered, "{:?}", record.history);
+    simulator.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_callbacks_with_a_bad_signature_are_refused() {
     let simulator = simulator().await;
@@ -339,9 +392,26 @@ async fn status_callbacks_with_a_bad_signature_are_refused() {
     .await
     .unwrap();
     assert_eq!(elsewhere.status(), 403);
-    // Valid, for a message nobody sent: accepted (so Twilio stops retrying) and ignored.
+    // Valid, without a message in the URL: accepted (so Twilio stops retrying) and ignored.
     let unknown = post(compute(DEFAULT_AUTH_TOKEN, &url, &params)).await.unwrap();
     assert_eq!(unknown.status(), 204);
+    // Valid, for a message of acme that does not exist: accepted, and nothing is created.
+    assert_eq!(
+        running
+            .status_callback("acme", "nobody-sent-it", "SM9", "delivered")
+            .await,
+        204
+    );
+    let missing = running
+        .http
+        .get(running.url("/v1/messages/nobody-sent-it"))
+        .bearer_auth(&running.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    // Signed with acme's account token but naming another tenant's message: refused.
+    assert_eq!(running.status_callback("globex", "m-1", "SM9", "delivered").await, 403);
     running.stop.send(()).unwrap();
     running.stopped.await.unwrap().expect("clean stop");
     simulator.shutdown().await.unwrap();

@@ -221,8 +221,10 @@ async fn a_bulk_send_partly_succeeds_and_each_entry_maps_on_its_own() {
         let event = event_of(&message);
         let kind = SesEventType::parse(event["eventType"].as_str().unwrap()).unwrap();
         let ses_id = event["mail"]["messageId"].as_str().unwrap();
-        let ours = &event["mail"]["tags"]["engageninja_message_id"][0];
-        assert_eq!(ours.as_str(), accepted.get(ses_id).map(String::as_str), "{event}");
+        let tags: std::collections::BTreeMap<String, Vec<String>> =
+            serde_json::from_value(event["mail"]["tags"].clone()).unwrap();
+        let ours = common::ses::tags::message_of_tags(&tags).map(|(_, id)| id.to_string());
+        assert_eq!(ours.as_deref(), accepted.get(ses_id).map(String::as_str), "{event}");
         if kind == SesEventType::Send {
             sends += 1;
         } else {
@@ -248,7 +250,8 @@ async fn limits_throttling_and_credentials_as_the_sdk_sees_them() {
             .map(|i| BulkEntry {
                 to: vec![format!("user{i}@example.com")],
                 template_data: "{}".into(),
-                message_id: format!("m{i}"),
+                tenant_id: common::TenantId::parse("acme").unwrap(),
+                message_id: common::MessageId::parse(format!("m{i}")).unwrap(),
             })
             .collect(),
     };
@@ -275,7 +278,8 @@ async fn limits_throttling_and_credentials_as_the_sdk_sees_them() {
             subject: "s".into(),
             text: "t".into(),
         },
-        message_id: "m".into(),
+        tenant_id: common::TenantId::parse("acme").unwrap(),
+        message_id: common::MessageId::parse("m").unwrap(),
     };
     assert_eq!(client.send_email(&good, &no_recipient).await, bad_request);
 

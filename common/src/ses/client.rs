@@ -16,11 +16,10 @@ use dashmap::DashMap;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::outcome::{SesSendOutcome, bulk_status_outcome, sdk_error_outcome};
+use crate::ids::{MessageId, TenantId};
 
 /// The most entries SES takes in one `SendBulkEmail` call.
 pub const MAX_BULK_ENTRIES: usize = 50;
-/// The name of the email tag that carries our message id (in every SES event's `mail.tags`).
-pub const MESSAGE_ID_TAG: &str = "engageninja_message_id";
 /// The charset declared for subjects and bodies.
 const CHARSET: &str = "UTF-8";
 /// The provider name the SDK records for our static credentials.
@@ -134,8 +133,10 @@ pub struct OutboundEmail {
     pub to: Vec<String>,
     /// What it says.
     pub content: EmailContent,
-    /// Our message id, sent as the [`MESSAGE_ID_TAG`] email tag.
-    pub message_id: String,
+    /// Its tenant, sent as an email tag ([`super::tags`]).
+    pub tenant_id: TenantId,
+    /// Our message id, sent as an email tag ([`super::tags`]).
+    pub message_id: MessageId,
 }
 
 /// One entry of a [`BulkEmail`].
@@ -145,8 +146,10 @@ pub struct BulkEntry {
     pub to: Vec<String>,
     /// The values of the template's placeholders for this entry, as a JSON object.
     pub template_data: String,
-    /// Our message id, sent as the [`MESSAGE_ID_TAG`] replacement tag.
-    pub message_id: String,
+    /// Its tenant, sent as a replacement tag ([`super::tags`]).
+    pub tenant_id: TenantId,
+    /// Our message id, sent as a replacement tag ([`super::tags`]).
+    pub message_id: MessageId,
 }
 
 /// Templated emails for one `SendBulkEmail` call.
@@ -276,7 +279,7 @@ impl SesClient {
                 .template(Template::builder().template_name(name).template_data(data).build())
                 .build(),
         };
-        let Ok(tag) = message_tag(&email.message_id) else {
+        let Ok(tags) = sdk_tags(&email.tenant_id, &email.message_id) else {
             return build_failure();
         };
         let result = self
@@ -286,7 +289,7 @@ impl SesClient {
             .destination(destination(&email.to))
             .content(content)
             .set_configuration_set_name(account.configuration_set.clone())
-            .email_tags(tag)
+            .set_email_tags(Some(tags))
             .send()
             .await;
         match result {
@@ -315,13 +318,13 @@ impl SesClient {
     pub async fn send_bulk_email(&self, account: &SesAccount, bulk: &BulkEmail) -> Vec<SesSendOutcome> {
         let mut entries = Vec::with_capacity(bulk.entries.len());
         for entry in &bulk.entries {
-            let Ok(tag) = message_tag(&entry.message_id) else {
+            let Ok(tags) = sdk_tags(&entry.tenant_id, &entry.message_id) else {
                 return vec![build_failure(); bulk.entries.len()];
             };
             entries.push(
                 BulkEmailEntry::builder()
                     .destination(destination(&entry.to))
-                    .replacement_tags(tag)
+                    .set_replacement_tags(Some(tags))
                     .replacement_email_content(
                         ReplacementEmailContent::builder()
                             .replacement_template(
@@ -406,20 +409,12 @@ fn destination(to: &[String]) -> Destination {
     Destination::builder().set_to_addresses(Some(to.to_vec())).build()
 }
 
-/// The [`MESSAGE_ID_TAG`] tag; SES allows only ASCII letters, digits, `_`, `-`, `.` and `@` in
-/// tag values, so any other character becomes `_`.
-fn message_tag(message_id: &str) -> Result<MessageTag, aws_sdk_sesv2::error::BuildError> {
-    let value: String = message_id
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '@') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    MessageTag::builder().name(MESSAGE_ID_TAG).value(value).build()
+/// The tags naming a message's tenant and id, as the SDK takes them.
+fn sdk_tags(tenant: &TenantId, message: &MessageId) -> Result<Vec<MessageTag>, aws_sdk_sesv2::error::BuildError> {
+    super::tags::message_tags(tenant, message)
+        .into_iter()
+        .map(|(name, value)| MessageTag::builder().name(name).value(value).build())
+        .collect()
 }
 
 /// Checks an endpoint override: `http` or `https`, with a host.
@@ -468,13 +463,6 @@ mod tests {
         assert!(!printed.contains("super-secret-key"));
     }
 
-    #[test]
-    fn message_tags_only_carry_allowed_characters() {
-        let tag = message_tag("msg:1/2 é").unwrap();
-        assert_eq!(tag.value(), "msg_1_2__");
-        assert_eq!(tag.name(), MESSAGE_ID_TAG);
-    }
-
     #[tokio::test]
     async fn clients_are_cached_per_key_and_region_and_rebuilt_for_a_new_secret() {
         let client = SesClient::new(SesSettings {
@@ -508,7 +496,8 @@ mod tests {
                 subject: "s".into(),
                 text: "t".into(),
             },
-            message_id: "m1".into(),
+            tenant_id: TenantId::parse("acme").unwrap(),
+            message_id: MessageId::parse("m1").unwrap(),
         };
         assert_eq!(
             client.send_email(&account, &email).await,

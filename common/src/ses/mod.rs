@@ -1,7 +1,7 @@
 //! AWS SES v2 as the services use it: a thin client on `aws-sdk-sesv2` ([`SesClient`]) that
-//! sends one email (`SendEmail`) or up to 50 templated ones (`SendBulkEmail`), and maps every
-//! answer (or its absence) to an [`SesSendOutcome`] per message: what the dispatcher may safely do
-//! next.
+//! sends one email (`SendEmail`) or up to 50 templated ones (`SendBulkEmail`), each tagged with
+//! its tenant and message id ([`tags`]), and maps every answer (or its absence) to an
+//! [`SesSendOutcome`] per message: what the dispatcher may safely do next.
 //!
 //! # Transient or unknown: the rule
 //!
@@ -47,9 +47,10 @@
 
 mod client;
 mod outcome;
+pub mod tags;
 
 pub use client::{
-    BulkEmail, BulkEntry, EmailContent, MAX_BULK_ENTRIES, MESSAGE_ID_TAG, OutboundEmail, SesAccount, SesClient,
-    SesError, SesSettings, SesTimeouts,
+    BulkEmail, BulkEntry, EmailContent, MAX_BULK_ENTRIES, OutboundEmail, SesAccount, SesClient, SesError, SesSettings,
+    SesTimeouts,
 };
 pub use outcome::{RejectClass, SesSendOutcome, bulk_status_outcome};

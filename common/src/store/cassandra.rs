@@ -15,7 +15,7 @@
 //!   [`MessageStatus::can_advance_to`] and an insert that no concurrent or late write can undo.
 //! - Batches of claims and status changes run with bounded concurrency (`concurrency`
 //!   requests in flight; changes to one message stay in order). The rows derived from them
-//!   (campaign rows, the stuck-message index, the provider-id index, the tenant's message list)
+//!   (campaign rows, the stuck-message index, the tenant's message list)
 //!   are written afterwards, grouped by partition into unlogged single-partition batches or
 //!   one request each ([`DerivedWrites`]), before the call returns. A crash in between leaves
 //!   the message ahead of its derived rows; the dispatcher has not committed the offset, so the
@@ -43,17 +43,20 @@ use scylla::value::{CqlTimestamp, CqlValue, MaybeUnset, Row};
 use time::OffsetDateTime;
 
 use super::codec::{
-    enum_from_text, enum_to_text, from_ms, json_from_text, json_to_text, parse_channel, parse_message_id,
-    parse_priority, parse_status, parse_tenant_id, to_ms,
+    blob_to_hashes, enum_from_text, enum_to_text, from_ms, hashes_to_blob, json_from_text, json_to_text,
+    offset_from_column, offset_to_column, parse_channel, parse_message_id, parse_priority, parse_status,
+    parse_tenant_id, to_ms,
 };
 use super::{
-    ApiKeyRecord, AuditEntry, Brand, BusinessInfoRecord, ChannelCredentials, Claim, MessageRecord, NewMessage, Plan,
-    SenderNumber, StatusChange, StatusUpdate, Store, StoreError, Suppression, Tenant, TenantStatus,
+    ApiKeyRecord, AuditEntry, Brand, BusinessInfoRecord, ChannelCredentials, Held, JournalEntry, MessageRecord,
+    NewMessage, Plan, SenderNumber, StatusChange, StatusUpdate, Store, StoreError, StoredClaim, Suppression, Tenant,
+    TenantStatus,
 };
 use crate::address::PhoneNumber;
 use crate::channel::Channel;
-use crate::config::{CassandraSettings, DerivedWrites};
+use crate::config::{CassandraSettings, WriteBatching};
 use crate::ids::{CampaignId, MessageId, TenantId};
+use crate::log::{Partition, RecordPosition};
 use crate::status::MessageStatus;
 
 /// The schema files, in order: (version, name, text).
@@ -68,10 +71,20 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0002_message_statuses_as_rows",
         include_str!("../../../deploy/cql/0002_message_statuses_as_rows.cql"),
     ),
+    (
+        3,
+        "0003_claims_by_record",
+        include_str!("../../../deploy/cql/0003_claims_by_record.cql"),
+    ),
+    (
+        4,
+        "0004_no_provider_id_index",
+        include_str!("../../../deploy/cql/0004_no_provider_id_index.cql"),
+    ),
 ];
 
 /// The schema version this build creates and understands.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// The `schema_migrations` row that holds the migration lease.
 const LEASE_VERSION: i32 = -1;
@@ -84,9 +97,6 @@ const DDL_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Attempts of a usage compare-and-set before giving up (each failure means another writer won).
 const CAS_ATTEMPTS: usize = 64;
-
-/// Statements per unlogged single-partition batch.
-const BATCH_ROWS: usize = 100;
 
 /// Candidate index entries checked against their rows at once.
 const CHECK_CHUNK: usize = 64;
@@ -119,7 +129,7 @@ impl std::fmt::Debug for CassandraStore {
         f.debug_struct("CassandraStore")
             .field("keyspace", &self.inner.keyspace)
             .field("concurrency", &self.inner.concurrency)
-            .field("derived_writes", &self.inner.derived_writes)
+            .field("batching", &self.inner.batching)
             .finish_non_exhaustive()
     }
 }
@@ -128,7 +138,8 @@ struct Inner {
     session: Session,
     keyspace: String,
     concurrency: usize,
-    derived_writes: DerivedWrites,
+    batching: WriteBatching,
+    batch_rows: usize,
     st: Statements,
     /// Orders audit entries of one millisecond (in this process).
     audit_seq: AtomicI64,
@@ -205,7 +216,8 @@ impl CassandraStore {
                 session,
                 keyspace: settings.keyspace.clone(),
                 concurrency: settings.concurrency.max(1),
-                derived_writes: settings.derived_writes,
+                batching: settings.batching,
+                batch_rows: settings.batch_rows.max(1),
                 st,
                 audit_seq: AtomicI64::new(i64::try_from(seed).unwrap_or(0)),
             }),
@@ -276,75 +288,76 @@ impl CassandraStore {
         Lwt::from_result(result)
     }
 
-    /// Writes rows of one statement: grouped by partition into unlogged batches, or one
-    /// request each, as configured; at most `concurrency` requests in flight.
-    async fn write_rows<V, K>(
-        &self,
-        statement: &PreparedStatement,
-        rows: Vec<V>,
-        partition: impl Fn(&V) -> K,
-    ) -> Result<(), StoreError>
-    where
-        V: SerializeRow + Send + Sync,
-        K: Hash + Eq,
-    {
+    /// Writes rows: grouped by the first replica (and shard) of their partition into unlogged
+    /// batches of up to `batch_rows` statements, or one request each, as configured; at most
+    /// `concurrency` requests in flight. A batch goes to a replica of its first row, so every
+    /// row of it is written where it lives: one request per batch instead of per row.
+    async fn write(&self, writes: Writes) -> Result<(), StoreError> {
+        let rows = writes.rows;
         if rows.is_empty() {
             return Ok(());
         }
-        match self.inner.derived_writes {
-            DerivedWrites::Concurrent => {
-                stream::iter(rows.into_iter().map(|row| self.exec(statement, row)))
-                    .buffer_unordered(self.inner.concurrency)
-                    .try_for_each(|_| async { Ok(()) })
-                    .await
-            }
-            DerivedWrites::PartitionBatches => {
-                let mut groups: HashMap<K, Vec<V>> = HashMap::new();
+        let chunks: Vec<Vec<RowWrite>> = match self.inner.batching {
+            WriteBatching::None => rows.into_iter().map(|row| vec![row]).collect(),
+            WriteBatching::ReplicaBatches => {
+                let cluster = self.inner.session.get_cluster_state();
+                let mut groups: HashMap<Option<(uuid::Uuid, u32)>, Vec<RowWrite>> = HashMap::new();
                 for row in rows {
-                    groups.entry(partition(&row)).or_default().push(row);
+                    let replica = row
+                        .statement
+                        .calculate_token(&row.values)
+                        .ok()
+                        .flatten()
+                        .and_then(|token| {
+                            let table = row.statement.get_table_spec()?;
+                            cluster
+                                .get_token_endpoints(table.ks_name(), table.table_name(), token)
+                                .first()
+                                .map(|(node, shard)| (node.host_id, *shard))
+                        });
+                    groups.entry(replica).or_default().push(row);
                 }
-                let mut chunks: Vec<Vec<V>> = Vec::new();
+                let mut chunks = Vec::new();
                 for (_, mut group) in groups {
-                    while group.len() > BATCH_ROWS {
-                        let rest = group.split_off(BATCH_ROWS);
+                    while group.len() > self.inner.batch_rows {
+                        let rest = group.split_off(self.inner.batch_rows);
                         chunks.push(std::mem::replace(&mut group, rest));
                     }
                     chunks.push(group);
                 }
-                stream::iter(chunks.into_iter().map(|chunk| self.write_chunk(statement, chunk)))
-                    .buffer_unordered(self.inner.concurrency)
-                    .try_for_each(|()| async { Ok(()) })
-                    .await
+                chunks
             }
-        }
+        };
+        stream::iter(chunks.into_iter().map(|chunk| self.write_chunk(chunk)))
+            .buffer_unordered(self.inner.concurrency)
+            .try_for_each(|()| async { Ok(()) })
+            .await
     }
 
-    /// Writes rows of one partition: one request, or one unlogged batch.
-    async fn write_chunk<V: SerializeRow + Send + Sync>(
-        &self,
-        statement: &PreparedStatement,
-        mut chunk: Vec<V>,
-    ) -> Result<(), StoreError> {
+    /// Writes rows of one replica: one request, or one unlogged batch.
+    async fn write_chunk(&self, mut chunk: Vec<RowWrite>) -> Result<(), StoreError> {
         if chunk.len() == 1
             && let Some(row) = chunk.pop()
         {
-            return self.exec(statement, row).await.map(drop);
+            return self.exec(&row.statement, row.values).await.map(drop);
         }
         let mut batch = Batch::new(BatchType::Unlogged);
-        for _ in 0..chunk.len() {
-            batch.append_statement(statement.clone());
+        let mut values = Vec::with_capacity(chunk.len());
+        for row in chunk {
+            batch.append_statement(row.statement);
+            values.push(row.values);
         }
         self.inner
             .session
-            .batch(&batch, chunk)
+            .batch(&batch, values)
             .await
             .map(drop)
-            .map_err(be(statement.get_statement()))
+            .map_err(be("write batch"))
     }
 
-    /// Writes the rows derived from a batch of claims or status changes: registries first (so
-    /// that every entry is reachable), then the entries.
-    async fn write_derived(&self, derived: Derived) -> Result<(), StoreError> {
+    /// Writes the rows of a batch of claims or status changes: the registries of the tenant's
+    /// message days first (so that every entry is reachable by `delete_tenant`), then the rest.
+    async fn write_with_registries(&self, mut writes: Writes, derived: Derived) -> Result<(), StoreError> {
         let st = self.st();
         let Derived {
             tenant_days,
@@ -353,7 +366,6 @@ impl CassandraStore {
             buckets,
             mut stuck_inserts,
             mut stuck_deletes,
-            providers,
         } = derived;
         // An entry both added and removed in this batch (a status passed through) is neither.
         let inserted: HashSet<StuckKey> = stuck_inserts.iter().cloned().collect();
@@ -361,69 +373,98 @@ impl CassandraStore {
         stuck_inserts.retain(|key| !removed.contains(key));
         stuck_deletes.retain(|key| !inserted.contains(key));
 
-        let days: Vec<(String, &str, i32)> = tenant_days
-            .into_iter()
-            .map(|(tenant, day)| (tenant, KIND_MESSAGES, day))
-            .collect();
-        let buckets: Vec<(&str, i32)> = buckets.into_iter().collect();
-        futures_util::try_join!(
-            self.write_rows(&st.insert_tenant_day, days, |row| row.0.clone()),
-            self.write_rows(&st.insert_bucket, buckets, |row| row.0),
-        )?;
-        let stuck_inserts: Vec<_> = stuck_inserts.into_iter().map(StuckKey::values).collect();
-        let stuck_deletes: Vec<_> = stuck_deletes.into_iter().map(StuckKey::values).collect();
-        futures_util::try_join!(
-            self.write_rows(&st.insert_tenant_message, tenant_messages, |row| (row.0.clone(), row.1)),
-            self.write_rows(&st.upsert_campaign, campaigns, |row| (row.0.clone(), row.1.clone())),
-            self.write_rows(&st.insert_stuck, stuck_inserts, |row| (row.0, row.1)),
-            self.write_rows(&st.delete_stuck, stuck_deletes, |row| (row.0, row.1)),
-            self.write_rows(&st.upsert_provider, providers, |row| row.0.clone()),
-        )?;
-        Ok(())
+        let mut registries = Writes::default();
+        for (tenant, day) in tenant_days {
+            registries.push(&st.insert_tenant_day, (tenant, KIND_MESSAGES, day));
+        }
+        for (status, bucket) in buckets {
+            registries.push(&st.insert_bucket, (status, bucket));
+        }
+        self.write(registries).await?;
+        for row in tenant_messages {
+            writes.push(&st.insert_tenant_message, row);
+        }
+        for row in campaigns {
+            writes.push(&st.upsert_campaign, row);
+        }
+        for key in stuck_inserts {
+            writes.push(&st.insert_stuck, key.values());
+        }
+        for key in stuck_deletes {
+            writes.push(&st.delete_stuck, key.values());
+        }
+        self.write(writes).await
     }
 
-    /// Claims one message (insert-if-absent) and notes its derived rows.
-    async fn claim_one(&self, message: &NewMessage, derived: &mut Derived) -> Result<Claim, StoreError> {
+    /// Notes the rows that claim one message (blindly: the caller knows it is new).
+    fn claim_rows(&self, message: &NewMessage, writes: &mut Writes, derived: &mut Derived) -> Result<(), StoreError> {
         let tenant = message.tenant_id.as_str();
         let id = message.message_id.as_str();
-        if let Some(state) = self.message_state(tenant, id).await? {
-            // Seen before: answer its status, and rewrite its derived rows from it (they may be
-            // missing if a crash came between the message and them).
-            derived.listing(tenant, id, state.accepted_at)?;
-            derived.message(
-                tenant,
-                id,
-                state.campaign.as_deref(),
-                state.status,
-                state.accepted_at,
-                state.updated_at,
-                state.provider.as_deref(),
-            )?;
-            return Ok(Claim::Existing(state.status));
-        }
         let accepted = to_ms(message.accepted_at)?;
         let campaign = message.campaign_id.as_ref().map(CampaignId::as_str);
         let queued = MessageStatus::Queued;
-        self.exec(
+        writes.push(
             &self.st().claim,
             (
-                tenant,
-                id,
-                campaign,
+                tenant.to_owned(),
+                id.to_owned(),
+                campaign.map(str::to_owned),
                 message.channel.as_str(),
-                message.recipient.as_str(),
+                message.recipient.clone(),
                 message.priority.as_str(),
                 to_int(message.segments, "segments")?,
                 CqlTimestamp(accepted),
                 status_rank(queued),
                 queued.as_str(),
                 CqlTimestamp(accepted),
+                i32::try_from(message.position.partition).map_err(|_| {
+                    StoreError::Invalid(format!("log partition {} out of range", message.position.partition))
+                })?,
+                offset_to_column(message.position.offset)?,
             ),
-        )
-        .await?;
+        );
         derived.listing(tenant, id, accepted)?;
-        derived.message(tenant, id, campaign, queued, accepted, accepted, None)?;
-        Ok(Claim::New)
+        derived.message(tenant, id, campaign, queued, accepted, accepted)?;
+        Ok(())
+    }
+
+    /// Notes the rows of a status change its writer holds the message for ([`StatusUpdate::held`]):
+    /// written without reading, since the message was `queued` as far as the writer knows and a
+    /// status row can only raise the current status.
+    fn held_rows(
+        &self,
+        update: &StatusUpdate,
+        held: &Held,
+        writes: &mut Writes,
+        derived: &mut Derived,
+    ) -> Result<(), StoreError> {
+        let tenant = update.tenant_id.as_str();
+        let id = update.message_id.as_str();
+        let at = to_ms(update.at)?;
+        let provider = match update.provider_message_id.clone() {
+            Some(provider) => MaybeUnset::Set(provider),
+            None => MaybeUnset::Unset,
+        };
+        writes.push(
+            &self.st().advance,
+            (
+                tenant.to_owned(),
+                id.to_owned(),
+                status_rank(update.status),
+                update.status.as_str(),
+                CqlTimestamp(at),
+                update.reason.clone(),
+                provider,
+            ),
+        );
+        derived.message(
+            tenant,
+            id,
+            held.campaign_id.as_ref().map(CampaignId::as_str),
+            update.status,
+            to_ms(held.accepted_at)?,
+            at,
+        )
     }
 
     /// Applies one message's status changes, in order, each under the forward-only rule.
@@ -489,7 +530,6 @@ impl CassandraStore {
             update.status,
             current.accepted_at,
             at,
-            update.provider_message_id.as_deref(),
         )?;
         *known = Some(MessageState {
             status: update.status,
@@ -547,17 +587,14 @@ impl CassandraStore {
 
     /// Deletes one message and the index rows that name it.
     async fn delete_message(&self, tenant: &str, id: String) -> Result<(), StoreError> {
-        if let Some(record) = self.message_row(tenant, &id).await? {
-            if let Some(provider) = &record.provider_message_id {
-                self.exec(&self.st().delete_provider, (provider.as_str(),)).await?;
-            }
-            if let Some(campaign) = &record.campaign_id {
-                self.exec(
-                    &self.st().delete_campaign_message,
-                    (tenant, campaign.as_str(), id.as_str()),
-                )
-                .await?;
-            }
+        if let Some(record) = self.message_row(tenant, &id).await?
+            && let Some(campaign) = &record.campaign_id
+        {
+            self.exec(
+                &self.st().delete_campaign_message,
+                (tenant, campaign.as_str(), id.as_str()),
+            )
+            .await?;
         }
         self.exec(&self.st().delete_message, (tenant, id.as_str())).await?;
         Ok(())
@@ -622,6 +659,35 @@ impl Lwt {
     }
 }
 
+/// The columns of `select_claim`: status, log_partition, log_offset, accepted_at.
+type ClaimRow = (Option<String>, Option<i32>, Option<i64>, Option<CqlTimestamp>);
+
+/// A log partition as the journal's partition key.
+fn journal_partition(partition: Partition) -> Result<i32, StoreError> {
+    i32::try_from(partition).map_err(|_| StoreError::Invalid(format!("log partition {partition} out of range")))
+}
+
+/// One row to write: its statement and its values.
+struct RowWrite {
+    statement: PreparedStatement,
+    values: Box<dyn SerializeRow + Send + Sync>,
+}
+
+/// Rows to write together ([`CassandraStore::write`]).
+#[derive(Default)]
+struct Writes {
+    rows: Vec<RowWrite>,
+}
+
+impl Writes {
+    fn push(&mut self, statement: &PreparedStatement, values: impl SerializeRow + Send + Sync + 'static) {
+        self.rows.push(RowWrite {
+            statement: statement.clone(),
+            values: Box::new(values),
+        });
+    }
+}
+
 /// The columns of `select_state`: status, at, accepted_at, campaign_id, provider_message_id.
 type StateRow = (
     Option<String>,
@@ -681,7 +747,6 @@ struct Derived {
     buckets: HashSet<(&'static str, i32)>,
     stuck_inserts: Vec<StuckKey>,
     stuck_deletes: Vec<StuckKey>,
-    providers: Vec<(String, String, String)>,
 }
 
 impl Derived {
@@ -694,8 +759,7 @@ impl Derived {
     }
 
     /// Notes the derived rows of a message in `status` since `updated` (the claim's, or after
-    /// a change): its campaign row, its stuck-index entry and its provider id.
-    #[allow(clippy::too_many_arguments)]
+    /// a change): its campaign row and its stuck-index entry.
     fn message(
         &mut self,
         tenant: &str,
@@ -704,7 +768,6 @@ impl Derived {
         status: MessageStatus,
         accepted: i64,
         updated: i64,
-        provider: Option<&str>,
     ) -> Result<(), StoreError> {
         if let Some(campaign) = campaign {
             // The write timestamp (microseconds) orders a message's campaign rows by status
@@ -724,10 +787,6 @@ impl Derived {
             self.buckets.insert((key.status, key.bucket));
             self.stuck_inserts.push(key);
         }
-        if let Some(provider) = provider {
-            self.providers
-                .push((provider.to_owned(), tenant.to_owned(), id.to_owned()));
-        }
         Ok(())
     }
 
@@ -738,22 +797,36 @@ impl Derived {
         self.buckets.extend(other.buckets);
         self.stuck_inserts.extend(other.stuck_inserts);
         self.stuck_deletes.extend(other.stuck_deletes);
-        self.providers.extend(other.providers);
     }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Schema.
 
-/// Runs one schema statement with the long DDL timeout.
+/// Runs one schema statement with the long DDL timeout. An `ALTER TABLE ... ADD` whose columns
+/// exist already (a migration interrupted after it) counts as done: not every version takes
+/// `IF NOT EXISTS` there.
 async fn ddl(session: &Session, text: &str) -> Result<(), StoreError> {
     let mut statement = Statement::new(text);
     statement.set_request_timeout(Some(DDL_TIMEOUT));
-    session
-        .query_unpaged(statement, ())
-        .await
-        .map(drop)
-        .map_err(|e| StoreError::Backend(format!("schema statement failed: {e}: {text}")))
+    match session.query_unpaged(statement, ()).await {
+        Ok(_) => Ok(()),
+        Err(e)
+            if is_alter_add(text) && {
+                let message = e.to_string();
+                message.contains("already exist") || message.contains("conflicts with an existing column")
+            } =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(StoreError::Backend(format!("schema statement failed: {e}: {text}"))),
+    }
+}
+
+/// Whether a schema statement adds columns to a table.
+fn is_alter_add(text: &str) -> bool {
+    let words: Vec<String> = text.split_whitespace().take(4).map(str::to_ascii_uppercase).collect();
+    words.first().map(String::as_str) == Some("ALTER") && words.get(3).map(String::as_str) == Some("ADD")
 }
 
 /// Creates the keyspace and applies the schema versions it lacks, under the migration lease.
@@ -950,7 +1023,12 @@ statements! {
     delete_inbounds = "DELETE FROM inbound_contacts WHERE tenant_id = ?";
 
     claim = "INSERT INTO messages (tenant_id, message_id, campaign_id, channel, recipient, priority, segments, \
-             accepted_at, rank, status, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+             accepted_at, rank, status, at, log_partition, log_offset) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    select_claim = "SELECT status, log_partition, log_offset, accepted_at FROM messages \
+                    WHERE tenant_id = ? AND message_id = ? LIMIT 1";
+    insert_journal = "INSERT INTO claim_journal (log_partition, generation, entry, hashes) VALUES (?, ?, ?, ?)";
+    select_journal = "SELECT generation, entry, hashes FROM claim_journal WHERE log_partition = ?";
+    trim_journal = "DELETE FROM claim_journal WHERE log_partition = ? AND generation < ?";
     select_state = "SELECT status, at, accepted_at, campaign_id, provider_message_id FROM messages \
                     WHERE tenant_id = ? AND message_id = ? LIMIT 1";
     advance = "INSERT INTO messages (tenant_id, message_id, rank, status, at, reason, provider_message_id) \
@@ -968,10 +1046,6 @@ statements! {
     select_campaign = "SELECT status FROM campaign_messages WHERE tenant_id = ? AND campaign_id = ?";
     delete_campaign_message = "DELETE FROM campaign_messages WHERE tenant_id = ? AND campaign_id = ? \
                                AND message_id = ?";
-    upsert_provider = "INSERT INTO provider_message_ids (provider_message_id, tenant_id, message_id) \
-                       VALUES (?, ?, ?)";
-    select_provider = "SELECT tenant_id, message_id FROM provider_message_ids WHERE provider_message_id = ?";
-    delete_provider = "DELETE FROM provider_message_ids WHERE provider_message_id = ?";
     insert_stuck = "INSERT INTO stuck_index (status, bucket, updated_at, tenant_id, message_id) \
                     VALUES (?, ?, ?, ?, ?)";
     delete_stuck = "DELETE FROM stuck_index WHERE status = ? AND bucket = ? AND updated_at = ? AND tenant_id = ? \
@@ -1775,65 +1849,103 @@ impl Store for CassandraStore {
         opt_from_ts(row.and_then(|(at,)| at))
     }
 
-    async fn claim_messages(&self, messages: &[NewMessage]) -> Result<Vec<Claim>, StoreError> {
-        if messages.is_empty() {
-            return Ok(Vec::new());
+    async fn claim_messages(&self, messages: &[NewMessage]) -> Result<Vec<bool>, StoreError> {
+        let mut writes = Writes::default();
+        let mut derived = Derived::default();
+        for message in messages {
+            self.claim_rows(message, &mut writes, &mut derived)?;
         }
-        // A message twice in the batch is claimed once: the later copies find it.
-        let mut first: HashMap<(&str, &str), usize> = HashMap::with_capacity(messages.len());
-        let mut unique = Vec::with_capacity(messages.len());
-        for (index, message) in messages.iter().enumerate() {
-            let key = (message.tenant_id.as_str(), message.message_id.as_str());
-            if let std::collections::hash_map::Entry::Vacant(slot) = first.entry(key) {
-                slot.insert(index);
-                unique.push((index, message));
-            }
-        }
+        self.write_with_registries(writes, derived).await?;
+        Ok(vec![true; messages.len()])
+    }
+
+    async fn claims(&self, ids: &[(TenantId, MessageId)]) -> Result<Vec<Option<StoredClaim>>, StoreError> {
         // The futures are collected first: a closure over borrowed items inside the stream type
         // trips the compiler's higher-ranked lifetime check in an async trait method.
-        let claiming: Vec<_> = unique
-            .into_iter()
-            .map(|(index, message)| async move {
-                let mut derived = Derived::default();
-                let claim = self.claim_one(message, &mut derived).await?;
-                Ok::<_, StoreError>((index, claim, derived))
+        let reading: Vec<_> = ids
+            .iter()
+            .map(|(tenant, id)| async move {
+                let row: Option<ClaimRow> = self
+                    .row(&self.st().select_claim, (tenant.as_str(), id.as_str()))
+                    .await?;
+                let Some((Some(status), partition, offset, Some(accepted))) = row else {
+                    return Ok(None);
+                };
+                let position = match (partition, offset) {
+                    (Some(partition), Some(offset)) => Some(RecordPosition {
+                        partition: from_int(partition, "log partition")?,
+                        offset: offset_from_column(offset)?,
+                    }),
+                    _ => None,
+                };
+                Ok::<_, StoreError>(Some(StoredClaim {
+                    position,
+                    status: parse_status(&status)?,
+                    accepted_at: from_ts(accepted)?,
+                }))
             })
             .collect();
-        let results: Vec<(usize, Claim, Derived)> = stream::iter(claiming)
-            .buffer_unordered(self.inner.concurrency)
+        stream::iter(reading)
+            .buffered(self.inner.concurrency)
             .try_collect()
+            .await
+    }
+
+    async fn append_claim_journal(&self, entry: &JournalEntry) -> Result<(), StoreError> {
+        self.exec(
+            &self.st().insert_journal,
+            (
+                journal_partition(entry.partition)?,
+                entry.generation as i64,
+                entry.entry as i64,
+                hashes_to_blob(&entry.hashes),
+            ),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn claim_journal(&self, partition: Partition) -> Result<Vec<JournalEntry>, StoreError> {
+        let rows: Vec<(i64, i64, Vec<u8>)> = self
+            .all_rows(&self.st().select_journal, (journal_partition(partition)?,))
             .await?;
-        let mut claims: Vec<Option<Claim>> = vec![None; messages.len()];
-        let mut derived = Derived::default();
-        for (index, claim, rows) in results {
-            claims[index] = Some(claim);
-            derived.extend(rows);
-        }
-        self.write_derived(derived).await?;
-        messages
-            .iter()
-            .enumerate()
-            .map(|(index, message)| {
-                let key = (message.tenant_id.as_str(), message.message_id.as_str());
-                let owner = first.get(&key).copied().unwrap_or(index);
-                match claims[owner] {
-                    Some(claim) if owner == index => Ok(claim),
-                    Some(Claim::New) => Ok(Claim::Existing(MessageStatus::Queued)),
-                    Some(existing) => Ok(existing),
-                    None => Err(StoreError::Backend(format!("message {key:?} was not claimed"))),
-                }
+        rows.into_iter()
+            .map(|(generation, entry, hashes)| {
+                Ok(JournalEntry {
+                    partition,
+                    generation: generation as u64,
+                    entry: entry as u64,
+                    hashes: blob_to_hashes(&hashes)?,
+                })
             })
             .collect()
+    }
+
+    async fn trim_claim_journal(&self, partition: Partition, keep_from: u64) -> Result<(), StoreError> {
+        self.exec(
+            &self.st().trim_journal,
+            (journal_partition(partition)?, keep_from as i64),
+        )
+        .await
+        .map(drop)
     }
 
     async fn apply_status(&self, updates: &[StatusUpdate]) -> Result<Vec<bool>, StoreError> {
         if updates.is_empty() {
             return Ok(Vec::new());
         }
+        let mut writes = Writes::default();
+        let mut derived = Derived::default();
+        let mut applied = vec![false; updates.len()];
         // Changes of one message in order, in one task; messages concurrently.
         let mut groups: Vec<Vec<(usize, &StatusUpdate)>> = Vec::new();
         let mut group_of: HashMap<(&str, &str), usize> = HashMap::new();
         for (index, update) in updates.iter().enumerate() {
+            if let Some(held) = &update.held {
+                self.held_rows(update, held, &mut writes, &mut derived)?;
+                applied[index] = true;
+                continue;
+            }
             let key = (update.tenant_id.as_str(), update.message_id.as_str());
             let group = *group_of.entry(key).or_insert_with(|| {
                 groups.push(Vec::new());
@@ -1846,15 +1958,13 @@ impl Store for CassandraStore {
             .buffer_unordered(self.inner.concurrency)
             .try_collect()
             .await?;
-        let mut applied = vec![false; updates.len()];
-        let mut derived = Derived::default();
         for (answers, rows) in results {
             for (index, answer) in answers {
                 applied[index] = answer;
             }
             derived.extend(rows);
         }
-        self.write_derived(derived).await?;
+        self.write_with_registries(writes, derived).await?;
         Ok(applied)
     }
 
@@ -1918,15 +2028,6 @@ impl Store for CassandraStore {
             }
         }
         Ok(stuck)
-    }
-
-    async fn message_by_provider_id(
-        &self,
-        provider_message_id: &str,
-    ) -> Result<Option<(TenantId, MessageId)>, StoreError> {
-        let row: Option<(String, String)> = self.row(&self.st().select_provider, (provider_message_id,)).await?;
-        row.map(|(tenant, id)| Ok((parse_tenant_id(&tenant)?, parse_message_id(&id)?)))
-            .transpose()
     }
 
     async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
@@ -2028,9 +2129,12 @@ mod tests {
             for statement in &statements {
                 assert!(!statement.contains("${"), "{name}: {statement}");
                 assert!(!statement.contains("--"), "{name}: {statement}");
-                // Idempotent, so that a run cut short is finished by the next one.
+                // Idempotent, so that a run cut short is finished by the next one (`ddl` takes
+                // columns that already exist for an ALTER TABLE ... ADD done).
                 assert!(
-                    statement.contains("IF NOT EXISTS") || statement.starts_with("DROP TABLE IF EXISTS"),
+                    statement.contains("IF NOT EXISTS")
+                        || statement.starts_with("DROP TABLE IF EXISTS")
+                        || is_alter_add(statement),
                     "{name}: {statement}"
                 );
             }

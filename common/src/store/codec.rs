@@ -1,5 +1,6 @@
 //! How both stores write values as columns and read them back: timestamps as unix
-//! milliseconds, unit enums by their serde names, JSON as text, ids and statuses parsed.
+//! milliseconds, unit enums by their serde names, JSON as text, ids and statuses parsed, log
+//! offsets as signed integers, claim-journal hashes as blobs.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -8,6 +9,7 @@ use time::OffsetDateTime;
 use super::StoreError;
 use crate::channel::{Channel, Priority};
 use crate::ids::{MessageId, TenantId};
+use crate::log::Offset;
 use crate::status::MessageStatus;
 
 /// Unix milliseconds of an instant (the stores keep milliseconds).
@@ -78,4 +80,33 @@ pub(crate) fn parse_tenant_id(raw: &str) -> Result<TenantId, StoreError> {
 /// A stored message id.
 pub(crate) fn parse_message_id(raw: &str) -> Result<MessageId, StoreError> {
     MessageId::parse(raw).map_err(|e| StoreError::Invalid(format!("stored message id {raw:?} is not valid: {e}")))
+}
+
+/// A log offset as a signed 64-bit column (both stores' integers are signed).
+pub(crate) fn offset_to_column(offset: Offset) -> Result<i64, StoreError> {
+    i64::try_from(offset).map_err(|_| StoreError::Invalid(format!("log offset {offset} out of range")))
+}
+
+/// A log offset read back from a signed 64-bit column.
+pub(crate) fn offset_from_column(value: i64) -> Result<Offset, StoreError> {
+    Offset::try_from(value).map_err(|_| StoreError::Invalid(format!("stored log offset {value} is negative")))
+}
+
+/// Claim-journal hashes as a blob: 8 little-endian bytes each.
+pub(crate) fn hashes_to_blob(hashes: &[u64]) -> Vec<u8> {
+    hashes.iter().flat_map(|hash| hash.to_le_bytes()).collect()
+}
+
+/// Claim-journal hashes read back from a blob.
+pub(crate) fn blob_to_hashes(blob: &[u8]) -> Result<Vec<u64>, StoreError> {
+    if !blob.len().is_multiple_of(8) {
+        return Err(StoreError::Invalid(format!(
+            "claim journal blob of {} bytes is not a whole number of hashes",
+            blob.len()
+        )));
+    }
+    Ok(blob
+        .chunks_exact(8)
+        .map(|chunk| u64::from_le_bytes(chunk.try_into().expect("chunks of 8")))
+        .collect())
 }

@@ -21,6 +21,7 @@ use time::OffsetDateTime;
 use crate::address::PhoneNumber;
 use crate::channel::{Channel, Priority};
 use crate::ids::{CampaignId, MessageId, TenantId};
+use crate::log::{Partition, RecordPosition};
 use crate::status::MessageStatus;
 
 /// Why a store operation failed.
@@ -276,19 +277,45 @@ pub struct NewMessage {
     pub segments: u32,
     /// When it was accepted.
     pub accepted_at: OffsetDateTime,
+    /// The log record that claims it: any other record with the same id is a duplicate.
+    pub position: RecordPosition,
 }
 
-/// What claiming a message found.
-///
-/// A claim is not a lock: the dispatcher that owns a tenant's log partition is its only
-/// claimer, and it dispatches `New` and `Existing(Queued)` alike. On a store without
-/// transactions (Cassandra) two claims of one message racing each other may both answer `New`.
+/// A message's claim as stored: which log record claimed it and where it stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Claim {
-    /// First time seen: it is now `queued`.
-    New,
-    /// Seen before, in this status (a redelivery).
-    Existing(MessageStatus),
+pub struct StoredClaim {
+    /// The record that claimed it; `None` for a message claimed before positions were kept.
+    pub position: Option<RecordPosition>,
+    /// Its current status.
+    pub status: MessageStatus,
+    /// When the claim accepted it.
+    pub accepted_at: OffsetDateTime,
+}
+
+/// One append to a log partition's claim journal: the hashes of message ids about to be
+/// claimed on that partition, written before their claims. The dispatcher that owns the
+/// partition rebuilds its duplicate filters from the journal when the partition is assigned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalEntry {
+    /// The log partition.
+    pub partition: Partition,
+    /// The filter generation the ids belong to (increasing; old generations are trimmed).
+    pub generation: u64,
+    /// Unique per append, so that no append replaces another (a retried append reuses it).
+    pub entry: u64,
+    /// The ids' 64-bit hashes.
+    pub hashes: Vec<u64>,
+}
+
+/// What the dispatcher knows of a message it claimed and still holds: nothing but itself has
+/// moved it past `queued` except provider callbacks (which only move it higher), so its outcome
+/// can be written without reading the message first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    /// When the claim accepted it.
+    pub accepted_at: OffsetDateTime,
+    /// Its campaign.
+    pub campaign_id: Option<CampaignId>,
 }
 
 /// A status change to apply.
@@ -306,6 +333,10 @@ pub struct StatusUpdate {
     pub reason: Option<String>,
     /// The provider's id for the message, once known.
     pub provider_message_id: Option<String>,
+    /// Set by the dispatcher on the outcome of a message it holds ([`Held`]): the store may
+    /// write it without reading the message. `None` for everyone else (callbacks,
+    /// reconciliation): the store applies the forward-only rule to the status it reads.
+    pub held: Option<Held>,
 }
 
 /// One entry of a message's status history.
@@ -450,13 +481,26 @@ pub trait Store: Send + Sync + 'static {
     /// When `address` last wrote to the tenant (WhatsApp's 24-hour window starts there).
     async fn last_inbound(&self, tenant: &TenantId, address: &str) -> Result<Option<OffsetDateTime>, StoreError>;
 
-    /// Claims messages for dispatch, insert-if-absent, in one batch; one answer per message, in
-    /// order. A new message starts `queued` with that first history entry; one seen before is
-    /// left as it is.
-    async fn claim_messages(&self, messages: &[NewMessage]) -> Result<Vec<Claim>, StoreError>;
+    /// Writes the claims of messages the caller found new (the owner of their log partition,
+    /// which knows what was claimed there: see [`Store::claims`]), in one batch and without
+    /// reading: each starts `queued` with that first history entry and names its record. One
+    /// answer per message, in order: whether its claim was written; `false` when the store
+    /// found the id already claimed (SQLite's unique key; Cassandra writes blindly and answers
+    /// `true`), which the caller treats as a duplicate.
+    async fn claim_messages(&self, messages: &[NewMessage]) -> Result<Vec<bool>, StoreError>;
+    /// The stored claims of these messages, one answer per id in order (`None`: never claimed).
+    async fn claims(&self, ids: &[(TenantId, MessageId)]) -> Result<Vec<Option<StoredClaim>>, StoreError>;
+    /// Appends to a log partition's claim journal.
+    async fn append_claim_journal(&self, entry: &JournalEntry) -> Result<(), StoreError>;
+    /// A log partition's claim journal, every generation kept.
+    async fn claim_journal(&self, partition: Partition) -> Result<Vec<JournalEntry>, StoreError>;
+    /// Drops a log partition's journal generations older than `keep_from`.
+    async fn trim_claim_journal(&self, partition: Partition, keep_from: u64) -> Result<(), StoreError>;
     /// Applies status changes in one batch under the forward-only rule; one answer per update,
     /// in order: whether it changed the message. A change that is not allowed, or for an
-    /// unknown message, is a no-op, never an error.
+    /// unknown message, is a no-op, never an error. A change with [`StatusUpdate::held`] may be
+    /// written without reading the message (Cassandra: a status row, which cannot lower the
+    /// current status since that is the highest-ranked row); it answers `true`.
     async fn apply_status(&self, updates: &[StatusUpdate]) -> Result<Vec<bool>, StoreError>;
     /// A message with its history.
     async fn message(&self, tenant: &TenantId, id: &MessageId) -> Result<Option<MessageRecord>, StoreError>;
@@ -469,12 +513,6 @@ pub trait Store: Send + Sync + 'static {
         updated_before: OffsetDateTime,
         limit: usize,
     ) -> Result<Vec<MessageRecord>, StoreError>;
-    /// The message a provider id belongs to.
-    async fn message_by_provider_id(
-        &self,
-        provider_message_id: &str,
-    ) -> Result<Option<(TenantId, MessageId)>, StoreError>;
-
     /// Appends to the audit log.
     async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
     /// A tenant's audit log, newest first.

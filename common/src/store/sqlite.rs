@@ -12,9 +12,8 @@
 //! - The dispatch path is what the schema is shaped for (migration 0003 explains each choice):
 //!   a claim is one insert (the `queued` history entry is part of the row), and a status change
 //!   is one UPDATE that applies the forward-only rule in its WHERE clause, appends to the
-//!   history in the row and, for `sent` or `unknown`, enters the reconciliation index, plus one
-//!   upsert when it carries a provider id. That upsert, at a random place in the provider-id
-//!   index, is now the largest part of the cost, and it grows with the index.
+//!   history in the row and, for `sent` or `unknown`, enters the reconciliation index. There is
+//!   no provider-id index (migration 0008): callbacks name our message.
 //! - Timestamps are stored as INTEGER unix milliseconds (UTC): sub-millisecond precision is
 //!   dropped, so values round-trip exactly only when they are whole milliseconds.
 //! - Migrations live in `common/migrations/sqlite/NNNN_name.sql`, are embedded in the binary,
@@ -34,16 +33,18 @@ use rusqlite::{
 use time::OffsetDateTime;
 
 use super::codec::{
-    enum_from_text, enum_to_text, from_ms, json_from_text, json_to_text, parse_channel, parse_message_id,
-    parse_priority, parse_status, parse_tenant_id, to_ms,
+    blob_to_hashes, enum_from_text, enum_to_text, from_ms, hashes_to_blob, json_from_text, json_to_text,
+    offset_from_column, offset_to_column, parse_channel, parse_message_id, parse_priority, parse_status,
+    parse_tenant_id, to_ms,
 };
 use super::{
-    ApiKeyRecord, AuditEntry, Brand, BusinessInfoRecord, ChannelCredentials, Claim, MessageRecord, NewMessage, Plan,
-    SenderNumber, StatusChange, StatusUpdate, Store, StoreError, Suppression, Tenant, TenantStatus,
+    ApiKeyRecord, AuditEntry, Brand, BusinessInfoRecord, ChannelCredentials, JournalEntry, MessageRecord, NewMessage,
+    Plan, SenderNumber, StatusChange, StatusUpdate, Store, StoreError, StoredClaim, Suppression, Tenant, TenantStatus,
 };
 use crate::address::PhoneNumber;
 use crate::channel::Channel;
 use crate::ids::{CampaignId, MessageId, TenantId};
+use crate::log::{Partition, RecordPosition};
 use crate::status::MessageStatus;
 
 /// The migrations, in order; migration `i` (0-based) brings the schema to version `i + 1`.
@@ -54,10 +55,12 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0004_inbound_and_accounts.sql"),
     include_str!("../../migrations/sqlite/0005_onboarding_schedule.sql"),
     include_str!("../../migrations/sqlite/0006_campaign_messages.sql"),
+    include_str!("../../migrations/sqlite/0007_claims_by_record.sql"),
+    include_str!("../../migrations/sqlite/0008_no_provider_id_index.sql"),
 ];
 
 /// The schema version this build creates and understands (the number of embedded migrations).
-pub const SCHEMA_VERSION: u32 = 6;
+pub const SCHEMA_VERSION: u32 = 8;
 
 const _: () = assert!(MIGRATIONS.len() == SCHEMA_VERSION as usize);
 
@@ -73,7 +76,7 @@ const STATEMENT_CACHE_CAPACITY: usize = 64;
 /// WAL size, in pages (4 KiB by default, so 256 MiB), past which a commit checkpoints the WAL
 /// into the database file; SQLite's default is 1,000. A checkpoint copies the newest version of
 /// every page the WAL holds and fsyncs the file, so a larger WAL copies a page rewritten by many
-/// batches (index pages, above all the provider-id index) once instead of many times. Measured
+/// batches (index pages) once instead of many times. Measured
 /// on the dispatch path with 1,000,000 messages: 18.8 ms of store CPU per 1,000 messages at
 /// 1,000 pages, 17.0 at 16,384 and 15.8 at 65,536, the slowest batch 123, 174 and about 210 ms;
 /// with 200,000 messages the difference is within noise. The cost: the WAL file grows to about
@@ -431,11 +434,13 @@ fn audit_from_row(row: &Row<'_>) -> Result<AuditEntry, StoreError> {
 // Hot-path statements.
 
 const INSERT_MESSAGE: &str = "INSERT INTO messages (tenant_id, message_id, campaign_id, channel, recipient, priority, \
-                              segments, status, reason, provider_message_id, accepted_at, updated_at, history) \
-                              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, NULL, ?9, ?9, ?10) \
+                              segments, status, reason, provider_message_id, accepted_at, updated_at, history, \
+                              log_partition, log_offset) \
+                              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, NULL, ?9, ?9, ?10, ?11, ?12) \
                               ON CONFLICT (tenant_id, message_id) DO NOTHING";
 
-const SELECT_MESSAGE_STATUS: &str = "SELECT status FROM messages WHERE tenant_id = ?1 AND message_id = ?2";
+const SELECT_CLAIM: &str =
+    "SELECT status, log_partition, log_offset, accepted_at FROM messages WHERE tenant_id = ?1 AND message_id = ?2";
 
 /// The statement that moves a message to `next` if, and only if, its current status may be
 /// followed by `next`; `None` when no status may (nothing moves back to `queued`).
@@ -467,10 +472,6 @@ fn update_status_sql(next: MessageStatus) -> Option<String> {
         allowed.join(" OR ")
     ))
 }
-
-const UPSERT_PROVIDER_ID: &str = "INSERT INTO provider_message_ids (provider_message_id, tenant_id, message_id) \
-                                  VALUES (?1, ?2, ?3) ON CONFLICT (provider_message_id) DO UPDATE SET \
-                                  tenant_id = excluded.tenant_id, message_id = excluded.message_id";
 
 /// The query for messages in `status` that last changed before `?1`, oldest first, at most
 /// `?2`. The status is written into the statement, not bound: only then can the planner prove
@@ -579,6 +580,8 @@ struct PackedMessage {
     priority: &'static str,
     segments: u32,
     accepted_at: i64,
+    partition: u32,
+    offset: i64,
 }
 
 fn pack_messages(messages: &[NewMessage]) -> Result<(Arena, Vec<PackedMessage>), StoreError> {
@@ -604,6 +607,8 @@ fn pack_messages(messages: &[NewMessage]) -> Result<(Arena, Vec<PackedMessage>),
                 priority: m.priority.as_str(),
                 segments: m.segments,
                 accepted_at: to_ms(m.accepted_at)?,
+                partition: m.position.partition,
+                offset: offset_to_column(m.position.offset)?,
             })
         })
         .collect::<Result<_, StoreError>>()?;
@@ -719,7 +724,7 @@ impl Store for SqliteStore {
             // Tables without a foreign key to tenants (see the migration);
             // the rest cascades from the tenant row.
             // (The status history is part of the message rows.)
-            for table in ["provider_message_ids", "messages", "usage", "suppressions", "audit_log"] {
+            for table in ["messages", "usage", "suppressions", "audit_log"] {
                 tx.execute(&format!("DELETE FROM {table} WHERE tenant_id = ?1"), [id.as_str()])
                     .map_err(db_err)?;
             }
@@ -1244,50 +1249,120 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn claim_messages(&self, messages: &[NewMessage]) -> Result<Vec<Claim>, StoreError> {
+    async fn claim_messages(&self, messages: &[NewMessage]) -> Result<Vec<bool>, StoreError> {
         if messages.is_empty() {
             return Ok(Vec::new());
         }
         let (text, messages) = pack_messages(messages)?;
         self.write(move |conn| {
             let tx = write_tx(conn)?;
-            let mut claims = Vec::with_capacity(messages.len());
+            let mut written = Vec::with_capacity(messages.len());
             {
                 let mut insert = tx.prepare_cached(INSERT_MESSAGE).map_err(db_err)?;
-                let mut select = tx.prepare_cached(SELECT_MESSAGE_STATUS).map_err(db_err)?;
                 let mut entry = Vec::new();
                 for message in &messages {
-                    let tenant = text.get(message.tenant);
-                    let id = text.get(message.id);
-                    let accepted_at = message.accepted_at;
                     let queued = MessageStatus::Queued;
+                    // The unique key is the final guard: a message already there is left alone.
                     let inserted = insert
                         .execute(params![
-                            tenant,
-                            id,
+                            text.get(message.tenant),
+                            text.get(message.id),
                             text.get_opt(message.campaign),
                             message.channel,
                             text.get(message.recipient),
                             message.priority,
                             message.segments,
                             queued.as_str(),
-                            accepted_at,
-                            history_entry(&mut entry, queued, accepted_at, None)?,
+                            message.accepted_at,
+                            history_entry(&mut entry, queued, message.accepted_at, None)?,
+                            message.partition,
+                            message.offset,
                         ])
                         .map_err(db_err)?;
-                    if inserted > 0 {
-                        claims.push(Claim::New);
-                    } else {
-                        let status =
-                            query_opt(&mut select, [tenant, id], |row| col_status(row, 0))?.ok_or_else(|| {
-                                StoreError::Backend(format!("message {tenant}/{id} neither inserted nor found"))
-                            })?;
-                        claims.push(Claim::Existing(status));
-                    }
+                    written.push(inserted > 0);
                 }
             }
             tx.commit().map_err(db_err)?;
-            Ok(claims)
+            Ok(written)
+        })
+        .await
+    }
+
+    async fn claims(&self, ids: &[(TenantId, MessageId)]) -> Result<Vec<Option<StoredClaim>>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = ids.to_vec();
+        self.read(move |conn| {
+            let mut select = conn.prepare_cached(SELECT_CLAIM).map_err(db_err)?;
+            ids.iter()
+                .map(|(tenant, id)| {
+                    query_opt(&mut select, [tenant.as_str(), id.as_str()], |row| {
+                        let partition: Option<u32> = col(row, 1)?;
+                        let offset: Option<i64> = col(row, 2)?;
+                        let position = match (partition, offset) {
+                            (Some(partition), Some(offset)) => Some(RecordPosition {
+                                partition,
+                                offset: offset_from_column(offset)?,
+                            }),
+                            _ => None,
+                        };
+                        Ok(StoredClaim {
+                            position,
+                            status: col_status(row, 0)?,
+                            accepted_at: col_time(row, 3)?,
+                        })
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn append_claim_journal(&self, entry: &JournalEntry) -> Result<(), StoreError> {
+        let (partition, generation, id) = (entry.partition, entry.generation as i64, entry.entry as i64);
+        let hashes = hashes_to_blob(&entry.hashes);
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO claim_journal (log_partition, generation, entry, hashes) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (log_partition, generation, entry) DO UPDATE SET hashes = excluded.hashes",
+            )
+            .map_err(db_err)?
+            .execute(params![partition, generation, id, hashes])
+            .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn claim_journal(&self, partition: Partition) -> Result<Vec<JournalEntry>, StoreError> {
+        self.read(move |conn| {
+            let mut select = conn
+                .prepare_cached(
+                    "SELECT generation, entry, hashes FROM claim_journal WHERE log_partition = ?1 \
+                     ORDER BY generation, entry",
+                )
+                .map_err(db_err)?;
+            query_all(&mut select, [partition], |row| {
+                Ok(JournalEntry {
+                    partition,
+                    generation: col::<i64>(row, 0)? as u64,
+                    entry: col::<i64>(row, 1)? as u64,
+                    hashes: blob_to_hashes(&col::<Vec<u8>>(row, 2)?)?,
+                })
+            })
+        })
+        .await
+    }
+
+    async fn trim_claim_journal(&self, partition: Partition, keep_from: u64) -> Result<(), StoreError> {
+        let keep_from = keep_from as i64;
+        self.write(move |conn| {
+            conn.prepare_cached("DELETE FROM claim_journal WHERE log_partition = ?1 AND generation < ?2")
+                .map_err(db_err)?
+                .execute(params![partition, keep_from])
+                .map_err(db_err)?;
+            Ok(())
         })
         .await
     }
@@ -1303,7 +1378,6 @@ impl Store for SqliteStore {
             {
                 // One statement per target status, prepared on first use in this batch.
                 let mut by_status: [Option<CachedStatement<'_>>; MessageStatus::ALL.len()] = Default::default();
-                let mut index = tx.prepare_cached(UPSERT_PROVIDER_ID).map_err(db_err)?;
                 let mut entry = Vec::new();
                 for change in &updates {
                     let tenant = text.get(change.tenant);
@@ -1332,14 +1406,7 @@ impl Store for SqliteStore {
                             provider_id,
                         ])
                         .map_err(db_err)?;
-                    if changed == 0 {
-                        applied.push(false);
-                        continue;
-                    }
-                    if let Some(provider_id) = provider_id {
-                        index.execute([provider_id, tenant, id]).map_err(db_err)?;
-                    }
-                    applied.push(true);
+                    applied.push(changed > 0);
                 }
             }
             tx.commit().map_err(db_err)?;
@@ -1385,25 +1452,6 @@ impl Store for SqliteStore {
                 stuck.extend(query_all(&mut statement, params![before, room], message_from_row)?);
             }
             Ok(stuck)
-        })
-        .await
-    }
-
-    async fn message_by_provider_id(
-        &self,
-        provider_message_id: &str,
-    ) -> Result<Option<(TenantId, MessageId)>, StoreError> {
-        let provider_message_id = provider_message_id.to_owned();
-        self.read(move |conn| {
-            let mut statement = conn
-                .prepare_cached("SELECT tenant_id, message_id FROM provider_message_ids WHERE provider_message_id = ?1")
-                .map_err(db_err)?;
-            query_opt(&mut statement, [provider_message_id.as_str()], |row| {
-                Ok((
-                    parse_tenant_id(&col::<String>(row, 0)?)?,
-                    parse_message_id(&col::<String>(row, 1)?)?,
-                ))
-            })
         })
         .await
     }
@@ -1534,7 +1582,7 @@ mod tests {
     #[test]
     fn dispatch_path_statements_find_messages_by_their_key() {
         let connection = migrated();
-        let mut statements = vec![INSERT_MESSAGE.to_owned(), SELECT_MESSAGE_STATUS.to_owned()];
+        let mut statements = vec![INSERT_MESSAGE.to_owned(), SELECT_CLAIM.to_owned()];
         statements.extend(MessageStatus::ALL.into_iter().filter_map(update_status_sql));
         // Nothing moves back to `queued`; everything else has a statement.
         assert_eq!(statements.len(), 2 + MessageStatus::ALL.len() - 1);

@@ -1,13 +1,16 @@
 //! Twilio's REST API as the services use it: the HTTP client ([`client`]), the account
-//! operations of tenant onboarding ([`accounts`]) and what each of Twilio's error codes means for
-//! the message or the tenant ([`errors`]). The dispatcher's provider sends with it; the admin API
+//! operations of tenant onboarding ([`accounts`]), what each of Twilio's error codes means for
+//! the message or the tenant ([`errors`]), and the status callback URL that names its message
+//! ([`callback`]). The dispatcher's provider sends with it; the admin API
 //! onboards tenants with it.
 
 pub mod accounts;
+pub mod callback;
 pub mod client;
 pub mod errors;
 
 pub use accounts::AccountOpError;
+pub use callback::{callback_target, status_callback_url};
 pub use client::{
     ApiError, ClientError, CreateOutcome, FetchOutcome, FetchedMessage, TwilioAccount, TwilioClient,
     TwilioClientSettings,

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use common::log::RecordPosition;
 use common::store::{
     ApiKeyRecord, AuditEntry, Brand, BrandStatus, BusinessInfoRecord, ChannelCredentials, NewMessage, NumberStatus,
     ProviderKind, SenderKind, SenderNumber, StatusUpdate, Store, Suppression, SuppressionReason, Tenant, TenantStatus,
@@ -50,7 +51,13 @@ pub fn new_message(tenant: &str, id: &str, accepted_ms: i64) -> NewMessage {
         priority: Priority::Marketing,
         segments: 2,
         accepted_at: at(accepted_ms),
+        position: position(0, 0),
     }
+}
+
+/// A log position.
+pub fn position(partition: u32, offset: u64) -> RecordPosition {
+    RecordPosition { partition, offset }
 }
 
 pub fn update(tenant: &str, id: &str, status: MessageStatus, ms: i64, provider_id: Option<&str>) -> StatusUpdate {
@@ -61,6 +68,7 @@ pub fn update(tenant: &str, id: &str, status: MessageStatus, ms: i64, provider_i
         at: at(ms),
         reason: None,
         provider_message_id: provider_id.map(str::to_owned),
+        held: None,
     }
 }
 

@@ -66,6 +66,7 @@ impl Provider for DemoProvider {
                     at: OffsetDateTime::now_utc(),
                     reason: None,
                     provider_message_id: None,
+                    held: None,
                 };
                 let _ = self.schedule.send((delivered_in, update(MessageStatus::Delivered)));
                 if envelope.channel.has_read_receipts() {

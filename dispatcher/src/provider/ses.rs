@@ -187,7 +187,8 @@ impl SesProvider {
                         .map(|message| BulkEntry {
                             to: vec![recipient(message)],
                             template_data: template_data(message),
-                            message_id: message.envelope.message_id.to_string(),
+                            tenant_id: message.envelope.tenant_id.clone(),
+                            message_id: message.envelope.message_id.clone(),
                         })
                         .collect(),
                 };
@@ -247,7 +248,8 @@ fn outbound_email(message: &OutboundMessage) -> OutboundEmail {
         from,
         to: vec![recipient(message)],
         content,
-        message_id: envelope.message_id.to_string(),
+        tenant_id: envelope.tenant_id.clone(),
+        message_id: envelope.message_id.clone(),
     }
 }
 
@@ -422,7 +424,7 @@ mod tests {
         assert_eq!(data.get("name").map(String::as_str), Some("Ada"));
         let email = outbound_email(&message);
         assert_eq!(email.to, vec!["someone@example.com".to_owned()]);
-        assert_eq!(email.message_id, MessageId::parse("m1").unwrap().to_string());
+        assert_eq!(email.message_id, MessageId::parse("m1").unwrap());
     }
 
     #[tokio::test]

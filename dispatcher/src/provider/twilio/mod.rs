@@ -76,8 +76,8 @@ impl fmt::Debug for TwilioProvider {
 
 impl TwilioProvider {
     /// A provider sending through `client` with the credentials `credentials` hands out, asking
-    /// Twilio to report statuses to `status_callback` (used as is: Twilio's callbacks carry
-    /// `AccountSid` and `MessageSid`, which identify the tenant and the message).
+    /// Twilio to report statuses to `status_callback` with each message's tenant and id added
+    /// to the query ([`common::twilio::callback`]): the signed URL names the message.
     pub fn new(client: TwilioClient, credentials: Arc<dyn TwilioCredentials>, status_callback: Option<String>) -> Self {
         Self {
             client,

@@ -2,6 +2,7 @@
 //! (`POST /2010-04-01/Accounts/{AccountSid}/Messages.json`), built once per send on the hot path.
 
 use common::envelope::Content;
+use common::twilio::status_callback_url;
 use common::{Channel, Recipient, Sender};
 use time::OffsetDateTime;
 
@@ -12,7 +13,8 @@ pub const MAX_VALIDITY_SECS: i64 = 36_000;
 
 /// The `application/x-www-form-urlencoded` body that creates `message`: `To`, exactly one of
 /// `From` or `MessagingServiceSid`, `Body` or `ContentSid` + `ContentVariables` (never both),
-/// `StatusCallback`, and `ValidityPeriod` from the envelope's expiry (1 to 36,000 s).
+/// `StatusCallback` (`status_callback` naming the message: [`status_callback_url`]), and
+/// `ValidityPeriod` from the envelope's expiry (1 to 36,000 s).
 pub fn create_message_form(message: &OutboundMessage, status_callback: Option<&str>, now: OffsetDateTime) -> String {
     let envelope = &message.envelope;
     let whatsapp = envelope.channel == Channel::Whatsapp;
@@ -36,8 +38,11 @@ pub fn create_message_form(message: &OutboundMessage, status_callback: Option<&s
             form.append_pair("ContentVariables", &variables);
         }
     }
-    if let Some(url) = status_callback {
-        form.append_pair("StatusCallback", url);
+    if let Some(base) = status_callback {
+        form.append_pair(
+            "StatusCallback",
+            &status_callback_url(base, &envelope.tenant_id, &envelope.message_id),
+        );
     }
     if let Some(expires_at) = envelope.expires_at {
         let seconds = (expires_at - now).whole_seconds().clamp(1, MAX_VALIDITY_SECS);
@@ -86,7 +91,10 @@ mod tests {
         assert_eq!(form["To"], "+14155550100");
         assert_eq!(form["From"], "+14155550199");
         assert_eq!(form["Body"], "Hi & bye = 100%");
-        assert_eq!(form["StatusCallback"], "https://api.example.com/webhooks/twilio/status");
+        assert_eq!(
+            form["StatusCallback"],
+            "https://api.example.com/webhooks/twilio/status?tenant=t&message=m"
+        );
         assert_eq!(form["ValidityPeriod"], "600");
         assert!(!form.contains_key("MessagingServiceSid"));
     }
