@@ -167,6 +167,83 @@ async fn existing_topics_keep_their_partition_count() {
     );
 }
 
+/// Records produced by Kafka's own Java client with its default partitioner (the console
+/// producer, keyed by tenant) land where `partition_for` and the log's own appends put the same
+/// tenant: a campaign service producing with its client's defaults reaches the tenant's owner.
+#[tokio::test]
+async fn a_plain_kafka_client_places_a_tenant_where_the_log_does() {
+    let Some(kafka) = Kafka::new("partitioner") else { return };
+    let log = kafka.open().await;
+    let tenants: Vec<String> = (0..24).map(|n| format!("tenant-{n}")).collect();
+    let topic = format!("{}{}", kafka.settings.log.kafka.topic_prefix, Topic::Messages.name());
+    let lines: String = tenants.iter().map(|tenant| format!("{tenant}|java\n")).collect();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../.ci/services/kafka.sh");
+    let produced = tokio::task::spawn_blocking({
+        let bootstrap = kafka.settings.log.kafka.bootstrap_servers.clone();
+        move || {
+            let mut child = std::process::Command::new(script)
+                .args(["tool", "org.apache.kafka.tools.ConsoleProducer", "--bootstrap-server"])
+                .arg(&bootstrap)
+                .args([
+                    "--topic",
+                    &topic,
+                    "--reader-property",
+                    "parse.key=true",
+                    "--reader-property",
+                ])
+                .arg("key.separator=|")
+                .stdin(std::process::Stdio::piped())
+                .spawn()
+                .expect("the Kafka tools run (.ci/services/kafka.sh)");
+            child.stdin.take().unwrap().write_all(lines.as_bytes()).unwrap();
+            child.wait().unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(produced.success(), "the console producer failed: {produced}");
+    let ours = tenants
+        .iter()
+        .map(|tenant| OutgoingRecord {
+            key: tenant.as_bytes().to_vec(),
+            payload: b"ours".to_vec(),
+        })
+        .collect();
+    log.append(Topic::Messages, ours).await.unwrap();
+
+    let (mut consumer, _) = join(log.as_ref(), Topic::Messages, "partitioner").await;
+    let deadline = Instant::now() + PATIENCE;
+    let mut read = Vec::new();
+    while read.len() < tenants.len() * 2 {
+        assert!(
+            Instant::now() < deadline,
+            "read {} of {} records",
+            read.len(),
+            tenants.len() * 2
+        );
+        read.extend(drain(consumer.as_mut(), kafka.quiet()).await);
+    }
+    let mut placed: BTreeMap<(String, String), Partition> = BTreeMap::new();
+    for record in read {
+        let key = String::from_utf8(record.key).unwrap();
+        let by = String::from_utf8(record.payload).unwrap();
+        placed.insert((key, by), record.partition);
+    }
+    for tenant in &tenants {
+        let expected = common::log::partition_for(tenant.as_bytes(), PARTITIONS);
+        assert_eq!(
+            placed[&(tenant.clone(), "java".to_owned())],
+            expected,
+            "{tenant} by the Java client"
+        );
+        assert_eq!(
+            placed[&(tenant.clone(), "ours".to_owned())],
+            expected,
+            "{tenant} by the log"
+        );
+    }
+}
+
 /// One group member's view: what it owns and what it read.
 #[derive(Default)]
 struct Member {

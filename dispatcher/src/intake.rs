@@ -37,6 +37,7 @@ use common::config::DispatcherSettings;
 use common::envelope::Content;
 use common::log::{
     ConsumerEvent, LogConsumer, LogError, MessageLog, Offset, OutgoingRecord, Partition, Record, RecordPosition, Topic,
+    partition_for,
 };
 use common::segments::count_segments;
 use common::store::{Held, NewMessage, StatusUpdate, Store, StoreError, Suppression, SuppressionReason};
@@ -354,9 +355,19 @@ impl Intake {
         }
         let mut done = Vec::new();
         let mut dead_letters = Vec::new();
+        let mut misplaced = Vec::new();
         let mut parsed = Vec::with_capacity(records.len());
+        let partitions = self.log.partitions(Topic::Messages);
         for record in records {
             let position = (record.partition, record.offset);
+            if partition_for(&record.key, partitions) != record.partition {
+                misplaced.push(OutgoingRecord {
+                    key: record.key,
+                    payload: record.payload,
+                });
+                done.push(position);
+                continue;
+            }
             match parse_record(&record) {
                 Ok(envelope) => parsed.push((position, envelope)),
                 Err(dead) => {
@@ -370,6 +381,22 @@ impl Intake {
             let mut backoff = RETRY_FIRST;
             while let Err(err) = self.log.append(Topic::DeadLetters, dead_letters.clone()).await {
                 if !back_off(&mut backoff, "append_dead_letters", &err, &self.cancel).await {
+                    return Ok(()); // stopping: the batch stays uncommitted
+                }
+            }
+        }
+
+        if !misplaced.is_empty() {
+            // Its tenant's owner dispatches it; a copy moved twice (a crash before the commit)
+            // is a duplicate its claim catches there.
+            tracing::warn!(
+                records = misplaced.len(),
+                "records on another partition than their key's moved there"
+            );
+            metrics::counter!("dispatcher_misplaced_records_total").increment(misplaced.len() as u64);
+            let mut backoff = RETRY_FIRST;
+            while let Err(err) = self.log.append(Topic::Messages, misplaced.clone()).await {
+                if !back_off(&mut backoff, "move_misplaced", &err, &self.cancel).await {
                     return Ok(()); // stopping: the batch stays uncommitted
                 }
             }

@@ -29,6 +29,11 @@ pub fn describe() {
         "malformed records sent to the dead-letters topic"
     );
     describe_counter!(
+        "dispatcher_misplaced_records_total",
+        Unit::Count,
+        "records found on another partition than their key's (a producer's own partitioner) and moved to their tenant's partition"
+    );
+    describe_counter!(
         "dispatcher_duplicates_total",
         Unit::Count,
         "records skipped because their message id was already claimed: another record's duplicate, or a record read again whose message is past queued"
@@ -143,6 +148,7 @@ pub fn describe() {
         "dispatcher_records_total",
         "dispatcher_dead_letters_total",
         "dispatcher_duplicates_total",
+        "dispatcher_misplaced_records_total",
         "dispatcher_claim_reads_total",
         "dispatcher_pacing_violations_total",
     ] {
@@ -150,6 +156,7 @@ pub fn describe() {
     }
     for operation in [
         "append_dead_letters",
+        "move_misplaced",
         "load_claims",
         "sort_claims",
         "journal_claims",

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use common::config::{DispatcherSettings, Settings};
+use common::config::{DispatcherSettings, KafkaSettings, Settings};
 use common::log::{ConsumerEvent, MessageLog, OutgoingRecord, Topic};
 use common::store::{
     Brand, BrandStatus, ChannelCredentials, NumberStatus, Plan, ProviderKind, SenderKind, SenderNumber, StatusUpdate,
@@ -99,6 +99,7 @@ on_both_backends!(
     a_batch_resubmitted_while_its_first_copies_wait_is_sent_once,
     duplicates_across_a_rebalance_are_sent_once,
     a_callback_before_the_sent_record_is_kept,
+    a_record_on_another_partition_is_moved_to_its_owner,
 );
 
 /// Remembers what it was asked to send; refuses ids starting with `bad` for good, and answers
@@ -193,6 +194,7 @@ struct Harness {
     events: broadcast::Sender<StatusUpdate>,
     tracker: TaskTracker,
     settings: DispatcherSettings,
+    kafka: KafkaSettings,
 }
 
 impl Harness {
@@ -291,6 +293,7 @@ async fn admission_dead_letters_and_redelivery(backends: Backends) {
         events: broadcast::channel(1024).0,
         tracker: TaskTracker::new(),
         settings: dispatcher_settings,
+        kafka: settings.log.kafka.clone(),
     };
 
     let malformed = OutgoingRecord {
@@ -536,6 +539,75 @@ async fn duplicates_across_a_rebalance_are_sent_once(backends: Backends) {
     assert_eq!(calls.len(), 20 + 3, "r-0..r-19 and last-1..last-3");
 }
 
+/// A producer with a partitioner of its own (Kafka only: the embedded log places every record
+/// itself) puts a tenant's records on the wrong partition, one of them twice: each is moved to
+/// the tenant's partition and dispatched from there, once.
+async fn a_record_on_another_partition_is_moved_to_its_owner(backends: Backends) {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    if let Backends::Embedded = backends {
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipping the embedded run: the embedded log places every record by its key"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let Some(harness) = harness(backends, dir.path(), RecordingProvider::default()).await else {
+        return;
+    };
+    harness
+        .store
+        .create_tenant(&tenant("acme", true, TenantStatus::Active))
+        .await
+        .unwrap();
+    let partitions = harness.log.partitions(Topic::Messages);
+    let owner = common::log::partition_for(b"acme", partitions);
+    let wrong = (owner + 1) % partitions;
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &harness.kafka.bootstrap_servers)
+        .create()
+        .unwrap();
+    let topic = format!("{}{}", harness.kafka.topic_prefix, Topic::Messages.name());
+    for id in ["moved-0", "moved-1", "moved-1", "moved-2"] {
+        let record = envelope("acme", id, "+12125550100", json!({}));
+        producer
+            .send(
+                FutureRecord::to(&topic)
+                    .partition(wrong as i32)
+                    .key(&record.key)
+                    .payload(&record.payload),
+                Duration::from_secs(30),
+            )
+            .await
+            .unwrap();
+    }
+    let (running, cancel) = harness.start();
+    for id in ["moved-0", "moved-1", "moved-2"] {
+        wait_until_sent(harness.store.as_ref(), "acme", id).await;
+    }
+    cancel.cancel();
+    running.await.unwrap().unwrap();
+
+    let calls = calls_per_id(&harness.provider);
+    assert_eq!(
+        calls,
+        [("moved-0", 1), ("moved-1", 1), ("moved-2", 1)]
+            .map(|(id, count)| (id.to_owned(), count))
+            .into()
+    );
+    let ids: Vec<_> = ["moved-0", "moved-1", "moved-2"]
+        .map(|id| (TenantId::parse("acme").unwrap(), MessageId::parse(id).unwrap()))
+        .into();
+    for (claim, (_, id)) in harness.store.claims(&ids).await.unwrap().into_iter().zip(&ids) {
+        let position = claim.and_then(|claim| claim.position);
+        assert_eq!(
+            position.map(|position| position.partition),
+            Some(owner),
+            "{id} claimed from its tenant's partition"
+        );
+    }
+}
+
 /// The provider's `delivered` callback is applied before its answer to the send reaches the
 /// dispatcher, which then records `sent` (without reading the message): every message ends
 /// `delivered`, with the provider's id, and its history has each status once.
@@ -606,6 +678,7 @@ async fn harness(backends: Backends, dir: &std::path::Path, provider: RecordingP
         events: broadcast::channel(1 << 16).0,
         tracker: TaskTracker::new(),
         settings: settings.dispatcher,
+        kafka: settings.log.kafka,
     })
 }
 

@@ -4,9 +4,10 @@
 //! open when absent; existing topics keep their partition count, which is then the one used.
 //!
 //! **Producer**: one idempotent `FutureProducer` (`enable.idempotence`, `acks=all`); `append`
-//! enqueues every record in order, each to an explicit partition, `partition_for(key)` (CRC-32
-//! of the tenant), so the embedded and the Kafka log place a tenant on the same partition
-//! whatever librdkafka's partitioner would pick, and returns once every record is acknowledged.
+//! enqueues every record in order, each to an explicit partition, `partition_for(key)` (Kafka's
+//! default murmur2 of the tenant), so the embedded log, this producer and any client producing
+//! with its defaults place a tenant on the same partition, and returns once every record is
+//! acknowledged.
 //!
 //! **Consumer**: a `BaseConsumer` owned by one OS thread per consumer, driven by commands from
 //! the async [`LogConsumer`] handle. librdkafka runs rebalance callbacks on the thread that

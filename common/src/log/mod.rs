@@ -179,8 +179,44 @@ pub trait LogConsumer: Send {
     fn resume(&mut self, partitions: &[Partition]);
 }
 
-/// The partition of `key` among `partitions`: CRC-32 of the key, the same function librdkafka's
-/// `consistent` partitioner uses, so every backend agrees on where a tenant lives.
+/// The partition of `key` among `partitions`: Kafka's default partitioner for keyed records
+/// (murmur2 of the key, sign bit cleared, modulo the count; librdkafka's `murmur2_random`), so
+/// the embedded log, the admin API and any campaign service producing with its Kafka client's
+/// defaults (Java, Kafka Streams, Spring, kafka-python, librdkafka) put a tenant on the same
+/// partition.
 pub fn partition_for(key: &[u8], partitions: u32) -> Partition {
-    crc32fast::hash(key) % partitions.max(1)
+    let hash = murmur2::murmur2(key, murmur2::KAFKA_SEED) & 0x7fff_ffff;
+    hash % partitions.max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Kafka's own vectors for `Utils.murmur2` (clients' `UtilsTest.testMurmur2`).
+    #[test]
+    fn the_hash_is_kafkas_murmur2() {
+        let vectors: [(&str, i32); 6] = [
+            ("21", -973_932_308),
+            ("foobar", -790_332_482),
+            ("a-little-bit-long-string", -985_981_536),
+            ("a-little-bit-longer-string", -1_486_304_829),
+            ("lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58_897_971),
+            ("abc", 479_470_107),
+        ];
+        for (key, expected) in vectors {
+            let hash = murmur2::murmur2(key.as_bytes(), murmur2::KAFKA_SEED);
+            assert_eq!(hash as i32, expected, "{key}");
+        }
+    }
+
+    /// `Utils.toPositive(murmur2(key)) % partitions`, as Kafka's `BuiltInPartitioner` places a
+    /// keyed record.
+    #[test]
+    fn a_key_is_placed_as_kafka_places_it() {
+        // 479470107 % 8 = 3; -790332482 & 0x7fffffff = 1357151166, % 8 = 6.
+        assert_eq!(partition_for(b"abc", 8), 3);
+        assert_eq!(partition_for(b"foobar", 8), 6);
+        assert_eq!(partition_for(b"foobar", 0), 0, "no partitions counts as one");
+    }
 }

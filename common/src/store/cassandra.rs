@@ -17,7 +17,7 @@
 //!   requests in flight; changes to one message stay in order). The rows derived from them
 //!   (campaign rows, the stuck-message index, the tenant's message list)
 //!   are written afterwards, grouped by partition into unlogged single-partition batches or
-//!   one request each ([`DerivedWrites`]), before the call returns. A crash in between leaves
+//!   one request each (`Derived`), before the call returns. A crash in between leaves
 //!   the message ahead of its derived rows; the dispatcher has not committed the offset, so the
 //!   message comes back and its claim (`Existing`) rewrites them from the message.
 //! - Timestamps are CQL `timestamp`s (milliseconds): sub-millisecond precision is dropped.

@@ -123,7 +123,7 @@ pub async fn appends_are_read_back_in_order_per_partition(harness: &impl Harness
         assert_eq!(
             partitions,
             BTreeSet::from([partition_for(tenant.as_bytes(), PARTITIONS)]),
-            "a tenant lives on the one partition of crc32(tenant)"
+            "a tenant lives on the one partition of partition_for(tenant)"
         );
         let offsets: Vec<u64> = mine.iter().map(|record| record.offset).collect();
         assert!(offsets.is_sorted(), "{tenant}: offsets ascend");
