@@ -41,8 +41,9 @@ fn message_id(campaign: &CampaignId, channel: &str, to: &str) -> String {
 /// `POST /v1/campaigns/{id}/send`: the body holds the message's fields shared by every
 /// recipient (`channel`, `from`, `priority`, `body` or `template`, `subject`, `expires_at`,
 /// `tags`) and `recipients`: addresses, or objects `{"to", "contact_id", "variables"}` whose
-/// `variables` fill the template for that recipient. Each recipient is answered accepted or
-/// rejected, as `POST /v1/messages` answers each envelope.
+/// `variables` fill the template for that recipient. Each recipient is answered accepted,
+/// duplicate (a retried send: reached once) or rejected, as `POST /v1/messages` answers each
+/// envelope.
 #[utoipa::path(
     operation_id = "campaigns_send",
     post,
@@ -51,7 +52,7 @@ fn message_id(campaign: &CampaignId, channel: &str, to: &str) -> String {
     params(("id" = String, Path, description = "the campaign id: 1-128 of `A-Z a-z 0-9 _ - . :`")),
     request_body(content = crate::openapi::CampaignSendRequest, content_type = "application/json"),
     responses(
-        (status = 202, description = "at least one recipient was accepted; each is answered accepted or rejected", body = SubmitResponse),
+        (status = 202, description = "at least one recipient was accepted or exists already; each is answered accepted, duplicate or rejected", body = SubmitResponse),
         (status = 400, description = "malformed_json: the body is not the JSON expected", body = crate::error::ErrorBody),
         (status = 401, description = "unauthorized: no valid API key", body = crate::error::ErrorBody),
         (status = 402, description = "subscription_inactive or plan_inactive: sending is refused", body = crate::error::ErrorBody),

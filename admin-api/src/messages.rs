@@ -26,8 +26,13 @@ pub struct SubmitResult {
     /// Its message id (generated when the envelope had none).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,
-    /// `accepted` or `rejected`.
+    /// `accepted`, `duplicate` (a message with this id exists already: nothing is sent again)
+    /// or `rejected`.
     pub status: &'static str,
+    /// The status of the message already stored under this id (`duplicate` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::openapi::MessageStatusSchema>)]
+    pub existing_status: Option<MessageStatus>,
     /// Why it was rejected.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<SubmitError>,
@@ -50,6 +55,8 @@ pub struct SubmitError {
 pub struct SubmitResponse {
     /// How many were accepted (appended to the log).
     pub accepted: usize,
+    /// How many carry the id of a message that exists already (not appended: sent at most once).
+    pub duplicates: usize,
     /// How many were rejected.
     pub rejected: usize,
     /// One result per envelope, in request order.
@@ -82,7 +89,8 @@ pub async fn ensure_may_send(state: &AppState, tenant: &common::TenantId) -> Res
 
 /// `POST /v1/messages`: `{"messages": [envelope, ...]}`. Each envelope is validated on its own;
 /// `version` and `tenant_id` may be left out (the key's tenant is used), `message_id` too (one is
-/// generated, but then a retried request sends twice: give your own for idempotency).
+/// generated, but then a retried request sends twice: give your own for idempotency). An
+/// envelope whose id exists already is answered `duplicate` with its current status.
 #[utoipa::path(
     operation_id = "messages_submit",
     post,
@@ -90,7 +98,7 @@ pub async fn ensure_may_send(state: &AppState, tenant: &common::TenantId) -> Res
     tag = "messages",
     request_body(content = crate::openapi::SubmitRequest, content_type = "application/json"),
     responses(
-        (status = 202, description = "at least one envelope was accepted; each is answered accepted or rejected", body = SubmitResponse),
+        (status = 202, description = "at least one envelope was accepted or exists already; each is answered accepted, duplicate or rejected", body = SubmitResponse),
         (status = 400, description = "malformed_json: the body is not the JSON expected", body = crate::error::ErrorBody),
         (status = 401, description = "unauthorized: no valid API key", body = crate::error::ErrorBody),
         (status = 402, description = "subscription_inactive or plan_inactive: sending is refused", body = crate::error::ErrorBody),
@@ -122,42 +130,65 @@ pub async fn submit(
 }
 
 /// Validates each envelope on its own and appends the valid ones to the log in one append:
-/// 202 when at least one was accepted, else 422.
+/// 202 when at least one was accepted or found to exist already, else 422. An envelope whose
+/// id is already claimed is answered `duplicate` with the stored status and not appended; one
+/// read per id, and when that read fails the envelope is appended anyway (the dispatcher's
+/// claim still sends each id at most once).
 pub(crate) async fn append_envelopes(
     state: &AppState,
     caller: &TenantCaller,
     items: &[Value],
 ) -> Result<(StatusCode, SubmitResponse), ApiError> {
     let mut results = Vec::with_capacity(items.len());
-    let mut records = Vec::new();
+    let mut valid = Vec::new();
     for (index, item) in items.iter().enumerate() {
         match prepare(item, caller) {
             Ok(envelope) => {
-                records.push(OutgoingRecord {
-                    key: envelope.tenant_id.as_str().as_bytes().to_vec(),
-                    payload: envelope.to_json(),
-                });
                 results.push(SubmitResult {
                     index,
                     message_id: Some(envelope.message_id.to_string()),
                     status: "accepted",
+                    existing_status: None,
                     error: None,
                 });
+                valid.push((index, envelope));
             }
             Err(error) => results.push(SubmitResult {
                 index,
                 message_id: None,
                 status: "rejected",
+                existing_status: None,
                 error: Some(error),
             }),
         }
     }
+    let existing = existing_statuses(state, &valid).await;
+    let mut records = Vec::with_capacity(valid.len());
+    for ((index, envelope), existing) in valid.into_iter().zip(existing) {
+        if let Some(status) = existing {
+            results[index].status = "duplicate";
+            results[index].existing_status = Some(status);
+            continue;
+        }
+        records.push(OutgoingRecord {
+            key: envelope.tenant_id.as_str().as_bytes().to_vec(),
+            payload: envelope.to_json(),
+        });
+    }
     let accepted = records.len();
-    state.log.append(Topic::Messages, records).await?;
-    metrics::counter!("admin_messages_submitted_total", "outcome" => "accepted").increment(accepted as u64);
-    metrics::counter!("admin_messages_submitted_total", "outcome" => "rejected")
-        .increment((items.len() - accepted) as u64);
-    let status = if accepted == 0 {
+    let duplicates = results.iter().filter(|result| result.status == "duplicate").count();
+    let rejected = items.len() - accepted - duplicates;
+    if !records.is_empty() {
+        state.log.append(Topic::Messages, records).await?;
+    }
+    for (outcome, count) in [
+        ("accepted", accepted),
+        ("duplicate", duplicates),
+        ("rejected", rejected),
+    ] {
+        metrics::counter!("admin_messages_submitted_total", "outcome" => outcome).increment(count as u64);
+    }
+    let status = if accepted + duplicates == 0 {
         StatusCode::UNPROCESSABLE_ENTITY
     } else {
         StatusCode::ACCEPTED
@@ -166,10 +197,33 @@ pub(crate) async fn append_envelopes(
         status,
         SubmitResponse {
             accepted,
-            rejected: items.len() - accepted,
+            duplicates,
+            rejected,
             results,
         },
     ))
+}
+
+/// The stored status of each envelope's id, in order (`None`: not claimed yet, or unknown
+/// because the store could not be read).
+async fn existing_statuses(state: &AppState, valid: &[(usize, Envelope)]) -> Vec<Option<MessageStatus>> {
+    let ids: Vec<_> = valid
+        .iter()
+        .map(|(_, envelope)| (envelope.tenant_id.clone(), envelope.message_id.clone()))
+        .collect();
+    if ids.is_empty() {
+        return Vec::new();
+    }
+    match state.store.claims(&ids).await {
+        Ok(claims) => claims
+            .into_iter()
+            .map(|claim| claim.map(|claim| claim.status))
+            .collect(),
+        Err(error) => {
+            tracing::warn!(%error, envelopes = ids.len(), "could not look for duplicates; appending all");
+            vec![None; ids.len()]
+        }
+    }
 }
 
 /// Fills in what the HTTP form lets a caller leave out, then parses the envelope.

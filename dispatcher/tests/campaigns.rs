@@ -133,6 +133,14 @@ async fn a_campaign_is_sent_once_per_recipient_and_watched_live() {
         .await;
     assert_eq!(status, 202);
     assert_eq!(again["results"][0]["message_id"], sent["results"][0]["message_id"]);
+    assert_eq!(
+        (again["accepted"].as_u64(), again["duplicates"].as_u64()),
+        (Some(0), Some(3)),
+        "{again}"
+    );
+    assert_eq!(again["results"][0]["status"], "duplicate");
+    let existing = again["results"][0]["existing_status"].as_str();
+    assert!(matches!(existing, Some("delivered" | "read")), "{again}");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (_, message) = stack
         .call(

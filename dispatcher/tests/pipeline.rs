@@ -97,6 +97,7 @@ on_both_backends!(
     reconciliation_settles_stuck_messages,
     a_recipient_the_provider_reports_unsubscribed_is_suppressed,
     a_batch_resubmitted_while_its_first_copies_wait_is_sent_once,
+    a_campaign_send_retried_while_the_first_is_in_progress_reaches_each_recipient_once,
     duplicates_across_a_rebalance_are_sent_once,
     a_callback_before_the_sent_record_is_kept,
     a_record_on_another_partition_is_moved_to_its_owner,
@@ -475,6 +476,72 @@ async fn a_batch_resubmitted_while_its_first_copies_wait_is_sent_once(backends: 
             "dup-{n}: history untouched"
         );
     }
+}
+
+/// A campaign service retries a campaign send (the same recipients, so the same ids) while the
+/// first send is still in progress: each recipient is reached once and the campaign counts
+/// each message once.
+async fn a_campaign_send_retried_while_the_first_is_in_progress_reaches_each_recipient_once(backends: Backends) {
+    let dir = tempfile::tempdir().unwrap();
+    let provider = RecordingProvider {
+        latency: Duration::from_millis(20),
+        ..RecordingProvider::default()
+    };
+    let Some(mut harness) = harness(backends, dir.path(), provider).await else {
+        return;
+    };
+    harness.settings.pacing.demo = 5.0;
+    harness
+        .store
+        .create_tenant(&tenant("acme", true, TenantStatus::Active))
+        .await
+        .unwrap();
+    let recipients = 12;
+    let send = || -> Vec<OutgoingRecord> {
+        (0..recipients)
+            .map(|n| {
+                envelope(
+                    "acme",
+                    &format!("spring-{n}"),
+                    "+12125550100",
+                    json!({"campaign_id": "spring", "body": format!("Spring sale, recipient {n}")}),
+                )
+            })
+            .collect()
+    };
+    harness.log.append(Topic::Messages, send()).await.unwrap();
+    let (running, cancel) = harness.start();
+    wait_until_sent(harness.store.as_ref(), "acme", "spring-0").await;
+    harness.log.append(Topic::Messages, send()).await.unwrap();
+    harness
+        .log
+        .append(
+            Topic::Messages,
+            vec![envelope("acme", "after", "+12125550100", json!({}))],
+        )
+        .await
+        .unwrap();
+    wait_until_sent(harness.store.as_ref(), "acme", "after").await;
+    cancel.cancel();
+    running.await.unwrap().unwrap();
+
+    let calls = calls_per_id(&harness.provider);
+    let over: Vec<_> = calls.iter().filter(|(_, count)| **count != 1).collect();
+    assert!(over.is_empty(), "ids sent more than once: {over:?}");
+    assert_eq!(calls.len(), recipients + 1, "every recipient and `after` reached");
+    let counts = harness
+        .store
+        .campaign_counts(
+            &TenantId::parse("acme").unwrap(),
+            &common::CampaignId::parse("spring").unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        counts,
+        [(MessageStatus::Sent, recipients as u64)],
+        "each message counted once"
+    );
 }
 
 /// Two dispatchers in one consumer group (Kafka only: the embedded log has one consumer per
