@@ -5,6 +5,8 @@
 //!   over HTTP to the provider simulator.
 //! - `scaled`: the same on Kafka and Cassandra (`ENGAGENINJA_KAFKA_BOOTSTRAP`,
 //!   `ENGAGENINJA_CASSANDRA_CONTACT`).
+//! - `duplicates`: live tenants (a provider that counts its calls) and a log in which a share of
+//!   the records repeat a message taken shortly before: throughput and provider calls per id.
 //! - `webhooks`: signed Twilio status callbacks over loopback HTTP to the all-in-one stack,
 //!   verified with the account's stored token, matched to their message by the id their URL
 //!   names and applied durably.
@@ -71,6 +73,20 @@ enum Scenario {
         #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=1))]
         simulator: u8,
     },
+    /// Duplicate ids mixed into the log, each the copy of a message taken shortly before (queued
+    /// behind its sender, in flight or sent): messages/s to durable `sent` and provider calls
+    /// per distinct id (exactly 1.00, or the run fails).
+    Duplicates {
+        /// Distinct messages.
+        #[arg(long, default_value_t = 200_000)]
+        messages: usize,
+        /// About this share of the records are duplicates, in percent.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u8).range(1..=50))]
+        percent: u8,
+        /// 1: Kafka and Cassandra; 0: the embedded log and store.
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=1))]
+        scaled: u8,
+    },
     /// 10,000 senders at 1 message/s: the share of the allowed rate used, and violations.
     Pacing {
         /// How long the senders are measured.
@@ -108,6 +124,11 @@ pub async fn run(args: ScenarioArgs) -> anyhow::Result<()> {
     match args.scenario {
         Scenario::Embedded { messages, simulator } => embedded(messages, simulator != 0).await,
         Scenario::Scaled { messages, simulator } => scaled(messages, simulator != 0).await,
+        Scenario::Duplicates {
+            messages,
+            percent,
+            scaled,
+        } => duplicates(messages, percent, scaled != 0).await,
         Scenario::Pacing { seconds } => pacing(seconds).await,
         Scenario::Fairness { backlog } => fairness(backlog).await,
         Scenario::Memory { backlog, seconds } => memory(backlog, seconds).await,
@@ -176,20 +197,71 @@ fn sender_numbers(tenant_id: &TenantId, index: usize, count: usize, rate: f64) -
         .collect()
 }
 
-/// Appends `count` messages spread over `tenants`, in large batches.
-async fn fill_log(log: &dyn MessageLog, tenants: &[String], count: usize) -> anyhow::Result<Duration> {
+/// What a scenario puts on the log: `distinct` messages and, after every `duplicate_every` of
+/// them (0: never), a second copy of the message [`DUPLICATE_LAG`] before (a producer's retry).
+#[derive(Debug, Clone, Copy)]
+struct Workload {
+    distinct: usize,
+    duplicate_every: usize,
+}
+
+/// How far back (in messages) a duplicate copies: far enough that its first copy is already
+/// taken by the dispatcher (queued behind its sender, in flight or sent) when the copy arrives.
+const DUPLICATE_LAG: usize = 1_000;
+
+impl Workload {
+    /// Every message once.
+    fn distinct(messages: usize) -> Self {
+        Self {
+            distinct: messages,
+            duplicate_every: 0,
+        }
+    }
+
+    /// How many records go on the log.
+    fn records(self) -> usize {
+        match self.duplicate_every {
+            0 => self.distinct,
+            every => self.distinct + self.distinct / every,
+        }
+    }
+
+    /// The index of the message that record `n` carries.
+    fn message_of(self, n: usize) -> usize {
+        let every = self.duplicate_every;
+        if every == 0 {
+            return n;
+        }
+        let (group, place) = (n / (every + 1), n % (every + 1));
+        if place < every {
+            group * every + place
+        } else {
+            (group * every + every - 1).saturating_sub(DUPLICATE_LAG)
+        }
+    }
+}
+
+/// The tenant message `m` belongs to.
+fn tenant_of(tenants: &[String], m: usize) -> &str {
+    &tenants[m % tenants.len()]
+}
+
+/// Appends the workload's records spread over `tenants`, in large batches.
+async fn fill_log(log: &dyn MessageLog, tenants: &[String], workload: Workload) -> anyhow::Result<Duration> {
     let started = Instant::now();
+    let count = workload.records();
     let mut next = 0;
     while next < count {
         let batch: Vec<OutgoingRecord> = (next..count.min(next + 20_000))
             .map(|n| {
-                let tenant = &tenants[n % tenants.len()];
+                let m = workload.message_of(n);
+                let tenant = tenant_of(tenants, m);
                 OutgoingRecord {
                     key: tenant.as_bytes().to_vec(),
                     payload: envelope_json(
                         tenant,
-                        &format!("m{n}"),
-                        &format!("+1646555{:04}", n % 10_000),
+                        &format!("m{m}"),
+                        &format!("+1646555{:04}", m % 10_000),
                         "marketing",
                     ),
                 }
@@ -275,6 +347,13 @@ async fn embedded(messages: usize, simulator: bool) -> anyhow::Result<()> {
 async fn scaled(messages: usize, simulator: bool) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let mut settings = quiet_settings(dir.path());
+    let (log, store) = open_scaled(&mut settings).await?;
+    log_to_sent_with("scaled", &mut settings, log, store, simulator, messages).await
+}
+
+/// Points `settings` at Kafka and Cassandra on this machine (`ENGAGENINJA_KAFKA_BOOTSTRAP`,
+/// `ENGAGENINJA_CASSANDRA_CONTACT`), in topics and a keyspace of the run's own, and opens them.
+async fn open_scaled(settings: &mut Settings) -> anyhow::Result<(Arc<dyn MessageLog>, Arc<dyn Store>)> {
     let unique = format!(
         "bench{}_{}",
         std::process::id(),
@@ -282,14 +361,66 @@ async fn scaled(messages: usize, simulator: bool) -> anyhow::Result<()> {
     );
     let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
     load::fixtures::on_kafka_and_cassandra(
-        &mut settings,
+        settings,
         &var("ENGAGENINJA_KAFKA_BOOTSTRAP", "127.0.0.1:19092"),
         &var("ENGAGENINJA_CASSANDRA_CONTACT", "127.0.0.1:19042"),
         &unique,
     );
     progress("opening kafka topics and the cassandra keyspace");
-    let (log, store) = common::backends::open(&settings).await?;
-    log_to_sent_with("scaled", &mut settings, log, store, simulator, messages).await
+    Ok(common::backends::open(settings).await?)
+}
+
+/// Live tenants whose provider counts its calls, and a log where about `percent`% of the
+/// records repeat an earlier message: throughput, and provider calls per distinct message.
+async fn duplicates(messages: usize, percent: u8, scaled: bool) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut settings = quiet_settings(dir.path());
+    let (log, store) = if scaled {
+        open_scaled(&mut settings).await?
+    } else {
+        common::backends::open_embedded(&settings).await?
+    };
+    let tenants: Vec<String> = (0..8).map(|n| format!("tenant{n}")).collect();
+    live_tenants(store.as_ref(), &tenants).await?;
+    let provider = Arc::new(CountingProvider {
+        calls: Mutex::new(Vec::new()),
+        latency: Duration::ZERO,
+    });
+    let live = HashMap::from([(common::Channel::Sms, Arc::clone(&provider) as Arc<dyn Provider>)]);
+    let workload = Workload {
+        distinct: messages,
+        duplicate_every: usize::from(100 / percent) - 1,
+    };
+    let (mut text, mut measured) = log_to_sent(&settings, log, store, live, &tenants, workload).await?;
+    let mut calls: HashMap<String, usize> = HashMap::with_capacity(messages);
+    for call in provider.calls.lock().expect("calls").iter() {
+        *calls.entry(call.message_id.clone()).or_default() += 1;
+    }
+    let total: usize = calls.values().sum();
+    let repeated = calls.values().filter(|count| **count > 1).count();
+    let duplicates = workload.records() - messages;
+    let per_id = total as f64 / calls.len().max(1) as f64;
+    text.push_str(&format!(
+        "; {duplicates} duplicate records ({:.1}%): {total} provider calls for {} distinct ids, {per_id:.2} per id",
+        duplicates as f64 * 100.0 / workload.records() as f64,
+        calls.len(),
+    ));
+    measured["duplicate_records"] = json!(duplicates);
+    measured["provider_calls"] = json!(total);
+    measured["provider_calls_per_distinct_id"] = json!(per_id);
+    let name = if scaled {
+        "duplicates-scaled"
+    } else {
+        "duplicates-embedded"
+    };
+    report(name, &text, measured);
+    if repeated > 0 || calls.len() != messages {
+        bail!(
+            "{repeated} ids reached the provider more than once; {} of {messages} reached it",
+            calls.len()
+        );
+    }
+    Ok(())
 }
 
 /// Eight tenants with 16 numbers each, demo tenants or (`simulator`) live tenants whose SMS go
@@ -308,8 +439,10 @@ async fn log_to_sent_with(
         for (index, tenant) in tenants.iter().enumerate() {
             demo_tenant(store.as_ref(), index, tenant, 16, 10_000.0).await?;
         }
-        let scenario = format!("{name}-demo");
-        return log_to_sent(&scenario, settings, log, store, HashMap::new(), &tenants, messages).await;
+        let workload = Workload::distinct(messages);
+        let (text, measured) = log_to_sent(settings, log, store, HashMap::new(), &tenants, workload).await?;
+        report(&format!("{name}-demo"), &text, measured);
+        return Ok(());
     }
     let running = load::simulator::Simulator::start(load::simulator::SimulatorConfig {
         rate_per_sender: 10_000.0,
@@ -318,18 +451,7 @@ async fn log_to_sent_with(
     })
     .await?;
     settings.providers.twilio.api_url = running.base_url();
-    let keyring = Arc::new(common::credentials::Keyring::parse(&secrecy::SecretString::from(
-        format!(
-            "k1:{}",
-            secrecy::ExposeSecret::expose_secret(&common::credentials::generate_key())
-        ),
-    ))?);
-    for (index, tenant) in tenants.iter().enumerate() {
-        let tenant_id = TenantId::parse(tenant.clone())?;
-        let numbers = sender_numbers(&tenant_id, index, 16, 10_000.0)?;
-        load::fixtures::live_twilio_tenant(store.as_ref(), &keyring, &tenant_id, &[common::Channel::Sms], &numbers)
-            .await?;
-    }
+    let keyring = live_tenants(store.as_ref(), &tenants).await?;
     let client = common::twilio::TwilioClient::new(&settings.providers.twilio.client_settings())?;
     let credentials = Arc::new(dispatcher::provider::credentials::StoreCredentials::new(
         Arc::clone(&store),
@@ -341,50 +463,73 @@ async fn log_to_sent_with(
         None,
     ));
     let live = HashMap::from([(common::Channel::Sms, twilio)]);
-    let scenario = format!("{name}-simulator");
-    let result = log_to_sent(&scenario, settings, log, store, live, &tenants, messages).await;
+    let result = log_to_sent(settings, log, store, live, &tenants, Workload::distinct(messages)).await;
     let stats = running.shutdown().await?;
     progress(&format!(
         "simulator: {} created, {} refused with 429",
         stats.accepted, stats.too_many_requests
     ));
-    result
+    let (text, measured) = result?;
+    report(&format!("{name}-simulator"), &text, measured);
+    Ok(())
 }
 
-/// Fills the log with `messages` over `tenants`, starts a dispatcher, and measures until every
-/// one is durably past `queued`.
+/// Makes `tenants` live Twilio tenants with 16 sender numbers each at 10,000 messages/s;
+/// answers the keyring that seals their credentials.
+async fn live_tenants(store: &dyn Store, tenants: &[String]) -> anyhow::Result<Arc<common::credentials::Keyring>> {
+    let keyring = Arc::new(common::credentials::Keyring::parse(&secrecy::SecretString::from(
+        format!(
+            "k1:{}",
+            secrecy::ExposeSecret::expose_secret(&common::credentials::generate_key())
+        ),
+    ))?);
+    for (index, tenant) in tenants.iter().enumerate() {
+        let tenant_id = TenantId::parse(tenant.clone())?;
+        let numbers = sender_numbers(&tenant_id, index, 16, 10_000.0)?;
+        load::fixtures::live_twilio_tenant(store, &keyring, &tenant_id, &[common::Channel::Sms], &numbers).await?;
+    }
+    Ok(keyring)
+}
+
+/// Fills the log with the workload over `tenants`, starts a dispatcher, and measures until
+/// every message is durably past `queued`: a line for people and the same as JSON.
 async fn log_to_sent(
-    scenario: &str,
     settings: &Settings,
     log: Arc<dyn MessageLog>,
     store: Arc<dyn Store>,
     live: HashMap<common::Channel, Arc<dyn Provider>>,
     tenants: &[String],
-    messages: usize,
-) -> anyhow::Result<()> {
-    progress(&format!("appending {messages} messages"));
-    let append_time = fill_log(log.as_ref(), tenants, messages).await?;
+    workload: Workload,
+) -> anyhow::Result<(String, serde_json::Value)> {
+    let (messages, records) = (workload.distinct, workload.records());
+    progress(&format!("appending {records} records ({messages} distinct messages)"));
+    let append_time = fill_log(log.as_ref(), tenants, workload).await?;
+    let requests_before = store.backend_requests();
     let cpu_before = cpu_seconds();
     let started = Instant::now();
     let running = start_dispatcher(settings, Arc::clone(&log), Arc::clone(&store), live);
     // Done when the last message of every tenant is past `queued` and nothing is queued.
     let all_ids: Vec<(TenantId, MessageId)> = (0..messages)
-        .map(|n| {
+        .map(|m| {
             Ok((
-                TenantId::parse(tenants[n % tenants.len()].clone())?,
-                MessageId::parse(format!("m{n}"))?,
+                TenantId::parse(tenant_of(tenants, m))?,
+                MessageId::parse(format!("m{m}"))?,
             ))
         })
         .collect::<anyhow::Result<_>>()?;
     let last_ids = &all_ids[messages.saturating_sub(tenants.len())..];
-    let (elapsed, cpu) = loop {
+    // The store reads this loop makes itself, left out of the requests per message.
+    let mut own_reads = 0;
+    let (elapsed, cpu, requests) = loop {
         tokio::time::sleep(Duration::from_millis(50)).await;
+        own_reads += last_ids.len() as u64;
         if queued_among(store.as_ref(), last_ids).await? > 0 {
             continue;
         }
-        // The last ones are done: check every message (the time and CPU counted end where the
-        // check that finds none left begins).
-        let checked_at = (started.elapsed(), cpu_seconds() - cpu_before);
+        // The last ones are done: check every message (the time, CPU and requests counted end
+        // where the check that finds none left begins).
+        let checked_at = (started.elapsed(), cpu_seconds() - cpu_before, store.backend_requests());
+        own_reads += all_ids.len() as u64;
         let left = queued_among(store.as_ref(), &all_ids).await?;
         if left == 0 {
             break checked_at;
@@ -394,19 +539,23 @@ async fn log_to_sent(
     running.stop().await?;
     let (_, peak) = resident_mib();
     let rate = messages as f64 / elapsed.as_secs_f64();
-    report(
-        scenario,
-        &format!(
-            "{messages} messages from the log to durable sent in {:.2} s: {rate:.0} messages/s; {cpu:.1} CPU-s ({:.1} ms per 1,000 messages); peak RSS {peak:.0} MiB (log filled at {:.0} messages/s)",
-            elapsed.as_secs_f64(),
-            cpu * 1_000_000.0 / messages as f64,
-            messages as f64 / append_time.as_secs_f64(),
-        ),
-        json!({"messages": messages, "seconds": elapsed.as_secs_f64(), "messages_per_second": rate,
-               "cpu_seconds": cpu, "cpu_ms_per_1000_messages": cpu * 1_000_000.0 / messages as f64,
-               "peak_rss_mib": peak, "append_messages_per_second": messages as f64 / append_time.as_secs_f64()}),
+    let cpu_per_1000 = cpu * 1_000_000.0 / messages as f64;
+    let append_rate = records as f64 / append_time.as_secs_f64();
+    let mut text = format!(
+        "{messages} messages from the log to durable sent in {:.2} s: {rate:.0} messages/s; {cpu:.1} CPU-s ({cpu_per_1000:.1} ms per 1,000 messages); peak RSS {peak:.0} MiB (log filled at {append_rate:.0} records/s)",
+        elapsed.as_secs_f64(),
     );
-    Ok(())
+    let mut measured = json!({"messages": messages, "records": records, "seconds": elapsed.as_secs_f64(),
+        "messages_per_second": rate, "cpu_seconds": cpu, "cpu_ms_per_1000_messages": cpu_per_1000,
+        "peak_rss_mib": peak, "append_records_per_second": append_rate});
+    if let (Some(before), Some(after)) = (requests_before, requests) {
+        // The loop's own reads before the last check, which is not counted.
+        let own = own_reads - all_ids.len() as u64;
+        let per_message = after.saturating_sub(before).saturating_sub(own) as f64 / messages as f64;
+        text.push_str(&format!("; {per_message:.2} CQL requests per message"));
+        measured["cql_requests_per_message"] = json!(per_message);
+    }
+    Ok((text, measured))
 }
 
 /// How many of `ids` are absent or still `queued`, read 256 at a time.
@@ -719,7 +868,7 @@ async fn memory(backlog: usize, seconds: u64) -> anyhow::Result<()> {
         demo_tenant(store.as_ref(), index, tenant, 4, 100.0).await?;
     }
     progress(&format!("appending a backlog of {backlog} messages"));
-    let append_time = fill_log(log.as_ref(), &tenants, backlog).await?;
+    let append_time = fill_log(log.as_ref(), &tenants, Workload::distinct(backlog)).await?;
     let (after_fill, _) = resident_mib();
     let running = start_dispatcher(&settings, Arc::clone(&log), Arc::clone(&store), HashMap::new());
     let mut peak_running: f64 = 0.0;

@@ -20,6 +20,10 @@
 //!   one request each (`Derived`), before the call returns. A crash in between leaves
 //!   the message ahead of its derived rows; the dispatcher has not committed the offset, so the
 //!   message comes back and its claim (`Existing`) rewrites them from the message.
+//! - The stuck index (messages in `sent` or `unknown`, for reconciliation) is insert-only:
+//!   entries expire with their TTL under time-window compaction, never deleted, so reading it
+//!   steps over no tombstones. Reconciliation reads each entry once from a cursor per status,
+//!   skips stale ones and enters each message it returns again (schema version 5).
 //! - Timestamps are CQL `timestamp`s (milliseconds): sub-millisecond precision is dropped.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -81,10 +85,15 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0004_no_provider_id_index",
         include_str!("../../../deploy/cql/0004_no_provider_id_index.cql"),
     ),
+    (
+        5,
+        "0005_stuck_index_without_deletes",
+        include_str!("../../../deploy/cql/0005_stuck_index_without_deletes.cql"),
+    ),
 ];
 
 /// The schema version this build creates and understands.
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 5;
 
 /// The `schema_migrations` row that holds the migration lease.
 const LEASE_VERSION: i32 = -1;
@@ -365,13 +374,11 @@ impl CassandraStore {
             campaigns,
             buckets,
             mut stuck_inserts,
-            mut stuck_deletes,
+            stuck_superseded,
         } = derived;
-        // An entry both added and removed in this batch (a status passed through) is neither.
-        let inserted: HashSet<StuckKey> = stuck_inserts.iter().cloned().collect();
-        let removed: HashSet<StuckKey> = stuck_deletes.iter().cloned().collect();
-        stuck_inserts.retain(|key| !removed.contains(key));
-        stuck_deletes.retain(|key| !inserted.contains(key));
+        // An entry of a status the message passed through within this batch is not written
+        // (an entry that is written is never deleted: reconciliation skips it once stale).
+        stuck_inserts.retain(|key| !stuck_superseded.contains(key));
 
         let mut registries = Writes::default();
         for (tenant, day) in tenant_days {
@@ -389,9 +396,6 @@ impl CassandraStore {
         }
         for key in stuck_inserts {
             writes.push(&st.insert_stuck, key.values());
-        }
-        for key in stuck_deletes {
-            writes.push(&st.delete_stuck, key.values());
         }
         self.write(writes).await
     }
@@ -521,7 +525,7 @@ impl CassandraStore {
         )
         .await?;
         if let Some(key) = StuckKey::of(current.status, current.updated_at, tenant, id)? {
-            derived.stuck_deletes.push(key);
+            derived.stuck_superseded.insert(key);
         }
         derived.message(
             tenant,
@@ -557,26 +561,21 @@ impl CassandraStore {
     }
 
     /// Checks a stuck-index entry against its message: the message when it is still in that
-    /// status since that time; otherwise the entry is stale and is removed.
+    /// status and has not changed since the entry was written; otherwise the entry is stale
+    /// (it stays, and expires with its TTL).
     async fn check_stuck(
         &self,
         status: MessageStatus,
-        bucket: i32,
         (at, tenant, id): (CqlTimestamp, String, String),
     ) -> Result<Option<MessageRecord>, StoreError> {
         let record = self.message_row(&tenant, &id).await?;
         if let Some(mut record) = record
             && record.status == status
-            && to_ms(record.updated_at)? == at.0
+            && to_ms(record.updated_at)? <= at.0
         {
             record.history.clear();
             return Ok(Some(record));
         }
-        self.exec(
-            &self.st().delete_stuck,
-            (status.as_str(), bucket, at, tenant.as_str(), id.as_str()),
-        )
-        .await?;
         Ok(None)
     }
 
@@ -707,6 +706,9 @@ struct MessageState {
     provider: Option<String>,
 }
 
+/// A stuck-index entry as read back (and the cursor row): time, tenant, message.
+type StuckEntry = (CqlTimestamp, String, String);
+
 /// One stuck-index entry: status, bucket, time, tenant, message.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct StuckKey {
@@ -746,7 +748,7 @@ struct Derived {
     campaigns: Vec<(String, String, String, &'static str, i64)>,
     buckets: HashSet<(&'static str, i32)>,
     stuck_inserts: Vec<StuckKey>,
-    stuck_deletes: Vec<StuckKey>,
+    stuck_superseded: HashSet<StuckKey>,
 }
 
 impl Derived {
@@ -796,7 +798,7 @@ impl Derived {
         self.campaigns.extend(other.campaigns);
         self.buckets.extend(other.buckets);
         self.stuck_inserts.extend(other.stuck_inserts);
-        self.stuck_deletes.extend(other.stuck_deletes);
+        self.stuck_superseded.extend(other.stuck_superseded);
     }
 }
 
@@ -1048,12 +1050,15 @@ statements! {
                                AND message_id = ?";
     insert_stuck = "INSERT INTO stuck_index (status, bucket, updated_at, tenant_id, message_id) \
                     VALUES (?, ?, ?, ?, ?)";
-    delete_stuck = "DELETE FROM stuck_index WHERE status = ? AND bucket = ? AND updated_at = ? AND tenant_id = ? \
-                    AND message_id = ?";
     select_stuck = "SELECT updated_at, tenant_id, message_id FROM stuck_index \
                     WHERE status = ? AND bucket = ? AND updated_at < ?";
+    select_stuck_after = "SELECT updated_at, tenant_id, message_id FROM stuck_index \
+                          WHERE status = ? AND bucket = ? \
+                          AND (updated_at, tenant_id, message_id) > (?, ?, ?) AND (updated_at) < (?)";
     insert_bucket = "INSERT INTO stuck_buckets (status, bucket) VALUES (?, ?)";
-    select_buckets = "SELECT bucket FROM stuck_buckets WHERE status = ? AND bucket <= ?";
+    select_buckets = "SELECT bucket FROM stuck_buckets WHERE status = ? AND bucket >= ? AND bucket <= ?";
+    select_cursor = "SELECT updated_at, tenant_id, message_id FROM stuck_cursor WHERE status = ?";
+    upsert_cursor = "INSERT INTO stuck_cursor (status, updated_at, tenant_id, message_id) VALUES (?, ?, ?, ?)";
 
     insert_audit = "INSERT INTO audit_log (tenant_id, day, at, seq, actor, action, detail) \
                     VALUES (?, ?, ?, ?, ?, ?, ?)";
@@ -1340,6 +1345,15 @@ fn status_rank(status: MessageStatus) -> i32 {
 
 #[async_trait]
 impl Store for CassandraStore {
+    fn backend_requests(&self) -> Option<u64> {
+        let metrics = self.inner.session.get_metrics();
+        Some(
+            metrics.get_requests_unpaged_num()
+                + metrics.get_requests_manually_paged_num()
+                + metrics.get_requests_automatically_paged_num(),
+        )
+    }
+
     async fn create_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
         let created = self
             .lwt(
@@ -1981,52 +1995,92 @@ impl Store for CassandraStore {
         let before = to_ms(updated_before)?;
         let last_bucket = bucket_of(before)?;
         let mut stuck = Vec::new();
+        let mut returned: HashSet<(TenantId, MessageId)> = HashSet::new();
         for status in MessageStatus::RECONCILED {
             if stuck.len() >= limit {
                 break;
             }
+            // Entries are read once, from the last one examined on: stale ones are passed for
+            // good, returned ones are entered again below.
+            let cursor: Option<StuckEntry> = self.row(&st.select_cursor, (status.as_str(),)).await?;
+            let mut read_to = cursor.clone();
+            let first_bucket = match &cursor {
+                Some((at, ..)) => bucket_of(at.0)?,
+                None => i32::MIN,
+            };
             let buckets: Vec<(i32,)> = self
-                .all_rows(&st.select_buckets, (status.as_str(), last_bucket))
+                .all_rows(&st.select_buckets, (status.as_str(), first_bucket, last_bucket))
                 .await?;
-            for (bucket,) in buckets {
-                if stuck.len() >= limit {
-                    break;
+            'buckets: for (bucket,) in buckets {
+                let pager = match &read_to {
+                    Some((at, tenant, id)) if bucket_of(at.0)? == bucket => {
+                        let values = (status.as_str(), bucket, *at, tenant, id, CqlTimestamp(before));
+                        self.inner
+                            .session
+                            .execute_iter(st.select_stuck_after.clone(), values)
+                            .await
+                    }
+                    _ => {
+                        let values = (status.as_str(), bucket, CqlTimestamp(before));
+                        self.inner.session.execute_iter(st.select_stuck.clone(), values).await
+                    }
                 }
-                let pager = self
-                    .inner
-                    .session
-                    .execute_iter(st.select_stuck.clone(), (status.as_str(), bucket, CqlTimestamp(before)))
-                    .await
-                    .map_err(be("select stuck messages"))?;
+                .map_err(be("select stuck messages"))?;
                 let mut entries = pager
-                    .rows_stream::<(CqlTimestamp, String, String)>()
+                    .rows_stream::<StuckEntry>()
                     .map_err(|e| StoreError::Invalid(format!("stuck index: {e}")))?;
-                let mut done = false;
-                while !done && stuck.len() < limit {
+                loop {
                     let mut chunk = Vec::with_capacity(CHECK_CHUNK);
-                    while chunk.len() < CHECK_CHUNK {
+                    while chunk.len() < CHECK_CHUNK.min(limit - stuck.len()).max(1) {
                         match entries.next().await {
                             Some(entry) => chunk.push(entry.map_err(be("read stuck index"))?),
-                            None => {
-                                done = true;
-                                break;
-                            }
+                            None => break,
                         }
                     }
-                    // Checked concurrently, kept in index order (oldest first).
+                    if chunk.is_empty() {
+                        break;
+                    }
+                    // Checked concurrently, taken in index order (oldest first).
                     let checked: Vec<Option<MessageRecord>> =
-                        stream::iter(chunk.into_iter().map(|entry| self.check_stuck(status, bucket, entry)))
+                        stream::iter(chunk.iter().cloned().map(|entry| self.check_stuck(status, entry)))
                             .buffered(self.inner.concurrency)
                             .try_collect()
                             .await?;
-                    for record in checked.into_iter().flatten() {
-                        if stuck.len() < limit {
+                    for (entry, record) in chunk.into_iter().zip(checked) {
+                        if stuck.len() >= limit {
+                            break 'buckets;
+                        }
+                        read_to = Some(entry);
+                        if let Some(record) = record
+                            && returned.insert((record.tenant_id.clone(), record.message_id.clone()))
+                        {
                             stuck.push(record);
                         }
                     }
                 }
             }
+            if read_to != cursor
+                && let Some((at, tenant, id)) = read_to
+            {
+                self.exec(&st.upsert_cursor, (status.as_str(), at, tenant, id)).await?;
+            }
         }
+        // Each returned message is due again from now: entered again, at the back of the line.
+        let now = to_ms(OffsetDateTime::now_utc())?;
+        let mut derived = Derived::default();
+        for record in &stuck {
+            let key = StuckKey::of(
+                record.status,
+                now,
+                record.tenant_id.as_str(),
+                record.message_id.as_str(),
+            )?;
+            if let Some(key) = key {
+                derived.buckets.insert((key.status, key.bucket));
+                derived.stuck_inserts.push(key);
+            }
+        }
+        self.write_with_registries(Writes::default(), derived).await?;
         Ok(stuck)
     }
 
@@ -2130,11 +2184,15 @@ mod tests {
                 assert!(!statement.contains("${"), "{name}: {statement}");
                 assert!(!statement.contains("--"), "{name}: {statement}");
                 // Idempotent, so that a run cut short is finished by the next one (`ddl` takes
-                // columns that already exist for an ALTER TABLE ... ADD done).
+                // columns that already exist for an ALTER TABLE ... ADD done; setting a table's
+                // options twice sets them once).
+                let sets_options =
+                    statement.starts_with("ALTER TABLE") && statement.split_whitespace().nth(3) == Some("WITH");
                 assert!(
                     statement.contains("IF NOT EXISTS")
                         || statement.starts_with("DROP TABLE IF EXISTS")
-                        || is_alter_add(statement),
+                        || is_alter_add(statement)
+                        || sets_options,
                     "{name}: {statement}"
                 );
             }

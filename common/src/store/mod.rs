@@ -505,9 +505,11 @@ pub trait Store: Send + Sync + 'static {
     /// A message with its history.
     async fn message(&self, tenant: &TenantId, id: &MessageId) -> Result<Option<MessageRecord>, StoreError>;
     /// Messages still waiting for their outcome ([`MessageStatus::RECONCILED`]: `sent`, then
-    /// `unknown`) that last changed before `updated_before`, oldest first, at most `limit`: the
-    /// reconciliation job's query, and the only statuses the stores index for it. History not
-    /// included.
+    /// `unknown`) that are due before `updated_before`, oldest first, at most `limit`: the
+    /// reconciliation job's query, and the only statuses the stores index for it. A message is
+    /// due from its last change, and again from each time it was returned here, so one that
+    /// cannot be settled yet waits behind the others instead of being returned first every
+    /// time. History not included.
     async fn stuck_messages(
         &self,
         updated_before: OffsetDateTime,
@@ -529,4 +531,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<(MessageStatus, u64)>, StoreError>;
     /// Puts a tenant on a plan (`None`: no plan, no quota); false if there is no such tenant.
     async fn set_tenant_plan(&self, id: &TenantId, plan_id: Option<&str>) -> Result<bool, StoreError>;
+    /// How many requests this store has sent to its database server so far (Cassandra: the
+    /// driver's own count, a batch counting once), for benchmarks; `None` when it has no server.
+    fn backend_requests(&self) -> Option<u64> {
+        None
+    }
 }

@@ -13,7 +13,8 @@
 //!   a claim is one insert (the `queued` history entry is part of the row), and a status change
 //!   is one UPDATE that applies the forward-only rule in its WHERE clause, appends to the
 //!   history in the row and, for `sent` or `unknown`, enters the reconciliation index. There is
-//!   no provider-id index (migration 0008): callbacks name our message.
+//!   no provider-id index (migration 0008): callbacks name our message. A message that
+//!   reconciliation was given waits its turn again (migration 0009).
 //! - Timestamps are stored as INTEGER unix milliseconds (UTC): sub-millisecond precision is
 //!   dropped, so values round-trip exactly only when they are whole milliseconds.
 //! - Migrations live in `common/migrations/sqlite/NNNN_name.sql`, are embedded in the binary,
@@ -57,10 +58,11 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0006_campaign_messages.sql"),
     include_str!("../../migrations/sqlite/0007_claims_by_record.sql"),
     include_str!("../../migrations/sqlite/0008_no_provider_id_index.sql"),
+    include_str!("../../migrations/sqlite/0009_reconcile_again_later.sql"),
 ];
 
 /// The schema version this build creates and understands (the number of embedded migrations).
-pub const SCHEMA_VERSION: u32 = 8;
+pub const SCHEMA_VERSION: u32 = 9;
 
 const _: () = assert!(MIGRATIONS.len() == SCHEMA_VERSION as usize);
 
@@ -478,7 +480,9 @@ fn update_status_sql(next: MessageStatus) -> Option<String> {
 /// that `sent` and `unknown` are covered by the partial index messages_in_flight.
 fn stuck_messages_sql(status: MessageStatus) -> String {
     format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE status = '{}' AND updated_at < ?1 ORDER BY updated_at LIMIT ?2",
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE status = '{}' \
+         AND max(updated_at, ifnull(reconcile_at, 0)) < ?1 \
+         ORDER BY max(updated_at, ifnull(reconcile_at, 0)) LIMIT ?2",
         status.as_str()
     )
 }
@@ -1440,17 +1444,30 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<MessageRecord>, StoreError> {
         let before = to_ms(updated_before)?;
+        let now = to_ms(OffsetDateTime::now_utc())?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.read(move |conn| {
+        self.write(move |conn| {
+            let tx = conn.transaction().map_err(db_err)?;
             let mut stuck = Vec::new();
             for status in MessageStatus::RECONCILED {
                 let room = limit - stuck.len() as i64;
                 if room <= 0 {
                     break;
                 }
-                let mut statement = conn.prepare_cached(&stuck_messages_sql(status)).map_err(db_err)?;
+                let mut statement = tx.prepare_cached(&stuck_messages_sql(status)).map_err(db_err)?;
                 stuck.extend(query_all(&mut statement, params![before, room], message_from_row)?);
             }
+            {
+                let mut again = tx
+                    .prepare_cached("UPDATE messages SET reconcile_at = ?3 WHERE tenant_id = ?1 AND message_id = ?2")
+                    .map_err(db_err)?;
+                for record in &stuck {
+                    again
+                        .execute(params![record.tenant_id.as_str(), record.message_id.as_str(), now])
+                        .map_err(db_err)?;
+                }
+            }
+            tx.commit().map_err(db_err)?;
             Ok(stuck)
         })
         .await
@@ -1572,7 +1589,8 @@ mod tests {
         for status in MessageStatus::RECONCILED {
             let plan = plan(&connection, &stuck_messages_sql(status));
             assert!(
-                plan.contains("USING INDEX messages_in_flight (status=? AND updated_at<?)"),
+                // `<expr>`: the time it is due, max(updated_at, reconcile_at).
+                plan.contains("USING INDEX messages_in_flight (status=? AND <expr><?)"),
                 "{status}: {plan}"
             );
             assert!(!plan.contains("TEMP B-TREE"), "{status}: {plan}");
