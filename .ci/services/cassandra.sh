@@ -260,6 +260,9 @@ concurrent_compactors: 1
 memtable_flush_writers: 1
 memtable_heap_space: 64MiB
 memtable_offheap_space: 64MiB
+# The dispatcher writes unlogged batches of up to 100 rows (about 15 KiB): warn, as ScyllaDB
+# does at 128 KiB, only well above that, instead of logging every batch (Cassandra: 5 KiB).
+batch_size_warn_threshold: 64KiB
 native_transport_max_threads: 16
 key_cache_size: 8MiB
 file_cache_size: 32MiB

@@ -150,6 +150,7 @@ fn hot_path(c: &mut Criterion) {
                         sender: sender.sender.clone(),
                         segments: 1,
                         paced_at: tokio::time::Instant::now(),
+                        accepted_at: time::OffsetDateTime::UNIX_EPOCH,
                     };
                     bytes += create_message_form(&message, Some("https://api.example.com/webhooks/twilio/status"), now)
                         .len();

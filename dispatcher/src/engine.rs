@@ -140,7 +140,6 @@ struct Meta {
     /// The sender's rate, resolved once from the pool.
     rate: Option<Rate>,
     admitted_at: Instant,
-    accepted_at: OffsetDateTime,
     /// Sends so far that failed transiently.
     attempts: u32,
     /// Pacing cells already taken for the next send.
@@ -477,6 +476,7 @@ impl Engine {
                 sender: outbound_sender,
                 segments: admitted.segments,
                 paced_at: admitted.admitted_at,
+                accepted_at: admitted.accepted_at,
             },
             meta: Meta {
                 partition: admitted.partition,
@@ -486,7 +486,6 @@ impl Engine {
                 sender_key: sender,
                 rate,
                 admitted_at: admitted.admitted_at,
-                accepted_at: admitted.accepted_at,
                 attempts: 0,
                 cells: 0,
                 epoch: self.epoch,
@@ -955,6 +954,7 @@ impl Engine {
     ) {
         let Queued { message, meta } = queued;
         let _ = self.reports.send(Report::Finished(Finished {
+            accepted_at: message.accepted_at,
             envelope: message.envelope,
             partition: meta.partition,
             offset: meta.offset,
@@ -962,7 +962,6 @@ impl Engine {
             reason,
             provider_message_id,
             release: if release { meta.quota } else { None },
-            accepted_at: meta.accepted_at,
         }));
     }
 

@@ -47,6 +47,7 @@ fn email_message(message_id: &str, from: &str, to: &str, subject: &str, body: &s
         sender,
         segments: 1,
         paced_at: tokio::time::Instant::now(),
+        accepted_at: time::OffsetDateTime::UNIX_EPOCH,
     }
 }
 

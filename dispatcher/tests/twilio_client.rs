@@ -185,6 +185,7 @@ fn sms(message_id: &str, body: &str) -> OutboundMessage {
         sender: Sender::Phone(PhoneNumber::parse("+14155550199").unwrap()),
         segments: 1,
         paced_at: tokio::time::Instant::now(),
+        accepted_at: time::OffsetDateTime::UNIX_EPOCH,
     }
 }
 

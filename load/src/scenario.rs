@@ -4,7 +4,8 @@
 //!   every one durably `sent`, with the demo provider or (`--simulator 1`) live tenants sending
 //!   over HTTP to the provider simulator.
 //! - `scaled`: the same on Kafka and Cassandra (`ENGAGENINJA_KAFKA_BOOTSTRAP`,
-//!   `ENGAGENINJA_CASSANDRA_CONTACT`).
+//!   `ENGAGENINJA_CASSANDRA_CONTACT`), with the CQL requests per message and, given its pid in
+//!   `ENGAGENINJA_CASSANDRA_PID`, Cassandra's CPU per 1,000 messages.
 //! - `duplicates`: live tenants (a provider that counts its calls) and a log in which a share of
 //!   the records repeat a message taken shortly before: throughput and provider calls per id.
 //! - `webhooks`: signed Twilio status callbacks over loopback HTTP to the all-in-one stack,
@@ -41,7 +42,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::measure::{cpu_seconds, resident_mib};
+use crate::measure::{cpu_seconds, cpu_seconds_of, resident_mib};
 
 /// Run a benchmark scenario in process and print what it measured, as text and as one JSON
 /// line.
@@ -505,6 +506,11 @@ async fn log_to_sent(
     progress(&format!("appending {records} records ({messages} distinct messages)"));
     let append_time = fill_log(log.as_ref(), tenants, workload).await?;
     let requests_before = store.backend_requests();
+    // Cassandra's own CPU over the same window, when its pid is given.
+    let database: Option<u32> = std::env::var("ENGAGENINJA_CASSANDRA_PID")
+        .ok()
+        .and_then(|pid| pid.trim().parse().ok());
+    let database_cpu_before = database.map(|pid| cpu_seconds_of(Some(pid)));
     let cpu_before = cpu_seconds();
     let started = Instant::now();
     let running = start_dispatcher(settings, Arc::clone(&log), Arc::clone(&store), live);
@@ -520,7 +526,7 @@ async fn log_to_sent(
     let last_ids = &all_ids[messages.saturating_sub(tenants.len())..];
     // The store reads this loop makes itself, left out of the requests per message.
     let mut own_reads = 0;
-    let (elapsed, cpu, requests) = loop {
+    let (elapsed, cpu, requests, database_cpu_after) = loop {
         tokio::time::sleep(Duration::from_millis(50)).await;
         own_reads += last_ids.len() as u64;
         if queued_among(store.as_ref(), last_ids).await? > 0 {
@@ -528,7 +534,12 @@ async fn log_to_sent(
         }
         // The last ones are done: check every message (the time, CPU and requests counted end
         // where the check that finds none left begins).
-        let checked_at = (started.elapsed(), cpu_seconds() - cpu_before, store.backend_requests());
+        let checked_at = (
+            started.elapsed(),
+            cpu_seconds() - cpu_before,
+            store.backend_requests(),
+            database.map(|pid| cpu_seconds_of(Some(pid))),
+        );
         own_reads += all_ids.len() as u64;
         let left = queued_among(store.as_ref(), &all_ids).await?;
         if left == 0 {
@@ -554,6 +565,11 @@ async fn log_to_sent(
         let per_message = after.saturating_sub(before).saturating_sub(own) as f64 / messages as f64;
         text.push_str(&format!("; {per_message:.2} CQL requests per message"));
         measured["cql_requests_per_message"] = json!(per_message);
+    }
+    if let (Some(before), Some(after)) = (database_cpu_before, database_cpu_after) {
+        let per_1000 = (after - before) * 1_000_000.0 / messages as f64;
+        text.push_str(&format!("; Cassandra {per_1000:.1} ms CPU per 1,000 messages"));
+        measured["cassandra_cpu_ms_per_1000_messages"] = json!(per_1000);
     }
     Ok((text, measured))
 }

@@ -60,6 +60,7 @@ fn email(message_id: &str, to: &str, content: serde_json::Value) -> OutboundMess
         sender,
         segments: 1,
         paced_at: tokio::time::Instant::now(),
+        accepted_at: time::OffsetDateTime::UNIX_EPOCH,
     }
 }
 

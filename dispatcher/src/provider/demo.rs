@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use common::MessageStatus;
 use common::config::DemoSettings;
-use common::store::{MessageRecord, StatusUpdate};
+use common::store::{Held, MessageRecord, StatusUpdate};
 use futures_util::StreamExt;
 use rand::Rng;
 use time::OffsetDateTime;
@@ -66,7 +66,13 @@ impl Provider for DemoProvider {
                     at: OffsetDateTime::now_utc(),
                     reason: None,
                     provider_message_id: None,
-                    held: None,
+                    // It was sent just now, so these move it up the chain (`delivered`, then
+                    // `read`) from `sent`: written without a read, the status rows keep the
+                    // forward-only order whatever else arrives.
+                    held: Some(Held {
+                        accepted_at: message.accepted_at,
+                        campaign_id: envelope.campaign_id.clone(),
+                    }),
                 };
                 let _ = self.schedule.send((delivered_in, update(MessageStatus::Delivered)));
                 if envelope.channel.has_read_receipts() {

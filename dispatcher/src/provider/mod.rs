@@ -37,6 +37,8 @@ pub struct OutboundMessage {
     pub segments: u32,
     /// When pacing released it (the instant its sender's rate is accounted at).
     pub paced_at: tokio::time::Instant,
+    /// When its claim accepted it (what a status written without a read needs).
+    pub accepted_at: time::OffsetDateTime,
 }
 
 /// What the provider made of one message.

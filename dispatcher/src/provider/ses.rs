@@ -368,6 +368,7 @@ mod tests {
             envelope,
             segments: 1,
             paced_at: tokio::time::Instant::now(),
+            accepted_at: time::OffsetDateTime::UNIX_EPOCH,
         }
     }
 

@@ -64,6 +64,7 @@ mod tests {
             sender,
             segments: 1,
             paced_at: tokio::time::Instant::now(),
+            accepted_at: time::OffsetDateTime::UNIX_EPOCH,
         }
     }
 
