@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use common::config::PacingSettings;
 use common::store::sqlite::SqliteStore;
 use common::store::{MessageRecord, NumberStatus, SenderKind, SenderNumber, Store, Tenant, TenantStatus};
+use common::twilio::StatusCallbackField;
 use common::{Envelope, PhoneNumber, TenantId};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use dispatcher::admission::{Directory, Providers, QuotaBook};
@@ -113,6 +114,7 @@ fn hot_path(c: &mut Criterion) {
     let _runtime_context = runtime.enter();
     let dir = tempfile::tempdir().expect("temporary directory");
     let mut directory = runtime.block_on(directory(dir.path()));
+    let callback = StatusCallbackField::new("https://api.example.com/webhooks/twilio/status");
     let mut pacer = Pacer::new();
     let mut round = 0;
     let mut group = c.benchmark_group("hot_path");
@@ -152,8 +154,7 @@ fn hot_path(c: &mut Criterion) {
                         paced_at: tokio::time::Instant::now(),
                         accepted_at: time::OffsetDateTime::UNIX_EPOCH,
                     };
-                    bytes += create_message_form(&message, Some("https://api.example.com/webhooks/twilio/status"), now)
-                        .len();
+                    bytes += create_message_form(&message, Some(&callback), now).len();
                 }
                 total += started.elapsed();
                 std::hint::black_box(bytes);

@@ -506,9 +506,10 @@ async fn log_to_sent(
     progress(&format!("appending {records} records ({messages} distinct messages)"));
     let append_time = fill_log(log.as_ref(), tenants, workload).await?;
     let requests_before = store.backend_requests();
-    // Cassandra's own CPU over the same window, when its pid is given.
+    // Cassandra's own CPU over the same window, when the store is Cassandra and its pid given.
     let database: Option<u32> = std::env::var("ENGAGENINJA_CASSANDRA_PID")
         .ok()
+        .filter(|_| requests_before.is_some())
         .and_then(|pid| pid.trim().parse().ok());
     let database_cpu_before = database.map(|pid| cpu_seconds_of(Some(pid)));
     let cpu_before = cpu_seconds();

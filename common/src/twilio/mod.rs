@@ -10,7 +10,7 @@ pub mod client;
 pub mod errors;
 
 pub use accounts::AccountOpError;
-pub use callback::{callback_target, status_callback_url};
+pub use callback::{StatusCallbackField, callback_target, status_callback_url};
 pub use client::{
     ApiError, ClientError, CreateOutcome, FetchOutcome, FetchedMessage, TwilioAccount, TwilioClient,
     TwilioClientSettings,

@@ -33,7 +33,7 @@ use common::store::MessageRecord;
 use common::{Channel, TenantId};
 use time::OffsetDateTime;
 
-use common::twilio::{CreateOutcome, ErrorClass, FetchOutcome, TwilioAccount, TwilioClient};
+use common::twilio::{CreateOutcome, ErrorClass, FetchOutcome, StatusCallbackField, TwilioAccount, TwilioClient};
 pub use request::{MAX_VALIDITY_SECS, create_message_form};
 
 use super::{CredentialError, Lookup, OutboundMessage, Provider, SendOutcome};
@@ -62,7 +62,7 @@ impl TwilioCredentials for StaticCredentials {
 pub struct TwilioProvider {
     client: TwilioClient,
     credentials: Arc<dyn TwilioCredentials>,
-    status_callback: Option<String>,
+    status_callback: Option<StatusCallbackField>,
 }
 
 impl fmt::Debug for TwilioProvider {
@@ -82,7 +82,7 @@ impl TwilioProvider {
         Self {
             client,
             credentials,
-            status_callback,
+            status_callback: status_callback.as_deref().map(StatusCallbackField::new),
         }
     }
 
@@ -112,7 +112,7 @@ impl TwilioProvider {
                 };
             }
         };
-        let form = create_message_form(message, self.status_callback.as_deref(), OffsetDateTime::now_utc());
+        let form = create_message_form(message, self.status_callback.as_ref(), OffsetDateTime::now_utc());
         match self.client.create_message(&account, form).await {
             CreateOutcome::Accepted { sid } => {
                 tracing::debug!(%tenant, %message_id, sid, "twilio accepted message");

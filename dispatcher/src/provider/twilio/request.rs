@@ -2,7 +2,7 @@
 //! (`POST /2010-04-01/Accounts/{AccountSid}/Messages.json`), built once per send on the hot path.
 
 use common::envelope::Content;
-use common::twilio::status_callback_url;
+use common::twilio::StatusCallbackField;
 use common::{Channel, Recipient, Sender};
 use time::OffsetDateTime;
 
@@ -13,12 +13,16 @@ pub const MAX_VALIDITY_SECS: i64 = 36_000;
 
 /// The `application/x-www-form-urlencoded` body that creates `message`: `To`, exactly one of
 /// `From` or `MessagingServiceSid`, `Body` or `ContentSid` + `ContentVariables` (never both),
-/// `StatusCallback` (`status_callback` naming the message: [`status_callback_url`]), and
-/// `ValidityPeriod` from the envelope's expiry (1 to 36,000 s).
-pub fn create_message_form(message: &OutboundMessage, status_callback: Option<&str>, now: OffsetDateTime) -> String {
+/// `ValidityPeriod` from the envelope's expiry (1 to 36,000 s), and `StatusCallback`
+/// (`status_callback` naming the message: [`common::twilio::status_callback_url`]).
+pub fn create_message_form(
+    message: &OutboundMessage,
+    status_callback: Option<&StatusCallbackField>,
+    now: OffsetDateTime,
+) -> String {
     let envelope = &message.envelope;
     let whatsapp = envelope.channel == Channel::Whatsapp;
-    let mut form = form_urlencoded::Serializer::new(String::with_capacity(256));
+    let mut form = form_urlencoded::Serializer::new(String::with_capacity(512));
     match &envelope.to {
         Recipient::Phone(number) if whatsapp => form.append_pair("To", &number.whatsapp_address()),
         recipient => form.append_pair("To", recipient.as_str()),
@@ -38,17 +42,15 @@ pub fn create_message_form(message: &OutboundMessage, status_callback: Option<&s
             form.append_pair("ContentVariables", &variables);
         }
     }
-    if let Some(base) = status_callback {
-        form.append_pair(
-            "StatusCallback",
-            &status_callback_url(base, &envelope.tenant_id, &envelope.message_id),
-        );
-    }
     if let Some(expires_at) = envelope.expires_at {
         let seconds = (expires_at - now).whole_seconds().clamp(1, MAX_VALIDITY_SECS);
         form.append_pair("ValidityPeriod", &seconds.to_string());
     }
-    form.finish()
+    let mut form = form.finish();
+    if let Some(field) = status_callback {
+        field.append_to(&mut form, &envelope.tenant_id, &envelope.message_id);
+    }
+    form
 }
 
 #[cfg(test)]
@@ -84,11 +86,8 @@ mod tests {
                 "to": "+14155550100", "body": "Hi & bye = 100%", "expires_at": "2026-11-24T12:10:00Z"}),
             number("+14155550199"),
         );
-        let form = pairs(&create_message_form(
-            &message,
-            Some("https://api.example.com/webhooks/twilio/status"),
-            now,
-        ));
+        let callback = StatusCallbackField::new("https://api.example.com/webhooks/twilio/status");
+        let form = pairs(&create_message_form(&message, Some(&callback), now));
         assert_eq!(form["To"], "+14155550100");
         assert_eq!(form["From"], "+14155550199");
         assert_eq!(form["Body"], "Hi & bye = 100%");
