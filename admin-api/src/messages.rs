@@ -164,10 +164,12 @@ pub(crate) async fn append_envelopes(
     }
     let existing = existing_statuses(state, &valid).await;
     let mut records = Vec::with_capacity(valid.len());
+    let mut duplicates = 0;
     for ((index, envelope), existing) in valid.into_iter().zip(existing) {
         if let Some(status) = existing {
             results[index].status = "duplicate";
             results[index].existing_status = Some(status);
+            duplicates += 1;
             continue;
         }
         records.push(OutgoingRecord {
@@ -176,7 +178,6 @@ pub(crate) async fn append_envelopes(
         });
     }
     let accepted = records.len();
-    let duplicates = results.iter().filter(|result| result.status == "duplicate").count();
     let rejected = items.len() - accepted - duplicates;
     if !records.is_empty() {
         state.log.append(Topic::Messages, records).await?;

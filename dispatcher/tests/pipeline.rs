@@ -242,6 +242,19 @@ impl Harness {
         running.await.unwrap().unwrap();
     }
 
+    /// Appends `after`, a new message for `acme`'s one sender, and waits until it is sent: the
+    /// sender sends in order, so by then every record appended before it was read and sorted.
+    async fn send_after_and_wait(&self) {
+        self.log
+            .append(
+                Topic::Messages,
+                vec![envelope("acme", "after", "+12125550100", json!({}))],
+            )
+            .await
+            .unwrap();
+        wait_until_sent(self.store.as_ref(), "acme", "after").await;
+    }
+
     async fn status_of(&self, tenant: &str, id: &str) -> (MessageStatus, Option<String>) {
         let record = self
             .store
@@ -410,26 +423,32 @@ async fn wait_until_sent(store: &dyn Store, tenant: &str, id: &str) {
     }
 }
 
-/// A client retries a batch (the same ids) while its first copies still wait for their sender,
-/// and once more while one is in flight: each id reaches the provider once. A record after the
-/// copies, for the same sender, is sent only after everything queued before it, so once it is
-/// sent every copy has been read and sorted.
-async fn a_batch_resubmitted_while_its_first_copies_wait_is_sent_once(backends: Backends) {
-    let dir = tempfile::tempdir().unwrap();
+/// A harness with the demo tenant `acme` and one demo sender at 5 messages a second, so that
+/// what is appended for it waits in its queue for seconds; the provider answers after `latency`.
+async fn slow_sender_harness(backends: Backends, dir: &std::path::Path, latency: Duration) -> Option<Harness> {
     let provider = RecordingProvider {
-        latency: Duration::from_millis(50),
+        latency,
         ..RecordingProvider::default()
     };
-    let Some(mut harness) = harness(backends, dir.path(), provider).await else {
-        return;
-    };
-    // One demo sender at 5 messages a second: the batch waits in its queue for seconds.
+    let mut harness = harness(backends, dir, provider).await?;
     harness.settings.pacing.demo = 5.0;
     harness
         .store
         .create_tenant(&tenant("acme", true, TenantStatus::Active))
         .await
         .unwrap();
+    Some(harness)
+}
+
+/// A client retries a batch (the same ids) while its first copies still wait for their sender,
+/// and once more while one is in flight: each id reaches the provider once. A record after the
+/// copies, for the same sender, is sent only after everything queued before it, so once it is
+/// sent every copy has been read and sorted.
+async fn a_batch_resubmitted_while_its_first_copies_wait_is_sent_once(backends: Backends) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(harness) = slow_sender_harness(backends, dir.path(), Duration::from_millis(50)).await else {
+        return;
+    };
     let batch = |prefix: &str| -> Vec<OutgoingRecord> {
         (0..15)
             .map(|n| envelope("acme", &format!("{prefix}-{n}"), "+12125550100", json!({})))
@@ -443,15 +462,7 @@ async fn a_batch_resubmitted_while_its_first_copies_wait_is_sent_once(backends: 
     for record in batch("dup").into_iter().rev() {
         harness.log.append(Topic::Messages, vec![record]).await.unwrap();
     }
-    harness
-        .log
-        .append(
-            Topic::Messages,
-            vec![envelope("acme", "after", "+12125550100", json!({}))],
-        )
-        .await
-        .unwrap();
-    wait_until_sent(harness.store.as_ref(), "acme", "after").await;
+    harness.send_after_and_wait().await;
     cancel.cancel();
     running.await.unwrap().unwrap();
 
@@ -483,19 +494,9 @@ async fn a_batch_resubmitted_while_its_first_copies_wait_is_sent_once(backends: 
 /// each message once.
 async fn a_campaign_send_retried_while_the_first_is_in_progress_reaches_each_recipient_once(backends: Backends) {
     let dir = tempfile::tempdir().unwrap();
-    let provider = RecordingProvider {
-        latency: Duration::from_millis(20),
-        ..RecordingProvider::default()
-    };
-    let Some(mut harness) = harness(backends, dir.path(), provider).await else {
+    let Some(harness) = slow_sender_harness(backends, dir.path(), Duration::from_millis(20)).await else {
         return;
     };
-    harness.settings.pacing.demo = 5.0;
-    harness
-        .store
-        .create_tenant(&tenant("acme", true, TenantStatus::Active))
-        .await
-        .unwrap();
     let recipients = 12;
     let send = || -> Vec<OutgoingRecord> {
         (0..recipients)
@@ -513,15 +514,7 @@ async fn a_campaign_send_retried_while_the_first_is_in_progress_reaches_each_rec
     let (running, cancel) = harness.start();
     wait_until_sent(harness.store.as_ref(), "acme", "spring-0").await;
     harness.log.append(Topic::Messages, send()).await.unwrap();
-    harness
-        .log
-        .append(
-            Topic::Messages,
-            vec![envelope("acme", "after", "+12125550100", json!({}))],
-        )
-        .await
-        .unwrap();
-    wait_until_sent(harness.store.as_ref(), "acme", "after").await;
+    harness.send_after_and_wait().await;
     cancel.cancel();
     running.await.unwrap().unwrap();
 

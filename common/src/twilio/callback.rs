@@ -17,15 +17,12 @@ pub const MESSAGE_PARAM: &str = "message";
 /// The `StatusCallback` URL of one message: `base` with the tenant and message id added to its
 /// query.
 pub fn status_callback_url(base: &str, tenant: &TenantId, message: &MessageId) -> String {
-    // One allocation on the hot path: the query is encoded straight after the base.
-    let mut url = String::with_capacity(base.len() + tenant.as_str().len() + message.as_str().len() + 24);
-    url.push_str(base);
-    url.push(if base.contains('?') { '&' } else { '?' });
-    let start = url.len();
-    url::form_urlencoded::Serializer::for_suffix(url, start)
+    let query = url::form_urlencoded::Serializer::new(String::new())
         .append_pair(TENANT_PARAM, tenant.as_str())
         .append_pair(MESSAGE_PARAM, message.as_str())
-        .finish()
+        .finish();
+    let separator = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{separator}{query}")
 }
 
 /// The `StatusCallback` field of a create-message form body for one callback URL, with the URL

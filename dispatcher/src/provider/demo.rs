@@ -66,9 +66,9 @@ impl Provider for DemoProvider {
                     at: OffsetDateTime::now_utc(),
                     reason: None,
                     provider_message_id: None,
-                    // It was sent just now, so these move it up the chain (`delivered`, then
-                    // `read`) from `sent`: written without a read, the status rows keep the
-                    // forward-only order whatever else arrives.
+                    // This provider has just accepted it, so these only move it up the chain
+                    // (`delivered`, then `read`): written without a read, the status rows keep
+                    // the forward-only order whatever arrives first.
                     held: Some(Held {
                         accepted_at: message.accepted_at,
                         campaign_id: envelope.campaign_id.clone(),
