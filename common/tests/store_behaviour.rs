@@ -152,6 +152,7 @@ suite!(sqlite:
     status_only_moves_forward,
     failures_record_their_reason_and_are_terminal,
     held_outcomes_never_lower_a_status_a_callback_raised,
+    held_callbacks_up_the_chain_end_at_the_highest_in_any_order,
     audit_is_listed_newest_first,
     stuck_messages_are_found_by_status_and_age,
     stuck_messages_are_sent_first_then_unknown_and_only_those,
@@ -180,6 +181,7 @@ suite!(cassandra:
     status_only_moves_forward,
     failures_record_their_reason_and_are_terminal,
     held_outcomes_never_lower_a_status_a_callback_raised,
+    held_callbacks_up_the_chain_end_at_the_highest_in_any_order,
     audit_is_listed_newest_first,
     stuck_messages_are_found_by_status_and_age,
     stuck_messages_are_sent_first_then_unknown_and_only_those,
@@ -193,6 +195,7 @@ suite!(cassandra:
 suite!(cassandra_concurrent:
     claims_are_written_and_read_back,
     held_outcomes_never_lower_a_status_a_callback_raised,
+    held_callbacks_up_the_chain_end_at_the_highest_in_any_order,
     status_only_moves_forward,
     stuck_messages_are_sent_first_then_unknown_and_only_those,
     campaign_counts_follow_each_message_status,
@@ -868,6 +871,51 @@ async fn failures_record_their_reason_and_are_terminal(store: Arc<dyn Store>) {
     );
     let claims = store.claims(&[(tid("acme"), mid("m1"))]).await.unwrap();
     assert_eq!(claims[0].map(|claim| claim.status), Some(MessageStatus::Undelivered));
+}
+
+/// The demo provider's callbacks (`delivered`, `read`) are held like the dispatcher's `sent`:
+/// written without a read. Whatever order the three arrive in, early callbacks included, the
+/// message ends `read`, its campaign counts it once as `read`, and a later failure cannot
+/// replace it.
+async fn held_callbacks_up_the_chain_end_at_the_highest_in_any_order(store: Arc<dyn Store>) {
+    let held = Held {
+        accepted_at: at(T0),
+        campaign_id: Some(CampaignId::parse("spring-sale").unwrap()),
+    };
+    let orders: [[MessageStatus; 3]; 3] = [
+        [MessageStatus::Sent, MessageStatus::Delivered, MessageStatus::Read],
+        [MessageStatus::Read, MessageStatus::Delivered, MessageStatus::Sent],
+        [MessageStatus::Delivered, MessageStatus::Read, MessageStatus::Sent],
+    ];
+    for (n, order) in orders.iter().enumerate() {
+        let id = format!("chain-{n}");
+        store.claim_messages(&[new_message("acme", &id, T0)]).await.unwrap();
+        for (step, status) in order.iter().enumerate() {
+            let provider_id = (*status == MessageStatus::Sent).then(|| format!("SM{n}"));
+            let change = StatusUpdate {
+                held: Some(held.clone()),
+                ..update("acme", &id, *status, T0 + 10 + step as i64, provider_id.as_deref())
+            };
+            store.apply_status(&[change]).await.unwrap();
+        }
+        store
+            .apply_status(&[update("acme", &id, MessageStatus::Failed, T0 + 20, None)])
+            .await
+            .unwrap();
+        let record = store.message(&tid("acme"), &mid(&id)).await.unwrap().unwrap();
+        assert_eq!(
+            record.status,
+            MessageStatus::Read,
+            "{id} after {order:?}: {:?}",
+            record.history
+        );
+        assert_eq!(record.provider_message_id, Some(format!("SM{n}")), "{id}");
+    }
+    let counts = store
+        .campaign_counts(&tid("acme"), &CampaignId::parse("spring-sale").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(counts, vec![(MessageStatus::Read, 3)]);
 }
 
 async fn audit_is_listed_newest_first(store: Arc<dyn Store>) {

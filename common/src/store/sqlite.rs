@@ -1410,6 +1410,17 @@ impl Store for SqliteStore {
                             provider_id,
                         ])
                         .map_err(db_err)?;
+                    // A refused change (a `sent` after its callbacks) still brings the provider's
+                    // id when none is known, as it would had it come first.
+                    if changed == 0 && provider_id.is_some() {
+                        tx.prepare_cached(
+                            "UPDATE messages SET provider_message_id = ?3 \
+                             WHERE tenant_id = ?1 AND message_id = ?2 AND provider_message_id IS NULL",
+                        )
+                        .map_err(db_err)?
+                        .execute(params![tenant, id, provider_id])
+                        .map_err(db_err)?;
+                    }
                     applied.push(changed > 0);
                 }
             }
