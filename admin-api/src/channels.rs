@@ -19,6 +19,7 @@ use common::credentials::{
     ACCESS_KEY_ID, ACCOUNT_SID, CONFIGURATION_SET, FROM_ADDRESS, REGION, seal, ses_account, setting, twilio_account,
 };
 use common::store::{ChannelCredentials, ProviderKind};
+use common::twilio::AccountSid;
 use common::twilio::accounts::{AccountOpError, AccountStatus};
 use secrecy::SecretString;
 use serde::Serialize;
@@ -132,10 +133,6 @@ impl Fields {
     }
 }
 
-fn is_account_sid(raw: &str) -> bool {
-    raw.len() == 34 && raw.starts_with("AC") && raw[2..].bytes().all(|byte| byte.is_ascii_hexdigit())
-}
-
 fn is_region(raw: &str) -> bool {
     let parts: Vec<&str> = raw.split('-').collect();
     parts.len() >= 3
@@ -158,7 +155,7 @@ fn parse_credentials(
         Channel::Sms | Channel::Whatsapp => {
             let mut fields = Fields::parse(body, &[ACCOUNT_SID, "auth_token"])?;
             let sid = fields.text(ACCOUNT_SID, true, 34);
-            if sid.as_deref().is_some_and(|sid| !is_account_sid(sid)) {
+            if sid.as_deref().is_some_and(|sid| AccountSid::parse(sid).is_none()) {
                 fields.fail(ACCOUNT_SID, "must be AC followed by 32 hexadecimal digits");
             }
             let token = fields.text("auth_token", true, 256);
@@ -259,6 +256,28 @@ async fn verify(state: &AppState, row: &ChannelCredentials) -> Result<(), String
     }
 }
 
+/// Refuses a Twilio account that is the platform's own or that another tenant's verified
+/// credentials hold: its webhooks would be signed with a token this tenant also knows.
+async fn account_is_free(state: &AppState, caller: &TenantCaller, account: &str) -> Result<(), ApiError> {
+    let taken = || {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "account_in_use",
+            "this Twilio account belongs to another tenant or to the platform",
+        )
+        .with_field(ACCOUNT_SID)
+    };
+    if state.onboarding.settings().master_account_sid.as_deref() == Some(account) {
+        return Err(taken());
+    }
+    let holders = state.store.credentials_by_account(account).await?;
+    if holders.iter().any(|row| row.tenant_id != caller.tenant_id) {
+        tracing::warn!(tenant = %caller.tenant_id, "credentials refused: the account belongs to another tenant");
+        return Err(taken());
+    }
+    Ok(())
+}
+
 /// `POST /v1/channels/{channel}`: saves (or replaces) the channel's credentials and verifies
 /// them; 201 with the view, verified or not.
 #[utoipa::path(
@@ -273,6 +292,7 @@ async fn verify(state: &AppState, row: &ChannelCredentials) -> Result<(), String
         (status = 400, description = "malformed_json: the body is not the JSON expected", body = crate::error::ErrorBody),
         (status = 401, description = "unauthorized: no valid API key", body = crate::error::ErrorBody),
         (status = 404, description = "route_not_found: not a channel", body = crate::error::ErrorBody),
+        (status = 409, description = "account_in_use: the Twilio account is the platform's or another tenant's (`field`: account_sid)", body = crate::error::ErrorBody),
         (status = 413, description = "payload_too_large: the body is larger than admin.max_body_bytes", body = crate::error::ErrorBody),
         (status = 422, description = "invalid_field: every failing field is listed in `fields`", body = crate::error::ErrorBody),
         (status = 503, description = "store_unavailable or log_unavailable: retry later", body = crate::error::ErrorBody),
@@ -287,6 +307,9 @@ pub async fn save(
 ) -> Result<(StatusCode, Json<ChannelView>), ApiError> {
     let channel = channel_of(&channel)?;
     let mut row = parse_credentials(&state, &caller, channel, &body)?;
+    if let Some(account) = setting(&row, ACCOUNT_SID) {
+        account_is_free(&state, &caller, account).await?;
+    }
     match verify(&state, &row).await {
         Ok(()) => row.is_verified = true,
         Err(reason) => row.verification_error = Some(reason),
@@ -382,10 +405,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn account_sids_and_regions_are_checked() {
-        assert!(is_account_sid(&format!("AC{}", "0a".repeat(16))));
-        assert!(!is_account_sid(&format!("AC{}", "0g".repeat(16))));
-        assert!(!is_account_sid("AC123"));
+    fn regions_are_checked() {
         assert!(is_region("us-east-1"));
         assert!(is_region("ap-southeast-2"));
         assert!(!is_region("US-EAST-1"));

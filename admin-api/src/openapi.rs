@@ -359,8 +359,10 @@ pub struct SesCredentialsRequest {
 #[allow(dead_code, non_snake_case)]
 pub struct TwilioStatusForm {
     /// The account that sent the message: its stored token verifies the signature.
+    #[schema(pattern = "^AC[0-9a-fA-F]{32}$")]
     pub AccountSid: String,
     /// The message's SID.
+    #[schema(pattern = "^(SM|MM)[0-9a-fA-F]{32}$")]
     pub MessageSid: String,
     /// Twilio's status (`sent`, `delivered`, `undelivered`, `failed`, `read`, ...).
     pub MessageStatus: String,
@@ -373,6 +375,7 @@ pub struct TwilioStatusForm {
 #[allow(dead_code, non_snake_case)]
 pub struct TwilioInboundForm {
     /// The receiving account: its stored token verifies the signature.
+    #[schema(pattern = "^AC[0-9a-fA-F]{32}$")]
     pub AccountSid: String,
     /// The sender (E.164, or `whatsapp:+1...`).
     pub From: String,
@@ -380,8 +383,9 @@ pub struct TwilioInboundForm {
     pub To: Option<String>,
     /// The text: STOP, START, HELP and their synonyms change consent.
     pub Body: Option<String>,
-    /// The inbound message's SID.
-    pub MessageSid: Option<String>,
+    /// The inbound message's SID: each is applied once.
+    #[schema(pattern = "^(SM|MM)[0-9a-fA-F]{32}$")]
+    pub MessageSid: String,
 }
 
 /// `POST /webhooks/twilio/brand-status` form (the fields read).
@@ -389,6 +393,7 @@ pub struct TwilioInboundForm {
 #[allow(dead_code, non_snake_case)]
 pub struct TwilioBrandStatusForm {
     /// The account of the brand: its stored token verifies the signature.
+    #[schema(pattern = "^AC[0-9a-fA-F]{32}$")]
     pub AccountSid: String,
     /// The brand registration's SID (absent in bundle callbacks, which are ignored).
     pub BrandRegistrationSid: Option<String>,

@@ -2,10 +2,14 @@
 //!
 //! Every request must carry a valid `X-Twilio-Signature`, computed by Twilio with the auth
 //! token of the account named in `AccountSid` over the URL it called (the configured public URL
-//! plus the request's path and query) and the form parameters. The token comes from the
-//! stored credentials naming that account; a request no stored token verifies answers 403.
-//! The opened tokens of an account are kept for 30 s ([`SigningKeys`]); a signature they do not
-//! verify is checked again against the store before it is refused, so a new token works at once.
+//! plus the request's path and query) and the form parameters. An `AccountSid` that is not `AC`
+//! and 32 hexadecimal digits is refused (403) before anything is looked up, cached or logged.
+//! The token comes from the stored credentials naming that account that the provider verified
+//! (unverified credentials never sign); a request no such token verifies answers 403. The
+//! opened tokens of an account are kept for 30 s, for at most 4,096 accounts ([`SigningKeys`]);
+//! a signature they do not verify is checked again against the store before it is refused, so
+//! a new token works at once. Values from the request reach the log only shortened
+//! ([`common::telemetry::untrusted`]).
 //!
 //! - `POST /webhooks/twilio/status`: the callback URL names the message (tenant and message id
 //!   in its query, signed with the rest: [`common::twilio::callback`]), so the callback applies
@@ -18,7 +22,9 @@
 //! - `POST /webhooks/twilio/inbound`: records when the contact last wrote (WhatsApp's 24-hour
 //!   window), applies opt-out keywords (STOP, STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT suppress
 //!   the number at once; START, YES, UNSTOP lift an opt-out; HELP is recorded), each consent
-//!   change audited with its keyword, time and source message. Answers empty TwiML.
+//!   change audited with its keyword, time and source message. Each `MessageSid` is applied
+//!   once: a replay (Twilio's signatures carry no time) is answered and changes nothing.
+//!   Answers empty TwiML.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -35,7 +41,8 @@ use common::credentials::twilio_account;
 use common::signature::twilio::{SIGNATURE_HEADER, verify};
 use common::status::TwilioStatus;
 use common::store::{AuditEntry, StatusUpdate, Store, StoreError, Suppression, SuppressionReason};
-use common::twilio::callback_target;
+use common::telemetry::untrusted;
+use common::twilio::{AccountSid, callback_target};
 use common::{Channel, TenantId};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
@@ -88,7 +95,8 @@ pub(crate) fn count(source: &'static str, outcome: &'static str) {
     metrics::counter!("admin_webhooks_total", "source" => source, "outcome" => outcome).increment(1);
 }
 
-/// Parses the form and verifies its signature with the tokens stored for its account.
+/// Parses the form and verifies its signature with the tokens stored for its account. A form
+/// without a well-formed `AccountSid` is refused before anything is looked up, cached or logged.
 pub(crate) async fn verified(
     state: &AppState,
     source: &'static str,
@@ -97,23 +105,25 @@ pub(crate) async fn verified(
     body: &[u8],
 ) -> Result<SignedForm, ApiError> {
     let params: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
-    let forbidden = || {
-        count(source, "invalid_signature");
+    let forbidden = |outcome: &'static str| {
+        count(source, outcome);
         ApiError::new(
             StatusCode::FORBIDDEN,
             "invalid_signature",
             "the X-Twilio-Signature header does not verify",
         )
     };
+    let Some(account) = params
+        .iter()
+        .find(|(key, _)| key == "AccountSid")
+        .and_then(|(_, value)| AccountSid::parse(value))
+    else {
+        return Err(forbidden("malformed_account"));
+    };
     let signature = headers
         .get(SIGNATURE_HEADER)
         .and_then(|value| value.to_str().ok())
-        .ok_or_else(forbidden)?;
-    let account_sid = params
-        .iter()
-        .find(|(key, _)| key == "AccountSid")
-        .map(|(_, value)| value.clone())
-        .ok_or_else(forbidden)?;
+        .ok_or_else(|| forbidden("invalid_signature"))?;
     let url = format!(
         "{}{}",
         state.public_url.trim_end_matches('/'),
@@ -125,33 +135,36 @@ pub(crate) async fn verified(
             .map(|(tenant, _)| tenant.clone())
             .collect()
     };
-    let mut tenants = match state.signing_keys.cached(&account_sid) {
+    let mut tenants = match state.signing_keys.cached(&account) {
         Some(keys) => verifying(&keys),
         None => BTreeSet::new(),
     };
     if tenants.is_empty() {
         // Not cached, or a token changed since: the store decides.
-        let keys = state.signing_keys.read(state, &account_sid).await?;
+        let keys = state.signing_keys.read(state, &account).await?;
         tenants = verifying(&keys);
     }
     if tenants.is_empty() {
-        tracing::warn!(source, account_sid, url, "webhook signature does not verify");
-        return Err(forbidden());
+        tracing::warn!(source, %account, url = %untrusted(&url), "webhook signature does not verify");
+        return Err(forbidden("invalid_signature"));
     }
     Ok(SignedForm { params, tenants })
 }
 
 /// How long an account's opened tokens are reused.
 const SIGNING_KEYS_TTL: Duration = Duration::from_secs(30);
+/// How many accounts' tokens are kept at most; past that an entry makes room for a new one.
+const SIGNING_KEYS_MAX_ACCOUNTS: usize = 4096;
 
 /// An account's opened auth tokens, each with the tenant whose credentials hold it.
 type AccountKeys = Arc<Vec<(TenantId, SecretString)>>;
 
-/// The Twilio auth tokens stored for each account, opened, with the tenants they belong to:
-/// read and decrypted once per account every 30 s rather than for every callback.
+/// The Twilio auth tokens of verified credentials, opened, with the tenants they belong to:
+/// read and decrypted once per account every 30 s rather than for every callback, for at most
+/// 4,096 accounts.
 #[derive(Default)]
 pub struct SigningKeys {
-    accounts: Mutex<HashMap<String, (Instant, AccountKeys)>>,
+    accounts: Mutex<HashMap<AccountSid, (Instant, AccountKeys)>>,
 }
 
 impl std::fmt::Debug for SigningKeys {
@@ -162,31 +175,41 @@ impl std::fmt::Debug for SigningKeys {
 
 impl SigningKeys {
     /// The account's tokens, if read less than 30 s ago.
-    fn cached(&self, account_sid: &str) -> Option<AccountKeys> {
+    fn cached(&self, account: &AccountSid) -> Option<AccountKeys> {
         self.accounts
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(account_sid)
+            .get(account)
             .filter(|(read_at, _)| read_at.elapsed() < SIGNING_KEYS_TTL)
             .map(|(_, keys)| Arc::clone(keys))
     }
 
-    /// Reads and opens the account's tokens from the store, and keeps them.
-    async fn read(&self, state: &AppState, account_sid: &str) -> Result<AccountKeys, StoreError> {
+    /// Reads and opens the account's verified tokens from the store, and keeps them.
+    async fn read(&self, state: &AppState, account: &AccountSid) -> Result<AccountKeys, StoreError> {
         let mut keys = Vec::new();
-        for row in state.store.credentials_by_account(account_sid).await? {
+        for row in state.store.credentials_by_account(account.as_str()).await? {
             match twilio_account(&state.keyring, &row) {
-                Ok(account) => keys.push((row.tenant_id, account.auth_token)),
+                Ok(opened) => keys.push((row.tenant_id, opened.auth_token)),
                 Err(error) => {
                     tracing::error!(tenant = %row.tenant_id, channel = %row.channel, %error, "stored twilio credentials do not open");
                 }
             }
         }
+        Ok(self.keep(account, keys))
+    }
+
+    /// Keeps an account's tokens, making room first when the cache is full.
+    fn keep(&self, account: &AccountSid, keys: Vec<(TenantId, SecretString)>) -> AccountKeys {
         let keys = Arc::new(keys);
         let mut accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
         accounts.retain(|_, (read_at, _)| read_at.elapsed() < SIGNING_KEYS_TTL);
-        accounts.insert(account_sid.to_owned(), (Instant::now(), Arc::clone(&keys)));
-        Ok(keys)
+        if accounts.len() >= SIGNING_KEYS_MAX_ACCOUNTS
+            && let Some(evicted) = accounts.keys().next().cloned()
+        {
+            accounts.remove(&evicted);
+        }
+        accounts.insert(account.clone(), (Instant::now(), Arc::clone(&keys)));
+        keys
     }
 }
 
@@ -204,9 +227,9 @@ impl SigningKeys {
     request_body(content = crate::openapi::TwilioStatusForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 204, description = "applied, or ignored (no such message, no message named in the URL, not an outbound status)"),
-        (status = 403, description = "invalid_signature: X-Twilio-Signature does not verify with any stored token of AccountSid; foreign_tenant: the URL names a tenant whose credentials did not sign it", body = crate::error::ErrorBody),
+        (status = 403, description = "invalid_signature: AccountSid is not AC and 32 hexadecimal digits, or X-Twilio-Signature does not verify with any verified stored token of it; foreign_tenant: the URL names a tenant whose credentials did not sign it", body = crate::error::ErrorBody),
         (status = 413, description = "payload_too_large: the body is larger than admin.max_body_bytes", body = crate::error::ErrorBody),
-        (status = 422, description = "invalid_field: MessageSid and MessageStatus are required", body = crate::error::ErrorBody),
+        (status = 422, description = "invalid_field: MessageSid (SM or MM and 32 hexadecimal digits) and MessageStatus are required", body = crate::error::ErrorBody),
         (status = 503, description = "store_unavailable or log_unavailable: retry later", body = crate::error::ErrorBody),
     ),
 )]
@@ -225,6 +248,7 @@ pub async fn twilio_status(
             "a status callback needs MessageSid and MessageStatus",
         ));
     };
+    let sid = message_sid(SOURCE, sid)?;
     // The URL the dispatcher gave Twilio names the message; Twilio signed it with the token
     // of the tenant's account, so it must name one of the tenants that token verifies for.
     let Some((tenant, message_id)) = callback_target(uri.query()) else {
@@ -246,7 +270,7 @@ pub async fn twilio_status(
         .and_then(TwilioStatus::to_message_status)
     else {
         count(SOURCE, "ignored");
-        tracing::debug!(%tenant, %message_id, reported, "status callback without an outbound status");
+        tracing::debug!(%tenant, %message_id, reported = %untrusted(reported), "status callback without an outbound status");
         return Ok(StatusCode::NO_CONTENT);
     };
     let code = form
@@ -315,10 +339,10 @@ fn keyword(body: &str) -> Option<(Keyword, String)> {
     params(("X-Twilio-Signature" = String, Header, description = "Twilio's signature of the public URL and the form, with the auth token of `AccountSid`")),
     request_body(content = crate::openapi::TwilioInboundForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 200, description = "empty TwiML: `<Response/>`", content_type = "text/xml", body = String),
-        (status = 403, description = "invalid_signature: X-Twilio-Signature does not verify with any stored token of AccountSid", body = crate::error::ErrorBody),
+        (status = 200, description = "empty TwiML: `<Response/>` (also for a MessageSid already processed, which changes nothing)", content_type = "text/xml", body = String),
+        (status = 403, description = "invalid_signature: AccountSid is not AC and 32 hexadecimal digits, or X-Twilio-Signature does not verify with any verified stored token of it", body = crate::error::ErrorBody),
         (status = 413, description = "payload_too_large: the body is larger than admin.max_body_bytes", body = crate::error::ErrorBody),
-        (status = 422, description = "invalid_field: From is missing or not a number", body = crate::error::ErrorBody),
+        (status = 422, description = "invalid_field: From is missing or not a number, or MessageSid is missing or not SM or MM and 32 hexadecimal digits", body = crate::error::ErrorBody),
         (status = 503, description = "store_unavailable or log_unavailable: retry later", body = crate::error::ErrorBody),
     ),
 )]
@@ -339,10 +363,23 @@ pub async fn twilio_inbound(
         None => (Channel::Sms, PhoneNumber::parse(from)),
     };
     let number = number.map_err(|error| ApiError::invalid("From", error.to_string()))?;
+    let Some(sid) = form.get("MessageSid") else {
+        count(SOURCE, "malformed");
+        return Err(ApiError::invalid("MessageSid", "an inbound message needs MessageSid"));
+    };
+    let sid = message_sid(SOURCE, sid)?;
     let tenant = inbound_tenant(&state, &form).await?;
+    // Twilio's signature carries no time, so a captured request verifies for ever: each
+    // MessageSid is applied once (effects first, then the mark, so that a retry after a failure
+    // still applies it).
+    if state.store.inbound_message_processed(&tenant, sid).await? {
+        count(SOURCE, "replayed");
+        tracing::info!(%tenant, sid, "inbound message already processed");
+        return Ok(empty_twiml());
+    }
     let now = OffsetDateTime::now_utc();
     state.store.record_inbound(&tenant, from, now).await?;
-    let source = form.get("MessageSid").map(str::to_owned);
+    let source = Some(sid.to_owned());
     if let Some((kind, word)) = form.get("Body").and_then(keyword) {
         let action = match kind {
             Keyword::OptOut => {
@@ -388,8 +425,30 @@ pub async fn twilio_inbound(
             .await?;
         tracing::info!(%tenant, action, "consent keyword received");
     }
+    state.store.mark_inbound_message_processed(&tenant, sid, now).await?;
     count(SOURCE, "applied");
-    Ok(([(CONTENT_TYPE, "text/xml")], "<Response/>").into_response())
+    Ok(empty_twiml())
+}
+
+/// The answer to an inbound message: TwiML that does nothing.
+fn empty_twiml() -> Response {
+    ([(CONTENT_TYPE, "text/xml")], "<Response/>").into_response()
+}
+
+/// A Twilio message SID (`SM` or `MM` and 32 hexadecimal digits), or a 422 naming the field.
+fn message_sid<'a>(source: &'static str, raw: &'a str) -> Result<&'a str, ApiError> {
+    let well_formed = raw.len() == 34
+        && (raw.starts_with("SM") || raw.starts_with("MM"))
+        && raw[2..].bytes().all(|byte| byte.is_ascii_hexdigit());
+    if well_formed {
+        Ok(raw)
+    } else {
+        count(source, "malformed");
+        Err(ApiError::invalid(
+            "MessageSid",
+            "must be SM or MM followed by 32 hexadecimal digits",
+        ))
+    }
 }
 
 /// The tenant an inbound message is for: the one owning the `To` number among those whose
@@ -427,5 +486,17 @@ mod tests {
         assert_eq!(keyword("help"), Some((Keyword::Help, "HELP".to_owned())));
         assert_eq!(keyword("please stop"), None);
         assert_eq!(keyword(""), None);
+    }
+
+    #[test]
+    fn the_signing_key_cache_is_bounded() {
+        let keys = SigningKeys::default();
+        for n in 0..SIGNING_KEYS_MAX_ACCOUNTS + 100 {
+            let account = AccountSid::parse(&format!("AC{n:032x}")).unwrap();
+            keys.keep(&account, Vec::new());
+            assert!(keys.cached(&account).is_some());
+        }
+        let kept = keys.accounts.lock().unwrap().len();
+        assert_eq!(kept, SIGNING_KEYS_MAX_ACCOUNTS);
     }
 }

@@ -42,6 +42,18 @@ pub fn init_tracing(settings: &TelemetrySettings) -> Result<(), TelemetryError> 
     Ok(())
 }
 
+/// How much of an untrusted value a log line keeps.
+const UNTRUSTED_LOG_CHARS: usize = 64;
+
+/// An untrusted value (a request's field, a URL an unauthenticated caller chose) shortened for a
+/// log line: at most 64 characters, with `...` when cut, so a caller cannot fill the logs.
+pub fn untrusted(value: &str) -> std::borrow::Cow<'_, str> {
+    match value.char_indices().nth(UNTRUSTED_LOG_CHARS) {
+        None => std::borrow::Cow::Borrowed(value),
+        Some((end, _)) => std::borrow::Cow::Owned(format!("{}...", &value[..end])),
+    }
+}
+
 /// Histogram buckets of durations, in seconds: 100 us to 60 s.
 const SECONDS_BUCKETS: [f64; 16] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0,
@@ -110,4 +122,16 @@ pub fn ops_router(metrics: PrometheusHandle, readiness: Readiness) -> Router {
             }),
         )
         .with_state(OpsState { metrics, readiness })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::untrusted;
+
+    #[test]
+    fn untrusted_values_are_cut_at_64_characters() {
+        assert_eq!(untrusted("AC12"), "AC12");
+        assert_eq!(untrusted(&"x".repeat(64)), "x".repeat(64));
+        assert_eq!(untrusted(&"é".repeat(900_000)), format!("{}...", "é".repeat(64)));
+    }
 }

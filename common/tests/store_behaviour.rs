@@ -144,6 +144,7 @@ suite!(sqlite:
     credentials_round_trip,
     credentials_are_found_by_twilio_account,
     the_last_inbound_time_only_moves_forward,
+    an_inbound_message_is_processed_once,
     plans_round_trip,
     usage_adds_releases_and_clamps_at_zero,
     suppressions_round_trip,
@@ -173,6 +174,7 @@ suite!(cassandra:
     credentials_round_trip,
     credentials_are_found_by_twilio_account,
     the_last_inbound_time_only_moves_forward,
+    an_inbound_message_is_processed_once,
     plans_round_trip,
     usage_adds_releases_and_clamps_at_zero,
     suppressions_round_trip,
@@ -501,8 +503,21 @@ async fn credentials_are_found_by_twilio_account(store: Arc<dyn Store>) {
     let mut found = store.credentials_by_account("AC1").await.unwrap();
     found.sort_by_key(|row| row.channel);
     assert_eq!(found, vec![acme_sms, acme_whatsapp]);
-    assert_eq!(store.credentials_by_account("AC2").await.unwrap(), vec![beta_sms]);
+    assert_eq!(
+        store.credentials_by_account("AC2").await.unwrap(),
+        vec![beta_sms.clone()]
+    );
     assert!(store.credentials_by_account("AC3").await.unwrap().is_empty());
+
+    // Credentials the provider did not accept never sign a webhook.
+    store
+        .put_credentials(&ChannelCredentials {
+            is_verified: false,
+            ..beta_sms
+        })
+        .await
+        .unwrap();
+    assert!(store.credentials_by_account("AC2").await.unwrap().is_empty());
 }
 
 async fn the_last_inbound_time_only_moves_forward(store: Arc<dyn Store>) {
@@ -517,6 +532,27 @@ async fn the_last_inbound_time_only_moves_forward(store: Arc<dyn Store>) {
     assert_eq!(store.last_inbound(&acme, "whatsapp:+14155550199").await.unwrap(), None);
     assert!(store.delete_tenant(&acme).await.unwrap());
     assert_eq!(store.last_inbound(&acme, contact).await.unwrap(), None);
+}
+
+async fn an_inbound_message_is_processed_once(store: Arc<dyn Store>) {
+    for name in ["acme", "beta"] {
+        store.create_tenant(&tenant(name, false, T0)).await.unwrap();
+    }
+    let (acme, beta, sid) = (tid("acme"), tid("beta"), "SM00000000000000000000000000000001");
+    assert!(!store.inbound_message_processed(&acme, sid).await.unwrap());
+    store.mark_inbound_message_processed(&acme, sid, at(T0)).await.unwrap();
+    store
+        .mark_inbound_message_processed(&acme, sid, at(T0 + 1))
+        .await
+        .unwrap();
+    assert!(store.inbound_message_processed(&acme, sid).await.unwrap());
+    assert!(!store.inbound_message_processed(&beta, sid).await.unwrap());
+    assert!(
+        !store
+            .inbound_message_processed(&acme, "SM00000000000000000000000000000002")
+            .await
+            .unwrap()
+    );
 }
 
 async fn plans_round_trip(store: Arc<dyn Store>) {

@@ -133,7 +133,7 @@ pub async fn run(args: ScenarioArgs) -> anyhow::Result<()> {
         Scenario::Pacing { seconds } => pacing(seconds).await,
         Scenario::Fairness { backlog } => fairness(backlog).await,
         Scenario::Memory { backlog, seconds } => memory(backlog, seconds).await,
-        Scenario::Webhooks { callbacks, concurrency } => webhooks(callbacks, concurrency.max(1)).await,
+        Scenario::Webhooks { callbacks, concurrency } => Box::pin(webhooks(callbacks, concurrency.max(1))).await,
     }
 }
 

@@ -27,6 +27,8 @@ async fn twilio_credentials_are_sealed_verified_and_never_answered() {
     settings.demo.bootstrap = false;
     settings.credentials.keys = Some(keys.clone());
     settings.providers.twilio.api_url = simulator.base_url();
+    let platform_account = format!("AC{}", "f".repeat(32));
+    settings.onboarding.master_account_sid = Some(platform_account.clone());
 
     let (acme, other) = (TenantId::parse("acme").unwrap(), TenantId::parse("other").unwrap());
     let (acme_key, other_key) = {
@@ -86,6 +88,22 @@ async fn twilio_credentials_are_sealed_verified_and_never_answered() {
     let keyring = Keyring::parse(&keys).unwrap();
     let account = common::credentials::twilio_account(&keyring, &row).unwrap();
     assert_eq!(account.auth_token.expose_secret(), DEFAULT_AUTH_TOKEN);
+
+    // Nobody else may register that account, even with its token, nor the platform's own:
+    // their webhooks would be signed with a token that tenant knows.
+    for (key, account) in [
+        (&other_key, DEFAULT_ACCOUNT_SID),
+        (&acme_key, platform_account.as_str()),
+    ] {
+        let taken = post(key, json!({"account_sid": account, "auth_token": DEFAULT_AUTH_TOKEN}))
+            .await
+            .unwrap();
+        assert_eq!(taken.status(), 409);
+        let error: Value = taken.json().await.unwrap();
+        assert_eq!(error["error"]["code"], "account_in_use", "{error}");
+        assert_eq!(error["error"]["field"], "account_sid", "{error}");
+    }
+    assert_eq!(store.credentials(&other, Channel::Sms).await.unwrap(), None);
 
     // A wrong token is saved unverified, with the reason.
     let wrong = post(

@@ -28,6 +28,8 @@ use tokio::sync::oneshot;
 const SMS_FROM: &str = "+14155550150";
 const WHATSAPP_FROM: &str = "+14155550151";
 const CONTACT: &str = "+14155550177";
+/// A well-formed message SID that Twilio never gave any message here.
+const UNKNOWN_SID: &str = "SM00000000000000000000000000000009";
 
 struct Running {
     addr: SocketAddr,
@@ -98,11 +100,13 @@ impl Running {
         }
     }
 
-    /// Posts a signed inbound message from the contact; answers the HTTP status.
-    async fn inbound(&self, from: &str, to: &str, body: &str, token: &str) -> u16 {
+    /// Posts inbound message `n` (its MessageSid) from the contact, signed with `token`;
+    /// answers the HTTP status.
+    async fn inbound(&self, n: u32, from: &str, to: &str, body: &str, token: &str) -> u16 {
+        let sid = format!("SM{n:032x}");
         let params = [
             ("AccountSid", DEFAULT_ACCOUNT_SID),
-            ("MessageSid", "SM00000000000000000000000000000001"),
+            ("MessageSid", sid.as_str()),
             ("From", from),
             ("To", to),
             ("Body", body),
@@ -263,13 +267,13 @@ async fn live_messages_reach_delivered_through_the_simulator_and_signed_callback
     let whatsapp_number = format!("whatsapp:{WHATSAPP_FROM}");
     assert_eq!(
         running
-            .inbound(&whatsapp_contact, &whatsapp_number, "hi", "wrong-token")
+            .inbound(1, &whatsapp_contact, &whatsapp_number, "hi", "wrong-token")
             .await,
         403
     );
     assert_eq!(
         running
-            .inbound(&whatsapp_contact, &whatsapp_number, "hi", DEFAULT_AUTH_TOKEN)
+            .inbound(1, &whatsapp_contact, &whatsapp_number, "hi", DEFAULT_AUTH_TOKEN)
             .await,
         200
     );
@@ -281,7 +285,7 @@ async fn live_messages_reach_delivered_through_the_simulator_and_signed_callback
 
     // STOP suppresses the contact at once; START lifts it.
     assert_eq!(
-        running.inbound(CONTACT, SMS_FROM, "STOP", DEFAULT_AUTH_TOKEN).await,
+        running.inbound(2, CONTACT, SMS_FROM, "STOP", DEFAULT_AUTH_TOKEN).await,
         200
     );
     let stopped = running
@@ -290,7 +294,7 @@ async fn live_messages_reach_delivered_through_the_simulator_and_signed_callback
     let suppressed = running.wait_for(&stopped, "suppressed").await;
     assert_eq!(suppressed["reason"], "RECIPIENT_SUPPRESSED", "{suppressed}");
     assert_eq!(
-        running.inbound(CONTACT, SMS_FROM, "start", DEFAULT_AUTH_TOKEN).await,
+        running.inbound(3, CONTACT, SMS_FROM, "start", DEFAULT_AUTH_TOKEN).await,
         200
     );
     let resumed = running
@@ -298,8 +302,18 @@ async fn live_messages_reach_delivered_through_the_simulator_and_signed_callback
         .await;
     running.wait_for(&resumed, "delivered").await;
 
+    // A replayed STOP (the same MessageSid, validly signed) is answered and changes nothing.
+    assert_eq!(
+        running.inbound(2, CONTACT, SMS_FROM, "STOP", DEFAULT_AUTH_TOKEN).await,
+        200
+    );
+    let after_replay = running
+        .send("sms-after-replay", "sms", SMS_FROM, json!({ "body": "still welcome" }))
+        .await;
+    running.wait_for(&after_replay, "delivered").await;
+
     let stats = simulator.stats();
-    assert_eq!(stats.accepted, 3, "{stats:?}");
+    assert_eq!(stats.accepted, 4, "{stats:?}");
     assert!(stats.violations.is_empty(), "{stats:?}");
     running.stop.send(()).unwrap();
     running.stopped.await.unwrap().expect("clean stop");
@@ -398,7 +412,7 @@ async fn status_callbacks_with_a_bad_signature_are_refused() {
     // Valid, for a message of acme that does not exist: accepted, and nothing is created.
     assert_eq!(
         running
-            .status_callback("acme", "nobody-sent-it", "SM9", "delivered")
+            .status_callback("acme", "nobody-sent-it", UNKNOWN_SID, "delivered")
             .await,
         204
     );
@@ -411,7 +425,10 @@ async fn status_callbacks_with_a_bad_signature_are_refused() {
         .unwrap();
     assert_eq!(missing.status(), 404);
     // Signed with acme's account token but naming another tenant's message: refused.
-    assert_eq!(running.status_callback("globex", "m-1", "SM9", "delivered").await, 403);
+    assert_eq!(
+        running.status_callback("globex", "m-1", UNKNOWN_SID, "delivered").await,
+        403
+    );
     running.stop.send(()).unwrap();
     running.stopped.await.unwrap().expect("clean stop");
     simulator.shutdown().await.unwrap();

@@ -564,6 +564,100 @@ async fn an_approved_brand_ends_with_a_number_that_delivers_sms() {
     assert_eq!(stats.accepted, 1);
 }
 
+/// A brand status callback is a hint, not a verdict: even validly signed (a leaked or shared
+/// token), what it claims is never applied; the brand is fetched from Twilio at once and only
+/// that answer moves the workflow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_brand_callback_cannot_approve_what_twilio_has_not() {
+    let sim = Simulator::start(SimulatorConfig {
+        rate_per_sender: 100.0,
+        onboarding: OnboardingSimConfig {
+            brand_review_delay: Duration::from_secs(3600),
+            ..OnboardingSimConfig::default()
+        },
+        ..SimulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings(dir.path(), &sim);
+    let key = seed(&settings, &["acme"]).await.remove(0);
+    let running = Running::start(&settings).await;
+    let (code, body) = running
+        .call(reqwest::Method::POST, "/v1/business-info", Some(&key), Some(&form()))
+        .await;
+    assert_eq!(code, 201, "{body}");
+    running
+        .wait_status(&key, "awaiting approval", |status| {
+            status["status"] == "awaiting_approval"
+        })
+        .await;
+
+    // Signed with the tenant's own subaccount token, as the stack stored it.
+    let store = SqliteStore::open(&settings.store_path()).await.unwrap();
+    let brand_sid = store.brand(&tid("acme")).await.unwrap().unwrap().twilio_sids[keys::BRAND].clone();
+    let row = store.credentials(&tid("acme"), Channel::Sms).await.unwrap().unwrap();
+    let keyring = Keyring::parse(settings.credentials.keys.as_ref().unwrap()).unwrap();
+    let account = common::credentials::twilio_account(&keyring, &row).unwrap();
+    let url = running.url("/webhooks/twilio/brand-status");
+    let params: Vec<(String, String)> = [
+        ("AccountSid", account.account_sid.as_str()),
+        ("BrandRegistrationSid", brand_sid.as_str()),
+        ("BrandStatus", "APPROVED"),
+        ("BrandScore", "100"),
+    ]
+    .iter()
+    .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+    .collect();
+    let signature = common::signature::twilio::compute(account.auth_token.expose_secret(), &url, &params);
+    let requests_before = sim.stats().onboarding.requests;
+    let answer = running
+        .http
+        .post(&url)
+        .header(SIGNATURE_HEADER, signature)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(
+            form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(&params)
+                .finish(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 204);
+
+    // Heard, audited, and checked with Twilio (which still reviews it): nothing approved.
+    assert!(
+        sim.stats().onboarding.requests > requests_before,
+        "the brand was fetched"
+    );
+    let actions: Vec<String> = store
+        .audit(&tid("acme"), 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|entry| entry.action)
+        .collect();
+    assert!(
+        actions
+            .iter()
+            .any(|action| action == "onboarding.brand_status_reported")
+    );
+    assert!(
+        !actions
+            .iter()
+            .any(|action| action == "onboarding.awaiting_approval.done")
+    );
+    let status = running.status(&key).await;
+    assert_eq!(status["status"], "awaiting_approval", "{status}");
+    assert_ne!(status["brand_status"], "approved", "{status}");
+    let brand = store.brand(&tid("acme")).await.unwrap().unwrap();
+    assert_eq!(brand.status, BrandStatus::Pending);
+
+    running.shutdown().await;
+    sim.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejected_brand_shows_its_reason_and_is_resubmitted() {
     let reason = "The EIN does not match the legal business name".to_owned();

@@ -10,7 +10,7 @@
 //! | `customer_profile` | Trust Hub secondary customer profile: the bundle, the business-information and authorized-representative end users, the address document, their three assignments, an evaluation (must be compliant), the submission | `trust_product` |
 //! | `trust_product` | A2P trust product: the bundle, the messaging-profile end user, its assignment and the customer profile's, an evaluation, the submission | `brand` |
 //! | `brand` | registers the A2P brand (`Brand::status` becomes `pending`) | `awaiting_approval` |
-//! | `awaiting_approval` | waits for the brand-status webhook (`POST /webhooks/twilio/brand-status`), polling the brand every `poll_interval_secs` as a fallback | `phone_number` (approved), `rejected` (failed or suspended) |
+//! | `awaiting_approval` | polls the brand every `poll_interval_secs`, and at once when the brand-status webhook (`POST /webhooks/twilio/brand-status`) reports a change: only the fetched brand moves the workflow, never the callback's own claim | `phone_number` (approved), `rejected` (failed or suspended) |
 //! | `phone_number` | searches an SMS-capable local number (the configured area code, else the business phone's, else any) and buys it with `SmsUrl` = public URL + `/webhooks/twilio/inbound` and `StatusCallback` = public URL + `/webhooks/twilio/status`; adds the sender number row as `provisioning` | `messaging_service` |
 //! | `messaging_service` | creates a Messaging Service with the same webhook URLs and adds the number | `campaign` |
 //! | `campaign` | registers the US A2P campaign from the business information | `campaign_review` |
@@ -656,37 +656,38 @@ impl Onboarding {
         Ok((Step::NeedsAttention, None))
     }
 
-    /// Applies a brand status reported by Twilio's webhook to a workflow waiting for it;
-    /// answers whether it applied (the brand is the tenant's and was under review).
+    /// Acts on a brand status reported by Twilio's webhook for a workflow waiting for it:
+    /// the report is audited, never applied as such; the brand is fetched from Twilio at once
+    /// and only that answer moves the workflow (a callback signed with a leaked or shared token
+    /// cannot approve a brand). Answers whether the brand is the tenant's and under review.
     pub async fn brand_status_reported(
         &self,
         tenant: &TenantId,
         brand_sid: &str,
         status: &str,
-        score: Option<u32>,
-        reason: Option<String>,
     ) -> Result<bool, OnboardingError> {
-        let lock = self.lock(tenant);
-        let _guard = lock.lock().await;
-        let Some(mut brand) = self.store.brand(tenant).await? else {
-            return Ok(false);
-        };
-        if brand.twilio_sids.get(keys::BRAND).map(String::as_str) != Some(brand_sid)
-            || Step::parse(&brand.workflow_step) != Some(Step::AwaitingApproval)
         {
-            return Ok(false);
+            let lock = self.lock(tenant);
+            let _guard = lock.lock().await;
+            let Some(brand) = self.store.brand(tenant).await? else {
+                return Ok(false);
+            };
+            if brand.twilio_sids.get(keys::BRAND).map(String::as_str) != Some(brand_sid)
+                || Step::parse(&brand.workflow_step) != Some(Step::AwaitingApproval)
+            {
+                return Ok(false);
+            }
+            let reported = common::twilio::accounts::BrandStatus::parse(status);
+            self.audit(
+                tenant,
+                "twilio",
+                "onboarding.brand_status_reported",
+                json!({ "brand": brand_sid, "status": reported.as_str() }),
+            )
+            .await?;
         }
-        let status = common::twilio::accounts::BrandStatus::parse(status);
-        let outcome = self.apply_brand_status(&mut brand, &status, score, reason);
-        self.audit(
-            tenant,
-            "twilio",
-            "onboarding.brand_status_reported",
-            json!({ "brand": brand_sid, "status": status.as_str() }),
-        )
-        .await?;
-        self.settle(&mut brand, Step::AwaitingApproval, outcome).await?;
-        self.wake();
+        // The poll of the awaiting-approval step, now rather than at its next due time.
+        self.drive_once(tenant).await?;
         Ok(true)
     }
 

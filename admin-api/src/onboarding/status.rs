@@ -19,6 +19,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use common::TenantId;
 use common::store::{BrandStatus, NumberStatus};
+use common::telemetry::untrusted;
 use serde::Serialize;
 use time::OffsetDateTime;
 
@@ -251,9 +252,10 @@ fn count(outcome: &'static str) {
     metrics::counter!("admin_webhooks_total", "source" => "twilio_brand_status", "outcome" => outcome).increment(1);
 }
 
-/// `POST /webhooks/twilio/brand-status`: 204 once applied or ignored (a callback without
+/// `POST /webhooks/twilio/brand-status`: 204 once acted on or ignored (a callback without
 /// `BrandRegistrationSid` and `BrandStatus`, such as a bundle's, is ignored); 403 when the
-/// signature does not verify.
+/// signature does not verify. A callback for a brand under review makes the workflow fetch the
+/// brand from Twilio at once; the fetched status, not the callback's, is what applies.
 #[utoipa::path(
     operation_id = "onboarding_brand_status_webhook",
     post,
@@ -262,7 +264,7 @@ fn count(outcome: &'static str) {
     params(("X-Twilio-Signature" = String, Header, description = "Twilio's signature of the public URL and the form, with the auth token of `AccountSid`")),
     request_body(content = crate::openapi::TwilioBrandStatusForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 204, description = "applied or ignored"),
+        (status = 204, description = "acted on (the brand is fetched from Twilio, whose answer applies) or ignored"),
         (status = 403, description = "invalid_signature: X-Twilio-Signature does not verify with any stored token of AccountSid", body = crate::error::ErrorBody),
         (status = 413, description = "payload_too_large: the body is larger than admin.max_body_bytes", body = crate::error::ErrorBody),
         (status = 503, description = "store_unavailable or log_unavailable: retry later", body = crate::error::ErrorBody),
@@ -281,18 +283,9 @@ pub async fn brand_status_webhook(
         count("ignored");
         return Ok(StatusCode::NO_CONTENT);
     };
-    let score = form.get("BrandScore").and_then(|score| score.parse().ok());
-    let reason = form
-        .get("FailureReason")
-        .filter(|reason| !reason.is_empty())
-        .map(str::to_owned);
     let mut applied = false;
     for tenant in &form.tenants {
-        match state
-            .onboarding
-            .brand_status_reported(tenant, brand_sid, status, score, reason.clone())
-            .await
-        {
+        match state.onboarding.brand_status_reported(tenant, brand_sid, status).await {
             Ok(true) => applied = true,
             Ok(false) => {}
             Err(OnboardingError::Store(error)) => return Err(error.into()),
@@ -300,6 +293,11 @@ pub async fn brand_status_webhook(
         }
     }
     count(if applied { "applied" } else { "unknown_brand" });
-    tracing::info!(brand_sid, status, applied, "brand status callback");
+    tracing::info!(
+        brand_sid = %untrusted(brand_sid),
+        status = %untrusted(status),
+        applied,
+        "brand status callback"
+    );
     Ok(StatusCode::NO_CONTENT)
 }

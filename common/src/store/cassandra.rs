@@ -90,10 +90,15 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0005_stuck_index_without_deletes",
         include_str!("../../../deploy/cql/0005_stuck_index_without_deletes.cql"),
     ),
+    (
+        6,
+        "0006_inbound_messages",
+        include_str!("../../../deploy/cql/0006_inbound_messages.cql"),
+    ),
 ];
 
 /// The schema version this build creates and understands.
-pub const SCHEMA_VERSION: i32 = 5;
+pub const SCHEMA_VERSION: i32 = 6;
 
 /// The `schema_migrations` row that holds the migration lease.
 const LEASE_VERSION: i32 = -1;
@@ -1022,6 +1027,8 @@ statements! {
     upsert_inbound = "INSERT INTO inbound_contacts (tenant_id, address, last_inbound) VALUES (?, ?, ?) \
                       USING TIMESTAMP ?";
     select_inbound = "SELECT last_inbound FROM inbound_contacts WHERE tenant_id = ? AND address = ?";
+    insert_inbound_message = "INSERT INTO inbound_messages (tenant_id, message_sid, processed_at) VALUES (?, ?, ?)";
+    select_inbound_message = "SELECT processed_at FROM inbound_messages WHERE tenant_id = ? AND message_sid = ?";
     delete_inbounds = "DELETE FROM inbound_contacts WHERE tenant_id = ?";
 
     claim = "INSERT INTO messages (tenant_id, message_id, campaign_id, channel, recipient, priority, segments, \
@@ -1720,7 +1727,10 @@ impl Store for CassandraStore {
             if let Some(row) = row
                 && row.9.as_deref() == Some(account_sid)
             {
-                found.push(credentials_from_row(row)?);
+                let credentials = credentials_from_row(row)?;
+                if credentials.is_verified {
+                    found.push(credentials);
+                }
             }
         }
         Ok(found)
@@ -1861,6 +1871,27 @@ impl Store for CassandraStore {
         let row: Option<(Option<CqlTimestamp>,)> =
             self.row(&self.st().select_inbound, (tenant.as_str(), address)).await?;
         opt_from_ts(row.and_then(|(at,)| at))
+    }
+
+    async fn inbound_message_processed(&self, tenant: &TenantId, message_sid: &str) -> Result<bool, StoreError> {
+        let row: Option<(Option<CqlTimestamp>,)> = self
+            .row(&self.st().select_inbound_message, (tenant.as_str(), message_sid))
+            .await?;
+        Ok(row.is_some())
+    }
+
+    async fn mark_inbound_message_processed(
+        &self,
+        tenant: &TenantId,
+        message_sid: &str,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        self.exec(
+            &self.st().insert_inbound_message,
+            (tenant.as_str(), message_sid, CqlTimestamp(to_ms(at)?)),
+        )
+        .await?;
+        Ok(())
     }
 
     async fn claim_messages(&self, messages: &[NewMessage]) -> Result<Vec<bool>, StoreError> {

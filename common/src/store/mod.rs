@@ -454,7 +454,8 @@ pub trait Store: Send + Sync + 'static {
     async fn credentials(&self, tenant: &TenantId, channel: Channel) -> Result<Option<ChannelCredentials>, StoreError>;
     /// Deletes a tenant's credentials for a channel; false if there were none.
     async fn delete_credentials(&self, tenant: &TenantId, channel: Channel) -> Result<bool, StoreError>;
-    /// Every credentials row naming this Twilio account SID (a webhook's signing account).
+    /// Every verified credentials row naming this Twilio account SID (a webhook's signing
+    /// account): credentials the provider did not accept never sign anything.
     async fn credentials_by_account(&self, account_sid: &str) -> Result<Vec<ChannelCredentials>, StoreError>;
 
     /// Creates or replaces a plan.
@@ -478,6 +479,16 @@ pub trait Store: Send + Sync + 'static {
     async fn suppressed_among(&self, tenant: &TenantId, addresses: &[String]) -> Result<Vec<String>, StoreError>;
     /// Records that `address` wrote to the tenant at `at` (a later time wins).
     async fn record_inbound(&self, tenant: &TenantId, address: &str, at: OffsetDateTime) -> Result<(), StoreError>;
+    /// Whether an inbound message (Twilio's `MessageSid`) was already processed for the tenant.
+    async fn inbound_message_processed(&self, tenant: &TenantId, message_sid: &str) -> Result<bool, StoreError>;
+    /// Records that an inbound message was processed, after its effects were applied (kept
+    /// 400 days), so that a replay of it changes nothing.
+    async fn mark_inbound_message_processed(
+        &self,
+        tenant: &TenantId,
+        message_sid: &str,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError>;
     /// When `address` last wrote to the tenant (WhatsApp's 24-hour window starts there).
     async fn last_inbound(&self, tenant: &TenantId, address: &str) -> Result<Option<OffsetDateTime>, StoreError>;
 

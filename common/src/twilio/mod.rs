@@ -16,3 +16,51 @@ pub use client::{
     TwilioClientSettings,
 };
 pub use errors::{ErrorClass, KnownCode, classify, describe};
+
+/// A well-formed Twilio account SID: `AC` and 32 hexadecimal digits. Anything that names an
+/// account (a webhook's `AccountSid`, a tenant's credentials) is parsed into one before it is
+/// looked up, cached or logged, so that an attacker's value never gets that far.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AccountSid(String);
+
+impl AccountSid {
+    /// The SID, if `raw` is `AC` followed by exactly 32 hexadecimal digits.
+    pub fn parse(raw: &str) -> Option<Self> {
+        let well_formed =
+            raw.len() == 34 && raw.starts_with("AC") && raw[2..].bytes().all(|byte| byte.is_ascii_hexdigit());
+        well_formed.then(|| Self(raw.to_owned()))
+    }
+
+    /// The SID as Twilio writes it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for AccountSid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AccountSid;
+
+    #[test]
+    fn only_ac_and_32_hex_digits_is_an_account_sid() {
+        let good = format!("AC{}", "0a".repeat(16));
+        assert_eq!(AccountSid::parse(&good).map(|sid| sid.to_string()), Some(good));
+        for bad in [
+            String::new(),
+            "AC123".to_owned(),
+            format!("AC{}", "0g".repeat(16)),
+            format!("MG{}", "0a".repeat(16)),
+            format!("AC{}", "0a".repeat(17)),
+            format!("AC{}é", "0a".repeat(15)),
+            "A".repeat(900_000),
+        ] {
+            assert_eq!(AccountSid::parse(&bad), None, "{bad:.40}");
+        }
+    }
+}
