@@ -16,7 +16,8 @@ use axum::http::StatusCode;
 use common::Channel;
 use common::address::EmailAddress;
 use common::credentials::{
-    ACCESS_KEY_ID, ACCOUNT_SID, CONFIGURATION_SET, FROM_ADDRESS, REGION, seal, ses_account, setting, twilio_account,
+    ACCESS_KEY_ID, ACCOUNT_SID, CONFIGURATION_SET, FROM_ADDRESS, REGION, SNS_TOPIC_ARN, seal, ses_account, setting,
+    twilio_account,
 };
 use common::store::{ChannelCredentials, ProviderKind};
 use common::twilio::AccountSid;
@@ -144,6 +145,25 @@ fn is_region(raw: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
+/// Whether `raw` is an SNS topic ARN: `arn:aws:sns:<region>:<12-digit account>:<name>` (the
+/// partition may be `aws`, `aws-cn` or `aws-us-gov`).
+fn is_topic_arn(raw: &str) -> bool {
+    let parts: Vec<&str> = raw.split(':').collect();
+    let [arn, partition, service, region, account, name] = parts.as_slice() else {
+        return false;
+    };
+    *arn == "arn"
+        && ["aws", "aws-cn", "aws-us-gov"].contains(partition)
+        && *service == "sns"
+        && is_region(region)
+        && account.len() == 12
+        && account.bytes().all(|b| b.is_ascii_digit())
+        && (1..=256).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// Validates a body and builds the sealed, not yet verified row.
 fn parse_credentials(
     state: &AppState,
@@ -179,6 +199,7 @@ fn parse_credentials(
                 REGION,
                 FROM_ADDRESS,
                 CONFIGURATION_SET,
+                SNS_TOPIC_ARN,
             ];
             let mut fields = Fields::parse(body, &known)?;
             let key = fields.text(ACCESS_KEY_ID, true, 128);
@@ -208,6 +229,13 @@ fn parse_credentials(
             {
                 fields.fail(CONFIGURATION_SET, "must be letters, digits, '-' and '_'");
             }
+            let topic = fields.text(SNS_TOPIC_ARN, false, 256);
+            if topic.as_deref().is_some_and(|topic| !is_topic_arn(topic)) {
+                fields.fail(
+                    SNS_TOPIC_ARN,
+                    "must be an SNS topic ARN: arn:aws:sns:<region>:<account>:<name>",
+                );
+            }
             fields.finish()?;
             let (Some(key), Some(secret), Some(region), Some(from)) = (key, secret, region, from) else {
                 return Err(ApiError::malformed("required fields are missing"));
@@ -215,6 +243,9 @@ fn parse_credentials(
             let mut settings = json!({ ACCESS_KEY_ID: key, REGION: region, FROM_ADDRESS: from.as_str() });
             if let Some(set) = configuration_set {
                 settings[CONFIGURATION_SET] = Value::String(set);
+            }
+            if let Some(topic) = topic {
+                settings[SNS_TOPIC_ARN] = Value::String(topic);
             }
             Ok(seal(
                 &state.keyring,
@@ -405,7 +436,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn regions_are_checked() {
+    fn regions_and_topic_arns_are_checked() {
+        assert!(is_topic_arn("arn:aws:sns:us-east-1:123456789012:ses-events"));
+        assert!(!is_topic_arn("arn:aws:sns:us-east-1:1234:ses-events"));
+        assert!(!is_topic_arn("arn:aws:sqs:us-east-1:123456789012:ses-events"));
+        assert!(!is_topic_arn("arn:aws:sns:us-east-1:123456789012:a:b"));
         assert!(is_region("us-east-1"));
         assert!(is_region("ap-southeast-2"));
         assert!(!is_region("US-EAST-1"));

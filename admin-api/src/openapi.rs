@@ -352,6 +352,10 @@ pub struct SesCredentialsRequest {
     pub from_address: String,
     /// An SES configuration set (letters, digits, `-`, `_`) whose SNS destination brings events back.
     pub configuration_set: Option<String>,
+    /// The tenant's own SNS topic of that destination, subscribed to
+    /// `POST /webhooks/ses?tenant=<tenant id>`: its events are accepted for this tenant only.
+    #[schema(pattern = "^arn:aws(-cn|-us-gov)?:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}$")]
+    pub sns_topic_arn: Option<String>,
 }
 
 /// `POST /webhooks/twilio/status` form (Twilio sends more fields; these are read).

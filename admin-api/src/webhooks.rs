@@ -372,7 +372,7 @@ pub async fn twilio_inbound(
     // Twilio's signature carries no time, so a captured request verifies for ever: each
     // MessageSid is applied once (effects first, then the mark, so that a retry after a failure
     // still applies it).
-    if state.store.inbound_message_processed(&tenant, sid).await? {
+    if state.store.event_processed(&tenant, sid).await? {
         count(SOURCE, "replayed");
         tracing::info!(%tenant, sid, "inbound message already processed");
         return Ok(empty_twiml());
@@ -425,7 +425,7 @@ pub async fn twilio_inbound(
             .await?;
         tracing::info!(%tenant, action, "consent keyword received");
     }
-    state.store.mark_inbound_message_processed(&tenant, sid, now).await?;
+    state.store.mark_event_processed(&tenant, sid, now).await?;
     count(SOURCE, "applied");
     Ok(empty_twiml())
 }

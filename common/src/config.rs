@@ -571,16 +571,31 @@ impl Default for TwilioSettings {
 }
 
 /// AWS SES's API location, and the SNS topics its events arrive from.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SesSettings {
     /// An endpoint instead of the region's (`http://127.0.0.1:PORT` for the simulator or moto).
     pub endpoint: Option<String>,
-    /// The SNS topic ARNs `POST /webhooks/ses` accepts messages from; empty accepts none.
+    /// The platform's own SNS topic ARNs, whose messages `POST /webhooks/ses` accepts for any
+    /// tenant; a tenant's own topic is stored with its email channel (`sns_topic_arn`) and is
+    /// accepted at `POST /webhooks/ses?tenant=<id>` for that tenant only.
     pub sns_topic_arns: Vec<String>,
     /// The only signing certificate URL accepted, instead of AWS's rule (`https://sns.<region>
     /// .amazonaws.com/...pem`): for the provider simulator, never in production.
     pub sns_cert_url: Option<String>,
+    /// SNS messages published longer ago than this, in seconds, are refused (a replay).
+    pub sns_max_age_secs: u64,
+}
+
+impl Default for SesSettings {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            sns_topic_arns: Vec::new(),
+            sns_cert_url: None,
+            sns_max_age_secs: 3600,
+        }
+    }
 }
 
 impl SesSettings {

@@ -539,17 +539,14 @@ async fn an_inbound_message_is_processed_once(store: Arc<dyn Store>) {
         store.create_tenant(&tenant(name, false, T0)).await.unwrap();
     }
     let (acme, beta, sid) = (tid("acme"), tid("beta"), "SM00000000000000000000000000000001");
-    assert!(!store.inbound_message_processed(&acme, sid).await.unwrap());
-    store.mark_inbound_message_processed(&acme, sid, at(T0)).await.unwrap();
-    store
-        .mark_inbound_message_processed(&acme, sid, at(T0 + 1))
-        .await
-        .unwrap();
-    assert!(store.inbound_message_processed(&acme, sid).await.unwrap());
-    assert!(!store.inbound_message_processed(&beta, sid).await.unwrap());
+    assert!(!store.event_processed(&acme, sid).await.unwrap());
+    store.mark_event_processed(&acme, sid, at(T0)).await.unwrap();
+    store.mark_event_processed(&acme, sid, at(T0 + 1)).await.unwrap();
+    assert!(store.event_processed(&acme, sid).await.unwrap());
+    assert!(!store.event_processed(&beta, sid).await.unwrap());
     assert!(
         !store
-            .inbound_message_processed(&acme, "SM00000000000000000000000000000002")
+            .event_processed(&acme, "SM00000000000000000000000000000002")
             .await
             .unwrap()
     );

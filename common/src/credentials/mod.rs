@@ -29,6 +29,8 @@ pub const REGION: &str = "region";
 pub const CONFIGURATION_SET: &str = "configuration_set";
 /// The non-secret setting naming the email sender address.
 pub const FROM_ADDRESS: &str = "from_address";
+/// The non-secret setting naming the tenant's own SNS topic of SES events.
+pub const SNS_TOPIC_ARN: &str = "sns_topic_arn";
 
 /// Why stored credentials could not be used.
 #[derive(Debug, thiserror::Error)]

@@ -12,6 +12,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine as _;
@@ -23,6 +24,8 @@ use rsa::signature::Verifier;
 use serde::{Deserialize, Serialize};
 use sha1::Sha1;
 use sha2::Sha256;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 use x509_cert::Certificate;
 use x509_cert::der::{DecodePem, Encode};
 
@@ -74,6 +77,9 @@ pub enum SnsError {
         /// Which rule it breaks.
         reason: &'static str,
     },
+    /// `Timestamp` is not an RFC 3339 time, or lies outside the accepted age (a replay).
+    #[error("timestamp {0:?} is not within the accepted age")]
+    Stale(String),
     /// `Signature` is not base64 of an RSA signature.
     #[error("signature is not valid base64")]
     BadSignatureEncoding,
@@ -129,8 +135,8 @@ pub struct SnsMessage {
     /// `1` (SHA1) or `2` (SHA256).
     #[serde(rename = "SignatureVersion")]
     pub signature_version: String,
-    /// The base64 RSA signature over [`string_to_sign`].
-    #[serde(rename = "Signature")]
+    /// The base64 RSA signature over [`string_to_sign`] (absent: refused like a wrong one).
+    #[serde(rename = "Signature", default)]
     pub signature: String,
     /// Where the signing certificate (PEM) is.
     #[serde(rename = "SigningCertURL")]
@@ -311,6 +317,7 @@ impl SignatureHash {
 /// Verifies SNS messages for a set of expected topics, caching certificates by URL.
 pub struct SnsVerifier {
     topics: HashSet<String>,
+    max_age: Option<Duration>,
     cert_url_policy: CertUrlPolicy,
     source: Arc<dyn CertificateSource>,
     cache: Mutex<HashMap<String, RsaPublicKey>>,
@@ -325,6 +332,7 @@ impl SnsVerifier {
     {
         SnsVerifier {
             topics: topics.into_iter().map(Into::into).collect(),
+            max_age: None,
             cert_url_policy: CertUrlPolicy::Aws,
             source,
             cache: Mutex::new(HashMap::new()),
@@ -334,6 +342,13 @@ impl SnsVerifier {
     /// The same verifier with another certificate URL policy (see [`CertUrlPolicy::Exact`]).
     pub fn with_cert_url_policy(mut self, policy: CertUrlPolicy) -> Self {
         self.cert_url_policy = policy;
+        self
+    }
+
+    /// The same verifier refusing messages published more than `max_age` ago (or more than
+    /// five minutes ahead of this clock).
+    pub fn with_max_age(mut self, max_age: Duration) -> Self {
+        self.max_age = Some(max_age);
         self
     }
 
@@ -347,8 +362,22 @@ impl SnsVerifier {
     /// The cheap checks come first, so a forged message cannot make us fetch anything from a
     /// URL that fails the policy.
     pub async fn verify(&self, message: &SnsMessage) -> Result<(), SnsError> {
-        if !self.topics.contains(&message.topic_arn) {
+        if !self.expects_topic(&message.topic_arn) {
             return Err(SnsError::UnexpectedTopic(message.topic_arn.clone()));
+        }
+        self.verify_signature(message).await
+    }
+
+    /// Whether `topic` is one of the topics this verifier was made for.
+    pub fn expects_topic(&self, topic: &str) -> bool {
+        self.topics.contains(topic)
+    }
+
+    /// Checks the certificate URL and the RSA signature of `message`, from any topic: for a
+    /// topic the caller checked itself (a tenant's own).
+    pub async fn verify_signature(&self, message: &SnsMessage) -> Result<(), SnsError> {
+        if let Some(max_age) = self.max_age {
+            check_age(&message.timestamp, max_age, OffsetDateTime::now_utc())?;
         }
         let hash = SignatureHash::from_version(&message.signature_version)?;
         self.cert_url_policy.check(&message.signing_cert_url)?;
@@ -395,6 +424,16 @@ impl SnsVerifier {
     pub fn cached_certificates(&self) -> usize {
         self.lock_cache().len()
     }
+}
+
+/// Refuses a `Timestamp` more than `max_age` before `now`, more than five minutes after it
+/// (clock skew), or not RFC 3339.
+fn check_age(timestamp: &str, max_age: Duration, now: OffsetDateTime) -> Result<(), SnsError> {
+    const SKEW: Duration = Duration::from_secs(300);
+    let stale = || SnsError::Stale(timestamp.chars().take(64).collect());
+    let published = OffsetDateTime::parse(timestamp, &Rfc3339).map_err(|_| stale())?;
+    let fresh = published >= now - max_age && published <= now + SKEW;
+    if fresh { Ok(()) } else { Err(stale()) }
 }
 
 /// The RSA public key of a PEM X.509 certificate.
@@ -874,6 +913,20 @@ mod tests {
         for error in errors {
             let text = error.to_string();
             assert!(text.starts_with(|c: char| c.is_ascii_lowercase()), "{text}");
+        }
+    }
+
+    #[test]
+    fn messages_older_than_the_max_age_or_from_the_future_are_stale() {
+        let now = OffsetDateTime::parse("2026-12-06T12:00:00Z", &Rfc3339).unwrap();
+        let hour = Duration::from_secs(3600);
+        assert_eq!(check_age("2026-12-06T11:30:00.000Z", hour, now), Ok(()));
+        assert_eq!(check_age("2026-12-06T12:04:00.000Z", hour, now), Ok(()));
+        for stale in ["2026-12-06T10:59:59.000Z", "2026-12-06T12:06:00.000Z", "yesterday", ""] {
+            assert!(
+                matches!(check_age(stale, hour, now), Err(SnsError::Stale(_))),
+                "{stale}"
+            );
         }
     }
 }

@@ -92,8 +92,8 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
     (
         6,
-        "0006_inbound_messages",
-        include_str!("../../../deploy/cql/0006_inbound_messages.cql"),
+        "0006_processed_events",
+        include_str!("../../../deploy/cql/0006_processed_events.cql"),
     ),
 ];
 
@@ -1027,8 +1027,8 @@ statements! {
     upsert_inbound = "INSERT INTO inbound_contacts (tenant_id, address, last_inbound) VALUES (?, ?, ?) \
                       USING TIMESTAMP ?";
     select_inbound = "SELECT last_inbound FROM inbound_contacts WHERE tenant_id = ? AND address = ?";
-    insert_inbound_message = "INSERT INTO inbound_messages (tenant_id, message_sid, processed_at) VALUES (?, ?, ?)";
-    select_inbound_message = "SELECT processed_at FROM inbound_messages WHERE tenant_id = ? AND message_sid = ?";
+    insert_processed_event = "INSERT INTO processed_events (tenant_id, event_id, processed_at) VALUES (?, ?, ?)";
+    select_processed_event = "SELECT processed_at FROM processed_events WHERE tenant_id = ? AND event_id = ?";
     delete_inbounds = "DELETE FROM inbound_contacts WHERE tenant_id = ?";
 
     claim = "INSERT INTO messages (tenant_id, message_id, campaign_id, channel, recipient, priority, segments, \
@@ -1873,22 +1873,22 @@ impl Store for CassandraStore {
         opt_from_ts(row.and_then(|(at,)| at))
     }
 
-    async fn inbound_message_processed(&self, tenant: &TenantId, message_sid: &str) -> Result<bool, StoreError> {
+    async fn event_processed(&self, tenant: &TenantId, event_id: &str) -> Result<bool, StoreError> {
         let row: Option<(Option<CqlTimestamp>,)> = self
-            .row(&self.st().select_inbound_message, (tenant.as_str(), message_sid))
+            .row(&self.st().select_processed_event, (tenant.as_str(), event_id))
             .await?;
         Ok(row.is_some())
     }
 
-    async fn mark_inbound_message_processed(
+    async fn mark_event_processed(
         &self,
         tenant: &TenantId,
-        message_sid: &str,
+        event_id: &str,
         at: OffsetDateTime,
     ) -> Result<(), StoreError> {
         self.exec(
-            &self.st().insert_inbound_message,
-            (tenant.as_str(), message_sid, CqlTimestamp(to_ms(at)?)),
+            &self.st().insert_processed_event,
+            (tenant.as_str(), event_id, CqlTimestamp(to_ms(at)?)),
         )
         .await?;
         Ok(())

@@ -479,14 +479,15 @@ pub trait Store: Send + Sync + 'static {
     async fn suppressed_among(&self, tenant: &TenantId, addresses: &[String]) -> Result<Vec<String>, StoreError>;
     /// Records that `address` wrote to the tenant at `at` (a later time wins).
     async fn record_inbound(&self, tenant: &TenantId, address: &str, at: OffsetDateTime) -> Result<(), StoreError>;
-    /// Whether an inbound message (Twilio's `MessageSid`) was already processed for the tenant.
-    async fn inbound_message_processed(&self, tenant: &TenantId, message_sid: &str) -> Result<bool, StoreError>;
-    /// Records that an inbound message was processed, after its effects were applied (kept
+    /// Whether a provider's event (an inbound message's `MessageSid`, an SNS `MessageId`)
+    /// was already processed for the tenant.
+    async fn event_processed(&self, tenant: &TenantId, event_id: &str) -> Result<bool, StoreError>;
+    /// Records that a provider's event was processed, after its effects were applied (kept
     /// 400 days), so that a replay of it changes nothing.
-    async fn mark_inbound_message_processed(
+    async fn mark_event_processed(
         &self,
         tenant: &TenantId,
-        message_sid: &str,
+        event_id: &str,
         at: OffsetDateTime,
     ) -> Result<(), StoreError>;
     /// When `address` last wrote to the tenant (WhatsApp's 24-hour window starts there).

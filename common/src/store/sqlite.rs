@@ -59,11 +59,11 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0007_claims_by_record.sql"),
     include_str!("../../migrations/sqlite/0008_no_provider_id_index.sql"),
     include_str!("../../migrations/sqlite/0009_reconcile_again_later.sql"),
-    include_str!("../../migrations/sqlite/0010_inbound_messages.sql"),
+    include_str!("../../migrations/sqlite/0010_processed_events.sql"),
 ];
 
-/// How long an inbound message's MessageSid is remembered (400 days, as Cassandra's TTL).
-const INBOUND_MESSAGE_RETENTION_MS: i64 = 400 * 24 * 3600 * 1000;
+/// How long a processed provider event's id is remembered (400 days, as Cassandra's TTL).
+const PROCESSED_EVENT_RETENTION_MS: i64 = 400 * 24 * 3600 * 1000;
 
 /// The schema version this build creates and understands (the number of embedded migrations).
 pub const SCHEMA_VERSION: u32 = 10;
@@ -732,7 +732,7 @@ impl Store for SqliteStore {
             // Tables without a foreign key to tenants (see the migration);
             // the rest cascades from the tenant row.
             // (The status history is part of the message rows.)
-            for table in ["messages", "usage", "suppressions", "audit_log", "inbound_messages"] {
+            for table in ["messages", "usage", "suppressions", "audit_log", "processed_events"] {
                 tx.execute(&format!("DELETE FROM {table} WHERE tenant_id = ?1"), [id.as_str()])
                     .map_err(db_err)?;
             }
@@ -1211,40 +1211,38 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn inbound_message_processed(&self, tenant: &TenantId, message_sid: &str) -> Result<bool, StoreError> {
+    async fn event_processed(&self, tenant: &TenantId, event_id: &str) -> Result<bool, StoreError> {
         let tenant = tenant.clone();
-        let message_sid = message_sid.to_owned();
+        let event_id = event_id.to_owned();
         self.read(move |conn| {
             let mut statement = conn
-                .prepare_cached("SELECT 1 FROM inbound_messages WHERE tenant_id = ?1 AND message_sid = ?2")
+                .prepare_cached("SELECT 1 FROM processed_events WHERE tenant_id = ?1 AND event_id = ?2")
                 .map_err(db_err)?;
-            statement
-                .exists([tenant.as_str(), message_sid.as_str()])
-                .map_err(db_err)
+            statement.exists([tenant.as_str(), event_id.as_str()]).map_err(db_err)
         })
         .await
     }
 
-    async fn mark_inbound_message_processed(
+    async fn mark_event_processed(
         &self,
         tenant: &TenantId,
-        message_sid: &str,
+        event_id: &str,
         at: OffsetDateTime,
     ) -> Result<(), StoreError> {
         let tenant = tenant.clone();
-        let message_sid = message_sid.to_owned();
+        let event_id = event_id.to_owned();
         let at = to_ms(at)?;
-        let expired_before = at.saturating_sub(INBOUND_MESSAGE_RETENTION_MS);
+        let expired_before = at.saturating_sub(PROCESSED_EVENT_RETENTION_MS);
         self.write(move |conn| {
-            conn.prepare_cached("DELETE FROM inbound_messages WHERE processed_ms < ?1")
+            conn.prepare_cached("DELETE FROM processed_events WHERE processed_ms < ?1")
                 .map_err(db_err)?
                 .execute([expired_before])
                 .map_err(db_err)?;
             conn.prepare_cached(
-                "INSERT OR IGNORE INTO inbound_messages (tenant_id, message_sid, processed_ms) VALUES (?1, ?2, ?3)",
+                "INSERT OR IGNORE INTO processed_events (tenant_id, event_id, processed_ms) VALUES (?1, ?2, ?3)",
             )
             .map_err(db_err)?
-            .execute(params![tenant.as_str(), message_sid, at])
+            .execute(params![tenant.as_str(), event_id, at])
             .map_err(db_err)?;
             Ok(())
         })

@@ -76,6 +76,17 @@ pub const TEST_SIGNING_CERT_PEM: &str = include_str!("../../../common/tests/fixt
 const TEST_SIGNING_KEY_PEM: &str = include_str!("../../../common/tests/fixtures/sns-test-only-key.pem");
 /// The path of the signing certificate.
 pub const CERT_PATH: &str = "/sns/cert.pem";
+
+/// TEST ONLY: signs `message` (SignatureVersion 2) with the test key, as the simulator signs
+/// its notifications, for tests that craft their own SNS messages. Fails if the message lacks
+/// a field its type signs.
+pub fn sign_with_test_key(message: &mut SnsMessage) -> Result<(), String> {
+    let key = RsaPrivateKey::from_pkcs8_pem(TEST_SIGNING_KEY_PEM).map_err(|error| error.to_string())?;
+    message.signature_version = "2".to_owned();
+    let signed = string_to_sign(message).map_err(|error| error.to_string())?;
+    message.signature = STANDARD.encode(SigningKey::<Sha256>::new(key).sign(signed.as_bytes()).to_bytes());
+    Ok(())
+}
 /// The most entries one `SendBulkEmail` call takes.
 pub const MAX_BULK_ENTRIES: usize = 50;
 /// The access key id of [`SesSimConfig::default`].
