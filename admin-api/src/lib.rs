@@ -33,9 +33,7 @@ use common::log::MessageLog;
 use common::ses::SesClient;
 use common::signature::sns::SnsVerifier;
 use common::store::Store;
-use common::telemetry::{Readiness, ops_router};
 use common::twilio::TwilioClient;
-use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi as _;
@@ -129,11 +127,11 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(ses_events::ses))
 }
 
-/// Completes the routes' document: title, version, and the operational endpoints.
+/// Completes the routes' document: title, version, and `/openapi.json` itself.
 fn complete(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
     doc.info.title = openapi::TITLE.to_owned();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
-    doc.merge(openapi::OpsDoc::openapi());
+    doc.merge(openapi::DocumentDoc::openapi());
     doc
 }
 
@@ -142,25 +140,24 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     complete(documented_routes().into_openapi())
 }
 
-/// The admin API's routes, with the operational endpoints and `GET /openapi.json`; describes
-/// the admin API's metrics in the process's recorder.
-pub fn router(state: AppState, max_body_bytes: usize, metrics: PrometheusHandle, readiness: Readiness) -> Router {
+/// The admin API's routes with `GET /openapi.json`; describes the admin API's metrics in the
+/// process's recorder. The operational endpoints are not among them: they are served on
+/// their own listener ([`common::telemetry::ops_router`], `admin.ops_listen`).
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     crate::metrics::describe();
     let (api, doc) = documented_routes().split_for_parts();
     let doc = Bytes::from(complete(doc).to_json().expect("the OpenAPI document always serialises"));
-    let api = api
-        .route(
-            "/openapi.json",
-            get(move || {
-                let doc = doc.clone();
-                async move { ([(CONTENT_TYPE, "application/json")], doc) }
-            }),
-        )
-        .fallback(|| async { ApiError::not_found("route_not_found", "no such route") })
-        .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(axum::middleware::map_response(too_large_as_json))
-        .with_state(state);
-    api.merge(ops_router(metrics, readiness))
+    api.route(
+        "/openapi.json",
+        get(move || {
+            let doc = doc.clone();
+            async move { ([(CONTENT_TYPE, "application/json")], doc) }
+        }),
+    )
+    .fallback(|| async { ApiError::not_found("route_not_found", "no such route") })
+    .layer(DefaultBodyLimit::max(max_body_bytes))
+    .layer(axum::middleware::map_response(too_large_as_json))
+    .with_state(state)
 }
 
 /// Turns axum's plain-text 413 into the API's JSON error shape.
@@ -177,7 +174,7 @@ async fn too_large_as_json(response: axum::response::Response) -> axum::response
     response
 }
 
-/// A bound, not yet serving, admin API server.
+/// A bound, not yet serving, HTTP server: the admin API, or the operational endpoints.
 pub struct AdminServer {
     listener: TcpListener,
     router: Router,

@@ -22,7 +22,7 @@ async fn main() -> anyhow::Result<()> {
     let settings = Settings::load(config.as_deref())?;
     init_tracing(&settings.telemetry)?;
     let server = Standalone::build(&settings).await?;
-    tracing::info!(addr = %server.local_addr()?, "admin API listening");
+    tracing::info!(addr = %server.local_addr()?, ops = %server.ops_addr()?, "admin API listening");
     server.run_until_stopped(shutdown_signal()).await?;
     Ok(())
 }

@@ -2,10 +2,11 @@
 //!
 //! Every `/v1` and `/webhooks` route is registered in [`crate::router`] through utoipa-axum's
 //! `OpenApiRouter` and `routes!`, which adds the route and its `#[utoipa::path]` operation
-//! together, so the document cannot list a route that is not served or miss one that is. The
-//! operational endpoints (`/metrics`, `/healthz`, `/readyz`, from `common::telemetry`) and
-//! `/openapi.json` itself are added from [`OpsDoc`]. Bodies that handlers parse by hand (to
-//! answer field-level errors) are described by the schema types below.
+//! together, so the document cannot list a route that is not served or miss one that is.
+//! `/openapi.json` itself is added from [`DocumentDoc`]. The operational endpoints (`/metrics`,
+//! `/healthz`, `/readyz`) are not part of this API: they are served on their own listener
+//! (`admin.ops_listen`). Bodies that handlers parse by hand (to answer field-level errors) are
+//! described by the schema types below.
 
 use std::collections::BTreeMap;
 
@@ -44,7 +45,7 @@ pub const PLATFORM_SCHEME: &str = "platform_admin";
         (name = "api-keys", description = "The tenant's own API keys"),
         (name = "platform", description = "Platform administration: tenants, plans, demo tenants"),
         (name = "webhooks", description = "Provider callbacks, authenticated by their signatures"),
-        (name = "ops", description = "Operational endpoints and this document"),
+        (name = "ops", description = "This document"),
     )
 )]
 pub struct ApiDoc;
@@ -79,50 +80,10 @@ impl Modify for SecuritySchemes {
     }
 }
 
-/// The operational endpoints, served by `common::telemetry::ops_router`, and this document.
+/// This document's own endpoint.
 #[derive(OpenApi)]
-#[openapi(paths(metrics, healthz, readyz, openapi_json))]
-pub struct OpsDoc;
-
-/// `GET /metrics` (documentation only: served by `common::telemetry::ops_router`).
-#[utoipa::path(
-    get,
-    path = "/metrics",
-    operation_id = "ops_metrics",
-    tag = "ops",
-    responses(
-        (status = 200, description = "Prometheus metrics, text exposition format", content_type = "text/plain", body = String),
-    )
-)]
-#[allow(dead_code)]
-fn metrics() {}
-
-/// `GET /healthz` (documentation only).
-#[utoipa::path(
-    get,
-    path = "/healthz",
-    operation_id = "ops_healthz",
-    tag = "ops",
-    responses(
-        (status = 200, description = "the process is alive: `ok`", content_type = "text/plain", body = String),
-    )
-)]
-#[allow(dead_code)]
-fn healthz() {}
-
-/// `GET /readyz` (documentation only).
-#[utoipa::path(
-    get,
-    path = "/readyz",
-    operation_id = "ops_readyz",
-    tag = "ops",
-    responses(
-        (status = 200, description = "ready to take traffic: `ready`", content_type = "text/plain", body = String),
-        (status = 503, description = "not ready (starting or stopping): `not ready`", content_type = "text/plain", body = String),
-    )
-)]
-#[allow(dead_code)]
-fn readyz() {}
+#[openapi(paths(openapi_json))]
+pub struct DocumentDoc;
 
 /// `GET /openapi.json` (documentation only: served by [`crate::router`]).
 #[utoipa::path(

@@ -9,7 +9,7 @@ use common::backends::{BackendError, open};
 use common::config::Settings;
 use common::credentials::{KeyringError, keyring_from_settings};
 use common::ses::{SesClient, SesError};
-use common::telemetry::{Readiness, TelemetryError, metrics_handle};
+use common::telemetry::{Readiness, TelemetryError, metrics_handle, ops_router};
 use common::twilio::{ClientError, TwilioClient};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -48,6 +48,7 @@ pub enum StandaloneError {
 /// A built, not yet serving, admin API.
 pub struct Standalone {
     server: AdminServer,
+    ops: AdminServer,
     readiness: Readiness,
     tracker: TaskTracker,
     background: CancellationToken,
@@ -55,7 +56,8 @@ pub struct Standalone {
 }
 
 impl Standalone {
-    /// Opens the configured log and store, binds `admin.listen` and starts the background work.
+    /// Opens the configured log and store, binds `admin.listen` (the API) and
+    /// `admin.ops_listen` (`/metrics`, `/healthz`, `/readyz`), and starts the background work.
     pub async fn build(settings: &Settings) -> Result<Self, StandaloneError> {
         let (log, store) = open(settings).await?;
         let keyring = Arc::new(keyring_from_settings(settings)?);
@@ -98,14 +100,13 @@ impl Standalone {
             stopping: stopping.clone(),
             signing_keys: Default::default(),
         };
-        let router = crate::router(
-            state,
-            settings.admin.max_body_bytes,
-            metrics_handle()?,
-            readiness.clone(),
+        let ops = AdminServer::new(
+            TcpListener::bind(settings.admin.ops_listen).await?,
+            ops_router(metrics_handle()?, readiness.clone()),
         );
         Ok(Self {
-            server: AdminServer::new(listener, router),
+            server: AdminServer::new(listener, crate::router(state, settings.admin.max_body_bytes)),
+            ops,
             readiness,
             tracker,
             background,
@@ -113,9 +114,14 @@ impl Standalone {
         })
     }
 
-    /// The address it listens on.
+    /// The address the API listens on.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.server.local_addr()
+    }
+
+    /// The address of `/metrics`, `/healthz` and `/readyz`.
+    pub fn ops_addr(&self) -> std::io::Result<SocketAddr> {
+        self.ops.local_addr()
     }
 
     /// Serves until `shutdown` completes, then stops taking requests, finishes the ones in
@@ -126,14 +132,21 @@ impl Standalone {
     ) -> Result<(), StandaloneError> {
         self.readiness.set(true);
         let stop = self.stopping.clone();
+        let readiness = self.readiness.clone();
         tokio::spawn(async move {
             shutdown.await;
+            readiness.set(false);
             stop.cancel();
         });
+        // The operational endpoints outlive the API: /readyz answers 503 while it drains.
+        let ops_stop = CancellationToken::new();
+        let ops = tokio::spawn(self.ops.run_until_stopped(ops_stop.clone().cancelled_owned()));
         self.server.run_until_stopped(self.stopping.cancelled_owned()).await?;
         self.background.cancel();
         self.tracker.close();
         self.tracker.wait().await;
+        ops_stop.cancel();
+        ops.await.map_err(std::io::Error::other)??;
         Ok(())
     }
 }

@@ -10,7 +10,6 @@ use admin_api::webhooks::StoreStatusSink;
 use common::config::Settings;
 use common::credentials::keyring_from_settings;
 use common::ses::SesClient;
-use common::telemetry::Readiness;
 use common::twilio::TwilioClient;
 use serde_json::Value;
 use tokio::net::TcpListener;
@@ -51,9 +50,6 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/webhooks/twilio/inbound"),
     ("POST", "/webhooks/ses"),
     ("GET", "/openapi.json"),
-    ("GET", "/metrics"),
-    ("GET", "/healthz"),
-    ("GET", "/readyz"),
 ];
 
 const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
@@ -199,10 +195,7 @@ async fn serve(dir: &std::path::Path) -> (String, CancellationToken) {
         stopping: stopping.clone(),
         signing_keys: Default::default(),
     };
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .build_recorder()
-        .handle();
-    let router = admin_api::router(state, settings.admin.max_body_bytes, metrics, Readiness::default());
+    let router = admin_api::router(state, settings.admin.max_body_bytes);
     let server = admin_api::AdminServer::new(listener, router);
     let stop = stopping.clone();
     tokio::spawn(server.run_until_stopped(async move { stop.cancelled().await }));
@@ -252,5 +245,10 @@ async fn the_router_serves_exactly_the_documented_methods() {
         .await
         .expect("JSON");
     assert_eq!(doc, document(), "GET /openapi.json answers the document");
+    // The operational endpoints are on their own listener, never on the public port.
+    for path in ["/metrics", "/healthz", "/readyz"] {
+        let answer = client.get(format!("{base}{path}")).send().await.expect("an answer");
+        assert_eq!(answer.status().as_u16(), 404, "{path} is served on the API port");
+    }
     stopping.cancel();
 }

@@ -101,6 +101,9 @@ impl Settings {
 pub struct AdminSettings {
     /// Address the HTTP API listens on.
     pub listen: SocketAddr,
+    /// Address `/metrics`, `/healthz` and `/readyz` are served on: never the public API's
+    /// port (the metrics name tenants and their volumes). Loopback by default.
+    pub ops_listen: SocketAddr,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     /// A platform-admin API key; absent means no platform-admin access.
@@ -115,6 +118,7 @@ impl Default for AdminSettings {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            ops_listen: SocketAddr::from(([127, 0, 0, 1], 9091)),
             max_body_bytes: 1024 * 1024,
             platform_admin_key: None,
             public_url: None,

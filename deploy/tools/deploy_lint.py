@@ -162,7 +162,7 @@ def check_compose(root: Path, known: set[str], binaries: set[str]) -> None:
     # Prometheus scrapes each service where it listens.
     listens = {
         "dispatcher": port_of(dispatcher_env.get("ENGAGENINJA_DISPATCHER__OPS_LISTEN", "127.0.0.1:9090")),
-        "admin-api": port_of(services["admin-api"]["environment"].get("ENGAGENINJA_ADMIN__LISTEN", "127.0.0.1:8080")),
+        "admin-api": port_of(services["admin-api"]["environment"].get("ENGAGENINJA_ADMIN__OPS_LISTEN", "127.0.0.1:9091")),
     }
     prometheus = yaml.safe_load((root / "deploy/prometheus/prometheus.yml").read_text())
     targets = {
@@ -238,7 +238,7 @@ def check_kubernetes(root: Path, known: set[str], defaults: dict[str, object], b
     grace_ms = int(settings.get("dispatcher.shutdown_grace_ms", defaults["dispatcher.shutdown_grace_ms"]))
     listen_ports = {
         "dispatcher": port_of(str(settings.get("dispatcher.ops_listen", defaults["dispatcher.ops_listen"]))),
-        "admin-api": port_of(str(settings.get("admin.listen", defaults["admin.listen"]))),
+        "admin-api": port_of(str(settings.get("admin.ops_listen", defaults["admin.ops_listen"]))),
     }
     key_file = settings.get("credentials.key_file")
 

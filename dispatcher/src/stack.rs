@@ -104,7 +104,8 @@ fn live_providers(
 
 /// A built, not yet running, process.
 pub struct Stack {
-    server: AdminServer,
+    api: Option<AdminServer>,
+    ops: AdminServer,
     dispatcher: Dispatcher,
     demo_key: Option<BootstrapKey>,
     events: broadcast::Sender<StatusUpdate>,
@@ -117,9 +118,15 @@ pub struct Stack {
 
 impl Stack {
     /// Opens the configured log and store (`log.backend`, `store.backend`), bootstraps the
-    /// demo tenant (all-in-one role) and binds the HTTP listener: the admin API for the
-    /// all-in-one role, the ops endpoints for the dispatcher role.
+    /// demo tenant (all-in-one role) and binds the HTTP listeners: the operational endpoints
+    /// (`admin.ops_listen` for the all-in-one role, `dispatcher.ops_listen` for the
+    /// dispatcher), and the admin API (`admin.listen`, all-in-one role only).
     pub async fn build(settings: Settings, role: Role) -> Result<Self, StackError> {
+        // Boxed: the assembly's future is large, and every caller would carry it.
+        Box::pin(Self::assemble(settings, role)).await
+    }
+
+    async fn assemble(settings: Settings, role: Role) -> Result<Self, StackError> {
         let (log, store) = open(&settings).await?;
         let keyring = Arc::new(keyring_from_settings(&settings)?);
         let metrics = metrics_handle()?;
@@ -133,20 +140,27 @@ impl Stack {
         let status = StatusWriter::start(Arc::clone(&store), events.clone(), topic, &tracker);
 
         let mut demo_key = None;
-        let listen = match role {
-            Role::AllInOne => settings.admin.listen,
+        let ops_listen = match role {
+            Role::AllInOne => settings.admin.ops_listen,
             Role::Dispatcher => settings.dispatcher.ops_listen,
         };
-        let listener = TcpListener::bind(listen).await?;
-        let public_url = match role {
-            Role::AllInOne => admin_api::public_url(&settings, listener.local_addr()?),
+        let ops = AdminServer::new(
+            TcpListener::bind(ops_listen).await?,
+            ops_router(metrics, readiness.clone()),
+        );
+        let api_listener = match role {
+            Role::AllInOne => Some(TcpListener::bind(settings.admin.listen).await?),
+            Role::Dispatcher => None,
+        };
+        let public_url = match &api_listener {
+            Some(listener) => admin_api::public_url(&settings, listener.local_addr()?),
             // Twilio's status callbacks go to the admin API, another process: only the
             // operator knows where it is reached.
-            Role::Dispatcher if settings.admin.public_url.is_none() => return Err(StackError::PublicUrlUnset),
-            Role::Dispatcher => admin_api::public_url(&settings, settings.admin.listen),
+            None if settings.admin.public_url.is_none() => return Err(StackError::PublicUrlUnset),
+            None => admin_api::public_url(&settings, settings.admin.listen),
         };
-        let router = match role {
-            Role::AllInOne => {
+        let api = match api_listener {
+            Some(listener) => {
                 if settings.demo.bootstrap {
                     let tenant = TenantId::parse(settings.demo.tenant_id.clone())?;
                     demo_key = bootstrap_demo_tenant(store.as_ref(), &tenant).await?;
@@ -190,11 +204,13 @@ impl Stack {
                     keep,
                     background.clone(),
                 ));
-                admin_api::router(state, settings.admin.max_body_bytes, metrics, readiness.clone())
+                Some(AdminServer::new(
+                    listener,
+                    admin_api::router(state, settings.admin.max_body_bytes),
+                ))
             }
-            Role::Dispatcher => ops_router(metrics, readiness.clone()),
+            None => None,
         };
-        let server = AdminServer::new(listener, router);
 
         let demo = DemoProvider::start(&settings.demo, status.clone(), &tracker, background.clone());
         let providers = Providers {
@@ -210,7 +226,8 @@ impl Stack {
         ));
         let dispatcher = Dispatcher::new(store, log, providers, status, settings.dispatcher.clone());
         Ok(Self {
-            server,
+            api,
+            ops,
             dispatcher,
             demo_key,
             events,
@@ -222,9 +239,18 @@ impl Stack {
         })
     }
 
-    /// The address the HTTP listener is bound to.
+    /// The address of the admin API (all-in-one role), else of the operational endpoints.
     pub fn local_addr(&self) -> SocketAddr {
-        self.server.local_addr().expect("a bound listener has an address")
+        self.api
+            .as_ref()
+            .unwrap_or(&self.ops)
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The address of `/metrics`, `/healthz` and `/readyz`.
+    pub fn ops_addr(&self) -> SocketAddr {
+        self.ops.local_addr().expect("a bound listener has an address")
     }
 
     /// The demo tenant's API key, when this start created it.
@@ -244,7 +270,8 @@ impl Stack {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StackError> {
         let Stack {
-            server,
+            api,
+            ops,
             dispatcher,
             events,
             readiness,
@@ -255,7 +282,16 @@ impl Stack {
             ..
         } = self;
         drop(events);
-        let http = tokio::spawn(server.run_until_stopped(stop.clone().cancelled_owned()));
+        // The operational endpoints outlive the API: /readyz answers 503 while it drains.
+        let ops_stop = CancellationToken::new();
+        let ops_served = tokio::spawn(ops.run_until_stopped(ops_stop.clone().cancelled_owned()));
+        let stop_api = stop.clone();
+        let http = tokio::spawn(async move {
+            match api {
+                Some(api) => api.run_until_stopped(stop_api.cancelled_owned()).await,
+                None => Ok(()),
+            }
+        });
         let mut dispatching = tokio::spawn(dispatcher.run(stop.clone()));
         readiness.set(true);
         tracing::info!("ready");
@@ -284,6 +320,10 @@ impl Stack {
         }
         let served = http.await.map_err(|err| StackError::Http(std::io::Error::other(err)))?;
         served?;
+        ops_stop.cancel();
+        ops_served
+            .await
+            .map_err(|err| StackError::Http(std::io::Error::other(err)))??;
         match dispatched {
             Ok(joined) => joined.map_err(|err| StackError::Http(std::io::Error::other(err)))??,
             Err(_) => {

@@ -27,6 +27,7 @@ impl Running {
             ..Settings::default()
         };
         settings.admin.listen = "127.0.0.1:0".parse().unwrap();
+        settings.admin.ops_listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         settings.admin.platform_admin_key = Some(PLATFORM_KEY.to_owned().into());
         settings.demo.delivered_after_ms = [100, 200];
         settings.demo.read_after_ms = [300, 400];

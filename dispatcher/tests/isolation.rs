@@ -31,6 +31,7 @@ async fn no_tenant_route_reaches_another_tenants_data() {
         ..Settings::default()
     };
     settings.admin.listen = "127.0.0.1:0".parse().unwrap();
+    settings.admin.ops_listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     settings.admin.platform_admin_key = Some(PLATFORM_KEY.to_owned().into());
     settings.demo.bootstrap = false;
     settings.onboarding.background_runner = false;
@@ -202,6 +203,7 @@ async fn every_api_route_refuses_a_missing_or_wrong_key() {
         ..Settings::default()
     };
     settings.admin.listen = "127.0.0.1:0".parse().unwrap();
+    settings.admin.ops_listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     settings.admin.platform_admin_key = Some(PLATFORM_KEY.to_owned().into());
     settings.onboarding.background_runner = false;
     let stack = Stack::build(settings, Role::AllInOne).await.unwrap();

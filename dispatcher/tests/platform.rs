@@ -30,6 +30,7 @@ impl Running {
             ..Settings::default()
         };
         settings.admin.listen = "127.0.0.1:0".parse().unwrap();
+        settings.admin.ops_listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         settings.admin.platform_admin_key = platform_key.map(|key| key.to_owned().into());
         let stack = Stack::build(settings, Role::AllInOne).await.unwrap();
         let addr = stack.local_addr();
@@ -340,6 +341,7 @@ async fn a_demo_tenant_is_approved_30_s_after_business_info_and_reaches_read() {
         ..Settings::default()
     };
     settings.admin.listen = "127.0.0.1:0".parse().unwrap();
+    settings.admin.ops_listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     settings.admin.platform_admin_key = Some(PLATFORM_KEY.to_owned().into());
     settings.credentials.keys = Some(keys.clone().into());
     settings.demo.delivered_after_ms = [50, 100];

@@ -265,6 +265,7 @@ impl Scaled {
         .unwrap();
         let mut admin_settings = settings.clone();
         admin_settings.admin.listen = free_port();
+        admin_settings.admin.ops_listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         let admin = Standalone::build(&admin_settings).await.expect("the admin API starts");
         let admin_addr = admin.local_addr().unwrap();
         let (admin_stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -11,6 +11,7 @@ use tokio::sync::oneshot;
 
 struct RunningStack {
     addr: SocketAddr,
+    ops: SocketAddr,
     key: Option<String>,
     stop: oneshot::Sender<()>,
     stopped: tokio::task::JoinHandle<Result<(), dispatcher::stack::StackError>>,
@@ -22,6 +23,7 @@ fn settings(data_dir: &std::path::Path) -> Settings {
         ..Settings::default()
     };
     settings.admin.listen = "127.0.0.1:0".parse().unwrap();
+    settings.admin.ops_listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     settings.admin.max_body_bytes = 64 * 1024;
     settings.log.partitions = 2;
     settings.demo.delivered_after_ms = [100, 300];
@@ -34,6 +36,7 @@ async fn spawn_stack(data_dir: &std::path::Path) -> RunningStack {
         .await
         .expect("stack builds");
     let addr = stack.local_addr();
+    let ops = stack.ops_addr();
     let key = stack.demo_key().map(|key| key.secret.clone());
     let (stop, stopped_signal) = oneshot::channel::<()>();
     let stopped = tokio::spawn(stack.run_until_stopped(async {
@@ -41,6 +44,7 @@ async fn spawn_stack(data_dir: &std::path::Path) -> RunningStack {
     }));
     RunningStack {
         addr,
+        ops,
         key,
         stop,
         stopped,
@@ -110,8 +114,11 @@ async fn a_demo_message_goes_sent_then_delivered_then_read() {
     let whatsapp = wait_for_status(&client, &format!("{base}/v1/messages/wa-1"), &key, "read").await;
     assert_eq!(statuses(&whatsapp), ["queued", "sent", "delivered", "read"]);
 
+    // Metrics on the operational listener, never on the API's port.
+    let on_api = client.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(on_api.status(), 404);
     let metrics = client
-        .get(format!("{base}/metrics"))
+        .get(format!("http://{}/metrics", stack.ops))
         .send()
         .await
         .unwrap()

@@ -43,6 +43,7 @@ async fn a_flood_of_forged_callbacks_with_huge_account_sids_costs_no_memory_and_
     let mut child = Command::new(env!("CARGO_BIN_EXE_engageninja"))
         .env("ENGAGENINJA_DATA_DIR", dir.path().join("data"))
         .env("ENGAGENINJA_ADMIN__LISTEN", "127.0.0.1:0")
+        .env("ENGAGENINJA_ADMIN__OPS_LISTEN", "127.0.0.1:0")
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -133,7 +133,7 @@ pub async fn run(args: ScenarioArgs) -> anyhow::Result<()> {
         Scenario::Pacing { seconds } => pacing(seconds).await,
         Scenario::Fairness { backlog } => fairness(backlog).await,
         Scenario::Memory { backlog, seconds } => memory(backlog, seconds).await,
-        Scenario::Webhooks { callbacks, concurrency } => Box::pin(webhooks(callbacks, concurrency.max(1))).await,
+        Scenario::Webhooks { callbacks, concurrency } => webhooks(callbacks, concurrency.max(1)).await,
     }
 }
 
@@ -922,6 +922,7 @@ async fn webhooks(callbacks: usize, concurrency: usize) -> anyhow::Result<()> {
     let mut settings = quiet_settings(dir.path());
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     settings.admin.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    settings.admin.ops_listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     settings.demo.bootstrap = false;
     let keys = secrecy::SecretString::from(format!(
         "k1:{}",

@@ -24,6 +24,7 @@ async fn twilio_credentials_are_sealed_verified_and_never_answered() {
         ..Settings::default()
     };
     settings.admin.listen = "127.0.0.1:0".parse().unwrap();
+    settings.admin.ops_listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     settings.demo.bootstrap = false;
     settings.credentials.keys = Some(keys.clone());
     settings.providers.twilio.api_url = simulator.base_url();

@@ -165,6 +165,7 @@ async fn every_dashboard_query_returns_data_from_a_stack_under_load() {
         ..Settings::default()
     };
     settings.admin.listen = SocketAddr::from(([127, 0, 0, 1], port));
+    settings.admin.ops_listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     settings.log.partitions = 2;
     settings.dispatcher.poll_wait_ms = 20;
     settings.credentials.keys = Some(keys);
@@ -197,6 +198,7 @@ async fn every_dashboard_query_returns_data_from_a_stack_under_load() {
 
     let stack = Stack::build(settings, Role::AllInOne).await.expect("the stack builds");
     let addr = stack.local_addr();
+    let ops = stack.ops_addr();
     let demo_key = stack
         .demo_key()
         .expect("the demo tenant is bootstrapped")
@@ -207,7 +209,7 @@ async fn every_dashboard_query_returns_data_from_a_stack_under_load() {
         let _ = stopped.await;
     }));
     let prometheus_dir = tempfile::tempdir().unwrap();
-    let prometheus = Prometheus::start(&binary, prometheus_dir.path(), addr).await;
+    let prometheus = Prometheus::start(&binary, prometheus_dir.path(), ops).await;
 
     // Traffic: SMS, WhatsApp templates and email of the live tenant, demo SMS, one message a
     // batch from a number the tenant does not own (refused at admission), and a callback with

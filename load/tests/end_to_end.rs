@@ -199,6 +199,7 @@ async fn start_on(data_dir: &std::path::Path, simulator: &RunningSimulator, port
         ..Settings::default()
     };
     settings.admin.listen = SocketAddr::from(([127, 0, 0, 1], port));
+    settings.admin.ops_listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     settings.demo.bootstrap = false;
     settings.log.partitions = 2;
     settings.dispatcher.poll_wait_ms = 20;

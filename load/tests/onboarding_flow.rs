@@ -83,6 +83,7 @@ fn settings(dir: &std::path::Path, sim: &RunningSimulator) -> Settings {
         ..Settings::default()
     };
     settings.admin.listen = "127.0.0.1:0".parse().unwrap();
+    settings.admin.ops_listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     settings.demo.bootstrap = false;
     settings.log.partitions = 2;
     settings.dispatcher.poll_wait_ms = 20;

@@ -153,6 +153,7 @@ async fn ses_events_are_bound_to_their_topic_tenant_recipient_and_time() {
         ..Settings::default()
     };
     settings.admin.listen = "127.0.0.1:0".parse().unwrap();
+    settings.admin.ops_listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     settings.credentials.keys = Some(keys.clone());
     settings.providers.ses.sns_topic_arns = vec![PLATFORM_TOPIC.to_owned()];
     settings.providers.ses.sns_cert_url = Some(origin.url("/cert.pem"));

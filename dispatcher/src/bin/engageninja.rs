@@ -27,7 +27,10 @@ async fn main() -> anyhow::Result<()> {
         );
         println!("the key is shown this once; keep it (e.g. export ENGAGENINJA_KEY=...)");
     }
-    println!("admin API on http://{addr} (metrics at http://{addr}/metrics)");
+    println!(
+        "admin API on http://{addr} (metrics at http://{}/metrics)",
+        stack.ops_addr()
+    );
     stack.run_until_stopped(shutdown_signal()).await?;
     Ok(())
 }

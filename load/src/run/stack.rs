@@ -80,6 +80,8 @@ impl Stack {
     pub async fn start(args: &RunArgs, run: &str, out: &Path, work: &Path) -> anyhow::Result<Self> {
         let admin_port = free_port()?;
         let ops_port = free_port()?;
+        let admin_ops_port = free_port()?;
+        let admin_ops_url = format!("http://127.0.0.1:{admin_ops_port}");
         let admin_url = format!("http://127.0.0.1:{admin_port}");
         let simulator = match args.provider {
             ProviderChoice::Demo => None,
@@ -105,7 +107,14 @@ impl Stack {
         let config = out.join("engageninja.toml");
         std::fs::write(
             &config,
-            settings_toml(args, run, work, &key_file, admin_port, ops_port, simulator.as_ref()),
+            settings_toml(
+                args,
+                run,
+                work,
+                &key_file,
+                [admin_port, admin_ops_port, ops_port],
+                simulator.as_ref(),
+            ),
         )?;
         let settings = Settings::load(Some(&config)).context("the run's settings")?;
 
@@ -120,10 +129,10 @@ impl Stack {
 
         let mut processes = Vec::new();
         let binaries: &[(&'static str, String)] = match args.target {
-            Target::Http => &[("engageninja", admin_url.clone())],
+            Target::Http => &[("engageninja", admin_ops_url)],
             Target::Kafka => &[
                 ("dispatcher", format!("http://127.0.0.1:{ops_port}")),
-                ("admin-api", admin_url.clone()),
+                ("admin-api", admin_ops_url),
             ],
         };
         for (name, ops_url) in binaries {
@@ -225,8 +234,7 @@ fn settings_toml(
     run: &str,
     work: &Path,
     key_file: &Path,
-    admin_port: u16,
-    ops_port: u16,
+    [admin_port, admin_ops_port, ops_port]: [u16; 3],
     simulator: Option<&RunningSimulator>,
 ) -> String {
     let env = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
@@ -236,6 +244,7 @@ data_dir = "{data}"
 
 [admin]
 listen = "127.0.0.1:{admin_port}"
+ops_listen = "127.0.0.1:{admin_ops_port}"
 public_url = "http://127.0.0.1:{admin_port}"
 
 [dispatcher]
