@@ -16,12 +16,20 @@ use crate::error::ApiError;
 pub const KEY_PREFIX: &str = "enk_";
 
 /// A freshly made key: the secret to show once, and what the store keeps.
-#[derive(Debug)]
 pub struct NewApiKey {
     /// The full secret key; shown to its owner once, never stored.
     pub secret: String,
     /// The stored record (hash only).
     pub record: ApiKeyRecord,
+}
+
+impl std::fmt::Debug for NewApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewApiKey")
+            .field("record", &self.record)
+            .field("secret", &"[REDACTED]")
+            .finish()
+    }
 }
 
 /// Hex SHA-256 of a key, the only form the store sees. API keys are 256 random bits, so a

@@ -8,12 +8,20 @@ use time::OffsetDateTime;
 use crate::auth::create_api_key;
 
 /// The bootstrap demo tenant's API key, made on the first start only.
-#[derive(Debug)]
 pub struct BootstrapKey {
     /// The tenant.
     pub tenant_id: TenantId,
     /// The secret key, to show once.
     pub secret: String,
+}
+
+impl std::fmt::Debug for BootstrapKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BootstrapKey")
+            .field("tenant_id", &self.tenant_id)
+            .field("secret", &"[REDACTED]")
+            .finish()
+    }
 }
 
 /// Creates the demo tenant `tenant_id` and an API key for it unless the tenant exists already.

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod onboarding;
 pub mod openapi;
 pub mod platform;
+pub mod reseal;
 pub mod ses_events;
 pub mod standalone;
 pub mod usage;

@@ -2,13 +2,16 @@
 
 use admin_api::standalone::Standalone;
 use common::config::Settings;
-use common::process::{config_path, shutdown_signal};
+use common::process::{UsageError, command_line, shutdown_signal};
 use common::telemetry::init_tracing;
 
 const USAGE: &str = "admin-api: the EngageNinja Dispatch admin API
 
 usage: admin-api [--config FILE]
        admin-api --print-openapi   (writes the OpenAPI document to stdout and exits)
+       admin-api credentials reseal [--config FILE]
+           re-seals every stored channel credential under the newest key of the ring (run it
+           after putting a new key first; it can be interrupted and run again), then exits
 
 Settings come from FILE (TOML, see deploy/engageninja.toml), then ENGAGENINJA_* environment
 variables (nested keys joined with '__').";
@@ -18,9 +21,14 @@ async fn main() -> anyhow::Result<()> {
     if std::env::args().nth(1).as_deref() == Some("--print-openapi") {
         return print_openapi();
     }
-    let config = config_path(USAGE)?;
-    let settings = Settings::load(config.as_deref())?;
+    let line = command_line(USAGE)?;
+    let settings = Settings::load(line.config.as_deref())?;
     init_tracing(&settings.telemetry)?;
+    match line.command.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        [] => {}
+        ["credentials", "reseal"] => return Ok(admin_api::reseal::print_command(&settings).await?),
+        other => return Err(UsageError::new(format!("unknown command {other:?}")).into()),
+    }
     let server = Standalone::build(&settings).await?;
     tracing::info!(addr = %server.local_addr()?, ops = %server.ops_addr()?, "admin API listening");
     server.run_until_stopped(shutdown_signal()).await?;

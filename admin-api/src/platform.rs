@@ -85,12 +85,21 @@ impl From<Tenant> for TenantView {
 }
 
 /// A key just made: the only time its secret is shown.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct NewKeyView {
     /// The key's public id (for listing and revoking).
     pub key_id: String,
     /// The secret, to put in `Authorization: Bearer ...`; shown once.
     pub secret: String,
+}
+
+impl std::fmt::Debug for NewKeyView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewKeyView")
+            .field("key_id", &self.key_id)
+            .field("secret", &"[REDACTED]")
+            .finish()
+    }
 }
 
 /// A tenant and its first key.

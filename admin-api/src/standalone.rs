@@ -59,6 +59,11 @@ impl Standalone {
     /// Opens the configured log and store, binds `admin.listen` (the API) and
     /// `admin.ops_listen` (`/metrics`, `/healthz`, `/readyz`), and starts the background work.
     pub async fn build(settings: &Settings) -> Result<Self, StandaloneError> {
+        // Boxed: the assembly's future is large, and every caller would carry it.
+        Box::pin(Self::assemble(settings)).await
+    }
+
+    async fn assemble(settings: &Settings) -> Result<Self, StandaloneError> {
         let (log, store) = open(settings).await?;
         let keyring = Arc::new(keyring_from_settings(settings)?);
         let readiness = Readiness::default();

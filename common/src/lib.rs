@@ -10,6 +10,7 @@ pub mod credentials;
 pub mod envelope;
 pub mod ids;
 pub mod log;
+pub mod private_fs;
 pub mod process;
 pub mod readiness;
 pub mod segments;

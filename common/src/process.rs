@@ -7,27 +7,59 @@ use std::path::PathBuf;
 #[error("{0}; see --help")]
 pub struct UsageError(String);
 
-/// Reads `--config FILE` (default: `ENGAGENINJA_CONFIG`); on `--help`, prints `usage` and exits.
+impl UsageError {
+    /// A usage error saying `what` is wrong.
+    pub fn new(what: impl Into<String>) -> Self {
+        Self(what.into())
+    }
+}
+
+/// A command line: its words that are not options (a subcommand such as `credentials
+/// reseal`) and the settings file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandLine {
+    /// The subcommand's words; empty to run the service.
+    pub command: Vec<String>,
+    /// `--config FILE` (default: `ENGAGENINJA_CONFIG`).
+    pub config: Option<PathBuf>,
+}
+
+/// Reads the command line: subcommand words and `--config FILE`; on `--help`, prints `usage`
+/// and exits.
 #[allow(clippy::print_stdout)]
-pub fn config_path(usage: &str) -> Result<Option<PathBuf>, UsageError> {
+pub fn command_line(usage: &str) -> Result<CommandLine, UsageError> {
     let mut args = std::env::args().skip(1);
-    let mut path = std::env::var_os("ENGAGENINJA_CONFIG").map(PathBuf::from);
+    let mut line = CommandLine {
+        command: Vec::new(),
+        config: std::env::var_os("ENGAGENINJA_CONFIG").map(PathBuf::from),
+    };
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--config" | "-c" => {
                 let value = args
                     .next()
                     .ok_or_else(|| UsageError("--config needs a file path".to_owned()))?;
-                path = Some(PathBuf::from(value));
+                line.config = Some(PathBuf::from(value));
             }
             "--help" | "-h" => {
                 println!("{usage}");
                 std::process::exit(0);
             }
+            word if !word.starts_with('-') => line.command.push(word.to_owned()),
             other => return Err(UsageError(format!("unknown argument {other:?}"))),
         }
     }
-    Ok(path)
+    Ok(line)
+}
+
+/// Reads `--config FILE` (default: `ENGAGENINJA_CONFIG`) of a program without subcommands; on
+/// `--help`, prints `usage` and exits.
+pub fn config_path(usage: &str) -> Result<Option<PathBuf>, UsageError> {
+    let line = command_line(usage)?;
+    match line.command.first() {
+        Some(word) => Err(UsageError(format!("unknown argument {word:?}"))),
+        None => Ok(line.config),
+    }
 }
 
 /// Completes on SIGTERM or Ctrl-C.

@@ -143,6 +143,7 @@ suite!(sqlite:
     sender_numbers_round_trip_and_belong_to_one_tenant,
     credentials_round_trip,
     credentials_are_found_by_twilio_account,
+    credential_tenants_are_swept_page_by_page,
     the_last_inbound_time_only_moves_forward,
     an_inbound_message_is_processed_once,
     plans_round_trip,
@@ -173,6 +174,7 @@ suite!(cassandra:
     sender_numbers_round_trip_and_belong_to_one_tenant,
     credentials_round_trip,
     credentials_are_found_by_twilio_account,
+    credential_tenants_are_swept_page_by_page,
     the_last_inbound_time_only_moves_forward,
     an_inbound_message_is_processed_once,
     plans_round_trip,
@@ -518,6 +520,32 @@ async fn credentials_are_found_by_twilio_account(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert!(store.credentials_by_account("AC2").await.unwrap().is_empty());
+}
+
+async fn credential_tenants_are_swept_page_by_page(store: Arc<dyn Store>) {
+    let mut expected = Vec::new();
+    for n in 0..7 {
+        let name = format!("t{n}");
+        store.create_tenant(&tenant(&name, false, T0)).await.unwrap();
+        if n != 3 {
+            store.put_credentials(&credentials(&name, Channel::Sms)).await.unwrap();
+            store
+                .put_credentials(&credentials(&name, Channel::Email))
+                .await
+                .unwrap();
+            expected.push(tid(&name));
+        }
+    }
+    let (mut seen, mut after) = (Vec::new(), None);
+    loop {
+        let page = store.credential_tenants(after.as_ref(), 2).await.unwrap();
+        assert!(page.len() <= 2);
+        let Some(last) = page.last().cloned() else { break };
+        seen.extend(page);
+        after = Some(last);
+    }
+    seen.sort();
+    assert_eq!(seen, expected, "every tenant with credentials once, in pages");
 }
 
 async fn the_last_inbound_time_only_moves_forward(store: Arc<dyn Store>) {

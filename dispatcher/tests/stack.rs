@@ -217,3 +217,34 @@ async fn bad_requests_get_clear_errors() {
     );
     stack.shutdown().await;
 }
+
+/// The data directory holds every message and the keys that open the stored credentials: what
+/// the stack creates there is for its owner only.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_directory_is_for_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let root = tempfile::tempdir().unwrap();
+    let data_dir = root.path().join("data");
+    let stack = spawn_stack(&data_dir).await;
+    let settings = settings(&data_dir);
+    let mode = |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data_dir), 0o700);
+    assert_eq!(mode(&settings.log_dir()), 0o700);
+    assert_eq!(mode(&settings.store_path()), 0o600);
+    assert_eq!(mode(&settings.default_key_file()), 0o600);
+    let mut files = vec![settings.log_dir()];
+    while let Some(path) = files.pop() {
+        if path.is_dir() {
+            assert_eq!(mode(&path), 0o700, "{}", path.display());
+            files.extend(std::fs::read_dir(&path).unwrap().map(|entry| entry.unwrap().path()));
+        } else {
+            assert_eq!(mode(&path), 0o600, "{}", path.display());
+        }
+    }
+    stack.shutdown().await;
+    let wal = settings.store_path().with_extension("db-wal");
+    if wal.exists() {
+        assert_eq!(mode(&wal), 0o600);
+    }
+}

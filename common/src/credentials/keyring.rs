@@ -1,8 +1,10 @@
 //! The key ring channel credentials are sealed under: AES-256-GCM keys by id, the first one
 //! current.
 //!
-//! A sealed value is `version (1) | nonce (12) | ciphertext and tag`, stored beside the id of the
-//! key that sealed it. New values are sealed under the current key; values sealed under an
+//! A sealed value is `version (1 byte) | nonce (12) | ciphertext and tag`, stored beside the id
+//! of the key that sealed it. The version says what the caller bound the value to (its
+//! context): [`SEALED_VERSION`] for values sealed now, [`LEGACY_SEALED_VERSION`] for older ones,
+//! which still open. New values are sealed under the current key; values sealed under an
 //! older key still open as long as that key stays in the ring, which is how keys rotate: put
 //! the new key first, keep the old ones after it until every row has been re-sealed.
 //!
@@ -20,8 +22,10 @@ use base64::engine::general_purpose::STANDARD;
 use rand::RngCore as _;
 use secrecy::{ExposeSecret, SecretString};
 
-/// The format byte of every sealed value.
-const VERSION: u8 = 1;
+/// The format byte of values sealed now.
+pub const SEALED_VERSION: u8 = 2;
+/// The format byte of values sealed before [`SEALED_VERSION`]: same cipher, another context.
+pub const LEGACY_SEALED_VERSION: u8 = 1;
 /// AES-GCM's nonce length.
 const NONCE_LEN: usize = 12;
 /// AES-256's key length.
@@ -168,10 +172,15 @@ impl Keyring {
             .encrypt(&nonce, payload)
             .expect("a credential is far below AES-GCM's length limit");
         let mut sealed = Vec::with_capacity(1 + NONCE_LEN + ciphertext.len());
-        sealed.push(VERSION);
+        sealed.push(SEALED_VERSION);
         sealed.extend_from_slice(&nonce);
         sealed.extend_from_slice(&ciphertext);
         (self.current.clone(), sealed)
+    }
+
+    /// The format byte of a sealed value, if it has one.
+    pub fn version_of(sealed: &[u8]) -> Option<u8> {
+        sealed.first().copied()
     }
 
     /// Opens a value [`seal`](Self::seal)ed under `key_id` with the same `context`.
@@ -181,7 +190,7 @@ impl Keyring {
             .get(key_id)
             .ok_or_else(|| KeyringError::UnknownKey { id: key_id.to_owned() })?;
         let (&version, rest) = sealed.split_first().ok_or(KeyringError::Tampered)?;
-        if version != VERSION || rest.len() < NONCE_LEN {
+        if ![SEALED_VERSION, LEGACY_SEALED_VERSION].contains(&version) || rest.len() < NONCE_LEN {
             return Err(KeyringError::Tampered);
         }
         let (nonce, ciphertext) = rest.split_at(NONCE_LEN);
@@ -214,16 +223,9 @@ fn valid_id(id: &str) -> bool {
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write as _;
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
+        crate::private_fs::create_dir_all(parent)?;
     }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
+    let mut file = crate::private_fs::options().write(true).create_new(true).open(path)?;
     file.write_all(text.as_bytes())?;
     file.sync_all()
 }

@@ -11,7 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use time::OffsetDateTime;
 
-pub use keyring::{Keyring, KeyringError, generate_key};
+pub use keyring::{Keyring, KeyringError, LEGACY_SEALED_VERSION, SEALED_VERSION, generate_key};
 
 use crate::config::Settings;
 use crate::ses::SesAccount;
@@ -78,13 +78,36 @@ pub fn keyring_from_settings(settings: &Settings) -> Result<Keyring, KeyringErro
     Ok(keyring)
 }
 
-/// The row identity a sealed secret is bound to.
-fn context(tenant: &TenantId, channel: Channel, provider: ProviderKind) -> Vec<u8> {
-    let provider = match provider {
+/// What a sealed secret is bound to: the row (tenant, channel, provider) and the account it is
+/// the secret of (Twilio's account SID, AWS's access key id), so that a sealed token moved to
+/// another row, or a row whose account was changed underneath it, does not open.
+fn context(tenant: &TenantId, channel: Channel, provider: ProviderKind, settings: &Value) -> Vec<u8> {
+    let identity = settings
+        .get(identity_setting(provider))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    format!("{tenant}/{channel}/{}/{identity}", provider_name(provider)).into_bytes()
+}
+
+/// The binding of secrets sealed before the account was part of it ([`LEGACY_SEALED_VERSION`]):
+/// they still open; [`reseal`] moves them to [`context`].
+fn legacy_context(tenant: &TenantId, channel: Channel, provider: ProviderKind) -> Vec<u8> {
+    format!("{tenant}/{channel}/{}", provider_name(provider)).into_bytes()
+}
+
+fn provider_name(provider: ProviderKind) -> &'static str {
+    match provider {
         ProviderKind::Twilio => "twilio",
         ProviderKind::Ses => "ses",
-    };
-    format!("{tenant}/{channel}/{provider}").into_bytes()
+    }
+}
+
+/// The setting naming the account a provider's secret belongs to.
+fn identity_setting(provider: ProviderKind) -> &'static str {
+    match provider {
+        ProviderKind::Twilio => ACCOUNT_SID,
+        ProviderKind::Ses => ACCESS_KEY_ID,
+    }
 }
 
 /// A new, not yet verified credentials row with `secret` sealed under the ring's current key.
@@ -96,7 +119,10 @@ pub fn seal(
     settings: Value,
     secret: &SecretString,
 ) -> ChannelCredentials {
-    let (key_id, sealed_secrets) = keyring.seal(&context(tenant, channel, provider), secret.expose_secret().as_bytes());
+    let (key_id, sealed_secrets) = keyring.seal(
+        &context(tenant, channel, provider, &settings),
+        secret.expose_secret().as_bytes(),
+    );
     ChannelCredentials {
         tenant_id: tenant.clone(),
         channel,
@@ -112,18 +138,34 @@ pub fn seal(
 
 /// Opens a row's secret.
 pub fn open(keyring: &Keyring, credentials: &ChannelCredentials) -> Result<SecretString, CredentialsError> {
-    let context = context(&credentials.tenant_id, credentials.channel, credentials.provider);
+    let context = if Keyring::version_of(&credentials.sealed_secrets) == Some(LEGACY_SEALED_VERSION) {
+        legacy_context(&credentials.tenant_id, credentials.channel, credentials.provider)
+    } else {
+        context(
+            &credentials.tenant_id,
+            credentials.channel,
+            credentials.provider,
+            &credentials.settings,
+        )
+    };
     let plain = keyring.open(&credentials.key_id, &context, &credentials.sealed_secrets)?;
     let text = String::from_utf8(plain).map_err(|_| CredentialsError::NotText)?;
     Ok(SecretString::from(text))
 }
 
-/// Re-seals a row under the ring's current key (key rotation); `None` when it already is.
+/// Whether a row is sealed under the ring's current key with today's binding.
+pub fn is_current(keyring: &Keyring, credentials: &ChannelCredentials) -> bool {
+    credentials.key_id == keyring.current_key_id()
+        && Keyring::version_of(&credentials.sealed_secrets) == Some(SEALED_VERSION)
+}
+
+/// Re-seals a row under the ring's current key with today's binding (key rotation, or a row
+/// sealed before the account was bound); `None` when it already is.
 pub fn reseal(
     keyring: &Keyring,
     credentials: &ChannelCredentials,
 ) -> Result<Option<ChannelCredentials>, CredentialsError> {
-    if credentials.key_id == keyring.current_key_id() {
+    if is_current(keyring, credentials) {
         return Ok(None);
     }
     let secret = open(keyring, credentials)?;
@@ -208,6 +250,14 @@ mod tests {
             twilio_account(&keyring, &moved),
             Err(CredentialsError::Keyring(KeyringError::Tampered))
         ));
+        let other_account = ChannelCredentials {
+            settings: json!({ ACCOUNT_SID: "AC456" }),
+            ..row.clone()
+        };
+        assert!(matches!(
+            twilio_account(&keyring, &other_account),
+            Err(CredentialsError::Keyring(KeyringError::Tampered))
+        ));
         let ses = ChannelCredentials {
             provider: ProviderKind::Ses,
             ..row
@@ -235,5 +285,36 @@ mod tests {
         let fresh = reseal(&rotated, &row).unwrap().unwrap();
         assert_eq!(fresh.key_id, "k2");
         assert_eq!(open(&rotated, &fresh).unwrap().expose_secret(), "aws-secret");
+    }
+
+    #[test]
+    fn a_row_sealed_before_the_account_was_bound_opens_and_is_resealed_with_it() {
+        let keyring = ring();
+        let tenant = TenantId::parse("acme").unwrap();
+        let (key_id, mut sealed) =
+            keyring.seal(&legacy_context(&tenant, Channel::Sms, ProviderKind::Twilio), b"token-1");
+        sealed[0] = LEGACY_SEALED_VERSION;
+        let legacy = ChannelCredentials {
+            key_id,
+            sealed_secrets: sealed,
+            ..seal(
+                &keyring,
+                &tenant,
+                Channel::Sms,
+                ProviderKind::Twilio,
+                json!({ ACCOUNT_SID: "AC123" }),
+                &SecretString::from("unused"),
+            )
+        };
+        assert_eq!(open(&keyring, &legacy).unwrap().expose_secret(), "token-1");
+        assert!(!is_current(&keyring, &legacy));
+        let fresh = reseal(&keyring, &legacy).unwrap().unwrap();
+        assert!(is_current(&keyring, &fresh));
+        assert_eq!(open(&keyring, &fresh).unwrap().expose_secret(), "token-1");
+        assert!(reseal(&keyring, &fresh).unwrap().is_none());
+        // A value sealed with the binding cannot be passed off as a legacy one.
+        let mut downgraded = fresh.clone();
+        downgraded.sealed_secrets[0] = LEGACY_SEALED_VERSION;
+        assert!(open(&keyring, &downgraded).is_err());
     }
 }

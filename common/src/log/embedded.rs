@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
+use crate::private_fs;
 use async_trait::async_trait;
 use tokio::sync::{Notify, oneshot};
 
@@ -70,8 +71,8 @@ struct AppendRequest {
 impl EmbeddedLog {
     /// Opens (creating if needed) the log in `dir`, recovering from an unclean stop.
     pub fn open(dir: &Path, options: &EmbeddedLogOptions) -> Result<Self, LogError> {
-        fs::create_dir_all(dir)?;
-        let lock = File::create(dir.join("LOCK"))?;
+        private_fs::create_dir_all(dir)?;
+        let lock = private_fs::create(&dir.join("LOCK"))?;
         lock.try_lock()
             .map_err(|_| LogError::Locked(dir.display().to_string()))?;
         let mut topics = HashMap::new();
@@ -195,7 +196,7 @@ fn open_topic(
     topic: Topic,
     options: &EmbeddedLogOptions,
 ) -> Result<(TopicShared, Vec<PartitionWriter>), LogError> {
-    fs::create_dir_all(dir.join("offsets"))?;
+    private_fs::create_dir_all(&dir.join("offsets"))?;
     let mut existing: Vec<Partition> = fs::read_dir(dir)?
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
         .collect();
@@ -225,10 +226,10 @@ fn open_topic(
 
 /// Opens a partition, scanning its newest segment and cutting off a torn tail.
 fn open_partition(dir: &Path, topic: Topic, partition: Partition) -> Result<PartitionWriter, LogError> {
-    fs::create_dir_all(dir)?;
+    private_fs::create_dir_all(dir)?;
     let mut segments = list_segments(dir)?;
     if segments.is_empty() {
-        File::create(segment_path(dir, 0))?.sync_all()?;
+        private_fs::create(&segment_path(dir, 0))?.sync_all()?;
         sync_dir(dir)?;
         segments.push(0);
     }
@@ -387,7 +388,7 @@ impl PartitionWriter {
         self.file.flush()?;
         self.file.get_ref().sync_data()?;
         let base = self.next_offset;
-        let file = OpenOptions::new()
+        let file = private_fs::options()
             .create_new(true)
             .write(true)
             .open(segment_path(&self.dir, base))?;
@@ -435,7 +436,7 @@ fn read_offsets(path: &Path) -> Result<HashMap<Partition, Offset>, LogError> {
 
 fn write_offsets(path: &Path, offsets: &HashMap<Partition, Offset>) -> Result<(), LogError> {
     let temporary = path.with_extension("json.tmp");
-    let mut file = File::create(&temporary)?;
+    let mut file = private_fs::create(&temporary)?;
     file.write_all(&serde_json::to_vec(offsets).map_err(std::io::Error::other)?)?;
     file.sync_all()?;
     fs::rename(&temporary, path)?;

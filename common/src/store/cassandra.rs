@@ -1006,6 +1006,9 @@ statements! {
     select_all_credentials = format!("SELECT {CREDENTIALS_COLUMNS} FROM channel_credentials WHERE tenant_id = ?");
     delete_credentials = "DELETE FROM channel_credentials WHERE tenant_id = ? AND channel = ?";
     delete_all_credentials = "DELETE FROM channel_credentials WHERE tenant_id = ?";
+    first_credential_tenants = "SELECT DISTINCT tenant_id FROM channel_credentials LIMIT ?";
+    next_credential_tenants = "SELECT DISTINCT tenant_id FROM channel_credentials \
+                               WHERE token(tenant_id) > token(?) LIMIT ?";
     insert_account = "INSERT INTO credentials_by_account (account_sid, tenant_id, channel) VALUES (?, ?, ?)";
     delete_account = "DELETE FROM credentials_by_account WHERE account_sid = ? AND tenant_id = ? AND channel = ?";
     select_account = "SELECT tenant_id, channel FROM credentials_by_account WHERE account_sid = ?";
@@ -1712,6 +1715,20 @@ impl Store for CassandraStore {
                 .await?;
         }
         Ok(true)
+    }
+
+    async fn credential_tenants(&self, after: Option<&TenantId>, limit: usize) -> Result<Vec<TenantId>, StoreError> {
+        let limit = i32::try_from(limit).unwrap_or(i32::MAX);
+        let rows: Vec<(String,)> = match after {
+            None => self.rows(&self.st().first_credential_tenants, (limit,)).await?,
+            Some(after) => {
+                self.rows(&self.st().next_credential_tenants, (after.as_str(), limit))
+                    .await?
+            }
+        };
+        rows.into_iter()
+            .map(|(id,)| TenantId::parse(id).map_err(|error| StoreError::Invalid(error.to_string())))
+            .collect()
     }
 
     async fn credentials_by_account(&self, account_sid: &str) -> Result<Vec<ChannelCredentials>, StoreError> {

@@ -454,6 +454,10 @@ pub trait Store: Send + Sync + 'static {
     async fn credentials(&self, tenant: &TenantId, channel: Channel) -> Result<Option<ChannelCredentials>, StoreError>;
     /// Deletes a tenant's credentials for a channel; false if there were none.
     async fn delete_credentials(&self, tenant: &TenantId, channel: Channel) -> Result<bool, StoreError>;
+    /// Tenants holding channel credentials, at most `limit`, in the store's own order and
+    /// after `after` (the last one of the previous page; `None`: from the start): for sweeps
+    /// over every stored credential, such as re-sealing them under a new key.
+    async fn credential_tenants(&self, after: Option<&TenantId>, limit: usize) -> Result<Vec<TenantId>, StoreError>;
     /// Every verified credentials row naming this Twilio account SID (a webhook's signing
     /// account): credentials the provider did not accept never sign anything.
     async fn credentials_by_account(&self, account_sid: &str) -> Result<Vec<ChannelCredentials>, StoreError>;

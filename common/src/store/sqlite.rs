@@ -110,9 +110,17 @@ impl SqliteStore {
         if let Some(parent) = path.parent()
             && !parent.as_os_str().is_empty()
         {
-            std::fs::create_dir_all(parent)
+            crate::private_fs::create_dir_all(parent)
                 .map_err(|e| StoreError::Backend(format!("cannot create directory {}: {e}", parent.display())))?;
         }
+        // Created for its owner only before SQLite opens it; SQLite gives its -wal and -shm
+        // files the database file's permissions.
+        crate::private_fs::options()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", path.display())))?;
         let mut writer = Connection::open(path).map_err(db_err)?;
         configure(&writer)?;
         let mode: String = writer
@@ -1042,6 +1050,24 @@ impl Store for SqliteStore {
                 .map_err(db_err)?;
             let deleted = statement.execute([tenant.as_str(), channel.as_str()]).map_err(db_err)?;
             Ok(deleted > 0)
+        })
+        .await
+    }
+
+    async fn credential_tenants(&self, after: Option<&TenantId>, limit: usize) -> Result<Vec<TenantId>, StoreError> {
+        let after = after.map_or_else(String::new, |tenant| tenant.as_str().to_owned());
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            let mut statement = conn
+                .prepare_cached(
+                    "SELECT DISTINCT tenant_id FROM channel_credentials WHERE tenant_id > ?1 \
+                     ORDER BY tenant_id LIMIT ?2",
+                )
+                .map_err(db_err)?;
+            query_all(&mut statement, params![after, limit], |row| {
+                let id: String = col(row, 0)?;
+                TenantId::parse(id).map_err(|error| StoreError::Invalid(error.to_string()))
+            })
         })
         .await
     }

@@ -2,13 +2,16 @@
 //! and store, with a demo tenant on first start.
 
 use common::config::Settings;
-use common::process::{config_path, shutdown_signal};
+use common::process::{UsageError, command_line, shutdown_signal};
 use common::telemetry::init_tracing;
 use dispatcher::stack::{Role, Stack};
 
 const USAGE: &str = "engageninja: dispatcher and admin API in one process (embedded log and store)
 
 usage: engageninja [--config FILE]
+       engageninja credentials reseal [--config FILE]
+           re-seals every stored channel credential under the newest key of the ring (run it
+           after putting a new key first; it can be interrupted and run again), then exits
 
 Settings come from FILE (TOML, see deploy/engageninja.toml), then ENGAGENINJA_* environment
 variables (nested keys joined with '__', e.g. ENGAGENINJA_ADMIN__LISTEN=127.0.0.1:8080).";
@@ -16,8 +19,14 @@ variables (nested keys joined with '__', e.g. ENGAGENINJA_ADMIN__LISTEN=127.0.0.
 #[tokio::main]
 #[allow(clippy::print_stdout)]
 async fn main() -> anyhow::Result<()> {
-    let settings = Settings::load(config_path(USAGE)?.as_deref())?;
+    let line = command_line(USAGE)?;
+    let settings = Settings::load(line.config.as_deref())?;
     init_tracing(&settings.telemetry)?;
+    match line.command.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        [] => {}
+        ["credentials", "reseal"] => return Ok(admin_api::reseal::print_command(&settings).await?),
+        other => return Err(UsageError::new(format!("unknown command {other:?}")).into()),
+    }
     let stack = Stack::build(settings, Role::AllInOne).await?;
     let addr = stack.local_addr();
     if let Some(key) = stack.demo_key() {
