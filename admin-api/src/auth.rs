@@ -83,10 +83,13 @@ impl FromRequestParts<AppState> for TenantCaller {
             .ok_or_else(ApiError::unauthorized)?;
         let record = state.store.api_key_by_hash(&hash_key(secret)).await?;
         match record {
-            Some(record) if record.revoked_at.is_none() => Ok(TenantCaller {
-                tenant_id: record.tenant_id,
-                key_id: record.key_id,
-            }),
+            Some(record) if record.revoked_at.is_none() => {
+                state.limits.request(&record.key_id)?;
+                Ok(TenantCaller {
+                    tenant_id: record.tenant_id,
+                    key_id: record.key_id,
+                })
+            }
             _ => Err(ApiError::unauthorized()),
         }
     }

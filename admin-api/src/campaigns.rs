@@ -14,7 +14,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use common::{CampaignId, MessageStatus};
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt as _};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
@@ -181,6 +181,7 @@ async fn counts(state: &AppState, caller: &TenantCaller, campaign: &CampaignId) 
         (status = 200, description = "server-sent events named `counts`, each a CampaignCounts object", content_type = "text/event-stream", body = String),
         (status = 401, description = "unauthorized: no valid API key", body = crate::error::ErrorBody),
         (status = 422, description = "invalid_field: campaign_id", body = crate::error::ErrorBody),
+        (status = 429, description = "rate_limited, or too_many_streams: the tenant already holds admin.max_event_streams_per_tenant streams", body = crate::error::ErrorBody),
         (status = 503, description = "store_unavailable or log_unavailable: retry later", body = crate::error::ErrorBody),
     ),
     security(("bearer" = [])),
@@ -191,6 +192,8 @@ pub async fn events(
     Path(campaign): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let campaign = campaign_id(campaign)?;
+    // Held by the stream: its place is freed when the client goes away or the server stops.
+    let place = state.limits.open_stream(&caller.tenant_id)?;
     let first = counts(&state, &caller, &campaign).await?;
     let stream = futures_util::stream::unfold(
         (state, caller, campaign, None::<CampaignCounts>, Some(first)),
@@ -219,5 +222,9 @@ pub async fn events(
             }
         },
     );
+    let stream = stream.map(move |event| {
+        let _held = &place;
+        event
+    });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }

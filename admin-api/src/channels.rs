@@ -326,6 +326,7 @@ async fn account_is_free(state: &AppState, caller: &TenantCaller, account: &str)
         (status = 409, description = "account_in_use: the Twilio account is the platform's or another tenant's (`field`: account_sid)", body = crate::error::ErrorBody),
         (status = 413, description = "payload_too_large: the body is larger than admin.max_body_bytes", body = crate::error::ErrorBody),
         (status = 422, description = "invalid_field: every failing field is listed in `fields`", body = crate::error::ErrorBody),
+        (status = 429, description = "rate_limited, or credential_checks_exhausted: the tenant's credential checks this hour are used up (admin.credential_checks_per_tenant_per_hour); Retry-After says when", body = crate::error::ErrorBody),
         (status = 503, description = "store_unavailable or log_unavailable: retry later", body = crate::error::ErrorBody),
     ),
     security(("bearer" = [])),
@@ -341,6 +342,7 @@ pub async fn save(
     if let Some(account) = setting(&row, ACCOUNT_SID) {
         account_is_free(&state, &caller, account).await?;
     }
+    state.limits.credential_check(&caller.tenant_id)?;
     match verify(&state, &row).await {
         Ok(()) => row.is_verified = true,
         Err(reason) => row.verification_error = Some(reason),

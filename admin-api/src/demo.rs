@@ -1,8 +1,10 @@
-//! Demo tenants: the bootstrap tenant the all-in-one stack creates on its first start, and the
-//! cleanup that deletes demo tenants past their retention period.
+//! Demo tenants: the plan they are all on (`demo.monthly_quota` a month per channel), the
+//! bootstrap tenant the all-in-one stack creates on its first start (only when
+//! `demo.bootstrap` asks; the standalone admin API never does), and the cleanup that deletes
+//! demo tenants past their retention period.
 
-use common::TenantId;
-use common::store::{AuditEntry, Store, StoreError, Tenant, TenantStatus};
+use common::store::{AuditEntry, Plan, Store, StoreError, Tenant, TenantStatus};
+use common::{Channel, TenantId};
 use time::OffsetDateTime;
 
 use crate::auth::create_api_key;
@@ -24,7 +26,25 @@ impl std::fmt::Debug for BootstrapKey {
     }
 }
 
-/// Creates the demo tenant `tenant_id` and an API key for it unless the tenant exists already.
+/// The plan every demo tenant is on.
+pub const DEMO_PLAN: &str = "demo";
+
+/// Creates or updates the `demo` plan: `monthly_quota` a month on every channel.
+pub async fn put_demo_plan(store: &dyn Store, monthly_quota: u64) -> Result<(), StoreError> {
+    store
+        .put_plan(&Plan {
+            id: DEMO_PLAN.to_owned(),
+            name: "Demo".to_owned(),
+            monthly_quota: Channel::ALL
+                .into_iter()
+                .map(|channel| (channel, monthly_quota))
+                .collect(),
+        })
+        .await
+}
+
+/// Creates the demo tenant `tenant_id`, on the demo plan, and an API key for it unless the
+/// tenant exists already.
 pub async fn bootstrap_demo_tenant(
     store: &dyn Store,
     tenant_id: &TenantId,
@@ -39,7 +59,7 @@ pub async fn bootstrap_demo_tenant(
             name: "Demo tenant".to_owned(),
             is_demo: true,
             status: TenantStatus::Active,
-            plan_id: None,
+            plan_id: Some(DEMO_PLAN.to_owned()),
             created_by: Some("bootstrap".to_owned()),
             created_at: now,
         })

@@ -20,6 +20,8 @@ pub struct ApiError {
     pub field: Option<String>,
     /// Every failing field with its reason, when several are checked at once.
     pub fields: Vec<FieldError>,
+    /// When to try again, answered as `Retry-After` (whole seconds, rounded up).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 /// One failing field of a request body.
@@ -62,7 +64,14 @@ impl ApiError {
             message: message.into(),
             field: None,
             fields: Vec::new(),
+            retry_after: None,
         }
+    }
+
+    /// The same error, telling the client when to try again.
+    pub fn with_retry_after(mut self, wait: std::time::Duration) -> Self {
+        self.retry_after = Some(wait);
+        self
     }
 
     /// 422: every field in `fields` is invalid (the first one is also `field`).
@@ -122,7 +131,14 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body())).into_response()
+        let mut response = (self.status, Json(self.body())).into_response();
+        if let Some(wait) = self.retry_after {
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.max(1).into());
+        }
+        response
     }
 }
 

@@ -8,6 +8,7 @@ pub mod campaigns;
 pub mod channels;
 pub mod demo;
 pub mod error;
+pub mod limits;
 pub mod messages;
 pub mod metrics;
 pub mod onboarding;
@@ -73,6 +74,8 @@ pub struct AppState {
     pub stopping: CancellationToken,
     /// Twilio webhook signing tokens, opened, kept 30 s per account.
     pub signing_keys: Arc<webhooks::SigningKeys>,
+    /// Request rates, credential checks, event streams and the request timeout.
+    pub limits: Arc<limits::Limits>,
 }
 
 /// The hash [`AppState::platform_key_hash`] holds for the configured platform-admin key.

@@ -12,26 +12,40 @@ const WEBHOOK_OUTCOMES: [(&str, &[&str]); 4] = [
             "ignored",
             "unknown_message",
             "malformed",
+            "malformed_account",
             "invalid_signature",
+            "foreign_tenant",
         ],
     ),
     (
         "twilio_inbound",
-        &["applied", "ignored", "malformed", "invalid_signature"],
+        &[
+            "applied",
+            "replayed",
+            "ignored",
+            "malformed",
+            "malformed_account",
+            "invalid_signature",
+        ],
     ),
     (
         "ses",
         &[
             "applied",
+            "replayed",
             "ignored",
             "unknown_message",
             "malformed",
             "invalid_signature",
+            "unexpected_topic",
+            "stale_message",
+            "foreign_tenant",
+            "foreign_recipient",
         ],
     ),
     (
         "twilio_brand_status",
-        &["applied", "unknown_brand", "invalid_signature"],
+        &["applied", "unknown_brand", "malformed_account", "invalid_signature"],
     ),
 ];
 
@@ -47,6 +61,14 @@ pub fn describe() {
         Unit::Count,
         "provider webhooks, by source and outcome (applied, invalid_signature, unknown_message, ...)"
     );
+    describe_counter!(
+        "admin_limited_total",
+        Unit::Count,
+        "requests refused by an abuse limit, by limit (requests, credential_checks, event_streams, timeout)"
+    );
+    for limit in ["requests", "credential_checks", "event_streams", "timeout"] {
+        metrics::counter!("admin_limited_total", "limit" => limit).absolute(0);
+    }
     for outcome in ["accepted", "rejected"] {
         metrics::counter!("admin_messages_submitted_total", "outcome" => outcome).absolute(0);
     }

@@ -39,6 +39,7 @@ impl FromRequestParts<AppState> for PlatformCaller {
         if let Some(expected) = &state.platform_key_hash
             && bool::from(hash_key(secret).as_bytes().ct_eq(expected.as_bytes()))
         {
+            state.limits.request("platform")?;
             return Ok(PlatformCaller);
         }
         if secret.starts_with(KEY_PREFIX) {
@@ -491,7 +492,7 @@ pub async fn create_demo(
         id,
         is_demo: true,
         status: TenantStatus::Active,
-        plan_id: None,
+        plan_id: Some(crate::demo::DEMO_PLAN.to_owned()),
         created_by: Some(PLATFORM_ACTOR.to_owned()),
         created_at: OffsetDateTime::now_utc(),
     };

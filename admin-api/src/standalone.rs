@@ -40,6 +40,9 @@ pub enum StandaloneError {
     /// The SES client settings are invalid.
     #[error("providers.ses: {0}")]
     Ses(#[from] SesError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] common::store::StoreError),
     /// The SNS certificate client could not be built.
     #[error("sns verifier: {0}")]
     Sns(#[from] reqwest::Error),
@@ -65,6 +68,7 @@ impl Standalone {
 
     async fn assemble(settings: &Settings) -> Result<Self, StandaloneError> {
         let (log, store) = open(settings).await?;
+        crate::demo::put_demo_plan(store.as_ref(), settings.demo.monthly_quota).await?;
         let keyring = Arc::new(keyring_from_settings(settings)?);
         let readiness = Readiness::default();
         let listener = TcpListener::bind(settings.admin.listen).await?;
@@ -104,6 +108,7 @@ impl Standalone {
             pacing: settings.dispatcher.pacing.clone(),
             stopping: stopping.clone(),
             signing_keys: Default::default(),
+            limits: Arc::new(crate::limits::Limits::new(&settings.admin)),
         };
         let ops = AdminServer::new(
             TcpListener::bind(settings.admin.ops_listen).await?,

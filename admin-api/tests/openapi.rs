@@ -194,6 +194,7 @@ async fn serve(dir: &std::path::Path) -> (String, CancellationToken) {
         pacing: settings.dispatcher.pacing.clone(),
         stopping: stopping.clone(),
         signing_keys: Default::default(),
+        limits: Arc::new(admin_api::limits::Limits::new(&settings.admin)),
     };
     let router = admin_api::router(state, settings.admin.max_body_bytes);
     let server = admin_api::AdminServer::new(listener, router);

@@ -112,6 +112,16 @@ pub struct AdminSettings {
     /// as they see it behind any proxy: webhook URLs given to Twilio are built from it and
     /// their signatures checked against it. Absent: `http://` + `listen`.
     pub public_url: Option<String>,
+    /// Requests a second each API key may make (the burst is as large); more answer 429.
+    pub requests_per_second_per_key: u32,
+    /// The longest a request may take before it is answered 503 `request_timeout` (event
+    /// streams excepted), in seconds.
+    pub request_timeout_secs: u64,
+    /// Event streams (`/v1/campaigns/{id}/events`) a tenant may hold open at once.
+    pub max_event_streams_per_tenant: usize,
+    /// Credential checks against the providers (`POST /v1/channels/...`) a tenant may cause
+    /// an hour.
+    pub credential_checks_per_tenant_per_hour: u32,
 }
 
 impl Default for AdminSettings {
@@ -122,6 +132,10 @@ impl Default for AdminSettings {
             max_body_bytes: 1024 * 1024,
             platform_admin_key: None,
             public_url: None,
+            requests_per_second_per_key: 1000,
+            request_timeout_secs: 30,
+            max_event_streams_per_tenant: 8,
+            credential_checks_per_tenant_per_hour: 30,
         }
     }
 }
@@ -495,6 +509,9 @@ pub struct DemoSettings {
     pub retention_days: u64,
     /// How often the cleanup looks for expired demo tenants, in seconds.
     pub cleanup_interval_secs: u64,
+    /// The monthly quota of the `demo` plan every demo tenant is on, per channel (SMS in
+    /// segments): demo traffic is simulated, but it still costs the platform.
+    pub monthly_quota: u64,
 }
 
 impl Default for DemoSettings {
@@ -506,6 +523,7 @@ impl Default for DemoSettings {
             read_after_ms: [5_000, 10_000],
             retention_days: 7,
             cleanup_interval_secs: 3_600,
+            monthly_quota: 10_000,
         }
     }
 }

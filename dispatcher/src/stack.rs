@@ -161,6 +161,7 @@ impl Stack {
         };
         let api = match api_listener {
             Some(listener) => {
+                admin_api::demo::put_demo_plan(store.as_ref(), settings.demo.monthly_quota).await?;
                 if settings.demo.bootstrap {
                     let tenant = TenantId::parse(settings.demo.tenant_id.clone())?;
                     demo_key = bootstrap_demo_tenant(store.as_ref(), &tenant).await?;
@@ -191,6 +192,7 @@ impl Stack {
                     pacing: settings.dispatcher.pacing.clone(),
                     stopping: stopping.clone(),
                     signing_keys: Default::default(),
+                    limits: Arc::new(admin_api::limits::Limits::new(&settings.admin)),
                 };
                 let keep = settings
                     .demo

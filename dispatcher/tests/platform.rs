@@ -207,6 +207,13 @@ async fn demo_tenants_are_platform_only_and_cleaned_up() {
         .await;
     assert_eq!(status, 201, "{demo}");
     assert_eq!(demo["demo"], true);
+    // On the demo plan, with a quota like anyone else.
+    assert_eq!(demo["tenant"]["plan_id"], "demo", "{demo}");
+    let (status, plan) = stack
+        .call(Method::GET, "/v1/admin/plans/demo", PLATFORM_KEY, None)
+        .await;
+    assert_eq!(status, 200, "{plan}");
+    assert_eq!(plan["monthly_quota"]["sms"], 10_000, "{plan}");
     let demo_id = demo["tenant"]["id"].as_str().unwrap().to_owned();
     let demo_key = demo["api_key"]["secret"].as_str().unwrap().to_owned();
     let (status, kept) = stack

@@ -1,0 +1,125 @@
+//! The API's abuse limits over HTTP, on the all-in-one stack with small limits: a key past its
+//! request rate, a tenant past its credential checks or its event streams, each answered 429
+//! with a stable code and `Retry-After`, while other keys and tenants go on.
+
+use std::time::Duration;
+
+use common::config::Settings;
+use dispatcher::stack::{Role, Stack};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const PLATFORM_KEY: &str = "platform-test-key-limits";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_and_tenants_past_their_limits_are_told_to_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = Settings {
+        data_dir: dir.path().to_owned(),
+        ..Settings::default()
+    };
+    settings.admin.listen = "127.0.0.1:0".parse().unwrap();
+    settings.admin.ops_listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    settings.admin.platform_admin_key = Some(PLATFORM_KEY.to_owned().into());
+    settings.admin.requests_per_second_per_key = 5;
+    settings.admin.credential_checks_per_tenant_per_hour = 1;
+    settings.admin.max_event_streams_per_tenant = 1;
+    settings.demo.bootstrap = false;
+    settings.onboarding.background_runner = false;
+    // Nothing listens there: credential checks fail fast instead of reaching the internet.
+    settings.providers.twilio.api_url = "http://127.0.0.1:9".to_owned();
+    let stack = Stack::build(settings, Role::AllInOne).await.unwrap();
+    let base = format!("http://{}", stack.local_addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(stack.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    let http = reqwest::Client::new();
+    let send = |method: Method, path: &str, key: &str, body: Option<Value>| {
+        let mut request = http.request(method, format!("{base}{path}")).bearer_auth(key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send()
+    };
+
+    // Two tenants, made with the platform key.
+    let mut keys = Vec::new();
+    for id in ["acme", "beta"] {
+        let created = send(
+            Method::POST,
+            "/v1/admin/tenants",
+            PLATFORM_KEY,
+            Some(json!({"id": id, "name": id})),
+        )
+        .await
+        .unwrap();
+        assert_eq!(created.status(), 201);
+        let body: Value = created.json().await.unwrap();
+        keys.push(body["api_key"]["secret"].as_str().unwrap().to_owned());
+    }
+    let (acme, beta) = (keys[0].clone(), keys[1].clone());
+
+    // One event stream at a time per tenant; closing it frees its place.
+    let open = send(Method::GET, "/v1/campaigns/spring/events", &acme, None)
+        .await
+        .unwrap();
+    assert_eq!(open.status(), 200);
+    let second = send(Method::GET, "/v1/campaigns/spring/events", &acme, None)
+        .await
+        .unwrap();
+    assert_eq!(second.status(), 429);
+    let body: Value = second.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "too_many_streams");
+    drop(open);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let again = send(Method::GET, "/v1/campaigns/spring/events", &acme, None)
+            .await
+            .unwrap();
+        if again.status() == 200 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the closed stream's place was never freed"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // A burst past the key's rate (40 at once against 5 a second): the excess is refused with
+    // when to come back.
+    let burst = futures_util::future::join_all((0..40).map(|_| send(Method::GET, "/v1/usage", &acme, None))).await;
+    let mut refused = None;
+    for answer in burst {
+        let answer = answer.unwrap();
+        match answer.status().as_u16() {
+            200 => {}
+            429 => refused = Some(answer),
+            other => panic!("unexpected {other}"),
+        }
+    }
+    let refused = refused.expect("40 requests at once exceed 5 a second");
+    let retry_after: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited");
+    assert_eq!(send(Method::GET, "/v1/usage", &beta, None).await.unwrap().status(), 200);
+
+    // One credential check an hour: the second save is refused before any provider call.
+    let credentials = json!({"account_sid": format!("AC{}", "1".repeat(32)), "auth_token": "token"});
+    let first = send(Method::POST, "/v1/channels/sms", &beta, Some(credentials.clone()))
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 201);
+    let second = send(Method::POST, "/v1/channels/sms", &beta, Some(credentials))
+        .await
+        .unwrap();
+    assert_eq!(second.status(), 429);
+    assert!(second.headers().contains_key("retry-after"));
+    let body: Value = second.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "credential_checks_exhausted");
+
+    stop.send(()).unwrap();
+    running.await.unwrap().expect("clean stop");
+}
