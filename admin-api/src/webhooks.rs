@@ -42,7 +42,7 @@ use common::signature::twilio::{SIGNATURE_HEADER, verify};
 use common::status::TwilioStatus;
 use common::store::{AuditEntry, StatusUpdate, Store, StoreError, Suppression, SuppressionReason};
 use common::telemetry::untrusted;
-use common::twilio::{AccountSid, callback_target};
+use common::twilio::{AccountSid, WebhookForm, callback_target};
 use common::{Channel, TenantId};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
@@ -77,17 +77,14 @@ impl StatusSink for StoreStatusSink {
 
 /// A webhook's form parameters, checked against its signature.
 pub(crate) struct SignedForm {
-    pub(crate) params: Vec<(String, String)>,
+    pub(crate) form: WebhookForm,
     /// The tenants whose stored credentials hold the signing account.
     pub(crate) tenants: BTreeSet<TenantId>,
 }
 
 impl SignedForm {
     pub(crate) fn get(&self, name: &str) -> Option<&str> {
-        self.params
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
+        self.form.get(name)
     }
 }
 
@@ -104,7 +101,6 @@ pub(crate) async fn verified(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<SignedForm, ApiError> {
-    let params: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
     let forbidden = |outcome: &'static str| {
         count(source, outcome);
         ApiError::new(
@@ -113,13 +109,10 @@ pub(crate) async fn verified(
             "the X-Twilio-Signature header does not verify",
         )
     };
-    let Some(account) = params
-        .iter()
-        .find(|(key, _)| key == "AccountSid")
-        .and_then(|(_, value)| AccountSid::parse(value))
-    else {
+    let Some(form) = WebhookForm::parse(body) else {
         return Err(forbidden("malformed_account"));
     };
+    let (params, account) = (&form.params, &form.account);
     let signature = headers
         .get(SIGNATURE_HEADER)
         .and_then(|value| value.to_str().ok())
@@ -131,24 +124,24 @@ pub(crate) async fn verified(
     );
     let verifying = |keys: &[(TenantId, SecretString)]| -> BTreeSet<TenantId> {
         keys.iter()
-            .filter(|(_, token)| verify(token.expose_secret(), &url, &params, signature))
+            .filter(|(_, token)| verify(token.expose_secret(), &url, params, signature))
             .map(|(tenant, _)| tenant.clone())
             .collect()
     };
-    let mut tenants = match state.signing_keys.cached(&account) {
+    let mut tenants = match state.signing_keys.cached(account) {
         Some(keys) => verifying(&keys),
         None => BTreeSet::new(),
     };
     if tenants.is_empty() {
         // Not cached, or a token changed since: the store decides.
-        let keys = state.signing_keys.read(state, &account).await?;
+        let keys = state.signing_keys.read(state, account).await?;
         tenants = verifying(&keys);
     }
     if tenants.is_empty() {
         tracing::warn!(source, %account, url = %untrusted(&url), "webhook signature does not verify");
         return Err(forbidden("invalid_signature"));
     }
-    Ok(SignedForm { params, tenants })
+    Ok(SignedForm { form, tenants })
 }
 
 /// How long an account's opened tokens are reused.

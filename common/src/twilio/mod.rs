@@ -37,6 +37,36 @@ impl AccountSid {
     }
 }
 
+/// A Twilio webhook's form (`application/x-www-form-urlencoded`), with the account it names.
+/// Parsed before anything else is done with the request, signature included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookForm {
+    /// Every parameter, in order, as Twilio signs them.
+    pub params: Vec<(String, String)>,
+    /// The well-formed `AccountSid`.
+    pub account: AccountSid,
+}
+
+impl WebhookForm {
+    /// The form in `body`; `None` without a well-formed `AccountSid` (the first one counts).
+    pub fn parse(body: &[u8]) -> Option<Self> {
+        let params: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
+        let account = params
+            .iter()
+            .find(|(key, _)| key == "AccountSid")
+            .and_then(|(_, value)| AccountSid::parse(value))?;
+        Some(Self { params, account })
+    }
+
+    /// The first value of parameter `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
 impl std::fmt::Display for AccountSid {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
