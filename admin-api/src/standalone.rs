@@ -50,6 +50,7 @@ pub enum StandaloneError {
 
 /// A built, not yet serving, admin API.
 pub struct Standalone {
+    drain_secs: u64,
     server: AdminServer,
     ops: AdminServer,
     readiness: Readiness,
@@ -115,6 +116,7 @@ impl Standalone {
             ops_router(metrics_handle()?, readiness.clone()),
         );
         Ok(Self {
+            drain_secs: settings.admin.drain_secs,
             server: AdminServer::new(listener, crate::router(state, settings.admin.max_body_bytes)),
             ops,
             readiness,
@@ -143,9 +145,14 @@ impl Standalone {
         self.readiness.set(true);
         let stop = self.stopping.clone();
         let readiness = self.readiness.clone();
+        let drain_secs = self.drain_secs;
         tokio::spawn(async move {
             shutdown.await;
             readiness.set(false);
+            if drain_secs > 0 {
+                tracing::info!(drain_secs, "not ready; still serving while load balancers catch up");
+                tokio::time::sleep(std::time::Duration::from_secs(drain_secs)).await;
+            }
             stop.cancel();
         });
         // The operational endpoints outlive the API: /readyz answers 503 while it drains.

@@ -122,6 +122,9 @@ pub struct AdminSettings {
     /// Credential checks against the providers (`POST /v1/channels/...`) a tenant may cause
     /// an hour.
     pub credential_checks_per_tenant_per_hour: u32,
+    /// On stop, how long `/readyz` answers 503 while the API still serves, in seconds, so that
+    /// load balancers stop sending first (0: stop at once).
+    pub drain_secs: u64,
 }
 
 impl Default for AdminSettings {
@@ -136,6 +139,7 @@ impl Default for AdminSettings {
             request_timeout_secs: 30,
             max_event_streams_per_tenant: 8,
             credential_checks_per_tenant_per_hour: 30,
+            drain_secs: 0,
         }
     }
 }

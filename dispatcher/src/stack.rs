@@ -102,6 +102,15 @@ fn live_providers(
     ]))
 }
 
+/// The drain window: `/readyz` already answers 503 while the API still serves, so that load
+/// balancers stop sending before the listener closes.
+pub async fn drain(secs: u64) {
+    if secs > 0 {
+        tracing::info!(drain_secs = secs, "not ready; still serving while load balancers catch up");
+        tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
+    }
+}
+
 /// A built, not yet running, process.
 pub struct Stack {
     api: Option<AdminServer>,
@@ -288,6 +297,7 @@ impl Stack {
         let ops_stop = CancellationToken::new();
         let ops_served = tokio::spawn(ops.run_until_stopped(ops_stop.clone().cancelled_owned()));
         let stop_api = stop.clone();
+        let serves_api = api.is_some();
         let http = tokio::spawn(async move {
             match api {
                 Some(api) => api.run_until_stopped(stop_api.cancelled_owned()).await,
@@ -306,6 +316,9 @@ impl Stack {
         };
         tracing::info!("shutting down");
         readiness.set(false);
+        if failed.is_none() && serves_api {
+            drain(settings.admin.drain_secs).await;
+        }
         stop.cancel();
         let grace = settings.dispatcher.shutdown_grace();
         let dispatched = match failed {

@@ -248,3 +248,41 @@ async fn the_data_directory_is_for_its_owner_only() {
         assert_eq!(mode(&wal), 0o600);
     }
 }
+
+/// On stop, `/readyz` turns 503 first and the API keeps serving through the drain window, so
+/// that load balancers stop sending before the listener closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_goes_false_while_the_api_still_serves_the_drain_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = settings(dir.path());
+    settings.admin.drain_secs = 10;
+    let stack = Stack::build(settings, Role::AllInOne).await.expect("stack builds");
+    let (api, ops) = (stack.local_addr(), stack.ops_addr());
+    let (stop, stopped_signal) = oneshot::channel::<()>();
+    let stopped = tokio::spawn(stack.run_until_stopped(async {
+        let _ = stopped_signal.await;
+    }));
+    let client = reqwest::Client::new();
+    let ready = |client: &reqwest::Client| {
+        let request = client.get(format!("http://{ops}/readyz")).send();
+        async move { request.await.map(|answer| answer.status().as_u16()).unwrap_or(0) }
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while ready(&client).await != 200 {
+        assert!(tokio::time::Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    stop.send(()).unwrap();
+    while ready(&client).await != 503 {
+        assert!(tokio::time::Instant::now() < deadline, "readiness never went false");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let served = client
+        .get(format!("http://{api}/openapi.json"))
+        .send()
+        .await
+        .expect("the API still answers while draining");
+    assert_eq!(served.status(), 200);
+    stopped.await.unwrap().expect("clean stop");
+}

@@ -11,8 +11,8 @@
 //! | 2xx with a `sid` | [`CreateOutcome::Accepted`] |
 //! | 2xx whose body is lost or has no `sid` (Twilio probably created it) | [`CreateOutcome::Unknown`] |
 //! | 429 (code 20429: not processed, per Twilio) | [`CreateOutcome::Transient`], honouring `Retry-After` |
-//! | 500, 502, 503 and other 5xx except 504 | [`CreateOutcome::Transient`], honouring `Retry-After` |
-//! | 504 (a gateway timed out waiting for Twilio, which may still have processed it) | [`CreateOutcome::Unknown`] |
+//! | 503 and other 5xx except 500, 502 and 504 (Twilio did not take the request) | [`CreateOutcome::Transient`], honouring `Retry-After` |
+//! | 500, 502, 504 (an error inside Twilio or a gateway in front of it, after the request may have been processed) | [`CreateOutcome::Unknown`] |
 //! | any other status: its JSON `code` through [`classify`] (no code: 401 needs attention, else permanent) | [`CreateOutcome::Transient`] for transient codes, else [`CreateOutcome::Rejected`] |
 //! | reqwest says `is_connect()` (DNS, TCP connect, TLS handshake, connect timeout) | [`CreateOutcome::Transient`] |
 //! | reqwest says `is_builder()` (the request was never built, so never sent) | [`CreateOutcome::Transient`] |
@@ -449,9 +449,17 @@ fn create_outcome(status: StatusCode, retry_after: Option<Duration>, body: Optio
             },
         };
     }
-    if status == StatusCode::GATEWAY_TIMEOUT {
+    // Past Twilio's front door: it may have created the message before failing, so sending it
+    // again could send it twice.
+    if [
+        StatusCode::INTERNAL_SERVER_ERROR,
+        StatusCode::BAD_GATEWAY,
+        StatusCode::GATEWAY_TIMEOUT,
+    ]
+    .contains(&status)
+    {
         return CreateOutcome::Unknown {
-            reason: "TWILIO_HTTP_504".to_owned(),
+            reason: format!("TWILIO_HTTP_{}", status.as_u16()),
         };
     }
     let error = ApiError::from_response(status, body);
@@ -564,7 +572,7 @@ mod tests {
     }
 
     #[test]
-    fn throttling_and_server_errors_are_transient_but_a_gateway_timeout_is_unknown() {
+    fn throttling_and_unavailability_are_transient_but_errors_past_the_door_are_unknown() {
         let wait = Some(Duration::from_secs(2));
         let body = json(serde_json::json!({"code": 20429, "message": "Too Many Requests", "status": 429}));
         assert_eq!(
@@ -574,20 +582,22 @@ mod tests {
                 retry_after: wait
             }
         );
-        for status in [500, 502, 503] {
+        assert_eq!(
+            create_outcome(StatusCode::SERVICE_UNAVAILABLE, None, Some(b"<html>oops</html>")),
+            CreateOutcome::Transient {
+                reason: "TWILIO_HTTP_503".into(),
+                retry_after: None
+            }
+        );
+        for status in [500, 502, 504] {
             let status = StatusCode::from_u16(status).unwrap();
             assert_eq!(
                 create_outcome(status, None, Some(b"<html>oops</html>")),
-                CreateOutcome::Transient {
+                CreateOutcome::Unknown {
                     reason: format!("TWILIO_HTTP_{}", status.as_u16()),
-                    retry_after: None
                 }
             );
         }
-        assert!(matches!(
-            create_outcome(StatusCode::GATEWAY_TIMEOUT, None, None),
-            CreateOutcome::Unknown { .. }
-        ));
     }
 
     #[test]
