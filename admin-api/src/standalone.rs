@@ -72,6 +72,8 @@ impl Standalone {
         crate::demo::put_demo_plan(store.as_ref(), settings.demo.monthly_quota).await?;
         let keyring = Arc::new(keyring_from_settings(settings)?);
         let readiness = Readiness::default();
+        let checked_log = Arc::clone(&log);
+        readiness.add_check(move || checked_log.broken());
         let listener = TcpListener::bind(settings.admin.listen).await?;
         let public_url = crate::public_url(settings, listener.local_addr()?);
         let twilio = TwilioClient::new(&settings.providers.twilio.client_settings())?;

@@ -80,19 +80,49 @@ pub fn metrics_handle() -> Result<PrometheusHandle, TelemetryError> {
     Ok(handle)
 }
 
-/// Whether a service is ready to take traffic; flipped off while it shuts down.
-#[derive(Debug, Clone, Default)]
-pub struct Readiness(Arc<AtomicBool>);
+/// A readiness check: why the service cannot take traffic, or `None` when it can.
+type Check = Arc<dyn Fn() -> Option<String> + Send + Sync>;
+
+/// Whether a service is ready to take traffic: flipped off while it shuts down, and off while
+/// any of its checks reports a problem (a broken message log, say).
+#[derive(Clone, Default)]
+pub struct Readiness {
+    ready: Arc<AtomicBool>,
+    checks: Arc<Mutex<Vec<Check>>>,
+}
+
+impl std::fmt::Debug for Readiness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Readiness")
+            .field("ready", &self.is_ready())
+            .finish_non_exhaustive()
+    }
+}
 
 impl Readiness {
     /// Marks the service ready or not.
     pub fn set(&self, ready: bool) {
-        self.0.store(ready, Ordering::Release);
+        self.ready.store(ready, Ordering::Release);
     }
 
-    /// Whether the service is ready.
+    /// Adds a check asked on every readiness question.
+    pub fn add_check(&self, check: impl Fn() -> Option<String> + Send + Sync + 'static) {
+        self.lock_checks().push(Arc::new(check));
+    }
+
+    /// The first problem a check reports.
+    pub fn problem(&self) -> Option<String> {
+        let checks = self.lock_checks().clone();
+        checks.iter().find_map(|check| check())
+    }
+
+    /// Whether the service is ready: marked so, and no check reports a problem.
     pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        self.ready.load(Ordering::Acquire) && self.problem().is_none()
+    }
+
+    fn lock_checks(&self) -> std::sync::MutexGuard<'_, Vec<Check>> {
+        self.checks.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -103,7 +133,7 @@ struct OpsState {
 }
 
 /// `/metrics` (Prometheus text), `/healthz` (the process is alive) and `/readyz` (it takes
-/// traffic).
+/// traffic; 503 with the reason while starting, stopping or when a check reports a problem).
 pub fn ops_router(metrics: PrometheusHandle, readiness: Readiness) -> Router {
     Router::new()
         .route(
@@ -114,10 +144,12 @@ pub fn ops_router(metrics: PrometheusHandle, readiness: Readiness) -> Router {
         .route(
             "/readyz",
             get(|State(state): State<OpsState>| async move {
-                if state.readiness.is_ready() {
-                    (StatusCode::OK, "ready")
-                } else {
-                    (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+                if !state.readiness.ready.load(Ordering::Acquire) {
+                    return (StatusCode::SERVICE_UNAVAILABLE, "not ready".to_owned());
+                }
+                match state.readiness.problem() {
+                    Some(problem) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {problem}")),
+                    None => (StatusCode::OK, "ready".to_owned()),
                 }
             }),
         )

@@ -106,7 +106,10 @@ fn live_providers(
 /// balancers stop sending before the listener closes.
 pub async fn drain(secs: u64) {
     if secs > 0 {
-        tracing::info!(drain_secs = secs, "not ready; still serving while load balancers catch up");
+        tracing::info!(
+            drain_secs = secs,
+            "not ready; still serving while load balancers catch up"
+        );
         tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
     }
 }
@@ -141,6 +144,8 @@ impl Stack {
         let metrics = metrics_handle()?;
         crate::metrics::describe();
         let readiness = Readiness::default();
+        let checked_log = Arc::clone(&log);
+        readiness.add_check(move || checked_log.broken());
         let tracker = TaskTracker::new();
         let background = CancellationToken::new();
         let stopping = CancellationToken::new();

@@ -47,6 +47,8 @@ pub struct EmbeddedLog {
     topics: HashMap<Topic, Arc<TopicShared>>,
     writer: mpsc::Sender<AppendRequest>,
     consumers: Arc<Mutex<HashSet<(Topic, String)>>>,
+    /// Why the writer refuses appends, once a write or fsync failed.
+    broken: Arc<Mutex<Option<String>>>,
     _lock: File,
 }
 
@@ -91,12 +93,15 @@ impl EmbeddedLog {
         }
         let (sender, receiver) = mpsc::channel();
         let segment_bytes = options.segment_bytes.max(4096);
+        let broken: Arc<Mutex<Option<String>>> = Arc::default();
+        let broken_by_writer = Arc::clone(&broken);
         std::thread::Builder::new()
             .name("log-writer".to_owned())
-            .spawn(move || run_writer(&receiver, writers, segment_bytes))?;
+            .spawn(move || run_writer(&receiver, writers, segment_bytes, &broken_by_writer))?;
         Ok(Self {
             topics,
             writer: sender,
+            broken,
             consumers: Arc::default(),
             _lock: lock,
         })
@@ -122,6 +127,13 @@ impl MessageLog for EmbeddedLog {
             .send(AppendRequest { topic, records, reply })
             .map_err(|_| LogError::Closed)?;
         response.await.map_err(|_| LogError::Failed)?
+    }
+
+    fn broken(&self) -> Option<String> {
+        self.broken
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     async fn consumer(&self, topic: Topic, group: &str) -> Result<Box<dyn LogConsumer>, LogError> {
@@ -268,7 +280,12 @@ fn sync_dir(dir: &Path) -> Result<(), LogError> {
     Ok(())
 }
 
-fn run_writer(receiver: &mpsc::Receiver<AppendRequest>, mut topics: HashMap<Topic, TopicWriter>, segment_bytes: u64) {
+fn run_writer(
+    receiver: &mpsc::Receiver<AppendRequest>,
+    mut topics: HashMap<Topic, TopicWriter>,
+    segment_bytes: u64,
+    broken: &Mutex<Option<String>>,
+) {
     let mut failed = false;
     while let Ok(first) = receiver.recv() {
         let mut batch = vec![first];
@@ -309,9 +326,12 @@ fn run_writer(receiver: &mpsc::Receiver<AppendRequest>, mut topics: HashMap<Topi
                 }
             }
             Err(err) => {
-                tracing::error!(error = %err, "message log write failed; refusing further writes");
+                tracing::error!(error = %err, "message log write failed; refusing further writes until restarted");
                 failed = true;
                 let reason = err.to_string();
+                *broken.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(format!(
+                    "the message log failed to write ({reason}); restart once fixed"
+                ));
                 for request in batch {
                     let _ = request
                         .reply

@@ -158,6 +158,12 @@ pub trait MessageLog: Send + Sync + 'static {
 
     /// Joins `group` as a consumer of `topic`.
     async fn consumer(&self, topic: Topic, group: &str) -> Result<Box<dyn LogConsumer>, LogError>;
+
+    /// Why the log can take no more appends, if it cannot (a write or fsync failed, the disk
+    /// is full); readiness reports it.
+    fn broken(&self) -> Option<String> {
+        None
+    }
 }
 
 /// One member of a consumer group.
