@@ -151,7 +151,13 @@ impl Stack {
         let stopping = CancellationToken::new();
         let (events, _) = broadcast::channel(4096);
         let topic = settings.dispatcher.publish_status_events.then(|| Arc::clone(&log));
-        let status = StatusWriter::start(Arc::clone(&store), events.clone(), topic, &tracker);
+        let status = StatusWriter::start(
+            Arc::clone(&store),
+            events.clone(),
+            topic,
+            Some(Arc::clone(&log)),
+            &tracker,
+        );
 
         let mut demo_key = None;
         let ops_listen = match role {

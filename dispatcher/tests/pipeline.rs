@@ -210,6 +210,7 @@ impl Harness {
             Arc::clone(&self.store),
             self.events.clone(),
             Some(Arc::clone(&self.log)),
+            Some(Arc::clone(&self.log)),
             &self.tracker,
         );
         let provider = Arc::clone(&self.provider) as Arc<dyn Provider>;
@@ -1041,6 +1042,7 @@ async fn reconciliation_settles_stuck_messages(backends: Backends) {
     let status = StatusWriter::start(
         Arc::clone(&harness.store),
         harness.events.clone(),
+        None,
         None,
         &harness.tracker,
     );

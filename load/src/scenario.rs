@@ -294,7 +294,7 @@ fn start_dispatcher(
     let tracker = TaskTracker::new();
     let background = CancellationToken::new();
     let (events, _) = broadcast::channel::<StatusUpdate>(1024);
-    let status = StatusWriter::start(Arc::clone(&store), events, None, &tracker);
+    let status = StatusWriter::start(Arc::clone(&store), events, None, None, &tracker);
     let demo = DemoProvider::start(&settings.demo, status.clone(), &tracker, background.clone());
     let providers = Providers {
         demo: Arc::new(demo),
