@@ -18,7 +18,7 @@ use common::config::AdminSettings;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use crate::{ApiError, AppState};
+use crate::ApiError;
 
 /// The API's limits and their counters.
 pub struct Limits {
@@ -123,11 +123,11 @@ impl Drop for StreamGuard {
 
 /// Middleware: answers 503 `request_timeout` when a request takes longer than allowed. Event
 /// streams are long-lived by design and exempt.
-pub async fn timeout(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn timeout(State(limits): State<Arc<Limits>>, request: Request, next: Next) -> Response {
     if request.uri().path().ends_with("/events") {
         return next.run(request).await;
     }
-    match tokio::time::timeout(state.limits.request_timeout, next.run(request)).await {
+    match tokio::time::timeout(limits.request_timeout, next.run(request)).await {
         Ok(response) => response,
         Err(_) => {
             metrics::counter!("admin_limited_total", "limit" => "timeout").increment(1);
@@ -178,6 +178,33 @@ mod tests {
         assert_eq!(refused.code, "credential_checks_exhausted");
         assert!(refused.retry_after.is_some_and(|wait| wait > Duration::from_secs(60)));
         limits.credential_check(&beta).unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_past_the_timeout_is_answered_503_but_an_event_stream_is_not_cut() {
+        use axum::routing::get;
+        use tower::ServiceExt as _;
+        let limits = Arc::new(Limits::new(&AdminSettings {
+            request_timeout_secs: 1,
+            ..AdminSettings::default()
+        }));
+        let slow = || async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            "done"
+        };
+        let app = axum::Router::new()
+            .route("/slow", get(slow))
+            .route("/v1/campaigns/x/events", get(slow))
+            .layer(axum::middleware::from_fn_with_state(limits, timeout));
+        let call = |path: &str| {
+            let request = axum::http::Request::get(path).body(axum::body::Body::empty()).unwrap();
+            app.clone().oneshot(request)
+        };
+        let answer = call("/slow").await.unwrap();
+        assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = axum::body::to_bytes(answer.into_body(), 4096).await.unwrap();
+        assert!(String::from_utf8_lossy(&body).contains("request_timeout"));
+        assert_eq!(call("/v1/campaigns/x/events").await.unwrap().status(), StatusCode::OK);
     }
 
     #[test]
