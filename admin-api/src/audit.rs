@@ -21,6 +21,7 @@ pub const MAX_LIMIT: usize = 1_000;
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// How many entries, newest first (default 100, at most 1,000).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
 }
 

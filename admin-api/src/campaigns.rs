@@ -49,7 +49,7 @@ fn message_id(campaign: &CampaignId, channel: &str, to: &str) -> String {
     post,
     path = "/v1/campaigns/{id}/send",
     tag = "campaigns",
-    params(("id" = String, Path, description = "the campaign id: 1-128 of `A-Z a-z 0-9 _ - . :`")),
+    params(("id" = String, Path, description = "the campaign id: 1-128 of `A-Z a-z 0-9 _ - . :`", pattern = "^[A-Za-z0-9_.:-]{1,128}$")),
     request_body(content = crate::openapi::CampaignSendRequest, content_type = "application/json"),
     responses(
         (status = 202, description = "at least one recipient was accepted or exists already; each is answered accepted, duplicate or rejected", body = SubmitResponse),
@@ -176,7 +176,7 @@ async fn counts(state: &AppState, caller: &TenantCaller, campaign: &CampaignId) 
     get,
     path = "/v1/campaigns/{id}/events",
     tag = "campaigns",
-    params(("id" = String, Path, description = "the campaign id: 1-128 of `A-Z a-z 0-9 _ - . :`")),
+    params(("id" = String, Path, description = "the campaign id: 1-128 of `A-Z a-z 0-9 _ - . :`", pattern = "^[A-Za-z0-9_.:-]{1,128}$")),
     responses(
         (status = 200, description = "server-sent events named `counts`, each a CampaignCounts object", content_type = "text/event-stream", body = String),
         (status = 401, description = "unauthorized: no valid API key", body = crate::error::ErrorBody),

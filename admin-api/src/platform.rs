@@ -371,7 +371,7 @@ pub struct PlanView {
     put,
     path = "/v1/admin/plans/{id}",
     tag = "platform",
-    params(("id" = String, Path, description = "the plan id: 1-64 of letters, digits, `-` and `_`")),
+    params(("id" = String, Path, description = "the plan id: 1-64 of letters, digits, `-` and `_`", pattern = "^[A-Za-z0-9_-]{1,64}$")),
     request_body(content = PlanView, content_type = "application/json"),
     responses(
         (status = 200, description = "the saved plan", body = PlanView),
@@ -421,7 +421,7 @@ pub async fn put_plan(
     get,
     path = "/v1/admin/plans/{id}",
     tag = "platform",
-    params(("id" = String, Path, description = "the plan id: 1-64 of letters, digits, `-` and `_`")),
+    params(("id" = String, Path, description = "the plan id: 1-64 of letters, digits, `-` and `_`", pattern = "^[A-Za-z0-9_-]{1,64}$")),
     responses(
         (status = 200, description = "the plan", body = PlanView),
         (status = 401, description = "unauthorized: no valid platform-admin key (or none is configured)", body = crate::error::ErrorBody),

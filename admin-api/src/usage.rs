@@ -67,6 +67,7 @@ pub struct UsageView {
 #[into_params(parameter_in = Query)]
 pub struct UsageQuery {
     /// A month (`YYYY-MM`); the current one when absent.
+    #[param(pattern = "^[0-9]{4}-(0[1-9]|1[0-2])$")]
     pub period: Option<String>,
 }
 
@@ -304,7 +305,7 @@ fn drain(pacing: &PacingSettings, channel: Channel, ready: &Ready, units: u64) -
     post,
     path = "/v1/campaigns/{id}/preflight",
     tag = "campaigns",
-    params(("id" = String, Path, description = "the campaign id: 1-128 of `A-Z a-z 0-9 _ - . :`")),
+    params(("id" = String, Path, description = "the campaign id: 1-128 of `A-Z a-z 0-9 _ - . :`", pattern = "^[A-Za-z0-9_.:-]{1,128}$")),
     request_body(content = PreflightRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "readiness, recipients, segments, cost, quota and drain estimates", body = Preflight),
