@@ -181,19 +181,19 @@ pub struct SubmitRequest {
 #[allow(dead_code)]
 pub struct EnvelopeSchema {
     /// `1`; filled in when absent.
-    #[schema(minimum = 1, maximum = 1)]
+    #[schema(nullable = false, minimum = 1, maximum = 1)]
     pub version: Option<u32>,
     /// The idempotency key: 1-128 of `A-Z a-z 0-9 _ - . :`; generated when absent.
-    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,128}$")]
+    #[schema(nullable = false, pattern = "^[A-Za-z0-9_.:-]{1,128}$")]
     pub message_id: Option<String>,
     /// Taken from the API key; a value other than the key's tenant is refused.
-    #[schema(read_only)]
+    #[schema(nullable = false, read_only)]
     pub tenant_id: Option<String>,
     /// The campaign it belongs to: 1-128 of `A-Z a-z 0-9 _ - . :`.
-    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,128}$")]
+    #[schema(nullable = false, pattern = "^[A-Za-z0-9_.:-]{1,128}$")]
     pub campaign_id: Option<String>,
     /// The contact it is for: 1-128 of `A-Z a-z 0-9 _ - . :`.
-    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,128}$")]
+    #[schema(nullable = false, pattern = "^[A-Za-z0-9_.:-]{1,128}$")]
     pub contact_id: Option<String>,
     /// The channel.
     pub channel: ChannelSchema,
@@ -201,27 +201,29 @@ pub struct EnvelopeSchema {
     #[schema(min_length = 1)]
     pub to: String,
     /// Overrides the tenant's sender.
-    #[schema(min_length = 1)]
+    #[schema(nullable = false, min_length = 1)]
     pub from: Option<String>,
     /// `transactional` (served first) or `marketing` (the default).
-    #[schema(value_type = Option<PrioritySchema>)]
+    #[schema(nullable = false, value_type = Option<PrioritySchema>)]
     pub priority: Option<String>,
     /// The text; one of `body` and `template` is required (SMS at most 1,600 characters,
     /// WhatsApp 4,096).
-    #[schema(min_length = 1)]
+    #[schema(nullable = false, min_length = 1)]
     pub body: Option<String>,
     /// `{"id": "...", "variables": {"name": "value"}}`: an SES template or a Twilio Content SID.
+    #[schema(nullable = false)]
     pub template: Option<TemplateSchema>,
     /// Email with `body`: the subject, 1-998 characters.
-    #[schema(min_length = 1, max_length = 998)]
+    #[schema(nullable = false, min_length = 1, max_length = 998)]
     pub subject: Option<String>,
     /// Not sent before this time (RFC 3339).
-    #[schema(format = DateTime)]
+    #[schema(nullable = false, format = DateTime, pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$")]
     pub not_before: Option<String>,
     /// Not sent after this time (RFC 3339).
-    #[schema(format = DateTime)]
+    #[schema(nullable = false, format = DateTime, pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$")]
     pub expires_at: Option<String>,
     /// At most 32 string tags.
+    #[schema(nullable = false)]
     pub tags: Option<BTreeMap<String, String>>,
 }
 
