@@ -178,7 +178,7 @@ async fn counts(state: &AppState, caller: &TenantCaller, campaign: &CampaignId) 
     tag = "campaigns",
     params(("id" = String, Path, description = "the campaign id: 1-128 of `A-Z a-z 0-9 _ - . :`", pattern = "^[A-Za-z0-9_.:-]{1,128}$")),
     responses(
-        (status = 200, description = "server-sent events named `counts`, each a CampaignCounts object", content_type = "text/event-stream", body = String),
+        (status = 200, description = "server-sent events named `counts`, each a CampaignCounts object", content_type = "text/event-stream", body = crate::openapi::CountsEvent),
         (status = 401, description = "unauthorized: no valid API key", body = crate::error::ErrorBody),
         (status = 422, description = "invalid_field: campaign_id", body = crate::error::ErrorBody),
         (status = 429, description = "rate_limited, or too_many_streams: the tenant already holds admin.max_event_streams_per_tenant streams", body = crate::error::ErrorBody),

@@ -227,6 +227,30 @@ pub struct EnvelopeSchema {
     pub tags: Option<BTreeMap<String, String>>,
 }
 
+/// One server-sent event of `GET /v1/campaigns/{id}/events` (`event: counts`, `data: {...}`).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct CountsEvent {
+    /// Always `counts`.
+    #[schema(pattern = "^counts$")]
+    pub event: String,
+    /// A CampaignCounts object, as JSON.
+    #[schema(content_media_type = "application/json")]
+    pub data: String,
+}
+
+/// Whether a tenant may send.
+#[derive(ToSchema)]
+#[schema(as = TenantStatus)]
+#[allow(dead_code)]
+#[serde(rename_all = "snake_case")]
+pub enum TenantStatusSchema {
+    /// Sends normally.
+    Active,
+    /// Every message is refused.
+    Suspended,
+}
+
 /// A message's priority.
 #[derive(ToSchema)]
 #[schema(as = Priority)]

@@ -114,8 +114,14 @@ pub struct CreatedTenant {
     pub demo: bool,
 }
 
-/// Reads a JSON body: 400 when it is not JSON, 422 naming the field when a field is wrong.
+/// Reads a JSON object body: 400 when it is not a JSON object, 422 naming the field when a
+/// field is wrong.
 pub(crate) fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
+    // serde reads a struct from an array too (`["suspended"]` as a tenant change): only an
+    // object is a body here.
+    if body.iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::malformed("the body must be a JSON object"));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let field = error.path().to_string();
@@ -277,7 +283,7 @@ pub async fn get(
 #[serde(deny_unknown_fields)]
 struct TenantChange {
     #[serde(default)]
-    #[schema(value_type = Option<String>, example = "suspended")]
+    #[schema(value_type = Option<crate::openapi::TenantStatusSchema>, example = "suspended")]
     status: Option<TenantStatus>,
     /// `Some(None)` (JSON `null`) takes the tenant off any plan.
     #[serde(default, with = "serde_with_null")]
@@ -308,7 +314,7 @@ mod serde_with_null {
         (status = 400, description = "malformed_json: the body is not the JSON expected", body = crate::error::ErrorBody),
         (status = 401, description = "unauthorized: no valid platform-admin key (or none is configured)", body = crate::error::ErrorBody),
         (status = 403, description = "platform_admin_only: a tenant key on a platform route", body = crate::error::ErrorBody),
-        (status = 404, description = "tenant_not_found", body = crate::error::ErrorBody),
+        (status = 404, description = "tenant_not_found, or plan_not_found (`field`: plan_id)", body = crate::error::ErrorBody),
         (status = 413, description = "payload_too_large: the body is larger than admin.max_body_bytes", body = crate::error::ErrorBody),
         (status = 422, description = "invalid_field: `field` and `fields` name what is wrong", body = crate::error::ErrorBody),
         (status = 503, description = "store_unavailable or log_unavailable: retry later", body = crate::error::ErrorBody),
@@ -330,7 +336,7 @@ pub async fn update(
     if let Some(Some(plan)) = &change.plan_id
         && state.store.plan(plan).await?.is_none()
     {
-        return Err(ApiError::invalid("plan_id", "no such plan"));
+        return Err(ApiError::not_found("plan_not_found", "no plan with that id").with_field("plan_id"));
     }
     if let Some(status) = change.status {
         state.store.set_tenant_status(&id, status).await?;
@@ -480,7 +486,7 @@ pub async fn create_demo(
     _: PlatformCaller,
     body: Bytes,
 ) -> Result<(StatusCode, Json<CreatedTenant>), ApiError> {
-    let request: NewDemoTenant = if body.is_empty() {
+    let request: NewDemoTenant = if body.trim_ascii().is_empty() || body.trim_ascii() == b"null" {
         NewDemoTenant::default()
     } else {
         json_body(&body)?

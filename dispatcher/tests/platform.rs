@@ -167,6 +167,19 @@ async fn platform_routes_manage_tenants_plans_and_keys() {
         .call(Method::GET, "/v1/admin/tenants/acme", PLATFORM_KEY, None)
         .await;
     assert_eq!(view["plan_id"], Value::Null);
+    // A body that is not an object changes nothing, even one serde would read as the struct.
+    let (status, refused) = stack
+        .call(
+            Method::PATCH,
+            "/v1/admin/tenants/acme",
+            PLATFORM_KEY,
+            Some(json!(["suspended"])),
+        )
+        .await;
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("malformed_json"))
+    );
     let (status, _) = stack.call(Method::POST, "/v1/messages", &key, Some(sms("m-3"))).await;
     assert_eq!(status, 202);
 
