@@ -172,6 +172,7 @@ pub enum SubmitRejection {
 pub struct SubmitRequest {
     /// 1 to 1,000 message envelopes (`docs/envelope.md`); `version` and `tenant_id` may be left
     /// out, `message_id` too (one is generated; give your own for idempotency).
+    #[schema(min_items = 1, max_items = 1000)]
     pub messages: Vec<EnvelopeSchema>,
 }
 
@@ -296,6 +297,7 @@ pub struct CampaignSendRequest {
     /// At most 32 string tags.
     pub tags: Option<BTreeMap<String, String>>,
     /// 1 to 1,000 recipients: addresses, or objects with their own variables.
+    #[schema(min_items = 1, max_items = 1000)]
     pub recipients: Vec<CampaignRecipientSchema>,
 }
 
