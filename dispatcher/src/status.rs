@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use common::log::{MessageLog, OutgoingRecord, Topic};
 use common::store::{StatusUpdate, Store, StoreError};
+use futures_util::future::BoxFuture;
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::task::TaskTracker;
@@ -110,14 +111,7 @@ async fn run(store: Arc<dyn Store>, mut submissions: mpsc::Receiver<Submission>,
                 Err(_) => break,
             }
         }
-        let (applied, refused) = apply_with_retry(
-            |batch| {
-                let store = Arc::clone(&store);
-                async move { store.apply_status(&batch).await }
-            },
-            &updates,
-        )
-        .await;
+        let (applied, refused) = apply_with_retry(|batch| store.apply_status(batch), &updates).await;
         if !refused.is_empty() {
             metrics::counter!("dispatcher_dead_letters_total").increment(refused.len() as u64);
             let records: Vec<OutgoingRecord> = refused
@@ -156,17 +150,16 @@ async fn run(store: Arc<dyn Store>, mut submissions: mpsc::Receiver<Submission>,
 /// the store refuses, which no retry fixes) is not retried: the batch is applied one update at
 /// a time, and each update the store refuses for good is answered `false` and returned with
 /// the reason, for the dead-letter topic.
-async fn apply_with_retry<F, Fut>(apply: F, updates: &[StatusUpdate]) -> (Vec<bool>, Vec<(StatusUpdate, String)>)
+async fn apply_with_retry<'a, F>(apply: F, updates: &'a [StatusUpdate]) -> (Vec<bool>, Vec<(StatusUpdate, String)>)
 where
-    F: Fn(Vec<StatusUpdate>) -> Fut,
-    Fut: std::future::Future<Output = Result<Vec<bool>, StoreError>>,
+    F: Fn(&'a [StatusUpdate]) -> BoxFuture<'a, Result<Vec<bool>, StoreError>>,
 {
-    match apply_transient(&apply, updates.to_vec()).await {
+    match apply_transient(&apply, updates).await {
         Ok(applied) => (applied, Vec::new()),
         Err(_) if updates.len() > 1 => {
             let (mut applied, mut refused) = (Vec::with_capacity(updates.len()), Vec::new());
             for update in updates {
-                match apply_transient(&apply, vec![update.clone()]).await {
+                match apply_transient(&apply, std::slice::from_ref(update)).await {
                     Ok(one) => applied.push(one.first().copied().unwrap_or(false)),
                     Err(error) => {
                         applied.push(false);
@@ -184,14 +177,13 @@ where
 }
 
 /// Applies `updates`, retrying while the error is transient; answers a permanent error.
-async fn apply_transient<F, Fut>(apply: &F, updates: Vec<StatusUpdate>) -> Result<Vec<bool>, StoreError>
+async fn apply_transient<'a, F>(apply: &F, updates: &'a [StatusUpdate]) -> Result<Vec<bool>, StoreError>
 where
-    F: Fn(Vec<StatusUpdate>) -> Fut,
-    Fut: std::future::Future<Output = Result<Vec<bool>, StoreError>>,
+    F: Fn(&'a [StatusUpdate]) -> BoxFuture<'a, Result<Vec<bool>, StoreError>>,
 {
     let mut backoff = Duration::from_millis(50);
     loop {
-        match apply(updates.clone()).await {
+        match apply(updates).await {
             Ok(applied) => return Ok(applied),
             Err(err @ (StoreError::Invalid(_) | StoreError::Conflict(_))) => {
                 metrics::counter!("dispatcher_store_errors_total", "operation" => "apply_status").increment(1);
@@ -306,7 +298,7 @@ mod tests {
     async fn a_permanent_refusal_is_set_aside_and_the_rest_is_applied() {
         // The store is down twice, then refuses m-2 for good whenever it is in the batch.
         let calls = Mutex::new(0_u32);
-        let apply = |batch: Vec<StatusUpdate>| {
+        let apply = |batch: &[StatusUpdate]| -> BoxFuture<'_, Result<Vec<bool>, StoreError>> {
             let mut calls = calls.lock().unwrap();
             *calls += 1;
             let answer = if *calls <= 2 {
@@ -316,7 +308,7 @@ mod tests {
             } else {
                 Ok(vec![true; batch.len()])
             };
-            async move { answer }
+            Box::pin(async move { answer })
         };
         let (applied, refused) = apply_with_retry(apply, &[update("m-1"), update("m-2"), update("m-3")]).await;
         assert_eq!(applied, [true, false, true]);
