@@ -42,7 +42,7 @@ use common::signature::twilio::{SIGNATURE_HEADER, verify};
 use common::status::TwilioStatus;
 use common::store::{AuditEntry, StatusUpdate, Store, StoreError, Suppression, SuppressionReason};
 use common::telemetry::untrusted;
-use common::twilio::{AccountSid, WebhookForm, callback_target};
+use common::twilio::{AccountSid, WebhookForm, callback_target, is_sid};
 use common::{Channel, TenantId};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
@@ -430,10 +430,7 @@ fn empty_twiml() -> Response {
 
 /// A Twilio message SID (`SM` or `MM` and 32 hexadecimal digits), or a 422 naming the field.
 fn message_sid<'a>(source: &'static str, raw: &'a str) -> Result<&'a str, ApiError> {
-    let well_formed = raw.len() == 34
-        && (raw.starts_with("SM") || raw.starts_with("MM"))
-        && raw[2..].bytes().all(|byte| byte.is_ascii_hexdigit());
-    if well_formed {
+    if is_sid(raw, &["SM", "MM"]) {
         Ok(raw)
     } else {
         count(source, "malformed");

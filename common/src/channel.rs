@@ -145,8 +145,7 @@ impl Sender {
     pub fn parse(channel: Channel, raw: &str) -> Result<Self, SenderError> {
         match channel {
             Channel::Sms if raw.starts_with("MG") => {
-                let hex = &raw[2..];
-                if hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                if crate::twilio::is_sid(raw, &["MG"]) {
                     Ok(Sender::MessagingService(raw.to_owned()))
                 } else {
                     Err(SenderError::NotMessagingService)

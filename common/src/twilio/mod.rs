@@ -26,15 +26,21 @@ pub struct AccountSid(String);
 impl AccountSid {
     /// The SID, if `raw` is `AC` followed by exactly 32 hexadecimal digits.
     pub fn parse(raw: &str) -> Option<Self> {
-        let well_formed =
-            raw.len() == 34 && raw.starts_with("AC") && raw[2..].bytes().all(|byte| byte.is_ascii_hexdigit());
-        well_formed.then(|| Self(raw.to_owned()))
+        is_sid(raw, &["AC"]).then(|| Self(raw.to_owned()))
     }
 
     /// The SID as Twilio writes it.
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Whether `raw` is a Twilio SID with one of these two-letter prefixes: the prefix and 32
+/// hexadecimal digits (`AC` an account, `SM`/`MM` a message, `MG` a Messaging Service).
+pub fn is_sid(raw: &str, prefixes: &[&str]) -> bool {
+    raw.len() == 34
+        && prefixes.iter().any(|prefix| raw.starts_with(prefix))
+        && raw.as_bytes()[2..].iter().all(u8::is_ascii_hexdigit)
 }
 
 /// A Twilio webhook's form (`application/x-www-form-urlencoded`), with the account it names.
