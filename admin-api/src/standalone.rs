@@ -151,10 +151,7 @@ impl Standalone {
         tokio::spawn(async move {
             shutdown.await;
             readiness.set(false);
-            if drain_secs > 0 {
-                tracing::info!(drain_secs, "not ready; still serving while load balancers catch up");
-                tokio::time::sleep(std::time::Duration::from_secs(drain_secs)).await;
-            }
+            common::telemetry::drain(drain_secs).await;
             stop.cancel();
         });
         // The operational endpoints outlive the API: /readyz answers 503 while it drains.

@@ -126,6 +126,18 @@ impl Readiness {
     }
 }
 
+/// The drain window: `/readyz` already answers 503 while the API still serves, so that load
+/// balancers stop sending before the listener closes.
+pub async fn drain(secs: u64) {
+    if secs > 0 {
+        tracing::info!(
+            drain_secs = secs,
+            "not ready; still serving while load balancers catch up"
+        );
+        tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
+    }
+}
+
 #[derive(Clone)]
 struct OpsState {
     metrics: PrometheusHandle,

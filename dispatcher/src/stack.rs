@@ -102,18 +102,6 @@ fn live_providers(
     ]))
 }
 
-/// The drain window: `/readyz` already answers 503 while the API still serves, so that load
-/// balancers stop sending before the listener closes.
-pub async fn drain(secs: u64) {
-    if secs > 0 {
-        tracing::info!(
-            drain_secs = secs,
-            "not ready; still serving while load balancers catch up"
-        );
-        tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
-    }
-}
-
 /// A built, not yet running, process.
 pub struct Stack {
     api: Option<AdminServer>,
@@ -328,7 +316,7 @@ impl Stack {
         tracing::info!("shutting down");
         readiness.set(false);
         if failed.is_none() && serves_api {
-            drain(settings.admin.drain_secs).await;
+            common::telemetry::drain(settings.admin.drain_secs).await;
         }
         stop.cancel();
         let grace = settings.dispatcher.shutdown_grace();
