@@ -56,13 +56,12 @@ impl Limits {
     /// Counts a request of the key `key_id`; 429 `rate_limited` past its rate.
     pub fn request(&self, key_id: &str) -> Result<(), ApiError> {
         self.requests.check_key(&key_id.to_owned()).map_err(|not_until| {
-            metrics::counter!("admin_limited_total", "limit" => "requests").increment(1);
-            ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
+            refused(
+                "requests",
                 "rate_limited",
                 "this API key is sending requests faster than allowed; slow down",
+                not_until.wait_time_from(DefaultClock::default().now()),
             )
-            .with_retry_after(not_until.wait_time_from(DefaultClock::default().now()))
         })
     }
 
@@ -70,13 +69,12 @@ impl Limits {
     /// `credential_checks_exhausted` past its hourly allowance.
     pub fn credential_check(&self, tenant: &TenantId) -> Result<(), ApiError> {
         self.credential_checks.check_key(tenant).map_err(|not_until| {
-            metrics::counter!("admin_limited_total", "limit" => "credential_checks").increment(1);
-            ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
+            refused(
+                "credential_checks",
                 "credential_checks_exhausted",
                 "too many credential checks this hour; try again later",
+                not_until.wait_time_from(DefaultClock::default().now()),
             )
-            .with_retry_after(not_until.wait_time_from(DefaultClock::default().now()))
         })
     }
 
@@ -86,13 +84,12 @@ impl Limits {
         let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
         let open = streams.entry(tenant.clone()).or_default();
         if *open >= self.max_streams {
-            metrics::counter!("admin_limited_total", "limit" => "event_streams").increment(1);
-            return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
+            return Err(refused(
+                "event_streams",
                 "too_many_streams",
-                format!("at most {} event streams may be open at once", self.max_streams),
-            )
-            .with_retry_after(Duration::from_secs(5)));
+                &format!("at most {} event streams may be open at once", self.max_streams),
+                Duration::from_secs(5),
+            ));
         }
         *open += 1;
         Ok(StreamGuard {
@@ -100,6 +97,12 @@ impl Limits {
             tenant: tenant.clone(),
         })
     }
+}
+
+/// A refusal by `limit`: counted, answered 429 with `code` and when to come back.
+fn refused(limit: &'static str, code: &'static str, message: &str, wait: Duration) -> ApiError {
+    metrics::counter!("admin_limited_total", "limit" => limit).increment(1);
+    ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, message).with_retry_after(wait)
 }
 
 /// One open event stream; closing it (dropping the guard) frees its place.
