@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 use crate::address::{EmailAddress, PhoneNumber};
 use crate::channel::{Channel, Priority, Recipient, Sender};
 use crate::ids::{CampaignId, ContactId, MessageId, TenantId};
+use crate::rules;
 
 /// The only envelope version this build reads and writes.
 pub const ENVELOPE_VERSION: u64 = 1;
@@ -23,6 +24,10 @@ pub const MAX_SMS_BODY_CHARS: usize = 1_600;
 pub const MAX_WHATSAPP_BODY_CHARS: usize = 4_096;
 /// The most tags one envelope may carry.
 pub const MAX_TAGS: usize = 32;
+/// The longest tag key, in characters.
+pub const MAX_TAG_KEY_CHARS: usize = 64;
+/// The longest tag value, in characters.
+pub const MAX_TAG_VALUE_CHARS: usize = 256;
 
 /// Why bytes are not a valid envelope.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -271,8 +276,8 @@ impl Envelope {
                 Content::Body(body)
             }
             (None, Some(template)) => {
-                if template.id.trim().is_empty() || template.id.len() > 256 {
-                    return Err(EnvelopeError::field_error("template.id", "must be 1 to 256 characters"));
+                if let Err(hint) = rules::TEMPLATE_ID.check(&template.id) {
+                    return Err(EnvelopeError::field_error("template.id", hint));
                 }
                 Content::Template {
                     id: template.id,
@@ -293,8 +298,8 @@ impl Envelope {
                     "only email messages have a subject",
                 ));
             }
-            (_, Some(subject), Channel::Email) if subject.trim().is_empty() || subject.chars().count() > 998 => {
-                return Err(EnvelopeError::field_error("subject", "must be 1 to 998 characters"));
+            (_, Some(subject), Channel::Email) if !rules::SUBJECT.matches(subject) => {
+                return Err(EnvelopeError::field_error("subject", rules::SUBJECT.hint));
             }
             _ => {}
         }
@@ -309,14 +314,12 @@ impl Envelope {
         if wire.tags.len() > MAX_TAGS {
             return Err(EnvelopeError::field_error("tags", format!("at most {MAX_TAGS} tags")));
         }
-        if let Some((key, _)) = wire
-            .tags
-            .iter()
-            .find(|(key, value)| key.is_empty() || key.len() > 64 || value.len() > 256)
-        {
+        if let Some((key, _)) = wire.tags.iter().find(|(key, value)| {
+            !(1..=MAX_TAG_KEY_CHARS).contains(&key.chars().count()) || value.chars().count() > MAX_TAG_VALUE_CHARS
+        }) {
             return Err(EnvelopeError::field_error(
                 &format!("tags.{key}"),
-                "keys must be 1 to 64 bytes and values at most 256 bytes",
+                format!("keys must be 1 to {MAX_TAG_KEY_CHARS} characters and values at most {MAX_TAG_VALUE_CHARS}"),
             ));
         }
         Ok(Envelope {

@@ -13,6 +13,7 @@ pub mod log;
 pub mod private_fs;
 pub mod process;
 pub mod readiness;
+pub mod rules;
 pub mod segments;
 pub mod ses;
 pub mod signature;
