@@ -2,8 +2,9 @@
 //! `POST/GET/PUT /v1/business-info` and `GET /v1/business-info/status`.
 //!
 //! Every field of the seed's form (part 2, step 1, with its table in part 1) is checked at once
-//! and every failing field is answered in one 422. Values are stored normalised (trimmed, the
-//! EIN as `NN-NNNNNNN`, phones in E.164, email domains in lowercase). Saving the form for the
+//! and every failing field is answered in one 422, against the rules the API document publishes
+//! ([`FIELDS`], `crate::form`). Values are stored as given, but for email domains, kept in
+//! lowercase. Saving the form for the
 //! first time starts the onboarding workflow (`crate::onboarding`). The form stays editable
 //! until the brand is approved (then `409 business_info_locked`); a change after a rejection
 //! takes effect when the tenant resubmits (`POST /v1/channels/sms/resubmit`). Every change is
@@ -13,14 +14,15 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
-use common::address::{EmailAddress, PhoneNumber};
+use common::address::EmailAddress;
+use common::rules::{E164, EIN, EMAIL, LINE, PROSE, WEBSITE, ZIP};
 use common::store::{AuditEntry, BrandStatus, BusinessInfoRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
 use crate::auth::TenantCaller;
-use crate::error::FieldError;
+use crate::form::{self, Field, Kind};
 use crate::onboarding::status::{SmsStatus, sms_status};
 use crate::{ApiError, AppState};
 
@@ -184,326 +186,151 @@ impl BusinessInfo {
     }
 }
 
-/// Every field the form knows.
-const FIELDS: [&str; 25] = [
-    "legal_business_name",
-    "dba_name",
-    "business_type",
-    "ein",
-    "industry",
-    "website",
-    "address",
-    "city",
-    "state",
-    "zip",
-    "country",
-    "owner_name",
-    "owner_title",
-    "owner_email",
-    "owner_phone",
-    "business_contact_name",
-    "business_contact_email",
-    "business_contact_phone",
-    "monthly_volume",
-    "use_case_description",
-    "campaign_type",
-    "sms_opt_in_language",
-    "message_samples",
-    "tcpa_compliant",
-    "gdpr_compliant",
+/// The ids of [`BUSINESS_TYPES`].
+const BUSINESS_TYPE_IDS: [&str; 6] = [
+    "sole_proprietor",
+    "partnership",
+    "llc",
+    "corporation",
+    "co_operative",
+    "non_profit",
 ];
 
-/// Collects every problem of a form.
-struct Form {
-    object: Map<String, Value>,
-    errors: Vec<FieldError>,
-}
+/// The ids of [`CAMPAIGN_TYPES`].
+const CAMPAIGN_TYPE_IDS: [&str; 4] = ["marketing", "transactional", "support", "mixed"];
 
-impl Form {
-    fn fail(&mut self, field: &str, message: impl Into<String>) {
-        self.errors.push(FieldError {
-            field: field.to_owned(),
-            message: message.into(),
-        });
-    }
-
-    /// A string field, trimmed; `None` (an error recorded when required) if absent or unusable.
-    fn text(&mut self, field: &str, required: bool, max_chars: usize) -> Option<String> {
-        match self.object.get(field) {
-            None | Some(Value::Null) => {
-                if required {
-                    self.fail(field, "is required");
-                }
-                None
-            }
-            Some(Value::String(text)) => {
-                let text = text.trim();
-                if text.is_empty() {
-                    if required {
-                        self.fail(field, "must not be empty");
-                    }
-                    None
-                } else if text.chars().count() > max_chars {
-                    self.fail(field, format!("must be at most {max_chars} characters"));
-                    None
-                } else {
-                    Some(text.to_owned())
-                }
-            }
-            Some(_) => {
-                self.fail(field, "must be a string");
-                None
-            }
-        }
-    }
-
-    /// A string field that must be one of `allowed` (compared in lowercase).
-    fn choice(&mut self, field: &str, required: bool, allowed: &[&str]) -> Option<String> {
-        let value = self.text(field, required, 64)?.to_ascii_lowercase();
-        if allowed.contains(&value.as_str()) {
-            Some(value)
-        } else {
-            self.fail(field, format!("must be one of: {}", allowed.join(", ")));
-            None
-        }
-    }
-
-    fn phone(&mut self, field: &str, required: bool) -> Option<String> {
-        let raw = self.text(field, required, 16)?;
-        match PhoneNumber::parse(raw) {
-            Ok(number) => Some(number.as_str().to_owned()),
-            Err(error) => {
-                self.fail(field, error.to_string());
-                None
-            }
-        }
-    }
-
-    fn email(&mut self, field: &str, required: bool) -> Option<String> {
-        let raw = self.text(field, required, 254)?;
-        match EmailAddress::parse(raw) {
-            Ok(address) => Some(address.as_str().to_owned()),
-            Err(error) => {
-                self.fail(field, error.to_string());
-                None
-            }
-        }
-    }
-
-    fn flag(&mut self, field: &str) -> bool {
-        match self.object.get(field) {
-            None | Some(Value::Null) => false,
-            Some(Value::Bool(value)) => *value,
-            Some(_) => {
-                self.fail(field, "must be true or false");
-                false
-            }
-        }
-    }
-
-    fn samples(&mut self) -> Option<Vec<String>> {
-        const FIELD: &str = "message_samples";
-        match self.object.get(FIELD) {
-            None | Some(Value::Null) => None,
-            Some(Value::Array(items)) => {
-                let texts: Option<Vec<String>> = items
-                    .iter()
-                    .map(|item| item.as_str().map(|text| text.trim().to_owned()))
-                    .collect();
-                let Some(texts) = texts else {
-                    self.fail(FIELD, "must be a list of strings");
-                    return None;
-                };
-                if !(2..=5).contains(&texts.len()) {
-                    self.fail(FIELD, "must hold 2 to 5 sample messages");
-                    return None;
-                }
-                if texts.iter().any(|text| !(20..=1_024).contains(&text.chars().count())) {
-                    self.fail(FIELD, "each sample must be 20 to 1,024 characters");
-                    return None;
-                }
-                Some(texts)
-            }
-            Some(_) => {
-                self.fail(FIELD, "must be a list of strings");
-                None
-            }
-        }
+const fn choice(
+    name: &'static str,
+    values: &'static [&'static str],
+    required: bool,
+    description: &'static str,
+) -> Field {
+    Field {
+        name,
+        kind: Kind::Choice(values),
+        required,
+        description,
     }
 }
 
-/// Whether `raw` is an EIN: `NN-NNNNNNN`.
-pub fn is_ein(raw: &str) -> bool {
-    let bytes = raw.as_bytes();
-    bytes.len() == 10
-        && bytes[2] == b'-'
-        && bytes
-            .iter()
-            .enumerate()
-            .all(|(index, byte)| index == 2 || byte.is_ascii_digit())
-}
+/// The form's fields, as parsed and as the API document describes them (POST and PUT alike).
+pub const FIELDS: [Field; 25] = [
+    Field::text("legal_business_name", &LINE, true, "The legal business name."),
+    Field::text("dba_name", &LINE, false, "\"Doing business as\", if different."),
+    choice("business_type", &BUSINESS_TYPE_IDS, true, "The business type."),
+    Field::text("ein", &EIN, true, "The EIN, `NN-NNNNNNN`."),
+    choice("industry", &INDUSTRIES, true, "The industry."),
+    Field::text("website", &WEBSITE, false, "The business website (http or https)."),
+    Field::text("address", &LINE, true, "Street address."),
+    Field::text_within("city", &LINE, 1, 100, true, "City."),
+    choice("state", &US_STATES, true, "US state, district or territory code."),
+    Field::text("zip", &ZIP, true, "ZIP code, 5 digits or ZIP+4."),
+    choice(
+        "country",
+        &["US"],
+        false,
+        "`US` (A2P 10DLC registers US businesses); the default.",
+    ),
+    Field::text("owner_name", &LINE, true, "The owner's or principal's full name."),
+    Field::text_within("owner_title", &LINE, 1, 100, true, "The owner's title."),
+    Field::text("owner_email", &EMAIL, true, "The owner's email."),
+    Field::text("owner_phone", &E164, true, "The owner's phone, E.164."),
+    Field::text(
+        "business_contact_name",
+        &LINE,
+        false,
+        "A business contact, if not the owner.",
+    ),
+    Field::text("business_contact_email", &EMAIL, false, "The business contact's email."),
+    Field::text(
+        "business_contact_phone",
+        &E164,
+        false,
+        "The business contact's phone, E.164.",
+    ),
+    choice("monthly_volume", &VOLUMES, true, "Estimated SMS per month."),
+    Field::text_within(
+        "use_case_description",
+        &PROSE,
+        MIN_USE_CASE_LEN,
+        MAX_USE_CASE_LEN,
+        true,
+        "What will be sent (the campaign description).",
+    ),
+    choice(
+        "campaign_type",
+        &CAMPAIGN_TYPE_IDS,
+        false,
+        "The campaign type; `mixed` when absent.",
+    ),
+    Field::text_within(
+        "sms_opt_in_language",
+        &PROSE,
+        40,
+        2_048,
+        false,
+        "How recipients opt in (the campaign's message flow).",
+    ),
+    Field {
+        name: "message_samples",
+        kind: Kind::Texts {
+            rule: &PROSE,
+            min_chars: 20,
+            max_chars: 1_024,
+            min_items: 2,
+            max_items: 5,
+        },
+        required: false,
+        description: "Sample messages.",
+    },
+    Field {
+        name: "tcpa_compliant",
+        kind: Kind::Flag,
+        required: false,
+        description: "The tenant attests TCPA compliance (`false` when absent).",
+    },
+    Field {
+        name: "gdpr_compliant",
+        kind: Kind::Flag,
+        required: false,
+        description: "The tenant attests GDPR compliance (`false` when absent).",
+    },
+];
 
-/// Whether `raw` is a ZIP code: 5 digits, or ZIP+4 (`NNNNN-NNNN`).
-pub fn is_zip(raw: &str) -> bool {
-    let all_digits = |part: &str| part.bytes().all(|byte| byte.is_ascii_digit());
-    match raw.split_once('-') {
-        None => raw.len() == 5 && all_digits(raw),
-        Some((five, four)) => five.len() == 5 && four.len() == 4 && all_digits(five) && all_digits(four),
-    }
-}
-
-/// Whether `raw` is an http(s) URL with a dotted host.
-pub fn is_website(raw: &str) -> bool {
-    url::Url::parse(raw).is_ok_and(|url| {
-        matches!(url.scheme(), "http" | "https") && url.host_str().is_some_and(|host| host.contains('.'))
-    })
+/// An email address as stored: its domain in lowercase.
+fn canonical_email(raw: String) -> String {
+    EmailAddress::parse(raw.clone()).map_or(raw, |address| address.as_str().to_owned())
 }
 
 /// Validates a request body; every failing field is listed in the 422.
 pub fn parse(body: &[u8]) -> Result<BusinessInfo, ApiError> {
-    let value: Value = serde_json::from_slice(body).map_err(|error| ApiError::malformed(error.to_string()))?;
-    let Value::Object(object) = value else {
-        return Err(ApiError::malformed("the body must be a JSON object"));
-    };
-    let errors = object
-        .keys()
-        .filter(|key| !FIELDS.contains(&key.as_str()))
-        .map(|key| FieldError {
-            field: key.clone(),
-            message: "unknown field".to_owned(),
-        })
-        .collect();
-    let mut form = Form { object, errors };
-    let types: Vec<&str> = BUSINESS_TYPES.iter().map(|(ours, _)| *ours).collect();
-    let campaign_types: Vec<&str> = CAMPAIGN_TYPES.iter().map(|(ours, _)| *ours).collect();
-
-    let legal_business_name = form.text("legal_business_name", true, 255);
-    let dba_name = form.text("dba_name", false, 255);
-    let business_type = form.choice("business_type", true, &types);
-    let ein = form.text("ein", true, 16);
-    if ein.as_deref().is_some_and(|ein| !is_ein(ein)) {
-        form.fail("ein", "must be an EIN such as 12-3456789");
-    }
-    let industry = form.choice("industry", true, &INDUSTRIES);
-    let website = form.text("website", false, 2_048);
-    if website.as_deref().is_some_and(|website| !is_website(website)) {
-        form.fail("website", "must be an http or https URL such as https://example.com");
-    }
-    let address = form.text("address", true, 255);
-    let city = form.text("city", true, 100);
-    let state = form.text("state", true, 8).map(|state| state.to_ascii_uppercase());
-    if state.as_deref().is_some_and(|state| !US_STATES.contains(&state)) {
-        form.fail("state", "must be a two-letter US state code such as CA");
-    }
-    let zip = form.text("zip", true, 10);
-    if zip.as_deref().is_some_and(|zip| !is_zip(zip)) {
-        form.fail("zip", "must be a ZIP code: 5 digits, or ZIP+4 such as 94105-1234");
-    }
-    let country = form
-        .text("country", false, 8)
-        .map(|country| country.to_ascii_uppercase())
-        .unwrap_or_else(|| "US".to_owned());
-    if country != "US" {
-        form.fail("country", "must be US: A2P 10DLC registers US businesses");
-    }
-    let owner_name = form.text("owner_name", true, 255);
-    let owner_title = form.text("owner_title", true, 100);
-    let owner_email = form.email("owner_email", true);
-    let owner_phone = form.phone("owner_phone", true);
-    let business_contact_name = form.text("business_contact_name", false, 255);
-    let business_contact_email = form.email("business_contact_email", false);
-    let business_contact_phone = form.phone("business_contact_phone", false);
-    let monthly_volume = form.choice("monthly_volume", true, &VOLUMES);
-    let use_case_description = form.text("use_case_description", true, MAX_USE_CASE_LEN);
-    if use_case_description
-        .as_deref()
-        .is_some_and(|text| text.chars().count() < MIN_USE_CASE_LEN)
-    {
-        form.fail(
-            "use_case_description",
-            format!("must be at least {MIN_USE_CASE_LEN} characters: describe what you will send"),
-        );
-    }
-    let campaign_type = form
-        .choice("campaign_type", false, &campaign_types)
-        .unwrap_or_else(|| "mixed".to_owned());
-    let sms_opt_in_language = form.text("sms_opt_in_language", false, 2_048);
-    if sms_opt_in_language
-        .as_deref()
-        .is_some_and(|text| text.chars().count() < 40)
-    {
-        form.fail(
-            "sms_opt_in_language",
-            "must be at least 40 characters: say how recipients opt in",
-        );
-    }
-    let message_samples = form.samples();
-    let tcpa_compliant = form.flag("tcpa_compliant");
-    let gdpr_compliant = form.flag("gdpr_compliant");
-
-    if !form.errors.is_empty() {
-        return Err(ApiError::invalid_fields(form.errors));
-    }
-    let (
-        Some(legal_business_name),
-        Some(business_type),
-        Some(ein),
-        Some(industry),
-        Some(address),
-        Some(city),
-        Some(state),
-        Some(zip),
-        Some(owner_name),
-        Some(owner_title),
-        Some(owner_email),
-        Some(owner_phone),
-        Some(monthly_volume),
-        Some(use_case_description),
-    ) = (
-        legal_business_name,
-        business_type,
-        ein,
-        industry,
-        address,
-        city,
-        state,
-        zip,
-        owner_name,
-        owner_title,
-        owner_email,
-        owner_phone,
-        monthly_volume,
-        use_case_description,
-    )
-    else {
-        return Err(ApiError::malformed("required fields are missing"));
-    };
+    let values = form::parse(body, &FIELDS)?;
     Ok(BusinessInfo {
-        legal_business_name,
-        dba_name,
-        business_type,
-        ein,
-        industry,
-        website,
-        address,
-        city,
-        state,
-        zip,
-        country,
-        owner_name,
-        owner_title,
-        owner_email,
-        owner_phone,
-        business_contact_name,
-        business_contact_email,
-        business_contact_phone,
-        monthly_volume,
-        use_case_description,
-        campaign_type,
-        sms_opt_in_language,
-        message_samples,
-        tcpa_compliant,
-        gdpr_compliant,
+        legal_business_name: values.required("legal_business_name")?,
+        dba_name: values.text("dba_name"),
+        business_type: values.required("business_type")?,
+        ein: values.required("ein")?,
+        industry: values.required("industry")?,
+        website: values.text("website"),
+        address: values.required("address")?,
+        city: values.required("city")?,
+        state: values.required("state")?,
+        zip: values.required("zip")?,
+        country: values.text("country").unwrap_or_else(|| "US".to_owned()),
+        owner_name: values.required("owner_name")?,
+        owner_title: values.required("owner_title")?,
+        owner_email: canonical_email(values.required("owner_email")?),
+        owner_phone: values.required("owner_phone")?,
+        business_contact_name: values.text("business_contact_name"),
+        business_contact_email: values.text("business_contact_email").map(canonical_email),
+        business_contact_phone: values.text("business_contact_phone"),
+        monthly_volume: values.required("monthly_volume")?,
+        use_case_description: values.required("use_case_description")?,
+        campaign_type: values.text("campaign_type").unwrap_or_else(|| "mixed".to_owned()),
+        sms_opt_in_language: values.text("sms_opt_in_language"),
+        message_samples: values.texts("message_samples"),
+        tcpa_compliant: values.flag("tcpa_compliant"),
+        gdpr_compliant: values.flag("gdpr_compliant"),
     })
 }
 
@@ -586,7 +413,7 @@ fn to_value(info: &BusinessInfo) -> Result<Value, ApiError> {
     post,
     path = "/v1/business-info",
     tag = "business-info",
-    request_body(content = BusinessInfo, content_type = "application/json"),
+    request_body(content = crate::openapi::BusinessInfoRequest, content_type = "application/json"),
     responses(
         (status = 201, description = "saved; onboarding starts", body = BusinessInfoView),
         (status = 400, description = "malformed_json: the body is not the JSON expected", body = crate::error::ErrorBody),
@@ -681,7 +508,7 @@ fn not_found() -> ApiError {
     put,
     path = "/v1/business-info",
     tag = "business-info",
-    request_body(content = BusinessInfo, content_type = "application/json"),
+    request_body(content = crate::openapi::BusinessInfoRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "replaced (or unchanged)", body = BusinessInfoView),
         (status = 400, description = "malformed_json: the body is not the JSON expected", body = crate::error::ErrorBody),
@@ -763,20 +590,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn eins_zips_and_websites() {
-        assert!(is_ein("12-3456789"));
-        assert!(!is_ein("123456789"));
-        assert!(!is_ein("12-345678a"));
-        assert!(!is_ein("1-23456789"));
-        assert!(is_zip("94105"));
-        assert!(is_zip("94105-1234"));
-        assert!(!is_zip("9410"));
-        assert!(!is_zip("94105-12"));
-        assert!(!is_zip("abcde"));
-        assert!(is_website("https://acme.example.com/about"));
-        assert!(!is_website("ftp://acme.example.com"));
-        assert!(!is_website("acme.example.com"));
-        assert!(!is_website("http://localhost"));
+    fn the_id_lists_follow_the_tables() {
+        let types: Vec<&str> = BUSINESS_TYPES.iter().map(|(ours, _)| *ours).collect();
+        assert_eq!(types, BUSINESS_TYPE_IDS);
+        let campaigns: Vec<&str> = CAMPAIGN_TYPES.iter().map(|(ours, _)| *ours).collect();
+        assert_eq!(campaigns, CAMPAIGN_TYPE_IDS);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::auth::TenantCaller;
-use crate::messages::{SubmitResponse, append_envelopes, ensure_may_send};
+use crate::messages::{SubmitError, SubmitResponse, append_envelopes, ensure_may_send};
 use crate::{ApiError, AppState};
 
 /// The most recipients one send call takes (larger campaigns send in several calls).
@@ -96,11 +96,11 @@ pub async fn send(
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
-    let envelopes: Vec<Value> = recipients
+    let envelopes = recipients
         .into_iter()
         .map(|recipient| envelope(&campaign, &channel, &shared, recipient))
         .collect();
-    let (status, response) = append_envelopes(&state, &caller, &envelopes).await?;
+    let (status, response) = append_envelopes(&state, &caller, envelopes).await?;
     tracing::info!(
         tenant = %caller.tenant_id,
         %campaign,
@@ -111,16 +111,32 @@ pub async fn send(
     Ok((status, Json(response)))
 }
 
-/// One recipient's envelope: the shared fields, the recipient's own, and the derived ids.
-fn envelope(campaign: &CampaignId, channel: &str, shared: &Map<String, Value>, recipient: Value) -> Value {
+/// One recipient's envelope: the shared fields, the recipient's own, and the derived ids; a
+/// recipient object with a field it may not have is rejected.
+fn envelope(
+    campaign: &CampaignId,
+    channel: &str,
+    shared: &Map<String, Value>,
+    recipient: Value,
+) -> Result<Value, SubmitError> {
     let mut object = shared.clone();
     let (to, contact, variables) = match recipient {
         Value::String(to) => (Value::String(to), None, None),
-        Value::Object(mut fields) => (
-            fields.remove("to").unwrap_or(Value::Null),
-            fields.remove("contact_id"),
-            fields.remove("variables"),
-        ),
+        Value::Object(mut fields) => {
+            let known = (
+                fields.remove("to").unwrap_or(Value::Null),
+                fields.remove("contact_id"),
+                fields.remove("variables"),
+            );
+            if let Some(unknown) = fields.keys().next() {
+                return Err(SubmitError {
+                    code: "invalid_field",
+                    message: format!("{unknown}: unknown field of a recipient (to, contact_id, variables)"),
+                    field: Some(format!("recipients.{unknown}")),
+                });
+            }
+            known
+        }
         other => (other, None, None),
     };
     if let Some(address) = to.as_str() {
@@ -140,7 +156,7 @@ fn envelope(campaign: &CampaignId, channel: &str, shared: &Map<String, Value>, r
             merged.extend(variables);
         }
     }
-    Value::Object(object)
+    Ok(Value::Object(object))
 }
 
 /// One event of the stream: the campaign's counts by status.

@@ -13,22 +13,21 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use common::Channel;
 use common::address::EmailAddress;
 use common::credentials::{
     ACCESS_KEY_ID, ACCOUNT_SID, CONFIGURATION_SET, FROM_ADDRESS, REGION, SNS_TOPIC_ARN, seal, ses_account, setting,
     twilio_account,
 };
 use common::store::{ChannelCredentials, ProviderKind};
-use common::twilio::AccountSid;
 use common::twilio::accounts::{AccountOpError, AccountStatus};
+use common::{Channel, rules};
 use secrecy::SecretString;
 use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use crate::auth::TenantCaller;
-use crate::error::FieldError;
+use crate::form::{self, Field};
 use crate::{ApiError, AppState};
 
 /// A channel's credentials as answered: everything but the secret.
@@ -70,99 +69,42 @@ fn channel_of(raw: &str) -> Result<Channel, ApiError> {
         .map_err(|_| ApiError::not_found("route_not_found", "channels are sms, whatsapp and email"))
 }
 
-/// Reads a request body's fields: required ones must be non-empty strings, unknown ones are
-/// refused; every problem is collected.
-struct Fields {
-    object: Map<String, Value>,
-    errors: Vec<FieldError>,
-}
+/// The fields of Twilio credentials (`sms`, `whatsapp`), as parsed and documented.
+pub const TWILIO_FIELDS: [Field; 2] = [
+    Field::text(ACCOUNT_SID, &rules::ACCOUNT_SID, true, "The Twilio account's SID."),
+    Field::text(
+        "auth_token",
+        &rules::SECRET,
+        true,
+        "The account's auth token (sealed, never answered).",
+    ),
+];
 
-impl Fields {
-    fn parse(body: &[u8], known: &[&str]) -> Result<Self, ApiError> {
-        let value: Value = serde_json::from_slice(body).map_err(|error| ApiError::malformed(error.to_string()))?;
-        let Value::Object(object) = value else {
-            return Err(ApiError::malformed("the body must be a JSON object"));
-        };
-        let errors = object
-            .keys()
-            .filter(|key| !known.contains(&key.as_str()))
-            .map(|key| FieldError {
-                field: key.clone(),
-                message: "unknown field".to_owned(),
-            })
-            .collect();
-        Ok(Self { object, errors })
-    }
-
-    fn fail(&mut self, field: &str, message: impl Into<String>) {
-        self.errors.push(FieldError {
-            field: field.to_owned(),
-            message: message.into(),
-        });
-    }
-
-    /// A string field; `None` (with an error recorded when required) if absent or not a string.
-    fn text(&mut self, field: &str, required: bool, max_len: usize) -> Option<String> {
-        match self.object.get(field) {
-            None | Some(Value::Null) if !required => None,
-            None | Some(Value::Null) => {
-                self.fail(field, "is required");
-                None
-            }
-            Some(Value::String(text)) if text.trim().is_empty() => {
-                self.fail(field, "must not be empty");
-                None
-            }
-            Some(Value::String(text)) if text.len() > max_len => {
-                self.fail(field, format!("must be at most {max_len} characters"));
-                None
-            }
-            Some(Value::String(text)) => Some(text.trim().to_owned()),
-            Some(_) => {
-                self.fail(field, "must be a string");
-                None
-            }
-        }
-    }
-
-    fn finish(self) -> Result<(), ApiError> {
-        if self.errors.is_empty() {
-            Ok(())
-        } else {
-            Err(ApiError::invalid_fields(self.errors))
-        }
-    }
-}
-
-fn is_region(raw: &str) -> bool {
-    let parts: Vec<&str> = raw.split('-').collect();
-    parts.len() >= 3
-        && parts
-            .iter()
-            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphanumeric()))
-        && raw
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-}
-
-/// Whether `raw` is an SNS topic ARN: `arn:aws:sns:<region>:<12-digit account>:<name>` (the
-/// partition may be `aws`, `aws-cn` or `aws-us-gov`).
-fn is_topic_arn(raw: &str) -> bool {
-    let parts: Vec<&str> = raw.split(':').collect();
-    let [arn, partition, service, region, account, name] = parts.as_slice() else {
-        return false;
-    };
-    *arn == "arn"
-        && ["aws", "aws-cn", "aws-us-gov"].contains(partition)
-        && *service == "sns"
-        && is_region(region)
-        && account.len() == 12
-        && account.bytes().all(|b| b.is_ascii_digit())
-        && (1..=256).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
+/// The fields of SES credentials (`email`), as parsed and documented.
+pub const SES_FIELDS: [Field; 6] = [
+    Field::text(ACCESS_KEY_ID, &rules::ACCESS_KEY_ID, true, "The AWS access key id."),
+    Field::text(
+        "secret_access_key",
+        &rules::SECRET,
+        true,
+        "The secret key (sealed, never answered).",
+    ),
+    Field::text(REGION, &rules::AWS_REGION, true, "The AWS region, such as `us-east-1`."),
+    Field::text(FROM_ADDRESS, &rules::EMAIL, true, "The sender address."),
+    Field::text(
+        CONFIGURATION_SET,
+        &rules::CONFIGURATION_SET,
+        false,
+        "An SES configuration set whose SNS destination brings events back.",
+    ),
+    Field::text(
+        SNS_TOPIC_ARN,
+        &rules::SNS_TOPIC_ARN,
+        false,
+        "The tenant's own SNS topic of that destination, subscribed to \
+         `POST /webhooks/ses?tenant=<tenant id>`: its events are accepted for this tenant only.",
+    ),
+];
 
 /// Validates a body and builds the sealed, not yet verified row.
 fn parse_credentials(
@@ -173,73 +115,24 @@ fn parse_credentials(
 ) -> Result<ChannelCredentials, ApiError> {
     match channel {
         Channel::Sms | Channel::Whatsapp => {
-            let mut fields = Fields::parse(body, &[ACCOUNT_SID, "auth_token"])?;
-            let sid = fields.text(ACCOUNT_SID, true, 34);
-            if sid.as_deref().is_some_and(|sid| AccountSid::parse(sid).is_none()) {
-                fields.fail(ACCOUNT_SID, "must be AC followed by 32 hexadecimal digits");
-            }
-            let token = fields.text("auth_token", true, 256);
-            fields.finish()?;
-            let (Some(sid), Some(token)) = (sid, token) else {
-                return Err(ApiError::malformed("required fields are missing"));
-            };
+            let fields = form::parse(body, &TWILIO_FIELDS)?;
             Ok(seal(
                 &state.keyring,
                 &caller.tenant_id,
                 channel,
                 ProviderKind::Twilio,
-                json!({ ACCOUNT_SID: sid }),
-                &SecretString::from(token),
+                json!({ ACCOUNT_SID: fields.required(ACCOUNT_SID)? }),
+                &SecretString::from(fields.required("auth_token")?),
             ))
         }
         Channel::Email => {
-            let known = [
-                ACCESS_KEY_ID,
-                "secret_access_key",
-                REGION,
-                FROM_ADDRESS,
-                CONFIGURATION_SET,
-                SNS_TOPIC_ARN,
-            ];
-            let mut fields = Fields::parse(body, &known)?;
-            let key = fields.text(ACCESS_KEY_ID, true, 128);
-            if key
-                .as_deref()
-                .is_some_and(|key| key.len() < 16 || !key.bytes().all(|b| b.is_ascii_alphanumeric()))
-            {
-                fields.fail(ACCESS_KEY_ID, "must be 16 to 128 letters and digits");
-            }
-            let secret = fields.text("secret_access_key", true, 256);
-            let region = fields.text(REGION, true, 32);
-            if region.as_deref().is_some_and(|region| !is_region(region)) {
-                fields.fail(REGION, "must be an AWS region such as us-east-1");
-            }
-            let from = fields.text(FROM_ADDRESS, true, 254);
-            let from = from.and_then(|from| match EmailAddress::parse(&from) {
-                Ok(address) => Some(address),
-                Err(error) => {
-                    fields.fail(FROM_ADDRESS, error.to_string());
-                    None
-                }
-            });
-            let configuration_set = fields.text(CONFIGURATION_SET, false, 64);
-            if configuration_set
-                .as_deref()
-                .is_some_and(|set| !set.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
-            {
-                fields.fail(CONFIGURATION_SET, "must be letters, digits, '-' and '_'");
-            }
-            let topic = fields.text(SNS_TOPIC_ARN, false, 256);
-            if topic.as_deref().is_some_and(|topic| !is_topic_arn(topic)) {
-                fields.fail(
-                    SNS_TOPIC_ARN,
-                    "must be an SNS topic ARN: arn:aws:sns:<region>:<account>:<name>",
-                );
-            }
-            fields.finish()?;
-            let (Some(key), Some(secret), Some(region), Some(from)) = (key, secret, region, from) else {
-                return Err(ApiError::malformed("required fields are missing"));
-            };
+            let fields = form::parse(body, &SES_FIELDS)?;
+            let secret = fields.required("secret_access_key")?;
+            let from = EmailAddress::parse(fields.required(FROM_ADDRESS)?)
+                .map_err(|error| ApiError::invalid(FROM_ADDRESS, error.to_string()))?;
+            let (key, region) = (fields.required(ACCESS_KEY_ID)?, fields.required(REGION)?);
+            let configuration_set = fields.text(CONFIGURATION_SET);
+            let topic = fields.text(SNS_TOPIC_ARN);
             let mut settings = json!({ ACCESS_KEY_ID: key, REGION: region, FROM_ADDRESS: from.as_str() });
             if let Some(set) = configuration_set {
                 settings[CONFIGURATION_SET] = Value::String(set);
@@ -317,7 +210,7 @@ async fn account_is_free(state: &AppState, caller: &TenantCaller, account: &str)
     path = "/v1/channels/{channel}",
     tag = "channels",
     params(("channel" = crate::openapi::ChannelSchema, Path, description = "`sms`, `whatsapp` or `email`")),
-    request_body(content = crate::openapi::ChannelCredentialsRequest, content_type = "application/json"),
+    request_body(content = crate::openapi::TwilioCredentialsRequest, description = "Twilio credentials for `sms` and `whatsapp`, SES credentials for `email`", content_type = "application/json"),
     responses(
         (status = 201, description = "saved; `is_verified` says whether the provider accepted them", body = ChannelView),
         (status = 400, description = "malformed_json: the body is not the JSON expected", body = crate::error::ErrorBody),
@@ -439,13 +332,15 @@ mod tests {
 
     #[test]
     fn regions_and_topic_arns_are_checked() {
-        assert!(is_topic_arn("arn:aws:sns:us-east-1:123456789012:ses-events"));
-        assert!(!is_topic_arn("arn:aws:sns:us-east-1:1234:ses-events"));
-        assert!(!is_topic_arn("arn:aws:sqs:us-east-1:123456789012:ses-events"));
-        assert!(!is_topic_arn("arn:aws:sns:us-east-1:123456789012:a:b"));
-        assert!(is_region("us-east-1"));
-        assert!(is_region("ap-southeast-2"));
-        assert!(!is_region("US-EAST-1"));
-        assert!(!is_region("useast1"));
+        let arn = |raw| rules::SNS_TOPIC_ARN.matches(raw);
+        assert!(arn("arn:aws:sns:us-east-1:123456789012:ses-events"));
+        assert!(!arn("arn:aws:sns:us-east-1:1234:ses-events"));
+        assert!(!arn("arn:aws:sqs:us-east-1:123456789012:ses-events"));
+        assert!(!arn("arn:aws:sns:us-east-1:123456789012:a:b"));
+        let region = |raw| rules::AWS_REGION.matches(raw);
+        assert!(region("us-east-1"));
+        assert!(region("ap-southeast-2"));
+        assert!(!region("US-EAST-1"));
+        assert!(!region("useast1"));
     }
 }

@@ -8,6 +8,7 @@ pub mod campaigns;
 pub mod channels;
 pub mod demo;
 pub mod error;
+pub mod form;
 pub mod limits;
 pub mod messages;
 pub mod metrics;
@@ -131,11 +132,13 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(ses_events::ses))
 }
 
-/// Completes the routes' document: title, version, and `/openapi.json` itself.
+/// Completes the routes' document: title, version, `/openapi.json` itself, and one path per
+/// channel for `/v1/channels/{channel}`.
 fn complete(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
     doc.info.title = openapi::TITLE.to_owned();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     doc.merge(openapi::DocumentDoc::openapi());
+    utoipa::Modify::modify(&openapi::ChannelPaths, &mut doc);
     doc
 }
 

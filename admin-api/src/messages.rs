@@ -9,7 +9,7 @@ use common::log::{OutgoingRecord, Topic};
 use common::store::StatusChange;
 use common::{MessageId, MessageStatus};
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::AppState;
 use crate::auth::TenantCaller;
@@ -115,17 +115,22 @@ pub async fn submit(
 ) -> Result<(StatusCode, Json<SubmitResponse>), ApiError> {
     ensure_may_send(&state, &caller.tenant_id).await?;
     let request: Value = serde_json::from_slice(&body).map_err(|err| ApiError::malformed(err.to_string()))?;
-    let items = request
-        .get("messages")
-        .and_then(Value::as_array)
-        .ok_or_else(|| ApiError::invalid("messages", "must be an array of message envelopes"))?;
+    let Value::Object(mut request) = request else {
+        return Err(ApiError::malformed("the body must be a JSON object"));
+    };
+    if let Some(unknown) = request.keys().find(|key| *key != "messages") {
+        return Err(ApiError::invalid(unknown.clone(), "unknown field"));
+    }
+    let Some(Value::Array(items)) = request.remove("messages") else {
+        return Err(ApiError::invalid("messages", "must be an array of message envelopes"));
+    };
     if items.is_empty() || items.len() > MAX_BATCH {
         return Err(ApiError::invalid(
             "messages",
             format!("must hold 1 to {MAX_BATCH} envelopes"),
         ));
     }
-    let (status, response) = append_envelopes(&state, &caller, items).await?;
+    let (status, response) = append_envelopes(&state, &caller, items.into_iter().map(Ok).collect()).await?;
     Ok((status, Json(response)))
 }
 
@@ -137,12 +142,13 @@ pub async fn submit(
 pub(crate) async fn append_envelopes(
     state: &AppState,
     caller: &TenantCaller,
-    items: &[Value],
+    items: Vec<Result<Value, SubmitError>>,
 ) -> Result<(StatusCode, SubmitResponse), ApiError> {
-    let mut results = Vec::with_capacity(items.len());
+    let total = items.len();
+    let mut results = Vec::with_capacity(total);
     let mut valid = Vec::new();
-    for (index, item) in items.iter().enumerate() {
-        match prepare(item, caller) {
+    for (index, item) in items.into_iter().enumerate() {
+        match item.and_then(|item| prepare(item, caller)) {
             Ok(envelope) => {
                 results.push(SubmitResult {
                     index,
@@ -178,7 +184,7 @@ pub(crate) async fn append_envelopes(
         });
     }
     let accepted = records.len();
-    let rejected = items.len() - accepted - duplicates;
+    let rejected = total - accepted - duplicates;
     if !records.is_empty() {
         state.log.append(Topic::Messages, records).await?;
     }
@@ -228,15 +234,14 @@ async fn existing_statuses(state: &AppState, valid: &[(usize, Envelope)]) -> Vec
 }
 
 /// Fills in what the HTTP form lets a caller leave out, then parses the envelope.
-fn prepare(item: &Value, caller: &TenantCaller) -> Result<Envelope, SubmitError> {
-    let Some(object) = item.as_object() else {
+fn prepare(item: Value, caller: &TenantCaller) -> Result<Envelope, SubmitError> {
+    let Value::Object(mut object) = item else {
         return Err(SubmitError {
             code: "malformed_json",
             message: "each message must be an object".into(),
             field: None,
         });
     };
-    let mut object: Map<String, Value> = object.clone();
     match object.get("tenant_id") {
         None => {
             object.insert("tenant_id".into(), Value::from(caller.tenant_id.as_str()));
@@ -250,7 +255,11 @@ fn prepare(item: &Value, caller: &TenantCaller) -> Result<Envelope, SubmitError>
             });
         }
     }
-    object.entry("version").or_insert(Value::from(ENVELOPE_VERSION));
+    let version = object.entry("version").or_insert(Value::from(ENVELOPE_VERSION));
+    // JSON Schema's `integer` admits `1.0`; the log's envelope says `1`.
+    if version.as_f64() == Some(ENVELOPE_VERSION as f64) {
+        *version = Value::from(ENVELOPE_VERSION);
+    }
     object
         .entry("message_id")
         .or_insert_with(|| Value::from(MessageId::generate().to_string()));

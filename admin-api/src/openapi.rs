@@ -8,10 +8,16 @@
 //! (`admin.ops_listen`). Bodies that handlers parse by hand (to answer field-level errors) are
 //! described by the schema types below.
 
-use std::collections::BTreeMap;
+mod bodies;
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{PathItem, Ref, RefOr};
 use utoipa::{Modify, OpenApi, ToSchema};
+
+pub use bodies::{
+    BusinessInfoRequest, CampaignSendRequest, NewTenantRequest, PlanRequest, SesCredentialsRequest, SubmitRequest,
+    TwilioCredentialsRequest, form_schema,
+};
 
 /// The document's title.
 pub const TITLE: &str = "EngageNinja Dispatch admin API";
@@ -33,7 +39,7 @@ pub const PLATFORM_SCHEME: &str = "platform_admin";
                        `{\"error\": {\"code\", \"message\", \"field\", \"fields\"}}`."
     ),
     modifiers(&SecuritySchemes),
-    components(schemas(crate::campaigns::CampaignCounts)),
+    components(schemas(crate::campaigns::CampaignCounts, SesCredentialsRequest)),
     tags(
         (name = "messages", description = "Message submission and status"),
         (name = "channels", description = "Channel credentials and SMS onboarding status"),
@@ -77,6 +83,42 @@ impl Modify for SecuritySchemes {
                     .build(),
             ),
         );
+    }
+}
+
+/// Lists `/v1/channels/{channel}` once per channel (`/v1/channels/sms`, ...): the body of a
+/// save depends on the channel, which a path parameter cannot say. Applied to the complete
+/// document (`crate::openapi()`), once the routes' paths are in.
+pub struct ChannelPaths;
+
+/// The templated path the handlers are registered under.
+const CHANNEL_PATH: &str = "/v1/channels/{channel}";
+
+impl Modify for ChannelPaths {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Some(templated) = openapi.paths.paths.remove(CHANNEL_PATH) else {
+            return;
+        };
+        for channel in common::Channel::ALL {
+            let mut item: PathItem = templated.clone();
+            for operation in [&mut item.get, &mut item.post, &mut item.delete].into_iter().flatten() {
+                if let Some(parameters) = operation.parameters.as_mut() {
+                    parameters.retain(|parameter| parameter.name != "channel");
+                }
+                if let Some(id) = operation.operation_id.as_mut() {
+                    id.push('_');
+                    id.push_str(channel.as_str());
+                }
+            }
+            if channel == common::Channel::Email
+                && let Some(body) = item.post.as_mut().and_then(|post| post.request_body.as_mut())
+            {
+                for content in body.content.values_mut() {
+                    content.schema = Some(RefOr::Ref(Ref::from_schema_name("SesCredentialsRequest")));
+                }
+            }
+            openapi.paths.paths.insert(format!("/v1/channels/{channel}"), item);
+        }
     }
 }
 
@@ -166,68 +208,6 @@ pub enum SubmitRejection {
     Invalid(crate::error::ErrorBody<'static>),
 }
 
-/// `POST /v1/messages` body.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct SubmitRequest {
-    /// 1 to 1,000 message envelopes (`docs/envelope.md`); `version` and `tenant_id` may be left
-    /// out, `message_id` too (one is generated; give your own for idempotency).
-    #[schema(min_items = 1, max_items = 1000)]
-    pub messages: Vec<EnvelopeSchema>,
-}
-
-/// A message envelope as submitted over HTTP (see `docs/envelope.md`).
-#[derive(ToSchema)]
-#[schema(as = Envelope)]
-#[allow(dead_code)]
-pub struct EnvelopeSchema {
-    /// `1`; filled in when absent.
-    #[schema(nullable = false, minimum = 1, maximum = 1)]
-    pub version: Option<u32>,
-    /// The idempotency key: 1-128 of `A-Z a-z 0-9 _ - . :`; generated when absent.
-    #[schema(nullable = false, pattern = "^[A-Za-z0-9_.:-]{1,128}$")]
-    pub message_id: Option<String>,
-    /// Taken from the API key; a value other than the key's tenant is refused.
-    #[schema(nullable = false, read_only)]
-    pub tenant_id: Option<String>,
-    /// The campaign it belongs to: 1-128 of `A-Z a-z 0-9 _ - . :`.
-    #[schema(nullable = false, pattern = "^[A-Za-z0-9_.:-]{1,128}$")]
-    pub campaign_id: Option<String>,
-    /// The contact it is for: 1-128 of `A-Z a-z 0-9 _ - . :`.
-    #[schema(nullable = false, pattern = "^[A-Za-z0-9_.:-]{1,128}$")]
-    pub contact_id: Option<String>,
-    /// The channel.
-    pub channel: ChannelSchema,
-    /// SMS: E.164; WhatsApp: E.164 or `whatsapp:+1...`; email: an address.
-    #[schema(min_length = 1)]
-    pub to: String,
-    /// Overrides the tenant's sender.
-    #[schema(nullable = false, min_length = 1)]
-    pub from: Option<String>,
-    /// `transactional` (served first) or `marketing` (the default).
-    #[schema(nullable = false, value_type = Option<PrioritySchema>)]
-    pub priority: Option<String>,
-    /// The text; one of `body` and `template` is required (SMS at most 1,600 characters,
-    /// WhatsApp 4,096).
-    #[schema(nullable = false, min_length = 1)]
-    pub body: Option<String>,
-    /// `{"id": "...", "variables": {"name": "value"}}`: an SES template or a Twilio Content SID.
-    #[schema(nullable = false)]
-    pub template: Option<TemplateSchema>,
-    /// Email with `body`: the subject, 1-998 characters.
-    #[schema(nullable = false, min_length = 1, max_length = 998)]
-    pub subject: Option<String>,
-    /// Not sent before this time (RFC 3339).
-    #[schema(nullable = false, format = DateTime, pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$")]
-    pub not_before: Option<String>,
-    /// Not sent after this time (RFC 3339).
-    #[schema(nullable = false, format = DateTime, pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$")]
-    pub expires_at: Option<String>,
-    /// At most 32 string tags.
-    #[schema(nullable = false)]
-    pub tags: Option<BTreeMap<String, String>>,
-}
-
 /// One server-sent event of `GET /v1/campaigns/{id}/events` (`event: counts`, `data: {...}`).
 #[derive(ToSchema)]
 #[allow(dead_code)]
@@ -250,124 +230,6 @@ pub enum TenantStatusSchema {
     Active,
     /// Every message is refused.
     Suspended,
-}
-
-/// A message's priority.
-#[derive(ToSchema)]
-#[schema(as = Priority)]
-#[allow(dead_code)]
-#[serde(rename_all = "snake_case")]
-pub enum PrioritySchema {
-    /// Served first.
-    Transactional,
-    /// The default.
-    Marketing,
-}
-
-/// A template reference and its variables.
-#[derive(ToSchema)]
-#[schema(as = Template)]
-#[allow(dead_code)]
-pub struct TemplateSchema {
-    /// An SES template name or a Twilio Content SID (`HX...`).
-    pub id: String,
-    /// The template's variables.
-    pub variables: Option<BTreeMap<String, String>>,
-}
-
-/// `POST /v1/campaigns/{id}/send` body: the fields shared by every recipient, and the recipients.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct CampaignSendRequest {
-    /// The channel.
-    pub channel: ChannelSchema,
-    /// Overrides the tenant's sender.
-    pub from: Option<String>,
-    /// `transactional` or `marketing` (the default).
-    pub priority: Option<String>,
-    /// The text; one of `body` and `template` is required.
-    pub body: Option<String>,
-    /// The template; each recipient's `variables` are merged into its variables.
-    pub template: Option<TemplateSchema>,
-    /// Email with `body`: the subject.
-    pub subject: Option<String>,
-    /// Not sent after this time (RFC 3339).
-    #[schema(format = DateTime)]
-    pub expires_at: Option<String>,
-    /// At most 32 string tags.
-    pub tags: Option<BTreeMap<String, String>>,
-    /// 1 to 1,000 recipients: addresses, or objects with their own variables.
-    #[schema(min_items = 1, max_items = 1000)]
-    pub recipients: Vec<CampaignRecipientSchema>,
-}
-
-/// One campaign recipient: an address, or an object.
-#[derive(ToSchema)]
-#[serde(untagged)]
-#[schema(as = CampaignRecipient)]
-#[allow(dead_code)]
-pub enum CampaignRecipientSchema {
-    /// The recipient's address.
-    Address(String),
-    /// The recipient with its contact id and template variables.
-    Detailed(CampaignRecipientDetail),
-}
-
-/// A campaign recipient with its own fields.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct CampaignRecipientDetail {
-    /// The recipient's address.
-    pub to: String,
-    /// The contact it is for.
-    pub contact_id: Option<String>,
-    /// Template variables for this recipient.
-    pub variables: Option<BTreeMap<String, String>>,
-}
-
-/// `POST /v1/channels/{channel}` body: Twilio credentials (`sms`, `whatsapp`) or AWS ones (`email`).
-#[derive(ToSchema)]
-#[serde(untagged)]
-#[allow(dead_code)]
-pub enum ChannelCredentialsRequest {
-    /// For `sms` and `whatsapp`.
-    Twilio(TwilioCredentialsRequest),
-    /// For `email`.
-    Ses(SesCredentialsRequest),
-}
-
-/// A Twilio account's credentials.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct TwilioCredentialsRequest {
-    /// `AC` followed by 32 hexadecimal digits.
-    #[schema(pattern = "^AC[0-9a-fA-F]{32}$")]
-    pub account_sid: String,
-    /// The account's auth token (sealed, never answered).
-    #[schema(max_length = 256)]
-    pub auth_token: String,
-}
-
-/// AWS credentials and the email sender.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct SesCredentialsRequest {
-    /// 16 to 128 letters and digits.
-    #[schema(min_length = 16, max_length = 128)]
-    pub access_key_id: String,
-    /// The secret key (sealed, never answered).
-    #[schema(max_length = 256)]
-    pub secret_access_key: String,
-    /// An AWS region such as `us-east-1`.
-    pub region: String,
-    /// The sender address.
-    pub from_address: String,
-    /// An SES configuration set (letters, digits, `-`, `_`) whose SNS destination brings events back.
-    pub configuration_set: Option<String>,
-    /// The tenant's own SNS topic of that destination, subscribed to
-    /// `POST /webhooks/ses?tenant=<tenant id>`: its events are accepted for this tenant only.
-    #[schema(pattern = "^arn:aws(-cn|-us-gov)?:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}$")]
-    pub sns_topic_arn: Option<String>,
 }
 
 /// `POST /webhooks/twilio/status` form (Twilio sends more fields; these are read).

@@ -14,7 +14,7 @@ use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use common::store::{ApiKeyRecord, Plan, Tenant, TenantStatus};
-use common::{Channel, TenantId};
+use common::{Channel, TenantId, rules};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use subtle::ConstantTimeEq;
@@ -22,6 +22,7 @@ use time::OffsetDateTime;
 
 use crate::auth::{KEY_PREFIX, TenantCaller, bearer, create_api_key, hash_key};
 use crate::error::FieldError;
+use crate::form::{self, Field};
 use crate::{ApiError, AppState};
 
 /// The caller of a platform route, established from the platform-admin key.
@@ -137,15 +138,20 @@ pub(crate) fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, 
     })
 }
 
-/// `POST /v1/admin/tenants` body.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-struct NewTenant {
-    id: String,
-    name: String,
-    #[serde(default)]
-    plan_id: Option<String>,
-}
+/// The most characters of a tenant's or plan's display name.
+const MAX_NAME_CHARS: usize = 200;
+
+/// `POST /v1/admin/tenants` body, as parsed and documented.
+pub const NEW_TENANT_FIELDS: [Field; 3] = [
+    Field::text("id", &rules::TENANT_ID, true, "The tenant's id."),
+    Field::text_within("name", &rules::LINE, 1, MAX_NAME_CHARS, true, "Its display name."),
+    Field::text(
+        "plan_id",
+        &rules::PLAN_ID,
+        false,
+        "Its plan (`PUT /v1/admin/plans/{id}`); none when absent. An unknown plan answers 404 plan_not_found.",
+    ),
+];
 
 async fn create_tenant(state: &AppState, tenant: Tenant) -> Result<CreatedTenant, ApiError> {
     state.store.create_tenant(&tenant).await.map_err(|error| match error {
@@ -186,7 +192,7 @@ async fn create_tenant(state: &AppState, tenant: Tenant) -> Result<CreatedTenant
     post,
     path = "/v1/admin/tenants",
     tag = "platform",
-    request_body(content = NewTenant, content_type = "application/json"),
+    request_body(content = crate::openapi::NewTenantRequest, content_type = "application/json"),
     responses(
         (status = 201, description = "the tenant and its first API key (shown once)", body = CreatedTenant),
         (status = 400, description = "malformed_json: the body is not the JSON expected", body = crate::error::ErrorBody),
@@ -194,6 +200,7 @@ async fn create_tenant(state: &AppState, tenant: Tenant) -> Result<CreatedTenant
         (status = 403, description = "platform_admin_only: a tenant key on a platform route", body = crate::error::ErrorBody),
         (status = 409, description = "tenant_exists", body = crate::error::ErrorBody),
         (status = 413, description = "payload_too_large: the body is larger than admin.max_body_bytes", body = crate::error::ErrorBody),
+        (status = 404, description = "plan_not_found: no plan with the given `plan_id`", body = crate::error::ErrorBody),
         (status = 422, description = "invalid_field: `field` and `fields` name what is wrong", body = crate::error::ErrorBody),
         (status = 503, description = "store_unavailable or log_unavailable: retry later", body = crate::error::ErrorBody),
     ),
@@ -204,40 +211,20 @@ pub async fn create(
     _: PlatformCaller,
     body: Bytes,
 ) -> Result<(StatusCode, Json<CreatedTenant>), ApiError> {
-    let request: NewTenant = json_body(&body)?;
-    let mut errors = Vec::new();
-    let id = TenantId::parse(request.id.clone()).map_err(|error| FieldError {
-        field: "id".to_owned(),
-        message: error.to_string(),
-    });
-    if request.name.trim().is_empty() || request.name.len() > 200 {
-        errors.push(FieldError {
-            field: "name".to_owned(),
-            message: "must be 1 to 200 characters".to_owned(),
-        });
-    }
-    if let Some(plan) = &request.plan_id
+    let fields = form::parse(&body, &NEW_TENANT_FIELDS)?;
+    let id = TenantId::parse(fields.required("id")?).map_err(|error| ApiError::invalid("id", error.to_string()))?;
+    let plan_id = fields.text("plan_id");
+    if let Some(plan) = &plan_id
         && state.store.plan(plan).await?.is_none()
     {
-        errors.push(FieldError {
-            field: "plan_id".to_owned(),
-            message: "no such plan".to_owned(),
-        });
+        return Err(ApiError::not_found("plan_not_found", "no plan with that id").with_field("plan_id"));
     }
-    let id = match id {
-        Ok(id) if errors.is_empty() => id,
-        Ok(_) => return Err(ApiError::invalid_fields(errors)),
-        Err(error) => {
-            errors.insert(0, error);
-            return Err(ApiError::invalid_fields(errors));
-        }
-    };
     let tenant = Tenant {
         id,
-        name: request.name.trim().to_owned(),
+        name: fields.required("name")?,
         is_demo: false,
         status: TenantStatus::Active,
-        plan_id: request.plan_id,
+        plan_id,
         created_by: Some(PLATFORM_ACTOR.to_owned()),
         created_at: OffsetDateTime::now_utc(),
     };
@@ -357,11 +344,9 @@ pub async fn update(
 }
 
 /// A plan: monthly quotas per channel.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PlanView {
     /// Its id.
-    #[serde(default)]
     pub id: String,
     /// Its display name.
     pub name: String,
@@ -371,6 +356,32 @@ pub struct PlanView {
     pub monthly_quota: BTreeMap<Channel, u64>,
 }
 
+/// `PUT /v1/admin/plans/{id}` body (the path names the plan).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewPlan {
+    name: String,
+    #[serde(deserialize_with = "whole_numbers")]
+    monthly_quota: BTreeMap<Channel, u64>,
+}
+
+/// Quotas as JSON numbers with no fraction: `5` and `5.0` alike (JSON Schema's `integer`).
+fn whole_numbers<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<BTreeMap<Channel, u64>, D::Error> {
+    let numbers = BTreeMap::<Channel, serde_json::Number>::deserialize(deserializer)?;
+    numbers
+        .into_iter()
+        .map(|(channel, number)| match number.as_u64() {
+            Some(whole) => Ok((channel, whole)),
+            None => number
+                .as_f64()
+                // `u64::MAX as f64` is 2^64, one past the largest quota.
+                .filter(|float| float.fract() == 0.0 && (0.0..u64::MAX as f64).contains(float))
+                .map(|float| (channel, float as u64))
+                .ok_or_else(|| serde::de::Error::custom(format!("{number}: expected a whole number of at least 0"))),
+        })
+        .collect()
+}
+
 /// `PUT /v1/admin/plans/{id}`: creates or replaces a plan.
 #[utoipa::path(
     operation_id = "platform_put_plan",
@@ -378,7 +389,7 @@ pub struct PlanView {
     path = "/v1/admin/plans/{id}",
     tag = "platform",
     params(("id" = String, Path, description = "the plan id: 1-64 of letters, digits, `-` and `_`", pattern = "^[A-Za-z0-9_-]{1,64}$")),
-    request_body(content = PlanView, content_type = "application/json"),
+    request_body(content = crate::openapi::PlanRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "the saved plan", body = PlanView),
         (status = 400, description = "malformed_json: the body is not the JSON expected", body = crate::error::ErrorBody),
@@ -396,19 +407,22 @@ pub async fn put_plan(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<PlanView>, ApiError> {
-    let mut plan: PlanView = json_body(&body)?;
-    let valid_id =
-        !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let valid_id = rules::PLAN_ID.matches(&id);
     if !valid_id {
+        return Err(ApiError::invalid("id", rules::PLAN_ID.hint));
+    }
+    let request: NewPlan = json_body(&body)?;
+    if !rules::LINE.matches_within(&request.name, 1, MAX_NAME_CHARS) {
         return Err(ApiError::invalid(
-            "id",
-            "plan ids are 1 to 64 letters, digits, '-' and '_'",
+            "name",
+            "must be 1 to 200 characters on one line, starting with a visible one",
         ));
     }
-    if plan.name.trim().is_empty() {
-        return Err(ApiError::invalid("name", "must not be empty"));
-    }
-    plan.id = id;
+    let plan = PlanView {
+        id,
+        name: request.name,
+        monthly_quota: request.monthly_quota,
+    };
     state
         .store
         .put_plan(&Plan {

@@ -172,6 +172,20 @@ async fn a_campaign_is_sent_once_per_recipient_and_watched_live() {
         (status, error["error"]["field"].as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, Some("message_id"))
     );
+    // So is a recipient field the campaign does not know, rather than ignored.
+    let (status, rejected) = stack
+        .call(
+            Method::POST,
+            "/v1/campaigns/spring/send",
+            &key,
+            Some(json!({"channel": "sms", "body": "x", "recipients": [{"to": "+14155550104", "name": "Ana"}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{rejected}");
+    assert_eq!(
+        rejected["results"][0]["error"]["field"], "recipients.name",
+        "{rejected}"
+    );
     stack.shutdown().await;
 }
 

@@ -126,7 +126,24 @@ async fn platform_routes_manage_tenants_plans_and_keys() {
         .iter()
         .map(|field| field["field"].as_str().unwrap())
         .collect();
-    assert_eq!(fields, ["id", "name", "plan_id"], "{invalid}");
+    assert_eq!(fields, ["id", "name"], "{invalid}");
+    // A plan that does not exist is not a malformed field but a missing resource.
+    let (status, missing) = stack
+        .call(
+            Method::POST,
+            "/v1/admin/tenants",
+            PLATFORM_KEY,
+            Some(json!({"id": "globex", "name": "Globex", "plan_id": "gold"})),
+        )
+        .await;
+    assert_eq!(
+        (
+            status,
+            missing["error"]["code"].as_str(),
+            missing["error"]["field"].as_str()
+        ),
+        (StatusCode::NOT_FOUND, Some("plan_not_found"), Some("plan_id"))
+    );
 
     // A tenant key on a platform route is 403; no key or a wrong one is 401.
     let (status, body) = stack.call(Method::GET, "/v1/admin/tenants/acme", &key, None).await;

@@ -44,7 +44,7 @@ fn form() -> Value {
         "website": "https://acme.example.com",
         "address": "1 Market St",
         "city": "San Francisco",
-        "state": "ca",
+        "state": "CA",
         "zip": "94105",
         "country": "US",
         "owner_name": "Ana Lima",
@@ -277,6 +277,8 @@ async fn business_info_is_validated_scoped_audited_and_locked_once_approved() {
     let cases: Vec<(&str, Value)> = vec![
         ("legal_business_name", Value::Null),
         ("legal_business_name", json!("   ")),
+        ("legal_business_name", json!(" Acme Inc")),
+        ("legal_business_name", json!("Acme\nInc")),
         ("legal_business_name", json!(42)),
         ("business_type", json!("empire")),
         ("ein", json!("123456789")),
@@ -287,6 +289,7 @@ async fn business_info_is_validated_scoped_audited_and_locked_once_approved() {
         ("address", Value::Null),
         ("city", Value::Null),
         ("state", json!("XX")),
+        ("state", json!("ca")),
         ("state", Value::Null),
         ("zip", json!("9410")),
         ("zip", json!("94105-12")),
@@ -337,7 +340,7 @@ async fn business_info_is_validated_scoped_audited_and_locked_once_approved() {
     fields.sort();
     assert_eq!(fields, ["ein", "owner_email", "owner_name", "zip"]);
 
-    // Saved, normalised, and the workflow starts.
+    // Saved as given (but for the email's domain, in lowercase), and the workflow starts.
     let (code, saved) = running
         .call(Method::POST, "/v1/business-info", Some(acme), Some(&form()))
         .await;
