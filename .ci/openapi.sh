@@ -23,36 +23,10 @@ VENV="$CACHE/venv"
 say() { printf 'openapi: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
 
-install() {
-  if [[ -f "$CACHE/installed" ]]; then
-    return 0
-  fi
-  mkdir -p "$CACHE"
-  # One install at a time per version (parallel CI steps); the loser finds it installed.
-  if command -v flock >/dev/null 2>&1; then
-    (flock 9; install_unlocked) 9>"$CACHE/.install.lock"
-  else
-    install_unlocked
-  fi
-}
+# shellcheck source=services/common.sh
+source .ci/services/common.sh
 
-install_unlocked() {
-  if [[ -f "$CACHE/installed" ]]; then
-    return 0
-  fi
-  command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON is not installed (Python 3.9 or newer runs the validator)"
-  say "installing openapi-spec-validator==$VERSION into $VENV (once)"
-  rm -rf "${VENV:?}"
-  if ! { "$PYTHON" -m venv "$VENV" \
-      && "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-        "openapi-spec-validator==$VERSION"; } >"$CACHE/install.log" 2>&1; then
-    tail -n 30 "$CACHE/install.log" >&2
-    die "could not install openapi-spec-validator $VERSION (full output: $CACHE/install.log)"
-  fi
-  # The marker doubles as 'install completed'.
-  "$VENV/bin/python" -m pip freeze >"$CACHE/installed"
-  say "installed openapi-spec-validator $VERSION"
-}
+install() { pip_venv "openapi-spec-validator==$VERSION"; }
 
 validate() {
   install

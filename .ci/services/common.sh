@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-# Shared by kafka.sh and cassandra.sh (sourced, not run). Each script defines `say`,
-# `pid_alive` (is $PIDFILE our JVM?) and PIDFILE before calling these.
+# Shared by the service scripts and the Python tools of .ci (sourced, not run). Each script
+# defines `say` and `die`; `stop` also needs `pid_alive` (is $PIDFILE our process?) and PIDFILE.
 
 need() { command -v "$1" >/dev/null 2>&1 || die "$1 is not installed ($2)"; }
 
@@ -26,4 +26,32 @@ stop() {
   fi
   rm -f "$PIDFILE"
   say "stopped"
+}
+
+# Installs pip packages ("$@") into the virtualenv $CACHE/venv, once: one install at a time
+# (parallel CI steps; the loser finds it installed), and the marker $CACHE/installed (the
+# `pip freeze`) says it completed. Needs CACHE and PYTHON.
+pip_venv() {
+  [[ -f "$CACHE/installed" ]] && return 0
+  mkdir -p "$CACHE"
+  if command -v flock >/dev/null 2>&1; then
+    (flock 9; pip_venv_unlocked "$@") 9>"$CACHE/.install.lock"
+  else
+    pip_venv_unlocked "$@"
+  fi
+}
+
+pip_venv_unlocked() {
+  [[ -f "$CACHE/installed" ]] && return 0
+  need "$PYTHON" "Python 3.9 or newer runs the Python tools"
+  say "installing $* into $CACHE/venv (once)"
+  rm -rf "${CACHE:?}/venv"
+  if ! { "$PYTHON" -m venv "$CACHE/venv" \
+      && "$CACHE/venv/bin/python" -m pip install --quiet --disable-pip-version-check "$@"; } \
+      >"$CACHE/install.log" 2>&1; then
+    tail -n 30 "$CACHE/install.log" >&2
+    die "could not install $* (full output: $CACHE/install.log)"
+  fi
+  "$CACHE/venv/bin/python" -m pip freeze >"$CACHE/installed"
+  say "installed $*"
 }

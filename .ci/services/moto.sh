@@ -43,36 +43,7 @@ die() { say "error: $*"; exit 1; }
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 # ---------------------------------------------------------------------------- install
-install() {
-  if [[ -f "$CACHE/installed" ]]; then
-    return 0
-  fi
-  mkdir -p "$CACHE"
-  # One install at a time per version (parallel CI steps); the loser finds it installed.
-  if command -v flock >/dev/null 2>&1; then
-    (flock 9; install_unlocked) 9>"$CACHE/.install.lock"
-  else
-    install_unlocked
-  fi
-}
-
-install_unlocked() {
-  if [[ -f "$CACHE/installed" ]]; then
-    return 0
-  fi
-  need "$PYTHON" "Python 3.9 or newer is needed to run moto"
-  say "installing moto[server]==$VERSION into $VENV (once)"
-  rm -rf "${VENV:?}"
-  if ! { "$PYTHON" -m venv "$VENV" \
-      && "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "moto[server]==$VERSION"; } \
-      >"$CACHE/install.log" 2>&1; then
-    tail -n 30 "$CACHE/install.log" >&2
-    die "could not install moto $VERSION (full output: $CACHE/install.log)"
-  fi
-  # The marker doubles as 'install completed'.
-  "$VENV/bin/python" -m pip freeze >"$CACHE/installed"
-  say "installed moto $VERSION"
-}
+install() { pip_venv "moto[server]==$VERSION"; }
 
 # ---------------------------------------------------------------------------- process
 pid_alive() {
