@@ -16,6 +16,10 @@ use crate::admission::Providers;
 use crate::provider::Lookup;
 use crate::status::StatusWriter;
 
+/// The reason of a message failed because the provider never created it: nothing was sent,
+/// and its id is taken, so sending it again takes a new message id.
+pub const NEVER_CREATED: &str = "PROVIDER_NEVER_CREATED";
+
 /// Runs the job until `cancel` fires; a run that fails is logged and retried next interval.
 pub async fn run(
     store: Arc<dyn Store>,
@@ -70,10 +74,16 @@ pub async fn reconcile_once(
             providers.live.get(&message.channel)
         };
         let Some(provider) = provider else { continue };
-        let (new_status, reason) = match provider.lookup(&message).await {
-            Lookup::Status(new_status, reason) => (new_status, reason),
-            // Without the provider's id a lost answer cannot be looked up: the message may or
-            // may not exist there, so it stays `unknown` for an operator rather than be failed.
+        let (new_status, reason, provider_message_id) = match provider.lookup(&message).await {
+            Lookup::Status(new_status, reason) => (new_status, reason, None),
+            Lookup::Found {
+                provider_message_id,
+                status,
+                reason,
+            } => (status, reason, Some(provider_message_id)),
+            Lookup::NeverCreated => (MessageStatus::Failed, Some(NEVER_CREATED.to_owned()), None),
+            // A provider that cannot tell: the message may or may not exist there, so it stays
+            // where it is for an operator rather than be failed.
             Lookup::NotFound | Lookup::Unavailable => {
                 metrics::counter!("dispatcher_reconcile_unresolved_total", "status" => message.status.as_str())
                     .increment(1);
@@ -87,7 +97,7 @@ pub async fn reconcile_once(
             status: new_status,
             at: OffsetDateTime::now_utc(),
             reason,
-            provider_message_id: None,
+            provider_message_id,
             held: None,
         });
     }

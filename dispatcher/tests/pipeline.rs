@@ -159,8 +159,18 @@ impl Provider for RecordingProvider {
             .collect()
     }
 
-    async fn lookup(&self, _message: &common::store::MessageRecord) -> Lookup {
-        Lookup::Unavailable
+    /// What reconciliation may hear about a message whose send's answer was lost: found by
+    /// its recipient (`found...`), or never created (`never...`).
+    async fn lookup(&self, message: &common::store::MessageRecord) -> Lookup {
+        match message.message_id.as_str() {
+            id if id.starts_with("found") => Lookup::Found {
+                provider_message_id: format!("rec-{id}"),
+                status: MessageStatus::Delivered,
+                reason: None,
+            },
+            id if id.starts_with("never") => Lookup::NeverCreated,
+            _ => Lookup::Unavailable,
+        }
     }
 }
 
@@ -998,13 +1008,20 @@ async fn reconciliation_settles_stuck_messages(backends: Backends) {
         return;
     };
     let store = harness.store.as_ref();
-    store
-        .create_tenant(&tenant("acme", true, TenantStatus::Active))
-        .await
-        .unwrap();
+    for (id, is_demo) in [("acme", true), ("paid", false)] {
+        store
+            .create_tenant(&tenant(id, is_demo, TenantStatus::Active))
+            .await
+            .unwrap();
+    }
     let long_ago = OffsetDateTime::now_utc() - Duration::from_secs(7_200);
     let claim = |id: &str| common::store::NewMessage {
-        tenant_id: TenantId::parse("acme").unwrap(),
+        tenant_id: TenantId::parse(if id.starts_with("found") || id.starts_with("never") {
+            "paid"
+        } else {
+            "acme"
+        })
+        .unwrap(),
         message_id: MessageId::parse(id).unwrap(),
         campaign_id: None,
         channel: Channel::Sms,
@@ -1018,11 +1035,22 @@ async fn reconciliation_settles_stuck_messages(backends: Backends) {
         },
     };
     store
-        .claim_messages(&[claim("quiet"), claim("lost"), claim("fresh")])
+        .claim_messages(&[
+            claim("quiet"),
+            claim("lost"),
+            claim("fresh"),
+            claim("found-1"),
+            claim("never-1"),
+        ])
         .await
         .unwrap();
     let set = |id: &str, status, provider_id: Option<&str>, at| StatusUpdate {
-        tenant_id: TenantId::parse("acme").unwrap(),
+        tenant_id: TenantId::parse(if id.starts_with("found") || id.starts_with("never") {
+            "paid"
+        } else {
+            "acme"
+        })
+        .unwrap(),
         message_id: MessageId::parse(id).unwrap(),
         status,
         at,
@@ -1036,6 +1064,8 @@ async fn reconciliation_settles_stuck_messages(backends: Backends) {
             set("quiet", MessageStatus::Sent, Some("demo-1"), long_ago),
             set("lost", MessageStatus::Unknown, None, long_ago),
             set("fresh", MessageStatus::Sent, Some("demo-2"), now),
+            set("found-1", MessageStatus::Unknown, None, long_ago),
+            set("never-1", MessageStatus::Unknown, None, long_ago),
         ])
         .await
         .unwrap();
@@ -1052,9 +1082,10 @@ async fn reconciliation_settles_stuck_messages(backends: Backends) {
         &harness.tracker,
         CancellationToken::new(),
     );
+    let live: Arc<dyn Provider> = Arc::new(RecordingProvider::default());
     let providers = Providers {
         demo: Arc::new(demo),
-        live: Default::default(),
+        live: [(Channel::Sms, live)].into_iter().collect(),
     };
     let settings = common::config::ReconcileSettings {
         interval_secs: 1,
@@ -1064,7 +1095,25 @@ async fn reconciliation_settles_stuck_messages(backends: Backends) {
     let changed = dispatcher::reconcile::reconcile_once(store, &providers, &status, &settings)
         .await
         .unwrap();
-    assert_eq!(changed, 1);
+    assert_eq!(changed, 3);
+    let found = store
+        .message(&TenantId::parse("paid").unwrap(), &MessageId::parse("found-1").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (found.status, found.provider_message_id.as_deref()),
+        (MessageStatus::Delivered, Some("rec-found-1")),
+        "a lost answer's message, found by the provider, keeps its id from now on"
+    );
+    assert_eq!(
+        harness.status_of("paid", "never-1").await,
+        (
+            MessageStatus::Failed,
+            Some(dispatcher::reconcile::NEVER_CREATED.to_owned())
+        ),
+        "a message the provider never created failed: nothing was sent"
+    );
     assert_eq!(
         harness.status_of("acme", "quiet").await.0,
         MessageStatus::Delivered,

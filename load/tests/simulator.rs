@@ -562,3 +562,111 @@ async fn invalid_configurations_are_refused() {
     };
     assert!(Simulator::start(config).await.is_err());
 }
+
+/// An SMS from `FROM` to `to` through the dispatcher's Twilio provider.
+fn outbound(message_id: &str, to: &str) -> dispatcher::provider::OutboundMessage {
+    let value = serde_json::json!({"version": 1, "message_id": message_id, "tenant_id": "acme", "channel": "sms",
+                                   "to": to, "body": format!("hello {message_id}")});
+    dispatcher::provider::OutboundMessage {
+        envelope: common::Envelope::parse(&serde_json::to_vec(&value).unwrap()).unwrap(),
+        sender: common::Sender::Phone(common::PhoneNumber::parse(FROM).unwrap()),
+        segments: 1,
+        paced_at: tokio::time::Instant::now(),
+        accepted_at: time::OffsetDateTime::now_utc(),
+    }
+}
+
+/// A message left `unknown` at `lost_at`, with no SID.
+fn lost(message_id: &str, to: &str, lost_at: time::OffsetDateTime) -> common::store::MessageRecord {
+    common::store::MessageRecord {
+        tenant_id: common::TenantId::parse("acme").unwrap(),
+        message_id: common::MessageId::parse(message_id).unwrap(),
+        campaign_id: None,
+        channel: common::Channel::Sms,
+        recipient: to.to_owned(),
+        priority: common::Priority::Transactional,
+        segments: 1,
+        status: common::MessageStatus::Unknown,
+        reason: Some("TWILIO_HTTP_500".to_owned()),
+        provider_message_id: None,
+        accepted_at: lost_at,
+        updated_at: lost_at,
+        history: vec![common::store::StatusChange {
+            status: common::MessageStatus::Unknown,
+            at: lost_at,
+            reason: Some("TWILIO_HTTP_500".to_owned()),
+        }],
+    }
+}
+
+#[tokio::test]
+async fn a_create_whose_answer_was_lost_is_found_by_its_recipient_or_known_never_created() -> anyhow::Result<()> {
+    use dispatcher::provider::twilio::{StaticCredentials, TwilioProvider};
+    use dispatcher::provider::{Lookup, Provider, SendOutcome};
+
+    let sim = start(SimulatorConfig {
+        faults: Faults {
+            lost_answer_rate: 1.0,
+            ..Faults::default()
+        },
+        ..SimulatorConfig::default()
+    })
+    .await?;
+    let provider = TwilioProvider::new(
+        client(&sim, Duration::from_secs(2))?,
+        std::sync::Arc::new(StaticCredentials(account())),
+        None,
+    );
+    // Twilio's 500 is an unknown outcome, never a failure: the message was created.
+    let outcomes = provider.send(&[outbound("m-1", TO)]).await;
+    assert!(matches!(&outcomes[..], [SendOutcome::Unknown { .. }]), "{outcomes:?}");
+    let now = time::OffsetDateTime::now_utc();
+    let created: Vec<Value> = reqwest::Client::new()
+        .get(format!(
+            "{}?To={}",
+            messages_url(&sim, DEFAULT_ACCOUNT_SID),
+            "%2B14155550100"
+        ))
+        .basic_auth(DEFAULT_ACCOUNT_SID, Some(DEFAULT_AUTH_TOKEN))
+        .send()
+        .await?
+        .json::<Value>()
+        .await?["messages"]
+        .as_array()
+        .context("a list page has messages")?
+        .clone();
+    assert_eq!(created.len(), 1);
+
+    // The one message to that recipient around the loss is adopted with its SID.
+    match provider.lookup(&lost("m-1", TO, now)).await {
+        Lookup::Found {
+            provider_message_id,
+            status,
+            ..
+        } => {
+            assert_eq!(provider_message_id, created[0]["sid"].as_str().unwrap());
+            assert!(
+                matches!(status, common::MessageStatus::Sent | common::MessageStatus::Delivered),
+                "{status:?}"
+            );
+        }
+        other => panic!("expected the message found, got {other:?}"),
+    }
+    // Nothing to another recipient: never created, so nothing was sent.
+    assert_eq!(
+        provider.lookup(&lost("m-2", "+14155550111", now)).await,
+        Lookup::NeverCreated
+    );
+    // Nothing created near a loss long before this one, either.
+    let long_ago = now - Duration::from_secs(7_200);
+    assert_eq!(provider.lookup(&lost("m-0", TO, long_ago)).await, Lookup::NeverCreated);
+    // Two messages to the recipient around the loss cannot be told apart: left as they are.
+    provider.send(&[outbound("m-3", TO)]).await;
+    assert_eq!(provider.lookup(&lost("m-1", TO, now)).await, Lookup::Unavailable);
+    // A message with a SID is fetched, and one without in another status is not looked for.
+    let mut sent = lost("m-1", TO, now);
+    sent.status = common::MessageStatus::Sent;
+    assert_eq!(provider.lookup(&sent).await, Lookup::NotFound);
+    assert_eq!(sim.shutdown().await?.timeouts, 2);
+    Ok(())
+}

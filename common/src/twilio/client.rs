@@ -35,6 +35,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use time::OffsetDateTime;
 
 use super::errors::{ErrorClass, classify};
 
@@ -250,6 +251,56 @@ pub enum FetchOutcome {
     },
 }
 
+/// One message of a list page: what reconciliation reads to find a message it has no SID for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedMessage {
+    /// Its SID.
+    pub sid: String,
+    /// Its status, as Twilio spells it.
+    pub status: String,
+    /// `outbound-api`, `inbound`, ...
+    pub direction: String,
+    /// When Twilio created it.
+    pub date_created: Option<OffsetDateTime>,
+    /// The error code of a failed message.
+    pub error_code: Option<u32>,
+}
+
+/// What came of a list-messages request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListOutcome {
+    /// The newest messages that match, newest first, and whether older ones follow on a
+    /// next page.
+    Page {
+        /// The messages of this page.
+        messages: Vec<ListedMessage>,
+        /// Whether there is a next page.
+        more: bool,
+    },
+    /// Twilio could not be asked or gave no usable answer.
+    Unavailable {
+        /// A stable label, as [`FetchOutcome::Unavailable`] has.
+        reason: String,
+    },
+}
+
+/// Twilio's list-messages page (the fields read).
+#[derive(Deserialize)]
+struct ListPage {
+    messages: Vec<ListedResource>,
+    next_page_uri: Option<String>,
+}
+
+/// A message of a list page (the fields read).
+#[derive(Deserialize)]
+struct ListedResource {
+    sid: String,
+    status: String,
+    direction: String,
+    date_created: Option<String>,
+    error_code: Option<serde_json::Value>,
+}
+
 /// Twilio's JSON error body.
 #[derive(Deserialize)]
 struct ErrorBody {
@@ -372,6 +423,33 @@ impl TwilioClient {
 
     /// The Messages collection of an account, or one message of it; every part is
     /// percent-encoded as one path segment.
+    /// Lists the account's messages to `to`, newest first: `GET
+    /// {base}/2010-04-01/Accounts/{AccountSid}/Messages.json?To=...&PageSize=...` (reconciliation
+    /// finding a message whose create answer was lost).
+    pub async fn list_messages_to(&self, account: &TwilioAccount, to: &str, page_size: u32) -> ListOutcome {
+        let mut url = self.url(&account.account_sid, None);
+        url.query_pairs_mut()
+            .append_pair("To", to)
+            .append_pair("PageSize", &page_size.clamp(1, 1_000).to_string());
+        let request = self
+            .http
+            .get(url)
+            .basic_auth(&account.account_sid, Some(account.auth_token.expose_secret()))
+            .header(ACCEPT, "application/json");
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(error) => {
+                tracing::debug!(account_sid = %account.account_sid, error = %error, "twilio list request failed");
+                return ListOutcome::Unavailable {
+                    reason: transport_label(&error).to_owned(),
+                };
+            }
+        };
+        let status = response.status();
+        let body = response.bytes().await.ok();
+        list_outcome(status, body.as_deref())
+    }
+
     fn url(&self, account_sid: &str, message_sid: Option<&str>) -> Url {
         let mut url = self.base.clone();
         // `parse_base_url` only accepts URLs that can be a base, so this always succeeds.
@@ -499,6 +577,36 @@ fn fetch_outcome(status: StatusCode, body: Option<&[u8]>) -> FetchOutcome {
     }
     FetchOutcome::Unavailable {
         reason: ApiError::from_response(status, body).reason(),
+    }
+}
+
+fn list_outcome(status: StatusCode, body: Option<&[u8]>) -> ListOutcome {
+    if !status.is_success() {
+        return ListOutcome::Unavailable {
+            reason: ApiError::from_response(status, body).reason(),
+        };
+    }
+    let Some(page) = body.and_then(|body| serde_json::from_slice::<ListPage>(body).ok()) else {
+        return ListOutcome::Unavailable {
+            reason: "TWILIO_RESPONSE_UNREADABLE".to_owned(),
+        };
+    };
+    let messages = page
+        .messages
+        .into_iter()
+        .map(|message| ListedMessage {
+            sid: message.sid,
+            status: message.status,
+            direction: message.direction,
+            date_created: message
+                .date_created
+                .and_then(|date| OffsetDateTime::parse(&date, &time::format_description::well_known::Rfc2822).ok()),
+            error_code: message.error_code.as_ref().and_then(code_from_json),
+        })
+        .collect();
+    ListOutcome::Page {
+        messages,
+        more: page.next_page_uri.is_some(),
     }
 }
 

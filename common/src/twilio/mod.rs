@@ -12,8 +12,8 @@ pub mod errors;
 pub use accounts::AccountOpError;
 pub use callback::{StatusCallbackField, callback_target, status_callback_url};
 pub use client::{
-    ApiError, ClientError, CreateOutcome, FetchOutcome, FetchedMessage, TwilioAccount, TwilioClient,
-    TwilioClientSettings,
+    ApiError, ClientError, CreateOutcome, FetchOutcome, FetchedMessage, ListOutcome, ListedMessage, TwilioAccount,
+    TwilioClient, TwilioClientSettings,
 };
 pub use errors::{ErrorClass, KnownCode, classify, describe};
 

@@ -76,7 +76,20 @@ pub enum Lookup {
     Status(MessageStatus, Option<String>),
     /// The provider has no such message.
     NotFound,
-    /// The provider could not be asked now.
+    /// A message whose id was never recorded (its send's answer was lost), found by the
+    /// provider with certainty: its id and status there.
+    Found {
+        /// The provider's id, recorded from now on.
+        provider_message_id: String,
+        /// Its status there.
+        status: MessageStatus,
+        /// The provider's code for a failure.
+        reason: Option<String>,
+    },
+    /// A message whose send's answer was lost, and which the provider is sure it never
+    /// created: nothing was sent.
+    NeverCreated,
+    /// The provider could not be asked now, or its answer was not conclusive.
     Unavailable,
 }
 

@@ -43,6 +43,10 @@ pub struct Faults {
     /// client times out and must treat the outcome as unknown (the message does exist); the
     /// request keeps its account concurrency slot meanwhile.
     pub timeout_rate: f64,
+    /// Create the message, then answer 500 (code 20500) as if nothing happened: Twilio's 500
+    /// is an unknown outcome, and the message does exist (found by listing the recipient's
+    /// messages).
+    pub lost_answer_rate: f64,
     /// Create the message; it later ends `undelivered` with code 30003 (unreachable handset).
     pub unreachable_rate: f64,
     /// Create the message; it later ends `undelivered` with code 30007 (carrier filtering).
@@ -54,6 +58,7 @@ impl Faults {
         let rates = [
             ("server_error_rate", self.server_error_rate),
             ("timeout_rate", self.timeout_rate),
+            ("lost_answer_rate", self.lost_answer_rate),
             ("unreachable_rate", self.unreachable_rate),
             ("filtered_rate", self.filtered_rate),
         ];

@@ -2,7 +2,8 @@
 //! `TwilioClientSettings::base_url` at [`RunningSimulator::base_url`].
 //!
 //! - [`config`]: accounts, latency, concurrency, injected faults, sender rates, timings.
-//! - [`twilio`]: `POST .../Messages.json` and `GET .../Messages/{Sid}.json`, with Twilio's checks
+//! - [`twilio`]: `POST .../Messages.json`, `GET .../Messages.json` (by `To` and `From`) and
+//!   `GET .../Messages/{Sid}.json`, with Twilio's checks
 //!   and error codes (the table is there).
 //! - [`state`]: created messages, counters, sends per sender and the rate-violation rule.
 //! - [`callbacks`]: status progression and signed status callbacks from one timer task.
@@ -124,7 +125,10 @@ impl Simulator {
             cancel: cancel.clone(),
         });
         let router = Router::new()
-            .route("/2010-04-01/Accounts/{account_sid}/Messages.json", post(twilio::create))
+            .route(
+                "/2010-04-01/Accounts/{account_sid}/Messages.json",
+                post(twilio::create).get(twilio::list),
+            )
             .route("/2010-04-01/Accounts/{account_sid}/Messages/{file}", get(twilio::fetch))
             .merge(accounts::routes())
             .route("/stats", get(stats))

@@ -51,7 +51,7 @@ pub struct SimulatorStats {
     pub rejected_by_code: BTreeMap<String, u64>,
     /// Create requests refused with 429 (also counted under code 20429).
     pub too_many_requests: u64,
-    /// Messages created whose answer was held back past the client's timeout.
+    /// Messages created whose answer never reached the client (held past its timeout, or a 500).
     pub timeouts: u64,
     /// Fetch requests answered (found or not).
     pub fetches: u64,
@@ -144,6 +144,8 @@ pub(crate) enum Fault {
     ServerError,
     /// Create, then hold the answer.
     Timeout,
+    /// Create, then answer 500.
+    LostAnswer,
     /// Create; it ends `undelivered` with this code.
     Undelivered(u32),
 }
@@ -212,6 +214,7 @@ impl State {
         let bands = [
             (faults.server_error_rate, Fault::ServerError),
             (faults.timeout_rate, Fault::Timeout),
+            (faults.lost_answer_rate, Fault::LostAnswer),
             (faults.unreachable_rate, Fault::Undelivered(30003)),
             (faults.filtered_rate, Fault::Undelivered(30007)),
         ];
@@ -276,6 +279,19 @@ impl State {
     /// A copy of a message.
     pub fn message(&self, sid: &str) -> Option<StoredMessage> {
         self.inner().messages.get(sid).cloned()
+    }
+
+    /// The account's messages that `keep` selects, newest first.
+    pub fn messages_of(&self, account_sid: &str, keep: impl Fn(&StoredMessage) -> bool) -> Vec<StoredMessage> {
+        let mut found: Vec<StoredMessage> = self
+            .inner()
+            .messages
+            .values()
+            .filter(|message| message.account_sid == account_sid && keep(message))
+            .cloned()
+            .collect();
+        found.sort_by(|a, b| b.date_created.cmp(&a.date_created).then_with(|| b.sid.cmp(&a.sid)));
+        found
     }
 
     /// How many messages were created with each body (a resend shows as a count above 1).

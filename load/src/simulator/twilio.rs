@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State as AxumState};
+use axum::extract::{Path, Query, State as AxumState};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -421,7 +421,66 @@ async fn create_inner(
         shared.state.count_timeout();
         wait(shared, shared.state.config.timeout_hold).await;
     }
+    if fault == Fault::LostAnswer {
+        shared.state.count_timeout();
+        return Err(TwilioError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            20500,
+            "Internal Server Error",
+        ));
+    }
     Ok(answer)
+}
+
+/// The most messages a list page holds (Twilio's `PageSize` maximum).
+const MAX_PAGE_SIZE: usize = 1_000;
+
+/// `GET /2010-04-01/Accounts/{AccountSid}/Messages.json`: the account's messages, newest first,
+/// filtered by `To` and `From`, one page of `PageSize` (default 50) with `next_page_uri` when
+/// more follow.
+pub(crate) async fn list(
+    AxumState(shared): AxumState<Arc<Shared>>,
+    Path(account_sid): Path<String>,
+    Query(query): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+) -> Response {
+    shared.state.count_fetch();
+    let account = match authenticate(&shared, &headers, &account_sid) {
+        Ok(account) => account,
+        Err(error) => return error.into_response(),
+    };
+    let param = |name: &str| {
+        query
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    };
+    let page_size = match param("PageSize").map(str::parse::<usize>) {
+        None => 50,
+        Some(Ok(size)) if (1..=MAX_PAGE_SIZE).contains(&size) => size,
+        Some(_) => {
+            return TwilioError::new(StatusCode::BAD_REQUEST, 20001, "Invalid PageSize").into_response();
+        }
+    };
+    let (to, from) = (param("To"), param("From"));
+    let matching = shared.state.messages_of(&account, |message| {
+        to.is_none_or(|to| message.to == to) && from.is_none_or(|from| message.from.as_deref() == Some(from))
+    });
+    let uri = format!("/{API_VERSION}/Accounts/{account}/Messages.json?PageSize={page_size}");
+    let next = (matching.len() > page_size).then(|| format!("{uri}&Page=1"));
+    let messages: Vec<serde_json::Value> = matching.iter().take(page_size).map(resource).collect();
+    Json(json!({
+        "messages": messages,
+        "page": 0,
+        "page_size": page_size,
+        "start": 0,
+        "end": messages.len().saturating_sub(1),
+        "first_page_uri": uri,
+        "previous_page_uri": null,
+        "next_page_uri": next,
+        "uri": uri,
+    }))
+    .into_response()
 }
 
 /// `GET /2010-04-01/Accounts/{AccountSid}/Messages/{Sid}.json`.

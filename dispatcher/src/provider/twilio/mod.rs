@@ -21,19 +21,27 @@
 //! | timeout or lost connection after connecting, 504, a 2xx without a `sid` | `Unknown { reason }` |
 //! | no credentials for the tenant | `Failed { code: "CHANNEL_NOT_CONFIGURED" }` |
 //! | the credential source is unavailable | `Transient { reason: "TWILIO_CREDENTIALS_UNAVAILABLE" }` |
+//!
+//! Reconciliation fetches a message by its SID, or, for an `unknown` one whose create answer
+//! was lost, lists the recipient's messages (`TwilioProvider::lookup`).
 
 pub mod request;
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
+use common::address::WHATSAPP_PREFIX;
 use common::status::TwilioStatus;
 use common::store::MessageRecord;
-use common::{Channel, TenantId};
+use common::{Channel, MessageStatus, TenantId};
 use time::OffsetDateTime;
 
-use common::twilio::{CreateOutcome, ErrorClass, FetchOutcome, StatusCallbackField, TwilioAccount, TwilioClient};
+use common::twilio::{
+    CreateOutcome, ErrorClass, FetchOutcome, ListOutcome, ListedMessage, StatusCallbackField, TwilioAccount,
+    TwilioClient,
+};
 pub use request::{MAX_VALIDITY_SECS, create_message_form};
 
 use super::{CredentialError, Lookup, OutboundMessage, Provider, SendOutcome};
@@ -164,13 +172,16 @@ impl Provider for TwilioProvider {
     }
 
     /// Fetches the message by its Twilio SID and maps Twilio's status to ours; the error code is
-    /// kept for failures. No SID: [`Lookup::NotFound`]; anything that prevents an answer
+    /// kept for failures. An `unknown` message without a SID (its create answer was lost) is
+    /// looked for among the account's messages to its recipient (`find_without_sid`); any
+    /// other message without one: [`Lookup::NotFound`]. Anything that prevents an answer
     /// (credentials, transport, an unexpected status): [`Lookup::Unavailable`].
     async fn lookup(&self, message: &MessageRecord) -> Lookup {
-        let Some(sid) = message.provider_message_id.as_deref() else {
-            return Lookup::NotFound;
-        };
         let tenant = &message.tenant_id;
+        let sid = message.provider_message_id.as_deref();
+        if sid.is_none() && message.status != MessageStatus::Unknown {
+            return Lookup::NotFound;
+        }
         let account = match self.credentials.credentials(tenant, message.channel).await {
             Ok(account) => account,
             Err(error) => {
@@ -178,25 +189,17 @@ impl Provider for TwilioProvider {
                 return Lookup::Unavailable;
             }
         };
+        let Some(sid) = sid else {
+            return self.find_without_sid(message, &account).await;
+        };
         match self.client.fetch_message(&account, sid).await {
-            FetchOutcome::Found(found) => {
-                let status = TwilioStatus::parse(&found.status)
-                    .ok()
-                    .and_then(TwilioStatus::to_message_status);
-                match status {
-                    Some(status) => {
-                        let code = found
-                            .error_code
-                            .filter(|_| status.is_failure())
-                            .map(|code| code.to_string());
-                        Lookup::Status(status, code)
-                    }
-                    None => {
-                        tracing::warn!(%tenant, sid, twilio_status = found.status, "twilio status has no outbound meaning");
-                        Lookup::Unavailable
-                    }
+            FetchOutcome::Found(found) => match our_status(&found.status, found.error_code) {
+                Some((status, code)) => Lookup::Status(status, code),
+                None => {
+                    tracing::warn!(%tenant, sid, twilio_status = found.status, "twilio status has no outbound meaning");
+                    Lookup::Unavailable
                 }
-            }
+            },
             FetchOutcome::NotFound => Lookup::NotFound,
             FetchOutcome::Unavailable { reason } => {
                 tracing::debug!(%tenant, sid, reason, "twilio lookup unavailable");
@@ -204,4 +207,94 @@ impl Provider for TwilioProvider {
             }
         }
     }
+}
+
+/// How long before its answer was lost a message found by its recipient may have been
+/// created: the request's own time (the client's timeout) and clock skew between us and
+/// Twilio, generously.
+pub const FOUND_BEFORE: Duration = Duration::from_secs(300);
+/// How long after its answer was lost a message found by its recipient may have been created
+/// (clock skew).
+pub const FOUND_AFTER: Duration = Duration::from_secs(120);
+/// The recipient's messages asked for at once, newest first.
+const FIND_PAGE_SIZE: u32 = 100;
+
+impl TwilioProvider {
+    /// An `unknown` message without a SID: the account's outbound messages to its recipient
+    /// created around the moment the answer was lost (from [`FOUND_BEFORE`] before it to
+    /// [`FOUND_AFTER`] after). Exactly one: it is ours, adopted with its SID and status
+    /// ([`Lookup::Found`]). None, with the page reaching back past that window: Twilio never
+    /// created it ([`Lookup::NeverCreated`]). Two or more (the tenant sent the recipient
+    /// another message meanwhile; the sender is not kept to tell them apart), or a page that
+    /// does not reach back far enough: it stays `unknown` ([`Lookup::Unavailable`]), for an
+    /// operator rather than a guess. The account is the tenant's own, so only its messages
+    /// are candidates.
+    async fn find_without_sid(&self, message: &MessageRecord, account: &TwilioAccount) -> Lookup {
+        let tenant = &message.tenant_id;
+        let message_id = &message.message_id;
+        let lost_at = message
+            .history
+            .iter()
+            .rev()
+            .find(|change| change.status == MessageStatus::Unknown)
+            .map_or(message.updated_at, |change| change.at);
+        let to = match message.channel {
+            Channel::Whatsapp => format!("{WHATSAPP_PREFIX}{}", message.recipient),
+            Channel::Sms | Channel::Email => message.recipient.clone(),
+        };
+        let (messages, more) = match self.client.list_messages_to(account, &to, FIND_PAGE_SIZE).await {
+            ListOutcome::Page { messages, more } => (messages, more),
+            ListOutcome::Unavailable { reason } => {
+                tracing::debug!(%tenant, %message_id, reason, "twilio list unavailable");
+                return Lookup::Unavailable;
+            }
+        };
+        let window = (lost_at - FOUND_BEFORE)..=(lost_at + FOUND_AFTER);
+        let candidates: Vec<&ListedMessage> = messages
+            .iter()
+            .filter(|listed| {
+                listed.direction.starts_with("outbound")
+                    && listed.date_created.is_some_and(|created| window.contains(&created))
+            })
+            .collect();
+        let reaches_back = !more
+            || messages
+                .iter()
+                .filter_map(|listed| listed.date_created)
+                .any(|created| created < *window.start());
+        match candidates.as_slice() {
+            [found] => match our_status(&found.status, found.error_code) {
+                Some((status, reason)) => {
+                    tracing::info!(%tenant, %message_id, sid = found.sid, "twilio message found by its recipient");
+                    Lookup::Found {
+                        provider_message_id: found.sid.clone(),
+                        status,
+                        reason,
+                    }
+                }
+                None => Lookup::Unavailable,
+            },
+            [] if reaches_back => Lookup::NeverCreated,
+            candidates => {
+                tracing::warn!(
+                    %tenant,
+                    %message_id,
+                    candidates = candidates.len(),
+                    reaches_back,
+                    "an unknown twilio message cannot be told apart; left for an operator"
+                );
+                Lookup::Unavailable
+            }
+        }
+    }
+}
+
+/// Twilio's status as ours, with the error code kept for failures; `None` for statuses with
+/// no outbound meaning.
+fn our_status(twilio: &str, error_code: Option<u32>) -> Option<(MessageStatus, Option<String>)> {
+    let status = TwilioStatus::parse(twilio)
+        .ok()
+        .and_then(TwilioStatus::to_message_status)?;
+    let code = error_code.filter(|_| status.is_failure()).map(|code| code.to_string());
+    Some((status, code))
 }
