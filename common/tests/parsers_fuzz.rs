@@ -6,16 +6,19 @@
 //! set by its input (no unbounded allocation from a small request).
 //!
 //! A failing case is kept by proptest in `proptest-regressions/` and replayed first next time;
-//! a case worth keeping for good belongs in the corpus. `PROPTEST_CASES` runs more cases.
+//! a case worth keeping for good belongs in the corpus. `PROPTEST_CASES` runs more cases. The
+//! same checks run coverage-guided under AFL++ (`common/fuzz/`, `.ci/fuzz.sh`), from the same
+//! corpora.
 
 use std::path::Path;
 
-use common::envelope::Envelope;
-use common::signature::sns::{CertUrlPolicy, SnsMessage, check_cert_url, string_to_sign};
-use common::signature::twilio::verify;
-use common::telemetry::untrusted;
-use common::twilio::{WebhookForm, callback_target};
 use proptest::prelude::*;
+
+/// The checks, shared with the AFL++ targets of `common/fuzz/`.
+#[path = "../fuzz/src/lib.rs"]
+mod checks;
+
+use checks::{envelope, sns, twilio_form};
 
 /// The seed inputs of one parser.
 fn corpus(parser: &str) -> Vec<Vec<u8>> {
@@ -53,56 +56,6 @@ fn inputs(parser: &str) -> impl Strategy<Value = Vec<u8>> {
         bytes
     });
     prop_oneof![4 => mutated, 1 => prop::collection::vec(any::<u8>(), 0..2048)]
-}
-
-fn envelope(bytes: &[u8]) {
-    match Envelope::parse(bytes) {
-        Ok(envelope) => {
-            // What parses is encoded again at a bounded size, and parses back the same.
-            let encoded = envelope.to_json();
-            assert!(encoded.len() <= 4 * bytes.len() + 1024);
-            assert_eq!(Envelope::parse(&encoded).unwrap(), envelope);
-        }
-        Err(error) => assert!(
-            error.to_string().len() <= 1024,
-            "error of {} bytes",
-            error.to_string().len()
-        ),
-    }
-}
-
-fn twilio_form(bytes: &[u8]) {
-    let text = String::from_utf8_lossy(bytes);
-    // The same bytes as the callback URL's query.
-    if let Some((tenant, message)) = callback_target(Some(&text)) {
-        assert!(tenant.as_str().len() + message.as_str().len() <= bytes.len());
-    }
-    let Some(form) = WebhookForm::parse(bytes) else {
-        return;
-    };
-    assert_eq!(form.account.as_str().len(), 34);
-    assert!(form.params.len() <= bytes.len() + 1);
-    assert!(untrusted(&text).chars().count() <= 67);
-    let signature = form.get("Signature").unwrap_or("bm90IGEgc2lnbmF0dXJl");
-    assert!(!verify(
-        "token",
-        "https://example.com/webhooks/twilio/status",
-        &form.params,
-        signature
-    ));
-}
-
-fn sns(bytes: &[u8]) {
-    let Ok(message) = serde_json::from_slice::<SnsMessage>(bytes) else {
-        return;
-    };
-    if let Ok(signed) = string_to_sign(&message) {
-        assert!(signed.len() <= 2 * bytes.len() + 256);
-    }
-    let _ = check_cert_url(&message.signing_cert_url);
-    if let Some(url) = &message.subscribe_url {
-        let _ = CertUrlPolicy::Aws.check_subscribe_url(url);
-    }
 }
 
 /// Every seed, exactly as it is in the corpus.
