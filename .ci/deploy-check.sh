@@ -62,41 +62,10 @@ die() { say "error: $*"; exit 1; }
 # shellcheck source=.ci/services/common.sh
 source .ci/services/common.sh
 
-# Runs a step under `flock` on LOCKFILE when flock exists: parallel runs (CI steps) install
-# once, and the loser finds it done.
-locked() {
-  local lockfile=$1
-  shift
-  if command -v flock >/dev/null 2>&1; then
-    (flock 9; "$@") 9>"$lockfile"
-  else
-    "$@"
-  fi
-}
-
 # ---------------------------------------------------------------------------- install
+# tomli: the lint reads TOML; Python 3.11+ has tomllib built in.
 install_kubernetes_validate() {
-  [[ -f "$KV_CACHE/installed" ]] && return 0
-  mkdir -p "$KV_CACHE"
-  locked "$KV_CACHE/.install.lock" install_kubernetes_validate_unlocked
-}
-
-install_kubernetes_validate_unlocked() {
-  [[ -f "$KV_CACHE/installed" ]] && return 0
-  need "$PYTHON" "Python 3.9 or newer runs kubernetes-validate and the lint"
-  say "installing kubernetes-validate==$KV_VERSION into $VENV (once)"
-  rm -rf "${VENV:?}"
-  # tomli: the lint reads TOML; Python 3.11+ has tomllib built in.
-  if ! { "$PYTHON" -m venv "$VENV" \
-      && "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-        "kubernetes-validate==$KV_VERSION" "tomli==2.2.1; python_version < '3.11'"; } \
-      >"$KV_CACHE/install.log" 2>&1; then
-    tail -n 30 "$KV_CACHE/install.log" >&2
-    die "could not install kubernetes-validate $KV_VERSION (full output: $KV_CACHE/install.log)"
-  fi
-  # The marker doubles as 'install completed'.
-  "$VENV/bin/python" -m pip freeze >"$KV_CACHE/installed"
-  say "installed kubernetes-validate $KV_VERSION"
+  CACHE="$KV_CACHE" pip_venv "kubernetes-validate==$KV_VERSION" "tomli==2.2.1; python_version < '3.11'"
 }
 
 # A Go check's binary is cached per hash of its sources and the Go version, so editing its

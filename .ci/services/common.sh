@@ -28,17 +28,25 @@ stop() {
   say "stopped"
 }
 
+# Runs a step under `flock` on LOCKFILE when flock exists: parallel runs (CI steps) install
+# once, and the loser finds it done.
+locked() {
+  local lockfile=$1
+  shift
+  if command -v flock >/dev/null 2>&1; then
+    (flock 9; "$@") 9>"$lockfile"
+  else
+    "$@"
+  fi
+}
+
 # Installs pip packages ("$@") into the virtualenv $CACHE/venv, once: one install at a time
 # (parallel CI steps; the loser finds it installed), and the marker $CACHE/installed (the
 # `pip freeze`) says it completed. Needs CACHE and PYTHON.
 pip_venv() {
   [[ -f "$CACHE/installed" ]] && return 0
   mkdir -p "$CACHE"
-  if command -v flock >/dev/null 2>&1; then
-    (flock 9; pip_venv_unlocked "$@") 9>"$CACHE/.install.lock"
-  else
-    pip_venv_unlocked "$@"
-  fi
+  locked "$CACHE/.install.lock" pip_venv_unlocked "$@"
 }
 
 pip_venv_unlocked() {

@@ -6,7 +6,7 @@
 //! `/openapi.json` itself is added from [`DocumentDoc`]. The operational endpoints (`/metrics`,
 //! `/healthz`, `/readyz`) are not part of this API: they are served on their own listener
 //! (`admin.ops_listen`). Bodies that handlers parse by hand (to answer field-level errors) are
-//! described by the schema types below.
+//! described in `bodies` from the same field tables and rules their parsers use.
 
 mod bodies;
 

@@ -218,6 +218,15 @@ fn message_fields(mut object: ObjectBuilder, channel: Channel, content: Content)
     object
 }
 
+/// The envelope's `version`: `1`, filled in when absent.
+fn version() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(1))
+        .maximum(Some(1))
+        .description(Some("`1`; filled in when absent."))
+}
+
 /// Every (channel, content) pair, in a stable order.
 fn variants() -> impl Iterator<Item = (Channel, Content)> {
     Channel::ALL
@@ -239,14 +248,7 @@ fn envelope() -> OneOfBuilder {
     let id = |description: &str| text(&rules::MESSAGE_ID, None, description, true);
     variants().fold(OneOfBuilder::new(), |one_of, (channel, content)| {
         let object = closed(&format!("An envelope: {}.", variant_name(channel, content)))
-            .property(
-                "version",
-                ObjectBuilder::new()
-                    .schema_type(Type::Integer)
-                    .minimum(Some(1))
-                    .maximum(Some(1))
-                    .description(Some("`1`; filled in when absent.")),
-            )
+            .property("version", version())
             .property(
                 "message_id",
                 text(
@@ -299,13 +301,7 @@ fn recipients(channel: Channel) -> ArrayBuilder {
 fn campaign_send() -> OneOfBuilder {
     variants().fold(OneOfBuilder::new(), |one_of, (channel, content)| {
         let object = closed(&format!("A campaign send: {}.", variant_name(channel, content)))
-            .property(
-                "version",
-                ObjectBuilder::new()
-                    .schema_type(Type::Integer)
-                    .minimum(Some(1))
-                    .maximum(Some(1)),
-            )
+            .property("version", version())
             .property("recipients", recipients(channel))
             .required("recipients");
         one_of.item(message_fields(object, channel, content))
