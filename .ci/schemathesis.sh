@@ -65,7 +65,7 @@ run() {
     ENGAGENINJA_PROVIDERS__TWILIO__TRUSTHUB_URL=http://127.0.0.1:9 \
     ENGAGENINJA_PROVIDERS__TWILIO__MESSAGING_URL=http://127.0.0.1:9 \
     ENGAGENINJA_PROVIDERS__SES__ENDPOINT=http://127.0.0.1:9 \
-    RUST_LOG=warn target/debug/engageninja >"$DIR/stdout" 2>"$DIR/stderr" &
+    RUST_LOG=warn "${CARGO_TARGET_DIR:-target}/debug/engageninja" >"$DIR/stdout" 2>"$DIR/stderr" &
   PID=$!
   trap 'kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; rm -rf "$DIR"' EXIT
   for _ in $(seq 1 240); do
