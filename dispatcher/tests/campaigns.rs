@@ -1,74 +1,23 @@
 //! Campaigns over HTTP: send (one message per recipient, idempotent), live counts as
 //! server-sent events, usage against the plan, and preflight.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::config::Settings;
-use dispatcher::stack::{Role, Stack, StackError};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
 
 const PLATFORM_KEY: &str = "platform-test-key-campaigns";
 
-struct Running {
-    addr: SocketAddr,
-    demo_key: String,
-    stop: oneshot::Sender<()>,
-    stopped: tokio::task::JoinHandle<Result<(), StackError>>,
-    http: reqwest::Client,
-}
+mod support;
 
-impl Running {
-    async fn start(dir: &std::path::Path) -> Self {
-        let mut settings = Settings {
-            data_dir: dir.to_owned(),
-            ..Settings::default()
-        };
-        settings.admin.listen = "127.0.0.1:0".parse().unwrap();
-        settings.admin.ops_listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-        settings.admin.platform_admin_key = Some(PLATFORM_KEY.to_owned().into());
-        settings.demo.delivered_after_ms = [100, 200];
-        settings.demo.read_after_ms = [300, 400];
-        let stack = Stack::build(settings, Role::AllInOne).await.unwrap();
-        let addr = stack.local_addr();
-        let demo_key = stack.demo_key().unwrap().secret.clone();
-        let (stop, stopped_signal) = oneshot::channel::<()>();
-        let stopped = tokio::spawn(stack.run_until_stopped(async {
-            let _ = stopped_signal.await;
-        }));
-        Self {
-            addr,
-            demo_key,
-            stop,
-            stopped,
-            http: reqwest::Client::new(),
-        }
-    }
+use support::Running;
 
-    async fn call(&self, method: Method, path: &str, key: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut request = self
-            .http
-            .request(method, format!("http://{}{path}", self.addr))
-            .bearer_auth(key);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    async fn shutdown(self) {
-        self.stop.send(()).unwrap();
-        tokio::time::timeout(Duration::from_secs(10), self.stopped)
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-    }
+/// The stack with quick simulated statuses and its bootstrap demo tenant.
+async fn start(dir: &std::path::Path) -> Running {
+    let mut settings = support::settings(dir, Some(PLATFORM_KEY));
+    settings.demo.delivered_after_ms = [100, 200];
+    settings.demo.read_after_ms = [300, 400];
+    Running::start(settings).await
 }
 
 /// Reads server-sent `counts` events until one satisfies `done`; answers it.
@@ -100,8 +49,8 @@ async fn counts_until(response: &mut reqwest::Response, done: impl Fn(&Value) ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_campaign_is_sent_once_per_recipient_and_watched_live() {
     let dir = tempfile::tempdir().unwrap();
-    let stack = Running::start(dir.path()).await;
-    let key = stack.demo_key.clone();
+    let stack = start(dir.path()).await;
+    let key = stack.demo_key.clone().unwrap();
     let campaign = json!({
         "channel": "sms", "priority": "marketing", "body": "Spring sale: 20% off today",
         "recipients": ["+14155550101", {"to": "+14155550102", "contact_id": "c-2"}, "+14155550103", "555-0100"],
@@ -118,9 +67,7 @@ async fn a_campaign_is_sent_once_per_recipient_and_watched_live() {
 
     // Live counts: the first event at once, more as statuses change, until all are delivered.
     let mut events = stack
-        .http
-        .get(format!("http://{}/v1/campaigns/spring/events", stack.addr))
-        .bearer_auth(&key)
+        .request(Method::GET, "/v1/campaigns/spring/events", &key, None)
         .send()
         .await
         .unwrap();
@@ -192,7 +139,7 @@ async fn a_campaign_is_sent_once_per_recipient_and_watched_live() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usage_and_preflight_show_what_a_send_would_do() {
     let dir = tempfile::tempdir().unwrap();
-    let stack = Running::start(dir.path()).await;
+    let stack = start(dir.path()).await;
     let (status, _) = stack
         .call(
             Method::PUT,
@@ -254,7 +201,7 @@ async fn usage_and_preflight_show_what_a_send_would_do() {
         .call(
             Method::POST,
             "/v1/campaigns/spring/preflight",
-            &stack.demo_key,
+            stack.demo_key.as_deref().unwrap(),
             Some(json!({"channel": "email", "recipients": ["ada@example.com"]})),
         )
         .await;

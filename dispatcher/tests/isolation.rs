@@ -4,10 +4,12 @@
 
 use std::time::Duration;
 
-use common::config::Settings;
-use dispatcher::stack::{Role, Stack};
 use reqwest::Method;
 use serde_json::{Value, json};
+
+mod support;
+
+use support::Running;
 
 const PLATFORM_KEY: &str = "platform-test-key-isolation";
 
@@ -26,30 +28,13 @@ fn business_info() -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_tenant_route_reaches_another_tenants_data() {
     let dir = tempfile::tempdir().unwrap();
-    let mut settings = Settings {
-        data_dir: dir.path().to_owned(),
-        ..Settings::default()
-    };
-    settings.admin.listen = "127.0.0.1:0".parse().unwrap();
-    settings.admin.ops_listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    settings.admin.platform_admin_key = Some(PLATFORM_KEY.to_owned().into());
+    let mut settings = support::settings(dir.path(), Some(PLATFORM_KEY));
     settings.demo.bootstrap = false;
     settings.onboarding.background_runner = false;
-    // Nothing listens there: credential checks fail fast instead of reaching the internet.
-    settings.providers.twilio.api_url = "http://127.0.0.1:9".to_owned();
-    settings.providers.ses.endpoint = Some("http://127.0.0.1:9".to_owned());
-    let stack = Stack::build(settings, Role::AllInOne).await.unwrap();
-    let base = format!("http://{}", stack.local_addr());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(stack.run_until_stopped(async {
-        let _ = stopped.await;
-    }));
-    let http = reqwest::Client::new();
+    support::providers_unreachable(&mut settings);
+    let stack = Running::start(settings).await;
     let call = |method: Method, path: &str, key: &str, body: Option<Value>| {
-        let mut request = http.request(method, format!("{base}{path}")).bearer_auth(key);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
+        let request = stack.request(method, path, key, body);
         async move {
             let response = request.send().await.unwrap();
             let status = response.status().as_u16();
@@ -162,12 +147,7 @@ async fn no_tenant_route_reaches_another_tenants_data() {
         let events = path.ends_with("/events");
         let (status, text) = if events {
             // A stream: read its first event only.
-            let mut response = http
-                .get(format!("{base}{path}"))
-                .bearer_auth(alpha)
-                .send()
-                .await
-                .unwrap();
+            let mut response = stack.request(Method::GET, &path, alpha, None).send().await.unwrap();
             let status = response.status().as_u16();
             let chunk = tokio::time::timeout(Duration::from_secs(5), response.chunk())
                 .await
@@ -187,31 +167,16 @@ async fn no_tenant_route_reaches_another_tenants_data() {
     assert_eq!(status, 200);
     let (status, _) = call(Method::GET, "/v1/api-keys", beta, None).await;
     assert_eq!(status, 200);
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), running)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    stack.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_api_route_refuses_a_missing_or_wrong_key() {
     let dir = tempfile::tempdir().unwrap();
-    let mut settings = Settings {
-        data_dir: dir.path().to_owned(),
-        ..Settings::default()
-    };
-    settings.admin.listen = "127.0.0.1:0".parse().unwrap();
-    settings.admin.ops_listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    settings.admin.platform_admin_key = Some(PLATFORM_KEY.to_owned().into());
+    let mut settings = support::settings(dir.path(), Some(PLATFORM_KEY));
     settings.onboarding.background_runner = false;
-    let stack = Stack::build(settings, Role::AllInOne).await.unwrap();
-    let base = format!("http://{}", stack.local_addr());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(stack.run_until_stopped(async {
-        let _ = stopped.await;
-    }));
+    let stack = Running::start(settings).await;
+    let base = format!("http://{}", stack.addr);
     let http = reqwest::Client::new();
 
     // Every operation the OpenAPI document lists under /v1, whatever its path parameters.
@@ -257,10 +222,5 @@ async fn every_api_route_refuses_a_missing_or_wrong_key() {
         }
     }
     assert!(checked >= 25, "only {checked} operations checked");
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), running)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    stack.shutdown().await;
 }

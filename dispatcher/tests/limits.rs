@@ -4,44 +4,28 @@
 
 use std::time::Duration;
 
-use common::config::Settings;
-use dispatcher::stack::{Role, Stack};
 use reqwest::Method;
 use serde_json::{Value, json};
+
+mod support;
+
+use support::Running;
 
 const PLATFORM_KEY: &str = "platform-test-key-limits";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_and_tenants_past_their_limits_are_told_to_wait() {
     let dir = tempfile::tempdir().unwrap();
-    let mut settings = Settings {
-        data_dir: dir.path().to_owned(),
-        ..Settings::default()
-    };
-    settings.admin.listen = "127.0.0.1:0".parse().unwrap();
-    settings.admin.ops_listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    settings.admin.platform_admin_key = Some(PLATFORM_KEY.to_owned().into());
+    let mut settings = support::settings(dir.path(), Some(PLATFORM_KEY));
     settings.admin.requests_per_second_per_key = 5;
     settings.admin.credential_checks_per_tenant_per_hour = 1;
     settings.admin.max_event_streams_per_tenant = 1;
     settings.demo.bootstrap = false;
     settings.onboarding.background_runner = false;
-    // Nothing listens there: credential checks fail fast instead of reaching the internet.
-    settings.providers.twilio.api_url = "http://127.0.0.1:9".to_owned();
-    let stack = Stack::build(settings, Role::AllInOne).await.unwrap();
-    let base = format!("http://{}", stack.local_addr());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(stack.run_until_stopped(async {
-        let _ = stopped.await;
-    }));
-    let http = reqwest::Client::new();
-    let send = |method: Method, path: &str, key: &str, body: Option<Value>| {
-        let mut request = http.request(method, format!("{base}{path}")).bearer_auth(key);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        request.send()
-    };
+    support::providers_unreachable(&mut settings);
+    let stack = Running::start(settings).await;
+    let send =
+        |method: Method, path: &str, key: &str, body: Option<Value>| stack.request(method, path, key, body).send();
 
     // Two tenants, made with the platform key.
     let mut keys = Vec::new();
@@ -120,6 +104,5 @@ async fn keys_and_tenants_past_their_limits_are_told_to_wait() {
     let body: Value = second.json().await.unwrap();
     assert_eq!(body["error"]["code"], "credential_checks_exhausted");
 
-    stop.send(()).unwrap();
-    running.await.unwrap().expect("clean stop");
+    stack.shutdown().await;
 }

@@ -1,74 +1,21 @@
 //! Platform-admin routes over HTTP: tenants, plans, subscription state (402), demo tenants and
 //! their cleanup, and a tenant's own API keys.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::TenantId;
 use common::config::Settings;
 use common::store::Store;
 use common::store::sqlite::SqliteStore;
-use dispatcher::stack::{Role, Stack, StackError};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
-use tokio::sync::oneshot;
 
 const PLATFORM_KEY: &str = "platform-test-key-0123456789";
 
-struct Running {
-    addr: SocketAddr,
-    stop: oneshot::Sender<()>,
-    stopped: tokio::task::JoinHandle<Result<(), StackError>>,
-    http: reqwest::Client,
-}
+mod support;
 
-impl Running {
-    async fn start(dir: &std::path::Path, platform_key: Option<&str>) -> Self {
-        let mut settings = Settings {
-            data_dir: dir.to_owned(),
-            ..Settings::default()
-        };
-        settings.admin.listen = "127.0.0.1:0".parse().unwrap();
-        settings.admin.ops_listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-        settings.admin.platform_admin_key = platform_key.map(|key| key.to_owned().into());
-        let stack = Stack::build(settings, Role::AllInOne).await.unwrap();
-        let addr = stack.local_addr();
-        let (stop, stopped_signal) = oneshot::channel::<()>();
-        let stopped = tokio::spawn(stack.run_until_stopped(async {
-            let _ = stopped_signal.await;
-        }));
-        Self {
-            addr,
-            stop,
-            stopped,
-            http: reqwest::Client::new(),
-        }
-    }
-
-    async fn call(&self, method: reqwest::Method, path: &str, key: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut request = self
-            .http
-            .request(method, format!("http://{}{path}", self.addr))
-            .bearer_auth(key);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    async fn shutdown(self) {
-        self.stop.send(()).unwrap();
-        tokio::time::timeout(Duration::from_secs(10), self.stopped)
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-    }
-}
+use support::Running;
 
 fn sms(id: &str) -> Value {
     json!({"messages": [{"message_id": id, "channel": "sms", "to": "+14155550100", "body": "hi"}]})
@@ -78,7 +25,7 @@ fn sms(id: &str) -> Value {
 async fn platform_routes_manage_tenants_plans_and_keys() {
     use reqwest::Method;
     let dir = tempfile::tempdir().unwrap();
-    let stack = Running::start(dir.path(), Some(PLATFORM_KEY)).await;
+    let stack = Running::start(support::settings(dir.path(), Some(PLATFORM_KEY))).await;
 
     // Tenants: created with a key shown once; duplicates and bad fields refused.
     let (status, plan) = stack
@@ -230,7 +177,7 @@ async fn platform_routes_manage_tenants_plans_and_keys() {
 async fn demo_tenants_are_platform_only_and_cleaned_up() {
     use reqwest::Method;
     let dir = tempfile::tempdir().unwrap();
-    let stack = Running::start(dir.path(), Some(PLATFORM_KEY)).await;
+    let stack = Running::start(support::settings(dir.path(), Some(PLATFORM_KEY))).await;
 
     let (status, demo) = stack
         .call(Method::POST, "/v1/admin/demo-tenants", PLATFORM_KEY, None)
@@ -344,7 +291,7 @@ async fn demo_tenants_are_platform_only_and_cleaned_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_platform_key_platform_routes_are_closed() {
     let dir = tempfile::tempdir().unwrap();
-    let stack = Running::start(dir.path(), None).await;
+    let stack = Running::start(support::settings(dir.path(), None)).await;
     let (status, _) = stack
         .call(reqwest::Method::POST, "/v1/admin/demo-tenants", "anything", None)
         .await;
@@ -373,30 +320,14 @@ async fn a_demo_tenant_is_approved_30_s_after_business_info_and_reaches_read() {
         "k1:{}",
         secrecy::ExposeSecret::expose_secret(&common::credentials::generate_key())
     );
-    let mut settings = Settings {
-        data_dir: dir.path().to_owned(),
-        ..Settings::default()
-    };
-    settings.admin.listen = "127.0.0.1:0".parse().unwrap();
-    settings.admin.ops_listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    settings.admin.platform_admin_key = Some(PLATFORM_KEY.to_owned().into());
+    let mut settings = support::settings(dir.path(), Some(PLATFORM_KEY));
     settings.credentials.keys = Some(keys.clone().into());
     settings.demo.delivered_after_ms = [50, 100];
     settings.demo.read_after_ms = [150, 200];
     // The runner is driven by hand below, at the instant the workflow is due.
     settings.onboarding.background_runner = false;
-    let stack = Stack::build(settings.clone(), Role::AllInOne).await.unwrap();
-    let addr = stack.local_addr();
-    let (stop, stopped_signal) = oneshot::channel::<()>();
-    let stopped = tokio::spawn(stack.run_until_stopped(async {
-        let _ = stopped_signal.await;
-    }));
-    let running = Running {
-        addr,
-        stop,
-        stopped,
-        http: reqwest::Client::new(),
-    };
+    let running = Running::start(settings.clone()).await;
+    let addr = running.addr;
 
     let (_, demo) = running
         .call(Method::POST, "/v1/admin/demo-tenants", PLATFORM_KEY, None)
