@@ -220,13 +220,10 @@ pub async fn create(
         return Err(ApiError::not_found("plan_not_found", "no plan with that id").with_field("plan_id"));
     }
     let tenant = Tenant {
-        id,
         name: fields.required("name")?,
-        is_demo: false,
-        status: TenantStatus::Active,
         plan_id,
         created_by: Some(PLATFORM_ACTOR.to_owned()),
-        created_at: OffsetDateTime::now_utc(),
+        ..Tenant::live(id)
     };
     Ok((StatusCode::CREATED, Json(create_tenant(&state, tenant).await?)))
 }

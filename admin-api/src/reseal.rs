@@ -123,10 +123,9 @@ mod tests {
     use common::TenantId;
     use common::credentials::{ACCOUNT_SID, generate_key, open, seal};
     use common::store::sqlite::SqliteStore;
-    use common::store::{ProviderKind, Tenant, TenantStatus};
+    use common::store::{ProviderKind, Tenant};
     use secrecy::{ExposeSecret, SecretString};
     use serde_json::json;
-    use time::OffsetDateTime;
 
     use super::*;
 
@@ -144,18 +143,7 @@ mod tests {
         let old = ring(&old);
         for n in 0..250 {
             let tenant = TenantId::parse(format!("t{n:03}")).unwrap();
-            store
-                .create_tenant(&Tenant {
-                    id: tenant.clone(),
-                    name: tenant.to_string(),
-                    is_demo: false,
-                    status: TenantStatus::Active,
-                    plan_id: None,
-                    created_by: None,
-                    created_at: OffsetDateTime::now_utc(),
-                })
-                .await
-                .unwrap();
+            store.create_tenant(&Tenant::live(tenant.clone())).await.unwrap();
             let keyring = if n == 7 { &lost } else { &old };
             let row = seal(
                 keyring,

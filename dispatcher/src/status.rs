@@ -205,14 +205,7 @@ fn refused_record(update: &StatusUpdate, reason: &str) -> OutgoingRecord {
     let body = serde_json::json!({
         "error": { "code": "status_refused_by_store", "message": reason },
         "source": "status_writer",
-        "status_change": StatusEvent {
-            tenant_id: update.tenant_id.as_str(),
-            message_id: update.message_id.as_str(),
-            status: update.status.as_str(),
-            at: update.at,
-            reason: update.reason.as_deref(),
-            provider_message_id: update.provider_message_id.as_deref(),
-        },
+        "status_change": StatusEvent::of(update),
     });
     OutgoingRecord {
         key: update.tenant_id.as_str().as_bytes().to_vec(),
@@ -238,21 +231,27 @@ pub struct StatusEvent<'a> {
     pub provider_message_id: Option<&'a str>,
 }
 
+impl<'a> StatusEvent<'a> {
+    /// The event of one status change.
+    pub fn of(update: &'a StatusUpdate) -> Self {
+        Self {
+            tenant_id: update.tenant_id.as_str(),
+            message_id: update.message_id.as_str(),
+            status: update.status.as_str(),
+            at: update.at,
+            reason: update.reason.as_deref(),
+            provider_message_id: update.provider_message_id.as_deref(),
+        }
+    }
+}
+
 /// A batch of status changes as status-events records: JSON, keyed by tenant.
 pub fn event_records(changed: &[StatusUpdate]) -> Vec<OutgoingRecord> {
     changed
         .iter()
         .map(|update| OutgoingRecord {
             key: update.tenant_id.as_str().as_bytes().to_vec(),
-            payload: serde_json::to_vec(&StatusEvent {
-                tenant_id: update.tenant_id.as_str(),
-                message_id: update.message_id.as_str(),
-                status: update.status.as_str(),
-                at: update.at,
-                reason: update.reason.as_deref(),
-                provider_message_id: update.provider_message_id.as_deref(),
-            })
-            .expect("a status event always encodes"),
+            payload: serde_json::to_vec(&StatusEvent::of(update)).expect("a status event always encodes"),
         })
         .collect()
 }

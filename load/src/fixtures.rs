@@ -5,7 +5,7 @@
 
 use common::config::{LogBackend, Settings, StoreBackend};
 use common::credentials::{ACCESS_KEY_ID, ACCOUNT_SID, CONFIGURATION_SET, FROM_ADDRESS, Keyring, REGION};
-use common::store::{Brand, BrandStatus, ProviderKind, SenderNumber, Store, StoreError, Tenant, TenantStatus};
+use common::store::{Brand, BrandStatus, ProviderKind, SenderNumber, Store, StoreError, Tenant};
 use common::{Channel, TenantId};
 use secrecy::SecretString;
 use serde_json::json;
@@ -45,17 +45,7 @@ pub async fn live_twilio_tenant(
     numbers: &[SenderNumber],
 ) -> Result<(), StoreError> {
     let now = OffsetDateTime::now_utc();
-    store
-        .create_tenant(&Tenant {
-            id: tenant.clone(),
-            name: tenant.to_string(),
-            is_demo: false,
-            status: TenantStatus::Active,
-            plan_id: None,
-            created_by: None,
-            created_at: now,
-        })
-        .await?;
+    store.create_tenant(&Tenant::live(tenant.clone())).await?;
     for &channel in channels {
         let mut row = common::credentials::seal(
             keyring,

@@ -6,13 +6,12 @@ use std::time::Duration;
 use common::config::Settings;
 use common::credentials::{Keyring, generate_key};
 use common::store::sqlite::SqliteStore;
-use common::store::{ProviderKind, Store, Tenant, TenantStatus};
+use common::store::{ProviderKind, Store, Tenant};
 use common::{Channel, TenantId};
 use dispatcher::stack::{Role, Stack};
 use load::simulator::{DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, Simulator, SimulatorConfig};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
-use time::OffsetDateTime;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twilio_credentials_are_sealed_verified_and_never_answered() {
@@ -35,18 +34,7 @@ async fn twilio_credentials_are_sealed_verified_and_never_answered() {
     let (acme_key, other_key) = {
         let store = SqliteStore::open(&settings.store_path()).await.unwrap();
         for tenant in [&acme, &other] {
-            store
-                .create_tenant(&Tenant {
-                    id: tenant.clone(),
-                    name: tenant.to_string(),
-                    is_demo: false,
-                    status: TenantStatus::Active,
-                    plan_id: None,
-                    created_by: None,
-                    created_at: OffsetDateTime::now_utc(),
-                })
-                .await
-                .unwrap();
+            store.create_tenant(&Tenant::live(tenant.clone())).await.unwrap();
         }
         (
             admin_api::auth::create_api_key(&store, &acme).await.unwrap().secret,

@@ -13,7 +13,7 @@ use common::config::Settings;
 use common::credentials::{Keyring, generate_key};
 use common::signature::twilio::SIGNATURE_HEADER;
 use common::store::sqlite::SqliteStore;
-use common::store::{BrandStatus, Store, Tenant, TenantStatus};
+use common::store::{BrandStatus, Store, Tenant};
 use common::twilio::TwilioClient;
 use common::{Channel, TenantId};
 use dispatcher::stack::{Role, Stack, StackError};
@@ -23,7 +23,6 @@ use load::simulator::{
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
-use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
 const CONTACT: &str = "+14155550177";
@@ -106,18 +105,7 @@ async fn seed(settings: &Settings, tenants: &[&str]) -> Vec<String> {
     let store = SqliteStore::open(&settings.store_path()).await.unwrap();
     let mut keys = Vec::new();
     for id in tenants {
-        store
-            .create_tenant(&Tenant {
-                id: tid(id),
-                name: (*id).to_owned(),
-                is_demo: false,
-                status: TenantStatus::Active,
-                plan_id: None,
-                created_by: None,
-                created_at: OffsetDateTime::now_utc(),
-            })
-            .await
-            .unwrap();
+        store.create_tenant(&Tenant::live(tid(id))).await.unwrap();
         keys.push(admin_api::auth::create_api_key(&store, &tid(id)).await.unwrap().secret);
     }
     keys

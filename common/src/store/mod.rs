@@ -67,6 +67,21 @@ pub struct Tenant {
     pub created_at: OffsetDateTime,
 }
 
+impl Tenant {
+    /// A live tenant as it starts: active, on no plan, named after its id, created now.
+    pub fn live(id: TenantId) -> Self {
+        Self {
+            name: id.to_string(),
+            id,
+            is_demo: false,
+            status: TenantStatus::Active,
+            plan_id: None,
+            created_by: None,
+            created_at: OffsetDateTime::now_utc(),
+        }
+    }
+}
+
 /// A tenant API key, as stored: only a hash of the secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKeyRecord {
