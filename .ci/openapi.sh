@@ -33,7 +33,7 @@ validate() {
   local doc
   doc=$(mktemp --suffix=.json)
   trap 'rm -f "$doc"' RETURN
-  cargo run -q --locked -p admin-api -- --print-openapi >"$doc"
+  cargo run -q --locked -p engageninja --bin admin-api -- --print-openapi >"$doc"
   "$VENV/bin/openapi-spec-validator" "$doc"
   "$VENV/bin/python" - "$doc" <<'PY'
 import json, sys

@@ -50,7 +50,7 @@ fuzz() {
 
 run() {
   install
-  cargo build -q --locked -p dispatcher --bin engageninja
+  cargo build -q --locked -p engageninja --bin engageninja
   local status=0
   # Global, not local: the EXIT trap reads them after run() has returned.
   DIR=$(mktemp -d)

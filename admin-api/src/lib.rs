@@ -17,12 +17,9 @@ pub mod openapi;
 pub mod platform;
 pub mod reseal;
 pub mod ses_events;
-pub mod standalone;
 pub mod usage;
 pub mod webhooks;
 
-use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -30,15 +27,16 @@ use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::http::header::CONTENT_TYPE;
 use axum::routing::get;
+use common::TenantId;
 use common::config::{PacingSettings, Settings};
 use common::credentials::Keyring;
 use common::log::MessageLog;
-use common::ses::SesClient;
+use common::ses::{SesClient, SesError};
 use common::signature::sns::SnsVerifier;
-use common::store::Store;
-use common::twilio::TwilioClient;
-use tokio::net::TcpListener;
+use common::store::{StatusSink, Store};
+use common::twilio::{ClientError, TwilioClient};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -55,7 +53,7 @@ pub struct AppState {
     /// Opens the stored channel credentials.
     pub keyring: Arc<Keyring>,
     /// Where status changes from webhooks go.
-    pub statuses: Arc<dyn webhooks::StatusSink>,
+    pub statuses: Arc<dyn StatusSink>,
     /// The URL providers reach this API at (webhook URLs and their signatures); no trailing `/`.
     pub public_url: String,
     /// Twilio's API: credential checks and onboarding.
@@ -79,23 +77,105 @@ pub struct AppState {
     pub limits: Arc<limits::Limits>,
 }
 
+/// Why the admin API's state could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The Twilio client settings are invalid.
+    #[error("providers.twilio: {0}")]
+    Twilio(#[from] ClientError),
+    /// The SES client settings are invalid.
+    #[error("providers.ses: {0}")]
+    Ses(#[from] SesError),
+    /// The SNS certificate client could not be built.
+    #[error("sns verifier: {0}")]
+    Sns(#[from] reqwest::Error),
+}
+
+/// What the admin API is built over: the process's opened backends and what it shares with
+/// the rest of the process.
+pub struct Wiring {
+    /// The opened store.
+    pub store: Arc<dyn Store>,
+    /// The opened message log.
+    pub log: Arc<dyn MessageLog>,
+    /// The credential key ring.
+    pub keyring: Arc<Keyring>,
+    /// Where webhook status changes go.
+    pub statuses: Arc<dyn StatusSink>,
+    /// The URL providers reach this API at; no trailing `/`.
+    pub public_url: String,
+    /// Cancelled when the process stops taking traffic.
+    pub stopping: CancellationToken,
+}
+
+impl AppState {
+    /// The state every handler shares, from `settings` and what the process opened.
+    pub fn build(settings: &Settings, wiring: Wiring) -> Result<Self, StateError> {
+        let Wiring {
+            store,
+            log,
+            keyring,
+            statuses,
+            public_url,
+            stopping,
+        } = wiring;
+        let twilio = TwilioClient::new(&settings.providers.twilio.client_settings())?;
+        let onboarding = Arc::new(onboarding::Onboarding::new(
+            Arc::clone(&store),
+            Arc::clone(&keyring),
+            twilio.clone(),
+            public_url.clone(),
+            settings.onboarding.clone(),
+        ));
+        Ok(Self {
+            store,
+            log,
+            keyring,
+            statuses,
+            public_url,
+            twilio,
+            ses: SesClient::new(settings.providers.ses.client_settings())?,
+            sns: Arc::new(ses_events::verifier(&settings.providers.ses)?),
+            onboarding,
+            platform_key_hash: platform_key_hash(settings),
+            pacing: settings.dispatcher.pacing.clone(),
+            stopping,
+            signing_keys: Default::default(),
+            limits: Arc::new(limits::Limits::new(&settings.admin)),
+        })
+    }
+
+    /// Starts the API's background work on `tracker` until `stop`: the onboarding runner
+    /// (when `onboarding.background_runner` is set) and the clean-up of expired demo tenants,
+    /// which spares `keep` (the all-in-one process's bootstrap tenant).
+    pub fn spawn_background(
+        &self,
+        settings: &Settings,
+        keep: Option<TenantId>,
+        tracker: &TaskTracker,
+        stop: CancellationToken,
+    ) {
+        if settings.onboarding.background_runner {
+            tracker.spawn(Arc::clone(&self.onboarding).run(stop.clone()));
+        }
+        tracker.spawn(demo::run_cleanup(
+            Arc::clone(&self.store),
+            settings.demo.retention(),
+            settings.demo.cleanup_interval(),
+            keep,
+            stop,
+        ));
+    }
+}
+
 /// The hash [`AppState::platform_key_hash`] holds for the configured platform-admin key.
-pub fn platform_key_hash(settings: &Settings) -> Option<String> {
+fn platform_key_hash(settings: &Settings) -> Option<String> {
     use secrecy::ExposeSecret as _;
     settings
         .admin
         .platform_admin_key
         .as_ref()
         .map(|key| auth::hash_key(key.expose_secret()))
-}
-
-/// The URL providers reach the admin API at: `admin.public_url`, else `http://` + the address it
-/// listens on (`bound`, which knows the port when `listen` asked for port 0).
-pub fn public_url(settings: &Settings, bound: SocketAddr) -> String {
-    match &settings.admin.public_url {
-        Some(url) => url.trim_end_matches('/').to_owned(),
-        None => format!("http://{bound}"),
-    }
 }
 
 /// The documented routes (`/v1`, `/webhooks`): each is registered through `routes!`, which adds
@@ -179,29 +259,4 @@ async fn too_large_as_json(response: axum::response::Response) -> axum::response
         .into_response();
     }
     response
-}
-
-/// A bound, not yet serving, HTTP server: the admin API, or the operational endpoints.
-pub struct AdminServer {
-    listener: TcpListener,
-    router: Router,
-}
-
-impl AdminServer {
-    /// A server answering on `listener` (bound first, so that the router can know the port).
-    pub fn new(listener: TcpListener, router: Router) -> Self {
-        Self { listener, router }
-    }
-
-    /// The address it listens on.
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
-    }
-
-    /// Serves until `shutdown` completes, then finishes in-flight requests.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
-    }
 }

@@ -30,7 +30,6 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
@@ -40,7 +39,7 @@ use common::address::PhoneNumber;
 use common::credentials::twilio_account;
 use common::signature::twilio::{SIGNATURE_HEADER, verify};
 use common::status::TwilioStatus;
-use common::store::{AuditEntry, StatusUpdate, Store, StoreError, Suppression, SuppressionReason};
+use common::store::{AuditEntry, StatusUpdate, StoreError, Suppression, SuppressionReason};
 use common::telemetry::untrusted;
 use common::twilio::{AccountSid, WebhookForm, callback_target, is_sid};
 use common::{Channel, TenantId};
@@ -56,24 +55,6 @@ const OPT_OUT: [&str; 6] = ["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "
 const OPT_IN: [&str; 3] = ["START", "YES", "UNSTOP"];
 /// Twilio's code for a message to a recipient who opted out.
 const UNSUBSCRIBED: &str = "21610";
-
-/// Where status changes go: the store alone, or the dispatcher's status writer (which also
-/// publishes them) when both run in one process.
-#[async_trait]
-pub trait StatusSink: Send + Sync {
-    /// Applies `updates` under the forward-only rule.
-    async fn apply(&self, updates: Vec<StatusUpdate>) -> Result<(), StoreError>;
-}
-
-/// Applies status changes straight to the store.
-pub struct StoreStatusSink(pub Arc<dyn Store>);
-
-#[async_trait]
-impl StatusSink for StoreStatusSink {
-    async fn apply(&self, updates: Vec<StatusUpdate>) -> Result<(), StoreError> {
-        self.0.apply_status(&updates).await.map(drop)
-    }
-}
 
 /// A webhook's form parameters, checked against its signature.
 pub(crate) struct SignedForm {

@@ -4,13 +4,10 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use admin_api::AppState;
-use admin_api::onboarding::Onboarding;
-use admin_api::webhooks::StoreStatusSink;
+use admin_api::{AppState, Wiring};
 use common::config::Settings;
 use common::credentials::keyring_from_settings;
-use common::ses::SesClient;
-use common::twilio::TwilioClient;
+use common::store::StoreStatusSink;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -191,36 +188,20 @@ async fn serve(dir: &std::path::Path) -> (String, CancellationToken) {
         ..Settings::default()
     };
     let (log, store) = common::backends::open_embedded(&settings).await.expect("backends");
-    let keyring = Arc::new(keyring_from_settings(&settings).expect("keyring"));
-    let twilio = TwilioClient::new(&settings.providers.twilio.client_settings()).expect("twilio client");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let public_url = format!("http://{}", listener.local_addr().expect("address"));
-    let onboarding = Arc::new(Onboarding::new(
-        Arc::clone(&store),
-        Arc::clone(&keyring),
-        twilio.clone(),
-        public_url.clone(),
-        settings.onboarding.clone(),
-    ));
     let stopping = CancellationToken::new();
-    let state = AppState {
+    let wiring = Wiring {
         statuses: Arc::new(StoreStatusSink(Arc::clone(&store))),
         store,
         log,
-        keyring,
+        keyring: Arc::new(keyring_from_settings(&settings).expect("keyring")),
         public_url: public_url.clone(),
-        twilio,
-        ses: SesClient::new(settings.providers.ses.client_settings()).expect("ses client"),
-        sns: Arc::new(admin_api::ses_events::verifier(&settings.providers.ses).expect("sns verifier")),
-        onboarding,
-        platform_key_hash: None,
-        pacing: settings.dispatcher.pacing.clone(),
         stopping: stopping.clone(),
-        signing_keys: Default::default(),
-        limits: Arc::new(admin_api::limits::Limits::new(&settings.admin)),
     };
+    let state = AppState::build(&settings, wiring).expect("the state builds");
     let router = admin_api::router(state, settings.admin.max_body_bytes);
-    let server = admin_api::AdminServer::new(listener, router);
+    let server = common::http::HttpServer::new(listener, router);
     let stop = stopping.clone();
     tokio::spawn(server.run_until_stopped(async move { stop.cancelled().await }));
     (public_url, stopping)

@@ -93,6 +93,19 @@ impl Settings {
     pub fn default_key_file(&self) -> PathBuf {
         self.data_dir.join("credential-keys")
     }
+
+    /// Points the log at the Kafka cluster `kafka` and the store at the Cassandra node
+    /// `cassandra`, with topics prefixed `unique-` and a keyspace named `unique` (letters,
+    /// digits and `_`) replicated once: a run or a test of its own on shared services.
+    pub fn on_kafka_and_cassandra(&mut self, kafka: &str, cassandra: &str, unique: &str) {
+        self.log.backend = LogBackend::Kafka;
+        self.log.kafka.bootstrap_servers = kafka.to_owned();
+        self.log.kafka.topic_prefix = format!("{unique}-");
+        self.store.backend = StoreBackend::Cassandra;
+        self.store.cassandra.contact_points = vec![cassandra.to_owned()];
+        self.store.cassandra.keyspace = unique.to_owned();
+        self.store.cassandra.replication_factor = 1;
+    }
 }
 
 /// Settings of the admin API.
@@ -125,6 +138,17 @@ pub struct AdminSettings {
     /// On stop, how long `/readyz` answers 503 while the API still serves, in seconds, so that
     /// load balancers stop sending first (0: stop at once).
     pub drain_secs: u64,
+}
+
+impl AdminSettings {
+    /// The URL providers reach the admin API at: `public_url`, else `http://` + the address it
+    /// listens on (`bound`, which knows the port when `listen` asked for port 0); no trailing `/`.
+    pub fn public_url_or(&self, bound: SocketAddr) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{bound}"),
+        }
+    }
 }
 
 impl Default for AdminSettings {

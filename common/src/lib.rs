@@ -8,6 +8,7 @@ pub mod channel;
 pub mod config;
 pub mod credentials;
 pub mod envelope;
+pub mod http;
 pub mod ids;
 pub mod log;
 pub mod private_fs;

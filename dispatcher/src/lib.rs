@@ -1,7 +1,7 @@
 //! The EngageNinja Dispatch dispatcher: consumes the message log, admits, paces and sends
 //! messages fairly between tenants, retries what may be retried, and records every status.
-//! [`stack::Stack`] runs it together with the admin API over the embedded log and store: the
-//! all-in-one process.
+//! [`service::Service`] assembles it over a process's opened backends; the `engageninja`
+//! package runs it alone or beside the admin API.
 
 pub mod admission;
 pub mod claims;
@@ -14,5 +14,5 @@ pub mod provider;
 pub mod reconcile;
 pub mod retry;
 pub mod route;
-pub mod stack;
+pub mod service;
 pub mod status;

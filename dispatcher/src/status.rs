@@ -90,7 +90,7 @@ impl StatusWriter {
 /// The admin API's webhooks apply provider callbacks through the writer, so that they are
 /// published like every other change.
 #[async_trait::async_trait]
-impl admin_api::webhooks::StatusSink for StatusWriter {
+impl common::store::StatusSink for StatusWriter {
     async fn apply(&self, updates: Vec<StatusUpdate>) -> Result<(), StoreError> {
         StatusWriter::apply(self, updates)
             .await

@@ -63,7 +63,7 @@ async fn open(backends: Backends, settings: &mut Settings) -> Option<(Arc<dyn Me
             OffsetDateTime::now_utc().unix_timestamp(),
             SEQUENCE.fetch_add(1, Ordering::Relaxed)
         );
-        load::fixtures::on_kafka_and_cassandra(settings, &kafka, &cassandra, &unique);
+        settings.on_kafka_and_cassandra(&kafka, &cassandra, &unique);
     }
     Some(common::backends::open(settings).await.expect("the backends open"))
 }

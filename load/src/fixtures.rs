@@ -1,9 +1,9 @@
-//! Fixtures for tests and scenarios: settings for Kafka and Cassandra on names of a run's own,
-//! and a live tenant the simulator can serve (its Twilio credentials are the simulator's
-//! account, sealed as the admin API would, with an approved 10DLC brand and its numbers; its SES
-//! credentials the simulator's access key).
+//! Fixtures for tests and scenarios: settings for the provider simulator, and a live tenant
+//! the simulator can serve (its Twilio credentials are the simulator's account, sealed as the
+//! admin API would, with an approved 10DLC brand and its numbers; its SES credentials the
+//! simulator's access key).
 
-use common::config::{LogBackend, Settings, StoreBackend};
+use common::config::Settings;
 use common::credentials::{ACCESS_KEY_ID, ACCOUNT_SID, CONFIGURATION_SET, FROM_ADDRESS, Keyring, REGION};
 use common::store::{Brand, BrandStatus, ProviderKind, SenderNumber, Store, StoreError, Tenant};
 use common::{Channel, TenantId};
@@ -13,18 +13,6 @@ use time::OffsetDateTime;
 
 use crate::simulator::ses::{CERT_PATH, DEFAULT_ACCESS_KEY_ID, DEFAULT_TOPIC_ARN};
 use crate::simulator::{DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN};
-
-/// Points `settings` at the Kafka cluster `kafka` and the Cassandra node `cassandra`, with
-/// topics prefixed and a keyspace named `unique` (letters, digits and `_`), replicated once.
-pub fn on_kafka_and_cassandra(settings: &mut Settings, kafka: &str, cassandra: &str, unique: &str) {
-    settings.log.backend = LogBackend::Kafka;
-    settings.log.kafka.bootstrap_servers = kafka.to_owned();
-    settings.log.kafka.topic_prefix = format!("{unique}-");
-    settings.store.backend = StoreBackend::Cassandra;
-    settings.store.cassandra.contact_points = vec![cassandra.to_owned()];
-    settings.store.cassandra.keyspace = unique.to_owned();
-    settings.store.cassandra.replication_factor = 1;
-}
 
 /// Points `settings` at the provider simulator at `base_url` for Twilio's Messages API and
 /// SES, accepting SES events signed with the simulator's certificate on its topic.

@@ -361,8 +361,7 @@ async fn open_scaled(settings: &mut Settings) -> anyhow::Result<(Arc<dyn Message
         OffsetDateTime::now_utc().unix_timestamp()
     );
     let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
-    load::fixtures::on_kafka_and_cassandra(
-        settings,
+    settings.on_kafka_and_cassandra(
         &var("ENGAGENINJA_KAFKA_BOOTSTRAP", "127.0.0.1:19092"),
         &var("ENGAGENINJA_CASSANDRA_CONTACT", "127.0.0.1:19042"),
         &unique,
@@ -980,7 +979,7 @@ async fn webhooks(callbacks: usize, concurrency: usize) -> anyhow::Result<()> {
         }
     }
 
-    let stack = dispatcher::stack::Stack::build(settings.clone(), dispatcher::stack::Role::AllInOne).await?;
+    let stack = engageninja::stack::Stack::build(settings.clone(), engageninja::stack::Role::AllInOne).await?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(stack.run_until_stopped(async {
         let _ = stopped.await;

@@ -8,7 +8,7 @@ use common::credentials::{Keyring, generate_key};
 use common::store::sqlite::SqliteStore;
 use common::store::{ProviderKind, Store, Tenant};
 use common::{Channel, TenantId};
-use dispatcher::stack::{Role, Stack};
+use engageninja::stack::{Role, Stack};
 use load::simulator::{DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, Simulator, SimulatorConfig};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};

@@ -18,7 +18,7 @@ use common::credentials::{Keyring, generate_key};
 use common::store::sqlite::SqliteStore;
 use common::store::{NumberStatus, SenderKind, SenderNumber};
 use common::{Channel, TenantId};
-use dispatcher::stack::{Role, Stack};
+use engageninja::stack::{Role, Stack};
 use load::simulator::{Faults, SesSimConfig, Simulator, SimulatorConfig};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};

@@ -14,7 +14,7 @@ use common::signature::twilio::{SIGNATURE_HEADER, compute};
 use common::store::sqlite::SqliteStore;
 use common::store::{NumberStatus, SenderKind, SenderNumber, Store};
 use common::{Channel, TenantId};
-use dispatcher::stack::{Role, Stack, StackError};
+use engageninja::stack::{Role, Stack, StackError};
 use load::fixtures::live_twilio_tenant;
 use load::simulator::ses::{CERT_PATH, DEFAULT_ACCESS_KEY_ID, DEFAULT_TOPIC_ARN};
 use load::simulator::{

@@ -16,7 +16,7 @@ use common::store::sqlite::SqliteStore;
 use common::store::{BrandStatus, Store, Tenant};
 use common::twilio::TwilioClient;
 use common::{Channel, TenantId};
-use dispatcher::stack::{Role, Stack, StackError};
+use engageninja::stack::{Role, Stack, StackError};
 use load::simulator::{
     BrandOutcome, DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, OnboardingSimConfig, RunningSimulator, Simulator,
     SimulatorConfig,

@@ -20,7 +20,7 @@ use common::signature::sns::{SnsMessage, TYPE_NOTIFICATION, TYPE_SUBSCRIPTION_CO
 use common::store::sqlite::SqliteStore;
 use common::store::{ProviderKind, Store};
 use common::{Channel, MessageId, TenantId};
-use dispatcher::stack::{Role, Stack, StackError};
+use engageninja::stack::{Role, Stack, StackError};
 use load::simulator::ses::{TEST_SIGNING_CERT_PEM, sign_with_test_key};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};

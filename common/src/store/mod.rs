@@ -10,7 +10,10 @@
 
 pub mod cassandra;
 mod codec;
+mod sink;
 pub mod sqlite;
+
+pub use sink::{StatusSink, StoreStatusSink};
 
 use std::collections::BTreeMap;
 

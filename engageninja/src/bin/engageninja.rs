@@ -4,7 +4,7 @@
 use common::config::Settings;
 use common::process::{UsageError, command_line, shutdown_signal};
 use common::telemetry::init_tracing;
-use dispatcher::stack::{Role, Stack};
+use engageninja::stack::{Role, Stack};
 
 const USAGE: &str = "engageninja: dispatcher and admin API in one process (embedded log and store)
 

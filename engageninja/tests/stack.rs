@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::config::Settings;
-use dispatcher::stack::{Role, Stack};
+use engageninja::stack::{Role, Stack};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
@@ -14,7 +14,7 @@ struct RunningStack {
     ops: SocketAddr,
     key: Option<String>,
     stop: oneshot::Sender<()>,
-    stopped: tokio::task::JoinHandle<Result<(), dispatcher::stack::StackError>>,
+    stopped: tokio::task::JoinHandle<Result<(), engageninja::stack::StackError>>,
 }
 
 fn settings(data_dir: &std::path::Path) -> Settings {

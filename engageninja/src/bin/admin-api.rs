@@ -1,9 +1,9 @@
 //! The standalone admin API.
 
-use admin_api::standalone::Standalone;
 use common::config::Settings;
 use common::process::{UsageError, command_line, shutdown_signal};
 use common::telemetry::init_tracing;
+use engageninja::stack::{Role, Stack};
 
 const USAGE: &str = "admin-api: the EngageNinja Dispatch admin API
 
@@ -29,9 +29,9 @@ async fn main() -> anyhow::Result<()> {
         ["credentials", "reseal"] => return Ok(admin_api::reseal::print_command(&settings).await?),
         other => return Err(UsageError::new(format!("unknown command {other:?}")).into()),
     }
-    let server = Standalone::build(&settings).await?;
-    tracing::info!(addr = %server.local_addr()?, ops = %server.ops_addr()?, "admin API listening");
-    server.run_until_stopped(shutdown_signal()).await?;
+    let stack = Stack::build(settings, Role::AdminApi).await?;
+    tracing::info!(addr = %stack.local_addr(), ops = %stack.ops_addr(), "admin API listening");
+    stack.run_until_stopped(shutdown_signal()).await?;
     Ok(())
 }
 

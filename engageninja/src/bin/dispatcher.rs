@@ -4,7 +4,7 @@
 use common::config::Settings;
 use common::process::{config_path, shutdown_signal};
 use common::telemetry::init_tracing;
-use dispatcher::stack::{Role, Stack};
+use engageninja::stack::{Role, Stack};
 
 const USAGE: &str = "dispatcher: consumes the message log, sends messages, records statuses
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::config::Settings;
-use dispatcher::stack::{Role, Stack, StackError};
+use engageninja::stack::{Role, Stack, StackError};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::Value;
 use tokio::sync::oneshot;

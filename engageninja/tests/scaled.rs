@@ -18,14 +18,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use admin_api::standalone::Standalone;
 use common::address::PhoneNumber;
 use common::config::Settings;
 use common::credentials::{Keyring, generate_key};
 use common::log::{ConsumerEvent, MessageLog, OutgoingRecord, Topic};
 use common::store::{NumberStatus, SenderKind, SenderNumber, Store};
 use common::{Channel, MessageId, MessageStatus, TenantId};
-use load::fixtures::{live_twilio_tenant, on_kafka_and_cassandra};
+use engageninja::stack::{Role, Stack};
+use load::fixtures::live_twilio_tenant;
 use load::simulator::{RunningSimulator, Simulator, SimulatorConfig};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
@@ -95,7 +95,7 @@ impl Engines {
             data_dir: self.dir.path().join("unused"),
             ..Settings::default()
         };
-        on_kafka_and_cassandra(&mut settings, &self.kafka, cassandra, &self.unique);
+        settings.on_kafka_and_cassandra(&self.kafka, cassandra, &self.unique);
         settings.log.partitions = PARTITIONS;
         settings.credentials.keys = Some(self.keys.clone());
         settings.demo.bootstrap = false;
@@ -266,8 +266,10 @@ impl Scaled {
         let mut admin_settings = settings.clone();
         admin_settings.admin.listen = free_port();
         admin_settings.admin.ops_listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-        let admin = Standalone::build(&admin_settings).await.expect("the admin API starts");
-        let admin_addr = admin.local_addr().unwrap();
+        let admin = Stack::build(admin_settings, Role::AdminApi)
+            .await
+            .expect("the admin API starts");
+        let admin_addr = admin.local_addr();
         let (admin_stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(admin.run_until_stopped(async {
             let _ = stopped.await;
