@@ -6,7 +6,9 @@
 //!
 //! - [`stack`]: a process in one of its roles ([`stack::Role`]), built from settings and stopped
 //!   in order.
+//! - [`testing`]: the one harness every suite runs a stack with (`TestApp::spawn`).
 //! - The binaries: `engageninja` (both services, embedded log and store, demo tenant),
 //!   `dispatcher` and `admin-api` (each service alone, for the scaled deployment).
 
 pub mod stack;
+pub mod testing;

@@ -8,16 +8,14 @@ use serde_json::{Value, json};
 
 const PLATFORM_KEY: &str = "platform-test-key-campaigns";
 
-mod support;
-
-use support::Running;
+use engageninja::testing::{self, TestApp};
 
 /// The stack with quick simulated statuses and its bootstrap demo tenant.
-async fn start(dir: &std::path::Path) -> Running {
-    let mut settings = support::settings(dir, Some(PLATFORM_KEY));
+async fn start(dir: &std::path::Path) -> TestApp {
+    let mut settings = testing::settings_with_platform_key(dir, PLATFORM_KEY);
     settings.demo.delivered_after_ms = [100, 200];
     settings.demo.read_after_ms = [300, 400];
-    Running::start(settings).await
+    TestApp::all_in_one(settings).await
 }
 
 /// Reads server-sent `counts` events until one satisfies `done`; answers it.
@@ -56,7 +54,12 @@ async fn a_campaign_is_sent_once_per_recipient_and_watched_live() {
         "recipients": ["+14155550101", {"to": "+14155550102", "contact_id": "c-2"}, "+14155550103", "555-0100"],
     });
     let (status, sent) = stack
-        .call(Method::POST, "/v1/campaigns/spring/send", &key, Some(campaign.clone()))
+        .call(
+            Method::POST,
+            "/v1/campaigns/spring/send",
+            Some(&key),
+            Some(&campaign.clone()),
+        )
         .await;
     assert_eq!(status, 202, "{sent}");
     assert_eq!(
@@ -67,7 +70,7 @@ async fn a_campaign_is_sent_once_per_recipient_and_watched_live() {
 
     // Live counts: the first event at once, more as statuses change, until all are delivered.
     let mut events = stack
-        .request(Method::GET, "/v1/campaigns/spring/events", &key, None)
+        .request(Method::GET, "/v1/campaigns/spring/events", Some(&key), None)
         .send()
         .await
         .unwrap();
@@ -77,7 +80,7 @@ async fn a_campaign_is_sent_once_per_recipient_and_watched_live() {
 
     // Sending again reaches nobody twice: the same ids, already taken.
     let (status, again) = stack
-        .call(Method::POST, "/v1/campaigns/spring/send", &key, Some(campaign))
+        .call(Method::POST, "/v1/campaigns/spring/send", Some(&key), Some(&campaign))
         .await;
     assert_eq!(status, 202);
     assert_eq!(again["results"][0]["message_id"], sent["results"][0]["message_id"]);
@@ -94,7 +97,7 @@ async fn a_campaign_is_sent_once_per_recipient_and_watched_live() {
         .call(
             Method::GET,
             &format!("/v1/messages/{}", sent["results"][0]["message_id"].as_str().unwrap()),
-            &key,
+            Some(&key),
             None,
         )
         .await;
@@ -111,8 +114,8 @@ async fn a_campaign_is_sent_once_per_recipient_and_watched_live() {
         .call(
             Method::POST,
             "/v1/campaigns/spring/send",
-            &key,
-            Some(json!({"channel": "sms", "body": "x", "message_id": "m", "recipients": ["+14155550101"]})),
+            Some(&key),
+            Some(&json!({"channel": "sms", "body": "x", "message_id": "m", "recipients": ["+14155550101"]})),
         )
         .await;
     assert_eq!(
@@ -124,8 +127,8 @@ async fn a_campaign_is_sent_once_per_recipient_and_watched_live() {
         .call(
             Method::POST,
             "/v1/campaigns/spring/send",
-            &key,
-            Some(json!({"channel": "sms", "body": "x", "recipients": [{"to": "+14155550104", "name": "Ana"}]})),
+            Some(&key),
+            Some(&json!({"channel": "sms", "body": "x", "recipients": [{"to": "+14155550104", "name": "Ana"}]})),
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{rejected}");
@@ -144,8 +147,8 @@ async fn usage_and_preflight_show_what_a_send_would_do() {
         .call(
             Method::PUT,
             "/v1/admin/plans/small",
-            PLATFORM_KEY,
-            Some(json!({"name": "Small", "monthly_quota": {"sms": 5}})),
+            Some(PLATFORM_KEY),
+            Some(&json!({"name": "Small", "monthly_quota": {"sms": 5}})),
         )
         .await;
     assert_eq!(status, 200);
@@ -153,20 +156,22 @@ async fn usage_and_preflight_show_what_a_send_would_do() {
         .call(
             Method::POST,
             "/v1/admin/tenants",
-            PLATFORM_KEY,
-            Some(json!({"id": "acme", "name": "Acme", "plan_id": "small"})),
+            Some(PLATFORM_KEY),
+            Some(&json!({"id": "acme", "name": "Acme", "plan_id": "small"})),
         )
         .await;
     let key = created["api_key"]["secret"].as_str().unwrap().to_owned();
 
-    let (status, usage) = stack.call(Method::GET, "/v1/usage", &key, None).await;
+    let (status, usage) = stack.call(Method::GET, "/v1/usage", Some(&key), None).await;
     assert_eq!(status, 200, "{usage}");
     assert_eq!(
         usage["channels"]["sms"],
         json!({"used": 0, "quota": 5, "remaining": 5, "unit": "segments"})
     );
     assert_eq!(usage["channels"]["email"]["quota"], Value::Null);
-    let (status, _) = stack.call(Method::GET, "/v1/usage?period=2026-13", &key, None).await;
+    let (status, _) = stack
+        .call(Method::GET, "/v1/usage?period=2026-13", Some(&key), None)
+        .await;
     assert_eq!(status, 422);
 
     // Not ready (no credentials): said with the next step; UCS-2 text needs more segments; the
@@ -176,7 +181,12 @@ async fn usage_and_preflight_show_what_a_send_would_do() {
         "recipients": ["+14155550101", "+14155550102", "+14155550101", "not-a-number"],
     });
     let (status, answer) = stack
-        .call(Method::POST, "/v1/campaigns/spring/preflight", &key, Some(preflight))
+        .call(
+            Method::POST,
+            "/v1/campaigns/spring/preflight",
+            Some(&key),
+            Some(&preflight),
+        )
         .await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["channel_ready"]["ready"], false);
@@ -201,8 +211,8 @@ async fn usage_and_preflight_show_what_a_send_would_do() {
         .call(
             Method::POST,
             "/v1/campaigns/spring/preflight",
-            stack.demo_key.as_deref().unwrap(),
-            Some(json!({"channel": "email", "recipients": ["ada@example.com"]})),
+            Some(stack.demo_key.as_deref().unwrap()),
+            Some(&json!({"channel": "email", "recipients": ["ada@example.com"]})),
         )
         .await;
     assert_eq!(status, 200, "{demo}");

@@ -7,9 +7,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-mod support;
-
-use support::Running;
+use engageninja::testing::{self, TestApp};
 
 const PLATFORM_KEY: &str = "platform-test-key-isolation";
 
@@ -28,13 +26,13 @@ fn business_info() -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_tenant_route_reaches_another_tenants_data() {
     let dir = tempfile::tempdir().unwrap();
-    let mut settings = support::settings(dir.path(), Some(PLATFORM_KEY));
+    let mut settings = testing::settings_with_platform_key(dir.path(), PLATFORM_KEY);
     settings.demo.bootstrap = false;
     settings.onboarding.background_runner = false;
-    support::providers_unreachable(&mut settings);
-    let stack = Running::start(settings).await;
+    testing::providers_unreachable(&mut settings);
+    let stack = TestApp::all_in_one(settings).await;
     let call = |method: Method, path: &str, key: &str, body: Option<Value>| {
-        let request = stack.request(method, path, key, body);
+        let request = stack.request(method, path, Some(key), body.as_ref());
         async move {
             let response = request.send().await.unwrap();
             let status = response.status().as_u16();
@@ -147,7 +145,11 @@ async fn no_tenant_route_reaches_another_tenants_data() {
         let events = path.ends_with("/events");
         let (status, text) = if events {
             // A stream: read its first event only.
-            let mut response = stack.request(Method::GET, &path, alpha, None).send().await.unwrap();
+            let mut response = stack
+                .request(Method::GET, &path, Some(alpha), None)
+                .send()
+                .await
+                .unwrap();
             let status = response.status().as_u16();
             let chunk = tokio::time::timeout(Duration::from_secs(5), response.chunk())
                 .await
@@ -173,9 +175,9 @@ async fn no_tenant_route_reaches_another_tenants_data() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_api_route_refuses_a_missing_or_wrong_key() {
     let dir = tempfile::tempdir().unwrap();
-    let mut settings = support::settings(dir.path(), Some(PLATFORM_KEY));
+    let mut settings = testing::settings_with_platform_key(dir.path(), PLATFORM_KEY);
     settings.onboarding.background_runner = false;
-    let stack = Running::start(settings).await;
+    let stack = TestApp::all_in_one(settings).await;
     let base = format!("http://{}", stack.addr);
     let http = reqwest::Client::new();
 

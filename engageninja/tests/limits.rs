@@ -7,25 +7,24 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-mod support;
-
-use support::Running;
+use engageninja::testing::{self, TestApp};
 
 const PLATFORM_KEY: &str = "platform-test-key-limits";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_and_tenants_past_their_limits_are_told_to_wait() {
     let dir = tempfile::tempdir().unwrap();
-    let mut settings = support::settings(dir.path(), Some(PLATFORM_KEY));
+    let mut settings = testing::settings_with_platform_key(dir.path(), PLATFORM_KEY);
     settings.admin.requests_per_second_per_key = 5;
     settings.admin.credential_checks_per_tenant_per_hour = 1;
     settings.admin.max_event_streams_per_tenant = 1;
     settings.demo.bootstrap = false;
     settings.onboarding.background_runner = false;
-    support::providers_unreachable(&mut settings);
-    let stack = Running::start(settings).await;
-    let send =
-        |method: Method, path: &str, key: &str, body: Option<Value>| stack.request(method, path, key, body).send();
+    testing::providers_unreachable(&mut settings);
+    let stack = TestApp::all_in_one(settings).await;
+    let send = |method: Method, path: &str, key: &str, body: Option<Value>| {
+        stack.request(method, path, Some(key), body.as_ref()).send()
+    };
 
     // Two tenants, made with the platform key.
     let mut keys = Vec::new();

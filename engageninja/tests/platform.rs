@@ -13,9 +13,7 @@ use time::OffsetDateTime;
 
 const PLATFORM_KEY: &str = "platform-test-key-0123456789";
 
-mod support;
-
-use support::Running;
+use engageninja::testing::{self, TestApp};
 
 fn sms(id: &str) -> Value {
     json!({"messages": [{"message_id": id, "channel": "sms", "to": "+14155550100", "body": "hi"}]})
@@ -25,15 +23,15 @@ fn sms(id: &str) -> Value {
 async fn platform_routes_manage_tenants_plans_and_keys() {
     use reqwest::Method;
     let dir = tempfile::tempdir().unwrap();
-    let stack = Running::start(support::settings(dir.path(), Some(PLATFORM_KEY))).await;
+    let stack = TestApp::all_in_one(testing::settings_with_platform_key(dir.path(), PLATFORM_KEY)).await;
 
     // Tenants: created with a key shown once; duplicates and bad fields refused.
     let (status, plan) = stack
         .call(
             Method::PUT,
             "/v1/admin/plans/starter",
-            PLATFORM_KEY,
-            Some(json!({"name": "Starter", "monthly_quota": {"sms": 1000, "email": 5000}})),
+            Some(PLATFORM_KEY),
+            Some(&json!({"name": "Starter", "monthly_quota": {"sms": 1000, "email": 5000}})),
         )
         .await;
     assert_eq!(status, 200, "{plan}");
@@ -41,8 +39,8 @@ async fn platform_routes_manage_tenants_plans_and_keys() {
         .call(
             Method::POST,
             "/v1/admin/tenants",
-            PLATFORM_KEY,
-            Some(json!({"id": "acme", "name": "Acme", "plan_id": "starter"})),
+            Some(PLATFORM_KEY),
+            Some(&json!({"id": "acme", "name": "Acme", "plan_id": "starter"})),
         )
         .await;
     assert_eq!(status, 201, "{created}");
@@ -53,8 +51,8 @@ async fn platform_routes_manage_tenants_plans_and_keys() {
         .call(
             Method::POST,
             "/v1/admin/tenants",
-            PLATFORM_KEY,
-            Some(json!({"id": "acme", "name": "Acme again"})),
+            Some(PLATFORM_KEY),
+            Some(&json!({"id": "acme", "name": "Acme again"})),
         )
         .await;
     assert_eq!(status, 409);
@@ -62,8 +60,8 @@ async fn platform_routes_manage_tenants_plans_and_keys() {
         .call(
             Method::POST,
             "/v1/admin/tenants",
-            PLATFORM_KEY,
-            Some(json!({"id": "Not An Id!", "name": " ", "plan_id": "gold"})),
+            Some(PLATFORM_KEY),
+            Some(&json!({"id": "Not An Id!", "name": " ", "plan_id": "gold"})),
         )
         .await;
     assert_eq!(status, 422, "{invalid}");
@@ -79,8 +77,8 @@ async fn platform_routes_manage_tenants_plans_and_keys() {
         .call(
             Method::POST,
             "/v1/admin/tenants",
-            PLATFORM_KEY,
-            Some(json!({"id": "globex", "name": "Globex", "plan_id": "gold"})),
+            Some(PLATFORM_KEY),
+            Some(&json!({"id": "globex", "name": "Globex", "plan_id": "gold"})),
         )
         .await;
     assert_eq!(
@@ -93,27 +91,35 @@ async fn platform_routes_manage_tenants_plans_and_keys() {
     );
 
     // A tenant key on a platform route is 403; no key or a wrong one is 401.
-    let (status, body) = stack.call(Method::GET, "/v1/admin/tenants/acme", &key, None).await;
+    let (status, body) = stack
+        .call(Method::GET, "/v1/admin/tenants/acme", Some(&key), None)
+        .await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (StatusCode::FORBIDDEN, Some("platform_admin_only"))
     );
-    let (status, _) = stack.call(Method::GET, "/v1/admin/tenants/acme", "wrong", None).await;
+    let (status, _) = stack
+        .call(Method::GET, "/v1/admin/tenants/acme", Some("wrong"), None)
+        .await;
     assert_eq!(status, 401);
 
     // Suspended: sending answers 402 until the tenant is reactivated.
-    let (status, _) = stack.call(Method::POST, "/v1/messages", &key, Some(sms("m-1"))).await;
+    let (status, _) = stack
+        .call(Method::POST, "/v1/messages", Some(&key), Some(&sms("m-1")))
+        .await;
     assert_eq!(status, 202);
     let (status, view) = stack
         .call(
             Method::PATCH,
             "/v1/admin/tenants/acme",
-            PLATFORM_KEY,
-            Some(json!({"status": "suspended"})),
+            Some(PLATFORM_KEY),
+            Some(&json!({"status": "suspended"})),
         )
         .await;
     assert_eq!((status, view["status"].as_str()), (StatusCode::OK, Some("suspended")));
-    let (status, body) = stack.call(Method::POST, "/v1/messages", &key, Some(sms("m-2"))).await;
+    let (status, body) = stack
+        .call(Method::POST, "/v1/messages", Some(&key), Some(&sms("m-2")))
+        .await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (StatusCode::PAYMENT_REQUIRED, Some("subscription_inactive"))
@@ -122,13 +128,13 @@ async fn platform_routes_manage_tenants_plans_and_keys() {
         .call(
             Method::PATCH,
             "/v1/admin/tenants/acme",
-            PLATFORM_KEY,
-            Some(json!({"status": "active", "plan_id": null})),
+            Some(PLATFORM_KEY),
+            Some(&json!({"status": "active", "plan_id": null})),
         )
         .await;
     assert_eq!(status, 200);
     let (_, view) = stack
-        .call(Method::GET, "/v1/admin/tenants/acme", PLATFORM_KEY, None)
+        .call(Method::GET, "/v1/admin/tenants/acme", Some(PLATFORM_KEY), None)
         .await;
     assert_eq!(view["plan_id"], Value::Null);
     // A body that is not an object changes nothing, even one serde would read as the struct.
@@ -136,22 +142,26 @@ async fn platform_routes_manage_tenants_plans_and_keys() {
         .call(
             Method::PATCH,
             "/v1/admin/tenants/acme",
-            PLATFORM_KEY,
-            Some(json!(["suspended"])),
+            Some(PLATFORM_KEY),
+            Some(&json!(["suspended"])),
         )
         .await;
     assert_eq!(
         (status, refused["error"]["code"].as_str()),
         (StatusCode::BAD_REQUEST, Some("malformed_json"))
     );
-    let (status, _) = stack.call(Method::POST, "/v1/messages", &key, Some(sms("m-3"))).await;
+    let (status, _) = stack
+        .call(Method::POST, "/v1/messages", Some(&key), Some(&sms("m-3")))
+        .await;
     assert_eq!(status, 202);
 
     // Keys: another one, listed without secrets, the first revoked at once.
-    let (status, second) = stack.call(Method::POST, "/v1/api-keys", &key, None).await;
+    let (status, second) = stack.call(Method::POST, "/v1/api-keys", Some(&key), None).await;
     assert_eq!(status, 201);
     let second_secret = second["secret"].as_str().unwrap().to_owned();
-    let (_, list) = stack.call(Method::GET, "/v1/api-keys", &second_secret, None).await;
+    let (_, list) = stack
+        .call(Method::GET, "/v1/api-keys", Some(&second_secret), None)
+        .await;
     assert_eq!(list["keys"].as_array().unwrap().len(), 2);
     assert!(!list.to_string().contains(&key));
     let first_id = created["api_key"]["key_id"].as_str().unwrap();
@@ -159,15 +169,15 @@ async fn platform_routes_manage_tenants_plans_and_keys() {
         .call(
             Method::DELETE,
             &format!("/v1/api-keys/{first_id}"),
-            &second_secret,
+            Some(&second_secret),
             None,
         )
         .await;
     assert_eq!(status, 204);
-    let (status, _) = stack.call(Method::GET, "/v1/api-keys", &key, None).await;
+    let (status, _) = stack.call(Method::GET, "/v1/api-keys", Some(&key), None).await;
     assert_eq!(status, 401);
     let (status, _) = stack
-        .call(Method::DELETE, "/v1/api-keys/key_unknown", &second_secret, None)
+        .call(Method::DELETE, "/v1/api-keys/key_unknown", Some(&second_secret), None)
         .await;
     assert_eq!(status, 404);
     stack.shutdown().await;
@@ -177,17 +187,17 @@ async fn platform_routes_manage_tenants_plans_and_keys() {
 async fn demo_tenants_are_platform_only_and_cleaned_up() {
     use reqwest::Method;
     let dir = tempfile::tempdir().unwrap();
-    let stack = Running::start(support::settings(dir.path(), Some(PLATFORM_KEY))).await;
+    let stack = TestApp::all_in_one(testing::settings_with_platform_key(dir.path(), PLATFORM_KEY)).await;
 
     let (status, demo) = stack
-        .call(Method::POST, "/v1/admin/demo-tenants", PLATFORM_KEY, None)
+        .call(Method::POST, "/v1/admin/demo-tenants", Some(PLATFORM_KEY), None)
         .await;
     assert_eq!(status, 201, "{demo}");
     assert_eq!(demo["demo"], true);
     // On the demo plan, with a quota like anyone else.
     assert_eq!(demo["tenant"]["plan_id"], "demo", "{demo}");
     let (status, plan) = stack
-        .call(Method::GET, "/v1/admin/plans/demo", PLATFORM_KEY, None)
+        .call(Method::GET, "/v1/admin/plans/demo", Some(PLATFORM_KEY), None)
         .await;
     assert_eq!(status, 200, "{plan}");
     assert_eq!(plan["monthly_quota"]["sms"], 10_000, "{plan}");
@@ -197,8 +207,8 @@ async fn demo_tenants_are_platform_only_and_cleaned_up() {
         .call(
             Method::POST,
             "/v1/admin/demo-tenants",
-            PLATFORM_KEY,
-            Some(json!({"name": "Sales demo"})),
+            Some(PLATFORM_KEY),
+            Some(&json!({"name": "Sales demo"})),
         )
         .await;
     assert_eq!(status, 201);
@@ -206,11 +216,11 @@ async fn demo_tenants_are_platform_only_and_cleaned_up() {
 
     // Platform-only: a demo tenant's own key cannot create or list demo tenants.
     let (status, _) = stack
-        .call(Method::POST, "/v1/admin/demo-tenants", &demo_key, None)
+        .call(Method::POST, "/v1/admin/demo-tenants", Some(&demo_key), None)
         .await;
     assert_eq!(status, 403);
     let (status, list) = stack
-        .call(Method::GET, "/v1/admin/demo-tenants", PLATFORM_KEY, None)
+        .call(Method::GET, "/v1/admin/demo-tenants", Some(PLATFORM_KEY), None)
         .await;
     assert_eq!(status, 200);
     assert_eq!(list["demo"], true);
@@ -230,24 +240,24 @@ async fn demo_tenants_are_platform_only_and_cleaned_up() {
         .call(
             Method::DELETE,
             &format!("/v1/admin/demo-tenants/{demo_id}"),
-            PLATFORM_KEY,
+            Some(PLATFORM_KEY),
             None,
         )
         .await;
     assert_eq!(status, 204);
     let (status, _) = stack
-        .call(Method::POST, "/v1/messages", &demo_key, Some(sms("d-1")))
+        .call(Method::POST, "/v1/messages", Some(&demo_key), Some(&sms("d-1")))
         .await;
     assert_eq!(status, 401);
     let (status, _) = stack
-        .call(Method::DELETE, "/v1/admin/demo-tenants/demo", PLATFORM_KEY, None)
+        .call(Method::DELETE, "/v1/admin/demo-tenants/demo", Some(PLATFORM_KEY), None)
         .await;
     assert_eq!(status, 204, "the bootstrap demo tenant may be deleted by hand");
     let (status, _) = stack
         .call(
             Method::DELETE,
             &format!("/v1/admin/demo-tenants/{demo_id}"),
-            PLATFORM_KEY,
+            Some(PLATFORM_KEY),
             None,
         )
         .await;
@@ -291,9 +301,9 @@ async fn demo_tenants_are_platform_only_and_cleaned_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_platform_key_platform_routes_are_closed() {
     let dir = tempfile::tempdir().unwrap();
-    let stack = Running::start(support::settings(dir.path(), None)).await;
+    let stack = TestApp::all_in_one(testing::settings(dir.path())).await;
     let (status, _) = stack
-        .call(reqwest::Method::POST, "/v1/admin/demo-tenants", "anything", None)
+        .call(reqwest::Method::POST, "/v1/admin/demo-tenants", Some("anything"), None)
         .await;
     assert_eq!(status, 401);
     stack.shutdown().await;
@@ -320,29 +330,31 @@ async fn a_demo_tenant_is_approved_30_s_after_business_info_and_reaches_read() {
         "k1:{}",
         secrecy::ExposeSecret::expose_secret(&common::credentials::generate_key())
     );
-    let mut settings = support::settings(dir.path(), Some(PLATFORM_KEY));
+    let mut settings = testing::settings_with_platform_key(dir.path(), PLATFORM_KEY);
     settings.credentials.keys = Some(keys.clone().into());
     settings.demo.delivered_after_ms = [50, 100];
     settings.demo.read_after_ms = [150, 200];
     // The runner is driven by hand below, at the instant the workflow is due.
     settings.onboarding.background_runner = false;
-    let running = Running::start(settings.clone()).await;
+    let running = TestApp::all_in_one(settings.clone()).await;
     let addr = running.addr;
 
     let (_, demo) = running
-        .call(Method::POST, "/v1/admin/demo-tenants", PLATFORM_KEY, None)
+        .call(Method::POST, "/v1/admin/demo-tenants", Some(PLATFORM_KEY), None)
         .await;
     let key = demo["api_key"]["secret"].as_str().unwrap().to_owned();
     let tenant = TenantId::parse(demo["tenant"]["id"].as_str().unwrap()).unwrap();
     let submitted_at = OffsetDateTime::now_utc();
     let (status, saved) = running
-        .call(Method::POST, "/v1/business-info", &key, Some(business_info()))
+        .call(Method::POST, "/v1/business-info", Some(&key), Some(&business_info()))
         .await;
     assert_eq!(status, 201, "{saved}");
     assert_eq!(saved["demo"], true);
 
     // Under (simulated) review, due 30 s after submission; not picked before.
-    let (_, review) = running.call(Method::GET, "/v1/channels/sms/status", &key, None).await;
+    let (_, review) = running
+        .call(Method::GET, "/v1/channels/sms/status", Some(&key), None)
+        .await;
     assert_eq!(review["status"], "awaiting_approval", "{review}");
     assert_eq!(review["next_action"]["code"], "WAIT_FOR_APPROVAL");
     assert_eq!(review["demo"], true);
@@ -371,7 +383,9 @@ async fn a_demo_tenant_is_approved_30_s_after_business_info_and_reaches_read() {
         settings.onboarding.clone(),
     );
     onboarding.drive_once(&tenant).await.unwrap();
-    let (_, ready) = running.call(Method::GET, "/v1/channels/sms/status", &key, None).await;
+    let (_, ready) = running
+        .call(Method::GET, "/v1/channels/sms/status", Some(&key), None)
+        .await;
     assert_eq!(ready["status"], "ready", "{ready}");
     assert_eq!(ready["brand_status"], "approved");
     let number = ready["phone_number"].as_str().unwrap();
@@ -383,14 +397,13 @@ async fn a_demo_tenant_is_approved_30_s_after_business_info_and_reaches_read() {
         .call(
             Method::POST,
             "/v1/messages",
-            &key,
-            Some(json!({"messages": [{"message_id": "wa-1", "channel": "whatsapp", "to": "+14155550100", "body": "Fresh bread!"}]})),
-        )
+            Some(&key),
+            Some(&json!({"messages": [{"message_id": "wa-1", "channel": "whatsapp", "to": "+14155550100", "body": "Fresh bread!"}]})),)
         .await;
     assert_eq!(status, 202);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let (_, message) = running.call(Method::GET, "/v1/messages/wa-1", &key, None).await;
+        let (_, message) = running.call(Method::GET, "/v1/messages/wa-1", Some(&key), None).await;
         if message["status"] == "read" {
             assert_eq!(message["demo"], true);
             break;

@@ -24,7 +24,8 @@ use common::credentials::{Keyring, generate_key};
 use common::log::{ConsumerEvent, MessageLog, OutgoingRecord, Topic};
 use common::store::{NumberStatus, SenderKind, SenderNumber, Store};
 use common::{Channel, MessageId, MessageStatus, TenantId};
-use engageninja::stack::{Role, Stack};
+use engageninja::stack::Role;
+use engageninja::testing::TestApp;
 use load::fixtures::live_twilio_tenant;
 use load::simulator::{RunningSimulator, Simulator, SimulatorConfig};
 use secrecy::{ExposeSecret, SecretString};
@@ -244,7 +245,8 @@ struct Scaled {
     log: Arc<dyn MessageLog>,
     simulator: RunningSimulator,
     config: PathBuf,
-    admin_stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Stopped when dropped.
+    _admin: TestApp,
 }
 
 impl Scaled {
@@ -266,22 +268,17 @@ impl Scaled {
         let mut admin_settings = settings.clone();
         admin_settings.admin.listen = free_port();
         admin_settings.admin.ops_listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-        let admin = Stack::build(admin_settings, Role::AdminApi)
+        let admin = TestApp::spawn(admin_settings, Role::AdminApi)
             .await
             .expect("the admin API starts");
-        let admin_addr = admin.local_addr();
-        let (admin_stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(admin.run_until_stopped(async {
-            let _ = stopped.await;
-        }));
-        let config = engines.dispatcher_config(&simulator, admin_addr, cassandra.unwrap_or(&engines.cassandra));
+        let config = engines.dispatcher_config(&simulator, admin.addr, cassandra.unwrap_or(&engines.cassandra));
         Self {
             engines,
             store,
             log,
             simulator,
             config,
-            admin_stop: Some(admin_stop),
+            _admin: admin,
         }
     }
 
@@ -382,14 +379,6 @@ impl Scaled {
             .into_iter()
             .filter(|(_, count)| *count > 1)
             .collect()
-    }
-}
-
-impl Drop for Scaled {
-    fn drop(&mut self) {
-        if let Some(stop) = self.admin_stop.take() {
-            let _ = stop.send(());
-        }
     }
 }
 

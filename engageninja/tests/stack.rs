@@ -1,29 +1,14 @@
 //! End to end: the all-in-one stack on port 0, a demo tenant's messages over HTTP, their
 //! statuses through sent, delivered and read.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::config::Settings;
-use engageninja::stack::{Role, Stack};
+use engageninja::testing::{self, TestApp};
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
-
-struct RunningStack {
-    addr: SocketAddr,
-    ops: SocketAddr,
-    key: Option<String>,
-    stop: oneshot::Sender<()>,
-    stopped: tokio::task::JoinHandle<Result<(), engageninja::stack::StackError>>,
-}
 
 fn settings(data_dir: &std::path::Path) -> Settings {
-    let mut settings = Settings {
-        data_dir: data_dir.to_owned(),
-        ..Settings::default()
-    };
-    settings.admin.listen = "127.0.0.1:0".parse().unwrap();
-    settings.admin.ops_listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let mut settings = testing::settings(data_dir);
     settings.admin.max_body_bytes = 64 * 1024;
     settings.log.partitions = 2;
     settings.demo.delivered_after_ms = [100, 300];
@@ -31,31 +16,8 @@ fn settings(data_dir: &std::path::Path) -> Settings {
     settings
 }
 
-async fn spawn_stack(data_dir: &std::path::Path) -> RunningStack {
-    let stack = Stack::build(settings(data_dir), Role::AllInOne)
-        .await
-        .expect("stack builds");
-    let addr = stack.local_addr();
-    let ops = stack.ops_addr();
-    let key = stack.demo_key().map(|key| key.secret.clone());
-    let (stop, stopped_signal) = oneshot::channel::<()>();
-    let stopped = tokio::spawn(stack.run_until_stopped(async {
-        let _ = stopped_signal.await;
-    }));
-    RunningStack {
-        addr,
-        ops,
-        key,
-        stop,
-        stopped,
-    }
-}
-
-impl RunningStack {
-    async fn shutdown(self) {
-        self.stop.send(()).unwrap();
-        self.stopped.await.unwrap().expect("clean stop");
-    }
+async fn spawn_stack(data_dir: &std::path::Path) -> TestApp {
+    TestApp::all_in_one(settings(data_dir)).await
 }
 
 async fn wait_for_status(client: &reqwest::Client, url: &str, key: &str, wanted: &str) -> Value {
@@ -86,7 +48,7 @@ fn statuses(message: &Value) -> Vec<String> {
 async fn a_demo_message_goes_sent_then_delivered_then_read() {
     let dir = tempfile::tempdir().unwrap();
     let stack = spawn_stack(dir.path()).await;
-    let key = stack.key.clone().expect("first start creates the demo key");
+    let key = stack.demo_key.clone().expect("first start creates the demo key");
     let client = reqwest::Client::new();
     let base = format!("http://{}", stack.addr);
 
@@ -118,7 +80,7 @@ async fn a_demo_message_goes_sent_then_delivered_then_read() {
     let on_api = client.get(format!("{base}/metrics")).send().await.unwrap();
     assert_eq!(on_api.status(), 404);
     let metrics = client
-        .get(format!("http://{}/metrics", stack.ops))
+        .get(format!("http://{}/metrics", stack.ops_addr))
         .send()
         .await
         .unwrap()
@@ -129,7 +91,10 @@ async fn a_demo_message_goes_sent_then_delivered_then_read() {
     stack.shutdown().await;
 
     let restarted = spawn_stack(dir.path()).await;
-    assert!(restarted.key.is_none(), "the demo key is made on the first start only");
+    assert!(
+        restarted.demo_key.is_none(),
+        "the demo key is made on the first start only"
+    );
     let again = client
         .get(format!("http://{}/v1/messages/otp-1", restarted.addr))
         .bearer_auth(&key)
@@ -144,7 +109,7 @@ async fn a_demo_message_goes_sent_then_delivered_then_read() {
 async fn bad_requests_get_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let stack = spawn_stack(dir.path()).await;
-    let key = stack.key.clone().unwrap();
+    let key = stack.demo_key.clone().unwrap();
     let client = reqwest::Client::new();
     let url = format!("http://{}/v1/messages", stack.addr);
 
@@ -256,12 +221,8 @@ async fn readiness_goes_false_while_the_api_still_serves_the_drain_window() {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = settings(dir.path());
     settings.admin.drain_secs = 10;
-    let stack = Stack::build(settings, Role::AllInOne).await.expect("stack builds");
-    let (api, ops) = (stack.local_addr(), stack.ops_addr());
-    let (stop, stopped_signal) = oneshot::channel::<()>();
-    let stopped = tokio::spawn(stack.run_until_stopped(async {
-        let _ = stopped_signal.await;
-    }));
+    let mut stack = TestApp::all_in_one(settings).await;
+    let (api, ops) = (stack.addr, stack.ops_addr);
     let client = reqwest::Client::new();
     let ready = |client: &reqwest::Client| {
         let request = client.get(format!("http://{ops}/readyz")).send();
@@ -273,7 +234,7 @@ async fn readiness_goes_false_while_the_api_still_serves_the_drain_window() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    stop.send(()).unwrap();
+    stack.begin_stop();
     while ready(&client).await != 503 {
         assert!(tokio::time::Instant::now() < deadline, "readiness never went false");
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -284,5 +245,5 @@ async fn readiness_goes_false_while_the_api_still_serves_the_drain_window() {
         .await
         .expect("the API still answers while draining");
     assert_eq!(served.status(), 200);
-    stopped.await.unwrap().expect("clean stop");
+    stack.shutdown().await;
 }

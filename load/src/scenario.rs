@@ -979,11 +979,7 @@ async fn webhooks(callbacks: usize, concurrency: usize) -> anyhow::Result<()> {
         }
     }
 
-    let stack = engageninja::stack::Stack::build(settings.clone(), engageninja::stack::Role::AllInOne).await?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(stack.run_until_stopped(async {
-        let _ = stopped.await;
-    }));
+    let stack = engageninja::testing::TestApp::spawn(settings.clone(), engageninja::stack::Role::AllInOne).await?;
     let base = format!("http://127.0.0.1:{port}/webhooks/twilio/status");
     let requests: Vec<(String, String, String)> = (0..callbacks)
         .map(|n| {
@@ -1031,8 +1027,7 @@ async fn webhooks(callbacks: usize, concurrency: usize) -> anyhow::Result<()> {
     let elapsed = started.elapsed();
     let cpu = cpu_seconds() - cpu_before;
     let mut latencies = answers.into_iter().collect::<anyhow::Result<Vec<Duration>>>()?;
-    let _ = stop.send(());
-    running.await??;
+    stack.stopped().await?;
 
     // Every message must now be delivered, durably.
     let store = common::store::sqlite::SqliteStore::open(&settings.store_path()).await?;

@@ -1,14 +1,11 @@
 //! Channel credentials over HTTP: saved sealed, verified against the provider simulator,
 //! answered without the secret, validated field by field, deleted.
 
-use std::time::Duration;
-
-use common::config::Settings;
 use common::credentials::{Keyring, generate_key};
 use common::store::sqlite::SqliteStore;
 use common::store::{ProviderKind, Store, Tenant};
 use common::{Channel, TenantId};
-use engageninja::stack::{Role, Stack};
+use engageninja::testing::{self, TestApp};
 use load::simulator::{DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, Simulator, SimulatorConfig};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
@@ -18,12 +15,7 @@ async fn twilio_credentials_are_sealed_verified_and_never_answered() {
     let simulator = Simulator::start(SimulatorConfig::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let keys = SecretString::from(format!("k1:{}", generate_key().expose_secret()));
-    let mut settings = Settings {
-        data_dir: dir.path().to_owned(),
-        ..Settings::default()
-    };
-    settings.admin.listen = "127.0.0.1:0".parse().unwrap();
-    settings.admin.ops_listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let mut settings = testing::settings(dir.path());
     settings.demo.bootstrap = false;
     settings.credentials.keys = Some(keys.clone());
     settings.providers.twilio.api_url = simulator.base_url();
@@ -41,12 +33,8 @@ async fn twilio_credentials_are_sealed_verified_and_never_answered() {
             admin_api::auth::create_api_key(&store, &other).await.unwrap().secret,
         )
     };
-    let stack = Stack::build(settings.clone(), Role::AllInOne).await.unwrap();
-    let base = format!("http://{}", stack.local_addr());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(stack.run_until_stopped(async {
-        let _ = stopped.await;
-    }));
+    let stack = TestApp::all_in_one(settings.clone()).await;
+    let base = stack.url("");
     let http = reqwest::Client::new();
     let url = format!("{base}/v1/channels/sms");
     let post = |key: &str, body: Value| http.post(&url).bearer_auth(key).json(&body).send();
@@ -167,11 +155,6 @@ async fn twilio_credentials_are_sealed_verified_and_never_answered() {
     );
     assert!(!format!("{audit:?}").contains(DEFAULT_AUTH_TOKEN));
 
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), running)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    stack.shutdown().await;
     simulator.shutdown().await.unwrap();
 }

@@ -13,12 +13,11 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::address::PhoneNumber;
-use common::config::Settings;
 use common::credentials::{Keyring, generate_key};
 use common::store::sqlite::SqliteStore;
 use common::store::{NumberStatus, SenderKind, SenderNumber};
 use common::{Channel, TenantId};
-use engageninja::stack::{Role, Stack};
+use engageninja::testing::{self, TestApp};
 use load::simulator::{Faults, SesSimConfig, Simulator, SimulatorConfig};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
@@ -160,12 +159,8 @@ async fn every_dashboard_query_returns_data_from_a_stack_under_load() {
     let dir = tempfile::tempdir().unwrap();
     let keys = SecretString::from(format!("k1:{}", generate_key().expose_secret()));
     let keyring = Keyring::parse(&keys).unwrap();
-    let mut settings = Settings {
-        data_dir: dir.path().to_owned(),
-        ..Settings::default()
-    };
+    let mut settings = testing::settings(dir.path());
     settings.admin.listen = SocketAddr::from(([127, 0, 0, 1], port));
-    settings.admin.ops_listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     settings.log.partitions = 2;
     settings.dispatcher.poll_wait_ms = 20;
     settings.credentials.keys = Some(keys);
@@ -196,18 +191,9 @@ async fn every_dashboard_query_returns_data_from_a_stack_under_load() {
     let live_key = admin_api::auth::create_api_key(&store, &acme).await.unwrap().secret;
     drop(store);
 
-    let stack = Stack::build(settings, Role::AllInOne).await.expect("the stack builds");
-    let addr = stack.local_addr();
-    let ops = stack.ops_addr();
-    let demo_key = stack
-        .demo_key()
-        .expect("the demo tenant is bootstrapped")
-        .secret
-        .clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(stack.run_until_stopped(async {
-        let _ = stopped.await;
-    }));
+    let stack = TestApp::all_in_one(settings).await;
+    let (addr, ops) = (stack.addr, stack.ops_addr);
+    let demo_key = stack.demo_key().to_owned();
     let prometheus_dir = tempfile::tempdir().unwrap();
     let prometheus = Prometheus::start(&binary, prometheus_dir.path(), ops).await;
 
@@ -275,8 +261,7 @@ async fn every_dashboard_query_returns_data_from_a_stack_under_load() {
             empty.push(format!("{title}: {expr}"));
         }
     }
-    let _ = stop.send(());
-    running.await.unwrap().unwrap();
+    stack.shutdown().await;
     simulator.shutdown().await.unwrap();
     assert!(empty.is_empty(), "panel queries without data:\n{}", empty.join("\n"));
 }

@@ -14,7 +14,7 @@ use common::signature::twilio::{SIGNATURE_HEADER, compute};
 use common::store::sqlite::SqliteStore;
 use common::store::{NumberStatus, SenderKind, SenderNumber, Store};
 use common::{Channel, TenantId};
-use engageninja::stack::{Role, Stack, StackError};
+use engageninja::testing::{self, TestApp};
 use load::fixtures::live_twilio_tenant;
 use load::simulator::ses::{CERT_PATH, DEFAULT_ACCESS_KEY_ID, DEFAULT_TOPIC_ARN};
 use load::simulator::{
@@ -23,7 +23,6 @@ use load::simulator::{
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
-use tokio::sync::oneshot;
 
 const SMS_FROM: &str = "+14155550150";
 const WHATSAPP_FROM: &str = "+14155550151";
@@ -32,16 +31,14 @@ const CONTACT: &str = "+14155550177";
 const UNKNOWN_SID: &str = "SM00000000000000000000000000000009";
 
 struct Running {
-    addr: SocketAddr,
+    app: TestApp,
     key: String,
-    stop: oneshot::Sender<()>,
-    stopped: tokio::task::JoinHandle<Result<(), StackError>>,
     http: reqwest::Client,
 }
 
 impl Running {
     fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        self.app.url(path)
     }
 
     /// Submits one envelope to the contact; answers its message id.
@@ -194,29 +191,17 @@ async fn start(data_dir: &std::path::Path, simulator: &RunningSimulator) -> Runn
 async fn start_on(data_dir: &std::path::Path, simulator: &RunningSimulator, port: u16) -> Running {
     let keys = SecretString::from(format!("k1:{}", generate_key().expose_secret()));
     let keyring = Keyring::parse(&keys).unwrap();
-    let mut settings = Settings {
-        data_dir: data_dir.to_owned(),
-        ..Settings::default()
-    };
+    let mut settings = testing::settings(data_dir);
     settings.admin.listen = SocketAddr::from(([127, 0, 0, 1], port));
-    settings.admin.ops_listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     settings.demo.bootstrap = false;
     settings.log.partitions = 2;
     settings.dispatcher.poll_wait_ms = 20;
     settings.credentials.keys = Some(keys);
     load::fixtures::on_simulator(&mut settings, &simulator.base_url());
     let key = seed_tenant(&settings, &keyring).await;
-    let stack = Stack::build(settings, Role::AllInOne).await.expect("stack builds");
-    let addr = stack.local_addr();
-    let (stop, stopped_signal) = oneshot::channel::<()>();
-    let stopped = tokio::spawn(stack.run_until_stopped(async {
-        let _ = stopped_signal.await;
-    }));
     Running {
-        addr,
+        app: TestApp::all_in_one(settings).await,
         key,
-        stop,
-        stopped,
         http: reqwest::Client::new(),
     }
 }
@@ -316,8 +301,7 @@ async fn live_messages_reach_delivered_through_the_simulator_and_signed_callback
     let stats = simulator.stats();
     assert_eq!(stats.accepted, 4, "{stats:?}");
     assert!(stats.violations.is_empty(), "{stats:?}");
-    running.stop.send(()).unwrap();
-    running.stopped.await.unwrap().expect("clean stop");
+    running.app.shutdown().await;
     simulator.shutdown().await.unwrap();
 }
 
@@ -353,8 +337,7 @@ async fn a_callback_that_beats_the_sent_record_is_applied() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    running.stop.send(()).unwrap();
-    running.stopped.await.unwrap().expect("clean stop");
+    running.app.shutdown().await;
     let store = SqliteStore::open(&dir.path().join("engageninja.db")).await.unwrap();
     let record = store
         .message(
@@ -430,8 +413,7 @@ async fn status_callbacks_with_a_bad_signature_are_refused() {
         running.status_callback("globex", "m-1", UNKNOWN_SID, "delivered").await,
         403
     );
-    running.stop.send(()).unwrap();
-    running.stopped.await.unwrap().expect("clean stop");
+    running.app.shutdown().await;
     simulator.shutdown().await.unwrap();
 }
 
@@ -525,7 +507,6 @@ async fn email_goes_through_ses_and_its_events_come_back_over_signed_sns() {
         .unwrap();
     assert_eq!(forged.status(), 403);
 
-    running.stop.send(()).unwrap();
-    running.stopped.await.unwrap().expect("clean stop");
+    running.app.shutdown().await;
     simulator.shutdown().await.unwrap();
 }

@@ -4,7 +4,6 @@
 //! Twilio unavailable for a while and past the retry limit, and a crash between steps that
 //! resumes without creating any Twilio object twice.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,14 +15,13 @@ use common::store::sqlite::SqliteStore;
 use common::store::{BrandStatus, Store, Tenant};
 use common::twilio::TwilioClient;
 use common::{Channel, TenantId};
-use engageninja::stack::{Role, Stack, StackError};
+use engageninja::testing::{self, TestApp};
 use load::simulator::{
     BrandOutcome, DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, OnboardingSimConfig, RunningSimulator, Simulator,
     SimulatorConfig,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
 
 const CONTACT: &str = "+14155550177";
 const WAIT: Duration = Duration::from_secs(30);
@@ -77,12 +75,7 @@ async fn simulator(outcome: BrandOutcome) -> RunningSimulator {
 /// platform's master account and short onboarding intervals.
 fn settings(dir: &std::path::Path, sim: &RunningSimulator) -> Settings {
     let keys = SecretString::from(format!("k1:{}", generate_key().expose_secret()));
-    let mut settings = Settings {
-        data_dir: dir.to_owned(),
-        ..Settings::default()
-    };
-    settings.admin.listen = "127.0.0.1:0".parse().unwrap();
-    settings.admin.ops_listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let mut settings = testing::settings(dir);
     settings.demo.bootstrap = false;
     settings.log.partitions = 2;
     settings.dispatcher.poll_wait_ms = 20;
@@ -111,53 +104,32 @@ async fn seed(settings: &Settings, tenants: &[&str]) -> Vec<String> {
     keys
 }
 
+/// The all-in-one stack, with this suite's requests.
 struct Running {
-    addr: SocketAddr,
-    stop: oneshot::Sender<()>,
-    stopped: tokio::task::JoinHandle<Result<(), StackError>>,
+    app: TestApp,
     http: reqwest::Client,
 }
 
 impl Running {
     async fn start(settings: &Settings) -> Running {
-        let stack = Stack::build(settings.clone(), Role::AllInOne)
-            .await
-            .expect("stack builds");
-        let addr = stack.local_addr();
-        let (stop, signal) = oneshot::channel::<()>();
-        let stopped = tokio::spawn(stack.run_until_stopped(async {
-            let _ = signal.await;
-        }));
         Running {
-            addr,
-            stop,
-            stopped,
+            app: TestApp::all_in_one(settings.clone()).await,
             http: reqwest::Client::new(),
         }
     }
 
     async fn shutdown(self) {
-        self.stop.send(()).unwrap();
-        self.stopped.await.unwrap().expect("clean stop");
+        self.app.shutdown().await;
     }
 
     fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        self.app.url(path)
     }
 
     /// Sends a request with `key` (and `body` as JSON); answers the status and the JSON body.
     async fn call(&self, method: reqwest::Method, path: &str, key: Option<&str>, body: Option<&Value>) -> (u16, Value) {
-        let mut request = self.http.request(method, self.url(path));
-        if let Some(key) = key {
-            request = request.bearer_auth(key);
-        }
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        let (status, body) = self.app.call(method, path, key, body).await;
+        (status.as_u16(), body)
     }
 
     async fn status(&self, key: &str) -> Value {

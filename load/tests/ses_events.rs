@@ -13,20 +13,18 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::get;
-use common::config::Settings;
 use common::credentials::{Keyring, SNS_TOPIC_ARN, generate_key, seal};
 use common::ses::tags::message_tags;
 use common::signature::sns::{SnsMessage, TYPE_NOTIFICATION, TYPE_SUBSCRIPTION_CONFIRMATION};
 use common::store::sqlite::SqliteStore;
 use common::store::{ProviderKind, Store};
 use common::{Channel, MessageId, TenantId};
-use engageninja::stack::{Role, Stack, StackError};
+use engageninja::testing::{self, TestApp};
 use load::simulator::ses::{TEST_SIGNING_CERT_PEM, sign_with_test_key};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use tokio::sync::oneshot;
 
 const PLATFORM_TOPIC: &str = "arn:aws:sns:us-east-1:111111111111:platform-events";
 const DEMO_TOPIC: &str = "arn:aws:sns:us-east-1:222222222222:demo-events";
@@ -65,17 +63,16 @@ impl SnsOrigin {
     }
 }
 
+/// The all-in-one stack, with this suite's requests.
 struct Running {
-    addr: SocketAddr,
+    app: TestApp,
     demo_key: String,
-    stop: oneshot::Sender<()>,
-    stopped: tokio::task::JoinHandle<Result<(), StackError>>,
     http: reqwest::Client,
 }
 
 impl Running {
     fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        self.app.url(path)
     }
 
     /// Posts an SNS message as SNS does (JSON as text/plain); answers the status and the error
@@ -148,29 +145,14 @@ async fn ses_events_are_bound_to_their_topic_tenant_recipient_and_time() {
     let origin = SnsOrigin::start().await;
     let dir = tempfile::tempdir().unwrap();
     let keys = SecretString::from(format!("k1:{}", generate_key().expose_secret()));
-    let mut settings = Settings {
-        data_dir: dir.path().to_owned(),
-        ..Settings::default()
-    };
-    settings.admin.listen = "127.0.0.1:0".parse().unwrap();
-    settings.admin.ops_listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let mut settings = testing::settings(dir.path());
     settings.credentials.keys = Some(keys.clone());
     settings.providers.ses.sns_topic_arns = vec![PLATFORM_TOPIC.to_owned()];
     settings.providers.ses.sns_cert_url = Some(origin.url("/cert.pem"));
-    let stack = Stack::build(settings.clone(), Role::AllInOne).await.unwrap();
-    let demo_key = stack
-        .demo_key()
-        .expect("a fresh stack creates the demo tenant")
-        .secret
-        .clone();
-    let (stop, signal) = oneshot::channel::<()>();
+    let app = TestApp::all_in_one(settings.clone()).await;
     let running = Running {
-        addr: stack.local_addr(),
-        demo_key,
-        stop,
-        stopped: tokio::spawn(stack.run_until_stopped(async {
-            let _ = signal.await;
-        })),
+        demo_key: app.demo_key().to_owned(),
+        app,
         http: reqwest::Client::new(),
     };
     let cert = origin.url("/cert.pem");
@@ -306,6 +288,5 @@ async fn ses_events_are_bound_to_their_topic_tenant_recipient_and_time() {
     );
     assert_eq!(origin.redirected_hits.load(Ordering::SeqCst), 0);
 
-    running.stop.send(()).unwrap();
-    running.stopped.await.unwrap().expect("clean stop");
+    running.app.shutdown().await;
 }
