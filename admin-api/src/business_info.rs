@@ -23,7 +23,6 @@ use time::OffsetDateTime;
 
 use crate::auth::TenantCaller;
 use crate::form::{self, Field, Kind};
-use crate::onboarding::status::{SmsStatus, sms_status};
 use crate::{ApiError, AppState};
 
 /// The shortest use-case description (Twilio's campaign `Description` minimum).
@@ -297,6 +296,11 @@ pub const FIELDS: [Field; 25] = [
     },
 ];
 
+crate::openapi::body!(
+    /// `POST` and `PUT /v1/business-info` body.
+    BusinessInfoRequest => crate::openapi::form_schema("The business information form.", &FIELDS)
+);
+
 /// An email address as stored: its domain in lowercase.
 fn canonical_email(raw: String) -> String {
     EmailAddress::parse(raw.clone()).map_or(raw, |address| address.as_str().to_owned())
@@ -413,7 +417,7 @@ fn to_value(info: &BusinessInfo) -> Result<Value, ApiError> {
     post,
     path = "/v1/business-info",
     tag = "business-info",
-    request_body(content = crate::openapi::BusinessInfoRequest, content_type = "application/json"),
+    request_body(content = BusinessInfoRequest, content_type = "application/json"),
     responses(
         (status = 201, description = "saved; onboarding starts", body = BusinessInfoView),
         (status = 400, description = "malformed_json: the body is not the JSON expected", body = crate::error::ErrorBody),
@@ -508,7 +512,7 @@ fn not_found() -> ApiError {
     put,
     path = "/v1/business-info",
     tag = "business-info",
-    request_body(content = crate::openapi::BusinessInfoRequest, content_type = "application/json"),
+    request_body(content = BusinessInfoRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "replaced (or unchanged)", body = BusinessInfoView),
         (status = 400, description = "malformed_json: the body is not the JSON expected", body = crate::error::ErrorBody),
@@ -565,24 +569,6 @@ pub async fn update(
         editable: true,
         demo: is_demo(&state, &caller.tenant_id).await?,
     }))
-}
-
-/// `GET /v1/business-info/status`: where the 10DLC registration stands (the same answer as
-/// `GET /v1/channels/sms/status`).
-#[utoipa::path(
-    operation_id = "business_info_status",
-    get,
-    path = "/v1/business-info/status",
-    tag = "onboarding",
-    responses(
-        (status = 200, description = "where the 10DLC registration stands", body = SmsStatus),
-        (status = 401, description = "unauthorized: no valid API key", body = crate::error::ErrorBody),
-        (status = 503, description = "store_unavailable or log_unavailable: retry later", body = crate::error::ErrorBody),
-    ),
-    security(("bearer" = [])),
-)]
-pub async fn status(State(state): State<AppState>, caller: TenantCaller) -> Result<Json<SmsStatus>, ApiError> {
-    Ok(Json(sms_status(&state, &caller.tenant_id).await?))
 }
 
 #[cfg(test)]

@@ -25,6 +25,11 @@ use crate::{ApiError, AppState};
 
 /// The most recipients one send call takes (larger campaigns send in several calls).
 pub const MAX_RECIPIENTS: usize = 1_000;
+
+crate::openapi::body!(
+    /// `POST /v1/campaigns/{id}/send` body.
+    CampaignSendRequest => crate::openapi::campaign_send(MAX_RECIPIENTS)
+);
 /// How often the events stream looks for changes.
 const EVENTS_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -50,14 +55,14 @@ fn message_id(campaign: &CampaignId, channel: &str, to: &str) -> String {
     path = "/v1/campaigns/{id}/send",
     tag = "campaigns",
     params(("id" = String, Path, description = "the campaign id: 1-128 of `A-Z a-z 0-9 _ - . :`", pattern = "^[A-Za-z0-9_.:-]{1,128}$")),
-    request_body(content = crate::openapi::CampaignSendRequest, content_type = "application/json"),
+    request_body(content = CampaignSendRequest, content_type = "application/json"),
     responses(
         (status = 202, description = "at least one recipient was accepted or exists already; each is answered accepted, duplicate or rejected", body = SubmitResponse),
         (status = 400, description = "malformed_json: the body is not the JSON expected", body = crate::error::ErrorBody),
         (status = 401, description = "unauthorized: no valid API key", body = crate::error::ErrorBody),
         (status = 402, description = "subscription_inactive or plan_inactive: sending is refused", body = crate::error::ErrorBody),
         (status = 413, description = "payload_too_large: the body is larger than admin.max_body_bytes", body = crate::error::ErrorBody),
-        (status = 422, description = "every envelope was rejected (a SubmitResponse), or the request itself is invalid (an ErrorBody)", body = crate::openapi::SubmitRejection),
+        (status = 422, description = "every envelope was rejected (a SubmitResponse), or the request itself is invalid (an ErrorBody)", body = crate::messages::SubmitRejection),
         (status = 503, description = "store_unavailable or log_unavailable: retry later", body = crate::error::ErrorBody),
     ),
     security(("bearer" = [])),

@@ -106,6 +106,16 @@ pub const SES_FIELDS: [Field; 6] = [
     ),
 ];
 
+crate::openapi::body!(
+    /// `POST /v1/channels/sms` and `/v1/channels/whatsapp` body.
+    TwilioCredentialsRequest => crate::openapi::form_schema("A Twilio account's credentials.", &TWILIO_FIELDS)
+);
+
+crate::openapi::body!(
+    /// `POST /v1/channels/email` body.
+    SesCredentialsRequest => crate::openapi::form_schema("AWS credentials and the email sender.", &SES_FIELDS)
+);
+
 /// Validates a body and builds the sealed, not yet verified row.
 fn parse_credentials(
     state: &AppState,
@@ -210,7 +220,7 @@ async fn account_is_free(state: &AppState, caller: &TenantCaller, account: &str)
     path = "/v1/channels/{channel}",
     tag = "channels",
     params(("channel" = crate::openapi::ChannelSchema, Path, description = "`sms`, `whatsapp` or `email`")),
-    request_body(content = crate::openapi::TwilioCredentialsRequest, description = "Twilio credentials for `sms` and `whatsapp`, SES credentials for `email`", content_type = "application/json"),
+    request_body(content = TwilioCredentialsRequest, description = "Twilio credentials for `sms` and `whatsapp`, SES credentials for `email`", content_type = "application/json"),
     responses(
         (status = 201, description = "saved; `is_verified` says whether the provider accepted them", body = ChannelView),
         (status = 400, description = "malformed_json: the body is not the JSON expected", body = crate::error::ErrorBody),

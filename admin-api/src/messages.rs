@@ -18,6 +18,23 @@ use crate::error::ApiError;
 /// The most envelopes one request may carry.
 pub const MAX_BATCH: usize = 1_000;
 
+crate::openapi::body!(
+    /// `POST /v1/messages` body.
+    SubmitRequest => crate::openapi::submit(MAX_BATCH)
+);
+
+/// A 422 answer of a submission: every envelope rejected (each with its reason), or the request
+/// itself invalid.
+#[derive(utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum SubmitRejection {
+    /// Every envelope was rejected.
+    AllRejected(SubmitResponse),
+    /// The request is invalid (`messages` missing, empty or too long).
+    Invalid(crate::error::ErrorBody<'static>),
+}
+
 /// The answer for one submitted envelope.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SubmitResult {
@@ -96,14 +113,14 @@ pub async fn ensure_may_send(state: &AppState, tenant: &common::TenantId) -> Res
     post,
     path = "/v1/messages",
     tag = "messages",
-    request_body(content = crate::openapi::SubmitRequest, content_type = "application/json"),
+    request_body(content = SubmitRequest, content_type = "application/json"),
     responses(
         (status = 202, description = "at least one envelope was accepted or exists already; each is answered accepted, duplicate or rejected", body = SubmitResponse),
         (status = 400, description = "malformed_json: the body is not the JSON expected", body = crate::error::ErrorBody),
         (status = 401, description = "unauthorized: no valid API key", body = crate::error::ErrorBody),
         (status = 402, description = "subscription_inactive or plan_inactive: sending is refused", body = crate::error::ErrorBody),
         (status = 413, description = "payload_too_large: the body is larger than admin.max_body_bytes", body = crate::error::ErrorBody),
-        (status = 422, description = "every envelope was rejected (a SubmitResponse), or the request itself is invalid (an ErrorBody)", body = crate::openapi::SubmitRejection),
+        (status = 422, description = "every envelope was rejected (a SubmitResponse), or the request itself is invalid (an ErrorBody)", body = SubmitRejection),
         (status = 503, description = "store_unavailable or log_unavailable: retry later", body = crate::error::ErrorBody),
     ),
     security(("bearer" = [])),

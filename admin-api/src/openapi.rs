@@ -14,10 +14,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{PathItem, Ref, RefOr};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-pub use bodies::{
-    BusinessInfoRequest, CampaignSendRequest, NewTenantRequest, PlanRequest, SesCredentialsRequest, SubmitRequest,
-    TwilioCredentialsRequest, form_schema,
-};
+pub use bodies::{PlanRequest, form_schema};
+pub(crate) use bodies::{body, campaign_send, submit};
 
 /// The document's title.
 pub const TITLE: &str = "EngageNinja Dispatch admin API";
@@ -39,7 +37,6 @@ pub const PLATFORM_SCHEME: &str = "platform_admin";
                        `{\"error\": {\"code\", \"message\", \"field\", \"fields\"}}`."
     ),
     modifiers(&SecuritySchemes),
-    components(schemas(crate::campaigns::CampaignCounts, SesCredentialsRequest)),
     tags(
         (name = "messages", description = "Message submission and status"),
         (name = "channels", description = "Channel credentials and SMS onboarding status"),
@@ -194,18 +191,6 @@ pub struct StatusChangeSchema {
     pub at: String,
     /// Its reason code, if any.
     pub reason: Option<String>,
-}
-
-/// A 422 answer of a submission: every envelope rejected (each with its reason), or the request
-/// itself invalid.
-#[derive(ToSchema)]
-#[serde(untagged)]
-#[allow(dead_code)]
-pub enum SubmitRejection {
-    /// Every envelope was rejected.
-    AllRejected(crate::messages::SubmitResponse),
-    /// The request is invalid (`messages` missing, empty or too long).
-    Invalid(crate::error::ErrorBody<'static>),
 }
 
 /// One server-sent event of `GET /v1/campaigns/{id}/events` (`event: counts`, `data: {...}`).

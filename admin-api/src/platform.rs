@@ -153,6 +153,11 @@ pub const NEW_TENANT_FIELDS: [Field; 3] = [
     ),
 ];
 
+crate::openapi::body!(
+    /// `POST /v1/admin/tenants` body.
+    NewTenantRequest => crate::openapi::form_schema("A live tenant.", &NEW_TENANT_FIELDS)
+);
+
 async fn create_tenant(state: &AppState, tenant: Tenant) -> Result<CreatedTenant, ApiError> {
     state.store.create_tenant(&tenant).await.map_err(|error| match error {
         common::store::StoreError::Conflict(_) => {
@@ -192,7 +197,7 @@ async fn create_tenant(state: &AppState, tenant: Tenant) -> Result<CreatedTenant
     post,
     path = "/v1/admin/tenants",
     tag = "platform",
-    request_body(content = crate::openapi::NewTenantRequest, content_type = "application/json"),
+    request_body(content = NewTenantRequest, content_type = "application/json"),
     responses(
         (status = 201, description = "the tenant and its first API key (shown once)", body = CreatedTenant),
         (status = 400, description = "malformed_json: the body is not the JSON expected", body = crate::error::ErrorBody),

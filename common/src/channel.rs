@@ -173,6 +173,20 @@ impl fmt::Display for Sender {
     }
 }
 
+/// The kind of a sender number, which sets its default rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SenderKind {
+    /// A US 10DLC long code.
+    LongCode,
+    /// A toll-free number.
+    TollFree,
+    /// A short code.
+    ShortCode,
+    /// A WhatsApp sender.
+    Whatsapp,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

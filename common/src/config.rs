@@ -13,6 +13,8 @@ use figment::providers::{Env, Format, Toml};
 use secrecy::SecretString;
 use serde::Deserialize;
 
+use crate::channel::SenderKind;
+
 /// The environment prefix of every setting.
 pub const ENV_PREFIX: &str = "ENGAGENINJA_";
 
@@ -312,8 +314,7 @@ pub struct PacingSettings {
 impl PacingSettings {
     /// A number's default sends per second: by kind and, for a 10DLC long code, by its brand's
     /// trust score (a rate stored on the number overrides it).
-    pub fn number_rate(&self, kind: crate::store::SenderKind, trust_score: Option<u8>) -> f64 {
-        use crate::store::SenderKind;
+    pub fn number_rate(&self, kind: SenderKind, trust_score: Option<u8>) -> f64 {
         match kind {
             SenderKind::LongCode => match trust_score {
                 Some(75..) => self.ten_dlc_high,

@@ -17,6 +17,7 @@ use common::config::PacingSettings;
 use common::credentials::{FROM_ADDRESS, setting};
 use common::log::{Partition, partition_for};
 use common::readiness::{self, NotReady, Ready, serves};
+use common::segments::count_segments;
 use common::store::{
     Brand, NumberStatus, ProviderKind, SenderNumber, Store, StoreError, Tenant, TenantStatus, period_of,
 };
@@ -24,7 +25,6 @@ use common::{Channel, Content, EmailAddress, Envelope, MessageStatus, PhoneNumbe
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
-use crate::engine::QuotaHold;
 use crate::pacing::Rate;
 use crate::provider::Provider;
 use crate::route::{DailyCap, PoolSender, Route};
@@ -103,6 +103,25 @@ impl Refusal {
             Refusal::Expired => MessageStatus::Expired,
             _ => MessageStatus::Rejected,
         }
+    }
+}
+
+/// Quota reserved for one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaHold {
+    /// The channel.
+    pub channel: Channel,
+    /// The month (`YYYY-MM`).
+    pub period: String,
+    /// Cells reserved.
+    pub amount: u64,
+}
+
+/// The cells a message costs its sender: SMS segments as billed, 1 elsewhere.
+pub fn segments_of(envelope: &Envelope) -> u32 {
+    match (&envelope.content, envelope.channel) {
+        (Content::Body(body), Channel::Sms) => count_segments(body).segments,
+        _ => 1,
     }
 }
 
@@ -252,7 +271,7 @@ impl Directory {
         let Some(limit) = limit else {
             return Ok(Ok((route, None)));
         };
-        let amount = u64::from(crate::intake::segments_of(envelope));
+        let amount = u64::from(segments_of(envelope));
         let hold = QuotaHold {
             channel: envelope.channel,
             period: period_of(now),

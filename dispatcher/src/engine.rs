@@ -33,6 +33,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::time::DelayQueue;
 
+use crate::admission::QuotaHold;
 use crate::metrics::TenantCounters;
 use crate::pacing::{Pacer, Rate, SenderKey};
 use crate::provider::{OutboundMessage, SendOutcome};
@@ -68,17 +69,6 @@ pub struct Admitted {
     pub admitted_at: Instant,
     /// When its claim accepted it (the stored `accepted_at`, which its outcome is written with).
     pub accepted_at: OffsetDateTime,
-}
-
-/// Quota reserved for one message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QuotaHold {
-    /// The channel.
-    pub channel: Channel,
-    /// The month (`YYYY-MM`).
-    pub period: String,
-    /// Cells reserved.
-    pub amount: u64,
 }
 
 /// A message the engine is done with.

@@ -34,21 +34,19 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::config::DispatcherSettings;
-use common::envelope::Content;
 use common::log::{
     ConsumerEvent, LogConsumer, LogError, MessageLog, Offset, OutgoingRecord, Partition, Record, RecordPosition, Topic,
     partition_for,
 };
-use common::segments::count_segments;
 use common::store::{Held, NewMessage, StatusUpdate, Store, StoreError, Suppression, SuppressionReason};
-use common::{Channel, Envelope, EnvelopeError};
+use common::{Envelope, EnvelopeError};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::admission::{Directory, Providers, QuotaBook};
+use crate::admission::{Directory, Providers, QuotaBook, segments_of};
 use crate::claims::{Candidate, ClaimBook, Verdict};
 use crate::engine::{Admitted, Engine, Finished, Handover, Report};
 use crate::offsets::OffsetTracker;
@@ -670,14 +668,6 @@ async fn record_batch(
             quota.release(&finished.envelope.tenant_id, hold);
         }
         tracker.finish(finished.partition, finished.offset);
-    }
-}
-
-/// The cells a message costs its sender: SMS segments as billed, 1 elsewhere.
-pub fn segments_of(envelope: &Envelope) -> u32 {
-    match (&envelope.content, envelope.channel) {
-        (Content::Body(body), Channel::Sms) => count_segments(body).segments,
-        _ => 1,
     }
 }
 

@@ -301,3 +301,24 @@ pub async fn brand_status_webhook(
     );
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// `GET /v1/business-info/status`: where the 10DLC registration stands (the same answer as
+/// `GET /v1/channels/sms/status`).
+#[utoipa::path(
+    operation_id = "business_info_status",
+    get,
+    path = "/v1/business-info/status",
+    tag = "onboarding",
+    responses(
+        (status = 200, description = "where the 10DLC registration stands", body = SmsStatus),
+        (status = 401, description = "unauthorized: no valid API key", body = crate::error::ErrorBody),
+        (status = 503, description = "store_unavailable or log_unavailable: retry later", body = crate::error::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn business_info_status(
+    State(state): State<AppState>,
+    caller: TenantCaller,
+) -> Result<Json<SmsStatus>, ApiError> {
+    Ok(Json(sms_status(&state, &caller.tenant_id).await?))
+}

@@ -12,7 +12,6 @@ use utoipa::openapi::schema::{
     AdditionalProperties, AllOfBuilder, ArrayBuilder, KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat,
     SchemaType, Type,
 };
-use utoipa::{PartialSchema, ToSchema};
 
 use crate::form::{Field, Kind};
 
@@ -277,7 +276,7 @@ fn envelope() -> OneOfBuilder {
 }
 
 /// A campaign's recipients on `channel`: addresses, or objects with their own fields.
-fn recipients(channel: Channel) -> ArrayBuilder {
+fn recipients(channel: Channel, max_recipients: usize) -> ArrayBuilder {
     let address = || text(recipient_rule(channel), None, "The recipient.", false);
     let detailed = closed("A recipient with its contact id and template variables.")
         .property("to", address())
@@ -293,75 +292,54 @@ fn recipients(channel: Channel) -> ArrayBuilder {
     ArrayBuilder::new()
         .items(OneOfBuilder::new().item(address()).item(detailed))
         .min_items(Some(1))
-        .max_items(Some(crate::campaigns::MAX_RECIPIENTS))
+        .max_items(Some(max_recipients))
         .description(Some("The recipients (each is sent once per campaign)."))
 }
 
-/// A campaign send: the shared fields and the recipients, one variant per channel and content.
-fn campaign_send() -> OneOfBuilder {
-    variants().fold(OneOfBuilder::new(), |one_of, (channel, content)| {
+/// A campaign send of at most `max_recipients`: the shared fields and the recipients, one
+/// variant per channel and content.
+pub(crate) fn campaign_send(max_recipients: usize) -> RefOr<Schema> {
+    let one_of = variants().fold(OneOfBuilder::new(), |one_of, (channel, content)| {
         let object = closed(&format!("A campaign send: {}.", variant_name(channel, content)))
             .property("version", version())
-            .property("recipients", recipients(channel))
+            .property("recipients", recipients(channel, max_recipients))
             .required("recipients");
         one_of.item(message_fields(object, channel, content))
-    })
+    });
+    one_of.into()
 }
 
-/// Declares a body type whose schema is built by a function.
-macro_rules! body {
-    ($(#[$doc:meta])* $name:ident => $schema:expr) => {
-        $(#[$doc])*
-        pub struct $name;
-
-        impl PartialSchema for $name {
-            fn schema() -> RefOr<Schema> {
-                $schema
-            }
-        }
-
-        impl ToSchema for $name {}
-    };
-}
-
-body!(
-    /// `POST /v1/messages` body.
-    SubmitRequest => closed("1 to 1,000 message envelopes.")
+/// A submission of 1 to `max_batch` message envelopes.
+pub(crate) fn submit(max_batch: usize) -> RefOr<Schema> {
+    closed(&format!("1 to {max_batch} message envelopes."))
         .property(
             "messages",
             ArrayBuilder::new()
                 .items(envelope())
                 .min_items(Some(1))
-                .max_items(Some(crate::messages::MAX_BATCH)),
+                .max_items(Some(max_batch)),
         )
         .required("messages")
         .into()
-);
+}
 
-body!(
-    /// `POST /v1/campaigns/{id}/send` body.
-    CampaignSendRequest => campaign_send().into()
-);
+/// Declares a body type whose schema is built by a function (the handler's module declares
+/// its own, from its field table or limits).
+macro_rules! body {
+    ($(#[$doc:meta])* $name:ident => $schema:expr) => {
+        $(#[$doc])*
+        pub struct $name;
 
-body!(
-    /// `POST` and `PUT /v1/business-info` body.
-    BusinessInfoRequest => form_schema("The business information form.", &crate::business_info::FIELDS)
-);
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                $schema
+            }
+        }
 
-body!(
-    /// `POST /v1/channels/sms` and `/v1/channels/whatsapp` body.
-    TwilioCredentialsRequest => form_schema("A Twilio account's credentials.", &crate::channels::TWILIO_FIELDS)
-);
-
-body!(
-    /// `POST /v1/channels/email` body.
-    SesCredentialsRequest => form_schema("AWS credentials and the email sender.", &crate::channels::SES_FIELDS)
-);
-
-body!(
-    /// `POST /v1/admin/tenants` body.
-    NewTenantRequest => form_schema("A live tenant.", &crate::platform::NEW_TENANT_FIELDS)
-);
+        impl utoipa::ToSchema for $name {}
+    };
+}
+pub(crate) use body;
 
 body!(
     /// `PUT /v1/admin/plans/{id}` body.

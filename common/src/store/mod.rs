@@ -13,6 +13,7 @@ mod codec;
 mod sink;
 pub mod sqlite;
 
+pub use crate::channel::SenderKind;
 pub use sink::{StatusSink, StoreStatusSink};
 
 use std::collections::BTreeMap;
@@ -151,20 +152,6 @@ pub struct Brand {
     pub updated_at: OffsetDateTime,
     /// When the brand was approved.
     pub approved_at: Option<OffsetDateTime>,
-}
-
-/// The kind of a sender number, which sets its default rate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SenderKind {
-    /// A US 10DLC long code.
-    LongCode,
-    /// A toll-free number.
-    TollFree,
-    /// A short code.
-    ShortCode,
-    /// A WhatsApp sender.
-    Whatsapp,
 }
 
 /// Whether a sender number can be used.

@@ -45,8 +45,8 @@
 //!
 //! A brand starts `PENDING`; after `brand_review_delay` the simulator's timer task makes it
 //! `APPROVED` (with `brand_score` and a `tcr_id`) or `FAILED` (with `failure_reason` and one
-//! `errors` entry), per [`OnboardingSimConfig::brand_outcome`]. If
-//! [`OnboardingSimConfig::brand_status_callback`] or the customer profile's `StatusCallback` is
+//! `errors` entry), per [`OnboardingSimConfig::brand_outcome`](super::OnboardingSimConfig::brand_outcome). If
+//! [`OnboardingSimConfig::brand_status_callback`](super::OnboardingSimConfig::brand_status_callback) or the customer profile's `StatusCallback` is
 //! set, it POSTs a form signed with `X-Twilio-Signature` (keyed with the brand account's auth
 //! token) carrying `AccountSid`, `BrandRegistrationSid`, `BrandStatus`, `BrandType`,
 //! `CustomerProfileBundleSid`, `A2PProfileBundleSid`, and `BrandScore` and `TcrId` or
@@ -54,9 +54,7 @@
 //! simulator's own.) A campaign reads `VERIFIED` once `campaign_review_delay` has passed; its
 //! `rate_limits` follow the brand score as in providers.md's table.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -66,7 +64,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use common::twilio::accounts::BundleKind;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::{Rfc2822, Rfc3339};
@@ -75,6 +73,10 @@ use tokio::time::Instant;
 
 use super::Shared;
 use super::callbacks::Job;
+use super::registry::{
+    BrandRecord, BundleRecord, BundleState, CampaignRecord, DocumentRecord, EndUserRecord, Inner, NumberRecord,
+    ServiceRecord, SubaccountRecord, short_id,
+};
 use super::twilio::{TwilioError, authenticate, authenticated_account, is_sid};
 
 /// The 2010 API's version segment.
@@ -85,377 +87,6 @@ pub const DEFAULT_AREA_CODE: u16 = 415;
 const DEFAULT_PAGE_SIZE: usize = 50;
 /// The largest `PageSize`.
 const MAX_PAGE_SIZE: usize = 1_000;
-
-/// What becomes of a brand registration once reviewed.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum BrandOutcome {
-    /// `APPROVED`, with the configured score.
-    #[default]
-    Approve,
-    /// `FAILED`, with this reason.
-    Fail {
-        /// The `failure_reason` reported.
-        reason: String,
-    },
-}
-
-/// How the onboarding endpoints behave.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OnboardingSimConfig {
-    /// What a brand registration ends as.
-    pub brand_outcome: BrandOutcome,
-    /// From registration to the brand's final status.
-    pub brand_review_delay: Duration,
-    /// The `brand_score` of an approved brand (values above 100 are reported as 100).
-    pub brand_score: u8,
-    /// From a bundle's submission to `twilio-approved`.
-    pub bundle_review_delay: Duration,
-    /// From a campaign's registration to `VERIFIED`.
-    pub campaign_review_delay: Duration,
-    /// Where brand status callbacks go; `None` uses the customer profile's `StatusCallback`.
-    pub brand_status_callback: Option<String>,
-    /// The first this many onboarding requests are answered 503 (code 20503), to test retries.
-    pub unavailable_for_first: u32,
-}
-
-impl Default for OnboardingSimConfig {
-    fn default() -> Self {
-        Self {
-            brand_outcome: BrandOutcome::Approve,
-            brand_review_delay: Duration::from_millis(500),
-            brand_score: 75,
-            bundle_review_delay: Duration::ZERO,
-            campaign_review_delay: Duration::ZERO,
-            brand_status_callback: None,
-            unavailable_for_first: 0,
-        }
-    }
-}
-
-/// What the onboarding endpoints saw, in `GET /stats` under `onboarding`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub struct OnboardingStats {
-    /// Onboarding requests received (any answer).
-    pub requests: u64,
-    /// Requests answered 503 by the fault switch.
-    pub unavailable: u64,
-    /// Requests refused, by Twilio error code (503s included).
-    pub rejected_by_code: BTreeMap<String, u64>,
-    /// Subaccounts created.
-    pub subaccounts: u64,
-    /// Accounts fetched.
-    pub account_fetches: u64,
-    /// Customer profiles created.
-    pub customer_profiles: u64,
-    /// Trust products created.
-    pub trust_products: u64,
-    /// End users created.
-    pub end_users: u64,
-    /// Supporting documents created.
-    pub supporting_documents: u64,
-    /// Entity assignments created.
-    pub entity_assignments: u64,
-    /// Evaluations made.
-    pub evaluations: u64,
-    /// Bundles submitted for review.
-    pub bundles_submitted: u64,
-    /// Brand registrations created.
-    pub brand_registrations: u64,
-    /// Brands approved.
-    pub brands_approved: u64,
-    /// Brands failed.
-    pub brands_failed: u64,
-    /// Brand status callbacks started (their delivery counts under `callbacks_*`).
-    pub brand_callbacks: u64,
-    /// Messaging Services created.
-    pub messaging_services: u64,
-    /// Numbers added to Messaging Services.
-    pub service_phone_numbers: u64,
-    /// Campaigns registered.
-    pub campaigns: u64,
-    /// Number searches answered.
-    pub number_searches: u64,
-    /// Numbers bought.
-    pub numbers_purchased: u64,
-}
-
-/// A brand's status change to report, built by [`Onboarding::complete_brand_review`].
-#[derive(Debug, Clone)]
-pub(crate) struct BrandNotice {
-    /// The brand's account, whose token signs the callback.
-    pub account_sid: String,
-    /// Where to POST it, if anywhere.
-    pub url: Option<String>,
-    /// The form.
-    pub params: Vec<(String, String)>,
-}
-
-#[derive(Debug)]
-struct SubaccountRecord {
-    owner: String,
-    token: String,
-    friendly_name: String,
-    slot: Arc<Semaphore>,
-    created: OffsetDateTime,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum BundleState {
-    Draft,
-    PendingReview,
-}
-
-#[derive(Debug)]
-struct BundleRecord {
-    sid: String,
-    account_sid: String,
-    kind: BundleKind,
-    friendly_name: String,
-    email: String,
-    policy_sid: String,
-    status_callback: Option<String>,
-    state: BundleState,
-    submitted: Option<Instant>,
-    /// (assignment SID, object SID).
-    assignments: Vec<(String, String)>,
-    created: OffsetDateTime,
-    updated: OffsetDateTime,
-}
-
-#[derive(Debug)]
-struct EndUserRecord {
-    account_sid: String,
-    user_type: String,
-}
-
-#[derive(Debug)]
-struct DocumentRecord {
-    account_sid: String,
-}
-
-#[derive(Debug)]
-struct BrandRecord {
-    sid: String,
-    account_sid: String,
-    customer_profile: String,
-    trust_product: String,
-    brand_type: String,
-    mock: bool,
-    skip_automatic_sec_vet: bool,
-    status: &'static str,
-    brand_score: Option<u8>,
-    tcr_id: Option<String>,
-    failure_reason: Option<String>,
-    created: OffsetDateTime,
-    updated: OffsetDateTime,
-}
-
-#[derive(Debug)]
-struct ServiceRecord {
-    sid: String,
-    account_sid: String,
-    friendly_name: String,
-    inbound_request_url: Option<String>,
-    status_callback: Option<String>,
-    campaign: Option<String>,
-    created: OffsetDateTime,
-}
-
-#[derive(Debug)]
-struct CampaignRecord {
-    sid: String,
-    account_sid: String,
-    service_sid: String,
-    brand_sid: String,
-    description: String,
-    message_flow: String,
-    message_samples: Vec<String>,
-    usecase: String,
-    has_embedded_links: bool,
-    has_embedded_phone: bool,
-    opt_in_message: Option<String>,
-    opt_out_message: Option<String>,
-    help_message: Option<String>,
-    brand_score: Option<u8>,
-    /// The Campaign Registry's id, shown once verified.
-    campaign_id: String,
-    registered: Instant,
-    created: OffsetDateTime,
-}
-
-#[derive(Debug)]
-struct NumberRecord {
-    sid: String,
-    account_sid: String,
-    phone_number: String,
-    friendly_name: String,
-    sms_url: Option<String>,
-    sms_method: String,
-    status_callback: Option<String>,
-    service: Option<String>,
-    created: OffsetDateTime,
-}
-
-#[derive(Debug, Default)]
-struct Inner {
-    stats: OnboardingStats,
-    unavailable_left: u32,
-    subaccounts: HashMap<String, SubaccountRecord>,
-    bundles: HashMap<String, BundleRecord>,
-    end_users: HashMap<String, EndUserRecord>,
-    documents: HashMap<String, DocumentRecord>,
-    brands: HashMap<String, BrandRecord>,
-    services: HashMap<String, ServiceRecord>,
-    campaigns: HashMap<String, CampaignRecord>,
-    numbers: HashMap<String, NumberRecord>,
-    /// Replaces the configured brand outcome from now on (`RunningSimulator::set_brand_outcome`).
-    brand_outcome: Option<BrandOutcome>,
-}
-
-/// The onboarding objects; every lock is held briefly and never across an await.
-#[derive(Debug)]
-pub(crate) struct Onboarding {
-    config: OnboardingSimConfig,
-    concurrency: usize,
-    unavailable: AtomicBool,
-    inner: Mutex<Inner>,
-}
-
-impl Onboarding {
-    /// Empty, with `config`; subaccounts get `concurrency` create-message slots each.
-    pub fn new(config: OnboardingSimConfig, concurrency: usize) -> Self {
-        let inner = Inner {
-            unavailable_left: config.unavailable_for_first,
-            ..Inner::default()
-        };
-        Self {
-            config,
-            concurrency,
-            unavailable: AtomicBool::new(false),
-            inner: Mutex::new(inner),
-        }
-    }
-
-    /// Makes brands reviewed from now on end as `outcome`.
-    pub fn set_brand_outcome(&self, outcome: BrandOutcome) {
-        self.inner().brand_outcome = Some(outcome);
-    }
-
-    fn inner(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Switches every onboarding endpoint to 503 (or back).
-    pub fn set_unavailable(&self, unavailable: bool) {
-        self.unavailable.store(unavailable, Ordering::Relaxed);
-    }
-
-    /// The counters now.
-    pub fn stats(&self) -> OnboardingStats {
-        self.inner().stats.clone()
-    }
-
-    /// A subaccount's auth token.
-    pub fn subaccount_token(&self, sid: &str) -> Option<String> {
-        self.inner().subaccounts.get(sid).map(|account| account.token.clone())
-    }
-
-    /// A subaccount's create-message slots.
-    pub fn subaccount_slots(&self, sid: &str) -> Option<Arc<Semaphore>> {
-        self.inner()
-            .subaccounts
-            .get(sid)
-            .map(|account| Arc::clone(&account.slot))
-    }
-
-    /// Counts a request and says whether the fault switch answers it with a 503.
-    fn admit(&self) -> bool {
-        let mut inner = self.inner();
-        inner.stats.requests += 1;
-        let refused = if self.unavailable.load(Ordering::Relaxed) {
-            true
-        } else if inner.unavailable_left > 0 {
-            inner.unavailable_left -= 1;
-            true
-        } else {
-            false
-        };
-        if refused {
-            inner.stats.unavailable += 1;
-        }
-        refused
-    }
-
-    fn count_rejected(&self, code: u32) {
-        *self.inner().stats.rejected_by_code.entry(code.to_string()).or_default() += 1;
-    }
-
-    /// Ends a brand's review with the configured outcome; `None` if it is unknown or no longer
-    /// pending.
-    pub fn complete_brand_review(&self, sid: &str) -> Option<BrandNotice> {
-        let now = OffsetDateTime::now_utc();
-        let mut inner = self.inner();
-        let Inner {
-            stats,
-            brands,
-            bundles,
-            brand_outcome,
-            ..
-        } = &mut *inner;
-        let brand = brands.get_mut(sid).filter(|brand| brand.status == "PENDING")?;
-        match brand_outcome.as_ref().unwrap_or(&self.config.brand_outcome) {
-            BrandOutcome::Approve => {
-                brand.status = "APPROVED";
-                brand.brand_score = Some(self.config.brand_score.min(100));
-                brand.tcr_id = Some(format!("B{}", short_id()));
-                stats.brands_approved += 1;
-            }
-            BrandOutcome::Fail { reason } => {
-                brand.status = "FAILED";
-                brand.failure_reason = Some(reason.clone());
-                stats.brands_failed += 1;
-            }
-        }
-        brand.updated = now;
-        let url = self.config.brand_status_callback.clone().or_else(|| {
-            bundles
-                .get(&brand.customer_profile)
-                .and_then(|profile| profile.status_callback.clone())
-        });
-        if url.is_some() {
-            stats.brand_callbacks += 1;
-        }
-        let mut params = vec![
-            ("AccountSid".to_owned(), brand.account_sid.clone()),
-            ("BrandRegistrationSid".to_owned(), brand.sid.clone()),
-            ("BrandStatus".to_owned(), brand.status.to_owned()),
-            ("BrandType".to_owned(), brand.brand_type.clone()),
-            ("CustomerProfileBundleSid".to_owned(), brand.customer_profile.clone()),
-            ("A2PProfileBundleSid".to_owned(), brand.trust_product.clone()),
-        ];
-        if let Some(score) = brand.brand_score {
-            params.push(("BrandScore".to_owned(), score.to_string()));
-        }
-        if let Some(tcr_id) = &brand.tcr_id {
-            params.push(("TcrId".to_owned(), tcr_id.clone()));
-        }
-        if let Some(reason) = &brand.failure_reason {
-            params.push(("FailureReason".to_owned(), reason.clone()));
-        }
-        tracing::debug!(
-            sid,
-            status = brand.status,
-            callback = url.is_some(),
-            "simulator brand reviewed"
-        );
-        Some(BrandNotice {
-            account_sid: brand.account_sid.clone(),
-            url,
-            params,
-        })
-    }
-}
 
 /// The onboarding routes, to merge into the simulator's router.
 pub(crate) fn routes() -> Router<Arc<Shared>> {
@@ -683,14 +314,6 @@ fn check_length(name: &str, value: &str, range: std::ops::RangeInclusive<usize>)
 
 fn new_sid(prefix: &str) -> String {
     format!("{prefix}{:032x}", rand::random::<u128>())
-}
-
-/// Six uppercase letters and digits, as TCR's brand and campaign ids.
-fn short_id() -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-    (0..6)
-        .map(|_| char::from(ALPHABET[rand::random_range(0..ALPHABET.len())]))
-        .collect()
 }
 
 fn iso(at: OffsetDateTime) -> String {
@@ -1747,6 +1370,8 @@ async fn buy_number(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::simulator::config::OnboardingSimConfig;
+    use crate::simulator::registry::Onboarding;
 
     #[test]
     fn fictional_numbers_are_recognised() {

@@ -3,9 +3,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::accounts::OnboardingSimConfig;
-use super::ses::SesSimConfig;
-
 /// An invalid simulator configuration.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ConfigError {
@@ -205,6 +202,114 @@ impl SimulatorConfig {
     /// The sends per second allowed to `sender`.
     pub fn rate_of(&self, sender: &str) -> f64 {
         self.sender_rates.get(sender).copied().unwrap_or(self.rate_per_sender)
+    }
+}
+
+/// What becomes of a brand registration once reviewed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum BrandOutcome {
+    /// `APPROVED`, with the configured score.
+    #[default]
+    Approve,
+    /// `FAILED`, with this reason.
+    Fail {
+        /// The `failure_reason` reported.
+        reason: String,
+    },
+}
+
+/// How the onboarding endpoints behave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnboardingSimConfig {
+    /// What a brand registration ends as.
+    pub brand_outcome: BrandOutcome,
+    /// From registration to the brand's final status.
+    pub brand_review_delay: Duration,
+    /// The `brand_score` of an approved brand (values above 100 are reported as 100).
+    pub brand_score: u8,
+    /// From a bundle's submission to `twilio-approved`.
+    pub bundle_review_delay: Duration,
+    /// From a campaign's registration to `VERIFIED`.
+    pub campaign_review_delay: Duration,
+    /// Where brand status callbacks go; `None` uses the customer profile's `StatusCallback`.
+    pub brand_status_callback: Option<String>,
+    /// The first this many onboarding requests are answered 503 (code 20503), to test retries.
+    pub unavailable_for_first: u32,
+}
+
+impl Default for OnboardingSimConfig {
+    fn default() -> Self {
+        Self {
+            brand_outcome: BrandOutcome::Approve,
+            brand_review_delay: Duration::from_millis(500),
+            brand_score: 75,
+            bundle_review_delay: Duration::ZERO,
+            campaign_review_delay: Duration::ZERO,
+            brand_status_callback: None,
+            unavailable_for_first: 0,
+        }
+    }
+}
+
+/// The access key id of [`SesSimConfig::default`].
+pub const DEFAULT_ACCESS_KEY_ID: &str = "AKIASIMULATOR0000000";
+/// The topic ARN of [`SesSimConfig::default`].
+pub const DEFAULT_TOPIC_ARN: &str = "arn:aws:sns:us-east-1:123456789012:engageninja-ses-events";
+
+/// How the SES routes behave.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SesSimConfig {
+    /// Accepted access key ids (any secret: signatures are not verified).
+    pub access_key_ids: Vec<String>,
+    /// Share of send requests (either call) answered 429 `TooManyRequestsException`.
+    pub throttle_rate: f64,
+    /// Share of bulk entries answered `MESSAGE_REJECTED`.
+    pub entry_rejected_rate: f64,
+    /// Share of bulk entries answered `TRANSIENT_FAILURE`.
+    pub entry_transient_rate: f64,
+    /// Where SES events go as SNS notifications; `None` sends none.
+    pub sns_endpoint: Option<reqwest::Url>,
+    /// The `TopicArn` of the notifications.
+    pub topic_arn: String,
+    /// The delay before each event of an email (counted from the previous one).
+    pub event_delay: Duration,
+}
+
+impl Default for SesSimConfig {
+    fn default() -> Self {
+        Self {
+            access_key_ids: vec![DEFAULT_ACCESS_KEY_ID.to_owned()],
+            throttle_rate: 0.0,
+            entry_rejected_rate: 0.0,
+            entry_transient_rate: 0.0,
+            sns_endpoint: None,
+            topic_arn: DEFAULT_TOPIC_ARN.to_owned(),
+            event_delay: Duration::from_millis(20),
+        }
+    }
+}
+
+impl SesSimConfig {
+    /// Checks the rates (each in 0..=1, the two entry rates together at most 1).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let rates = [
+            ("ses.throttle_rate", self.throttle_rate),
+            ("ses.entry_rejected_rate", self.entry_rejected_rate),
+            ("ses.entry_transient_rate", self.entry_transient_rate),
+        ];
+        for (name, value) in rates {
+            if !value.is_finite() || !(0.0..=1.0).contains(&value) {
+                return Err(ConfigError::InvalidFaultRate { name, value });
+            }
+        }
+        let sum = self.entry_rejected_rate + self.entry_transient_rate;
+        if sum > 1.0 + 1e-9 {
+            return Err(ConfigError::InvalidFaultRate {
+                name: "ses entry rates sum",
+                value: sum,
+            });
+        }
+        Ok(())
     }
 }
 

@@ -1,16 +1,20 @@
 //! A stand-in for Twilio's Messages API, for load tests and development: point
 //! `TwilioClientSettings::base_url` at [`RunningSimulator::base_url`].
 //!
-//! - [`config`]: accounts, latency, concurrency, injected faults, sender rates, timings.
+//! - [`config`]: accounts, latency, concurrency, injected faults, sender rates, timings, and
+//!   how the onboarding and SES routes behave.
 //! - [`twilio`]: `POST .../Messages.json`, `GET .../Messages.json` (by `To` and `From`) and
 //!   `GET .../Messages/{Sid}.json`, with Twilio's checks
 //!   and error codes (the table is there).
 //! - [`state`]: created messages, counters, sends per sender and the rate-violation rule.
 //! - [`callbacks`]: status progression and signed status callbacks from one timer task.
 //! - [`accounts`]: the onboarding endpoints (subaccounts, Trust Hub, A2P brands and campaigns,
-//!   Messaging Services, numbers) under the same base URL.
+//!   Messaging Services, numbers) under the same base URL; [`registry`]: what they record.
 //! - [`ses`]: AWS SES v2 `SendEmail` and `SendBulkEmail`, and SES events as signed SNS
 //!   notifications.
+//!
+//! They depend on each other one way: `config`, then `registry`, `state`, `callbacks`, then the
+//! routes (`twilio`, `accounts`, `ses`); `.ci/acyclic.py` keeps it so.
 //!
 //! `GET /stats` answers [`SimulatorStats`] as JSON. The server listens on 127.0.0.1 only and
 //! stops, with every task it started, on [`RunningSimulator::shutdown`] or when the
@@ -19,6 +23,7 @@
 pub mod accounts;
 pub mod callbacks;
 pub mod config;
+pub mod registry;
 pub mod ses;
 pub mod state;
 pub mod twilio;
@@ -36,12 +41,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use accounts::{BrandOutcome, OnboardingSimConfig, OnboardingStats};
 pub use config::{
-    CallbackSettings, ConfigError, DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, Faults, SimulatorConfig, StatusTimings,
+    BrandOutcome, CallbackSettings, ConfigError, DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, Faults, OnboardingSimConfig,
+    SesSimConfig, SimulatorConfig, StatusTimings,
 };
-pub use ses::{SesSimConfig, SesStats};
-pub use state::{SimulatorStats, Violation, allowed_per_window, find_violations};
+pub use registry::OnboardingStats;
+pub use state::{SesStats, SimulatorStats, Violation, allowed_per_window, find_violations};
 
 use callbacks::Scheduler;
 use state::State;

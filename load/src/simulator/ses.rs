@@ -11,9 +11,9 @@
 //! | check | HTTP | error type |
 //! |---|---|---|
 //! | an `Authorization: AWS4-HMAC-SHA256 Credential=KEY/...` header (the signature itself is not verified) | 403 | `MissingAuthenticationTokenException` |
-//! | `KEY` is one of [`SesSimConfig::access_key_ids`] | 403 | `UnrecognizedClientException` |
+//! | `KEY` is one of [`SesSimConfig::access_key_ids`](super::SesSimConfig::access_key_ids) | 403 | `UnrecognizedClientException` |
 //! | the body is a JSON object | 400 | `BadRequestException` |
-//! | an injected throttle ([`SesSimConfig::throttle_rate`]) | 429 | `TooManyRequestsException` |
+//! | an injected throttle ([`SesSimConfig::throttle_rate`](super::SesSimConfig::throttle_rate)) | 429 | `TooManyRequestsException` |
 //! | `FromEmailAddress` present and non-empty | 400 | `BadRequestException` |
 //! | `SendEmail`: `Content` holds exactly one of `Simple`, `Raw`, `Template` | 400 | `BadRequestException` |
 //! | `SendEmail`: `Simple` has `Subject.Data` and a `Body` with `Text` or `Html`; `Template` has a `TemplateName`, `TemplateArn` or `TemplateContent` | 400 | `BadRequestException` |
@@ -23,13 +23,13 @@
 //! | `SendBulkEmail`: every entry has a `Destination` with at least one address | 400 | `BadRequestException` |
 //!
 //! A bulk call that passes answers one `BulkEmailEntryResults` item per entry: one random draw
-//! per entry picks `MESSAGE_REJECTED` ([`SesSimConfig::entry_rejected_rate`]),
-//! `TRANSIENT_FAILURE` ([`SesSimConfig::entry_transient_rate`]) or `SUCCESS` with a `MessageId`.
+//! per entry picks `MESSAGE_REJECTED` ([`SesSimConfig::entry_rejected_rate`](super::SesSimConfig::entry_rejected_rate)),
+//! `TRANSIENT_FAILURE` ([`SesSimConfig::entry_transient_rate`](super::SesSimConfig::entry_transient_rate)) or `SUCCESS` with a `MessageId`.
 //!
 //! # Events
 //!
-//! When [`SesSimConfig::sns_endpoint`] is set, every accepted email (whether or not it names a
-//! configuration set) gets SNS `Notification`s POSTed there, [`SesSimConfig::event_delay`]
+//! When [`SesSimConfig::sns_endpoint`](super::SesSimConfig::sns_endpoint) is set, every accepted email (whether or not it names a
+//! configuration set) gets SNS `Notification`s POSTed there, [`SesSimConfig::event_delay`](super::SesSimConfig::event_delay)
 //! apart, each carrying an SES event (`eventType`, `mail{messageId, timestamp, source,
 //! destination, tags}` and the event's own object) in `Message`, as the SES mailbox simulator
 //! would produce them: `Send`; then `Delivery` for recipients not containing `bounce@`; `Bounce`
@@ -42,7 +42,6 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -59,15 +58,14 @@ use rsa::RsaPrivateKey;
 use rsa::pkcs1v15::SigningKey;
 use rsa::pkcs8::DecodePrivateKey;
 use rsa::signature::{SignatureEncoding as _, Signer as _};
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::Sha256;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::config::{ConfigError, SimulatorConfig};
-use super::state::State;
+use super::config::SimulatorConfig;
+use super::state::{SesStats, State};
 
 /// TEST ONLY: the throwaway certificate the simulator signs SNS messages with (see
 /// `common/tests/fixtures/README.md`); served at `GET /sns/cert.pem`.
@@ -89,92 +87,9 @@ pub fn sign_with_test_key(message: &mut SnsMessage) -> Result<(), String> {
 }
 /// The most entries one `SendBulkEmail` call takes.
 pub const MAX_BULK_ENTRIES: usize = 50;
-/// The access key id of [`SesSimConfig::default`].
-pub const DEFAULT_ACCESS_KEY_ID: &str = "AKIASIMULATOR0000000";
-/// The topic ARN of [`SesSimConfig::default`].
-pub const DEFAULT_TOPIC_ARN: &str = "arn:aws:sns:us-east-1:123456789012:engageninja-ses-events";
+pub use super::config::{DEFAULT_ACCESS_KEY_ID, DEFAULT_TOPIC_ARN};
 /// The AWS account id the simulated emails are sent from.
 const ACCOUNT_ID: &str = "123456789012";
-
-/// How the SES routes behave.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SesSimConfig {
-    /// Accepted access key ids (any secret: signatures are not verified).
-    pub access_key_ids: Vec<String>,
-    /// Share of send requests (either call) answered 429 `TooManyRequestsException`.
-    pub throttle_rate: f64,
-    /// Share of bulk entries answered `MESSAGE_REJECTED`.
-    pub entry_rejected_rate: f64,
-    /// Share of bulk entries answered `TRANSIENT_FAILURE`.
-    pub entry_transient_rate: f64,
-    /// Where SES events go as SNS notifications; `None` sends none.
-    pub sns_endpoint: Option<reqwest::Url>,
-    /// The `TopicArn` of the notifications.
-    pub topic_arn: String,
-    /// The delay before each event of an email (counted from the previous one).
-    pub event_delay: Duration,
-}
-
-impl Default for SesSimConfig {
-    fn default() -> Self {
-        Self {
-            access_key_ids: vec![DEFAULT_ACCESS_KEY_ID.to_owned()],
-            throttle_rate: 0.0,
-            entry_rejected_rate: 0.0,
-            entry_transient_rate: 0.0,
-            sns_endpoint: None,
-            topic_arn: DEFAULT_TOPIC_ARN.to_owned(),
-            event_delay: Duration::from_millis(20),
-        }
-    }
-}
-
-impl SesSimConfig {
-    /// Checks the rates (each in 0..=1, the two entry rates together at most 1).
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let rates = [
-            ("ses.throttle_rate", self.throttle_rate),
-            ("ses.entry_rejected_rate", self.entry_rejected_rate),
-            ("ses.entry_transient_rate", self.entry_transient_rate),
-        ];
-        for (name, value) in rates {
-            if !value.is_finite() || !(0.0..=1.0).contains(&value) {
-                return Err(ConfigError::InvalidFaultRate { name, value });
-            }
-        }
-        let sum = self.entry_rejected_rate + self.entry_transient_rate;
-        if sum > 1.0 + 1e-9 {
-            return Err(ConfigError::InvalidFaultRate {
-                name: "ses entry rates sum",
-                value: sum,
-            });
-        }
-        Ok(())
-    }
-}
-
-/// What the SES routes saw, in `GET /stats` under `ses`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct SesStats {
-    /// `SendEmail` requests received (any answer).
-    pub send_email_requests: u64,
-    /// `SendBulkEmail` requests received (any answer).
-    pub bulk_requests: u64,
-    /// Emails accepted (one per `SendEmail`, one per successful bulk entry).
-    pub accepted: u64,
-    /// Bulk entries answered `MESSAGE_REJECTED`.
-    pub entries_rejected: u64,
-    /// Bulk entries answered `TRANSIENT_FAILURE`.
-    pub entries_transient: u64,
-    /// Requests refused as a whole, by AWS error type.
-    pub errors_by_type: BTreeMap<String, u64>,
-    /// SNS notifications answered with a 2xx.
-    pub notifications_sent: u64,
-    /// SNS notification attempts that failed (each retry counts again).
-    pub notifications_failed: u64,
-    /// SNS notifications given up after their last attempt.
-    pub notifications_dropped: u64,
-}
 
 /// What the SES handlers share.
 pub(crate) struct SesShared {
@@ -754,6 +669,7 @@ async fn deliver(shared: &SesShared, endpoint: &reqwest::Url, sns: &SnsMessage) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::simulator::config::{ConfigError, SesSimConfig};
 
     #[test]
     fn the_default_is_valid_and_bad_rates_are_refused() {

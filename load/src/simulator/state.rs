@@ -23,9 +23,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
-use super::accounts::{Onboarding, OnboardingStats};
 use super::config::SimulatorConfig;
-use super::ses::SesStats;
+use super::registry::{Onboarding, OnboardingStats};
 
 /// One window in which a sender went over its rate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -336,6 +335,29 @@ impl State {
         stats.onboarding = self.onboarding.stats();
         stats
     }
+}
+
+/// What the SES routes saw, in `GET /stats` under `ses`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SesStats {
+    /// `SendEmail` requests received (any answer).
+    pub send_email_requests: u64,
+    /// `SendBulkEmail` requests received (any answer).
+    pub bulk_requests: u64,
+    /// Emails accepted (one per `SendEmail`, one per successful bulk entry).
+    pub accepted: u64,
+    /// Bulk entries answered `MESSAGE_REJECTED`.
+    pub entries_rejected: u64,
+    /// Bulk entries answered `TRANSIENT_FAILURE`.
+    pub entries_transient: u64,
+    /// Requests refused as a whole, by AWS error type.
+    pub errors_by_type: BTreeMap<String, u64>,
+    /// SNS notifications answered with a 2xx.
+    pub notifications_sent: u64,
+    /// SNS notification attempts that failed (each retry counts again).
+    pub notifications_failed: u64,
+    /// SNS notifications given up after their last attempt.
+    pub notifications_dropped: u64,
 }
 
 #[cfg(test)]
