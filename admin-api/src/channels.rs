@@ -34,7 +34,6 @@ use crate::{ApiError, AppState};
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ChannelView {
     /// The channel.
-    #[schema(value_type = crate::openapi::ChannelSchema)]
     pub channel: Channel,
     /// The provider serving it.
     #[schema(value_type = String, example = "twilio")]
@@ -219,7 +218,7 @@ async fn account_is_free(state: &AppState, caller: &TenantCaller, account: &str)
     post,
     path = "/v1/channels/{channel}",
     tag = "channels",
-    params(("channel" = crate::openapi::ChannelSchema, Path, description = "`sms`, `whatsapp` or `email`")),
+    params(("channel" = common::Channel, Path, description = "`sms`, `whatsapp` or `email`")),
     request_body(content = TwilioCredentialsRequest, description = "Twilio credentials for `sms` and `whatsapp`, SES credentials for `email`", content_type = "application/json"),
     responses(
         (status = 201, description = "saved; `is_verified` says whether the provider accepted them", body = ChannelView),
@@ -275,7 +274,7 @@ pub async fn save(
     get,
     path = "/v1/channels/{channel}",
     tag = "channels",
-    params(("channel" = crate::openapi::ChannelSchema, Path, description = "`sms`, `whatsapp` or `email`")),
+    params(("channel" = common::Channel, Path, description = "`sms`, `whatsapp` or `email`")),
     responses(
         (status = 200, description = "the channel's credentials, without the secret", body = ChannelView),
         (status = 401, description = "unauthorized: no valid API key", body = crate::error::ErrorBody),
@@ -304,7 +303,7 @@ pub async fn get(
     delete,
     path = "/v1/channels/{channel}",
     tag = "channels",
-    params(("channel" = crate::openapi::ChannelSchema, Path, description = "`sms`, `whatsapp` or `email`")),
+    params(("channel" = common::Channel, Path, description = "`sms`, `whatsapp` or `email`")),
     responses(
         (status = 204, description = "removed; the channel stops sending"),
         (status = 401, description = "unauthorized: no valid API key", body = crate::error::ErrorBody),

@@ -48,7 +48,6 @@ pub struct SubmitResult {
     pub status: &'static str,
     /// The status of the message already stored under this id (`duplicate` only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<crate::openapi::MessageStatusSchema>)]
     pub existing_status: Option<MessageStatus>,
     /// Why it was rejected.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -294,14 +293,12 @@ pub struct MessageView {
     /// Its id.
     pub message_id: String,
     /// Its channel.
-    #[schema(value_type = crate::openapi::ChannelSchema)]
     pub channel: common::Channel,
     /// Its recipient.
     pub recipient: String,
     /// Its campaign.
     pub campaign_id: Option<String>,
     /// Its current status.
-    #[schema(value_type = crate::openapi::MessageStatusSchema)]
     pub status: MessageStatus,
     /// The reason code of the current status.
     pub reason: Option<String>,
@@ -310,7 +307,6 @@ pub struct MessageView {
     /// The provider's id.
     pub provider_message_id: Option<String>,
     /// Every status it went through, oldest first.
-    #[schema(value_type = Vec<crate::openapi::StatusChangeSchema>)]
     pub history: Vec<StatusChange>,
     /// Whether it belongs to a demo tenant (simulated, never really sent).
     pub demo: bool,

@@ -137,62 +137,6 @@ pub struct DocumentDoc;
 #[allow(dead_code)]
 fn openapi_json() {}
 
-/// A delivery channel.
-#[derive(ToSchema)]
-#[serde(rename_all = "snake_case")]
-#[schema(as = Channel)]
-#[allow(dead_code)]
-pub enum ChannelSchema {
-    /// SMS through Twilio.
-    Sms,
-    /// WhatsApp through Twilio.
-    Whatsapp,
-    /// Email through AWS SES.
-    Email,
-}
-
-/// A message's status.
-#[derive(ToSchema)]
-#[serde(rename_all = "snake_case")]
-#[schema(as = MessageStatus)]
-#[allow(dead_code)]
-pub enum MessageStatusSchema {
-    /// Accepted, not yet handed to a provider.
-    Queued,
-    /// The provider call's outcome is unknown; awaits reconciliation.
-    Unknown,
-    /// The provider accepted it.
-    Sent,
-    /// The handset or mailbox got it.
-    Delivered,
-    /// Read receipt.
-    Read,
-    /// Terminal: refused permanently.
-    Failed,
-    /// Terminal: the carrier could not deliver, or a hard bounce.
-    Undelivered,
-    /// Terminal: validity ran out.
-    Expired,
-    /// Terminal: refused at admission.
-    Rejected,
-    /// Terminal: the recipient opted out or is suppressed.
-    Suppressed,
-}
-
-/// One entry of a message's status history.
-#[derive(ToSchema)]
-#[schema(as = StatusChange)]
-#[allow(dead_code)]
-pub struct StatusChangeSchema {
-    /// The status reached.
-    pub status: MessageStatusSchema,
-    /// When (RFC 3339).
-    #[schema(format = DateTime)]
-    pub at: String,
-    /// Its reason code, if any.
-    pub reason: Option<String>,
-}
-
 /// One server-sent event of `GET /v1/campaigns/{id}/events` (`event: counts`, `data: {...}`).
 #[derive(ToSchema)]
 #[allow(dead_code)]
@@ -203,18 +147,6 @@ pub struct CountsEvent {
     /// A CampaignCounts object, as JSON.
     #[schema(content_media_type = "application/json")]
     pub data: String,
-}
-
-/// Whether a tenant may send.
-#[derive(ToSchema)]
-#[schema(as = TenantStatus)]
-#[allow(dead_code)]
-#[serde(rename_all = "snake_case")]
-pub enum TenantStatusSchema {
-    /// Sends normally.
-    Active,
-    /// Every message is refused.
-    Suspended,
 }
 
 /// `POST /webhooks/twilio/status` form (Twilio sends more fields; these are read).

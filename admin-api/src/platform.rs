@@ -272,7 +272,7 @@ pub async fn get(
 #[serde(deny_unknown_fields)]
 struct TenantChange {
     #[serde(default)]
-    #[schema(value_type = Option<crate::openapi::TenantStatusSchema>, example = "suspended")]
+    #[schema(example = "suspended")]
     status: Option<TenantStatus>,
     /// `Some(None)` (JSON `null`) takes the tenant off any plan.
     #[serde(default, with = "serde_with_null")]

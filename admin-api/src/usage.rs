@@ -164,7 +164,6 @@ pub async fn usage(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PreflightRequest {
-    #[schema(value_type = crate::openapi::ChannelSchema)]
     channel: Channel,
     recipients: Vec<String>,
     /// The text (SMS, WhatsApp free-form, email text part): segments are counted from it.
@@ -249,7 +248,6 @@ pub struct Preflight {
     /// The campaign.
     pub campaign_id: String,
     /// The channel.
-    #[schema(value_type = crate::openapi::ChannelSchema)]
     pub channel: Channel,
     /// Whether the channel can send.
     pub channel_ready: ChannelReadiness,

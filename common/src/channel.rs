@@ -7,6 +7,7 @@ use crate::address::{AddressError, EmailAddress, PhoneNumber};
 
 /// A delivery channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Channel {
     /// SMS through Twilio.

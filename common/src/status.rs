@@ -33,6 +33,15 @@ pub struct UnknownStatus(pub String);
 /// applying a sequence of updates with `advance` never moves backwards and repeating an update
 /// that was already applied never changes the result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "openapi",
+    schema(
+        description = "A message's status. It only moves forward: queued, unknown, sent, delivered, read; \
+                          a terminal failure (failed, undelivered, expired, rejected, suppressed) may \
+                          replace queued, unknown or sent, never delivered or read."
+    )
+)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageStatus {
     /// Accepted by us, not yet handed to a provider.

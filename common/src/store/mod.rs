@@ -44,6 +44,7 @@ pub enum StoreError {
 
 /// Whether a tenant may send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TenantStatus {
     /// Sends normally.
@@ -346,10 +347,11 @@ pub struct StatusUpdate {
 
 /// One entry of a message's status history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatusChange {
     /// The status reached.
     pub status: MessageStatus,
-    /// When.
+    /// When (RFC 3339).
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
     /// Its reason code, if any.
