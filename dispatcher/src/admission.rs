@@ -131,13 +131,14 @@ pub type Decision = Result<(Arc<Route>, Option<QuotaHold>), Refusal>;
 /// The suppressed recipients of a batch, per tenant.
 pub type Suppressed = HashMap<TenantId, Vec<String>>;
 
-/// Which provider sends which channel. Demo tenants always use the demo provider.
+/// The providers messages go to: live tenants' by the kind of provider their channel's
+/// credentials are for; demo tenants' always the demo provider.
 #[derive(Clone)]
 pub struct Providers {
     /// The simulated provider of demo tenants.
     pub demo: Arc<dyn Provider>,
-    /// The real provider of each channel, where this deployment has one.
-    pub live: HashMap<Channel, Arc<dyn Provider>>,
+    /// The real providers, by kind, that this deployment has.
+    pub live: HashMap<ProviderKind, Arc<dyn Provider>>,
 }
 
 /// Whether a tenant's channel can send, and how.
@@ -366,17 +367,12 @@ impl Directory {
             Ok(ready) => ready,
             Err(not_ready) => return Ok(ChannelReadiness::NotReady(Refusal::NotReady(not_ready))),
         };
-        let Some(provider) = self.providers.live.get(&channel) else {
+        let Some(provider) = self.providers.live.get(&credentials.provider) else {
             return Ok(ChannelReadiness::NotReady(Refusal::ProviderUnavailable));
         };
-        let account = credentials
-            .settings
-            .get(match credentials.provider {
-                ProviderKind::Twilio => "account_sid",
-                ProviderKind::Ses => "access_key_id",
-            })
-            .and_then(|value| value.as_str())
-            .map_or_else(|| format!("{}:{channel}", tenant.id), str::to_owned);
+        let account = provider
+            .account_of(&credentials)
+            .unwrap_or_else(|| format!("{}:{channel}", tenant.id));
         let senders: Vec<PoolSender> = match channel {
             Channel::Email => {
                 let from = setting(&credentials, FROM_ADDRESS).and_then(|raw| EmailAddress::parse(raw).ok());

@@ -567,10 +567,6 @@ async fn back_off(
     waited
 }
 
-/// The provider code that means the recipient unsubscribed (Twilio 21610): the recipient is
-/// added to the tenant's suppression list.
-const UNSUBSCRIBED_CODE: &str = "21610";
-
 /// Records the engine's reports in batches: statuses first, then (once durable) recipients the
 /// provider reports unsubscribed suppressed, quota released for messages never sent, and
 /// offsets marked done; barriers are answered once everything before them is recorded.
@@ -643,16 +639,14 @@ async fn record_batch(
         );
         return;
     }
-    for unsubscribed in batch
-        .iter()
-        .filter(|finished| finished.reason.as_deref() == Some(UNSUBSCRIBED_CODE))
-    {
+    for unsubscribed in batch.iter().filter(|finished| finished.opted_out) {
         let suppression = Suppression {
             tenant_id: unsubscribed.envelope.tenant_id.clone(),
             address: unsubscribed.envelope.to.to_string(),
             reason: SuppressionReason::ProviderUnsubscribed,
             source: Some(format!(
-                "provider code {UNSUBSCRIBED_CODE} on {}",
+                "provider code {} on {}",
+                unsubscribed.reason.as_deref().unwrap_or_default(),
                 unsubscribed.envelope.message_id
             )),
             created_at: now,

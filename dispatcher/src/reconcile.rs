@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::config::ReconcileSettings;
-use common::store::{StatusUpdate, Store, StoreError};
-use common::{MessageStatus, TenantId};
+use common::store::{ProviderKind, StatusUpdate, Store, StoreError};
+use common::{Channel, MessageStatus, TenantId};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
@@ -55,6 +55,7 @@ pub async fn reconcile_once(
     let before = OffsetDateTime::now_utc() - Duration::from_secs(settings.stuck_after_secs);
     let stuck = store.stuck_messages(before, settings.batch).await?;
     let mut demo: HashMap<TenantId, bool> = HashMap::new();
+    let mut kinds: HashMap<(TenantId, Channel), Option<ProviderKind>> = HashMap::new();
     let mut updates = Vec::new();
     for message in stuck {
         let is_demo = match demo.get(&message.tenant_id) {
@@ -71,7 +72,20 @@ pub async fn reconcile_once(
         let provider = if is_demo {
             Some(&providers.demo)
         } else {
-            providers.live.get(&message.channel)
+            // The provider the tenant's channel sends through: its credentials say which.
+            let key = (message.tenant_id.clone(), message.channel);
+            let kind = match kinds.get(&key) {
+                Some(kind) => *kind,
+                None => {
+                    let kind = store
+                        .credentials(&message.tenant_id, message.channel)
+                        .await?
+                        .map(|credentials| credentials.provider);
+                    kinds.insert(key, kind);
+                    kind
+                }
+            };
+            kind.and_then(|kind| providers.live.get(&kind))
         };
         let Some(provider) = provider else { continue };
         let (new_status, reason, provider_message_id) = match provider.lookup(&message).await {

@@ -5,12 +5,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use common::Channel;
 use common::config::Settings;
 use common::credentials::Keyring;
 use common::log::MessageLog;
 use common::ses::{SesClient, SesError};
-use common::store::{StatusUpdate, Store};
+use common::store::{ProviderKind, StatusUpdate, Store};
 use common::twilio::{ClientError, TwilioClient};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -95,15 +94,15 @@ impl Service {
     }
 }
 
-/// The real providers by channel, with each tenant's stored credentials: Twilio for SMS and
-/// WhatsApp (status callbacks asked for at the admin API's public URL), SES for email (events
-/// come back through the tenant's configuration set and SNS).
+/// The real providers by kind, with each tenant's stored credentials: Twilio (status callbacks
+/// asked for at the admin API's public URL), SES (events come back through the tenant's
+/// configuration set and SNS).
 fn live_providers(
     settings: &Settings,
     store: &Arc<dyn Store>,
     keyring: &Arc<Keyring>,
     public_url: &str,
-) -> Result<HashMap<Channel, Arc<dyn Provider>>, ServiceError> {
+) -> Result<HashMap<ProviderKind, Arc<dyn Provider>>, ServiceError> {
     let client = TwilioClient::new(&settings.providers.twilio.client_settings())?;
     let credentials = Arc::new(StoreCredentials::new(Arc::clone(store), Arc::clone(keyring)));
     let twilio: Arc<dyn Provider> = Arc::new(TwilioProvider::new(
@@ -113,8 +112,7 @@ fn live_providers(
     ));
     let ses = SesProvider::new(SesClient::new(settings.providers.ses.client_settings())?, credentials);
     Ok(HashMap::from([
-        (Channel::Sms, Arc::clone(&twilio)),
-        (Channel::Whatsapp, twilio),
-        (Channel::Email, Arc::new(ses) as Arc<dyn Provider>),
+        (ProviderKind::Twilio, twilio),
+        (ProviderKind::Ses, Arc::new(ses) as Arc<dyn Provider>),
     ]))
 }

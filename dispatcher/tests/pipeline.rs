@@ -104,7 +104,7 @@ on_both_backends!(
 );
 
 /// Remembers what it was asked to send; refuses ids starting with `bad` for good, and answers
-/// ids starting with `gone` as Twilio does for a recipient who unsubscribed (21610).
+/// ids starting with `gone` as opted out, as Twilio does for a recipient who unsubscribed (21610).
 #[derive(Default)]
 struct RecordingProvider {
     sent: Mutex<Vec<String>>,
@@ -149,7 +149,7 @@ impl Provider for RecordingProvider {
                 id if id.starts_with("bad") => SendOutcome::Failed {
                     code: "21211".to_owned(),
                 },
-                id if id.starts_with("gone") => SendOutcome::Failed {
+                id if id.starts_with("gone") => SendOutcome::OptedOut {
                     code: "21610".to_owned(),
                 },
                 id => SendOutcome::Accepted {
@@ -226,7 +226,7 @@ impl Harness {
         let provider = Arc::clone(&self.provider) as Arc<dyn Provider>;
         let providers = Providers {
             demo: Arc::clone(&provider),
-            live: [(Channel::Sms, provider)].into(),
+            live: [(ProviderKind::Twilio, provider)].into(),
         };
         let dispatcher = Dispatcher::new(
             Arc::clone(&self.store),
@@ -1008,12 +1008,12 @@ async fn reconciliation_settles_stuck_messages(backends: Backends) {
         return;
     };
     let store = harness.store.as_ref();
-    for (id, is_demo) in [("acme", true), ("paid", false)] {
-        store
-            .create_tenant(&tenant(id, is_demo, TenantStatus::Active))
-            .await
-            .unwrap();
-    }
+    store
+        .create_tenant(&tenant("acme", true, TenantStatus::Active))
+        .await
+        .unwrap();
+    // A live tenant's stuck messages go to the provider its channel's credentials are for.
+    ready_sms_tenant(store, "paid", BrandStatus::Approved, true, None).await;
     let long_ago = OffsetDateTime::now_utc() - Duration::from_secs(7_200);
     let claim = |id: &str| common::store::NewMessage {
         tenant_id: TenantId::parse(if id.starts_with("found") || id.starts_with("never") {
@@ -1085,7 +1085,7 @@ async fn reconciliation_settles_stuck_messages(backends: Backends) {
     let live: Arc<dyn Provider> = Arc::new(RecordingProvider::default());
     let providers = Providers {
         demo: Arc::new(demo),
-        live: [(Channel::Sms, live)].into_iter().collect(),
+        live: [(ProviderKind::Twilio, live)].into_iter().collect(),
     };
     let settings = common::config::ReconcileSettings {
         interval_secs: 1,

@@ -293,7 +293,7 @@ async fn every_class_of_refusal_maps_to_its_outcome() {
         ),
         (
             "21610",
-            SendOutcome::Failed {
+            SendOutcome::OptedOut {
                 code: "21610".to_owned(),
             },
         ),

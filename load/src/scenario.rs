@@ -25,7 +25,9 @@ use anyhow::{Context, bail};
 use async_trait::async_trait;
 use common::config::{DispatcherSettings, Settings};
 use common::log::{MessageLog, OutgoingRecord, Topic};
-use common::store::{MessageRecord, NumberStatus, SenderKind, SenderNumber, StatusUpdate, Store, Tenant, TenantStatus};
+use common::store::{
+    MessageRecord, NumberStatus, ProviderKind, SenderKind, SenderNumber, StatusUpdate, Store, Tenant, TenantStatus,
+};
 use common::{Envelope, MessageId, MessageStatus, PhoneNumber, Sender, TenantId};
 use dispatcher::admission::Providers;
 use dispatcher::engine::{Admitted, Engine};
@@ -289,7 +291,7 @@ fn start_dispatcher(
     settings: &Settings,
     log: Arc<dyn MessageLog>,
     store: Arc<dyn Store>,
-    live: HashMap<common::Channel, Arc<dyn Provider>>,
+    live: HashMap<ProviderKind, Arc<dyn Provider>>,
 ) -> RunningDispatcher {
     let tracker = TaskTracker::new();
     let background = CancellationToken::new();
@@ -386,7 +388,7 @@ async fn duplicates(messages: usize, percent: u8, scaled: bool) -> anyhow::Resul
         calls: Mutex::new(Vec::new()),
         latency: Duration::ZERO,
     });
-    let live = HashMap::from([(common::Channel::Sms, Arc::clone(&provider) as Arc<dyn Provider>)]);
+    let live = HashMap::from([(ProviderKind::Twilio, Arc::clone(&provider) as Arc<dyn Provider>)]);
     let workload = Workload {
         distinct: messages,
         duplicate_every: usize::from(100 / percent) - 1,
@@ -462,7 +464,7 @@ async fn log_to_sent_with(
         credentials,
         None,
     ));
-    let live = HashMap::from([(common::Channel::Sms, twilio)]);
+    let live = HashMap::from([(ProviderKind::Twilio, twilio)]);
     let result = log_to_sent(settings, log, store, live, &tenants, Workload::distinct(messages)).await;
     let stats = running.shutdown().await?;
     progress(&format!(
@@ -497,7 +499,7 @@ async fn log_to_sent(
     settings: &Settings,
     log: Arc<dyn MessageLog>,
     store: Arc<dyn Store>,
-    live: HashMap<common::Channel, Arc<dyn Provider>>,
+    live: HashMap<ProviderKind, Arc<dyn Provider>>,
     tenants: &[String],
     workload: Workload,
 ) -> anyhow::Result<(String, serde_json::Value)> {

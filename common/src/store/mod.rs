@@ -189,7 +189,7 @@ pub struct SenderNumber {
 }
 
 /// Which provider serves a channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProviderKind {
     /// Twilio (SMS, WhatsApp).

@@ -126,6 +126,8 @@ pub struct Finished {
     pub provider_message_id: Option<String>,
     /// Quota to give back because it was never sent.
     pub release: Option<QuotaHold>,
+    /// The provider refused it because the recipient opted out: the recipient is suppressed.
+    pub opted_out: bool,
     /// When its claim accepted it.
     pub accepted_at: OffsetDateTime,
 }
@@ -333,6 +335,23 @@ impl Engine {
             reason,
             provider_message_id,
             release: if release { meta.quota } else { None },
+            opted_out: false,
+        }));
+    }
+
+    /// Reports a message its provider refused because the recipient opted out.
+    fn finish_opted_out(&mut self, queued: Queued, code: String) {
+        let Queued { message, meta } = queued;
+        let _ = self.reports.send(Report::Finished(Finished {
+            accepted_at: message.accepted_at,
+            envelope: message.envelope,
+            partition: meta.partition,
+            offset: meta.offset,
+            status: MessageStatus::Failed,
+            reason: Some(code),
+            provider_message_id: None,
+            release: meta.quota,
+            opted_out: true,
         }));
     }
 

@@ -111,7 +111,7 @@ impl Engine {
             let label = match &outcome {
                 SendOutcome::Accepted { .. } => "sent",
                 SendOutcome::Transient { .. } => "transient",
-                SendOutcome::Failed { .. } => "failed",
+                SendOutcome::Failed { .. } | SendOutcome::OptedOut { .. } => "failed",
                 SendOutcome::Unknown { .. } => "unknown",
             };
             metrics::counter!("dispatcher_messages_total", "channel" => channel.as_str(), "provider" => provider, "outcome" => label)
@@ -131,6 +131,7 @@ impl Engine {
                     self.finish(queued, MessageStatus::Sent, None, Some(provider_message_id), false);
                 }
                 SendOutcome::Failed { code } => self.finish(queued, MessageStatus::Failed, Some(code), None, true),
+                SendOutcome::OptedOut { code } => self.finish_opted_out(queued, code),
                 SendOutcome::Unknown { reason } => {
                     self.finish(queued, MessageStatus::Unknown, Some(reason), None, false)
                 }

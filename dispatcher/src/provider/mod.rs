@@ -12,7 +12,7 @@ pub mod twilio;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use common::store::MessageRecord;
+use common::store::{ChannelCredentials, MessageRecord};
 use common::{Envelope, MessageStatus, Sender};
 
 /// Why a tenant's provider credentials could not be had.
@@ -62,6 +62,12 @@ pub enum SendOutcome {
         /// The provider's code.
         code: String,
     },
+    /// Refused for good because the recipient opted out with the provider (Twilio 21610): the
+    /// message fails with the provider's code and the recipient is suppressed for the tenant.
+    OptedOut {
+        /// The provider's code.
+        code: String,
+    },
     /// The request went out but no answer came: reconcile, never resend blindly.
     Unknown {
         /// What happened.
@@ -107,6 +113,12 @@ pub trait Provider: Send + Sync + 'static {
     /// What messages must share to go in one request (SES bulk: template, sender and
     /// configuration set); `None` when any may go together.
     fn batch_key(&self, _message: &OutboundMessage) -> Option<String> {
+        None
+    }
+
+    /// The provider account `credentials` send through: the key its requests in flight are
+    /// capped by. `None`: one account per tenant and channel.
+    fn account_of(&self, _credentials: &ChannelCredentials) -> Option<String> {
         None
     }
 

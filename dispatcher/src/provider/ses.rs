@@ -35,11 +35,12 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use common::credentials::{ACCESS_KEY_ID, setting};
 use common::ses::{
     BulkEmail, BulkEntry, EmailContent, MAX_BULK_ENTRIES, OutboundEmail, RejectClass, SesAccount, SesClient,
     SesSendOutcome,
 };
-use common::store::MessageRecord;
+use common::store::{ChannelCredentials, MessageRecord};
 use common::{Content, Sender, TenantId};
 
 use super::{CredentialError, Lookup, OutboundMessage, Provider, SendOutcome};
@@ -291,6 +292,11 @@ fn to_send_outcome(message: &OutboundMessage, outcome: SesSendOutcome) -> SendOu
 impl Provider for SesProvider {
     fn name(&self) -> &'static str {
         "ses"
+    }
+
+    /// The AWS access key: its requests in flight are capped together.
+    fn account_of(&self, credentials: &ChannelCredentials) -> Option<String> {
+        setting(credentials, ACCESS_KEY_ID).map(str::to_owned)
     }
 
     /// `SendBulkEmail` takes up to 50 entries.

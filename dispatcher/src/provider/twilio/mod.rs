@@ -15,7 +15,7 @@
 //! | created | `Accepted { provider_message_id: sid }` |
 //! | [`ErrorClass::Transient`] (429, 5xx but 504, 21611, 63017, connect errors) | `Transient { reason, retry_after }` |
 //! | [`ErrorClass::Permanent`] (21211, 21614, unlisted codes) | `Failed { code }` (Twilio's code, or `HTTP_<status>`) |
-//! | [`ErrorClass::SuppressRecipient`] (21610) | `Failed { code: "21610" }`: the caller suppresses the recipient on this code (`SuppressionReason::ProviderUnsubscribed`); the provider has no store access |
+//! | [`ErrorClass::SuppressRecipient`] (21610) | `OptedOut { code: "21610" }`: failed, and the recorder suppresses the recipient (`SuppressionReason::ProviderUnsubscribed`); the provider has no store access |
 //! | [`ErrorClass::NeedsAttention`] (30034, 20003/401) | `Failed { code }`, logged as a warning: the tenant's setup must be fixed |
 //! | [`ErrorClass::WhatsappWindow`] (63016) | `Failed { code: "63016" }`: only a template can reach the recipient now |
 //! | timeout or lost connection after connecting, 504, a 2xx without a `sid` | `Unknown { reason }` |
@@ -33,8 +33,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use common::address::WHATSAPP_PREFIX;
+use common::credentials::{ACCOUNT_SID, setting};
 use common::status::TwilioStatus;
-use common::store::MessageRecord;
+use common::store::{ChannelCredentials, MessageRecord};
 use common::{Channel, MessageStatus, TenantId};
 use time::OffsetDateTime;
 
@@ -144,7 +145,10 @@ impl TwilioProvider {
                     ),
                     class => tracing::debug!(%tenant, %message_id, code, ?class, "twilio refused message"),
                 }
-                SendOutcome::Failed { code }
+                match error.class {
+                    ErrorClass::SuppressRecipient => SendOutcome::OptedOut { code },
+                    _ => SendOutcome::Failed { code },
+                }
             }
             CreateOutcome::Unknown { reason } => {
                 tracing::warn!(%tenant, %message_id, reason, "twilio send outcome unknown, left to reconciliation");
@@ -158,6 +162,11 @@ impl TwilioProvider {
 impl Provider for TwilioProvider {
     fn name(&self) -> &'static str {
         "twilio"
+    }
+
+    /// The Twilio account (`AC...`): its requests in flight are capped together.
+    fn account_of(&self, credentials: &ChannelCredentials) -> Option<String> {
+        setting(credentials, ACCOUNT_SID).map(str::to_owned)
     }
 
     /// One message per request: Twilio has no batch create.
