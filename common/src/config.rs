@@ -699,7 +699,7 @@ pub enum WriteBatching {
 pub struct CassandraSettings {
     /// `host:port` of one or more nodes; the driver discovers the others.
     pub contact_points: Vec<String>,
-    /// The keyspace (created at start when missing, with the schema in `deploy/cql/`).
+    /// The keyspace (created at start when missing, with the schema in `common/migrations/cql/`).
     pub keyspace: String,
     /// Replication factor of the keyspace when it is created (SimpleStrategy).
     pub replication_factor: u32,

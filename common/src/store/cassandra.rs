@@ -1,6 +1,6 @@
 //! The scale-out [`Store`]: ScyllaDB or Apache Cassandra over CQL, with the `scylla` driver.
 //!
-//! - Schema: the versioned CQL files in `deploy/cql/` (embedded in the binary), applied at
+//! - Schema: the versioned CQL files in `common/migrations/cql/` (embedded in the binary), applied at
 //!   [`CassandraStore::open`] in order, each recorded in `<keyspace>.schema_migrations`; every
 //!   statement is idempotent (`IF NOT EXISTS`, `IF EXISTS`), and a lease row (an LWT with a
 //!   TTL) lets one process migrate at a time. The files say which query each table serves.
@@ -68,32 +68,32 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (
         1,
         "0001_keyspace_and_tables",
-        include_str!("../../../deploy/cql/0001_keyspace_and_tables.cql"),
+        include_str!("../../migrations/cql/0001_keyspace_and_tables.cql"),
     ),
     (
         2,
         "0002_message_statuses_as_rows",
-        include_str!("../../../deploy/cql/0002_message_statuses_as_rows.cql"),
+        include_str!("../../migrations/cql/0002_message_statuses_as_rows.cql"),
     ),
     (
         3,
         "0003_claims_by_record",
-        include_str!("../../../deploy/cql/0003_claims_by_record.cql"),
+        include_str!("../../migrations/cql/0003_claims_by_record.cql"),
     ),
     (
         4,
         "0004_no_provider_id_index",
-        include_str!("../../../deploy/cql/0004_no_provider_id_index.cql"),
+        include_str!("../../migrations/cql/0004_no_provider_id_index.cql"),
     ),
     (
         5,
         "0005_stuck_index_without_deletes",
-        include_str!("../../../deploy/cql/0005_stuck_index_without_deletes.cql"),
+        include_str!("../../migrations/cql/0005_stuck_index_without_deletes.cql"),
     ),
     (
         6,
         "0006_processed_events",
-        include_str!("../../../deploy/cql/0006_processed_events.cql"),
+        include_str!("../../migrations/cql/0006_processed_events.cql"),
     ),
 ];
 

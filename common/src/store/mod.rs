@@ -6,7 +6,7 @@
 //! batches under the forward-only rule of [`MessageStatus`], counters are deltas.
 //!
 //! Implementations: [`sqlite::SqliteStore`] (embedded; one file, WAL, versioned migrations) and
-//! [`cassandra::CassandraStore`] (ScyllaDB or Apache Cassandra; versioned CQL schema in `deploy/cql/`).
+//! [`cassandra::CassandraStore`] (ScyllaDB or Apache Cassandra; versioned CQL schema in `common/migrations/cql/`).
 
 pub mod cassandra;
 mod codec;
