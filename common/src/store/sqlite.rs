@@ -28,9 +28,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::types::FromSql;
-use rusqlite::{
-    CachedStatement, Connection, ErrorCode, Params, Row, Statement, Transaction, TransactionBehavior, ffi, params,
-};
+use rusqlite::{CachedStatement, Connection, ErrorCode, Params, Row, Transaction, TransactionBehavior, ffi, params};
 use time::OffsetDateTime;
 
 use super::codec::{
@@ -287,12 +285,14 @@ fn col_opt_time(row: &Row<'_>, index: usize) -> Result<Option<OffsetDateTime>, S
     col::<Option<i64>>(row, index)?.map(from_ms).transpose()
 }
 
-/// Runs a query and maps its first row, if any.
+/// Runs a query (prepared once per connection) and maps its first row, if any.
 fn query_opt<T>(
-    statement: &mut Statement<'_>,
+    conn: &Connection,
+    sql: &str,
     params: impl Params,
     map: impl FnOnce(&Row<'_>) -> Result<T, StoreError>,
 ) -> Result<Option<T>, StoreError> {
+    let mut statement = conn.prepare_cached(sql).map_err(db_err)?;
     let mut rows = statement.query(params).map_err(db_err)?;
     match rows.next().map_err(db_err)? {
         Some(row) => map(row).map(Some),
@@ -300,12 +300,22 @@ fn query_opt<T>(
     }
 }
 
-/// Runs a query and maps every row.
+/// Runs a statement (prepared once per connection) and answers how many rows it changed.
+fn execute(conn: &Connection, sql: &str, params: impl Params) -> Result<usize, StoreError> {
+    conn.prepare_cached(sql)
+        .map_err(db_err)?
+        .execute(params)
+        .map_err(db_err)
+}
+
+/// Runs a query (prepared once per connection) and maps every row.
 fn query_all<T>(
-    statement: &mut Statement<'_>,
+    conn: &Connection,
+    sql: &str,
     params: impl Params,
     mut map: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
 ) -> Result<Vec<T>, StoreError> {
+    let mut statement = conn.prepare_cached(sql).map_err(db_err)?;
     let mut rows = statement.query(params).map_err(db_err)?;
     let mut out = Vec::new();
     while let Some(row) = rows.next().map_err(db_err)? {
@@ -674,13 +684,10 @@ impl Store for SqliteStore {
     async fn create_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
         let tenant = tenant.clone();
         self.write(move |conn| {
-            let mut statement = conn
-                .prepare_cached(&format!(
-                    "INSERT INTO tenants ({TENANT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
-                ))
-                .map_err(db_err)?;
-            statement
-                .execute(params![
+            execute(
+                conn,
+                &format!("INSERT INTO tenants ({TENANT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+                params![
                     tenant.id.as_str(),
                     tenant.name,
                     tenant.is_demo,
@@ -688,8 +695,8 @@ impl Store for SqliteStore {
                     tenant.plan_id,
                     tenant.created_by,
                     to_ms(tenant.created_at)?,
-                ])
-                .map_err(db_err)?;
+                ],
+            )?;
             Ok(())
         })
         .await
@@ -698,10 +705,12 @@ impl Store for SqliteStore {
     async fn tenant(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError> {
         let id = id.clone();
         self.read(move |conn| {
-            let mut statement = conn
-                .prepare_cached(&format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = ?1"))
-                .map_err(db_err)?;
-            query_opt(&mut statement, [id.as_str()], tenant_from_row)
+            query_opt(
+                conn,
+                &format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = ?1"),
+                [id.as_str()],
+                tenant_from_row,
+            )
         })
         .await
     }
@@ -709,12 +718,11 @@ impl Store for SqliteStore {
     async fn set_tenant_status(&self, id: &TenantId, status: TenantStatus) -> Result<bool, StoreError> {
         let id = id.clone();
         self.write(move |conn| {
-            let mut statement = conn
-                .prepare_cached("UPDATE tenants SET status = ?2 WHERE id = ?1")
-                .map_err(db_err)?;
-            let changed = statement
-                .execute(params![id.as_str(), enum_to_text(&status)?])
-                .map_err(db_err)?;
+            let changed = execute(
+                conn,
+                "UPDATE tenants SET status = ?2 WHERE id = ?1",
+                params![id.as_str(), enum_to_text(&status)?],
+            )?;
             Ok(changed > 0)
         })
         .await
@@ -722,13 +730,15 @@ impl Store for SqliteStore {
 
     async fn demo_tenants_created_before(&self, before: OffsetDateTime) -> Result<Vec<Tenant>, StoreError> {
         self.read(move |conn| {
-            let mut statement = conn
-                .prepare_cached(&format!(
+            query_all(
+                conn,
+                &format!(
                     "SELECT {TENANT_COLUMNS} FROM tenants WHERE is_demo = 1 AND created_at < ?1 \
                      ORDER BY created_at, id"
-                ))
-                .map_err(db_err)?;
-            query_all(&mut statement, [to_ms(before)?], tenant_from_row)
+                ),
+                [to_ms(before)?],
+                tenant_from_row,
+            )
         })
         .await
     }
@@ -756,20 +766,17 @@ impl Store for SqliteStore {
     async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
         let key = key.clone();
         self.write(move |conn| {
-            let mut statement = conn
-                .prepare_cached(&format!(
-                    "INSERT INTO api_keys ({API_KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)"
-                ))
-                .map_err(db_err)?;
-            statement
-                .execute(params![
+            execute(
+                conn,
+                &format!("INSERT INTO api_keys ({API_KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)"),
+                params![
                     key.key_id,
                     key.tenant_id.as_str(),
                     key.secret_hash,
                     to_ms(key.created_at)?,
                     opt_to_ms(key.revoked_at)?,
-                ])
-                .map_err(db_err)?;
+                ],
+            )?;
             Ok(())
         })
         .await
@@ -778,12 +785,12 @@ impl Store for SqliteStore {
     async fn api_key_by_hash(&self, secret_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
         let secret_hash = secret_hash.to_owned();
         self.read(move |conn| {
-            let mut statement = conn
-                .prepare_cached(&format!(
-                    "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE secret_hash = ?1"
-                ))
-                .map_err(db_err)?;
-            query_opt(&mut statement, [secret_hash.as_str()], api_key_from_row)
+            query_opt(
+                conn,
+                &format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE secret_hash = ?1"),
+                [secret_hash.as_str()],
+                api_key_from_row,
+            )
         })
         .await
     }
@@ -793,14 +800,11 @@ impl Store for SqliteStore {
         let key_id = key_id.to_owned();
         self.write(move |conn| {
             // Revoking twice keeps the first revocation time.
-            let mut statement = conn
-                .prepare_cached(
-                    "UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?3) WHERE tenant_id = ?1 AND key_id = ?2",
-                )
-                .map_err(db_err)?;
-            let changed = statement
-                .execute(params![tenant.as_str(), key_id, to_ms(at)?])
-                .map_err(db_err)?;
+            let changed = execute(
+                conn,
+                "UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?3) WHERE tenant_id = ?1 AND key_id = ?2",
+                params![tenant.as_str(), key_id, to_ms(at)?],
+            )?;
             Ok(changed > 0)
         })
         .await
@@ -809,19 +813,16 @@ impl Store for SqliteStore {
     async fn put_business_info(&self, info: &BusinessInfoRecord) -> Result<(), StoreError> {
         let info = info.clone();
         self.write(move |conn| {
-            let mut statement = conn
-                .prepare_cached(
-                    "INSERT INTO business_info (tenant_id, data, updated_at) VALUES (?1, ?2, ?3) \
+            execute(
+                conn,
+                "INSERT INTO business_info (tenant_id, data, updated_at) VALUES (?1, ?2, ?3) \
                      ON CONFLICT (tenant_id) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at",
-                )
-                .map_err(db_err)?;
-            statement
-                .execute(params![
+                params![
                     info.tenant_id.as_str(),
                     json_to_text(&info.data)?,
                     to_ms(info.updated_at)?
-                ])
-                .map_err(db_err)?;
+                ],
+            )?;
             Ok(())
         })
         .await
@@ -830,16 +831,18 @@ impl Store for SqliteStore {
     async fn business_info(&self, tenant: &TenantId) -> Result<Option<BusinessInfoRecord>, StoreError> {
         let tenant = tenant.clone();
         self.read(move |conn| {
-            let mut statement = conn
-                .prepare_cached("SELECT data, updated_at FROM business_info WHERE tenant_id = ?1")
-                .map_err(db_err)?;
-            query_opt(&mut statement, [tenant.as_str()], |row| {
-                Ok(BusinessInfoRecord {
-                    tenant_id: tenant.clone(),
-                    data: json_from_text(&col::<String>(row, 0)?, "business info")?,
-                    updated_at: col_time(row, 1)?,
-                })
-            })
+            query_opt(
+                conn,
+                "SELECT data, updated_at FROM business_info WHERE tenant_id = ?1",
+                [tenant.as_str()],
+                |row| {
+                    Ok(BusinessInfoRecord {
+                        tenant_id: tenant.clone(),
+                        data: json_from_text(&col::<String>(row, 0)?, "business info")?,
+                        updated_at: col_time(row, 1)?,
+                    })
+                },
+            )
         })
         .await
     }
@@ -847,18 +850,17 @@ impl Store for SqliteStore {
     async fn put_brand(&self, brand: &Brand) -> Result<(), StoreError> {
         let brand = brand.clone();
         self.write(move |conn| {
-            let mut statement = conn
-                .prepare_cached(&format!(
+            execute(
+                conn,
+                &format!(
                     "INSERT INTO brands ({BRAND_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
                      ON CONFLICT (tenant_id) DO UPDATE SET status = excluded.status, \
                      status_reason = excluded.status_reason, trust_score = excluded.trust_score, \
                      workflow_step = excluded.workflow_step, workflow_attempts = excluded.workflow_attempts, \
                      twilio_sids = excluded.twilio_sids, updated_at = excluded.updated_at, \
                      approved_at = excluded.approved_at"
-                ))
-                .map_err(db_err)?;
-            statement
-                .execute(params![
+                ),
+                params![
                     brand.tenant_id.as_str(),
                     enum_to_text(&brand.status)?,
                     brand.status_reason,
@@ -868,8 +870,8 @@ impl Store for SqliteStore {
                     json_to_text(&brand.twilio_sids)?,
                     to_ms(brand.updated_at)?,
                     opt_to_ms(brand.approved_at)?,
-                ])
-                .map_err(db_err)?;
+                ],
+            )?;
             Ok(())
         })
         .await
@@ -878,10 +880,12 @@ impl Store for SqliteStore {
     async fn brand(&self, tenant: &TenantId) -> Result<Option<Brand>, StoreError> {
         let tenant = tenant.clone();
         self.read(move |conn| {
-            let mut statement = conn
-                .prepare_cached(&format!("SELECT {BRAND_COLUMNS} FROM brands WHERE tenant_id = ?1"))
-                .map_err(db_err)?;
-            query_opt(&mut statement, [tenant.as_str()], brand_from_row)
+            query_opt(
+                conn,
+                &format!("SELECT {BRAND_COLUMNS} FROM brands WHERE tenant_id = ?1"),
+                [tenant.as_str()],
+                brand_from_row,
+            )
         })
         .await
     }
@@ -889,8 +893,9 @@ impl Store for SqliteStore {
     async fn put_workflow(&self, brand: &Brand, due: Option<OffsetDateTime>) -> Result<(), StoreError> {
         let brand = brand.clone();
         self.write(move |conn| {
-            let mut statement = conn
-                .prepare_cached(&format!(
+            execute(
+                conn,
+                &format!(
                     "INSERT INTO brands ({BRAND_COLUMNS}, workflow_due_at) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
                      ON CONFLICT (tenant_id) DO UPDATE SET status = excluded.status, \
@@ -898,10 +903,8 @@ impl Store for SqliteStore {
                      workflow_step = excluded.workflow_step, workflow_attempts = excluded.workflow_attempts, \
                      twilio_sids = excluded.twilio_sids, updated_at = excluded.updated_at, \
                      approved_at = excluded.approved_at, workflow_due_at = excluded.workflow_due_at"
-                ))
-                .map_err(db_err)?;
-            statement
-                .execute(params![
+                ),
+                params![
                     brand.tenant_id.as_str(),
                     enum_to_text(&brand.status)?,
                     brand.status_reason,
@@ -912,8 +915,8 @@ impl Store for SqliteStore {
                     to_ms(brand.updated_at)?,
                     opt_to_ms(brand.approved_at)?,
                     opt_to_ms(due)?,
-                ])
-                .map_err(db_err)?;
+                ],
+            )?;
             Ok(())
         })
         .await
@@ -922,26 +925,27 @@ impl Store for SqliteStore {
     async fn workflow_due(&self, tenant: &TenantId) -> Result<Option<OffsetDateTime>, StoreError> {
         let tenant = tenant.clone();
         self.read(move |conn| {
-            let mut statement = conn
-                .prepare_cached("SELECT workflow_due_at FROM brands WHERE tenant_id = ?1")
-                .map_err(db_err)?;
-            Ok(query_opt(&mut statement, [tenant.as_str()], |row| col_opt_time(row, 0))?.flatten())
+            Ok(query_opt(
+                conn,
+                "SELECT workflow_due_at FROM brands WHERE tenant_id = ?1",
+                [tenant.as_str()],
+                |row| col_opt_time(row, 0),
+            )?
+            .flatten())
         })
         .await
     }
 
     async fn workflows_due(&self, now: OffsetDateTime, limit: usize) -> Result<Vec<TenantId>, StoreError> {
         self.read(move |conn| {
-            let mut statement = conn
-                .prepare_cached(
-                    "SELECT tenant_id FROM brands WHERE workflow_due_at IS NOT NULL AND workflow_due_at <= ?1 \
-                     ORDER BY workflow_due_at, tenant_id LIMIT ?2",
-                )
-                .map_err(db_err)?;
             let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-            query_all(&mut statement, params![to_ms(now)?, limit], |row| {
-                parse_tenant_id(col_str(row, 0)?)
-            })
+            query_all(
+                conn,
+                "SELECT tenant_id FROM brands WHERE workflow_due_at IS NOT NULL AND workflow_due_at <= ?1 \
+                     ORDER BY workflow_due_at, tenant_id LIMIT ?2",
+                params![to_ms(now)?, limit],
+                |row| parse_tenant_id(col_str(row, 0)?),
+            )
         })
         .await
     }
@@ -951,17 +955,16 @@ impl Store for SqliteStore {
         self.write(move |conn| {
             // The update only applies when the number is the same tenant's; otherwise nothing
             // changes and the number belongs to another tenant.
-            let mut statement = conn
-                .prepare_cached(&format!(
+            let changed = execute(
+                conn,
+                &format!(
                     "INSERT INTO sender_numbers ({SENDER_NUMBER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
                      ON CONFLICT (number) DO UPDATE SET kind = excluded.kind, status = excluded.status, \
                      twilio_sid = excluded.twilio_sid, rate_per_second = excluded.rate_per_second, \
                      created_at = excluded.created_at \
                      WHERE sender_numbers.tenant_id = excluded.tenant_id"
-                ))
-                .map_err(db_err)?;
-            let changed = statement
-                .execute(params![
+                ),
+                params![
                     number.tenant_id.as_str(),
                     number.number.as_str(),
                     enum_to_text(&number.kind)?,
@@ -969,8 +972,8 @@ impl Store for SqliteStore {
                     number.twilio_sid,
                     number.rate_per_second,
                     to_ms(number.created_at)?,
-                ])
-                .map_err(db_err)?;
+                ],
+            )?;
             if changed == 0 {
                 return Err(StoreError::Conflict(format!(
                     "sender number {} belongs to another tenant",
@@ -985,12 +988,9 @@ impl Store for SqliteStore {
     async fn sender_numbers(&self, tenant: &TenantId) -> Result<Vec<SenderNumber>, StoreError> {
         let tenant = tenant.clone();
         self.read(move |conn| {
-            let mut statement = conn
-                .prepare_cached(&format!(
+            query_all(conn, &format!(
                     "SELECT {SENDER_NUMBER_COLUMNS} FROM sender_numbers WHERE tenant_id = ?1 ORDER BY created_at, number"
-                ))
-                .map_err(db_err)?;
-            query_all(&mut statement, [tenant.as_str()], sender_number_from_row)
+                ), [tenant.as_str()], sender_number_from_row)
         })
         .await
     }
@@ -998,17 +998,13 @@ impl Store for SqliteStore {
     async fn put_credentials(&self, credentials: &ChannelCredentials) -> Result<(), StoreError> {
         let credentials = credentials.clone();
         self.write(move |conn| {
-            let mut statement = conn
-                .prepare_cached(&format!(
+            execute(conn, &format!(
                     "INSERT INTO channel_credentials ({CREDENTIALS_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
                      ON CONFLICT (tenant_id, channel) DO UPDATE SET provider = excluded.provider, \
                      settings = excluded.settings, key_id = excluded.key_id, \
                      sealed_secrets = excluded.sealed_secrets, is_verified = excluded.is_verified, \
                      verification_error = excluded.verification_error, updated_at = excluded.updated_at"
-                ))
-                .map_err(db_err)?;
-            statement
-                .execute(params![
+                ), params![
                     credentials.tenant_id.as_str(),
                     credentials.channel.as_str(),
                     enum_to_text(&credentials.provider)?,
@@ -1018,8 +1014,7 @@ impl Store for SqliteStore {
                     credentials.is_verified,
                     credentials.verification_error,
                     to_ms(credentials.updated_at)?,
-                ])
-                .map_err(db_err)?;
+                ])?;
             Ok(())
         })
         .await
@@ -1028,13 +1023,9 @@ impl Store for SqliteStore {
     async fn credentials(&self, tenant: &TenantId, channel: Channel) -> Result<Option<ChannelCredentials>, StoreError> {
         let tenant = tenant.clone();
         self.read(move |conn| {
-            let mut statement = conn
-                .prepare_cached(&format!(
-                    "SELECT {CREDENTIALS_COLUMNS} FROM channel_credentials WHERE tenant_id = ?1 AND channel = ?2"
-                ))
-                .map_err(db_err)?;
             query_opt(
-                &mut statement,
+                conn,
+                &format!("SELECT {CREDENTIALS_COLUMNS} FROM channel_credentials WHERE tenant_id = ?1 AND channel = ?2"),
                 [tenant.as_str(), channel.as_str()],
                 credentials_from_row,
             )
@@ -1045,10 +1036,11 @@ impl Store for SqliteStore {
     async fn delete_credentials(&self, tenant: &TenantId, channel: Channel) -> Result<bool, StoreError> {
         let tenant = tenant.clone();
         self.write(move |conn| {
-            let mut statement = conn
-                .prepare_cached("DELETE FROM channel_credentials WHERE tenant_id = ?1 AND channel = ?2")
-                .map_err(db_err)?;
-            let deleted = statement.execute([tenant.as_str(), channel.as_str()]).map_err(db_err)?;
+            let deleted = execute(
+                conn,
+                "DELETE FROM channel_credentials WHERE tenant_id = ?1 AND channel = ?2",
+                [tenant.as_str(), channel.as_str()],
+            )?;
             Ok(deleted > 0)
         })
         .await
@@ -1058,16 +1050,16 @@ impl Store for SqliteStore {
         let after = after.map_or_else(String::new, |tenant| tenant.as_str().to_owned());
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(move |conn| {
-            let mut statement = conn
-                .prepare_cached(
-                    "SELECT DISTINCT tenant_id FROM channel_credentials WHERE tenant_id > ?1 \
+            query_all(
+                conn,
+                "SELECT DISTINCT tenant_id FROM channel_credentials WHERE tenant_id > ?1 \
                      ORDER BY tenant_id LIMIT ?2",
-                )
-                .map_err(db_err)?;
-            query_all(&mut statement, params![after, limit], |row| {
-                let id: String = col(row, 0)?;
-                TenantId::parse(id).map_err(|error| StoreError::Invalid(error.to_string()))
-            })
+                params![after, limit],
+                |row| {
+                    let id: String = col(row, 0)?;
+                    TenantId::parse(id).map_err(|error| StoreError::Invalid(error.to_string()))
+                },
+            )
         })
         .await
     }
@@ -1075,13 +1067,15 @@ impl Store for SqliteStore {
     async fn credentials_by_account(&self, account_sid: &str) -> Result<Vec<ChannelCredentials>, StoreError> {
         let account_sid = account_sid.to_owned();
         self.read(move |conn| {
-            let mut statement = conn
-                .prepare_cached(&format!(
+            query_all(
+                conn,
+                &format!(
                     "SELECT {CREDENTIALS_COLUMNS} FROM channel_credentials \
                      WHERE json_extract(settings, '$.account_sid') = ?1 AND is_verified"
-                ))
-                .map_err(db_err)?;
-            query_all(&mut statement, [account_sid.as_str()], credentials_from_row)
+                ),
+                [account_sid.as_str()],
+                credentials_from_row,
+            )
         })
         .await
     }
@@ -1089,15 +1083,12 @@ impl Store for SqliteStore {
     async fn put_plan(&self, plan: &Plan) -> Result<(), StoreError> {
         let plan = plan.clone();
         self.write(move |conn| {
-            let mut statement = conn
-                .prepare_cached(
-                    "INSERT INTO plans (id, name, monthly_quota) VALUES (?1, ?2, ?3) \
+            execute(
+                conn,
+                "INSERT INTO plans (id, name, monthly_quota) VALUES (?1, ?2, ?3) \
                      ON CONFLICT (id) DO UPDATE SET name = excluded.name, monthly_quota = excluded.monthly_quota",
-                )
-                .map_err(db_err)?;
-            statement
-                .execute(params![plan.id, plan.name, json_to_text(&plan.monthly_quota)?])
-                .map_err(db_err)?;
+                params![plan.id, plan.name, json_to_text(&plan.monthly_quota)?],
+            )?;
             Ok(())
         })
         .await
@@ -1106,16 +1097,18 @@ impl Store for SqliteStore {
     async fn plan(&self, id: &str) -> Result<Option<Plan>, StoreError> {
         let id = id.to_owned();
         self.read(move |conn| {
-            let mut statement = conn
-                .prepare_cached("SELECT id, name, monthly_quota FROM plans WHERE id = ?1")
-                .map_err(db_err)?;
-            query_opt(&mut statement, [id.as_str()], |row| {
-                Ok(Plan {
-                    id: col(row, 0)?,
-                    name: col(row, 1)?,
-                    monthly_quota: json_from_text(&col::<String>(row, 2)?, "plan monthly_quota")?,
-                })
-            })
+            query_opt(
+                conn,
+                "SELECT id, name, monthly_quota FROM plans WHERE id = ?1",
+                [id.as_str()],
+                |row| {
+                    Ok(Plan {
+                        id: col(row, 0)?,
+                        name: col(row, 1)?,
+                        monthly_quota: json_from_text(&col::<String>(row, 2)?, "plan monthly_quota")?,
+                    })
+                },
+            )
         })
         .await
     }
@@ -1151,11 +1144,9 @@ impl Store for SqliteStore {
         let tenant = tenant.clone();
         let period = period.to_owned();
         self.read(move |conn| {
-            let mut statement = conn
-                .prepare_cached("SELECT count FROM usage WHERE tenant_id = ?1 AND channel = ?2 AND period = ?3")
-                .map_err(db_err)?;
             let count = query_opt(
-                &mut statement,
+                conn,
+                "SELECT count FROM usage WHERE tenant_id = ?1 AND channel = ?2 AND period = ?3",
                 [tenant.as_str(), channel.as_str(), period.as_str()],
                 |row| col::<u64>(row, 0),
             )?;
@@ -1167,22 +1158,21 @@ impl Store for SqliteStore {
     async fn suppress(&self, suppression: &Suppression) -> Result<(), StoreError> {
         let suppression = suppression.clone();
         self.write(move |conn| {
-            let mut statement = conn
-                .prepare_cached(&format!(
+            execute(
+                conn,
+                &format!(
                     "INSERT INTO suppressions ({SUPPRESSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5) \
                      ON CONFLICT (tenant_id, address) DO UPDATE SET reason = excluded.reason, \
                      source = excluded.source, created_at = excluded.created_at"
-                ))
-                .map_err(db_err)?;
-            statement
-                .execute(params![
+                ),
+                params![
                     suppression.tenant_id.as_str(),
                     suppression.address,
                     enum_to_text(&suppression.reason)?,
                     suppression.source,
                     to_ms(suppression.created_at)?,
-                ])
-                .map_err(db_err)?;
+                ],
+            )?;
             Ok(())
         })
         .await
@@ -1192,10 +1182,11 @@ impl Store for SqliteStore {
         let tenant = tenant.clone();
         let address = address.to_owned();
         self.write(move |conn| {
-            let mut statement = conn
-                .prepare_cached("DELETE FROM suppressions WHERE tenant_id = ?1 AND address = ?2")
-                .map_err(db_err)?;
-            let deleted = statement.execute([tenant.as_str(), address.as_str()]).map_err(db_err)?;
+            let deleted = execute(
+                conn,
+                "DELETE FROM suppressions WHERE tenant_id = ?1 AND address = ?2",
+                [tenant.as_str(), address.as_str()],
+            )?;
             Ok(deleted > 0)
         })
         .await
@@ -1205,13 +1196,9 @@ impl Store for SqliteStore {
         let tenant = tenant.clone();
         let address = address.to_owned();
         self.read(move |conn| {
-            let mut statement = conn
-                .prepare_cached(&format!(
-                    "SELECT {SUPPRESSION_COLUMNS} FROM suppressions WHERE tenant_id = ?1 AND address = ?2"
-                ))
-                .map_err(db_err)?;
             query_opt(
-                &mut statement,
+                conn,
+                &format!("SELECT {SUPPRESSION_COLUMNS} FROM suppressions WHERE tenant_id = ?1 AND address = ?2"),
                 [tenant.as_str(), address.as_str()],
                 suppression_from_row,
             )
@@ -1279,12 +1266,12 @@ impl Store for SqliteStore {
         let tenant = tenant.clone();
         let address = address.to_owned();
         self.read(move |conn| {
-            let mut statement = conn
-                .prepare_cached("SELECT last_inbound_ms FROM inbound_contacts WHERE tenant_id = ?1 AND address = ?2")
-                .map_err(db_err)?;
-            query_opt(&mut statement, [tenant.as_str(), address.as_str()], |row| {
-                from_ms(col(row, 0)?)
-            })
+            query_opt(
+                conn,
+                "SELECT last_inbound_ms FROM inbound_contacts WHERE tenant_id = ?1 AND address = ?2",
+                [tenant.as_str(), address.as_str()],
+                |row| from_ms(col(row, 0)?),
+            )
         })
         .await
     }
@@ -1366,10 +1353,9 @@ impl Store for SqliteStore {
         }
         let ids = ids.to_vec();
         self.read(move |conn| {
-            let mut select = conn.prepare_cached(SELECT_CLAIM).map_err(db_err)?;
             ids.iter()
                 .map(|(tenant, id)| {
-                    query_opt(&mut select, [tenant.as_str(), id.as_str()], |row| {
+                    query_opt(conn, SELECT_CLAIM, [tenant.as_str(), id.as_str()], |row| {
                         let partition: Option<u32> = col(row, 1)?;
                         let offset: Option<i64> = col(row, 2)?;
                         let position = match (partition, offset) {
@@ -1409,20 +1395,20 @@ impl Store for SqliteStore {
 
     async fn claim_journal(&self, partition: Partition) -> Result<Vec<JournalEntry>, StoreError> {
         self.read(move |conn| {
-            let mut select = conn
-                .prepare_cached(
-                    "SELECT generation, entry, hashes FROM claim_journal WHERE log_partition = ?1 \
+            query_all(
+                conn,
+                "SELECT generation, entry, hashes FROM claim_journal WHERE log_partition = ?1 \
                      ORDER BY generation, entry",
-                )
-                .map_err(db_err)?;
-            query_all(&mut select, [partition], |row| {
-                Ok(JournalEntry {
-                    partition,
-                    generation: col::<i64>(row, 0)? as u64,
-                    entry: col::<i64>(row, 1)? as u64,
-                    hashes: blob_to_hashes(&col::<Vec<u8>>(row, 2)?)?,
-                })
-            })
+                [partition],
+                |row| {
+                    Ok(JournalEntry {
+                        partition,
+                        generation: col::<i64>(row, 0)? as u64,
+                        entry: col::<i64>(row, 1)? as u64,
+                        hashes: blob_to_hashes(&col::<Vec<u8>>(row, 2)?)?,
+                    })
+                },
+            )
         })
         .await
     }
@@ -1503,16 +1489,16 @@ impl Store for SqliteStore {
         let id = id.clone();
         self.read(move |conn| {
             // One statement: the row and its history come from the same snapshot.
-            let mut select = conn
-                .prepare_cached(&format!(
-                    "SELECT {MESSAGE_COLUMNS}, history FROM messages WHERE tenant_id = ?1 AND message_id = ?2"
-                ))
-                .map_err(db_err)?;
-            query_opt(&mut select, [tenant.as_str(), id.as_str()], |row| {
-                let mut record = message_from_row(row)?;
-                record.history = history_from_sql(col_str(row, MESSAGE_COLUMN_COUNT)?)?;
-                Ok(record)
-            })
+            query_opt(
+                conn,
+                &format!("SELECT {MESSAGE_COLUMNS}, history FROM messages WHERE tenant_id = ?1 AND message_id = ?2"),
+                [tenant.as_str(), id.as_str()],
+                |row| {
+                    let mut record = message_from_row(row)?;
+                    record.history = history_from_sql(col_str(row, MESSAGE_COLUMN_COUNT)?)?;
+                    Ok(record)
+                },
+            )
         })
         .await
     }
@@ -1533,8 +1519,12 @@ impl Store for SqliteStore {
                 if room <= 0 {
                     break;
                 }
-                let mut statement = tx.prepare_cached(&stuck_messages_sql(status)).map_err(db_err)?;
-                stuck.extend(query_all(&mut statement, params![before, room], message_from_row)?);
+                stuck.extend(query_all(
+                    &tx,
+                    &stuck_messages_sql(status),
+                    params![before, room],
+                    message_from_row,
+                )?);
             }
             {
                 let mut again = tx
@@ -1555,20 +1545,17 @@ impl Store for SqliteStore {
     async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
         let entry = entry.clone();
         self.write(move |conn| {
-            let mut statement = conn
-                .prepare_cached(
-                    "INSERT INTO audit_log (tenant_id, at, actor, action, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )
-                .map_err(db_err)?;
-            statement
-                .execute(params![
+            execute(
+                conn,
+                "INSERT INTO audit_log (tenant_id, at, actor, action, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
                     entry.tenant_id.as_ref().map(TenantId::as_str),
                     to_ms(entry.at)?,
                     entry.actor,
                     entry.action,
                     json_to_text(&entry.detail)?,
-                ])
-                .map_err(db_err)?;
+                ],
+            )?;
             Ok(())
         })
         .await
@@ -1578,13 +1565,13 @@ impl Store for SqliteStore {
         let tenant = tenant.clone();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(move |conn| {
-            let mut statement = conn
-                .prepare_cached(
-                    "SELECT tenant_id, at, actor, action, detail FROM audit_log WHERE tenant_id = ?1 \
+            query_all(
+                conn,
+                "SELECT tenant_id, at, actor, action, detail FROM audit_log WHERE tenant_id = ?1 \
                      ORDER BY at DESC, id DESC LIMIT ?2",
-                )
-                .map_err(db_err)?;
-            query_all(&mut statement, params![tenant.as_str(), limit], audit_from_row)
+                params![tenant.as_str(), limit],
+                audit_from_row,
+            )
         })
         .await
     }
@@ -1592,12 +1579,12 @@ impl Store for SqliteStore {
     async fn api_keys(&self, tenant: &TenantId) -> Result<Vec<ApiKeyRecord>, StoreError> {
         let tenant = tenant.clone();
         self.read(move |conn| {
-            let mut statement = conn
-                .prepare_cached(&format!(
-                    "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE tenant_id = ?1 ORDER BY created_at, key_id"
-                ))
-                .map_err(db_err)?;
-            query_all(&mut statement, [tenant.as_str()], api_key_from_row)
+            query_all(
+                conn,
+                &format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE tenant_id = ?1 ORDER BY created_at, key_id"),
+                [tenant.as_str()],
+                api_key_from_row,
+            )
         })
         .await
     }
@@ -1610,15 +1597,15 @@ impl Store for SqliteStore {
         let tenant = tenant.clone();
         let campaign = campaign.clone();
         self.read(move |conn| {
-            let mut statement = conn
-                .prepare_cached(
-                    "SELECT status, count(*) FROM messages WHERE tenant_id = ?1 AND campaign_id = ?2 GROUP BY status",
-                )
-                .map_err(db_err)?;
-            let mut counts = query_all(&mut statement, [tenant.as_str(), campaign.as_str()], |row| {
-                let count = u64::try_from(col::<i64>(row, 1)?).unwrap_or(0);
-                Ok((parse_status(&col::<String>(row, 0)?)?, count))
-            })?;
+            let mut counts = query_all(
+                conn,
+                "SELECT status, count(*) FROM messages WHERE tenant_id = ?1 AND campaign_id = ?2 GROUP BY status",
+                [tenant.as_str(), campaign.as_str()],
+                |row| {
+                    let count = u64::try_from(col::<i64>(row, 1)?).unwrap_or(0);
+                    Ok((parse_status(&col::<String>(row, 0)?)?, count))
+                },
+            )?;
             counts.sort_by_key(|(status, _)| status_index(*status).unwrap_or(usize::MAX));
             Ok(counts)
         })
