@@ -14,12 +14,12 @@ use crate::auth::TenantCaller;
 use crate::{ApiError, AppState};
 
 /// The most entries one request answers.
-pub const MAX_LIMIT: usize = 1_000;
+pub(crate) const MAX_LIMIT: usize = 1_000;
 
 /// `GET /v1/audit` query.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct AuditQuery {
+pub(crate) struct AuditQuery {
     /// How many entries, newest first (default 100, at most 1,000).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
@@ -27,7 +27,7 @@ pub struct AuditQuery {
 
 /// One audited change.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct AuditView {
+pub(crate) struct AuditView {
     /// When.
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
@@ -42,7 +42,7 @@ pub struct AuditView {
 
 /// The audit log.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct AuditLog {
+pub(crate) struct AuditLog {
     /// Entries, newest first.
     pub entries: Vec<AuditView>,
 }
@@ -84,7 +84,7 @@ pub(crate) async fn record(
     ),
     security(("bearer" = [])),
 )]
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     caller: TenantCaller,
     Query(query): Query<AuditQuery>,

@@ -26,19 +26,19 @@ use crate::form::{self, Field, Kind};
 use crate::{ApiError, AppState};
 
 /// The shortest use-case description (Twilio's campaign `Description` minimum).
-pub const MIN_USE_CASE_LEN: usize = 40;
+pub(crate) const MIN_USE_CASE_LEN: usize = 40;
 /// The longest use-case description (Twilio's campaign `Description` maximum).
-pub const MAX_USE_CASE_LEN: usize = 4_096;
+pub(crate) const MAX_USE_CASE_LEN: usize = 4_096;
 
 /// US state, district and territory codes accepted in `state`.
-pub const US_STATES: [&str; 56] = [
+pub(crate) const US_STATES: [&str; 56] = [
     "AL", "AK", "AZ", "AR", "CA", "CO", "CT", "DE", "FL", "GA", "HI", "ID", "IL", "IN", "IA", "KS", "KY", "LA", "ME",
     "MD", "MA", "MI", "MN", "MS", "MO", "MT", "NE", "NV", "NH", "NJ", "NM", "NY", "NC", "ND", "OH", "OK", "OR", "PA",
     "RI", "SC", "SD", "TN", "TX", "UT", "VT", "VA", "WA", "WV", "WI", "WY", "DC", "PR", "GU", "VI", "AS", "MP",
 ];
 
 /// Business types: ours, and Twilio's spelling in the customer profile.
-pub const BUSINESS_TYPES: [(&str, &str); 6] = [
+pub(crate) const BUSINESS_TYPES: [(&str, &str); 6] = [
     ("sole_proprietor", "Sole Proprietorship"),
     ("partnership", "Partnership"),
     ("llc", "Limited Liability Corporation"),
@@ -48,7 +48,7 @@ pub const BUSINESS_TYPES: [(&str, &str); 6] = [
 ];
 
 /// Industries (Twilio's `business_industry` values, in lowercase).
-pub const INDUSTRIES: [&str; 31] = [
+pub(crate) const INDUSTRIES: [&str; 31] = [
     "agriculture",
     "automotive",
     "banking",
@@ -83,7 +83,7 @@ pub const INDUSTRIES: [&str; 31] = [
 ];
 
 /// Monthly SMS volume estimates (the form's dropdown).
-pub const VOLUMES: [&str; 5] = [
+pub(crate) const VOLUMES: [&str; 5] = [
     "under_1000",
     "1000_to_10000",
     "10000_to_100000",
@@ -92,7 +92,7 @@ pub const VOLUMES: [&str; 5] = [
 ];
 
 /// Campaign types and the Twilio A2P use case each registers.
-pub const CAMPAIGN_TYPES: [(&str, &str); 4] = [
+pub(crate) const CAMPAIGN_TYPES: [(&str, &str); 4] = [
     ("marketing", "MARKETING"),
     ("transactional", "ACCOUNT_NOTIFICATION"),
     ("support", "CUSTOMER_CARE"),
@@ -101,7 +101,7 @@ pub const CAMPAIGN_TYPES: [(&str, &str); 4] = [
 
 /// A validated, normalised business information form, as stored and answered.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct BusinessInfo {
+pub(crate) struct BusinessInfo {
     /// The legal business name.
     pub legal_business_name: String,
     /// "Doing business as", if different.
@@ -156,12 +156,12 @@ pub struct BusinessInfo {
 
 impl BusinessInfo {
     /// Reads a stored form.
-    pub fn from_record(record: &BusinessInfoRecord) -> Result<Self, serde_json::Error> {
+    pub(crate) fn from_record(record: &BusinessInfoRecord) -> Result<Self, serde_json::Error> {
         serde_json::from_value(record.data.clone())
     }
 
     /// Twilio's spelling of the business type.
-    pub fn twilio_business_type(&self) -> &'static str {
+    pub(crate) fn twilio_business_type(&self) -> &'static str {
         BUSINESS_TYPES
             .iter()
             .find(|(ours, _)| *ours == self.business_type)
@@ -169,7 +169,7 @@ impl BusinessInfo {
     }
 
     /// The Twilio A2P use case of the campaign type.
-    pub fn twilio_use_case(&self) -> &'static str {
+    pub(crate) fn twilio_use_case(&self) -> &'static str {
         CAMPAIGN_TYPES
             .iter()
             .find(|(ours, _)| *ours == self.campaign_type)
@@ -177,7 +177,7 @@ impl BusinessInfo {
     }
 
     /// The owner's first and last names (the last word is the last name).
-    pub fn owner_names(&self) -> (String, String) {
+    pub(crate) fn owner_names(&self) -> (String, String) {
         match self.owner_name.rsplit_once(' ') {
             Some((first, last)) => (first.trim().to_owned(), last.trim().to_owned()),
             None => (self.owner_name.clone(), self.owner_name.clone()),
@@ -213,7 +213,7 @@ const fn choice(
 }
 
 /// The form's fields, as parsed and as the API document describes them (POST and PUT alike).
-pub const FIELDS: [Field; 25] = [
+pub(crate) const FIELDS: [Field; 25] = [
     Field::text("legal_business_name", &LINE, true, "The legal business name."),
     Field::text("dba_name", &LINE, false, "\"Doing business as\", if different."),
     choice("business_type", &BUSINESS_TYPE_IDS, true, "The business type."),
@@ -307,7 +307,7 @@ fn canonical_email(raw: String) -> String {
 }
 
 /// Validates a request body; every failing field is listed in the 422.
-pub fn parse(body: &[u8]) -> Result<BusinessInfo, ApiError> {
+pub(crate) fn parse(body: &[u8]) -> Result<BusinessInfo, ApiError> {
     let values = form::parse(body, &FIELDS)?;
     Ok(BusinessInfo {
         legal_business_name: values.required("legal_business_name")?,
@@ -339,7 +339,7 @@ pub fn parse(body: &[u8]) -> Result<BusinessInfo, ApiError> {
 }
 
 /// The fields that differ between two forms: `{"field": {"from": old, "to": new}}`.
-pub fn diff(before: &Value, after: &Value) -> Map<String, Value> {
+pub(crate) fn diff(before: &Value, after: &Value) -> Map<String, Value> {
     let empty = Map::new();
     let before = before.as_object().unwrap_or(&empty);
     let after = after.as_object().unwrap_or(&empty);
@@ -356,7 +356,7 @@ pub fn diff(before: &Value, after: &Value) -> Map<String, Value> {
 
 /// The form as answered.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct BusinessInfoView {
+pub(crate) struct BusinessInfoView {
     /// The form's fields.
     #[schema(value_type = BusinessInfo)]
     pub business_info: Value,
@@ -429,7 +429,7 @@ fn to_value(info: &BusinessInfo) -> Result<Value, ApiError> {
     ),
     security(("bearer" = [])),
 )]
-pub async fn create(
+pub(crate) async fn create(
     State(state): State<AppState>,
     caller: TenantCaller,
     body: Bytes,
@@ -484,7 +484,10 @@ pub async fn create(
     ),
     security(("bearer" = [])),
 )]
-pub async fn get(State(state): State<AppState>, caller: TenantCaller) -> Result<Json<BusinessInfoView>, ApiError> {
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    caller: TenantCaller,
+) -> Result<Json<BusinessInfoView>, ApiError> {
     let record = state
         .store
         .business_info(&caller.tenant_id)
@@ -525,7 +528,7 @@ fn not_found() -> ApiError {
     ),
     security(("bearer" = [])),
 )]
-pub async fn update(
+pub(crate) async fn update(
     State(state): State<AppState>,
     caller: TenantCaller,
     body: Bytes,

@@ -24,7 +24,7 @@ use crate::messages::{SubmitError, SubmitResponse, append_envelopes, ensure_may_
 use crate::{ApiError, AppState};
 
 /// The most recipients one send call takes (larger campaigns send in several calls).
-pub const MAX_RECIPIENTS: usize = 1_000;
+pub(crate) const MAX_RECIPIENTS: usize = 1_000;
 
 crate::openapi::body!(
     /// `POST /v1/campaigns/{id}/send` body.
@@ -67,7 +67,7 @@ fn message_id(campaign: &CampaignId, channel: &str, to: &str) -> String {
     ),
     security(("bearer" = [])),
 )]
-pub async fn send(
+pub(crate) async fn send(
     State(state): State<AppState>,
     caller: TenantCaller,
     Path(campaign): Path<String>,
@@ -166,7 +166,7 @@ fn envelope(
 
 /// One event of the stream: the campaign's counts by status.
 #[derive(Debug, Serialize, PartialEq, utoipa::ToSchema)]
-pub struct CampaignCounts {
+pub(crate) struct CampaignCounts {
     /// The campaign.
     pub campaign_id: String,
     /// Messages in all.
@@ -207,7 +207,7 @@ async fn counts(state: &AppState, caller: &TenantCaller, campaign: &CampaignId) 
     ),
     security(("bearer" = [])),
 )]
-pub async fn events(
+pub(crate) async fn events(
     State(state): State<AppState>,
     caller: TenantCaller,
     Path(campaign): Path<String>,

@@ -32,7 +32,7 @@ use crate::{ApiError, AppState};
 
 /// A channel's credentials as answered: everything but the secret.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ChannelView {
+pub(crate) struct ChannelView {
     /// The channel.
     pub channel: Channel,
     /// The provider serving it.
@@ -69,7 +69,7 @@ fn channel_of(raw: &str) -> Result<Channel, ApiError> {
 }
 
 /// The fields of Twilio credentials (`sms`, `whatsapp`), as parsed and documented.
-pub const TWILIO_FIELDS: [Field; 2] = [
+pub(crate) const TWILIO_FIELDS: [Field; 2] = [
     Field::text(ACCOUNT_SID, &rules::ACCOUNT_SID, true, "The Twilio account's SID."),
     Field::text(
         "auth_token",
@@ -80,7 +80,7 @@ pub const TWILIO_FIELDS: [Field; 2] = [
 ];
 
 /// The fields of SES credentials (`email`), as parsed and documented.
-pub const SES_FIELDS: [Field; 6] = [
+pub(crate) const SES_FIELDS: [Field; 6] = [
     Field::text(ACCESS_KEY_ID, &rules::ACCESS_KEY_ID, true, "The AWS access key id."),
     Field::text(
         "secret_access_key",
@@ -233,7 +233,7 @@ async fn account_is_free(state: &AppState, caller: &TenantCaller, account: &str)
     ),
     security(("bearer" = [])),
 )]
-pub async fn save(
+pub(crate) async fn save(
     State(state): State<AppState>,
     caller: TenantCaller,
     Path(channel): Path<String>,
@@ -283,7 +283,7 @@ pub async fn save(
     ),
     security(("bearer" = [])),
 )]
-pub async fn get(
+pub(crate) async fn get(
     State(state): State<AppState>,
     caller: TenantCaller,
     Path(channel): Path<String>,
@@ -312,7 +312,7 @@ pub async fn get(
     ),
     security(("bearer" = [])),
 )]
-pub async fn delete(
+pub(crate) async fn delete(
     State(state): State<AppState>,
     caller: TenantCaller,
     Path(channel): Path<String>,

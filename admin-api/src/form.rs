@@ -84,22 +84,22 @@ impl Field {
 }
 
 /// A body's valid fields, by name; every problem was answered already.
-pub struct Values(Map<String, Value>);
+pub(crate) struct Values(Map<String, Value>);
 
 impl Values {
     /// A string field's value (absent, `null` or not a string: `None`).
-    pub fn text(&self, name: &str) -> Option<String> {
+    pub(crate) fn text(&self, name: &str) -> Option<String> {
         self.0.get(name).and_then(Value::as_str).map(str::to_owned)
     }
 
     /// A required string field's value.
-    pub fn required(&self, name: &str) -> Result<String, ApiError> {
+    pub(crate) fn required(&self, name: &str) -> Result<String, ApiError> {
         self.text(name)
             .ok_or_else(|| ApiError::invalid(name.to_owned(), "is required"))
     }
 
     /// A list field's value.
-    pub fn texts(&self, name: &str) -> Option<Vec<String>> {
+    pub(crate) fn texts(&self, name: &str) -> Option<Vec<String>> {
         self.0
             .get(name)
             .and_then(Value::as_array)
@@ -107,7 +107,7 @@ impl Values {
     }
 
     /// A flag's value (`false` when absent).
-    pub fn flag(&self, name: &str) -> bool {
+    pub(crate) fn flag(&self, name: &str) -> bool {
         self.0.get(name).and_then(Value::as_bool).unwrap_or(false)
     }
 }
@@ -115,7 +115,7 @@ impl Values {
 /// Reads a JSON object body against `fields`: unknown fields are refused and every problem is
 /// answered in one 422 (`invalid_field`, with `fields`); a body that is not a JSON object is a
 /// 400 `malformed_json`.
-pub fn parse(body: &[u8], fields: &[Field]) -> Result<Values, ApiError> {
+pub(crate) fn parse(body: &[u8], fields: &[Field]) -> Result<Values, ApiError> {
     let value: Value = serde_json::from_slice(body).map_err(|error| ApiError::malformed(error.to_string()))?;
     let Value::Object(object) = value else {
         return Err(ApiError::malformed("the body must be a JSON object"));

@@ -1,24 +1,38 @@
 //! The EngageNinja Dispatch admin API: tenants' keys, message submission onto the log, message
-//! status, and the operational endpoints.
+//! status, channel credentials, A2P 10DLC onboarding, campaigns, quotas and provider webhooks.
+//! [`AppState::build`] puts it together over opened backends and [`router`] serves it; the
+//! `engageninja` package runs it alone or beside the dispatcher.
+//!
+//! Layout, one module per resource (each holds its handlers and their `#[utoipa::path]`):
+//! - `messages`, `campaigns`: submission onto the log, statuses, campaign sends and live counts.
+//! - `channels`, `business_info`, [`onboarding`]: credentials (sealed, verified), the 10DLC
+//!   form and the durable onboarding workflow.
+//! - `usage`, `audit`: quota use and preflight, the tenant's audit log.
+//! - [`platform`], [`demo`]: the platform-admin key's routes; demo tenants and their clean-up.
+//! - `webhooks`, `ses_events`: Twilio's and SES's callbacks, verified before anything is read.
+//! - [`auth`], `limits`, `error`, `form`: API keys, abuse limits and the request timeout, the
+//!   error shape, request bodies read against field tables.
+//! - [`openapi`](mod@openapi): the OpenAPI document, from the same routes and tables.
+//! - [`reseal`]: `credentials reseal`, re-sealing stored credentials under the newest key.
 
-pub mod audit;
+mod audit;
 pub mod auth;
-pub mod business_info;
-pub mod campaigns;
-pub mod channels;
+mod business_info;
+mod campaigns;
+mod channels;
 pub mod demo;
-pub mod error;
-pub mod form;
-pub mod limits;
-pub mod messages;
-pub mod metrics;
+mod error;
+mod form;
+mod limits;
+mod messages;
+mod metrics;
 pub mod onboarding;
 pub mod openapi;
 pub mod platform;
 pub mod reseal;
-pub mod ses_events;
-pub mod usage;
-pub mod webhooks;
+mod ses_events;
+mod usage;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -47,34 +61,34 @@ pub use error::ApiError;
 #[derive(Clone)]
 pub struct AppState {
     /// Where tenants, keys and statuses live.
-    pub store: Arc<dyn Store>,
+    pub(crate) store: Arc<dyn Store>,
     /// Where accepted messages go.
-    pub log: Arc<dyn MessageLog>,
+    pub(crate) log: Arc<dyn MessageLog>,
     /// Opens the stored channel credentials.
-    pub keyring: Arc<Keyring>,
+    pub(crate) keyring: Arc<Keyring>,
     /// Where status changes from webhooks go.
-    pub statuses: Arc<dyn StatusSink>,
+    pub(crate) statuses: Arc<dyn StatusSink>,
     /// The URL providers reach this API at (webhook URLs and their signatures); no trailing `/`.
-    pub public_url: String,
+    pub(crate) public_url: String,
     /// Twilio's API: credential checks and onboarding.
-    pub twilio: TwilioClient,
+    pub(crate) twilio: TwilioClient,
     /// SES's API: credential checks.
-    pub ses: SesClient,
+    pub(crate) ses: SesClient,
     /// Verifies the SNS messages carrying SES events.
-    pub sns: Arc<SnsVerifier>,
+    pub(crate) sns: Arc<SnsVerifier>,
     /// The A2P 10DLC onboarding workflow.
-    pub onboarding: Arc<onboarding::Onboarding>,
+    pub(crate) onboarding: Arc<onboarding::Onboarding>,
     /// SHA-256 (hex) of the platform-admin key; `None`: no platform access.
-    pub platform_key_hash: Option<String>,
+    pub(crate) platform_key_hash: Option<String>,
     /// Senders' default paces (preflight's drain estimate).
-    pub pacing: PacingSettings,
+    pub(crate) pacing: PacingSettings,
     /// Cancelled when the process stops taking traffic: long-lived responses (event streams)
     /// end then, so that the server's graceful stop does not wait on them.
-    pub stopping: CancellationToken,
+    pub(crate) stopping: CancellationToken,
     /// Twilio webhook signing tokens, opened, kept 30 s per account.
-    pub signing_keys: Arc<webhooks::SigningKeys>,
+    pub(crate) signing_keys: Arc<webhooks::SigningKeys>,
     /// Request rates, credential checks, event streams and the request timeout.
-    pub limits: Arc<limits::Limits>,
+    pub(crate) limits: Arc<limits::Limits>,
 }
 
 /// Why the admin API's state could not be built.
@@ -250,6 +264,10 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         }),
     )
     .fallback(|| async { ApiError::not_found("route_not_found", "no such route") })
+    .layer(axum::middleware::from_fn_with_state(
+        Arc::clone(&state.limits),
+        limits::timeout,
+    ))
     .layer(DefaultBodyLimit::max(max_body_bytes))
     .layer(axum::middleware::map_response(too_large_as_json))
     .with_state(state)

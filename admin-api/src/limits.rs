@@ -21,7 +21,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use crate::ApiError;
 
 /// The API's limits and their counters.
-pub struct Limits {
+pub(crate) struct Limits {
     requests: DefaultKeyedRateLimiter<String>,
     credential_checks: DefaultKeyedRateLimiter<TenantId>,
     streams: Arc<Mutex<HashMap<TenantId, usize>>>,
@@ -40,7 +40,7 @@ impl std::fmt::Debug for Limits {
 
 impl Limits {
     /// The limits the settings give (a zero is taken as one).
-    pub fn new(settings: &AdminSettings) -> Self {
+    pub(crate) fn new(settings: &AdminSettings) -> Self {
         let at_least_one = |n: u32| NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN);
         Self {
             requests: RateLimiter::keyed(Quota::per_second(at_least_one(settings.requests_per_second_per_key))),
@@ -54,7 +54,7 @@ impl Limits {
     }
 
     /// Counts a request of the key `key_id`; 429 `rate_limited` past its rate.
-    pub fn request(&self, key_id: &str) -> Result<(), ApiError> {
+    pub(crate) fn request(&self, key_id: &str) -> Result<(), ApiError> {
         self.requests.check_key(&key_id.to_owned()).map_err(|not_until| {
             refused(
                 "requests",
@@ -67,7 +67,7 @@ impl Limits {
 
     /// Counts a credential check of `tenant` against a provider; 429
     /// `credential_checks_exhausted` past its hourly allowance.
-    pub fn credential_check(&self, tenant: &TenantId) -> Result<(), ApiError> {
+    pub(crate) fn credential_check(&self, tenant: &TenantId) -> Result<(), ApiError> {
         self.credential_checks.check_key(tenant).map_err(|not_until| {
             refused(
                 "credential_checks",
@@ -80,7 +80,7 @@ impl Limits {
 
     /// Opens an event stream of `tenant`, held until the guard drops; 429 `too_many_streams`
     /// when the tenant already holds its maximum.
-    pub fn open_stream(&self, tenant: &TenantId) -> Result<StreamGuard, ApiError> {
+    pub(crate) fn open_stream(&self, tenant: &TenantId) -> Result<StreamGuard, ApiError> {
         let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
         let open = streams.entry(tenant.clone()).or_default();
         if *open >= self.max_streams {
@@ -107,7 +107,7 @@ fn refused(limit: &'static str, code: &'static str, message: &str, wait: Duratio
 
 /// One open event stream; closing it (dropping the guard) frees its place.
 #[derive(Debug)]
-pub struct StreamGuard {
+pub(crate) struct StreamGuard {
     streams: Arc<Mutex<HashMap<TenantId, usize>>>,
     tenant: TenantId,
 }
@@ -126,7 +126,7 @@ impl Drop for StreamGuard {
 
 /// Middleware: answers 503 `request_timeout` when a request takes longer than allowed. Event
 /// streams are long-lived by design and exempt.
-pub async fn timeout(State(limits): State<Arc<Limits>>, request: Request, next: Next) -> Response {
+pub(crate) async fn timeout(State(limits): State<Arc<Limits>>, request: Request, next: Next) -> Response {
     if request.uri().path().ends_with("/events") {
         return next.run(request).await;
     }

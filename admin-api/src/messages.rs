@@ -16,7 +16,7 @@ use crate::auth::TenantCaller;
 use crate::error::ApiError;
 
 /// The most envelopes one request may carry.
-pub const MAX_BATCH: usize = 1_000;
+pub(crate) const MAX_BATCH: usize = 1_000;
 
 crate::openapi::body!(
     /// `POST /v1/messages` body.
@@ -28,7 +28,7 @@ crate::openapi::body!(
 #[derive(utoipa::ToSchema)]
 #[serde(untagged)]
 #[allow(dead_code)]
-pub enum SubmitRejection {
+pub(crate) enum SubmitRejection {
     /// Every envelope was rejected.
     AllRejected(SubmitResponse),
     /// The request is invalid (`messages` missing, empty or too long).
@@ -37,7 +37,7 @@ pub enum SubmitRejection {
 
 /// The answer for one submitted envelope.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct SubmitResult {
+pub(crate) struct SubmitResult {
     /// Its position in the request.
     pub index: usize,
     /// Its message id (generated when the envelope had none).
@@ -56,7 +56,7 @@ pub struct SubmitResult {
 
 /// Why one envelope was rejected.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct SubmitError {
+pub(crate) struct SubmitError {
     /// A stable code.
     pub code: &'static str,
     /// What is wrong.
@@ -68,7 +68,7 @@ pub struct SubmitError {
 
 /// The answer to a submission.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct SubmitResponse {
+pub(crate) struct SubmitResponse {
     /// How many were accepted (appended to the log).
     pub accepted: usize,
     /// How many carry the id of a message that exists already (not appended: sent at most once).
@@ -81,7 +81,7 @@ pub struct SubmitResponse {
 
 /// 402 unless the tenant's subscription is active and its plan (if any) exists: sending routes
 /// refuse up front rather than accept messages the dispatcher would refuse one by one.
-pub async fn ensure_may_send(state: &AppState, tenant: &common::TenantId) -> Result<(), ApiError> {
+pub(crate) async fn ensure_may_send(state: &AppState, tenant: &common::TenantId) -> Result<(), ApiError> {
     let payment_required = |code, message: &str| ApiError::new(StatusCode::PAYMENT_REQUIRED, code, message);
     let Some(tenant) = state.store.tenant(tenant).await? else {
         return Err(ApiError::unauthorized());
@@ -124,7 +124,7 @@ pub async fn ensure_may_send(state: &AppState, tenant: &common::TenantId) -> Res
     ),
     security(("bearer" = [])),
 )]
-pub async fn submit(
+pub(crate) async fn submit(
     State(state): State<AppState>,
     caller: TenantCaller,
     body: Bytes,
@@ -289,7 +289,7 @@ fn prepare(item: Value, caller: &TenantCaller) -> Result<Envelope, SubmitError> 
 
 /// A message's status and history.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct MessageView {
+pub(crate) struct MessageView {
     /// Its id.
     pub message_id: String,
     /// Its channel.
@@ -327,7 +327,7 @@ pub struct MessageView {
     ),
     security(("bearer" = [])),
 )]
-pub async fn get(
+pub(crate) async fn get(
     State(state): State<AppState>,
     caller: TenantCaller,
     Path(id): Path<String>,

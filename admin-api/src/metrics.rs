@@ -50,7 +50,7 @@ const WEBHOOK_OUTCOMES: [(&str, &[&str]); 4] = [
 ];
 
 /// Describes every admin API metric and sets the series of known labels to zero.
-pub fn describe() {
+pub(crate) fn describe() {
     describe_counter!(
         "admin_messages_submitted_total",
         Unit::Count,

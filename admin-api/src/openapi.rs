@@ -14,7 +14,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{PathItem, Ref, RefOr};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-pub use bodies::{PlanRequest, form_schema};
+pub(crate) use bodies::{PlanRequest, form_schema};
 pub(crate) use bodies::{body, campaign_send, submit};
 
 /// The document's title.

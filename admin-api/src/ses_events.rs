@@ -59,13 +59,13 @@ const MAX_CERTIFICATE_BYTES: usize = 64 * 1024;
 
 /// Fetches signing certificates and confirmation URLs over HTTP(S), with short timeouts and no
 /// redirects.
-pub struct HttpCertificates {
+pub(crate) struct HttpCertificates {
     http: reqwest::Client,
 }
 
 impl HttpCertificates {
     /// A fetcher with a 5 s timeout.
-    pub fn new() -> Result<Self, reqwest::Error> {
+    pub(crate) fn new() -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .redirect(reqwest::redirect::Policy::none())
@@ -98,7 +98,7 @@ impl CertificateSource for HttpCertificates {
 
 /// The verifier the settings describe: the expected topics, and the certificate URL rule (AWS's,
 /// unless a simulator's exact certificate URL is configured).
-pub fn verifier(settings: &SesSettings) -> Result<SnsVerifier, reqwest::Error> {
+pub(crate) fn verifier(settings: &SesSettings) -> Result<SnsVerifier, reqwest::Error> {
     let policy = settings
         .sns_cert_url
         .clone()
@@ -154,7 +154,7 @@ struct SesRecipient {
 /// `POST /webhooks/ses` query: the tenant whose own topic this subscription is for.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct SesQuery {
+pub(crate) struct SesQuery {
     /// The tenant whose email channel names the topic (`sns_topic_arn`); absent for the
     /// platform's topics (`providers.ses.sns_topic_arns`).
     pub tenant: Option<String>,
@@ -184,7 +184,7 @@ fn refused(code: &'static str, message: &'static str) -> ApiError {
         (status = 503, description = "store_unavailable or log_unavailable: retry later", body = crate::error::ErrorBody),
     ),
 )]
-pub async fn ses(
+pub(crate) async fn ses(
     State(state): State<AppState>,
     Query(query): Query<SesQuery>,
     body: Bytes,

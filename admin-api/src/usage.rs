@@ -23,7 +23,7 @@ use crate::auth::TenantCaller;
 use crate::{ApiError, AppState};
 
 /// Most recipients one preflight checks.
-pub const MAX_PREFLIGHT_RECIPIENTS: usize = 10_000;
+pub(crate) const MAX_PREFLIGHT_RECIPIENTS: usize = 10_000;
 
 /// List prices used for estimates, in US dollars (Twilio US SMS per segment, WhatsApp per
 /// message, SES per email). Estimates only: the provider's invoice is what counts.
@@ -37,7 +37,7 @@ fn unit_price(channel: Channel) -> f64 {
 
 /// One channel's use of its quota.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ChannelUsage {
+pub(crate) struct ChannelUsage {
     /// Used this period (segments for SMS, messages otherwise).
     pub used: u64,
     /// The plan's monthly quota; `None`: no quota applies.
@@ -50,7 +50,7 @@ pub struct ChannelUsage {
 
 /// `GET /v1/usage` answer.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct UsageView {
+pub(crate) struct UsageView {
     /// The month (`YYYY-MM`, UTC).
     pub period: String,
     /// The tenant's plan.
@@ -65,7 +65,7 @@ pub struct UsageView {
 /// `GET /v1/usage` query.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct UsageQuery {
+pub(crate) struct UsageQuery {
     /// A month (`YYYY-MM`); the current one when absent.
     #[param(pattern = "^[0-9]{4}-(0[1-9]|1[0-2])$")]
     pub period: Option<String>,
@@ -126,7 +126,7 @@ fn is_period(raw: &str) -> bool {
     ),
     security(("bearer" = [])),
 )]
-pub async fn usage(
+pub(crate) async fn usage(
     State(state): State<AppState>,
     caller: TenantCaller,
     Query(query): Query<UsageQuery>,
@@ -173,7 +173,7 @@ struct PreflightRequest {
 
 /// Whether the channel can send now.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ChannelReadiness {
+pub(crate) struct ChannelReadiness {
     /// Ready to send.
     pub ready: bool,
     /// Why not (`WAIT_FOR_APPROVAL`, ...).
@@ -184,7 +184,7 @@ pub struct ChannelReadiness {
 
 /// A recipient that cannot be sent to.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct InvalidRecipient {
+pub(crate) struct InvalidRecipient {
     /// Its position in the request.
     pub index: usize,
     /// Why.
@@ -193,7 +193,7 @@ pub struct InvalidRecipient {
 
 /// The recipients, sorted out.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct RecipientCheck {
+pub(crate) struct RecipientCheck {
     /// How many were given.
     pub total: usize,
     /// Those that are not valid addresses for the channel.
@@ -206,7 +206,7 @@ pub struct RecipientCheck {
 
 /// Segments of the message.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct SegmentEstimate {
+pub(crate) struct SegmentEstimate {
     /// Per message (1 for WhatsApp and email).
     pub per_message: u32,
     /// SMS: the encoding the text needs.
@@ -218,7 +218,7 @@ pub struct SegmentEstimate {
 
 /// The quota against the campaign.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct QuotaCheck {
+pub(crate) struct QuotaCheck {
     /// `segments` or `messages`.
     pub unit: &'static str,
     /// The plan's monthly quota; `None`: no quota applies.
@@ -233,7 +233,7 @@ pub struct QuotaCheck {
 
 /// How long the senders take at their pace.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct DrainEstimate {
+pub(crate) struct DrainEstimate {
     /// Sender numbers (or addresses) sharing the campaign.
     pub senders: usize,
     /// Their combined pace, in messages (SMS: segments) per second.
@@ -244,7 +244,7 @@ pub struct DrainEstimate {
 
 /// `POST /v1/campaigns/{id}/preflight` answer.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Preflight {
+pub(crate) struct Preflight {
     /// The campaign.
     pub campaign_id: String,
     /// The channel.
@@ -315,7 +315,7 @@ fn drain(pacing: &PacingSettings, channel: Channel, ready: &Ready, units: u64) -
     ),
     security(("bearer" = [])),
 )]
-pub async fn preflight(
+pub(crate) async fn preflight(
     State(state): State<AppState>,
     caller: TenantCaller,
     Path(campaign): Path<String>,

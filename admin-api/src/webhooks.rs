@@ -137,7 +137,7 @@ type AccountKeys = Arc<Vec<(TenantId, SecretString)>>;
 /// read and decrypted once per account every 30 s rather than for every callback, for at most
 /// 4,096 accounts.
 #[derive(Default)]
-pub struct SigningKeys {
+pub(crate) struct SigningKeys {
     accounts: Mutex<HashMap<AccountSid, (Instant, AccountKeys)>>,
 }
 
@@ -207,7 +207,7 @@ impl SigningKeys {
         (status = 503, description = "store_unavailable or log_unavailable: retry later", body = crate::error::ErrorBody),
     ),
 )]
-pub async fn twilio_status(
+pub(crate) async fn twilio_status(
     State(state): State<AppState>,
     uri: Uri,
     headers: HeaderMap,
@@ -320,7 +320,7 @@ fn keyword(body: &str) -> Option<(Keyword, String)> {
         (status = 503, description = "store_unavailable or log_unavailable: retry later", body = crate::error::ErrorBody),
     ),
 )]
-pub async fn twilio_inbound(
+pub(crate) async fn twilio_inbound(
     State(state): State<AppState>,
     uri: Uri,
     headers: HeaderMap,

@@ -1,6 +1,17 @@
 //! EngageNinja Dispatch's shared core: the domain types every service parses once at the edge,
 //! typed configuration, telemetry, and the two seams the services run on: the partitioned
 //! message [`log`] and the [`store`].
+//!
+//! Layout:
+//! - Domain types, parsed once at the edge: [`ids`], [`address`], [`channel`], [`envelope`],
+//!   [`status`] (the forward-only rule), [`segments`], [`rules`] (the shape of every string
+//!   the API takes).
+//! - The seams: [`log`] (embedded and Kafka), [`store`] (SQLite and Cassandra/ScyllaDB, and the
+//!   status sink), [`backends`] (opens the configured pair).
+//! - Providers' protocols: [`twilio`] (client, error table, onboarding operations), [`ses`],
+//!   [`signature`] (Twilio and SNS), [`credentials`] (the key ring and sealed credentials),
+//!   [`readiness`] (whether a live tenant's channel can send).
+//! - Running a process: [`config`], [`telemetry`], [`process`], [`http`].
 
 pub mod address;
 pub mod backends;
@@ -11,7 +22,7 @@ pub mod envelope;
 pub mod http;
 pub mod ids;
 pub mod log;
-pub mod private_fs;
+mod private_fs;
 pub mod process;
 pub mod readiness;
 pub mod rules;

@@ -7,7 +7,7 @@ use std::io;
 use std::path::Path;
 
 /// Creates `dir` and its missing parents, each new one for its owner only.
-pub fn create_dir_all(dir: &Path) -> io::Result<()> {
+pub(crate) fn create_dir_all(dir: &Path) -> io::Result<()> {
     let mut builder = DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
@@ -19,7 +19,7 @@ pub fn create_dir_all(dir: &Path) -> io::Result<()> {
 }
 
 /// Options that create a file for its owner only.
-pub fn options() -> OpenOptions {
+pub(crate) fn options() -> OpenOptions {
     let mut options = OpenOptions::new();
     #[cfg(unix)]
     {
@@ -30,7 +30,7 @@ pub fn options() -> OpenOptions {
 }
 
 /// Creates (or truncates) `path` for writing, for its owner only.
-pub fn create(path: &Path) -> io::Result<File> {
+pub(crate) fn create(path: &Path) -> io::Result<File> {
     options().write(true).create(true).truncate(true).open(path)
 }
 

@@ -309,19 +309,19 @@ fn history_rows(path: &Path) -> Vec<HistoryRow> {
 
 /// The statements the version 2 store wrote messages with, verbatim.
 mod v2 {
-    pub const INSERT_MESSAGE: &str = "INSERT INTO messages (tenant_id, message_id, campaign_id, channel, recipient, \
+    pub(crate) const INSERT_MESSAGE: &str = "INSERT INTO messages (tenant_id, message_id, campaign_id, channel, recipient, \
                                       priority, segments, status, reason, provider_message_id, accepted_at, \
                                       updated_at, last_seq) \
                                       VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', NULL, NULL, ?8, ?8, 0) \
                                       ON CONFLICT (tenant_id, message_id) DO NOTHING";
-    pub const SELECT_MESSAGE_STATUS: &str =
+    pub(crate) const SELECT_MESSAGE_STATUS: &str =
         "SELECT status, last_seq FROM messages WHERE tenant_id = ?1 AND message_id = ?2";
-    pub const UPDATE_MESSAGE_STATUS: &str = "UPDATE messages SET status = ?3, reason = ?4, updated_at = ?5, \
+    pub(crate) const UPDATE_MESSAGE_STATUS: &str = "UPDATE messages SET status = ?3, reason = ?4, updated_at = ?5, \
                                              provider_message_id = coalesce(?6, provider_message_id), \
                                              last_seq = ?7 WHERE tenant_id = ?1 AND message_id = ?2";
-    pub const INSERT_HISTORY: &str = "INSERT INTO message_status_history (tenant_id, message_id, seq, status, at, \
+    pub(crate) const INSERT_HISTORY: &str = "INSERT INTO message_status_history (tenant_id, message_id, seq, status, at, \
                                       reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
-    pub const UPSERT_PROVIDER_ID: &str = "INSERT INTO provider_message_ids (provider_message_id, tenant_id, \
+    pub(crate) const UPSERT_PROVIDER_ID: &str = "INSERT INTO provider_message_ids (provider_message_id, tenant_id, \
                                           message_id) VALUES (?1, ?2, ?3) ON CONFLICT (provider_message_id) DO \
                                           UPDATE SET tenant_id = excluded.tenant_id, \
                                           message_id = excluded.message_id";

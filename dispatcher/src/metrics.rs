@@ -14,10 +14,10 @@ use metrics::{Counter, Unit, describe_counter, describe_gauge, describe_histogra
 use crate::admission::Refusal;
 
 /// The `outcome` labels of `dispatcher_messages_total`.
-pub const SEND_OUTCOMES: [&str; 4] = ["sent", "transient", "failed", "unknown"];
+pub(crate) const SEND_OUTCOMES: [&str; 4] = ["sent", "transient", "failed", "unknown"];
 
 /// Describes every dispatcher metric and sets the series of known labels to zero.
-pub fn describe() {
+pub(crate) fn describe() {
     describe_counter!(
         "dispatcher_records_total",
         Unit::Count,
@@ -205,7 +205,7 @@ const OTHER: &str = "other";
 
 /// `dispatcher_tenant_messages_total`: a counter per tenant for the first `limit` tenants seen,
 /// one shared `other` for the rest, so the series stay bounded whatever the number of tenants.
-pub struct TenantCounters {
+pub(crate) struct TenantCounters {
     limit: usize,
     counters: HashMap<TenantId, Counter>,
     other: Counter,
@@ -213,7 +213,7 @@ pub struct TenantCounters {
 
 impl TenantCounters {
     /// Counters for at most `limit` tenants.
-    pub fn new(limit: usize) -> Self {
+    pub(crate) fn new(limit: usize) -> Self {
         Self {
             limit,
             counters: HashMap::new(),
@@ -222,7 +222,7 @@ impl TenantCounters {
     }
 
     /// Counts a message of `tenant` accepted by its provider.
-    pub fn sent(&mut self, tenant: &TenantId) {
+    pub(crate) fn sent(&mut self, tenant: &TenantId) {
         if let Some(counter) = self.counters.get(tenant) {
             counter.increment(1);
         } else if self.counters.len() < self.limit {

@@ -9,7 +9,7 @@ use common::log::{Offset, Partition};
 
 /// Pending offsets of every assigned partition.
 #[derive(Debug, Default)]
-pub struct OffsetTracker {
+pub(crate) struct OffsetTracker {
     partitions: BTreeMap<Partition, PartitionOffsets>,
 }
 
@@ -25,32 +25,32 @@ struct PartitionOffsets {
 
 impl OffsetTracker {
     /// Records that `offset` of `partition` was read and is now in progress.
-    pub fn start(&mut self, partition: Partition, offset: Offset) {
+    pub(crate) fn start(&mut self, partition: Partition, offset: Offset) {
         let entry = self.partitions.entry(partition).or_default();
         entry.pending.insert(offset);
         entry.next = entry.next.max(offset + 1);
     }
 
     /// Records that the outcome of `offset` is durable.
-    pub fn finish(&mut self, partition: Partition, offset: Offset) {
+    pub(crate) fn finish(&mut self, partition: Partition, offset: Offset) {
         if let Some(entry) = self.partitions.get_mut(&partition) {
             entry.pending.remove(&offset);
         }
     }
 
     /// How many offsets of `partition` are in progress.
-    pub fn in_progress(&self, partition: Partition) -> usize {
+    pub(crate) fn in_progress(&self, partition: Partition) -> usize {
         self.partitions.get(&partition).map_or(0, |entry| entry.pending.len())
     }
 
     /// How many offsets are in progress in all partitions.
-    pub fn total_in_progress(&self) -> usize {
+    pub(crate) fn total_in_progress(&self) -> usize {
         self.partitions.values().map(|entry| entry.pending.len()).sum()
     }
 
     /// The commit points that moved since the last call: per partition, the oldest offset in
     /// progress, or the offset after the highest one read when none is.
-    pub fn take_commits(&mut self) -> Vec<(Partition, Offset)> {
+    pub(crate) fn take_commits(&mut self) -> Vec<(Partition, Offset)> {
         let mut commits = Vec::new();
         for (partition, entry) in &mut self.partitions {
             let point = entry.pending.first().copied().unwrap_or(entry.next);
@@ -63,7 +63,7 @@ impl OffsetTracker {
     }
 
     /// The last commit point handed out for `partition`.
-    pub fn commit_point(&self, partition: Partition) -> Offset {
+    pub(crate) fn commit_point(&self, partition: Partition) -> Offset {
         self.partitions
             .get(&partition)
             .and_then(|entry| entry.committed)
@@ -71,7 +71,7 @@ impl OffsetTracker {
     }
 
     /// Forgets partitions this consumer no longer owns.
-    pub fn forget(&mut self, partitions: &[Partition]) {
+    pub(crate) fn forget(&mut self, partitions: &[Partition]) {
         for partition in partitions {
             self.partitions.remove(partition);
         }

@@ -10,7 +10,7 @@ use rand::Rng;
 
 /// The backoff schedule.
 #[derive(Debug, Clone)]
-pub struct RetryPolicy {
+pub(crate) struct RetryPolicy {
     base: Duration,
     cap: Duration,
     max_attempts: u32,
@@ -18,7 +18,7 @@ pub struct RetryPolicy {
 
 impl RetryPolicy {
     /// The policy the settings describe.
-    pub fn new(settings: &RetrySettings) -> Self {
+    pub(crate) fn new(settings: &RetrySettings) -> Self {
         Self {
             base: Duration::from_millis(settings.base_ms.max(1)),
             cap: Duration::from_millis(settings.cap_ms.max(settings.base_ms.max(1))),
@@ -28,7 +28,7 @@ impl RetryPolicy {
 
     /// The wait before the next send after `attempts` sends failed transiently, or `None` when
     /// no attempt is left.
-    pub fn delay(&self, attempts: u32, retry_after: Option<Duration>, rng: &mut impl Rng) -> Option<Duration> {
+    pub(crate) fn delay(&self, attempts: u32, retry_after: Option<Duration>, rng: &mut impl Rng) -> Option<Duration> {
         if attempts >= self.max_attempts {
             return None;
         }

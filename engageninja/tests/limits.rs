@@ -1,6 +1,7 @@
 //! The API's abuse limits over HTTP, on the all-in-one stack with small limits: a key past its
 //! request rate, a tenant past its credential checks or its event streams, each answered 429
-//! with a stable code and `Retry-After`, while other keys and tenants go on.
+//! with a stable code and `Retry-After`, while other keys and tenants go on; a request past
+//! the request timeout, answered 503.
 
 use std::time::Duration;
 
@@ -104,4 +105,55 @@ async fn keys_and_tenants_past_their_limits_are_told_to_wait() {
     assert_eq!(body["error"]["code"], "credential_checks_exhausted");
 
     stack.shutdown().await;
+}
+
+/// A request that takes longer than `admin.request_timeout_secs` is answered 503
+/// `request_timeout` at the deadline: here a credential check against a Twilio that accepts the
+/// connection and never answers (the client itself would wait 60 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_past_the_timeout_is_answered_503() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!("http://{}", silent.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((connection, _)) = silent.accept().await {
+            open.push(connection);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = testing::settings_with_platform_key(dir.path(), PLATFORM_KEY);
+    settings.admin.request_timeout_secs = 1;
+    settings.demo.bootstrap = false;
+    settings.onboarding.background_runner = false;
+    settings.providers.twilio.api_url = silent_url;
+    settings.providers.twilio.request_timeout_ms = 60_000;
+    let stack = TestApp::all_in_one(settings).await;
+    let (status, created) = stack
+        .call(
+            Method::POST,
+            "/v1/admin/tenants",
+            Some(PLATFORM_KEY),
+            Some(&json!({"id": "slow", "name": "slow"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let key = created["api_key"]["secret"].as_str().unwrap().to_owned();
+
+    let started = tokio::time::Instant::now();
+    let (status, body) = stack
+        .call(
+            Method::POST,
+            "/v1/channels/sms",
+            Some(&key),
+            Some(&json!({"account_sid": format!("AC{}", "0".repeat(32)), "auth_token": "0".repeat(32)})),
+        )
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "request_timeout", "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(50),
+        "answered at the API's deadline, not the client's"
+    );
+    stack.shutdown().await;
+    held.abort();
 }

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 /// Sends SMS envelopes in batches to POST /v1/messages, then polls the last message until it is
 /// at least sent. Prints accepted messages per second and the time until the last one was sent.
 #[derive(Debug, clap::Args)]
-pub struct HttpArgs {
+pub(crate) struct HttpArgs {
     /// A tenant's API key (the demo key printed at the first start).
     #[arg(long)]
     key: String,
@@ -31,7 +31,7 @@ pub struct HttpArgs {
 
 /// Runs the HTTP load.
 #[allow(clippy::print_stdout)]
-pub async fn run(options: HttpArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(options: HttpArgs) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     let run = format!("load-{}", std::process::id());
     let started = Instant::now();

@@ -11,7 +11,7 @@ fn proc_file(pid: Option<u32>, file: &str) -> Option<String> {
 }
 
 /// CPU seconds (user + system) the process has used so far; NaN when it cannot be read.
-pub fn cpu_seconds_of(pid: Option<u32>) -> f64 {
+pub(crate) fn cpu_seconds_of(pid: Option<u32>) -> f64 {
     let Some(stat) = proc_file(pid, "stat") else {
         return f64::NAN;
     };
@@ -31,7 +31,7 @@ pub fn cpu_seconds_of(pid: Option<u32>) -> f64 {
 }
 
 /// Resident memory of the process now and at its peak, in MiB; NaN when it cannot be read.
-pub fn resident_mib_of(pid: Option<u32>) -> (f64, f64) {
+pub(crate) fn resident_mib_of(pid: Option<u32>) -> (f64, f64) {
     let Some(status) = proc_file(pid, "status") else {
         return (f64::NAN, f64::NAN);
     };
@@ -46,11 +46,11 @@ pub fn resident_mib_of(pid: Option<u32>) -> (f64, f64) {
 }
 
 /// CPU seconds (user + system) this process has used so far.
-pub fn cpu_seconds() -> f64 {
+pub(crate) fn cpu_seconds() -> f64 {
     cpu_seconds_of(None)
 }
 
 /// Resident memory of this process now and at its peak, in MiB.
-pub fn resident_mib() -> (f64, f64) {
+pub(crate) fn resident_mib() -> (f64, f64) {
     resident_mib_of(None)
 }

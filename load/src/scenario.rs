@@ -49,7 +49,7 @@ use crate::measure::{cpu_seconds, cpu_seconds_of, resident_mib};
 /// Run a benchmark scenario in process and print what it measured, as text and as one JSON
 /// line.
 #[derive(Debug, clap::Args)]
-pub struct ScenarioArgs {
+pub(crate) struct ScenarioArgs {
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -123,7 +123,7 @@ enum Scenario {
 }
 
 /// Runs the scenario the arguments name.
-pub async fn run(args: ScenarioArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: ScenarioArgs) -> anyhow::Result<()> {
     match args.scenario {
         Scenario::Embedded { messages, simulator } => embedded(messages, simulator != 0).await,
         Scenario::Scaled { messages, simulator } => scaled(messages, simulator != 0).await,

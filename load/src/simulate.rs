@@ -16,7 +16,7 @@ use load::simulator::{
 /// [providers.ses] endpoint at the printed URL (see the README). GET /stats shows the counters
 /// and any sender rate violations; they are also printed at the end.
 #[derive(Debug, clap::Args)]
-pub struct SimulateArgs {
+pub(crate) struct SimulateArgs {
     /// Port to listen on (0: any free port, printed at start).
     #[arg(long, default_value_t = 0)]
     port: u16,
@@ -120,7 +120,7 @@ impl SimulateArgs {
 
 /// Runs the simulator until Ctrl-C or for `--seconds`.
 #[allow(clippy::print_stdout)]
-pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     let seconds = args.seconds;
     let config = args.config()?;
     let ses_keys = config.ses.access_key_ids.clone();

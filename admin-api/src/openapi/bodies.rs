@@ -82,7 +82,7 @@ fn string_map(description: &str) -> ObjectBuilder {
 }
 
 /// The schema of a body parsed by [`crate::form::parse`] against `fields`.
-pub fn form_schema(description: &str, fields: &[Field]) -> RefOr<Schema> {
+pub(crate) fn form_schema(description: &str, fields: &[Field]) -> RefOr<Schema> {
     let mut object = closed(description);
     for field in fields {
         let nullable = !field.required;
@@ -328,7 +328,7 @@ pub(crate) fn submit(max_batch: usize) -> RefOr<Schema> {
 macro_rules! body {
     ($(#[$doc:meta])* $name:ident => $schema:expr) => {
         $(#[$doc])*
-        pub struct $name;
+        pub(crate) struct $name;
 
         impl utoipa::PartialSchema for $name {
             fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {

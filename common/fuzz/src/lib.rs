@@ -12,7 +12,7 @@ use common::twilio::{WebhookForm, callback_target};
 
 /// The message envelope: what parses encodes again at a bounded size and parses back the same;
 /// an error's text is bounded.
-pub fn envelope(bytes: &[u8]) {
+pub(crate) fn envelope(bytes: &[u8]) {
     match Envelope::parse(bytes) {
         Ok(envelope) => {
             let encoded = envelope.to_json();
@@ -29,7 +29,7 @@ pub fn envelope(bytes: &[u8]) {
 
 /// The Twilio webhook form (and the same bytes as the callback URL's query): bounded parts,
 /// a truncated log value, and no signature that verifies by accident.
-pub fn twilio_form(bytes: &[u8]) {
+pub(crate) fn twilio_form(bytes: &[u8]) {
     let text = String::from_utf8_lossy(bytes);
     if let Some((tenant, message)) = callback_target(Some(&text)) {
         assert!(tenant.as_str().len() + message.as_str().len() <= bytes.len());
@@ -51,7 +51,7 @@ pub fn twilio_form(bytes: &[u8]) {
 
 /// The SNS message: its string to sign is bounded, and the certificate and subscription URL
 /// rules answer without panicking.
-pub fn sns(bytes: &[u8]) {
+pub(crate) fn sns(bytes: &[u8]) {
     let Ok(message) = serde_json::from_slice::<SnsMessage>(bytes) else {
         return;
     };

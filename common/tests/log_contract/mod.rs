@@ -13,26 +13,26 @@ use common::log::{
 };
 
 /// Partitions of every topic the harnesses create.
-pub const PARTITIONS: u32 = 4;
+pub(crate) const PARTITIONS: u32 = 4;
 /// The longest a test waits for an assignment or for records it expects.
-pub const PATIENCE: Duration = Duration::from_secs(60);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(60);
 
 /// One backend under test.
-pub trait Harness {
+pub(crate) trait Harness {
     /// Opens the log; opening again after the previous one was dropped finds the same data.
     fn open(&self) -> impl Future<Output = Arc<dyn MessageLog>>;
     /// How long a poll waits before the test concludes that nothing more is coming.
     fn quiet(&self) -> Duration;
 }
 
-pub fn record(tenant: &str, n: usize) -> OutgoingRecord {
+pub(crate) fn record(tenant: &str, n: usize) -> OutgoingRecord {
     OutgoingRecord {
         key: tenant.as_bytes().to_vec(),
         payload: format!("{tenant}:{n}").into_bytes(),
     }
 }
 
-pub async fn append_all(log: &dyn MessageLog, tenants: &[&str], per_tenant: usize) {
+pub(crate) async fn append_all(log: &dyn MessageLog, tenants: &[&str], per_tenant: usize) {
     for n in 0..per_tenant {
         let records = tenants.iter().map(|tenant| record(tenant, n)).collect();
         log.append(Topic::Messages, records).await.unwrap();
@@ -40,7 +40,7 @@ pub async fn append_all(log: &dyn MessageLog, tenants: &[&str], per_tenant: usiz
 }
 
 /// Joins `group` and waits for the first assignment.
-pub async fn join(log: &dyn MessageLog, topic: Topic, group: &str) -> (Box<dyn LogConsumer>, Vec<Partition>) {
+pub(crate) async fn join(log: &dyn MessageLog, topic: Topic, group: &str) -> (Box<dyn LogConsumer>, Vec<Partition>) {
     let mut consumer = log.consumer(topic, group).await.unwrap();
     let deadline = Instant::now() + PATIENCE;
     loop {
@@ -54,7 +54,7 @@ pub async fn join(log: &dyn MessageLog, topic: Topic, group: &str) -> (Box<dyn L
 }
 
 /// Polls until one poll of `quiet` brings nothing, returning what was read.
-pub async fn drain(consumer: &mut dyn LogConsumer, quiet: Duration) -> Vec<Record> {
+pub(crate) async fn drain(consumer: &mut dyn LogConsumer, quiet: Duration) -> Vec<Record> {
     let mut records = Vec::new();
     loop {
         match consumer.poll(500, quiet).await.unwrap() {
@@ -66,7 +66,7 @@ pub async fn drain(consumer: &mut dyn LogConsumer, quiet: Duration) -> Vec<Recor
 }
 
 /// Polls until a batch of records arrives.
-pub async fn next_records(consumer: &mut dyn LogConsumer, max: usize) -> Vec<Record> {
+pub(crate) async fn next_records(consumer: &mut dyn LogConsumer, max: usize) -> Vec<Record> {
     let deadline = Instant::now() + PATIENCE;
     loop {
         if let ConsumerEvent::Records(batch) = consumer.poll(max, Duration::from_millis(500)).await.unwrap()
@@ -78,14 +78,14 @@ pub async fn next_records(consumer: &mut dyn LogConsumer, max: usize) -> Vec<Rec
     }
 }
 
-pub fn payloads(records: &[Record]) -> BTreeSet<String> {
+pub(crate) fn payloads(records: &[Record]) -> BTreeSet<String> {
     records
         .iter()
         .map(|record| String::from_utf8(record.payload.clone()).unwrap())
         .collect()
 }
 
-pub fn next_offsets(records: &[Record]) -> Vec<(Partition, u64)> {
+pub(crate) fn next_offsets(records: &[Record]) -> Vec<(Partition, u64)> {
     let mut next = BTreeMap::new();
     for record in records {
         next.insert(record.partition, record.offset + 1);
@@ -102,7 +102,7 @@ fn sequence(record: &Record) -> usize {
         .unwrap()
 }
 
-pub async fn appends_are_read_back_in_order_per_partition(harness: &impl Harness) {
+pub(crate) async fn appends_are_read_back_in_order_per_partition(harness: &impl Harness) {
     let log = harness.open().await;
     let tenants = ["acme", "globex", "initech", "umbrella", "hooli"];
     append_all(log.as_ref(), &tenants, 50).await;
@@ -131,7 +131,7 @@ pub async fn appends_are_read_back_in_order_per_partition(harness: &impl Harness
     assert!(records.iter().all(|record| record.timestamp_ms > 1_600_000_000_000));
 }
 
-pub async fn a_crash_loses_nothing_and_resumes_after_the_committed_offset(harness: &impl Harness) {
+pub(crate) async fn a_crash_loses_nothing_and_resumes_after_the_committed_offset(harness: &impl Harness) {
     let tenants = ["acme", "globex", "initech"];
     let committed_payloads;
     {
@@ -161,7 +161,7 @@ pub async fn a_crash_loses_nothing_and_resumes_after_the_committed_offset(harnes
     );
 }
 
-pub async fn end_offsets_follow_appends(harness: &impl Harness) {
+pub(crate) async fn end_offsets_follow_appends(harness: &impl Harness) {
     let log = harness.open().await;
     let (mut consumer, _) = join(log.as_ref(), Topic::Messages, "g").await;
     let tenants = ["acme", "globex", "initech", "umbrella"];
@@ -181,7 +181,7 @@ pub async fn end_offsets_follow_appends(harness: &impl Harness) {
     ));
 }
 
-pub async fn a_waiting_poll_wakes_on_append_and_paused_partitions_wait(harness: &impl Harness) {
+pub(crate) async fn a_waiting_poll_wakes_on_append_and_paused_partitions_wait(harness: &impl Harness) {
     let log = harness.open().await;
     let (mut consumer, _) = join(log.as_ref(), Topic::Messages, "g").await;
     let partition = partition_for(b"acme", PARTITIONS);
@@ -215,7 +215,7 @@ pub async fn a_waiting_poll_wakes_on_append_and_paused_partitions_wait(harness: 
     );
 }
 
-pub async fn dead_letters_and_status_events_are_topics_of_their_own(harness: &impl Harness) {
+pub(crate) async fn dead_letters_and_status_events_are_topics_of_their_own(harness: &impl Harness) {
     let log = harness.open().await;
     log.append(Topic::DeadLetters, vec![record("acme", 1)]).await.unwrap();
     log.append(Topic::StatusEvents, vec![record("acme", 2), record("globex", 3)])

@@ -15,21 +15,21 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 /// A timestamp `ms` milliseconds after the epoch (the store keeps milliseconds).
-pub fn at(ms: i64) -> OffsetDateTime {
+pub(crate) fn at(ms: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap()
 }
 
-pub const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+pub(crate) const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 
-pub fn tid(raw: &str) -> TenantId {
+pub(crate) fn tid(raw: &str) -> TenantId {
     TenantId::parse(raw).unwrap()
 }
 
-pub fn mid(raw: &str) -> MessageId {
+pub(crate) fn mid(raw: &str) -> MessageId {
     MessageId::parse(raw).unwrap()
 }
 
-pub fn tenant(id: &str, is_demo: bool, created_ms: i64) -> Tenant {
+pub(crate) fn tenant(id: &str, is_demo: bool, created_ms: i64) -> Tenant {
     Tenant {
         id: tid(id),
         name: format!("Tenant {id}"),
@@ -41,7 +41,7 @@ pub fn tenant(id: &str, is_demo: bool, created_ms: i64) -> Tenant {
     }
 }
 
-pub fn new_message(tenant: &str, id: &str, accepted_ms: i64) -> NewMessage {
+pub(crate) fn new_message(tenant: &str, id: &str, accepted_ms: i64) -> NewMessage {
     NewMessage {
         tenant_id: tid(tenant),
         message_id: mid(id),
@@ -56,11 +56,17 @@ pub fn new_message(tenant: &str, id: &str, accepted_ms: i64) -> NewMessage {
 }
 
 /// A log position.
-pub fn position(partition: u32, offset: u64) -> RecordPosition {
+pub(crate) fn position(partition: u32, offset: u64) -> RecordPosition {
     RecordPosition { partition, offset }
 }
 
-pub fn update(tenant: &str, id: &str, status: MessageStatus, ms: i64, provider_id: Option<&str>) -> StatusUpdate {
+pub(crate) fn update(
+    tenant: &str,
+    id: &str,
+    status: MessageStatus,
+    ms: i64,
+    provider_id: Option<&str>,
+) -> StatusUpdate {
     StatusUpdate {
         tenant_id: tid(tenant),
         message_id: mid(id),
@@ -72,7 +78,7 @@ pub fn update(tenant: &str, id: &str, status: MessageStatus, ms: i64, provider_i
     }
 }
 
-pub fn api_key(tenant: &str, key_id: &str, hash: &str) -> ApiKeyRecord {
+pub(crate) fn api_key(tenant: &str, key_id: &str, hash: &str) -> ApiKeyRecord {
     ApiKeyRecord {
         key_id: key_id.to_owned(),
         tenant_id: tid(tenant),
@@ -82,7 +88,7 @@ pub fn api_key(tenant: &str, key_id: &str, hash: &str) -> ApiKeyRecord {
     }
 }
 
-pub fn sender_number(tenant: &str, number: &str) -> SenderNumber {
+pub(crate) fn sender_number(tenant: &str, number: &str) -> SenderNumber {
     SenderNumber {
         tenant_id: tid(tenant),
         number: PhoneNumber::parse(number).unwrap(),
@@ -94,7 +100,7 @@ pub fn sender_number(tenant: &str, number: &str) -> SenderNumber {
     }
 }
 
-pub fn credentials(tenant: &str, channel: Channel) -> ChannelCredentials {
+pub(crate) fn credentials(tenant: &str, channel: Channel) -> ChannelCredentials {
     ChannelCredentials {
         tenant_id: tid(tenant),
         channel,
@@ -108,7 +114,7 @@ pub fn credentials(tenant: &str, channel: Channel) -> ChannelCredentials {
     }
 }
 
-pub fn suppression(tenant: &str, address: &str) -> Suppression {
+pub(crate) fn suppression(tenant: &str, address: &str) -> Suppression {
     Suppression {
         tenant_id: tid(tenant),
         address: address.to_owned(),
@@ -118,7 +124,7 @@ pub fn suppression(tenant: &str, address: &str) -> Suppression {
     }
 }
 
-pub fn audit_entry(tenant: Option<&str>, ms: i64, action: &str) -> AuditEntry {
+pub(crate) fn audit_entry(tenant: Option<&str>, ms: i64, action: &str) -> AuditEntry {
     AuditEntry {
         tenant_id: tenant.map(tid),
         at: at(ms),
@@ -129,7 +135,7 @@ pub fn audit_entry(tenant: Option<&str>, ms: i64, action: &str) -> AuditEntry {
 }
 
 /// Fills every table for `id`.
-pub async fn populate(store: &dyn Store, id: &str) {
+pub(crate) async fn populate(store: &dyn Store, id: &str) {
     store.create_tenant(&tenant(id, true, T0)).await.unwrap();
     store
         .create_api_key(&api_key(id, "key_1", &format!("hash-{id}")))

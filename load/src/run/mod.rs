@@ -32,7 +32,7 @@ use traffic::{ChannelMix, Planned, Traffic};
 
 /// Where the offered messages enter the stack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Target {
+pub(crate) enum Target {
     /// `POST /v1/messages` on the all-in-one process (embedded log and SQLite store).
     Http,
     /// Produced to Kafka; `dispatcher` and `admin-api` as their own processes on Kafka and
@@ -42,7 +42,7 @@ pub enum Target {
 
 /// Who sends the messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ProviderChoice {
+pub(crate) enum ProviderChoice {
     /// Demo tenants: the dispatcher simulates sending and delivery itself.
     Demo,
     /// Live tenants: Twilio and SES calls over HTTP to the provider simulator, statuses back by
@@ -58,7 +58,7 @@ pub enum ProviderChoice {
 /// messages; waits until every one was dispatched and the delivery receipts stopped coming;
 /// stops the stack; writes report.json and report.svg into --out.
 #[derive(Debug, clap::Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// Where messages enter.
     #[arg(long, value_enum, default_value_t = Target::Http)]
     target: Target,
@@ -164,7 +164,7 @@ struct Accepted {
 
 /// Runs one load run.
 #[allow(clippy::print_stdout)]
-pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
     args.check()?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let work = tempfile::tempdir()?;

@@ -13,7 +13,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 /// A message offered by the run and what became of it.
-pub struct Outcome {
+pub(super) struct Outcome {
     /// Index of its tenant (by volume rank).
     pub tenant: usize,
     /// When the stack acknowledged it (the HTTP answer, or the log's append).
@@ -24,7 +24,7 @@ pub struct Outcome {
 
 /// One sample of the dispatcher process.
 #[derive(Debug, Clone, Copy, Serialize)]
-pub struct Sample {
+pub(super) struct Sample {
     /// Seconds since the run's first message.
     pub second: f64,
     /// CPU seconds used so far (user + system).
@@ -35,7 +35,7 @@ pub struct Sample {
 
 /// What the run was set up as, for the report.
 #[derive(Debug, Clone, Serialize)]
-pub struct Setup {
+pub(super) struct Setup {
     /// Where messages entered (`http` or `kafka`).
     pub target: String,
     /// Who sent them (`demo` or `simulator`).
@@ -62,7 +62,7 @@ pub struct Setup {
 
 /// Latency percentiles, milliseconds.
 #[derive(Debug, Clone, Copy, Serialize, Default)]
-pub struct Percentiles {
+pub(super) struct Percentiles {
     /// How many values.
     pub count: usize,
     /// Median.
@@ -94,7 +94,7 @@ impl Percentiles {
 
 /// One tenant's share and latency.
 #[derive(Debug, Clone, Serialize)]
-pub struct TenantLatency {
+pub(super) struct TenantLatency {
     /// The tenant.
     pub tenant: String,
     /// Messages offered.
@@ -105,7 +105,7 @@ pub struct TenantLatency {
 
 /// Per-second counts.
 #[derive(Debug, Clone, Serialize)]
-pub struct Second {
+pub(super) struct Second {
     /// Seconds since the run's first message.
     pub second: usize,
     /// Messages accepted in that second.
@@ -126,7 +126,7 @@ pub struct Second {
 
 /// Pacing as the run saw it.
 #[derive(Debug, Clone, Serialize)]
-pub struct Pacing {
+pub(super) struct Pacing {
     /// SMS tenants with a standing backlog (median wait above 2 s), whose numbers had work all
     /// the time.
     pub backlogged_tenants: usize,
@@ -142,7 +142,7 @@ pub struct Pacing {
 
 /// The dispatcher's cost.
 #[derive(Debug, Clone, Serialize)]
-pub struct Cost {
+pub(super) struct Cost {
     /// CPU seconds of the dispatcher process over the run.
     pub cpu_seconds: f64,
     /// The same per 1,000 messages that reached `sent`.
@@ -155,7 +155,7 @@ pub struct Cost {
 
 /// The whole report.
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
+pub(super) struct Report {
     /// How the run was set up.
     pub setup: Setup,
     /// When it started (UTC).
@@ -192,7 +192,7 @@ pub struct Report {
 
 /// The spread of per-tenant latency.
 #[derive(Debug, Clone, Serialize)]
-pub struct Fairness {
+pub(super) struct Fairness {
     /// Tenants counted.
     pub tenants: usize,
     /// The lowest tenant median, ms.
@@ -218,7 +218,7 @@ fn reached(record: &MessageRecord, status: MessageStatus) -> Option<OffsetDateTi
 }
 
 /// Inputs of [`Report::build`] besides the outcomes.
-pub struct Measured<'a> {
+pub(super) struct Measured<'a> {
     /// The setup.
     pub setup: Setup,
     /// Tenant names by rank.
@@ -237,7 +237,7 @@ pub struct Measured<'a> {
 
 impl Report {
     /// Computes the report.
-    pub fn build(outcomes: &[Outcome], measured: Measured<'_>) -> Self {
+    pub(super) fn build(outcomes: &[Outcome], measured: Measured<'_>) -> Self {
         let Measured {
             setup,
             tenant_names,
@@ -401,7 +401,7 @@ impl Report {
     }
 
     /// The report in a few lines, for the terminal.
-    pub fn summary(&self) -> String {
+    pub(super) fn summary(&self) -> String {
         let p = |p: &Percentiles| {
             format!(
                 "p50 {:.0} / p90 {:.0} / p99 {:.0} / max {:.0} ms",
@@ -453,7 +453,7 @@ impl Report {
     }
 
     /// Writes `report.json` and `report.svg` into `out`.
-    pub fn write(&self, out: &Path) -> anyhow::Result<()> {
+    pub(super) fn write(&self, out: &Path) -> anyhow::Result<()> {
         let json = serde_json::to_vec_pretty(self)?;
         std::fs::write(out.join("report.json"), json)?;
         self.chart(&out.join("report.svg"))

@@ -23,7 +23,7 @@ use super::{ProviderChoice, RunArgs, Target};
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// One process of the stack.
-pub struct Process {
+pub(super) struct Process {
     /// Its binary's name.
     pub name: &'static str,
     /// Its pid, for `/proc`.
@@ -34,7 +34,7 @@ pub struct Process {
 }
 
 /// A tenant of the run: its id and, with the HTTP target, its API key.
-pub struct RunTenant {
+pub(super) struct RunTenant {
     /// The tenant's id.
     pub id: String,
     /// Its API key (HTTP target only).
@@ -42,7 +42,7 @@ pub struct RunTenant {
 }
 
 /// The running stack.
-pub struct Stack {
+pub(super) struct Stack {
     /// The settings every process of the stack reads (and this one, to reach the store).
     pub settings: Settings,
     /// The admin API's base URL.
@@ -77,7 +77,7 @@ fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
 impl Stack {
     /// Writes the settings into `out`, starts the simulator if asked, seeds the tenants and
     /// starts the processes; answers once every process is ready.
-    pub async fn start(args: &RunArgs, run: &str, out: &Path, work: &Path) -> anyhow::Result<Self> {
+    pub(super) async fn start(args: &RunArgs, run: &str, out: &Path, work: &Path) -> anyhow::Result<Self> {
         let admin_port = free_port()?;
         let ops_port = free_port()?;
         let admin_ops_port = free_port()?;
@@ -149,7 +149,7 @@ impl Stack {
 
     /// Stops every process (SIGTERM, as an operator would), waits for each, and answers the
     /// simulator's final statistics.
-    pub async fn stop(self) -> anyhow::Result<Option<load::simulator::SimulatorStats>> {
+    pub(super) async fn stop(self) -> anyhow::Result<Option<load::simulator::SimulatorStats>> {
         for mut process in self.processes {
             process.stop().await?;
         }
@@ -308,7 +308,7 @@ sns_cert_url = "{url}{CERT_PATH}"
 }
 
 /// The tenants' names, `t000`, `t001`, ... in the order the traffic ranks them.
-pub fn tenant_names(count: usize) -> Vec<String> {
+pub(super) fn tenant_names(count: usize) -> Vec<String> {
     (0..count).map(|n| format!("t{n:03}")).collect()
 }
 

@@ -10,11 +10,11 @@ use serde_json::{Value, json};
 
 /// Channel shares, e.g. `sms=70,whatsapp=20,email=10` (weights, not necessarily percentages).
 #[derive(Debug, Clone, PartialEq)]
-pub struct ChannelMix(Vec<(Channel, f64)>);
+pub(super) struct ChannelMix(Vec<(Channel, f64)>);
 
 impl ChannelMix {
     /// The channels with a share above zero.
-    pub fn channels(&self) -> impl Iterator<Item = Channel> + '_ {
+    pub(super) fn channels(&self) -> impl Iterator<Item = Channel> + '_ {
         self.0
             .iter()
             .filter(|(_, weight)| *weight > 0.0)
@@ -23,7 +23,7 @@ impl ChannelMix {
 }
 
 /// Parses `--channels`: `channel=weight` pairs separated by commas.
-pub fn parse_mix(raw: &str) -> Result<ChannelMix, String> {
+pub(super) fn parse_mix(raw: &str) -> Result<ChannelMix, String> {
     let mut mix = Vec::new();
     for pair in raw.split(',').map(str::trim).filter(|pair| !pair.is_empty()) {
         let (name, weight) = pair
@@ -63,7 +63,7 @@ const UCS2_TEXT: &str = "✓ Votre commande est prête · 取件码 4821 · ";
 
 /// One message to offer: its tenant (an index into the tenant list) and its envelope.
 #[derive(Debug)]
-pub struct Planned {
+pub(super) struct Planned {
     /// Index of its tenant.
     pub tenant: usize,
     /// Its message id.
@@ -73,7 +73,7 @@ pub struct Planned {
 }
 
 /// Draws messages for a run.
-pub struct Traffic {
+pub(super) struct Traffic {
     tenants: Vec<String>,
     tenant_pick: WeightedIndex<f64>,
     mix: ChannelMix,
@@ -86,7 +86,14 @@ pub struct Traffic {
 
 impl Traffic {
     /// Traffic over `tenants`, the k-th (from 1) carrying a share proportional to 1/k^`zipf`.
-    pub fn new(tenants: Vec<String>, zipf: f64, mix: ChannelMix, transactional: f64, run: String, seed: u64) -> Self {
+    pub(super) fn new(
+        tenants: Vec<String>,
+        zipf: f64,
+        mix: ChannelMix,
+        transactional: f64,
+        run: String,
+        seed: u64,
+    ) -> Self {
         let weights = (1..=tenants.len()).map(|rank| 1.0 / (rank as f64).powf(zipf));
         let tenant_pick = WeightedIndex::new(weights).expect("at least one tenant, finite weights");
         let channel_pick =
@@ -104,7 +111,7 @@ impl Traffic {
     }
 
     /// The next message.
-    pub fn draw(&mut self) -> Planned {
+    pub(super) fn draw(&mut self) -> Planned {
         let n = self.next;
         self.next += 1;
         let tenant = self.tenant_pick.sample(&mut self.rng);

@@ -82,7 +82,7 @@ pub(crate) struct Scheduler {
 
 impl Scheduler {
     /// Schedules `job` after `delay`; ignored once the simulator stops.
-    pub fn schedule(&self, job: Job, delay: Duration) {
+    pub(crate) fn schedule(&self, job: Job, delay: Duration) {
         if self.jobs.send((job, delay)).is_err() {
             tracing::debug!("simulator timer stopped, job dropped");
         }

@@ -207,7 +207,7 @@ pub(crate) struct Onboarding {
 
 impl Onboarding {
     /// Empty, with `config`; subaccounts get `concurrency` create-message slots each.
-    pub fn new(config: OnboardingSimConfig, concurrency: usize) -> Self {
+    pub(crate) fn new(config: OnboardingSimConfig, concurrency: usize) -> Self {
         let inner = Inner {
             unavailable_left: config.unavailable_for_first,
             ..Inner::default()
@@ -221,7 +221,7 @@ impl Onboarding {
     }
 
     /// Makes brands reviewed from now on end as `outcome`.
-    pub fn set_brand_outcome(&self, outcome: BrandOutcome) {
+    pub(crate) fn set_brand_outcome(&self, outcome: BrandOutcome) {
         self.inner().brand_outcome = Some(outcome);
     }
 
@@ -230,22 +230,22 @@ impl Onboarding {
     }
 
     /// Switches every onboarding endpoint to 503 (or back).
-    pub fn set_unavailable(&self, unavailable: bool) {
+    pub(crate) fn set_unavailable(&self, unavailable: bool) {
         self.unavailable.store(unavailable, Ordering::Relaxed);
     }
 
     /// The counters now.
-    pub fn stats(&self) -> OnboardingStats {
+    pub(crate) fn stats(&self) -> OnboardingStats {
         self.inner().stats.clone()
     }
 
     /// A subaccount's auth token.
-    pub fn subaccount_token(&self, sid: &str) -> Option<String> {
+    pub(crate) fn subaccount_token(&self, sid: &str) -> Option<String> {
         self.inner().subaccounts.get(sid).map(|account| account.token.clone())
     }
 
     /// A subaccount's create-message slots.
-    pub fn subaccount_slots(&self, sid: &str) -> Option<Arc<Semaphore>> {
+    pub(crate) fn subaccount_slots(&self, sid: &str) -> Option<Arc<Semaphore>> {
         self.inner()
             .subaccounts
             .get(sid)
@@ -276,7 +276,7 @@ impl Onboarding {
 
     /// Ends a brand's review with the configured outcome; `None` if it is unknown or no longer
     /// pending.
-    pub fn complete_brand_review(&self, sid: &str) -> Option<BrandNotice> {
+    pub(crate) fn complete_brand_review(&self, sid: &str) -> Option<BrandNotice> {
         let now = OffsetDateTime::now_utc();
         let mut inner = self.inner();
         let Inner {

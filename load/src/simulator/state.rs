@@ -125,7 +125,7 @@ pub(crate) struct StoredMessage {
 
 impl StoredMessage {
     /// Twilio's explanation of its error code.
-    pub fn error_message(&self) -> Option<&'static str> {
+    pub(crate) fn error_message(&self) -> Option<&'static str> {
         self.error_code.map(|code| match code {
             30003 => "Unreachable destination handset",
             30007 => "Message filtered",
@@ -169,7 +169,7 @@ pub(crate) struct State {
 
 impl State {
     /// Fresh state for `config`.
-    pub fn new(config: SimulatorConfig) -> Self {
+    pub(crate) fn new(config: SimulatorConfig) -> Self {
         let rng = match config.seed {
             Some(seed) => StdRng::seed_from_u64(seed),
             None => StdRng::from_os_rng(),
@@ -188,7 +188,7 @@ impl State {
     }
 
     /// The auth token of a configured account or of a subaccount created since.
-    pub fn token_of(&self, account_sid: &str) -> Option<String> {
+    pub(crate) fn token_of(&self, account_sid: &str) -> Option<String> {
         match self.config.accounts.get(account_sid) {
             Some(token) => Some(token.clone()),
             None => self.onboarding.subaccount_token(account_sid),
@@ -196,18 +196,18 @@ impl State {
     }
 
     /// Changes the SES counters.
-    pub fn count_ses(&self, change: impl FnOnce(&mut SesStats)) {
+    pub(crate) fn count_ses(&self, change: impl FnOnce(&mut SesStats)) {
         change(&mut self.inner().stats.ses);
     }
 
     /// A new message SID: `SM` and 32 hex digits.
-    pub fn new_sid(&self) -> String {
+    pub(crate) fn new_sid(&self) -> String {
         let value: u128 = self.rng.lock().unwrap_or_else(PoisonError::into_inner).random();
         format!("SM{value:032x}")
     }
 
     /// Draws the fault of one create request.
-    pub fn draw_fault(&self) -> Fault {
+    pub(crate) fn draw_fault(&self) -> Fault {
         let roll: f64 = self.rng.lock().unwrap_or_else(PoisonError::into_inner).random();
         let faults = &self.config.faults;
         let bands = [
@@ -228,12 +228,12 @@ impl State {
     }
 
     /// Counts a create request received.
-    pub fn count_received(&self) {
+    pub(crate) fn count_received(&self) {
         self.inner().stats.received += 1;
     }
 
     /// Counts a refused create request.
-    pub fn count_rejected(&self, code: u32) {
+    pub(crate) fn count_rejected(&self, code: u32) {
         let mut inner = self.inner();
         *inner.stats.rejected_by_code.entry(code.to_string()).or_default() += 1;
         if code == 20429 {
@@ -242,22 +242,22 @@ impl State {
     }
 
     /// Counts a create whose answer is held back.
-    pub fn count_timeout(&self) {
+    pub(crate) fn count_timeout(&self) {
         self.inner().stats.timeouts += 1;
     }
 
     /// Counts a fetch.
-    pub fn count_fetch(&self) {
+    pub(crate) fn count_fetch(&self) {
         self.inner().stats.fetches += 1;
     }
 
     /// Counts a callback answered with a 2xx.
-    pub fn count_callback_sent(&self) {
+    pub(crate) fn count_callback_sent(&self) {
         self.inner().stats.callbacks_sent += 1;
     }
 
     /// Counts a failed callback attempt, and a dropped callback when it was the last.
-    pub fn count_callback_failed(&self, dropped: bool) {
+    pub(crate) fn count_callback_failed(&self, dropped: bool) {
         let mut inner = self.inner();
         inner.stats.callbacks_failed += 1;
         if dropped {
@@ -266,7 +266,7 @@ impl State {
     }
 
     /// Stores a created message and records its sender's send, arrived at `arrived`.
-    pub fn insert(&self, message: StoredMessage, sender: &str, arrived: Instant) {
+    pub(crate) fn insert(&self, message: StoredMessage, sender: &str, arrived: Instant) {
         let offset = arrived.saturating_duration_since(self.started);
         let mut inner = self.inner();
         inner.stats.accepted += 1;
@@ -276,12 +276,12 @@ impl State {
     }
 
     /// A copy of a message.
-    pub fn message(&self, sid: &str) -> Option<StoredMessage> {
+    pub(crate) fn message(&self, sid: &str) -> Option<StoredMessage> {
         self.inner().messages.get(sid).cloned()
     }
 
     /// The account's messages that `keep` selects, newest first.
-    pub fn messages_of(&self, account_sid: &str, keep: impl Fn(&StoredMessage) -> bool) -> Vec<StoredMessage> {
+    pub(crate) fn messages_of(&self, account_sid: &str, keep: impl Fn(&StoredMessage) -> bool) -> Vec<StoredMessage> {
         let mut found: Vec<StoredMessage> = self
             .inner()
             .messages
@@ -303,7 +303,7 @@ impl State {
     }
 
     /// Changes a message and returns a copy of it afterwards.
-    pub fn update<F: FnOnce(&mut StoredMessage)>(&self, sid: &str, change: F) -> Option<StoredMessage> {
+    pub(crate) fn update<F: FnOnce(&mut StoredMessage)>(&self, sid: &str, change: F) -> Option<StoredMessage> {
         let mut inner = self.inner();
         let message = inner.messages.get_mut(sid)?;
         change(message);
@@ -311,7 +311,7 @@ impl State {
     }
 
     /// The statistics now, violations included.
-    pub fn stats(&self) -> SimulatorStats {
+    pub(crate) fn stats(&self) -> SimulatorStats {
         let (mut stats, sends) = {
             let inner = self.inner();
             (inner.stats.clone(), inner.sends.clone())
