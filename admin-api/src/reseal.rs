@@ -123,7 +123,7 @@ mod tests {
     use common::TenantId;
     use common::credentials::{ACCOUNT_SID, generate_key, open, seal};
     use common::store::sqlite::SqliteStore;
-    use common::store::{ProviderKind, Tenant};
+    use common::store::{OnboardingStore, ProviderKind, Tenant, TenantStore};
     use secrecy::{ExposeSecret, SecretString};
     use serde_json::json;
 

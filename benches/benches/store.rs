@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use common::log::RecordPosition;
 use common::store::sqlite::SqliteStore;
-use common::store::{Held, NewMessage, StatusUpdate, Store};
+use common::store::{Held, MessageStore, NewMessage, StatusUpdate};
 use common::{Channel, MessageId, MessageStatus, Priority, TenantId};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use time::OffsetDateTime;

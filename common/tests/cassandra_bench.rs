@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use common::config::{CassandraSettings, WriteBatching};
 use common::log::RecordPosition;
 use common::store::cassandra::CassandraStore;
-use common::store::{Held, NewMessage, StatusUpdate, Store};
+use common::store::{Held, MessageStore, NewMessage, StatusUpdate};
 use common::{CampaignId, Channel, MessageId, MessageStatus, Priority, TenantId};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use scylla::client::session::Session;

@@ -6,7 +6,9 @@
 use std::path::{Path, PathBuf};
 
 use common::store::sqlite::{SCHEMA_VERSION, SqliteStore};
-use common::store::{NewMessage, StatusUpdate, Store, StoreError};
+use common::store::{
+    AuditStore, MessageStore, NewMessage, OnboardingStore, StatusUpdate, StoreError, TenantStore, UsageStore,
+};
 use common::{CampaignId, Channel, MessageStatus, Priority};
 
 mod store_support;

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use common::TenantId;
 use common::config::Settings;
-use common::store::Store;
 use common::store::sqlite::SqliteStore;
+use common::store::{OnboardingStore, TenantStore};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use time::OffsetDateTime;

@@ -25,6 +25,7 @@ use anyhow::{Context, bail};
 use async_trait::async_trait;
 use common::config::{DispatcherSettings, Settings};
 use common::log::{MessageLog, OutgoingRecord, Topic};
+use common::store::MessageStore;
 use common::store::{
     MessageRecord, NumberStatus, ProviderKind, SenderKind, SenderNumber, StatusUpdate, Store, Tenant, TenantStatus,
 };

@@ -3,7 +3,7 @@
 
 use common::credentials::{Keyring, generate_key};
 use common::store::sqlite::SqliteStore;
-use common::store::{ProviderKind, Store, Tenant};
+use common::store::{AuditStore, OnboardingStore, ProviderKind, Tenant, TenantStore};
 use common::{Channel, TenantId};
 use engageninja::testing::{self, TestApp};
 use load::simulator::{DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, Simulator, SimulatorConfig};

@@ -12,7 +12,7 @@ use common::config::Settings;
 use common::credentials::{Keyring, generate_key};
 use common::signature::twilio::{SIGNATURE_HEADER, compute};
 use common::store::sqlite::SqliteStore;
-use common::store::{NumberStatus, SenderKind, SenderNumber, Store};
+use common::store::{MessageStore, NumberStatus, SenderKind, SenderNumber};
 use common::{Channel, TenantId};
 use engageninja::testing::{self, TestApp};
 use load::fixtures::live_twilio_tenant;

@@ -12,7 +12,7 @@ use common::config::Settings;
 use common::credentials::{Keyring, generate_key};
 use common::signature::twilio::SIGNATURE_HEADER;
 use common::store::sqlite::SqliteStore;
-use common::store::{BrandStatus, Store, Tenant};
+use common::store::{AuditStore, BrandStatus, OnboardingStore, Store, Tenant, TenantStore};
 use common::twilio::TwilioClient;
 use common::{Channel, TenantId};
 use engageninja::testing::{self, TestApp};

@@ -17,7 +17,7 @@ use common::credentials::{Keyring, SNS_TOPIC_ARN, generate_key, seal};
 use common::ses::tags::message_tags;
 use common::signature::sns::{SnsMessage, TYPE_NOTIFICATION, TYPE_SUBSCRIPTION_CONFIRMATION};
 use common::store::sqlite::SqliteStore;
-use common::store::{ProviderKind, Store};
+use common::store::{ContactStore, MessageStore, OnboardingStore, ProviderKind};
 use common::{Channel, MessageId, TenantId};
 use engageninja::testing::{self, TestApp};
 use load::simulator::ses::{TEST_SIGNING_CERT_PEM, sign_with_test_key};

@@ -1,4 +1,4 @@
-//! The scale-out [`Store`]: ScyllaDB or Apache Cassandra over CQL, with the `scylla` driver.
+//! The scale-out [`Store`](super::Store): ScyllaDB or Apache Cassandra over CQL, with the `scylla` driver.
 //!
 //! - Schema: the versioned CQL files in `common/migrations/cql/` (embedded in the binary), applied at
 //!   [`CassandraStore::open`] in order, each recorded in `<keyspace>.schema_migrations`; every
@@ -52,9 +52,9 @@ use super::codec::{
     parse_tenant_id, to_ms,
 };
 use super::{
-    ApiKeyRecord, AuditEntry, Brand, BusinessInfoRecord, ChannelCredentials, Held, JournalEntry, MessageRecord,
-    NewMessage, Plan, SenderNumber, StatusChange, StatusUpdate, Store, StoreError, StoredClaim, Suppression, Tenant,
-    TenantStatus,
+    ApiKeyRecord, AuditEntry, AuditStore, Brand, BusinessInfoRecord, ChannelCredentials, ContactStore, Held,
+    JournalEntry, MessageRecord, MessageStore, NewMessage, OnboardingStore, Plan, SenderNumber, StatusChange,
+    StatusUpdate, StoreError, StoredClaim, Suppression, Tenant, TenantStatus, TenantStore, UsageStore,
 };
 use crate::address::PhoneNumber;
 use crate::channel::Channel;
@@ -1354,16 +1354,7 @@ fn status_rank(status: MessageStatus) -> i32 {
 // The trait.
 
 #[async_trait]
-impl Store for CassandraStore {
-    fn backend_requests(&self) -> Option<u64> {
-        let metrics = self.inner.session.get_metrics();
-        Some(
-            metrics.get_requests_unpaged_num()
-                + metrics.get_requests_manually_paged_num()
-                + metrics.get_requests_automatically_paged_num(),
-        )
-    }
-
+impl TenantStore for CassandraStore {
     async fn create_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
         let created = self
             .lwt(
@@ -1398,6 +1389,11 @@ impl Store for CassandraStore {
         let outcome = self
             .lwt(&self.st().set_tenant_status, (enum_to_text(&status)?, id.as_str()))
             .await?;
+        Ok(outcome.applied)
+    }
+
+    async fn set_tenant_plan(&self, id: &TenantId, plan_id: Option<&str>) -> Result<bool, StoreError> {
+        let outcome = self.lwt(&self.st().set_tenant_plan, (plan_id, id.as_str())).await?;
         Ok(outcome.applied)
     }
 
@@ -1523,6 +1519,16 @@ impl Store for CassandraStore {
         Ok(true)
     }
 
+    async fn api_keys(&self, tenant: &TenantId) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        let rows: Vec<KeyRow> = self.rows(&self.st().select_keys, (tenant.as_str(),)).await?;
+        let mut keys = rows.into_iter().map(key_from_row).collect::<Result<Vec<_>, _>>()?;
+        keys.sort_by(|a, b| (a.created_at, &a.key_id).cmp(&(b.created_at, &b.key_id)));
+        Ok(keys)
+    }
+}
+
+#[async_trait]
+impl OnboardingStore for CassandraStore {
     async fn put_business_info(&self, info: &BusinessInfoRecord) -> Result<(), StoreError> {
         self.exec(
             &self.st().upsert_business,
@@ -1752,165 +1758,10 @@ impl Store for CassandraStore {
         }
         Ok(found)
     }
+}
 
-    async fn put_plan(&self, plan: &Plan) -> Result<(), StoreError> {
-        self.exec(
-            &self.st().upsert_plan,
-            (plan.id.as_str(), plan.name.as_str(), json_to_text(&plan.monthly_quota)?),
-        )
-        .await?;
-        Ok(())
-    }
-
-    async fn plan(&self, id: &str) -> Result<Option<Plan>, StoreError> {
-        let row: Option<(String, String, String)> = self.row(&self.st().select_plan, (id,)).await?;
-        row.map(|(id, name, quota)| {
-            Ok(Plan {
-                id,
-                name,
-                monthly_quota: json_from_text(&quota, "plan monthly_quota")?,
-            })
-        })
-        .transpose()
-    }
-
-    async fn add_usage(
-        &self,
-        tenant: &TenantId,
-        channel: Channel,
-        period: &str,
-        delta: i64,
-    ) -> Result<u64, StoreError> {
-        let st = self.st();
-        let key = (tenant.as_str(), channel.as_str(), period);
-        // Compare-and-set: the clamp at zero needs the current value (see the schema file).
-        let mut current: Option<i64> = self
-            .row::<(Option<i64>,)>(&st.select_usage, key)
-            .await?
-            .map(|(count,)| count.unwrap_or(0));
-        for _ in 0..CAS_ATTEMPTS {
-            let outcome = match current {
-                None => {
-                    let next = delta.max(0);
-                    let outcome = self.lwt(&st.insert_usage, (key.0, key.1, key.2, next)).await?;
-                    if outcome.applied {
-                        return u64::try_from(next).map_err(|_| StoreError::Invalid("usage is negative".to_owned()));
-                    }
-                    outcome
-                }
-                Some(count) => {
-                    let next = count.saturating_add(delta).max(0);
-                    let outcome = self.lwt(&st.cas_usage, (next, key.0, key.1, key.2, count)).await?;
-                    if outcome.applied {
-                        return u64::try_from(next).map_err(|_| StoreError::Invalid("usage is negative".to_owned()));
-                    }
-                    outcome
-                }
-            };
-            // Lost a race: the answer carries the current value.
-            current = Some(outcome.bigint("count").unwrap_or(0));
-        }
-        Err(StoreError::Backend(format!(
-            "usage of {tenant}/{channel}/{period}: lost {CAS_ATTEMPTS} compare-and-set races in a row"
-        )))
-    }
-
-    async fn usage(&self, tenant: &TenantId, channel: Channel, period: &str) -> Result<u64, StoreError> {
-        let row: Option<(Option<i64>,)> = self
-            .row(&self.st().select_usage, (tenant.as_str(), channel.as_str(), period))
-            .await?;
-        let count = row.and_then(|(count,)| count).unwrap_or(0);
-        u64::try_from(count).map_err(|_| StoreError::Invalid(format!("usage counter {count} is negative")))
-    }
-
-    async fn suppress(&self, suppression: &Suppression) -> Result<(), StoreError> {
-        self.exec(
-            &self.st().upsert_suppression,
-            (
-                suppression.tenant_id.as_str(),
-                suppression.address.as_str(),
-                enum_to_text(&suppression.reason)?,
-                suppression.source.as_deref(),
-                ts(suppression.created_at)?,
-            ),
-        )
-        .await?;
-        Ok(())
-    }
-
-    async fn unsuppress(&self, tenant: &TenantId, address: &str) -> Result<bool, StoreError> {
-        if self.suppression(tenant, address).await?.is_none() {
-            return Ok(false);
-        }
-        self.exec(&self.st().delete_suppression, (tenant.as_str(), address))
-            .await?;
-        Ok(true)
-    }
-
-    async fn suppression(&self, tenant: &TenantId, address: &str) -> Result<Option<Suppression>, StoreError> {
-        let row: Option<SuppressionRow> = self
-            .row(&self.st().select_suppression, (tenant.as_str(), address))
-            .await?;
-        row.map(suppression_from_row).transpose()
-    }
-
-    async fn suppressed_among(&self, tenant: &TenantId, addresses: &[String]) -> Result<Vec<String>, StoreError> {
-        let mut seen = HashSet::with_capacity(addresses.len());
-        let unique: Vec<&String> = addresses.iter().filter(|a| seen.insert(a.as_str())).collect();
-        let mut suppressed = HashSet::new();
-        // One single-partition query per 100 addresses.
-        for chunk in unique.chunks(100) {
-            let list: Vec<&str> = chunk.iter().map(|a| a.as_str()).collect();
-            let rows: Vec<(String,)> = self
-                .rows(&self.st().select_suppressed_in, (tenant.as_str(), list))
-                .await?;
-            suppressed.extend(rows.into_iter().map(|(address,)| address));
-        }
-        Ok(unique
-            .into_iter()
-            .filter(|address| suppressed.contains(address.as_str()))
-            .cloned()
-            .collect())
-    }
-
-    async fn record_inbound(&self, tenant: &TenantId, address: &str, at: OffsetDateTime) -> Result<(), StoreError> {
-        // The write timestamp is the inbound time: the later time wins, whatever the order.
-        let at = to_ms(at)?;
-        self.exec(
-            &self.st().upsert_inbound,
-            (tenant.as_str(), address, CqlTimestamp(at), at.saturating_mul(1_000)),
-        )
-        .await?;
-        Ok(())
-    }
-
-    async fn last_inbound(&self, tenant: &TenantId, address: &str) -> Result<Option<OffsetDateTime>, StoreError> {
-        let row: Option<(Option<CqlTimestamp>,)> =
-            self.row(&self.st().select_inbound, (tenant.as_str(), address)).await?;
-        opt_from_ts(row.and_then(|(at,)| at))
-    }
-
-    async fn event_processed(&self, tenant: &TenantId, event_id: &str) -> Result<bool, StoreError> {
-        let row: Option<(Option<CqlTimestamp>,)> = self
-            .row(&self.st().select_processed_event, (tenant.as_str(), event_id))
-            .await?;
-        Ok(row.is_some())
-    }
-
-    async fn mark_event_processed(
-        &self,
-        tenant: &TenantId,
-        event_id: &str,
-        at: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        self.exec(
-            &self.st().insert_processed_event,
-            (tenant.as_str(), event_id, CqlTimestamp(to_ms(at)?)),
-        )
-        .await?;
-        Ok(())
-    }
-
+#[async_trait]
+impl MessageStore for CassandraStore {
     async fn claim_messages(&self, messages: &[NewMessage]) -> Result<Vec<bool>, StoreError> {
         let mut writes = Writes::default();
         let mut derived = Derived::default();
@@ -2132,6 +1983,199 @@ impl Store for CassandraStore {
         Ok(stuck)
     }
 
+    fn backend_requests(&self) -> Option<u64> {
+        let metrics = self.inner.session.get_metrics();
+        Some(
+            metrics.get_requests_unpaged_num()
+                + metrics.get_requests_manually_paged_num()
+                + metrics.get_requests_automatically_paged_num(),
+        )
+    }
+}
+
+#[async_trait]
+impl UsageStore for CassandraStore {
+    async fn put_plan(&self, plan: &Plan) -> Result<(), StoreError> {
+        self.exec(
+            &self.st().upsert_plan,
+            (plan.id.as_str(), plan.name.as_str(), json_to_text(&plan.monthly_quota)?),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn plan(&self, id: &str) -> Result<Option<Plan>, StoreError> {
+        let row: Option<(String, String, String)> = self.row(&self.st().select_plan, (id,)).await?;
+        row.map(|(id, name, quota)| {
+            Ok(Plan {
+                id,
+                name,
+                monthly_quota: json_from_text(&quota, "plan monthly_quota")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn add_usage(
+        &self,
+        tenant: &TenantId,
+        channel: Channel,
+        period: &str,
+        delta: i64,
+    ) -> Result<u64, StoreError> {
+        let st = self.st();
+        let key = (tenant.as_str(), channel.as_str(), period);
+        // Compare-and-set: the clamp at zero needs the current value (see the schema file).
+        let mut current: Option<i64> = self
+            .row::<(Option<i64>,)>(&st.select_usage, key)
+            .await?
+            .map(|(count,)| count.unwrap_or(0));
+        for _ in 0..CAS_ATTEMPTS {
+            let outcome = match current {
+                None => {
+                    let next = delta.max(0);
+                    let outcome = self.lwt(&st.insert_usage, (key.0, key.1, key.2, next)).await?;
+                    if outcome.applied {
+                        return u64::try_from(next).map_err(|_| StoreError::Invalid("usage is negative".to_owned()));
+                    }
+                    outcome
+                }
+                Some(count) => {
+                    let next = count.saturating_add(delta).max(0);
+                    let outcome = self.lwt(&st.cas_usage, (next, key.0, key.1, key.2, count)).await?;
+                    if outcome.applied {
+                        return u64::try_from(next).map_err(|_| StoreError::Invalid("usage is negative".to_owned()));
+                    }
+                    outcome
+                }
+            };
+            // Lost a race: the answer carries the current value.
+            current = Some(outcome.bigint("count").unwrap_or(0));
+        }
+        Err(StoreError::Backend(format!(
+            "usage of {tenant}/{channel}/{period}: lost {CAS_ATTEMPTS} compare-and-set races in a row"
+        )))
+    }
+
+    async fn usage(&self, tenant: &TenantId, channel: Channel, period: &str) -> Result<u64, StoreError> {
+        let row: Option<(Option<i64>,)> = self
+            .row(&self.st().select_usage, (tenant.as_str(), channel.as_str(), period))
+            .await?;
+        let count = row.and_then(|(count,)| count).unwrap_or(0);
+        u64::try_from(count).map_err(|_| StoreError::Invalid(format!("usage counter {count} is negative")))
+    }
+
+    async fn campaign_counts(
+        &self,
+        tenant: &TenantId,
+        campaign: &CampaignId,
+    ) -> Result<Vec<(MessageStatus, u64)>, StoreError> {
+        let rows: Vec<(Option<String>,)> = self
+            .all_rows(&self.st().select_campaign, (tenant.as_str(), campaign.as_str()))
+            .await?;
+        let mut counts: BTreeMap<i32, (MessageStatus, u64)> = BTreeMap::new();
+        for (status,) in rows {
+            let Some(status) = status else { continue };
+            let status = parse_status(&status)?;
+            counts.entry(status_rank(status)).or_insert((status, 0)).1 += 1;
+        }
+        Ok(counts.into_values().collect())
+    }
+}
+
+#[async_trait]
+impl ContactStore for CassandraStore {
+    async fn suppress(&self, suppression: &Suppression) -> Result<(), StoreError> {
+        self.exec(
+            &self.st().upsert_suppression,
+            (
+                suppression.tenant_id.as_str(),
+                suppression.address.as_str(),
+                enum_to_text(&suppression.reason)?,
+                suppression.source.as_deref(),
+                ts(suppression.created_at)?,
+            ),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn unsuppress(&self, tenant: &TenantId, address: &str) -> Result<bool, StoreError> {
+        if self.suppression(tenant, address).await?.is_none() {
+            return Ok(false);
+        }
+        self.exec(&self.st().delete_suppression, (tenant.as_str(), address))
+            .await?;
+        Ok(true)
+    }
+
+    async fn suppression(&self, tenant: &TenantId, address: &str) -> Result<Option<Suppression>, StoreError> {
+        let row: Option<SuppressionRow> = self
+            .row(&self.st().select_suppression, (tenant.as_str(), address))
+            .await?;
+        row.map(suppression_from_row).transpose()
+    }
+
+    async fn suppressed_among(&self, tenant: &TenantId, addresses: &[String]) -> Result<Vec<String>, StoreError> {
+        let mut seen = HashSet::with_capacity(addresses.len());
+        let unique: Vec<&String> = addresses.iter().filter(|a| seen.insert(a.as_str())).collect();
+        let mut suppressed = HashSet::new();
+        // One single-partition query per 100 addresses.
+        for chunk in unique.chunks(100) {
+            let list: Vec<&str> = chunk.iter().map(|a| a.as_str()).collect();
+            let rows: Vec<(String,)> = self
+                .rows(&self.st().select_suppressed_in, (tenant.as_str(), list))
+                .await?;
+            suppressed.extend(rows.into_iter().map(|(address,)| address));
+        }
+        Ok(unique
+            .into_iter()
+            .filter(|address| suppressed.contains(address.as_str()))
+            .cloned()
+            .collect())
+    }
+
+    async fn record_inbound(&self, tenant: &TenantId, address: &str, at: OffsetDateTime) -> Result<(), StoreError> {
+        // The write timestamp is the inbound time: the later time wins, whatever the order.
+        let at = to_ms(at)?;
+        self.exec(
+            &self.st().upsert_inbound,
+            (tenant.as_str(), address, CqlTimestamp(at), at.saturating_mul(1_000)),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn last_inbound(&self, tenant: &TenantId, address: &str) -> Result<Option<OffsetDateTime>, StoreError> {
+        let row: Option<(Option<CqlTimestamp>,)> =
+            self.row(&self.st().select_inbound, (tenant.as_str(), address)).await?;
+        opt_from_ts(row.and_then(|(at,)| at))
+    }
+
+    async fn event_processed(&self, tenant: &TenantId, event_id: &str) -> Result<bool, StoreError> {
+        let row: Option<(Option<CqlTimestamp>,)> = self
+            .row(&self.st().select_processed_event, (tenant.as_str(), event_id))
+            .await?;
+        Ok(row.is_some())
+    }
+
+    async fn mark_event_processed(
+        &self,
+        tenant: &TenantId,
+        event_id: &str,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        self.exec(
+            &self.st().insert_processed_event,
+            (tenant.as_str(), event_id, CqlTimestamp(to_ms(at)?)),
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl AuditStore for CassandraStore {
     async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
         let tenant = entry.tenant_id.as_ref().map_or(PLATFORM, TenantId::as_str);
         let at = to_ms(entry.at)?;
@@ -2182,35 +2226,6 @@ impl Store for CassandraStore {
             }
         }
         Ok(entries)
-    }
-
-    async fn api_keys(&self, tenant: &TenantId) -> Result<Vec<ApiKeyRecord>, StoreError> {
-        let rows: Vec<KeyRow> = self.rows(&self.st().select_keys, (tenant.as_str(),)).await?;
-        let mut keys = rows.into_iter().map(key_from_row).collect::<Result<Vec<_>, _>>()?;
-        keys.sort_by(|a, b| (a.created_at, &a.key_id).cmp(&(b.created_at, &b.key_id)));
-        Ok(keys)
-    }
-
-    async fn campaign_counts(
-        &self,
-        tenant: &TenantId,
-        campaign: &CampaignId,
-    ) -> Result<Vec<(MessageStatus, u64)>, StoreError> {
-        let rows: Vec<(Option<String>,)> = self
-            .all_rows(&self.st().select_campaign, (tenant.as_str(), campaign.as_str()))
-            .await?;
-        let mut counts: BTreeMap<i32, (MessageStatus, u64)> = BTreeMap::new();
-        for (status,) in rows {
-            let Some(status) = status else { continue };
-            let status = parse_status(&status)?;
-            counts.entry(status_rank(status)).or_insert((status, 0)).1 += 1;
-        }
-        Ok(counts.into_values().collect())
-    }
-
-    async fn set_tenant_plan(&self, id: &TenantId, plan_id: Option<&str>) -> Result<bool, StoreError> {
-        let outcome = self.lwt(&self.st().set_tenant_plan, (plan_id, id.as_str())).await?;
-        Ok(outcome.applied)
     }
 }
 

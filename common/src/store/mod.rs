@@ -1,6 +1,10 @@
 //! The store seam: tenants and their set-up, quotas, suppression, messages with their status
 //! history, and the audit log.
 //!
+//! The seam is one trait per role ([`TenantStore`], [`OnboardingStore`], [`MessageStore`],
+//! [`UsageStore`], [`ContactStore`], [`AuditStore`]); [`Store`] is all of them, what a backend
+//! implements and what a process holds (`Arc<dyn Store>` calls every role's methods).
+//!
 //! Writes are idempotent and batched so that a wide-column backend (ScyllaDB) fits behind the
 //! same trait: messages are claimed with insert-if-absent, status changes are applied in
 //! batches under the forward-only rule of [`MessageStatus`], counters are deltas.
@@ -409,124 +413,132 @@ pub fn period_of(at: OffsetDateTime) -> String {
     format!("{:04}-{:02}", at.year(), u8::from(at.month()))
 }
 
-/// Everything the services keep.
+/// Everything the services keep: every role at once, what a backend implements. Code that
+/// needs one role may take that trait alone.
+pub trait Store: TenantStore + OnboardingStore + MessageStore + UsageStore + ContactStore + AuditStore {}
+
+impl<T> Store for T where T: TenantStore + OnboardingStore + MessageStore + UsageStore + ContactStore + AuditStore {}
+
+/// Tenants, their plans' assignment and their API keys.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait TenantStore: Send + Sync + 'static {
     /// Creates a tenant; `Conflict` if the id is taken.
     async fn create_tenant(&self, tenant: &Tenant) -> Result<(), StoreError>;
+
     /// A tenant by id.
     async fn tenant(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError>;
+
     /// Changes a tenant's status.
     async fn set_tenant_status(&self, id: &TenantId, status: TenantStatus) -> Result<bool, StoreError>;
+
+    /// Puts a tenant on a plan (`None`: no plan, no quota); false if there is no such tenant.
+    async fn set_tenant_plan(&self, id: &TenantId, plan_id: Option<&str>) -> Result<bool, StoreError>;
+
     /// Demo tenants created before `before`.
     async fn demo_tenants_created_before(&self, before: OffsetDateTime) -> Result<Vec<Tenant>, StoreError>;
+
     /// Deletes a tenant and every row it owns; false if there was none.
     async fn delete_tenant(&self, id: &TenantId) -> Result<bool, StoreError>;
 
     /// Stores a new API key.
     async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError>;
+
     /// The key whose secret hashes to `secret_hash`, revoked or not.
     async fn api_key_by_hash(&self, secret_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
+
     /// Revokes a tenant's key; false if it has no such key.
     async fn revoke_api_key(&self, tenant: &TenantId, key_id: &str, at: OffsetDateTime) -> Result<bool, StoreError>;
 
+    /// A tenant's API keys, revoked ones included, oldest first.
+    async fn api_keys(&self, tenant: &TenantId) -> Result<Vec<ApiKeyRecord>, StoreError>;
+}
+
+/// What a live tenant sets up: business information, its 10DLC brand and workflow, sender
+/// numbers, channel credentials.
+#[async_trait]
+pub trait OnboardingStore: Send + Sync + 'static {
     /// Creates or replaces a tenant's business information.
     async fn put_business_info(&self, info: &BusinessInfoRecord) -> Result<(), StoreError>;
+
     /// A tenant's business information.
     async fn business_info(&self, tenant: &TenantId) -> Result<Option<BusinessInfoRecord>, StoreError>;
 
     /// Creates or replaces a tenant's brand record.
     async fn put_brand(&self, brand: &Brand) -> Result<(), StoreError>;
+
     /// A tenant's brand record.
     async fn brand(&self, tenant: &TenantId) -> Result<Option<Brand>, StoreError>;
 
     /// Creates or replaces a tenant's brand record together with when its onboarding workflow
-    /// is next due (`None`: nothing scheduled), in one write. [`Store::put_brand`] leaves the
+    /// is next due (`None`: nothing scheduled), in one write. [`OnboardingStore::put_brand`] leaves the
     /// schedule as it was.
     async fn put_workflow(&self, brand: &Brand, due: Option<OffsetDateTime>) -> Result<(), StoreError>;
+
     /// When a tenant's onboarding workflow is next due; `None` if nothing is scheduled or there
     /// is no brand record.
     async fn workflow_due(&self, tenant: &TenantId) -> Result<Option<OffsetDateTime>, StoreError>;
+
     /// Tenants whose onboarding workflow is due at `now`, the longest waiting first, at most `limit`.
     async fn workflows_due(&self, now: OffsetDateTime, limit: usize) -> Result<Vec<TenantId>, StoreError>;
 
     /// Creates or replaces a sender number; `Conflict` if another tenant holds the number.
     async fn put_sender_number(&self, number: &SenderNumber) -> Result<(), StoreError>;
+
     /// A tenant's sender numbers.
     async fn sender_numbers(&self, tenant: &TenantId) -> Result<Vec<SenderNumber>, StoreError>;
 
     /// Creates or replaces a tenant's credentials for a channel.
     async fn put_credentials(&self, credentials: &ChannelCredentials) -> Result<(), StoreError>;
+
     /// A tenant's credentials for a channel.
     async fn credentials(&self, tenant: &TenantId, channel: Channel) -> Result<Option<ChannelCredentials>, StoreError>;
+
     /// Deletes a tenant's credentials for a channel; false if there were none.
     async fn delete_credentials(&self, tenant: &TenantId, channel: Channel) -> Result<bool, StoreError>;
+
     /// Tenants holding channel credentials, at most `limit`, in the store's own order and
     /// after `after` (the last one of the previous page; `None`: from the start): for sweeps
     /// over every stored credential, such as re-sealing them under a new key.
     async fn credential_tenants(&self, after: Option<&TenantId>, limit: usize) -> Result<Vec<TenantId>, StoreError>;
+
     /// Every verified credentials row naming this Twilio account SID (a webhook's signing
     /// account): credentials the provider did not accept never sign anything.
     async fn credentials_by_account(&self, account_sid: &str) -> Result<Vec<ChannelCredentials>, StoreError>;
+}
 
-    /// Creates or replaces a plan.
-    async fn put_plan(&self, plan: &Plan) -> Result<(), StoreError>;
-    /// A plan by id.
-    async fn plan(&self, id: &str) -> Result<Option<Plan>, StoreError>;
-    /// Adds `delta` (negative to release) to a tenant's usage of a channel in `period`
-    /// (`YYYY-MM`) and returns the new total, never below zero.
-    async fn add_usage(&self, tenant: &TenantId, channel: Channel, period: &str, delta: i64)
-    -> Result<u64, StoreError>;
-    /// A tenant's usage of a channel in `period`.
-    async fn usage(&self, tenant: &TenantId, channel: Channel, period: &str) -> Result<u64, StoreError>;
-
-    /// Adds or replaces a suppression.
-    async fn suppress(&self, suppression: &Suppression) -> Result<(), StoreError>;
-    /// Lifts a suppression; false if there was none.
-    async fn unsuppress(&self, tenant: &TenantId, address: &str) -> Result<bool, StoreError>;
-    /// The suppression of an address, if any.
-    async fn suppression(&self, tenant: &TenantId, address: &str) -> Result<Option<Suppression>, StoreError>;
-    /// Which of `addresses` are suppressed.
-    async fn suppressed_among(&self, tenant: &TenantId, addresses: &[String]) -> Result<Vec<String>, StoreError>;
-    /// Records that `address` wrote to the tenant at `at` (a later time wins).
-    async fn record_inbound(&self, tenant: &TenantId, address: &str, at: OffsetDateTime) -> Result<(), StoreError>;
-    /// Whether a provider's event (an inbound message's `MessageSid`, an SNS `MessageId`)
-    /// was already processed for the tenant.
-    async fn event_processed(&self, tenant: &TenantId, event_id: &str) -> Result<bool, StoreError>;
-    /// Records that a provider's event was processed, after its effects were applied (kept
-    /// 400 days), so that a replay of it changes nothing.
-    async fn mark_event_processed(
-        &self,
-        tenant: &TenantId,
-        event_id: &str,
-        at: OffsetDateTime,
-    ) -> Result<(), StoreError>;
-    /// When `address` last wrote to the tenant (WhatsApp's 24-hour window starts there).
-    async fn last_inbound(&self, tenant: &TenantId, address: &str) -> Result<Option<OffsetDateTime>, StoreError>;
-
+/// Messages: their claims and the claim journal, their statuses, the reconciliation index.
+#[async_trait]
+pub trait MessageStore: Send + Sync + 'static {
     /// Writes the claims of messages the caller found new (the owner of their log partition,
-    /// which knows what was claimed there: see [`Store::claims`]), in one batch and without
+    /// which knows what was claimed there: see [`MessageStore::claims`]), in one batch and without
     /// reading: each starts `queued` with that first history entry and names its record. One
     /// answer per message, in order: whether its claim was written; `false` when the store
     /// found the id already claimed (SQLite's unique key; Cassandra writes blindly and answers
     /// `true`), which the caller treats as a duplicate.
     async fn claim_messages(&self, messages: &[NewMessage]) -> Result<Vec<bool>, StoreError>;
+
     /// The stored claims of these messages, one answer per id in order (`None`: never claimed).
     async fn claims(&self, ids: &[(TenantId, MessageId)]) -> Result<Vec<Option<StoredClaim>>, StoreError>;
+
     /// Appends to a log partition's claim journal.
     async fn append_claim_journal(&self, entry: &JournalEntry) -> Result<(), StoreError>;
+
     /// A log partition's claim journal, every generation kept.
     async fn claim_journal(&self, partition: Partition) -> Result<Vec<JournalEntry>, StoreError>;
+
     /// Drops a log partition's journal generations older than `keep_from`.
     async fn trim_claim_journal(&self, partition: Partition, keep_from: u64) -> Result<(), StoreError>;
+
     /// Applies status changes in one batch under the forward-only rule; one answer per update,
     /// in order: whether it changed the message. A change that is not allowed, or for an
     /// unknown message, is a no-op, never an error. A change with [`StatusUpdate::held`] may be
     /// written without reading the message (Cassandra: a status row, which cannot lower the
     /// current status since that is the highest-ranked row); it answers `true`.
     async fn apply_status(&self, updates: &[StatusUpdate]) -> Result<Vec<bool>, StoreError>;
+
     /// A message with its history.
     async fn message(&self, tenant: &TenantId, id: &MessageId) -> Result<Option<MessageRecord>, StoreError>;
+
     /// Messages still waiting for their outcome ([`MessageStatus::RECONCILED`]: `sent`, then
     /// `unknown`) that are due before `updated_before`, oldest first, at most `limit`: the
     /// reconciliation job's query, and the only statuses the stores index for it. A message is
@@ -538,13 +550,31 @@ pub trait Store: Send + Sync + 'static {
         updated_before: OffsetDateTime,
         limit: usize,
     ) -> Result<Vec<MessageRecord>, StoreError>;
-    /// Appends to the audit log.
-    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
-    /// A tenant's audit log, newest first.
-    async fn audit(&self, tenant: &TenantId, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
 
-    /// A tenant's API keys, revoked ones included, oldest first.
-    async fn api_keys(&self, tenant: &TenantId) -> Result<Vec<ApiKeyRecord>, StoreError>;
+    /// How many requests this store has sent to its database server so far (Cassandra: the
+    /// driver's own count, a batch counting once), for benchmarks; `None` when it has no server.
+    fn backend_requests(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// Plans, usage against them, campaign counts.
+#[async_trait]
+pub trait UsageStore: Send + Sync + 'static {
+    /// Creates or replaces a plan.
+    async fn put_plan(&self, plan: &Plan) -> Result<(), StoreError>;
+
+    /// A plan by id.
+    async fn plan(&self, id: &str) -> Result<Option<Plan>, StoreError>;
+
+    /// Adds `delta` (negative to release) to a tenant's usage of a channel in `period`
+    /// (`YYYY-MM`) and returns the new total, never below zero.
+    async fn add_usage(&self, tenant: &TenantId, channel: Channel, period: &str, delta: i64)
+    -> Result<u64, StoreError>;
+
+    /// A tenant's usage of a channel in `period`.
+    async fn usage(&self, tenant: &TenantId, channel: Channel, period: &str) -> Result<u64, StoreError>;
+
     /// How many of a campaign's messages are in each status (statuses with none left out), in
     /// [`MessageStatus::ALL`]'s order.
     async fn campaign_counts(
@@ -552,11 +582,50 @@ pub trait Store: Send + Sync + 'static {
         tenant: &TenantId,
         campaign: &CampaignId,
     ) -> Result<Vec<(MessageStatus, u64)>, StoreError>;
-    /// Puts a tenant on a plan (`None`: no plan, no quota); false if there is no such tenant.
-    async fn set_tenant_plan(&self, id: &TenantId, plan_id: Option<&str>) -> Result<bool, StoreError>;
-    /// How many requests this store has sent to its database server so far (Cassandra: the
-    /// driver's own count, a batch counting once), for benchmarks; `None` when it has no server.
-    fn backend_requests(&self) -> Option<u64> {
-        None
-    }
+}
+
+/// What is known of a tenant's recipients: suppressions, last inbound messages, provider
+/// events already applied.
+#[async_trait]
+pub trait ContactStore: Send + Sync + 'static {
+    /// Adds or replaces a suppression.
+    async fn suppress(&self, suppression: &Suppression) -> Result<(), StoreError>;
+
+    /// Lifts a suppression; false if there was none.
+    async fn unsuppress(&self, tenant: &TenantId, address: &str) -> Result<bool, StoreError>;
+
+    /// The suppression of an address, if any.
+    async fn suppression(&self, tenant: &TenantId, address: &str) -> Result<Option<Suppression>, StoreError>;
+
+    /// Which of `addresses` are suppressed.
+    async fn suppressed_among(&self, tenant: &TenantId, addresses: &[String]) -> Result<Vec<String>, StoreError>;
+
+    /// Records that `address` wrote to the tenant at `at` (a later time wins).
+    async fn record_inbound(&self, tenant: &TenantId, address: &str, at: OffsetDateTime) -> Result<(), StoreError>;
+
+    /// When `address` last wrote to the tenant (WhatsApp's 24-hour window starts there).
+    async fn last_inbound(&self, tenant: &TenantId, address: &str) -> Result<Option<OffsetDateTime>, StoreError>;
+
+    /// Whether a provider's event (an inbound message's `MessageSid`, an SNS `MessageId`)
+    /// was already processed for the tenant.
+    async fn event_processed(&self, tenant: &TenantId, event_id: &str) -> Result<bool, StoreError>;
+
+    /// Records that a provider's event was processed, after its effects were applied (kept
+    /// 400 days), so that a replay of it changes nothing.
+    async fn mark_event_processed(
+        &self,
+        tenant: &TenantId,
+        event_id: &str,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+}
+
+/// The audit log.
+#[async_trait]
+pub trait AuditStore: Send + Sync + 'static {
+    /// Appends to the audit log.
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
+
+    /// A tenant's audit log, newest first.
+    async fn audit(&self, tenant: &TenantId, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
 }
