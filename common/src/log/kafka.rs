@@ -554,7 +554,16 @@ impl GroupContext {
             list.add_partition_offset(&self.topic, partition as i32, KafkaOffset::Offset(offset as i64))?;
         }
         if list.count() > 0 {
-            consumer.commit(&list, CommitMode::Sync)?;
+            match consumer.commit(&list, CommitMode::Sync) {
+                Ok(()) => {}
+                // The group has moved on under this member (a rebalance after a member left or
+                // timed out): the broker refuses the commit, and the partitions' next owner reads
+                // from the last commit, as for an assignment lost. Not a failure of this consumer.
+                Err(KafkaError::ConsumerCommit(code)) if group_moved_on(code) => {
+                    tracing::warn!(topic = %self.topic, error = %code, "the group rebalanced under this commit; offsets not committed, the new owner reads from the last commit");
+                }
+                Err(err) => return Err(err.into()),
+            }
         }
         Ok(())
     }
@@ -689,4 +698,12 @@ fn run_consumer(consumer: &BaseConsumer<GroupContext>) {
             other => context.serve(consumer, other, &[]),
         }
     }
+}
+
+/// Whether a commit was refused because the group's membership changed under the consumer.
+fn group_moved_on(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::IllegalGeneration | RDKafkaErrorCode::UnknownMemberId | RDKafkaErrorCode::RebalanceInProgress
+    )
 }
