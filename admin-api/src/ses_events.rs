@@ -36,12 +36,12 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use common::config::SesSettings;
 use common::credentials::{SNS_TOPIC_ARN, setting};
-use common::ses::tags::message_of_tags;
-use common::signature::sns::{
+use common::ses::events::{SesBounceType, SesEventType};
+use common::ses::sns::{
     CertUrlPolicy, CertificateSource, SnsError, SnsMessage, SnsVerifier, TYPE_NOTIFICATION,
     TYPE_SUBSCRIPTION_CONFIRMATION, TYPE_UNSUBSCRIBE_CONFIRMATION,
 };
-use common::status::{SesBounceType, SesEventType};
+use common::ses::tags::message_of_tags;
 use common::store::{StatusUpdate, Suppression, SuppressionReason};
 use common::telemetry::untrusted;
 use common::{Channel, EmailAddress, MessageId, TenantId};

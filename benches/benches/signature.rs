@@ -4,7 +4,7 @@
 
 use std::hint::black_box;
 
-use common::signature::twilio::{compute, verify};
+use common::twilio::signature::{compute, verify};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 const TOKEN: &str = "12345678901234567890123456789012";

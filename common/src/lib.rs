@@ -8,9 +8,9 @@
 //!   the API takes).
 //! - The seams: [`log`] (embedded and Kafka), [`store`] (SQLite and Cassandra/ScyllaDB, and the
 //!   status sink), [`backends`] (opens the configured pair).
-//! - Providers' protocols: [`twilio`] (client, error table, onboarding operations), [`ses`],
-//!   [`signature`] (Twilio and SNS), [`credentials`] (the key ring and sealed credentials),
-//!   [`readiness`] (whether a live tenant's channel can send).
+//! - Providers' protocols: [`twilio`] (client, error table, onboarding operations, webhook
+//!   signatures), [`ses`] (and the SNS signatures its events come with), [`credentials`] (the
+//!   key ring and sealed credentials), [`readiness`] (whether a live tenant's channel can send).
 //! - Running a process: [`config`], [`telemetry`], [`process`], [`http`].
 
 pub mod address;
@@ -28,7 +28,6 @@ pub mod readiness;
 pub mod rules;
 pub mod segments;
 pub mod ses;
-pub mod signature;
 pub mod status;
 pub mod store;
 pub mod telemetry;

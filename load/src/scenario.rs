@@ -916,7 +916,7 @@ async fn memory(backlog: usize, seconds: u64) -> anyhow::Result<()> {
 /// it is answered. The callbacks are signed before the clock starts; the HTTP client shares the
 /// process (and its CPU) with the stack.
 async fn webhooks(callbacks: usize, concurrency: usize) -> anyhow::Result<()> {
-    use common::signature::twilio::{SIGNATURE_HEADER, compute};
+    use common::twilio::signature::{SIGNATURE_HEADER, compute};
     use futures_util::stream::{self, StreamExt};
     use load::simulator::{DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN};
 

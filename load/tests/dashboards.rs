@@ -236,7 +236,7 @@ async fn every_dashboard_query_returns_data_from_a_stack_under_load() {
         }
         let forged = http
             .post(format!("http://{addr}/webhooks/twilio/status"))
-            .header(common::signature::twilio::SIGNATURE_HEADER, "forged")
+            .header(common::twilio::signature::SIGNATURE_HEADER, "forged")
             .header("content-type", "application/x-www-form-urlencoded")
             .body(
                 form_urlencoded::Serializer::new(String::new())

@@ -11,12 +11,12 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::post;
 use common::PhoneNumber;
-use common::signature::twilio::verify;
 use common::twilio::accounts::{
     A2P_TRUST_PRODUCT_POLICY_SID, AccountStatus, BrandStatus, BrandType, BundleKind, BundleStatus, CampaignStatus,
     EvaluationStatus, NewBrandRegistration, NewBundle, NewCampaign, NewEndUser, NewIncomingNumber, NewMessagingService,
     NewSupportingDocument, NumberSearch, SECONDARY_CUSTOMER_PROFILE_POLICY_SID, Subaccount,
 };
+use common::twilio::signature::verify;
 use common::twilio::{AccountOpError, CreateOutcome, TwilioAccount, TwilioClient, TwilioClientSettings};
 use load::simulator::{
     BrandOutcome, DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, OnboardingSimConfig, RunningSimulator, Simulator,

@@ -10,10 +10,10 @@ use std::time::Duration;
 use admin_api::onboarding::{Onboarding, Step, keys};
 use common::config::Settings;
 use common::credentials::{Keyring, generate_key};
-use common::signature::twilio::SIGNATURE_HEADER;
 use common::store::sqlite::SqliteStore;
 use common::store::{AuditStore, BrandStatus, OnboardingStore, Store, Tenant, TenantStore};
 use common::twilio::TwilioClient;
+use common::twilio::signature::SIGNATURE_HEADER;
 use common::{Channel, TenantId};
 use engageninja::testing::{self, TestApp};
 use load::simulator::{
@@ -573,7 +573,7 @@ async fn a_signed_brand_callback_cannot_approve_what_twilio_has_not() {
     .iter()
     .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
     .collect();
-    let signature = common::signature::twilio::compute(account.auth_token.expose_secret(), &url, &params);
+    let signature = common::twilio::signature::compute(account.auth_token.expose_secret(), &url, &params);
     let requests_before = sim.stats().onboarding.requests;
     let answer = running
         .http

@@ -10,11 +10,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use axum::body::Bytes;
 use axum::http::HeaderMap;
+use common::ses::events::SesEventType;
+use common::ses::sns::{CertUrlPolicy, CertificateSource, SnsError, SnsMessage, SnsVerifier};
 use common::ses::{
     BulkEmail, BulkEntry, EmailContent, OutboundEmail, RejectClass, SesAccount, SesClient, SesSendOutcome, SesSettings,
 };
-use common::signature::sns::{CertUrlPolicy, CertificateSource, SnsError, SnsMessage, SnsVerifier};
-use common::status::SesEventType;
 use common::{Envelope, Sender};
 use dispatcher::provider::ses::{SesProvider, StaticSesCredentials};
 use dispatcher::provider::{OutboundMessage, Provider, SendOutcome};

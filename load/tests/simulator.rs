@@ -371,13 +371,13 @@ async fn callbacks_arrive_in_order_and_their_signature_verifies() -> anyhow::Res
         assert_eq!(params["ApiVersion"], "2010-04-01");
         assert!(!params.contains_key("ErrorCode"));
         let pairs: Vec<(String, String)> = params.into_iter().collect();
-        assert!(common::signature::twilio::verify(
+        assert!(common::twilio::signature::verify(
             DEFAULT_AUTH_TOKEN,
             &url,
             &pairs,
             &signature
         ));
-        assert!(!common::signature::twilio::verify(
+        assert!(!common::twilio::signature::verify(
             "other-token",
             &url,
             &pairs,

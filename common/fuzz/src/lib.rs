@@ -5,9 +5,9 @@
 //! corpora (`common/tests/corpus/<parser>/`).
 
 use common::envelope::Envelope;
-use common::signature::sns::{CertUrlPolicy, SnsMessage, check_cert_url, string_to_sign};
-use common::signature::twilio::verify;
+use common::ses::sns::{CertUrlPolicy, SnsMessage, check_cert_url, string_to_sign};
 use common::telemetry::untrusted;
+use common::twilio::signature::verify;
 use common::twilio::{WebhookForm, callback_target};
 
 /// The message envelope: what parses encodes again at a bounded size and parses back the same;

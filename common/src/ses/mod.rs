@@ -1,7 +1,9 @@
 //! AWS SES v2 as the services use it: a thin client on `aws-sdk-sesv2` ([`SesClient`]) that
 //! sends one email (`SendEmail`) or up to 50 templated ones (`SendBulkEmail`), each tagged with
 //! its tenant and message id ([`tags`]), and maps every answer (or its absence) to an
-//! [`SesSendOutcome`] per message: what the dispatcher may safely do next.
+//! [`SesSendOutcome`] per message: what the dispatcher may safely do next. SES events come
+//! back as SNS notifications, whose signatures [`sns`] verifies; [`events`] says what each
+//! means for the message.
 //!
 //! # Transient or unknown: the rule
 //!
@@ -46,7 +48,9 @@
 //! the 401/403 family and 504 are classified by analogy (unconfirmed).
 
 mod client;
+pub mod events;
 mod outcome;
+pub mod sns;
 pub mod tags;
 
 pub use client::{

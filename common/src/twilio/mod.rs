@@ -1,13 +1,17 @@
 //! Twilio's REST API as the services use it: the HTTP client ([`client`]), the account
 //! operations of tenant onboarding ([`accounts`]), what each of Twilio's error codes means for
-//! the message or the tenant ([`errors`]), and the status callback URL that names its message
-//! ([`callback`]). The dispatcher's provider sends with it; the admin API
-//! onboards tenants with it.
+//! the message or the tenant ([`errors`]), the status callback URL that names its message
+//! ([`callback`]), the `X-Twilio-Signature` its webhooks carry ([`signature`]) and its message
+//! statuses ([`status`]). The
+//! dispatcher's provider sends with it; the admin API onboards tenants with it and checks its
+//! webhooks with it.
 
 pub mod accounts;
 pub mod callback;
 pub mod client;
 pub mod errors;
+pub mod signature;
+pub mod status;
 
 pub use accounts::AccountOpError;
 pub use callback::{StatusCallbackField, callback_target, status_callback_url};

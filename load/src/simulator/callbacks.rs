@@ -12,8 +12,8 @@ use std::future::poll_fn;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::signature::twilio::{SIGNATURE_HEADER, compute};
-use common::status::TwilioStatus;
+use common::twilio::signature::{SIGNATURE_HEADER, compute};
+use common::twilio::status::TwilioStatus;
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;

@@ -51,7 +51,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use common::signature::sns::{SnsMessage, TYPE_NOTIFICATION, string_to_sign};
+use common::ses::sns::{SnsMessage, TYPE_NOTIFICATION, string_to_sign};
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 use rsa::RsaPrivateKey;

@@ -34,7 +34,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use common::PhoneNumber;
 use common::segments::count_segments;
-use common::status::TwilioStatus;
+use common::twilio::status::TwilioStatus;
 use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc2822;

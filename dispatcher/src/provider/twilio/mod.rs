@@ -34,8 +34,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use common::address::WHATSAPP_PREFIX;
 use common::credentials::{ACCOUNT_SID, setting};
-use common::status::TwilioStatus;
 use common::store::{ChannelCredentials, MessageRecord};
+use common::twilio::status::TwilioStatus;
 use common::{Channel, MessageStatus, TenantId};
 use time::OffsetDateTime;
 
