@@ -325,34 +325,17 @@ impl Engine {
         provider_message_id: Option<String>,
         release: bool,
     ) {
-        let Queued { message, meta } = queued;
-        let _ = self.reports.send(Report::Finished(Finished {
-            accepted_at: message.accepted_at,
-            envelope: message.envelope,
-            partition: meta.partition,
-            offset: meta.offset,
-            status,
-            reason,
-            provider_message_id,
-            release: if release { meta.quota } else { None },
-            opted_out: false,
-        }));
+        let finished = finished(queued, status, reason, provider_message_id, release);
+        let _ = self.reports.send(Report::Finished(finished));
     }
 
     /// Reports a message its provider refused because the recipient opted out.
     fn finish_opted_out(&mut self, queued: Queued, code: String) {
-        let Queued { message, meta } = queued;
-        let _ = self.reports.send(Report::Finished(Finished {
-            accepted_at: message.accepted_at,
-            envelope: message.envelope,
-            partition: meta.partition,
-            offset: meta.offset,
-            status: MessageStatus::Failed,
-            reason: Some(code),
-            provider_message_id: None,
-            release: meta.quota,
+        let finished = Finished {
             opted_out: true,
-        }));
+            ..finished(queued, MessageStatus::Failed, Some(code), None, true)
+        };
+        let _ = self.reports.send(Report::Finished(finished));
     }
 
     /// Drops pacing state of idle senders and stale sticky senders.
@@ -377,6 +360,29 @@ impl Engine {
             .tenants
             .retain(|_, tenant| tenant.senders > 0 || tenant.in_ring);
         metrics::gauge!("dispatcher_paced_senders").set(self.gates.pacer.tracked() as f64);
+    }
+}
+
+/// What the recorder is told of a message the engine is done with; its quota is given back
+/// when `release` (it was never sent).
+fn finished(
+    queued: Queued,
+    status: MessageStatus,
+    reason: Option<String>,
+    provider_message_id: Option<String>,
+    release: bool,
+) -> Finished {
+    let Queued { message, meta } = queued;
+    Finished {
+        accepted_at: message.accepted_at,
+        envelope: message.envelope,
+        partition: meta.partition,
+        offset: meta.offset,
+        status,
+        reason,
+        provider_message_id,
+        release: if release { meta.quota } else { None },
+        opted_out: false,
     }
 }
 
