@@ -15,8 +15,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use common::address::EmailAddress;
 use common::credentials::{
-    ACCESS_KEY_ID, ACCOUNT_SID, CONFIGURATION_SET, FROM_ADDRESS, REGION, SNS_TOPIC_ARN, seal, ses_account, setting,
-    twilio_account,
+    ACCESS_KEY_ID, ACCOUNT_SID, CONFIGURATION_SET, FROM_ADDRESS, REGION, SNS_TOPIC_ARN, seal, setting,
 };
 use common::store::{ChannelCredentials, ProviderKind};
 use common::twilio::accounts::{AccountOpError, AccountStatus};
@@ -165,7 +164,7 @@ fn parse_credentials(
 async fn verify(state: &AppState, row: &ChannelCredentials) -> Result<(), String> {
     match row.provider {
         ProviderKind::Twilio => {
-            let account = twilio_account(&state.keyring, row).map_err(|error| error.to_string())?;
+            let account = common::twilio::open_account(&state.keyring, row).map_err(|error| error.to_string())?;
             match state.twilio.fetch_account(&account, &account.account_sid).await {
                 Ok(info) if info.status == AccountStatus::Active => Ok(()),
                 Ok(info) => Err(format!("the twilio account is {}", info.status.as_str())),
@@ -176,7 +175,7 @@ async fn verify(state: &AppState, row: &ChannelCredentials) -> Result<(), String
             }
         }
         ProviderKind::Ses => {
-            let account = ses_account(&state.keyring, row).map_err(|error| error.to_string())?;
+            let account = common::ses::open_account(&state.keyring, row).map_err(|error| error.to_string())?;
             match state.ses.sdk_client(&account).get_account().send().await {
                 Ok(answer) if answer.sending_enabled() => Ok(()),
                 Ok(_) => Err("sending is paused on this SES account".to_owned()),

@@ -1,7 +1,8 @@
 //! The EngageNinja Dispatch admin API: tenants' keys, message submission onto the log, message
 //! status, channel credentials, A2P 10DLC onboarding, campaigns, quotas and provider webhooks.
-//! [`AppState::build`] puts it together over opened backends and [`router`] serves it; the
-//! `engageninja` package runs it alone or beside the dispatcher.
+//! [`start`] puts it together over opened backends ([`AppState::build`], its background work,
+//! the [`router`] on a bound listener); the `engageninja` package runs it alone or beside the
+//! dispatcher.
 //!
 //! Layout, one module per resource (each holds its handlers and their `#[utoipa::path]`):
 //! - `messages`, `campaigns`: submission onto the log, statuses, campaign sends and live counts.
@@ -9,7 +10,8 @@
 //!   form and the durable onboarding workflow.
 //! - `usage`, `audit`: quota use and preflight, the tenant's audit log.
 //! - [`platform`], [`demo`]: the platform-admin key's routes; demo tenants and their clean-up.
-//! - `webhooks`, `ses_events`: Twilio's and SES's callbacks, verified before anything is read.
+//! - `webhooks`: providers' callbacks, one file per provider (Twilio's, SES's), verified
+//!   before anything is read.
 //! - [`auth`], `limits`, `error`, `form`: API keys, abuse limits and the request timeout, the
 //!   error shape, request bodies read against field tables.
 //! - [`openapi`](mod@openapi): the OpenAPI document, from the same routes and tables.
@@ -30,7 +32,6 @@ pub mod onboarding;
 pub mod openapi;
 pub mod platform;
 pub mod reseal;
-mod ses_events;
 mod usage;
 mod webhooks;
 
@@ -44,11 +45,13 @@ use axum::routing::get;
 use common::TenantId;
 use common::config::{PacingSettings, Settings};
 use common::credentials::Keyring;
+use common::http::HttpServer;
 use common::log::MessageLog;
 use common::ses::sns::SnsVerifier;
 use common::ses::{SesClient, SesError};
-use common::store::{StatusSink, Store};
+use common::store::{StatusSink, Store, StoreError};
 use common::twilio::{ClientError, TwilioClient};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use utoipa::OpenApi as _;
@@ -86,14 +89,17 @@ pub struct AppState {
     /// end then, so that the server's graceful stop does not wait on them.
     pub(crate) stopping: CancellationToken,
     /// Twilio webhook signing tokens, opened, kept 30 s per account.
-    pub(crate) signing_keys: Arc<webhooks::SigningKeys>,
+    pub(crate) signing_keys: Arc<webhooks::twilio::SigningKeys>,
     /// Request rates, credential checks, event streams and the request timeout.
     pub(crate) limits: Arc<limits::Limits>,
 }
 
-/// Why the admin API's state could not be built.
+/// Why the admin API could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
+    /// The store failed (storing the demo plan, bootstrapping the demo tenant).
+    #[error(transparent)]
+    Store(#[from] StoreError),
     /// The Twilio client settings are invalid.
     #[error("providers.twilio: {0}")]
     Twilio(#[from] ClientError),
@@ -133,7 +139,7 @@ impl AppState {
             public_url,
             stopping,
         } = wiring;
-        let twilio = TwilioClient::new(&settings.providers.twilio.client_settings())?;
+        let twilio = TwilioClient::new(&(&settings.providers.twilio).into())?;
         let onboarding = Arc::new(onboarding::Onboarding::new(
             Arc::clone(&store),
             Arc::clone(&keyring),
@@ -148,8 +154,8 @@ impl AppState {
             statuses,
             public_url,
             twilio,
-            ses: SesClient::new(settings.providers.ses.client_settings())?,
-            sns: Arc::new(ses_events::verifier(&settings.providers.ses)?),
+            ses: SesClient::new((&settings.providers.ses).into())?,
+            sns: Arc::new(webhooks::ses::verifier(&settings.providers.ses)?),
             onboarding,
             platform_key_hash: platform_key_hash(settings),
             pacing: settings.dispatcher.pacing.clone(),
@@ -162,7 +168,7 @@ impl AppState {
     /// Starts the API's background work on `tracker` until `stop`: the onboarding runner
     /// (when `onboarding.background_runner` is set) and the clean-up of expired demo tenants,
     /// which spares `keep` (the all-in-one process's bootstrap tenant).
-    pub fn spawn_background(
+    fn spawn_background(
         &self,
         settings: &Settings,
         keep: Option<TenantId>,
@@ -180,6 +186,38 @@ impl AppState {
             stop,
         ));
     }
+}
+
+/// The admin API, started and ready to serve: what [`start`] answers.
+pub struct Started {
+    /// Serves the API's routes on its listener until stopped.
+    pub server: HttpServer,
+    /// The demo tenant's key, when this start created it.
+    pub demo_key: Option<demo::BootstrapKey>,
+}
+
+/// Starts the admin API over `wiring`, to serve on `listener`: stores the demo plan, bootstraps
+/// the demo tenant `keep` (which the clean-up of expired demo tenants then spares), builds the
+/// state and spawns its background work on `tracker` until `background` is cancelled.
+pub async fn start(
+    settings: &Settings,
+    wiring: Wiring,
+    listener: TcpListener,
+    keep: Option<TenantId>,
+    tracker: &TaskTracker,
+    background: CancellationToken,
+) -> Result<Started, StateError> {
+    demo::put_demo_plan(wiring.store.as_ref(), settings.demo.monthly_quota).await?;
+    let demo_key = match &keep {
+        Some(tenant) => demo::bootstrap_demo_tenant(wiring.store.as_ref(), tenant).await?,
+        None => None,
+    };
+    let state = AppState::build(settings, wiring)?;
+    state.spawn_background(settings, keep, tracker, background);
+    Ok(Started {
+        server: HttpServer::new(listener, router(state, settings.admin.max_body_bytes)),
+        demo_key,
+    })
 }
 
 /// The hash [`AppState::platform_key_hash`] holds for the configured platform-admin key.
@@ -221,9 +259,9 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(platform::put_plan, platform::get_plan))
         .routes(routes!(platform::create_demo, platform::list_demo))
         .routes(routes!(platform::delete_demo))
-        .routes(routes!(webhooks::twilio_status))
-        .routes(routes!(webhooks::twilio_inbound))
-        .routes(routes!(ses_events::ses))
+        .routes(routes!(webhooks::twilio::twilio_status))
+        .routes(routes!(webhooks::twilio::twilio_inbound))
+        .routes(routes!(webhooks::ses::ses))
 }
 
 /// Schemas no operation references by type: the campaign counts (carried as JSON text in the

@@ -1,16 +1,11 @@
 //! The OpenAPI document matches the routes: every route served is documented and every
 //! documented operation is served, with its security scheme and its error responses.
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
+mod support;
 
-use admin_api::{AppState, Wiring};
-use common::config::Settings;
-use common::credentials::keyring_from_settings;
-use common::store::StoreStatusSink;
+use std::collections::BTreeSet;
+
 use serde_json::Value;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 /// Every route `admin_api::router` serves, as in lib.rs: adding a route means adding it here,
 /// and the document must list it.
@@ -182,31 +177,6 @@ fn every_api_operation_documents_its_errors_and_security() {
 }
 
 /// A router on a fresh embedded store, answering on a local port.
-async fn serve(dir: &std::path::Path) -> (String, CancellationToken) {
-    let settings = Settings {
-        data_dir: dir.to_path_buf(),
-        ..Settings::default()
-    };
-    let (log, store) = common::backends::open_embedded(&settings).await.expect("backends");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let public_url = format!("http://{}", listener.local_addr().expect("address"));
-    let stopping = CancellationToken::new();
-    let wiring = Wiring {
-        statuses: Arc::new(StoreStatusSink(Arc::clone(&store))),
-        store,
-        log,
-        keyring: Arc::new(keyring_from_settings(&settings).expect("keyring")),
-        public_url: public_url.clone(),
-        stopping: stopping.clone(),
-    };
-    let state = AppState::build(&settings, wiring).expect("the state builds");
-    let router = admin_api::router(state, settings.admin.max_body_bytes);
-    let server = common::http::HttpServer::new(listener, router);
-    let stop = stopping.clone();
-    tokio::spawn(server.run_until_stopped(async move { stop.cancelled().await }));
-    (public_url, stopping)
-}
-
 /// `{param}` segments filled with a value the handler's path extractor takes.
 fn concrete(path: &str) -> String {
     path.replace("{channel}", "sms")
@@ -217,7 +187,8 @@ fn concrete(path: &str) -> String {
 #[tokio::test]
 async fn the_router_serves_exactly_the_documented_methods() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (base, stopping) = serve(dir.path()).await;
+    let api = support::spawn(common::testing::settings(dir.path())).await;
+    let base = api.url("");
     let client = reqwest::Client::new();
     let paths: BTreeSet<&str> = ROUTES.iter().map(|(_, path)| *path).collect();
     for path in paths {
@@ -255,5 +226,5 @@ async fn the_router_serves_exactly_the_documented_methods() {
         let answer = client.get(format!("{base}{path}")).send().await.expect("an answer");
         assert_eq!(answer.status().as_u16(), 404, "{path} is served on the API port");
     }
-    stopping.cancel();
+    api.shutdown().await;
 }

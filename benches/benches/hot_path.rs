@@ -10,15 +10,15 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use common::config::PacingSettings;
+use common::provider::{Lookup, OutboundMessage, Provider, SendOutcome};
 use common::store::sqlite::SqliteStore;
 use common::store::{MessageRecord, NumberStatus, SenderKind, SenderNumber, Store, Tenant, TenantStatus};
 use common::twilio::StatusCallbackField;
+use common::twilio::create_message_form;
 use common::{Envelope, PhoneNumber, TenantId};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use dispatcher::admission::{Directory, Providers, QuotaBook};
 use dispatcher::pacing::Pacer;
-use dispatcher::provider::twilio::create_message_form;
-use dispatcher::provider::{Lookup, OutboundMessage, Provider, SendOutcome};
 use time::OffsetDateTime;
 
 const BATCH: usize = 1_000;

@@ -146,7 +146,7 @@ impl Sender {
     pub fn parse(channel: Channel, raw: &str) -> Result<Self, SenderError> {
         match channel {
             Channel::Sms if raw.starts_with("MG") => {
-                if crate::twilio::is_sid(raw, &["MG"]) {
+                if crate::ids::is_twilio_sid(raw, &["MG"]) {
                     Ok(Sender::MessagingService(raw.to_owned()))
                 } else {
                     Err(SenderError::NotMessagingService)

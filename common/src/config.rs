@@ -595,20 +595,6 @@ pub struct TwilioSettings {
     pub request_timeout_ms: u64,
 }
 
-impl TwilioSettings {
-    /// The Twilio client's settings.
-    pub fn client_settings(&self) -> crate::twilio::TwilioClientSettings {
-        crate::twilio::TwilioClientSettings {
-            base_url: self.api_url.clone(),
-            trusthub_base_url: self.trusthub_url.clone(),
-            messaging_base_url: self.messaging_url.clone(),
-            connect_timeout: Duration::from_millis(self.connect_timeout_ms),
-            request_timeout: Duration::from_millis(self.request_timeout_ms),
-            ..crate::twilio::TwilioClientSettings::default()
-        }
-    }
-}
-
 impl Default for TwilioSettings {
     fn default() -> Self {
         Self {
@@ -645,16 +631,6 @@ impl Default for SesSettings {
             sns_topic_arns: Vec::new(),
             sns_cert_url: None,
             sns_max_age_secs: 3600,
-        }
-    }
-}
-
-impl SesSettings {
-    /// The SES client's settings.
-    pub fn client_settings(&self) -> crate::ses::SesSettings {
-        crate::ses::SesSettings {
-            endpoint: self.endpoint.clone(),
-            ..crate::ses::SesSettings::default()
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Identifier newtypes: tenants, messages, campaigns and contacts.
+//! Identifier newtypes: tenants, messages, campaigns and contacts; and the shape of Twilio's SIDs.
 //!
 //! Each is parsed once at the edge; everything past it holds only valid ids.
 
@@ -22,6 +22,15 @@ pub enum IdError {
         /// A human description of the allowed set.
         allowed: &'static str,
     },
+}
+
+/// Whether `raw` is a Twilio SID (the one provider id the domain parses: a Messaging Service
+/// as an SMS sender) with one of these two-letter prefixes: the prefix and 32
+/// hexadecimal digits (`AC` an account, `SM`/`MM` a message, `MG` a Messaging Service).
+pub fn is_twilio_sid(raw: &str, prefixes: &[&str]) -> bool {
+    raw.len() == 34
+        && prefixes.iter().any(|prefix| raw.starts_with(prefix))
+        && raw.as_bytes()[2..].iter().all(u8::is_ascii_hexdigit)
 }
 
 fn check_id(raw: &str, max: usize, extra: &'static [u8], allowed: &'static str) -> Result<(), IdError> {

@@ -8,10 +8,13 @@
 //!   the API takes).
 //! - The seams: [`log`] (embedded and Kafka), [`store`] (SQLite and Cassandra/ScyllaDB, and the
 //!   status sink), [`backends`] (opens the configured pair).
-//! - Providers' protocols: [`twilio`] (client, error table, onboarding operations, webhook
-//!   signatures), [`ses`] (and the SNS signatures its events come with), [`credentials`] (the
-//!   key ring and sealed credentials), [`readiness`] (whether a live tenant's channel can send).
-//! - Running a process: [`config`], [`telemetry`], [`process`], [`http`].
+//! - Providers: the seam every one implements ([`provider`]), then one folder per provider
+//!   holding everything about it: [`twilio`] (client, request building, error table, status
+//!   mapping, onboarding operations, webhook signatures and callbacks, its [`provider::Provider`]),
+//!   [`ses`] (the same, and the SNS signatures its events come with); [`credentials`] (the key
+//!   ring and sealed credentials), [`readiness`] (whether a live tenant's channel can send).
+//! - Running a process: [`config`], [`telemetry`], [`process`], [`http`]; and, with the
+//!   `testing` feature, running one in a test (`testing`: the one harness every suite uses).
 
 pub mod address;
 pub mod backends;
@@ -24,6 +27,7 @@ pub mod ids;
 pub mod log;
 mod private_fs;
 pub mod process;
+pub mod provider;
 pub mod readiness;
 pub mod rules;
 pub mod segments;
@@ -31,6 +35,8 @@ pub mod ses;
 pub mod status;
 pub mod store;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod twilio;
 
 pub use address::{EmailAddress, PhoneNumber};

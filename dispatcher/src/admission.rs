@@ -26,8 +26,8 @@ use time::OffsetDateTime;
 use tokio::time::Instant;
 
 use crate::pacing::Rate;
-use crate::provider::Provider;
 use crate::route::{DailyCap, PoolSender, Route};
+use common::provider::Provider;
 
 /// How long what the directory read from the store is trusted.
 const DIRECTORY_TTL: Duration = Duration::from_secs(5);

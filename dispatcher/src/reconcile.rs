@@ -13,8 +13,8 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use crate::admission::Providers;
-use crate::provider::Lookup;
 use crate::status::StatusWriter;
+use common::provider::Lookup;
 
 /// The reason of a message failed because the provider never created it: nothing was sent,
 /// and its id is taken, so sending it again takes a new message id.

@@ -1,6 +1,6 @@
 //! How long to wait before retrying a transient provider error: exponential backoff with full
 //! jitter, never less than the provider's Retry-After. Whether an error is transient is the
-//! provider's call ([`crate::provider::SendOutcome::Transient`]); whether the wait still fits
+//! provider's call ([`common::provider::SendOutcome::Transient`]); whether the wait still fits
 //! the message's validity is the engine's.
 
 use std::time::Duration;

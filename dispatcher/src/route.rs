@@ -6,7 +6,7 @@ use std::sync::Arc;
 use common::Sender;
 
 use crate::pacing::{Rate, SenderKey};
-use crate::provider::Provider;
+use common::provider::Provider;
 
 /// One sender of a tenant's pool.
 #[derive(Clone)]

@@ -17,12 +17,12 @@ use tokio_util::task::TaskTracker;
 
 use crate::admission::Providers;
 use crate::intake::Dispatcher;
-use crate::provider::Provider;
 use crate::provider::credentials::StoreCredentials;
 use crate::provider::demo::DemoProvider;
-use crate::provider::ses::SesProvider;
-use crate::provider::twilio::TwilioProvider;
 use crate::status::StatusWriter;
+use common::provider::Provider;
+use common::ses::provider::SesProvider;
+use common::twilio::provider::TwilioProvider;
 
 /// Why the dispatcher could not be assembled.
 #[derive(Debug, thiserror::Error)]
@@ -103,14 +103,14 @@ fn live_providers(
     keyring: &Arc<Keyring>,
     public_url: &str,
 ) -> Result<HashMap<ProviderKind, Arc<dyn Provider>>, ServiceError> {
-    let client = TwilioClient::new(&settings.providers.twilio.client_settings())?;
+    let client = TwilioClient::new(&(&settings.providers.twilio).into())?;
     let credentials = Arc::new(StoreCredentials::new(Arc::clone(store), Arc::clone(keyring)));
     let twilio: Arc<dyn Provider> = Arc::new(TwilioProvider::new(
         client,
         credentials.clone(),
         Some(format!("{public_url}/webhooks/twilio/status")),
     ));
-    let ses = SesProvider::new(SesClient::new(settings.providers.ses.client_settings())?, credentials);
+    let ses = SesProvider::new(SesClient::new((&settings.providers.ses).into())?, credentials);
     Ok(HashMap::from([
         (ProviderKind::Twilio, twilio),
         (ProviderKind::Ses, Arc::new(ses) as Arc<dyn Provider>),

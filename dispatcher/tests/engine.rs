@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use common::config::DispatcherSettings;
+use common::provider::{Lookup, OutboundMessage, Provider, SendOutcome};
 use common::store::MessageRecord;
 use common::{Envelope, MessageStatus, PhoneNumber, Sender};
 use dispatcher::engine::{Admitted, Engine, Finished, Handover, Report};
 use dispatcher::pacing::Rate;
-use dispatcher::provider::{Lookup, OutboundMessage, Provider, SendOutcome};
 use dispatcher::route::{PoolSender, Route};
 use serde_json::json;
 use tokio::sync::mpsc;

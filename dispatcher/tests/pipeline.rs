@@ -15,6 +15,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use common::config::{DispatcherSettings, KafkaSettings, Settings};
 use common::log::{ConsumerEvent, MessageLog, OutgoingRecord, Topic};
+use common::provider::{Lookup, OutboundMessage, Provider, SendOutcome};
 use common::store::{
     Brand, BrandStatus, ChannelCredentials, NumberStatus, Plan, ProviderKind, SenderKind, SenderNumber, StatusUpdate,
     Store, Suppression, SuppressionReason, Tenant, TenantStatus,
@@ -22,7 +23,6 @@ use common::store::{
 use common::{Channel, MessageId, MessageStatus, PhoneNumber, TenantId};
 use dispatcher::admission::Providers;
 use dispatcher::intake::Dispatcher;
-use dispatcher::provider::{Lookup, OutboundMessage, Provider, SendOutcome};
 use dispatcher::status::StatusWriter;
 use serde_json::{Value, json};
 use time::OffsetDateTime;

@@ -6,7 +6,8 @@
 //!
 //! - [`stack`]: a process in one of its roles ([`stack::Role`]), built from settings and stopped
 //!   in order.
-//! - [`testing`]: the one harness every suite runs a stack with (`TestApp::spawn`).
+//! - [`testing`]: a stack in the one test harness ([`common::testing::TestApp`]):
+//!   `testing::spawn(settings, role)`.
 //! - The binaries: `engageninja` (both services, embedded log and store, demo tenant),
 //!   `dispatcher` and `admin-api` (each service alone, for the scaled deployment).
 

@@ -7,8 +7,8 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use admin_api::demo::{BootstrapKey, bootstrap_demo_tenant};
-use admin_api::{AppState, StateError};
+use admin_api::StateError;
+use admin_api::demo::BootstrapKey;
 use common::TenantId;
 use common::backends::{BackendError, open};
 use common::config::Settings;
@@ -155,31 +155,22 @@ impl Stack {
         let mut demo_key = None;
         let api = match api_listener {
             Some(listener) => {
-                admin_api::demo::put_demo_plan(store.as_ref(), settings.demo.monthly_quota).await?;
                 // The all-in-one process bootstraps the demo tenant and keeps it from clean-up.
                 let keep = match role == Role::AllInOne && settings.demo.bootstrap {
                     true => Some(TenantId::parse(settings.demo.tenant_id.clone())?),
                     false => None,
                 };
-                if let Some(tenant) = &keep {
-                    demo_key = bootstrap_demo_tenant(store.as_ref(), tenant).await?;
-                }
-                let state = AppState::build(
-                    &settings,
-                    admin_api::Wiring {
-                        store,
-                        log,
-                        keyring,
-                        statuses,
-                        public_url,
-                        stopping: stopping.clone(),
-                    },
-                )?;
-                state.spawn_background(&settings, keep, &tracker, background.clone());
-                Some(HttpServer::new(
-                    listener,
-                    admin_api::router(state, settings.admin.max_body_bytes),
-                ))
+                let wiring = admin_api::Wiring {
+                    store,
+                    log,
+                    keyring,
+                    statuses,
+                    public_url,
+                    stopping: stopping.clone(),
+                };
+                let started = admin_api::start(&settings, wiring, listener, keep, &tracker, background.clone()).await?;
+                demo_key = started.demo_key;
+                Some(started.server)
             }
             None => None,
         };

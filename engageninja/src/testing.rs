@@ -1,138 +1,22 @@
-//! The one harness for a running stack, for every test suite and the in-process scenarios:
-//! settings on free loopback ports, a stack spawned in the caller's process, requests to it,
-//! and its orderly stop.
-
-use std::net::SocketAddr;
-use std::path::Path;
+//! Whole stacks in the one test harness ([`common::testing`]), for every suite that needs the
+//! dispatcher and the in-process scenarios.
 
 use common::config::Settings;
-use reqwest::{Method, RequestBuilder, StatusCode};
-use serde_json::Value;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+pub use common::testing::{TestApp, providers_unreachable, settings, settings_with_platform_key};
 
 use crate::stack::{Role, Stack, StackError};
 
-/// Settings of a stack for a test: its data in `dir`, the API and the operational endpoints on
-/// free loopback ports. Everything else is the default (embedded backends, demo tenant).
-pub fn settings(dir: &Path) -> Settings {
-    let mut settings = Settings {
-        data_dir: dir.to_owned(),
-        ..Settings::default()
-    };
-    settings.admin.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-    settings.admin.ops_listen = SocketAddr::from(([127, 0, 0, 1], 0));
-    settings
+/// Builds the stack of `role` with `settings` and runs it.
+pub async fn spawn(settings: Settings, role: Role) -> Result<TestApp, StackError> {
+    let stack = Stack::build(settings, role).await?;
+    let (addr, ops_addr) = (stack.local_addr(), Some(stack.ops_addr()));
+    let demo_key = stack.demo_key().map(|key| key.secret.clone());
+    Ok(TestApp::run(addr, ops_addr, demo_key, |stop| {
+        stack.run_until_stopped(stop)
+    }))
 }
 
-/// [`settings`] with `key` as the platform-admin key.
-pub fn settings_with_platform_key(dir: &Path, key: &str) -> Settings {
-    let mut settings = settings(dir);
-    settings.admin.platform_admin_key = Some(key.to_owned().into());
-    settings
-}
-
-/// Points the providers at a port nothing listens on, so that credential checks fail fast
-/// instead of reaching the internet.
-pub fn providers_unreachable(settings: &mut Settings) {
-    settings.providers.twilio.api_url = "http://127.0.0.1:9".to_owned();
-    settings.providers.ses.endpoint = Some("http://127.0.0.1:9".to_owned());
-}
-
-/// A stack running in this process until [`TestApp::shutdown`] (or until dropped, which
-/// asks it to stop without waiting).
-pub struct TestApp {
-    /// Where the admin API listens (the operational endpoints for the dispatcher alone).
-    pub addr: SocketAddr,
-    /// Where `/metrics`, `/healthz` and `/readyz` are served.
-    pub ops_addr: SocketAddr,
-    /// The bootstrap demo tenant's key, when this start created it.
-    pub demo_key: Option<String>,
-    stop: Option<oneshot::Sender<()>>,
-    stopped: JoinHandle<Result<(), StackError>>,
-    http: reqwest::Client,
-}
-
-impl TestApp {
-    /// Builds the stack of `role` with `settings` and runs it.
-    pub async fn spawn(settings: Settings, role: Role) -> Result<Self, StackError> {
-        let stack = Stack::build(settings, role).await?;
-        let (stop, stop_signal) = oneshot::channel::<()>();
-        Ok(Self {
-            addr: stack.local_addr(),
-            ops_addr: stack.ops_addr(),
-            demo_key: stack.demo_key().map(|key| key.secret.clone()),
-            stop: Some(stop),
-            stopped: tokio::spawn(stack.run_until_stopped(async {
-                let _ = stop_signal.await;
-            })),
-            http: reqwest::Client::new(),
-        })
-    }
-
-    /// The all-in-one stack with `settings`; panics if it does not start.
-    pub async fn all_in_one(settings: Settings) -> Self {
-        Self::spawn(settings, Role::AllInOne).await.expect("the stack starts")
-    }
-
-    /// `http://` + the API's address + `path`.
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    /// The demo tenant's key; panics when this start did not create it.
-    pub fn demo_key(&self) -> &str {
-        self.demo_key.as_deref().expect("this start created the demo tenant")
-    }
-
-    /// A request to `path`, with `key` as its bearer token and `body` as JSON where given.
-    pub fn request(&self, method: Method, path: &str, key: Option<&str>, body: Option<&Value>) -> RequestBuilder {
-        let mut request = self.http.request(method, self.url(path));
-        if let Some(key) = key {
-            request = request.bearer_auth(key);
-        }
-        match body {
-            Some(body) => request.json(body),
-            None => request,
-        }
-    }
-
-    /// Sends that request; answers its status and its body as JSON (`null` if it is not).
-    /// Panics when no answer comes.
-    pub async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        key: Option<&str>,
-        body: Option<&Value>,
-    ) -> (StatusCode, Value) {
-        let response = self
-            .request(method, path, key, body)
-            .send()
-            .await
-            .expect("the stack answers");
-        let status = response.status();
-        let text = response.text().await.expect("the answer has a body");
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    /// Asks the stack to stop, without waiting (`/readyz` turns 503, the drain begins).
-    pub fn begin_stop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-
-    /// Stops the stack and waits for it to finish; answers how it ended.
-    pub async fn stopped(mut self) -> Result<(), StackError> {
-        self.begin_stop();
-        self.stopped
-            .await
-            .map_err(|err| StackError::Http(std::io::Error::other(err)))?
-    }
-
-    /// Stops the stack; panics unless it stops cleanly.
-    pub async fn shutdown(self) {
-        self.stopped().await.expect("the stack stops cleanly");
-    }
+/// The all-in-one stack with `settings`; panics if it does not start.
+pub async fn all_in_one(settings: Settings) -> TestApp {
+    spawn(settings, Role::AllInOne).await.expect("the stack starts")
 }

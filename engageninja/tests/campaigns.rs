@@ -15,7 +15,7 @@ async fn start(dir: &std::path::Path) -> TestApp {
     let mut settings = testing::settings_with_platform_key(dir, PLATFORM_KEY);
     settings.demo.delivered_after_ms = [100, 200];
     settings.demo.read_after_ms = [300, 400];
-    TestApp::all_in_one(settings).await
+    testing::all_in_one(settings).await
 }
 
 /// Reads server-sent `counts` events until one satisfies `done`; answers it.

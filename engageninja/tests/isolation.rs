@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use engageninja::testing::{self, TestApp};
+use engageninja::testing;
 
 const PLATFORM_KEY: &str = "platform-test-key-isolation";
 
@@ -30,7 +30,7 @@ async fn no_tenant_route_reaches_another_tenants_data() {
     settings.demo.bootstrap = false;
     settings.onboarding.background_runner = false;
     testing::providers_unreachable(&mut settings);
-    let stack = TestApp::all_in_one(settings).await;
+    let stack = testing::all_in_one(settings).await;
     let call = |method: Method, path: &str, key: &str, body: Option<Value>| {
         let request = stack.request(method, path, Some(key), body.as_ref());
         async move {
@@ -177,7 +177,7 @@ async fn every_api_route_refuses_a_missing_or_wrong_key() {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = testing::settings_with_platform_key(dir.path(), PLATFORM_KEY);
     settings.onboarding.background_runner = false;
-    let stack = TestApp::all_in_one(settings).await;
+    let stack = testing::all_in_one(settings).await;
     let base = format!("http://{}", stack.addr);
     let http = reqwest::Client::new();
 

@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 
 const PLATFORM_KEY: &str = "platform-test-key-0123456789";
 
-use engageninja::testing::{self, TestApp};
+use engageninja::testing;
 
 fn sms(id: &str) -> Value {
     json!({"messages": [{"message_id": id, "channel": "sms", "to": "+14155550100", "body": "hi"}]})
@@ -23,7 +23,7 @@ fn sms(id: &str) -> Value {
 async fn platform_routes_manage_tenants_plans_and_keys() {
     use reqwest::Method;
     let dir = tempfile::tempdir().unwrap();
-    let stack = TestApp::all_in_one(testing::settings_with_platform_key(dir.path(), PLATFORM_KEY)).await;
+    let stack = testing::all_in_one(testing::settings_with_platform_key(dir.path(), PLATFORM_KEY)).await;
 
     // Tenants: created with a key shown once; duplicates and bad fields refused.
     let (status, plan) = stack
@@ -187,7 +187,7 @@ async fn platform_routes_manage_tenants_plans_and_keys() {
 async fn demo_tenants_are_platform_only_and_cleaned_up() {
     use reqwest::Method;
     let dir = tempfile::tempdir().unwrap();
-    let stack = TestApp::all_in_one(testing::settings_with_platform_key(dir.path(), PLATFORM_KEY)).await;
+    let stack = testing::all_in_one(testing::settings_with_platform_key(dir.path(), PLATFORM_KEY)).await;
 
     let (status, demo) = stack
         .call(Method::POST, "/v1/admin/demo-tenants", Some(PLATFORM_KEY), None)
@@ -301,7 +301,7 @@ async fn demo_tenants_are_platform_only_and_cleaned_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_platform_key_platform_routes_are_closed() {
     let dir = tempfile::tempdir().unwrap();
-    let stack = TestApp::all_in_one(testing::settings(dir.path())).await;
+    let stack = testing::all_in_one(testing::settings(dir.path())).await;
     let (status, _) = stack
         .call(reqwest::Method::POST, "/v1/admin/demo-tenants", Some("anything"), None)
         .await;
@@ -336,7 +336,7 @@ async fn a_demo_tenant_is_approved_30_s_after_business_info_and_reaches_read() {
     settings.demo.read_after_ms = [150, 200];
     // The runner is driven by hand below, at the instant the workflow is due.
     settings.onboarding.background_runner = false;
-    let running = TestApp::all_in_one(settings.clone()).await;
+    let running = testing::all_in_one(settings.clone()).await;
     let addr = running.addr;
 
     let (_, demo) = running
@@ -378,7 +378,7 @@ async fn a_demo_tenant_is_approved_30_s_after_business_info_and_reaches_read() {
     let onboarding = admin_api::onboarding::Onboarding::new(
         std::sync::Arc::new(store),
         std::sync::Arc::new(common::credentials::Keyring::parse(&keys.into()).unwrap()),
-        common::twilio::TwilioClient::new(&settings.providers.twilio.client_settings()).unwrap(),
+        common::twilio::TwilioClient::new(&(&settings.providers.twilio).into()).unwrap(),
         format!("http://{addr}"),
         settings.onboarding.clone(),
     );

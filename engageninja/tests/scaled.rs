@@ -25,7 +25,7 @@ use common::log::{ConsumerEvent, MessageLog, OutgoingRecord, Topic};
 use common::store::{NumberStatus, SenderKind, SenderNumber, Store};
 use common::{Channel, MessageId, MessageStatus, TenantId};
 use engageninja::stack::Role;
-use engageninja::testing::TestApp;
+use engageninja::testing::{self, TestApp};
 use load::fixtures::live_twilio_tenant;
 use load::simulator::{RunningSimulator, Simulator, SimulatorConfig};
 use secrecy::{ExposeSecret, SecretString};
@@ -268,7 +268,7 @@ impl Scaled {
         let mut admin_settings = settings.clone();
         admin_settings.admin.listen = free_port();
         admin_settings.admin.ops_listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-        let admin = TestApp::spawn(admin_settings, Role::AdminApi)
+        let admin = testing::spawn(admin_settings, Role::AdminApi)
             .await
             .expect("the admin API starts");
         let config = engines.dispatcher_config(&simulator, admin.addr, cassandra.unwrap_or(&engines.cassandra));

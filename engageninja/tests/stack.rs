@@ -17,7 +17,7 @@ fn settings(data_dir: &std::path::Path) -> Settings {
 }
 
 async fn spawn_stack(data_dir: &std::path::Path) -> TestApp {
-    TestApp::all_in_one(settings(data_dir)).await
+    testing::all_in_one(settings(data_dir)).await
 }
 
 async fn wait_for_status(client: &reqwest::Client, url: &str, key: &str, wanted: &str) -> Value {
@@ -80,7 +80,10 @@ async fn a_demo_message_goes_sent_then_delivered_then_read() {
     let on_api = client.get(format!("{base}/metrics")).send().await.unwrap();
     assert_eq!(on_api.status(), 404);
     let metrics = client
-        .get(format!("http://{}/metrics", stack.ops_addr))
+        .get(format!(
+            "http://{}/metrics",
+            stack.ops_addr.expect("the stack serves /metrics")
+        ))
         .send()
         .await
         .unwrap()
@@ -221,8 +224,8 @@ async fn readiness_goes_false_while_the_api_still_serves_the_drain_window() {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = settings(dir.path());
     settings.admin.drain_secs = 10;
-    let mut stack = TestApp::all_in_one(settings).await;
-    let (api, ops) = (stack.addr, stack.ops_addr);
+    let mut stack = testing::all_in_one(settings).await;
+    let (api, ops) = (stack.addr, stack.ops_addr.expect("the stack serves /metrics"));
     let client = reqwest::Client::new();
     let ready = |client: &reqwest::Client| {
         let request = client.get(format!("http://{ops}/readyz")).send();

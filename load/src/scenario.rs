@@ -25,6 +25,7 @@ use anyhow::{Context, bail};
 use async_trait::async_trait;
 use common::config::{DispatcherSettings, Settings};
 use common::log::{MessageLog, OutgoingRecord, Topic};
+use common::provider::{Lookup, OutboundMessage, Provider, SendOutcome};
 use common::store::MessageStore;
 use common::store::{
     MessageRecord, NumberStatus, ProviderKind, SenderKind, SenderNumber, StatusUpdate, Store, Tenant, TenantStatus,
@@ -35,7 +36,6 @@ use dispatcher::engine::{Admitted, Engine};
 use dispatcher::intake::Dispatcher;
 use dispatcher::pacing::Rate;
 use dispatcher::provider::demo::DemoProvider;
-use dispatcher::provider::{Lookup, OutboundMessage, Provider, SendOutcome};
 use dispatcher::route::{PoolSender, Route};
 use dispatcher::status::StatusWriter;
 use serde_json::json;
@@ -455,16 +455,12 @@ async fn log_to_sent_with(
     .await?;
     settings.providers.twilio.api_url = running.base_url();
     let keyring = live_tenants(store.as_ref(), &tenants).await?;
-    let client = common::twilio::TwilioClient::new(&settings.providers.twilio.client_settings())?;
+    let client = common::twilio::TwilioClient::new(&(&settings.providers.twilio).into())?;
     let credentials = Arc::new(dispatcher::provider::credentials::StoreCredentials::new(
         Arc::clone(&store),
         keyring,
     ));
-    let twilio: Arc<dyn Provider> = Arc::new(dispatcher::provider::twilio::TwilioProvider::new(
-        client,
-        credentials,
-        None,
-    ));
+    let twilio: Arc<dyn Provider> = Arc::new(common::twilio::provider::TwilioProvider::new(client, credentials, None));
     let live = HashMap::from([(ProviderKind::Twilio, twilio)]);
     let result = log_to_sent(settings, log, store, live, &tenants, Workload::distinct(messages)).await;
     let stats = running.shutdown().await?;
@@ -982,7 +978,7 @@ async fn webhooks(callbacks: usize, concurrency: usize) -> anyhow::Result<()> {
         }
     }
 
-    let stack = engageninja::testing::TestApp::spawn(settings.clone(), engageninja::stack::Role::AllInOne).await?;
+    let stack = engageninja::testing::spawn(settings.clone(), engageninja::stack::Role::AllInOne).await?;
     let base = format!("http://127.0.0.1:{port}/webhooks/twilio/status");
     let requests: Vec<(String, String, String)> = (0..callbacks)
         .map(|n| {
@@ -1030,7 +1026,7 @@ async fn webhooks(callbacks: usize, concurrency: usize) -> anyhow::Result<()> {
     let elapsed = started.elapsed();
     let cpu = cpu_seconds() - cpu_before;
     let mut latencies = answers.into_iter().collect::<anyhow::Result<Vec<Duration>>>()?;
-    stack.stopped().await?;
+    stack.stopped().await.map_err(anyhow::Error::from_boxed)?;
 
     // Every message must now be delivered, durably.
     let store = common::store::sqlite::SqliteStore::open(&settings.store_path()).await?;

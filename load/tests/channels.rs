@@ -5,7 +5,7 @@ use common::credentials::{Keyring, generate_key};
 use common::store::sqlite::SqliteStore;
 use common::store::{AuditStore, OnboardingStore, ProviderKind, Tenant, TenantStore};
 use common::{Channel, TenantId};
-use engageninja::testing::{self, TestApp};
+use engageninja::testing;
 use load::simulator::{DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, Simulator, SimulatorConfig};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
@@ -33,7 +33,7 @@ async fn twilio_credentials_are_sealed_verified_and_never_answered() {
             admin_api::auth::create_api_key(&store, &other).await.unwrap().secret,
         )
     };
-    let stack = TestApp::all_in_one(settings.clone()).await;
+    let stack = testing::all_in_one(settings.clone()).await;
     let base = stack.url("");
     let http = reqwest::Client::new();
     let url = format!("{base}/v1/channels/sms");
@@ -63,7 +63,7 @@ async fn twilio_credentials_are_sealed_verified_and_never_answered() {
             .any(|window| window == DEFAULT_AUTH_TOKEN.as_bytes())
     );
     let keyring = Keyring::parse(&keys).unwrap();
-    let account = common::credentials::twilio_account(&keyring, &row).unwrap();
+    let account = common::twilio::open_account(&keyring, &row).unwrap();
     assert_eq!(account.auth_token.expose_secret(), DEFAULT_AUTH_TOKEN);
 
     // Nobody else may register that account, even with its token, nor the platform's own:

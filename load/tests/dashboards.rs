@@ -17,7 +17,7 @@ use common::credentials::{Keyring, generate_key};
 use common::store::sqlite::SqliteStore;
 use common::store::{NumberStatus, SenderKind, SenderNumber};
 use common::{Channel, TenantId};
-use engageninja::testing::{self, TestApp};
+use engageninja::testing;
 use load::simulator::{Faults, SesSimConfig, Simulator, SimulatorConfig};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
@@ -191,8 +191,8 @@ async fn every_dashboard_query_returns_data_from_a_stack_under_load() {
     let live_key = admin_api::auth::create_api_key(&store, &acme).await.unwrap().secret;
     drop(store);
 
-    let stack = TestApp::all_in_one(settings).await;
-    let (addr, ops) = (stack.addr, stack.ops_addr);
+    let stack = testing::all_in_one(settings).await;
+    let (addr, ops) = (stack.addr, stack.ops_addr.expect("the stack serves /metrics"));
     let demo_key = stack.demo_key().to_owned();
     let prometheus_dir = tempfile::tempdir().unwrap();
     let prometheus = Prometheus::start(&binary, prometheus_dir.path(), ops).await;

@@ -200,7 +200,7 @@ async fn start_on(data_dir: &std::path::Path, simulator: &RunningSimulator, port
     load::fixtures::on_simulator(&mut settings, &simulator.base_url());
     let key = seed_tenant(&settings, &keyring).await;
     Running {
-        app: TestApp::all_in_one(settings).await,
+        app: testing::all_in_one(settings).await,
         key,
         http: reqwest::Client::new(),
     }

@@ -113,7 +113,7 @@ struct Running {
 impl Running {
     async fn start(settings: &Settings) -> Running {
         Running {
-            app: TestApp::all_in_one(settings.clone()).await,
+            app: testing::all_in_one(settings.clone()).await,
             http: reqwest::Client::new(),
         }
     }
@@ -562,7 +562,7 @@ async fn a_signed_brand_callback_cannot_approve_what_twilio_has_not() {
     let brand_sid = store.brand(&tid("acme")).await.unwrap().unwrap().twilio_sids[keys::BRAND].clone();
     let row = store.credentials(&tid("acme"), Channel::Sms).await.unwrap().unwrap();
     let keyring = Keyring::parse(settings.credentials.keys.as_ref().unwrap()).unwrap();
-    let account = common::credentials::twilio_account(&keyring, &row).unwrap();
+    let account = common::twilio::open_account(&keyring, &row).unwrap();
     let url = running.url("/webhooks/twilio/brand-status");
     let params: Vec<(String, String)> = [
         ("AccountSid", account.account_sid.as_str()),
@@ -780,7 +780,7 @@ async fn twilio_down_past_the_limit_needs_attention_then_resumes() {
 async fn onboarding(settings: &Settings, public_url: &str) -> (Arc<SqliteStore>, Onboarding) {
     let store = Arc::new(SqliteStore::open(&settings.store_path()).await.unwrap());
     let keyring = Keyring::parse(settings.credentials.keys.as_ref().unwrap()).unwrap();
-    let twilio = TwilioClient::new(&settings.providers.twilio.client_settings()).unwrap();
+    let twilio = TwilioClient::new(&(&settings.providers.twilio).into()).unwrap();
     let workflow = Onboarding::new(
         Arc::clone(&store) as Arc<dyn Store>,
         Arc::new(keyring),

@@ -149,7 +149,7 @@ async fn ses_events_are_bound_to_their_topic_tenant_recipient_and_time() {
     settings.credentials.keys = Some(keys.clone());
     settings.providers.ses.sns_topic_arns = vec![PLATFORM_TOPIC.to_owned()];
     settings.providers.ses.sns_cert_url = Some(origin.url("/cert.pem"));
-    let app = TestApp::all_in_one(settings.clone()).await;
+    let app = testing::all_in_one(settings.clone()).await;
     let running = Running {
         demo_key: app.demo_key().to_owned(),
         app,

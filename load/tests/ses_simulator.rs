@@ -10,14 +10,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use axum::body::Bytes;
 use axum::http::HeaderMap;
+use common::provider::{OutboundMessage, Provider, SendOutcome};
 use common::ses::events::SesEventType;
+use common::ses::provider::{SesProvider, StaticSesCredentials};
 use common::ses::sns::{CertUrlPolicy, CertificateSource, SnsError, SnsMessage, SnsVerifier};
 use common::ses::{
     BulkEmail, BulkEntry, EmailContent, OutboundEmail, RejectClass, SesAccount, SesClient, SesSendOutcome, SesSettings,
 };
 use common::{Envelope, Sender};
-use dispatcher::provider::ses::{SesProvider, StaticSesCredentials};
-use dispatcher::provider::{OutboundMessage, Provider, SendOutcome};
 use load::simulator::ses::{DEFAULT_ACCESS_KEY_ID, DEFAULT_TOPIC_ARN};
 use load::simulator::{RunningSimulator, SesSimConfig, Simulator, SimulatorConfig};
 use tokio::sync::mpsc;

@@ -564,10 +564,10 @@ async fn invalid_configurations_are_refused() {
 }
 
 /// An SMS from `FROM` to `to` through the dispatcher's Twilio provider.
-fn outbound(message_id: &str, to: &str) -> dispatcher::provider::OutboundMessage {
+fn outbound(message_id: &str, to: &str) -> common::provider::OutboundMessage {
     let value = serde_json::json!({"version": 1, "message_id": message_id, "tenant_id": "acme", "channel": "sms",
                                    "to": to, "body": format!("hello {message_id}")});
-    dispatcher::provider::OutboundMessage {
+    common::provider::OutboundMessage {
         envelope: common::Envelope::parse(&serde_json::to_vec(&value).unwrap()).unwrap(),
         sender: common::Sender::Phone(common::PhoneNumber::parse(FROM).unwrap()),
         segments: 1,
@@ -601,8 +601,8 @@ fn lost(message_id: &str, to: &str, lost_at: time::OffsetDateTime) -> common::st
 
 #[tokio::test]
 async fn a_create_whose_answer_was_lost_is_found_by_its_recipient_or_known_never_created() -> anyhow::Result<()> {
-    use dispatcher::provider::twilio::{StaticCredentials, TwilioProvider};
-    use dispatcher::provider::{Lookup, Provider, SendOutcome};
+    use common::provider::{Lookup, Provider, SendOutcome};
+    use common::twilio::provider::{StaticCredentials, TwilioProvider};
 
     let sim = start(SimulatorConfig {
         faults: Faults {

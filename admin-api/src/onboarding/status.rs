@@ -277,7 +277,7 @@ pub async fn brand_status_webhook(
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
     const SOURCE: &str = "twilio_brand_status";
-    let form = crate::webhooks::verified(&state, SOURCE, &uri, &headers, &body).await?;
+    let form = crate::webhooks::twilio::verified(&state, SOURCE, &uri, &headers, &body).await?;
     let (Some(brand_sid), Some(status)) = (form.get("BrandRegistrationSid"), form.get("BrandStatus")) else {
         // Bundle status callbacks (the customer profile's StatusCallback) carry no brand.
         count("ignored");

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use common::address::PhoneNumber;
-use common::credentials::{ACCOUNT_SID, seal, twilio_account};
+use common::credentials::{ACCOUNT_SID, seal};
 use common::store::{Brand, BrandStatus, NumberStatus, ProviderKind, SenderKind, SenderNumber, StoreError};
 use common::twilio::TwilioAccount;
 use common::twilio::accounts::{
@@ -13,6 +13,7 @@ use common::twilio::accounts::{
     EvaluationStatus, NewBrandRegistration, NewBundle, NewCampaign, NewEndUser, NewIncomingNumber, NewMessagingService,
     NewSupportingDocument, NumberSearch, SECONDARY_CUSTOMER_PROFILE_POLICY_SID,
 };
+use common::twilio::open_account;
 use common::{Channel, TenantId};
 use serde_json::json;
 
@@ -135,7 +136,7 @@ impl Onboarding {
             .credentials(tenant, Channel::Sms)
             .await?
             .ok_or_else(|| Fault::Attention("the SMS credentials were deleted during onboarding".to_owned()))?;
-        twilio_account(&self.keyring, &row)
+        open_account(&self.keyring, &row)
             .map_err(|error| Fault::Attention(format!("the stored SMS credentials cannot be used: {error}")))
     }
 
@@ -156,7 +157,7 @@ impl Onboarding {
     async fn subaccount(&self, brand: &mut Brand) -> Result<Outcome, Fault> {
         let tenant = brand.tenant_id.clone();
         if let Some(mut row) = self.store.credentials(&tenant, Channel::Sms).await? {
-            let account = twilio_account(&self.keyring, &row)
+            let account = open_account(&self.keyring, &row)
                 .map_err(|error| Fault::Attention(format!("the stored SMS credentials cannot be used: {error}")))?;
             if !row.is_verified {
                 let info = self.twilio.fetch_account(&account, &account.account_sid).await?;

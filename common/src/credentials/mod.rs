@@ -14,9 +14,7 @@ use time::OffsetDateTime;
 pub use keyring::{Keyring, KeyringError, LEGACY_SEALED_VERSION, SEALED_VERSION, generate_key};
 
 use crate::config::Settings;
-use crate::ses::SesAccount;
 use crate::store::{ChannelCredentials, ProviderKind};
-use crate::twilio::TwilioAccount;
 use crate::{Channel, TenantId};
 
 /// The non-secret setting naming a Twilio account.
@@ -189,33 +187,6 @@ pub fn setting<'a>(credentials: &'a ChannelCredentials, name: &'static str) -> O
     credentials.settings.get(name).and_then(Value::as_str)
 }
 
-/// The Twilio account a row holds.
-pub fn twilio_account(keyring: &Keyring, credentials: &ChannelCredentials) -> Result<TwilioAccount, CredentialsError> {
-    if credentials.provider != ProviderKind::Twilio {
-        return Err(CredentialsError::WrongProvider {
-            expected: ProviderKind::Twilio,
-            found: credentials.provider,
-        });
-    }
-    let sid = setting(credentials, ACCOUNT_SID).ok_or(CredentialsError::MissingSetting(ACCOUNT_SID))?;
-    Ok(TwilioAccount::new(sid, open(keyring, credentials)?))
-}
-
-/// The SES account a row holds.
-pub fn ses_account(keyring: &Keyring, credentials: &ChannelCredentials) -> Result<SesAccount, CredentialsError> {
-    if credentials.provider != ProviderKind::Ses {
-        return Err(CredentialsError::WrongProvider {
-            expected: ProviderKind::Ses,
-            found: credentials.provider,
-        });
-    }
-    let key = setting(credentials, ACCESS_KEY_ID).ok_or(CredentialsError::MissingSetting(ACCESS_KEY_ID))?;
-    let region = setting(credentials, REGION).ok_or(CredentialsError::MissingSetting(REGION))?;
-    let mut account = SesAccount::new(key, open(keyring, credentials)?, region);
-    account.configuration_set = setting(credentials, CONFIGURATION_SET).map(str::to_owned);
-    Ok(account)
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -224,48 +195,6 @@ mod tests {
 
     fn ring() -> Keyring {
         Keyring::parse(&SecretString::from(format!("k1:{}", generate_key().expose_secret()))).unwrap()
-    }
-
-    #[test]
-    fn a_twilio_row_round_trips_and_is_bound_to_its_tenant() {
-        let keyring = ring();
-        let tenant = TenantId::parse("acme").unwrap();
-        let row = seal(
-            &keyring,
-            &tenant,
-            Channel::Sms,
-            ProviderKind::Twilio,
-            json!({ ACCOUNT_SID: "AC123" }),
-            &SecretString::from("token-1"),
-        );
-        assert!(!row.is_verified);
-        let account = twilio_account(&keyring, &row).unwrap();
-        assert_eq!(account.account_sid, "AC123");
-        assert_eq!(account.auth_token.expose_secret(), "token-1");
-        let moved = ChannelCredentials {
-            tenant_id: TenantId::parse("other").unwrap(),
-            ..row.clone()
-        };
-        assert!(matches!(
-            twilio_account(&keyring, &moved),
-            Err(CredentialsError::Keyring(KeyringError::Tampered))
-        ));
-        let other_account = ChannelCredentials {
-            settings: json!({ ACCOUNT_SID: "AC456" }),
-            ..row.clone()
-        };
-        assert!(matches!(
-            twilio_account(&keyring, &other_account),
-            Err(CredentialsError::Keyring(KeyringError::Tampered))
-        ));
-        let ses = ChannelCredentials {
-            provider: ProviderKind::Ses,
-            ..row
-        };
-        assert!(matches!(
-            twilio_account(&keyring, &ses),
-            Err(CredentialsError::WrongProvider { .. })
-        ));
     }
 
     #[test]

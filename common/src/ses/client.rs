@@ -76,6 +76,16 @@ pub struct SesSettings {
     pub timeouts: SesTimeouts,
 }
 
+impl From<&crate::config::SesSettings> for SesSettings {
+    /// The client's settings from the process's `[providers.ses]`.
+    fn from(settings: &crate::config::SesSettings) -> Self {
+        Self {
+            endpoint: settings.endpoint.clone(),
+            ..Self::default()
+        }
+    }
+}
+
 /// An AWS account's SES credentials and sending options; `Debug` never shows the secret.
 #[derive(Debug, Clone)]
 pub struct SesAccount {

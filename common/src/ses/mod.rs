@@ -3,7 +3,8 @@
 //! its tenant and message id ([`tags`]), and maps every answer (or its absence) to an
 //! [`SesSendOutcome`] per message: what the dispatcher may safely do next. SES events come
 //! back as SNS notifications, whose signatures [`sns`] verifies; [`events`] says what each
-//! means for the message.
+//! means for the message. [`provider`] is the [`crate::provider::Provider`] the dispatcher
+//! sends email through.
 //!
 //! # Transient or unknown: the rule
 //!
@@ -50,6 +51,7 @@
 mod client;
 pub mod events;
 mod outcome;
+pub mod provider;
 pub mod sns;
 pub mod tags;
 
@@ -58,3 +60,21 @@ pub use client::{
     SesTimeouts,
 };
 pub use outcome::{RejectClass, SesSendOutcome, bulk_status_outcome};
+
+use crate::credentials::{self, ACCESS_KEY_ID, CONFIGURATION_SET, CredentialsError, Keyring, REGION, setting};
+use crate::store::{ChannelCredentials, ProviderKind};
+
+/// The SES account a stored row holds, its secret key opened with `keyring`.
+pub fn open_account(keyring: &Keyring, credentials: &ChannelCredentials) -> Result<SesAccount, CredentialsError> {
+    if credentials.provider != ProviderKind::Ses {
+        return Err(CredentialsError::WrongProvider {
+            expected: ProviderKind::Ses,
+            found: credentials.provider,
+        });
+    }
+    let key = setting(credentials, ACCESS_KEY_ID).ok_or(CredentialsError::MissingSetting(ACCESS_KEY_ID))?;
+    let region = setting(credentials, REGION).ok_or(CredentialsError::MissingSetting(REGION))?;
+    let mut account = SesAccount::new(key, credentials::open(keyring, credentials)?, region);
+    account.configuration_set = setting(credentials, CONFIGURATION_SET).map(str::to_owned);
+    Ok(account)
+}

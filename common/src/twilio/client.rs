@@ -111,6 +111,20 @@ impl Default for TwilioClientSettings {
     }
 }
 
+impl From<&crate::config::TwilioSettings> for TwilioClientSettings {
+    /// The client's settings from the process's `[providers.twilio]`.
+    fn from(settings: &crate::config::TwilioSettings) -> Self {
+        Self {
+            base_url: settings.api_url.clone(),
+            trusthub_base_url: settings.trusthub_url.clone(),
+            messaging_base_url: settings.messaging_url.clone(),
+            connect_timeout: Duration::from_millis(settings.connect_timeout_ms),
+            request_timeout: Duration::from_millis(settings.request_timeout_ms),
+            ..Self::default()
+        }
+    }
+}
+
 impl TwilioClientSettings {
     /// The default settings with all three APIs (REST, Trust Hub, Messaging) at `base_url`, as a
     /// simulator serves them.
@@ -365,7 +379,7 @@ impl TwilioClient {
 
     /// Creates a message: `POST {base}/2010-04-01/Accounts/{AccountSid}/Messages.json` with
     /// `form` (an `application/x-www-form-urlencoded` body, see
-    /// `create_message_form` in the dispatcher). See the module docs for how each
+    /// [`super::create_message_form`]). See the module docs for how each
     /// answer maps.
     pub async fn create_message(&self, account: &TwilioAccount, form: String) -> CreateOutcome {
         let request = self

@@ -2,14 +2,16 @@
 //! operations of tenant onboarding ([`accounts`]), what each of Twilio's error codes means for
 //! the message or the tenant ([`errors`]), the status callback URL that names its message
 //! ([`callback`]), the `X-Twilio-Signature` its webhooks carry ([`signature`]) and its message
-//! statuses ([`status`]). The
-//! dispatcher's provider sends with it; the admin API onboards tenants with it and checks its
-//! webhooks with it.
+//! statuses ([`status`]); the create-message form ([`request`]) and the [`provider`] the
+//! dispatcher sends through. The admin API onboards tenants with it and checks its webhooks
+//! with it.
 
 pub mod accounts;
 pub mod callback;
 pub mod client;
 pub mod errors;
+pub mod provider;
+pub mod request;
 pub mod signature;
 pub mod status;
 
@@ -20,6 +22,11 @@ pub use client::{
     TwilioClient, TwilioClientSettings,
 };
 pub use errors::{ErrorClass, KnownCode, classify, describe};
+pub use request::{MAX_VALIDITY_SECS, create_message_form};
+
+use crate::credentials::{self, ACCOUNT_SID, CredentialsError, Keyring, setting};
+use crate::ids::is_twilio_sid;
+use crate::store::{ChannelCredentials, ProviderKind};
 
 /// A well-formed Twilio account SID: `AC` and 32 hexadecimal digits. Anything that names an
 /// account (a webhook's `AccountSid`, a tenant's credentials) is parsed into one before it is
@@ -30,7 +37,7 @@ pub struct AccountSid(String);
 impl AccountSid {
     /// The SID, if `raw` is `AC` followed by exactly 32 hexadecimal digits.
     pub fn parse(raw: &str) -> Option<Self> {
-        is_sid(raw, &["AC"]).then(|| Self(raw.to_owned()))
+        is_twilio_sid(raw, &["AC"]).then(|| Self(raw.to_owned()))
     }
 
     /// The SID as Twilio writes it.
@@ -39,12 +46,10 @@ impl AccountSid {
     }
 }
 
-/// Whether `raw` is a Twilio SID with one of these two-letter prefixes: the prefix and 32
-/// hexadecimal digits (`AC` an account, `SM`/`MM` a message, `MG` a Messaging Service).
-pub fn is_sid(raw: &str, prefixes: &[&str]) -> bool {
-    raw.len() == 34
-        && prefixes.iter().any(|prefix| raw.starts_with(prefix))
-        && raw.as_bytes()[2..].iter().all(u8::is_ascii_hexdigit)
+impl std::fmt::Display for AccountSid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// A Twilio webhook's form (`application/x-www-form-urlencoded`), with the account it names.
@@ -77,15 +82,72 @@ impl WebhookForm {
     }
 }
 
-impl std::fmt::Display for AccountSid {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+/// The Twilio account a stored row holds, its auth token opened with `keyring`.
+pub fn open_account(keyring: &Keyring, credentials: &ChannelCredentials) -> Result<TwilioAccount, CredentialsError> {
+    if credentials.provider != ProviderKind::Twilio {
+        return Err(CredentialsError::WrongProvider {
+            expected: ProviderKind::Twilio,
+            found: credentials.provider,
+        });
     }
+    let sid = setting(credentials, ACCOUNT_SID).ok_or(CredentialsError::MissingSetting(ACCOUNT_SID))?;
+    Ok(TwilioAccount::new(sid, credentials::open(keyring, credentials)?))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::AccountSid;
+    use secrecy::{ExposeSecret, SecretString};
+    use serde_json::json;
+
+    use super::*;
+    use crate::credentials::{KeyringError, generate_key, seal};
+    use crate::{Channel, TenantId};
+
+    fn ring() -> Keyring {
+        Keyring::parse(&SecretString::from(format!("k1:{}", generate_key().expose_secret()))).unwrap()
+    }
+
+    #[test]
+    fn a_twilio_row_round_trips_and_is_bound_to_its_tenant() {
+        let keyring = ring();
+        let tenant = TenantId::parse("acme").unwrap();
+        let row = seal(
+            &keyring,
+            &tenant,
+            Channel::Sms,
+            ProviderKind::Twilio,
+            json!({ ACCOUNT_SID: "AC123" }),
+            &SecretString::from("token-1"),
+        );
+        assert!(!row.is_verified);
+        let account = open_account(&keyring, &row).unwrap();
+        assert_eq!(account.account_sid, "AC123");
+        assert_eq!(account.auth_token.expose_secret(), "token-1");
+        let moved = ChannelCredentials {
+            tenant_id: TenantId::parse("other").unwrap(),
+            ..row.clone()
+        };
+        assert!(matches!(
+            open_account(&keyring, &moved),
+            Err(CredentialsError::Keyring(KeyringError::Tampered))
+        ));
+        let other_account = ChannelCredentials {
+            settings: json!({ ACCOUNT_SID: "AC456" }),
+            ..row.clone()
+        };
+        assert!(matches!(
+            open_account(&keyring, &other_account),
+            Err(CredentialsError::Keyring(KeyringError::Tampered))
+        ));
+        let ses = ChannelCredentials {
+            provider: ProviderKind::Ses,
+            ..row
+        };
+        assert!(matches!(
+            open_account(&keyring, &ses),
+            Err(CredentialsError::WrongProvider { .. })
+        ));
+    }
 
     #[test]
     fn only_ac_and_32_hex_digits_is_an_account_sid() {

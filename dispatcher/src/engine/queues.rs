@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use super::{Admitted, Engine, Hold, Meta, ROUND_BUDGET, RoundRequests, Timer};
 use crate::pacing::{Rate, SenderKey};
-use crate::provider::OutboundMessage;
+use common::provider::OutboundMessage;
 
 pub(super) struct Queued {
     pub(super) message: OutboundMessage,

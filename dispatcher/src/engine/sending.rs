@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::queues::Queued;
 use super::{Engine, Meta, Timer};
-use crate::provider::{OutboundMessage, SendOutcome};
+use common::provider::{OutboundMessage, SendOutcome};
 
 /// A provider call's result, back from its task.
 pub(super) struct Completion {

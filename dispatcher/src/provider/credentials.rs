@@ -6,15 +6,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use common::credentials::{CredentialsError, Keyring, ses_account, twilio_account};
+use common::credentials::{CredentialsError, Keyring};
+use common::provider::CredentialError;
 use common::ses::SesAccount;
+use common::ses::provider::SesCredentials;
 use common::store::{ChannelCredentials, Store};
 use common::twilio::TwilioAccount;
+use common::twilio::provider::TwilioCredentials;
 use common::{Channel, TenantId};
-
-use super::CredentialError;
-use super::ses::SesCredentials;
-use super::twilio::TwilioCredentials;
 
 /// How long an answer (credentials, or their absence) is reused; a change made through the
 /// admin API reaches the dispatcher within this time.
@@ -91,13 +90,15 @@ impl StoreCredentials {
 #[async_trait]
 impl TwilioCredentials for StoreCredentials {
     async fn credentials(&self, tenant: &TenantId, channel: Channel) -> Result<TwilioAccount, CredentialError> {
-        self.account(&self.twilio, tenant, channel, twilio_account).await
+        self.account(&self.twilio, tenant, channel, common::twilio::open_account)
+            .await
     }
 }
 
 #[async_trait]
 impl SesCredentials for StoreCredentials {
     async fn credentials(&self, tenant: &TenantId) -> Result<SesAccount, CredentialError> {
-        self.account(&self.ses, tenant, Channel::Email, ses_account).await
+        self.account(&self.ses, tenant, Channel::Email, common::ses::open_account)
+            .await
     }
 }

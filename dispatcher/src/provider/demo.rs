@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tokio_util::time::DelayQueue;
 
-use super::{Lookup, OutboundMessage, Provider, SendOutcome};
 use crate::status::StatusWriter;
+use common::provider::{Lookup, OutboundMessage, Provider, SendOutcome};
 
 /// Simulates a provider for demo tenants.
 pub struct DemoProvider {

@@ -48,7 +48,7 @@ use common::{Channel, EmailAddress, MessageId, TenantId};
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use crate::webhooks::count;
+use super::count;
 use crate::{ApiError, AppState};
 
 const SOURCE: &str = "ses";

@@ -1,14 +1,16 @@
-//! The API's abuse limits over HTTP, on the all-in-one stack with small limits: a key past its
+//! The API's abuse limits over HTTP, on the admin API with small limits: a key past its
 //! request rate, a tenant past its credential checks or its event streams, each answered 429
 //! with a stable code and `Retry-After`, while other keys and tenants go on; a request past
 //! the request timeout, answered 503.
+
+mod support;
 
 use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use engageninja::testing::{self, TestApp};
+use common::testing;
 
 const PLATFORM_KEY: &str = "platform-test-key-limits";
 
@@ -22,9 +24,9 @@ async fn keys_and_tenants_past_their_limits_are_told_to_wait() {
     settings.demo.bootstrap = false;
     settings.onboarding.background_runner = false;
     testing::providers_unreachable(&mut settings);
-    let stack = TestApp::all_in_one(settings).await;
+    let api = support::spawn(settings).await;
     let send = |method: Method, path: &str, key: &str, body: Option<Value>| {
-        stack.request(method, path, Some(key), body.as_ref()).send()
+        api.request(method, path, Some(key), body.as_ref()).send()
     };
 
     // Two tenants, made with the platform key.
@@ -104,7 +106,7 @@ async fn keys_and_tenants_past_their_limits_are_told_to_wait() {
     let body: Value = second.json().await.unwrap();
     assert_eq!(body["error"]["code"], "credential_checks_exhausted");
 
-    stack.shutdown().await;
+    api.shutdown().await;
 }
 
 /// A request that takes longer than `admin.request_timeout_secs` is answered 503
@@ -127,8 +129,8 @@ async fn a_request_past_the_timeout_is_answered_503() {
     settings.onboarding.background_runner = false;
     settings.providers.twilio.api_url = silent_url;
     settings.providers.twilio.request_timeout_ms = 60_000;
-    let stack = TestApp::all_in_one(settings).await;
-    let (status, created) = stack
+    let api = support::spawn(settings).await;
+    let (status, created) = api
         .call(
             Method::POST,
             "/v1/admin/tenants",
@@ -140,7 +142,7 @@ async fn a_request_past_the_timeout_is_answered_503() {
     let key = created["api_key"]["secret"].as_str().unwrap().to_owned();
 
     let started = tokio::time::Instant::now();
-    let (status, body) = stack
+    let (status, body) = api
         .call(
             Method::POST,
             "/v1/channels/sms",
@@ -154,6 +156,6 @@ async fn a_request_past_the_timeout_is_answered_503() {
         started.elapsed() < Duration::from_secs(50),
         "answered at the API's deadline, not the client's"
     );
-    stack.shutdown().await;
+    api.shutdown().await;
     held.abort();
 }

@@ -14,12 +14,11 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use base64::Engine as _;
+use common::provider::{CredentialError, Lookup, OutboundMessage, Provider, SendOutcome};
 use common::store::MessageRecord;
+use common::twilio::provider::{StaticCredentials, TwilioCredentials, TwilioProvider};
 use common::twilio::{CreateOutcome, ErrorClass, FetchOutcome, TwilioAccount, TwilioClient, TwilioClientSettings};
 use common::{Channel, Envelope, MessageId, MessageStatus, PhoneNumber, Priority, Sender, TenantId};
-use dispatcher::provider::CredentialError;
-use dispatcher::provider::twilio::{StaticCredentials, TwilioCredentials, TwilioProvider};
-use dispatcher::provider::{Lookup, OutboundMessage, Provider, SendOutcome};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use tokio::io::AsyncReadExt;
@@ -98,7 +97,7 @@ async fn handle(
         path: uri.path().to_owned(),
         authorization: text(header::AUTHORIZATION),
         content_type: text(header::CONTENT_TYPE),
-        form: form_urlencoded::parse(&body).into_owned().collect(),
+        form: url::form_urlencoded::parse(&body).into_owned().collect(),
         peer,
     };
     let answer = (twin.script)(&seen);

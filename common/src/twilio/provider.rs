@@ -1,7 +1,8 @@
 //! Twilio (SMS and WhatsApp) behind the [`Provider`] trait.
 //!
-//! - [`request`]: the form body of "create message" ([`create_message_form`]), on the hot path.
-//! - [`common::twilio`]: [`TwilioClient`], the HTTP client (create and fetch), the rule that
+//! - [`super::request`]: the form body of "create message" ([`create_message_form`]), on the
+//!   hot path.
+//! - [`super::client`]: [`TwilioClient`], the HTTP client (create and fetch), the rule that
 //!   decides between a transient failure (safe to resend) and an unknown outcome (never resend
 //!   blindly), and Twilio's error codes with their [`ErrorClass`].
 //! - Here: [`TwilioProvider`], which sends each message of a batch as its own request (Twilio
@@ -25,27 +26,24 @@
 //! Reconciliation fetches a message by its SID, or, for an `unknown` one whose create answer
 //! was lost, lists the recipient's messages (`TwilioProvider::lookup`).
 
-pub mod request;
-
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use common::address::WHATSAPP_PREFIX;
-use common::credentials::{ACCOUNT_SID, setting};
-use common::store::{ChannelCredentials, MessageRecord};
-use common::twilio::status::TwilioStatus;
-use common::{Channel, MessageStatus, TenantId};
 use time::OffsetDateTime;
 
-use common::twilio::{
+use super::request::create_message_form;
+use super::status::TwilioStatus;
+use super::{
     CreateOutcome, ErrorClass, FetchOutcome, ListOutcome, ListedMessage, StatusCallbackField, TwilioAccount,
     TwilioClient,
 };
-pub use request::{MAX_VALIDITY_SECS, create_message_form};
-
-use super::{CredentialError, Lookup, OutboundMessage, Provider, SendOutcome};
+use crate::address::WHATSAPP_PREFIX;
+use crate::credentials::{ACCOUNT_SID, setting};
+use crate::provider::{CredentialError, Lookup, OutboundMessage, Provider, SendOutcome};
+use crate::store::{ChannelCredentials, MessageRecord};
+use crate::{Channel, MessageStatus, TenantId};
 
 /// Where a tenant's Twilio account credentials come from (the store's sealed channel
 /// credentials, or one platform account). Called once per message sent or looked up, so an
@@ -86,7 +84,7 @@ impl fmt::Debug for TwilioProvider {
 impl TwilioProvider {
     /// A provider sending through `client` with the credentials `credentials` hands out, asking
     /// Twilio to report statuses to `status_callback` with each message's tenant and id added
-    /// to the query ([`common::twilio::callback`]): the signed URL names the message.
+    /// to the query ([`crate::twilio::callback`]): the signed URL names the message.
     pub fn new(client: TwilioClient, credentials: Arc<dyn TwilioCredentials>, status_callback: Option<String>) -> Self {
         Self {
             client,

@@ -6,10 +6,10 @@
 
 use std::sync::Arc;
 
+use common::provider::{OutboundMessage, Provider, SendOutcome};
+use common::ses::provider::{SesProvider, StaticSesCredentials};
 use common::ses::{SesAccount, SesClient, SesSettings};
 use common::{Envelope, Sender};
-use dispatcher::provider::ses::{SesProvider, StaticSesCredentials};
-use dispatcher::provider::{OutboundMessage, Provider, SendOutcome};
 
 /// The moto URL, or `None` (after saying why) when the test should be skipped.
 fn moto_url() -> Option<String> {

@@ -36,25 +36,24 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use common::address::PhoneNumber;
-use common::credentials::twilio_account;
+use common::ids::is_twilio_sid;
 use common::store::{AuditEntry, StatusUpdate, StoreError, Suppression, SuppressionReason};
 use common::telemetry::untrusted;
 use common::twilio::signature::{SIGNATURE_HEADER, verify};
 use common::twilio::status::TwilioStatus;
-use common::twilio::{AccountSid, WebhookForm, callback_target, is_sid};
+use common::twilio::{AccountSid, ErrorClass, WebhookForm, callback_target, classify};
 use common::{Channel, TenantId};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use time::OffsetDateTime;
 
+use super::count;
 use crate::{ApiError, AppState};
 
 /// Opt-out keywords (the carriers' standard set).
 const OPT_OUT: [&str; 6] = ["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"];
 /// Keywords that lift an opt-out.
 const OPT_IN: [&str; 3] = ["START", "YES", "UNSTOP"];
-/// Twilio's code for a message to a recipient who opted out.
-const UNSUBSCRIBED: &str = "21610";
 
 /// A webhook's form parameters, checked against its signature.
 pub(crate) struct SignedForm {
@@ -67,10 +66,6 @@ impl SignedForm {
     pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.form.get(name)
     }
-}
-
-pub(crate) fn count(source: &'static str, outcome: &'static str) {
-    metrics::counter!("admin_webhooks_total", "source" => source, "outcome" => outcome).increment(1);
 }
 
 /// Parses the form and verifies its signature with the tokens stored for its account. A form
@@ -162,7 +157,7 @@ impl SigningKeys {
     async fn read(&self, state: &AppState, account: &AccountSid) -> Result<AccountKeys, StoreError> {
         let mut keys = Vec::new();
         for row in state.store.credentials_by_account(account.as_str()).await? {
-            match twilio_account(&state.keyring, &row) {
+            match common::twilio::open_account(&state.keyring, &row) {
                 Ok(opened) => keys.push((row.tenant_id, opened.auth_token)),
                 Err(error) => {
                     tracing::error!(tenant = %row.tenant_id, channel = %row.channel, %error, "stored twilio credentials do not open");
@@ -251,9 +246,11 @@ pub(crate) async fn twilio_status(
         .get("ErrorCode")
         .filter(|code| !code.is_empty() && status.is_failure());
     let now = OffsetDateTime::now_utc();
-    if code == Some(UNSUBSCRIBED)
-        && let Some(record) = state.store.message(&tenant, &message_id).await?
-    {
+    // Twilio's error table says which codes mean the recipient opted out (21610).
+    let opted_out = code
+        .and_then(|code| code.parse().ok())
+        .is_some_and(|code| classify(code) == ErrorClass::SuppressRecipient);
+    if opted_out && let Some(record) = state.store.message(&tenant, &message_id).await? {
         state
             .store
             .suppress(&Suppression {
@@ -411,7 +408,7 @@ fn empty_twiml() -> Response {
 
 /// A Twilio message SID (`SM` or `MM` and 32 hexadecimal digits), or a 422 naming the field.
 fn message_sid<'a>(source: &'static str, raw: &'a str) -> Result<&'a str, ApiError> {
-    if is_sid(raw, &["SM", "MM"]) {
+    if is_twilio_sid(raw, &["SM", "MM"]) {
         Ok(raw)
     } else {
         count(source, "malformed");

@@ -1,6 +1,6 @@
 //! Email through AWS SES v2 behind the [`Provider`] trait.
 //!
-//! - [`common::ses`]: [`SesClient`] (`SendEmail`, `SendBulkEmail`, one SDK client per account),
+//! - [`super`]: [`SesClient`] (`SendEmail`, `SendBulkEmail`, one SDK client per account),
 //!   the rule that decides between a transient failure (safe to resend) and an unknown outcome
 //!   (never resend blindly), and the table mapping SES's errors and bulk entry statuses.
 //! - Here: [`SesProvider`], which sends a batch of templated messages of one tenant, template
@@ -35,15 +35,15 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use common::credentials::{ACCESS_KEY_ID, setting};
-use common::ses::{
+
+use super::{
     BulkEmail, BulkEntry, EmailContent, MAX_BULK_ENTRIES, OutboundEmail, RejectClass, SesAccount, SesClient,
     SesSendOutcome,
 };
-use common::store::{ChannelCredentials, MessageRecord};
-use common::{Content, Sender, TenantId};
-
-use super::{CredentialError, Lookup, OutboundMessage, Provider, SendOutcome};
+use crate::credentials::{ACCESS_KEY_ID, setting};
+use crate::provider::{CredentialError, Lookup, OutboundMessage, Provider, SendOutcome};
+use crate::store::{ChannelCredentials, MessageRecord};
+use crate::{Content, Sender, TenantId};
 
 /// Where a tenant's SES account comes from (the store's sealed channel credentials, or one
 /// platform account). Called once per group of messages sent, so an implementation that reads
@@ -351,8 +351,8 @@ impl Provider for SesProvider {
 mod tests {
     use std::collections::BTreeMap;
 
-    use common::ses::SesSettings;
-    use common::{Envelope, MessageId};
+    use crate::ses::SesSettings;
+    use crate::{Envelope, MessageId};
 
     use super::*;
 
@@ -441,11 +441,11 @@ mod tests {
             tenant_id: TenantId::parse("t1").unwrap(),
             message_id: MessageId::parse("m1").unwrap(),
             campaign_id: None,
-            channel: common::Channel::Email,
+            channel: crate::Channel::Email,
             recipient: "someone@example.com".into(),
-            priority: common::Priority::Transactional,
+            priority: crate::Priority::Transactional,
             segments: 1,
-            status: common::MessageStatus::Sent,
+            status: crate::MessageStatus::Sent,
             reason: None,
             provider_message_id: Some("0100".into()),
             accepted_at: now,

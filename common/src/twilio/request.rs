@@ -1,12 +1,12 @@
 //! The body of Twilio's "create message" request
 //! (`POST /2010-04-01/Accounts/{AccountSid}/Messages.json`), built once per send on the hot path.
 
-use common::envelope::Content;
-use common::twilio::StatusCallbackField;
-use common::{Channel, Recipient, Sender};
 use time::OffsetDateTime;
 
+use super::StatusCallbackField;
+use crate::envelope::Content;
 use crate::provider::OutboundMessage;
+use crate::{Channel, Recipient, Sender};
 
 /// Twilio's longest validity period, in seconds (its default too).
 pub const MAX_VALIDITY_SECS: i64 = 36_000;
@@ -14,7 +14,7 @@ pub const MAX_VALIDITY_SECS: i64 = 36_000;
 /// The `application/x-www-form-urlencoded` body that creates `message`: `To`, exactly one of
 /// `From` or `MessagingServiceSid`, `Body` or `ContentSid` + `ContentVariables` (never both),
 /// `ValidityPeriod` from the envelope's expiry (1 to 36,000 s), and `StatusCallback`
-/// (`status_callback` naming the message: [`common::twilio::status_callback_url`]).
+/// (`status_callback` naming the message: [`super::status_callback_url`]).
 pub fn create_message_form(
     message: &OutboundMessage,
     status_callback: Option<&StatusCallbackField>,
@@ -22,7 +22,7 @@ pub fn create_message_form(
 ) -> String {
     let envelope = &message.envelope;
     let whatsapp = envelope.channel == Channel::Whatsapp;
-    let mut form = form_urlencoded::Serializer::new(String::with_capacity(512));
+    let mut form = url::form_urlencoded::Serializer::new(String::with_capacity(512));
     match &envelope.to {
         Recipient::Phone(number) if whatsapp => form.append_pair("To", &number.whatsapp_address()),
         recipient => form.append_pair("To", recipient.as_str()),
@@ -56,7 +56,7 @@ pub fn create_message_form(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use common::{Envelope, PhoneNumber};
+    use crate::{Envelope, PhoneNumber};
     use std::collections::HashMap;
 
     fn outbound(value: serde_json::Value, sender: Sender) -> OutboundMessage {
@@ -71,7 +71,7 @@ mod tests {
     }
 
     fn pairs(form: &str) -> HashMap<String, String> {
-        form_urlencoded::parse(form.as_bytes()).into_owned().collect()
+        url::form_urlencoded::parse(form.as_bytes()).into_owned().collect()
     }
 
     fn number(raw: &str) -> Sender {
