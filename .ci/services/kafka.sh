@@ -4,7 +4,7 @@
 #
 # Usage: kafka.sh fetch|start|stop|status|restart|smoke|tool MAIN_CLASS [ARGS...]|classpath
 #   fetch      resolve the broker and tools jars into the cache (Maven, once per version)
-#   start      fetch if needed, write server.properties, format storage once, start the
+#   start      fetch if needed, write server.properties, format fresh storage, start the
 #              broker in the background and wait until it answers a metadata request
 #              with itself as a live broker; a no-op when it is already running
 #              (on a timeout it prints the log's last lines and stops the broker)
@@ -21,7 +21,7 @@
 #   ENGAGENINJA_KAFKA_CONTROLLER_PORT    [19093] KRaft controller listener on 127.0.0.1
 #   ENGAGENINJA_KAFKA_AUTO_CREATE_TOPICS [false] auto.create.topics.enable
 #   ENGAGENINJA_KAFKA_HEAP               [512m]  -Xmx of the broker (-Xms is 128m)
-#   ENGAGENINJA_KAFKA_START_TIMEOUT      [60]    seconds to wait for readiness
+#   ENGAGENINJA_KAFKA_START_TIMEOUT      [180]   seconds to wait for readiness
 #   ENGAGENINJA_SERVICES_DIR             [/tmp/engageninja-services] data under $DIR/kafka
 #   ENGAGENINJA_CACHE_DIR                [${XDG_CACHE_HOME:-$HOME/.cache}/engageninja]
 #   ENGAGENINJA_MAVEN_REPO_LOCAL         [Maven's default, ~/.m2/repository]
@@ -33,7 +33,7 @@ PORT="${ENGAGENINJA_KAFKA_PORT:-19092}"
 CONTROLLER_PORT="${ENGAGENINJA_KAFKA_CONTROLLER_PORT:-19093}"
 AUTO_CREATE="${ENGAGENINJA_KAFKA_AUTO_CREATE_TOPICS:-false}"
 HEAP="${ENGAGENINJA_KAFKA_HEAP:-512m}"
-START_TIMEOUT="${ENGAGENINJA_KAFKA_START_TIMEOUT:-60}"
+START_TIMEOUT="${ENGAGENINJA_KAFKA_START_TIMEOUT:-180}"
 NICE="${ENGAGENINJA_NICE:-10}"
 SERVICES_DIR="${ENGAGENINJA_SERVICES_DIR:-/tmp/engageninja-services}"
 CACHE_ROOT="${ENGAGENINJA_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/engageninja}"
@@ -289,6 +289,10 @@ start() {
         die "port 127.0.0.1:$p is taken by another process (set ENGAGENINJA_KAFKA_PORT / ENGAGENINJA_KAFKA_CONTROLLER_PORT)"
       fi
     done
+    # A test broker starts empty, as the Cassandra node does: every run creates topics of its
+    # own, and thousands of partitions left by earlier runs made the broker load them all
+    # before answering (past the timeout on a busy machine).
+    rm -rf "${DATA:?}/kraft-logs"
     write_config
     format_storage
     say "starting Kafka $VERSION on 127.0.0.1:$PORT (controller :$CONTROLLER_PORT), data in $DATA, log $LOG"
