@@ -78,11 +78,11 @@ run() {
   tenant_key=$(grep -o 'enk_[0-9a-f]*' "$DIR/stdout" | head -n 1)
   [[ -n "$tenant_key" ]] || die "engageninja printed no demo tenant key"
 
-  # As the demo tenant: every tenant route and the webhooks (the event stream, slow by design,
-  # with fewer examples). Then as the platform admin, whose routes may delete tenants, and
-  # without revoking the key the run uses.
+  # As the demo tenant: every tenant route, the webhooks and the unsubscribe links (the event
+  # stream, slow by design, with fewer examples). Then as the platform admin, whose routes may
+  # delete tenants, and without revoking the key the run uses.
   say "tenant routes (seed $SEED, $EXAMPLES examples)"
-  fuzz "$tenant_key" '^/(v1/(?!admin/|campaigns/[^/]+/events)|webhooks/)' "$EXAMPLES" || status=1
+  fuzz "$tenant_key" '^/(v1/(?!admin/|campaigns/[^/]+/events)|webhooks/|unsubscribe/)' "$EXAMPLES" || status=1
   fuzz "$tenant_key" '^/v1/campaigns/[^/]+/events$' 3 || status=1
   say "platform routes"
   fuzz "$PLATFORM_KEY" '^/v1/admin/' "$EXAMPLES" --exclude-operation-id platform_revoke_key || status=1

@@ -3,7 +3,8 @@
 //! SMS and WhatsApp take a Twilio account (`account_sid`, `auth_token`); email takes AWS keys
 //! (`access_key_id`, `secret_access_key`, `region`), the sender address (`from_address`) and an
 //! optional SES configuration set (`configuration_set`, whose SNS destination brings events
-//! back). The secret is sealed with AES-256-GCM before it is stored and is never answered or
+//! back), and how one-click unsubscribe works for its mail (`unsubscribe_mailbox`,
+//! `unsubscribe_transactional`). The secret is sealed with AES-256-GCM before it is stored and is never answered or
 //! logged. On save the credentials are checked against the provider (Twilio: fetch the
 //! account; SES: fetch the account's sending status), and the answer says whether they
 //! passed (`is_verified`) or why not (`verification_error`); the dispatcher sends only with
@@ -15,7 +16,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use common::address::EmailAddress;
 use common::credentials::{
-    ACCESS_KEY_ID, ACCOUNT_SID, CONFIGURATION_SET, FROM_ADDRESS, REGION, SNS_TOPIC_ARN, seal, setting,
+    ACCESS_KEY_ID, ACCOUNT_SID, CONFIGURATION_SET, FROM_ADDRESS, REGION, SNS_TOPIC_ARN, UNSUBSCRIBE_MAILBOX,
+    UNSUBSCRIBE_TRANSACTIONAL, seal, setting,
 };
 use common::store::{ChannelCredentials, ProviderKind};
 use common::twilio::accounts::{AccountOpError, AccountStatus};
@@ -26,7 +28,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use crate::auth::TenantCaller;
-use crate::form::{self, Field};
+use crate::form::{self, Field, Kind};
 use crate::{ApiError, AppState};
 
 /// A channel's credentials as answered: everything but the secret.
@@ -79,7 +81,7 @@ pub(crate) const TWILIO_FIELDS: [Field; 2] = [
 ];
 
 /// The fields of SES credentials (`email`), as parsed and documented.
-pub(crate) const SES_FIELDS: [Field; 6] = [
+pub(crate) const SES_FIELDS: [Field; 8] = [
     Field::text(ACCESS_KEY_ID, &rules::ACCESS_KEY_ID, true, "The AWS access key id."),
     Field::text(
         "secret_access_key",
@@ -102,6 +104,20 @@ pub(crate) const SES_FIELDS: [Field; 6] = [
         "The tenant's own SNS topic of that destination, subscribed to \
          `POST /webhooks/ses?tenant=<tenant id>`: its events are accepted for this tenant only.",
     ),
+    Field::text(
+        UNSUBSCRIBE_MAILBOX,
+        &rules::EMAIL,
+        false,
+        "Where unsubscribe requests by email go (the `mailto` of `List-Unsubscribe`); the sender \
+         address when absent.",
+    ),
+    Field {
+        name: UNSUBSCRIBE_TRANSACTIONAL,
+        kind: Kind::Flag,
+        required: false,
+        description: "Whether transactional email carries the one-click unsubscribe headers too \
+                      (marketing email always does); false when absent.",
+    },
 ];
 
 crate::openapi::body!(
@@ -147,6 +163,14 @@ fn parse_credentials(
             }
             if let Some(topic) = topic {
                 settings[SNS_TOPIC_ARN] = Value::String(topic);
+            }
+            if let Some(mailbox) = fields.text(UNSUBSCRIBE_MAILBOX) {
+                let mailbox = EmailAddress::parse(mailbox)
+                    .map_err(|error| ApiError::invalid(UNSUBSCRIBE_MAILBOX, error.to_string()))?;
+                settings[UNSUBSCRIBE_MAILBOX] = Value::String(mailbox.as_str().to_owned());
+            }
+            if fields.flag(UNSUBSCRIBE_TRANSACTIONAL) {
+                settings[UNSUBSCRIBE_TRANSACTIONAL] = Value::Bool(true);
             }
             Ok(seal(
                 &state.keyring,

@@ -12,6 +12,7 @@
 //! - [`platform`], [`demo`]: the platform-admin key's routes; demo tenants and their clean-up.
 //! - `webhooks`: providers' callbacks, one file per provider (Twilio's, SES's), verified
 //!   before anything is read.
+//! - `unsubscribe`: the one-click unsubscribe links of marketing email (RFC 8058), no login.
 //! - [`auth`], `limits`, `error`, `form`: API keys, abuse limits and the request timeout, the
 //!   error shape, request bodies read against field tables.
 //! - [`openapi`](mod@openapi): the OpenAPI document, from the same routes and tables.
@@ -32,6 +33,7 @@ pub mod onboarding;
 pub mod openapi;
 pub mod platform;
 pub mod reseal;
+mod unsubscribe;
 mod usage;
 mod webhooks;
 
@@ -262,6 +264,7 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(webhooks::twilio::twilio_status))
         .routes(routes!(webhooks::twilio::twilio_inbound))
         .routes(routes!(webhooks::ses::ses))
+        .routes(routes!(unsubscribe::one_click, unsubscribe::confirm))
 }
 
 /// Schemas no operation references by type: the campaign counts (carried as JSON text in the

@@ -4,7 +4,7 @@
 use metrics::{Unit, describe_counter};
 
 /// The webhook sources and the outcomes each can count.
-const WEBHOOK_OUTCOMES: [(&str, &[&str]); 4] = [
+const WEBHOOK_OUTCOMES: [(&str, &[&str]); 5] = [
     (
         "twilio_status",
         &[
@@ -47,6 +47,7 @@ const WEBHOOK_OUTCOMES: [(&str, &[&str]); 4] = [
         "twilio_brand_status",
         &["applied", "unknown_brand", "malformed_account", "invalid_signature"],
     ),
+    ("unsubscribe", &["applied", "repeated", "invalid_token"]),
 ];
 
 /// Describes every admin API metric and sets the series of known labels to zero.

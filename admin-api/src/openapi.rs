@@ -33,7 +33,8 @@ pub const PLATFORM_SCHEME: &str = "platform_admin";
         description = "Tenants submit messages and campaigns, manage channel credentials, business \
                        information and API keys under `/v1` with their API key; the platform \
                        manages tenants, plans and demo tenants under `/v1/admin` with the \
-                       platform-admin key. Providers call `/webhooks`. Errors answer \
+                       platform-admin key. Providers call `/webhooks`; mail clients call \
+                       `/unsubscribe`. Errors answer \
                        `{\"error\": {\"code\", \"message\", \"field\", \"fields\"}}`."
     ),
     modifiers(&SecuritySchemes),
@@ -48,6 +49,7 @@ pub const PLATFORM_SCHEME: &str = "platform_admin";
         (name = "api-keys", description = "The tenant's own API keys"),
         (name = "platform", description = "Platform administration: tenants, plans, demo tenants"),
         (name = "webhooks", description = "Provider callbacks, authenticated by their signatures"),
+        (name = "unsubscribe", description = "One-click unsubscribe links of marketing email (RFC 8058), authenticated by their sealed token"),
         (name = "ops", description = "This document"),
     )
 )]

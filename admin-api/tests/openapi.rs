@@ -48,6 +48,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/webhooks/twilio/status"),
     ("POST", "/webhooks/twilio/inbound"),
     ("POST", "/webhooks/ses"),
+    ("POST", "/unsubscribe/{token}"),
+    ("GET", "/unsubscribe/{token}"),
     ("GET", "/openapi.json"),
 ];
 
@@ -182,6 +184,7 @@ fn concrete(path: &str) -> String {
     path.replace("{channel}", "sms")
         .replace("{id}", "x1")
         .replace("{key_id}", "x1")
+        .replace("{token}", "k1.AAAA")
 }
 
 #[tokio::test]

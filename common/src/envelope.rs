@@ -92,11 +92,14 @@ impl EnvelopeError {
     }
 }
 
-/// What a message says: free text, or a provider template with its variables.
+/// What a message says: free text, an email's own parts, or a provider template with its
+/// variables.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Content {
-    /// Free text (for email, the text part).
+    /// Free text (SMS, WhatsApp).
     Body(String),
+    /// An email's text part, HTML part, or both (at least one).
+    Email(EmailParts),
     /// A template held at the provider (SES template name, Twilio Content SID).
     Template {
         /// The template's id at the provider.
@@ -104,6 +107,15 @@ pub enum Content {
         /// Values for the template's placeholders.
         variables: BTreeMap<String, String>,
     },
+}
+
+/// The parts of an email written by the producer: at least one of them is present.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailParts {
+    /// The plain-text part (`body`).
+    pub text: Option<String>,
+    /// The HTML part (`html`).
+    pub html: Option<String>,
 }
 
 /// One message to send, parsed and valid.
@@ -127,7 +139,7 @@ pub struct Envelope {
     pub priority: Priority,
     /// What it says.
     pub content: Content,
-    /// The email subject (email with a body only).
+    /// The email subject (email with its own parts only).
     pub subject: Option<String>,
     /// Not to be sent before this time.
     pub not_before: Option<OffsetDateTime>,
@@ -163,6 +175,8 @@ struct WireV1 {
     priority: Priority,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     body: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    html: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     template: Option<WireTemplate>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -263,19 +277,36 @@ impl Envelope {
             .map(|raw| Sender::parse(channel, &raw))
             .transpose()
             .map_err(|err| EnvelopeError::field_error("from", err))?;
-        let content = match (wire.body, wire.template) {
-            (Some(_), Some(_)) => {
+        let content = match (channel, wire.body, wire.html, wire.template) {
+            (_, Some(_), _, Some(_)) | (Channel::Email, None, Some(_), Some(_)) => {
                 return Err(EnvelopeError::field_error(
                     "body",
-                    "give either body or template, not both",
+                    "give either a body or a template, not both",
                 ));
             }
-            (None, None) => return Err(EnvelopeError::field_error("body", "a body or a template is required")),
-            (Some(body), None) => {
+            (Channel::Sms | Channel::Whatsapp, _, Some(_), _) => {
+                return Err(EnvelopeError::field_error(
+                    "html",
+                    "only email messages have an html part",
+                ));
+            }
+            (_, None, None, None) => {
+                return Err(EnvelopeError::field_error("body", "a body or a template is required"));
+            }
+            (Channel::Email, text, html, None) => {
+                if let Some(text) = &text {
+                    check_body(channel, text)?;
+                }
+                if html.as_ref().is_some_and(String::is_empty) {
+                    return Err(EnvelopeError::field_error("html", "must not be empty"));
+                }
+                Content::Email(EmailParts { text, html })
+            }
+            (_, Some(body), None, None) => {
                 check_body(channel, &body)?;
                 Content::Body(body)
             }
-            (None, Some(template)) => {
+            (_, None, None, Some(template)) => {
                 if let Err(hint) = rules::TEMPLATE_ID.check(&template.id) {
                     return Err(EnvelopeError::field_error("template.id", hint));
                 }
@@ -286,10 +317,10 @@ impl Envelope {
             }
         };
         match (&content, &wire.subject, channel) {
-            (Content::Body(_), None, Channel::Email) => {
+            (Content::Email(_), None, Channel::Email) => {
                 return Err(EnvelopeError::field_error(
                     "subject",
-                    "an email with a body needs a subject",
+                    "an email with a body or html needs a subject",
                 ));
             }
             (_, Some(_), Channel::Sms | Channel::Whatsapp) => {
@@ -341,9 +372,11 @@ impl Envelope {
 
     /// Encodes the envelope as version-1 JSON, the form [`Envelope::parse`] reads.
     pub fn to_json(&self) -> Vec<u8> {
-        let (body, template) = match &self.content {
-            Content::Body(body) => (Some(body.clone()), None),
+        let (body, html, template) = match &self.content {
+            Content::Body(body) => (Some(body.clone()), None, None),
+            Content::Email(parts) => (parts.text.clone(), parts.html.clone(), None),
             Content::Template { id, variables } => (
+                None,
                 None,
                 Some(WireTemplate {
                     id: id.clone(),
@@ -366,6 +399,7 @@ impl Envelope {
             from: self.from.as_ref().map(ToString::to_string),
             priority: self.priority,
             body,
+            html,
             template,
             subject: self.subject.clone(),
             not_before: self.not_before,
@@ -508,6 +542,47 @@ mod tests {
             let bytes = envelope.to_json();
             assert_eq!(Envelope::parse(&bytes).unwrap(), envelope);
         }
+    }
+
+    #[test]
+    fn an_email_carries_text_html_or_both() {
+        let mut email = sms();
+        email["channel"] = json!("email");
+        email["to"] = json!("ana@example.com");
+        email["subject"] = json!("Spring sale");
+        email["html"] = json!("<p>Half off</p>");
+        let both = parse(&email).unwrap();
+        assert_eq!(
+            both.content,
+            Content::Email(EmailParts {
+                text: Some("Your code is 123456".into()),
+                html: Some("<p>Half off</p>".into()),
+            })
+        );
+        assert_eq!(Envelope::parse(&both.to_json()).unwrap(), both);
+        email.as_object_mut().unwrap().remove("body");
+        let html_only = parse(&email).unwrap();
+        assert_eq!(
+            html_only.content,
+            Content::Email(EmailParts {
+                text: None,
+                html: Some("<p>Half off</p>".into()),
+            })
+        );
+        assert_eq!(Envelope::parse(&html_only.to_json()).unwrap(), html_only);
+
+        let mut empty = email.clone();
+        empty["html"] = json!("");
+        assert_eq!(field_of(&empty).as_deref(), Some("html"));
+        let mut no_subject = email.clone();
+        no_subject.as_object_mut().unwrap().remove("subject");
+        assert_eq!(field_of(&no_subject).as_deref(), Some("subject"));
+        let mut with_template = email.clone();
+        with_template["template"] = json!({"id": "spring"});
+        assert_eq!(field_of(&with_template).as_deref(), Some("body"));
+        let mut sms_html = sms();
+        sms_html["html"] = json!("<p>hi</p>");
+        assert_eq!(field_of(&sms_html).as_deref(), Some("html"));
     }
 
     fn strip_nulls(mut value: Value) -> Value {

@@ -12,7 +12,8 @@
 //!   holding everything about it: [`twilio`] (client, request building, error table, status
 //!   mapping, onboarding operations, webhook signatures and callbacks, its [`provider::Provider`]),
 //!   [`ses`] (the same, and the SNS signatures its events come with); [`credentials`] (the key
-//!   ring and sealed credentials), [`readiness`] (whether a live tenant's channel can send).
+//!   ring and sealed credentials), [`readiness`] (whether a live tenant's channel can send),
+//!   [`unsubscribe`] (the one-click unsubscribe links of marketing email).
 //! - Running a process: [`config`], [`telemetry`], [`process`], [`http`]; and, with the
 //!   `testing` feature, running one in a test (`testing`: the one harness every suite uses).
 
@@ -38,9 +39,10 @@ pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod twilio;
+pub mod unsubscribe;
 
 pub use address::{EmailAddress, PhoneNumber};
 pub use channel::{Channel, Priority, Recipient, Sender};
-pub use envelope::{Content, Envelope, EnvelopeError};
+pub use envelope::{Content, EmailParts, Envelope, EnvelopeError};
 pub use ids::{CampaignId, ContactId, MessageId, TenantId};
 pub use status::MessageStatus;

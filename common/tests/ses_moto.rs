@@ -1,15 +1,19 @@
-//! `SesProvider` against a real moto server (`.ci/services/moto.sh start`): a free-text email
-//! goes out with `SendEmail` (Simple content) and moto records exactly what was sent.
+//! `SesProvider` against a real moto server (`.ci/services/moto.sh start`): a marketing email
+//! with text and HTML parts and the one-click unsubscribe headers goes out with `SendEmail`
+//! (Simple content) through the real SDK, and moto records exactly what was sent.
 //!
 //! The moto URL comes from `ENGAGENINJA_MOTO_URL`. Unset: under CI (`CI` set) the test fails,
 //! elsewhere it is skipped with a note on stderr.
 
 use std::sync::Arc;
 
+use common::credentials::{Keyring, generate_key};
 use common::provider::{OutboundMessage, Provider, SendOutcome};
 use common::ses::provider::{SesProvider, StaticSesCredentials};
 use common::ses::{SesAccount, SesClient, SesSettings};
+use common::unsubscribe::UnsubscribeLinks;
 use common::{Envelope, Sender};
+use secrecy::{ExposeSecret as _, SecretString};
 
 /// The moto URL, or `None` (after saying why) when the test should be skipped.
 fn moto_url() -> Option<String> {
@@ -29,7 +33,7 @@ fn moto_url() -> Option<String> {
     }
 }
 
-fn email_message(message_id: &str, from: &str, to: &str, subject: &str, body: &str) -> OutboundMessage {
+fn email_message(message_id: &str, from: &str, to: &str, subject: &str, body: &str, html: &str) -> OutboundMessage {
     let json = serde_json::json!({
         "version": 1,
         "message_id": message_id,
@@ -39,6 +43,7 @@ fn email_message(message_id: &str, from: &str, to: &str, subject: &str, body: &s
         "from": from,
         "subject": subject,
         "body": body,
+        "html": html,
     });
     let envelope = Envelope::parse(&serde_json::to_vec(&json).unwrap()).unwrap();
     let sender: Sender = envelope.from.clone().unwrap();
@@ -52,7 +57,7 @@ fn email_message(message_id: &str, from: &str, to: &str, subject: &str, body: &s
 }
 
 #[tokio::test]
-async fn send_email_simple_content_reaches_moto() {
+async fn send_email_with_text_html_and_unsubscribe_headers_reaches_moto() {
     let Some(url) = moto_url() else { return };
     // A unique sender domain and recipient per run: moto keeps state between test runs.
     let run = uuid::Uuid::new_v4().simple().to_string();
@@ -61,6 +66,7 @@ async fn send_email_simple_content_reaches_moto() {
     let to = format!("ana-{}@example.org", &run[..12]);
     let subject = format!("Hello {}", &run[..8]);
     let body = "Your order has shipped.\nThanks, Acme";
+    let html = "<p>Your order has shipped.</p><p>Thanks, Acme</p>";
 
     let client = SesClient::new(SesSettings {
         endpoint: Some(url.clone()),
@@ -76,8 +82,11 @@ async fn send_email_simple_content_reaches_moto() {
         .await
         .expect("moto creates the sender's domain identity");
 
-    let provider = SesProvider::new(client, Arc::new(StaticSesCredentials(account)));
-    let message = email_message(&format!("m-{run}"), &from, &to, &subject, body);
+    // A marketing email: the request carries the one-click unsubscribe headers too.
+    let keyring = Keyring::parse(&SecretString::from(format!("k1:{}", generate_key().expose_secret()))).unwrap();
+    let links = UnsubscribeLinks::new("https://api.example.com", Arc::new(keyring));
+    let provider = SesProvider::new(client, Arc::new(StaticSesCredentials(account)), Some(links));
+    let message = email_message(&format!("m-{run}"), &from, &to, &subject, body, html);
     let outcomes = provider.send(std::slice::from_ref(&message)).await;
     let [SendOutcome::Accepted { provider_message_id }] = outcomes.as_slice() else {
         panic!("expected one accepted message, got {outcomes:?}");
@@ -104,6 +113,7 @@ async fn send_email_simple_content_reaches_moto() {
     };
     assert_eq!(mail["id"], provider_message_id.as_str(), "{mail}");
     assert_eq!(mail["subject"], subject.as_str(), "{mail}");
-    assert_eq!(mail["body"], body, "{mail}");
+    // moto records the HTML part when there is one.
+    assert_eq!(mail["body"], html, "{mail}");
     assert_eq!(mail["destinations"]["ToAddresses"], serde_json::json!([to]), "{mail}");
 }

@@ -23,6 +23,7 @@ use crate::status::StatusWriter;
 use common::provider::Provider;
 use common::ses::provider::SesProvider;
 use common::twilio::provider::TwilioProvider;
+use common::unsubscribe::UnsubscribeLinks;
 
 /// Why the dispatcher could not be assembled.
 #[derive(Debug, thiserror::Error)]
@@ -96,7 +97,7 @@ impl Service {
 
 /// The real providers by kind, with each tenant's stored credentials: Twilio (status callbacks
 /// asked for at the admin API's public URL), SES (events come back through the tenant's
-/// configuration set and SNS).
+/// configuration set and SNS; one-click unsubscribe links point at the same URL).
 fn live_providers(
     settings: &Settings,
     store: &Arc<dyn Store>,
@@ -110,7 +111,12 @@ fn live_providers(
         credentials.clone(),
         Some(format!("{public_url}/webhooks/twilio/status")),
     ));
-    let ses = SesProvider::new(SesClient::new((&settings.providers.ses).into())?, credentials);
+    let unsubscribe = UnsubscribeLinks::new(public_url, Arc::clone(keyring));
+    let ses = SesProvider::new(
+        SesClient::new((&settings.providers.ses).into())?,
+        credentials,
+        Some(unsubscribe),
+    );
     Ok(HashMap::from([
         (ProviderKind::Twilio, twilio),
         (ProviderKind::Ses, Arc::new(ses) as Arc<dyn Provider>),

@@ -161,7 +161,7 @@ impl Running {
     async fn admit_from(&mut self, partition: u32, envelope: Envelope, route: &Arc<Route>) {
         let segments = common::segments::count_segments(match &envelope.content {
             common::Content::Body(body) => body,
-            common::Content::Template { .. } => "",
+            common::Content::Email(_) | common::Content::Template { .. } => "",
         })
         .segments;
         self.next_offset += 1;
@@ -627,7 +627,7 @@ impl Provider for BulkProvider {
     fn batch_key(&self, message: &OutboundMessage) -> Option<String> {
         match &message.envelope.content {
             common::Content::Template { id, .. } => Some(id.clone()),
-            common::Content::Body(_) => None,
+            common::Content::Body(_) | common::Content::Email(_) => None,
         }
     }
 

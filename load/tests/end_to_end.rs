@@ -11,8 +11,10 @@ use common::address::PhoneNumber;
 use common::config::Settings;
 use common::credentials::{Keyring, generate_key};
 use common::store::sqlite::SqliteStore;
+use common::store::{AuditStore, ContactStore};
 use common::store::{MessageStore, NumberStatus, SenderKind, SenderNumber};
 use common::twilio::signature::{SIGNATURE_HEADER, compute};
+use common::unsubscribe::UnsubscribeLinks;
 use common::{Channel, TenantId};
 use engageninja::testing::{self, TestApp};
 use load::fixtures::live_twilio_tenant;
@@ -34,6 +36,8 @@ struct Running {
     app: TestApp,
     key: String,
     http: reqwest::Client,
+    /// The stack's credential key ring (which also seals unsubscribe links).
+    keyring: Keyring,
 }
 
 impl Running {
@@ -203,6 +207,7 @@ async fn start_on(data_dir: &std::path::Path, simulator: &RunningSimulator, port
         app: testing::all_in_one(settings).await,
         key,
         http: reqwest::Client::new(),
+        keyring,
     }
 }
 
@@ -489,6 +494,149 @@ async fn email_goes_through_ses_and_its_events_come_back_over_signed_sns() {
         )
         .await;
     running.wait_for(&again, "suppressed").await;
+
+    // A complaint (after the delivery): the address is suppressed for the next message.
+    let complained = running
+        .send_to(
+            "mail-4",
+            "email",
+            "news@acme.example",
+            "complaint@example.com",
+            email("Welcome"),
+        )
+        .await;
+    running.wait_for(&complained, "delivered").await;
+    let store = SqliteStore::open(&testing::settings(dir.path()).store_path())
+        .await
+        .unwrap();
+    let acme = TenantId::parse("acme").unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while store
+        .suppression(&acme, "complaint@example.com")
+        .await
+        .unwrap()
+        .is_none()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the complaint never suppressed its recipient"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let after_complaint = running
+        .send_to(
+            "mail-5",
+            "email",
+            "news@acme.example",
+            "complaint@example.com",
+            email("Again"),
+        )
+        .await;
+    let refused = running.wait_for(&after_complaint, "suppressed").await;
+    assert_eq!(refused["reason"], "RECIPIENT_SUPPRESSED", "{refused}");
+
+    // A marketing email with text and HTML parts carries RFC 8058's one-click unsubscribe;
+    // its link suppresses the recipient, and the next email is refused.
+    let html = json!({"subject": "Spring sale", "body": "Half off", "html": "<p>Half <b>off</b></p>"});
+    let marketing = running
+        .send_to("mail-6", "email", "news@acme.example", "bob@example.com", html.clone())
+        .await;
+    running.wait_for(&marketing, "delivered").await;
+    let mailbox: Vec<load::simulator::ses::MailboxEntry> = running
+        .http
+        .get(format!("{}/ses/mailbox", simulator.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mail = mailbox
+        .iter()
+        .find(|mail| mail.to == ["bob@example.com"])
+        .expect("the simulator received bob's email");
+    assert_eq!(mail.text.as_deref(), Some("Half off"));
+    assert_eq!(mail.html.as_deref(), Some("<p>Half <b>off</b></p>"));
+    let header = |name: &str| {
+        mail.headers
+            .iter()
+            .find(|(header, _)| header == name)
+            .map(|(_, value)| value.clone())
+            .unwrap_or_else(|| panic!("no {name} header: {mail:?}"))
+    };
+    assert_eq!(header("List-Unsubscribe-Post"), "List-Unsubscribe=One-Click");
+    let list_unsubscribe = header("List-Unsubscribe");
+    assert!(
+        list_unsubscribe.ends_with(", <mailto:news@acme.example?subject=unsubscribe>"),
+        "{list_unsubscribe}"
+    );
+    let link = list_unsubscribe
+        .strip_prefix('<')
+        .and_then(|rest| rest.split_once('>'))
+        .map(|(link, _)| link.to_owned())
+        .unwrap();
+    assert!(link.starts_with(&running.url("/unsubscribe/")), "{link}");
+    assert!(!link.contains("bob"), "the address must not show in the link: {link}");
+    // Every email so far was marketing (the default priority): each carried a link of its own.
+    assert!(mailbox.iter().all(|mail| mail.headers.len() == 2), "{mailbox:?}");
+
+    // Opening the link shows a page and changes nothing (mail scanners follow links).
+    let page = running.http.get(&link).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("<form method=\"post\">"));
+    assert!(store.suppression(&acme, "bob@example.com").await.unwrap().is_none());
+    // The one-click POST, as a mail client makes it; a repeat answers the same.
+    let one_click = || {
+        running
+            .http
+            .post(&link)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("List-Unsubscribe=One-Click")
+            .send()
+    };
+    assert_eq!(one_click().await.unwrap().status(), 200);
+    assert_eq!(one_click().await.unwrap().status(), 200);
+    let suppression = store.suppression(&acme, "bob@example.com").await.unwrap().unwrap();
+    assert_eq!(suppression.reason, common::store::SuppressionReason::Unsubscribed);
+    let audit = store.audit(&acme, 100).await.unwrap();
+    let unsubscribed: Vec<_> = audit
+        .iter()
+        .filter(|entry| entry.action == "suppression.unsubscribed")
+        .collect();
+    assert_eq!(unsubscribed.len(), 1, "audited once: {audit:?}");
+    let next = running
+        .send_to("mail-7", "email", "news@acme.example", "bob@example.com", html)
+        .await;
+    let refused = running.wait_for(&next, "suppressed").await;
+    assert_eq!(refused["reason"], "RECIPIENT_SUPPRESSED", "{refused}");
+
+    // A forged, altered or foreign link changes nothing; a link of another tenant speaks for
+    // that tenant only.
+    let token = link.rsplit_once('/').unwrap().1;
+    let mut altered = token.as_bytes().to_vec();
+    let last = altered.len() - 2;
+    altered[last] = if altered[last] == b'A' { b'B' } else { b'A' };
+    let altered = String::from_utf8(altered).unwrap();
+    let other_ring = Keyring::parse(&SecretString::from(format!("k1:{}", generate_key().expose_secret()))).unwrap();
+    let foreign =
+        UnsubscribeLinks::new(&running.url(""), std::sync::Arc::new(other_ring)).url(&acme, "carol@example.com");
+    for bad in [
+        running.url(&format!("/unsubscribe/{altered}")),
+        running.url("/unsubscribe/k1.AAAA"),
+        foreign,
+    ] {
+        let answer = running.http.post(&bad).send().await.unwrap();
+        assert_eq!(answer.status(), 404, "{bad}");
+        let body: Value = answer.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "invalid_unsubscribe_token", "{bad}");
+    }
+    assert!(store.suppression(&acme, "carol@example.com").await.unwrap().is_none());
+    let globex = TenantId::parse("globex").unwrap();
+    let globex_link = UnsubscribeLinks::new(&running.url(""), std::sync::Arc::new(running.keyring.clone()))
+        .url(&globex, "dora@example.com");
+    // globex does not exist here: its link is refused like a forged one.
+    assert_eq!(running.http.post(&globex_link).send().await.unwrap().status(), 404);
+    assert!(store.suppression(&acme, "dora@example.com").await.unwrap().is_none());
 
     // A forged event changes nothing.
     let forged = running

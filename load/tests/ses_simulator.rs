@@ -38,6 +38,7 @@ fn provider(sim: &RunningSimulator) -> SesProvider {
     SesProvider::new(
         client(sim),
         Arc::new(StaticSesCredentials(account(DEFAULT_ACCESS_KEY_ID))),
+        None,
     )
 }
 
@@ -251,6 +252,7 @@ async fn limits_throttling_and_credentials_as_the_sdk_sees_them() {
             .map(|i| BulkEntry {
                 to: vec![format!("user{i}@example.com")],
                 template_data: "{}".into(),
+                headers: Vec::new(),
                 tenant_id: common::TenantId::parse("acme").unwrap(),
                 message_id: common::MessageId::parse(format!("m{i}")).unwrap(),
             })
@@ -277,17 +279,23 @@ async fn limits_throttling_and_credentials_as_the_sdk_sees_them() {
         to: Vec::new(),
         content: EmailContent::Simple {
             subject: "s".into(),
-            text: "t".into(),
+            text: Some("t".into()),
+            html: None,
         },
+        headers: Vec::new(),
         tenant_id: common::TenantId::parse("acme").unwrap(),
         message_id: common::MessageId::parse("m").unwrap(),
     };
     assert_eq!(client.send_email(&good, &no_recipient).await, bad_request);
 
     // An access key the simulator does not know: the tenant's credentials need attention.
-    let outcomes = SesProvider::new(client.clone(), Arc::new(StaticSesCredentials(account("AKIAUNKNOWN"))))
-        .send(&[free_text("m-auth", "ana@example.com")])
-        .await;
+    let outcomes = SesProvider::new(
+        client.clone(),
+        Arc::new(StaticSesCredentials(account("AKIAUNKNOWN"))),
+        None,
+    )
+    .send(&[free_text("m-auth", "ana@example.com")])
+    .await;
     assert_eq!(
         outcomes,
         vec![SendOutcome::Failed {

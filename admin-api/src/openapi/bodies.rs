@@ -118,7 +118,11 @@ pub(crate) fn form_schema(description: &str, fields: &[Field]) -> RefOr<Schema> 
 /// What a message says.
 #[derive(Clone, Copy, PartialEq)]
 enum Content {
+    /// A text body (for email, the text part, with an optional HTML part).
     Body,
+    /// An email's HTML part alone.
+    Html,
+    /// A provider template.
     Template,
 }
 
@@ -190,7 +194,11 @@ fn message_fields(mut object: ObjectBuilder, channel: Channel, content: Content)
                 Channel::Email => body,
             };
             object = object.property("body", body).required("body");
+            if channel == Channel::Email {
+                object = object.property("html", html());
+            }
         }
+        Content::Html => object = object.property("html", html()).required("html"),
         Content::Template => {
             let template = closed("A template held at the provider, and its variables.")
                 .property(
@@ -208,7 +216,7 @@ fn message_fields(mut object: ObjectBuilder, channel: Channel, content: Content)
         }
     }
     if channel == Channel::Email {
-        let needs_subject = content == Content::Body;
+        let needs_subject = content != Content::Template;
         object = object.property("subject", text(&rules::SUBJECT, None, "The subject.", !needs_subject));
         if needs_subject {
             object = object.required("subject");
@@ -226,16 +234,28 @@ fn version() -> ObjectBuilder {
         .description(Some("`1`; filled in when absent."))
 }
 
-/// Every (channel, content) pair, in a stable order.
+/// An email's HTML part.
+fn html() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .description(Some("The HTML part (email only)."))
+}
+
+/// Every (channel, content) pair, in a stable order: an HTML part alone is for email only.
 fn variants() -> impl Iterator<Item = (Channel, Content)> {
-    Channel::ALL
-        .into_iter()
-        .flat_map(|channel| [(channel, Content::Body), (channel, Content::Template)])
+    Channel::ALL.into_iter().flat_map(|channel| {
+        let html = (channel == Channel::Email).then_some((channel, Content::Html));
+        [Some((channel, Content::Body)), html, Some((channel, Content::Template))]
+            .into_iter()
+            .flatten()
+    })
 }
 
 fn variant_name(channel: Channel, content: Content) -> String {
     let content = match content {
         Content::Body => "text",
+        Content::Html => "html part",
         Content::Template => "template",
     };
     format!("{channel} with a {content}")

@@ -29,6 +29,10 @@ pub const CONFIGURATION_SET: &str = "configuration_set";
 pub const FROM_ADDRESS: &str = "from_address";
 /// The non-secret setting naming the tenant's own SNS topic of SES events.
 pub const SNS_TOPIC_ARN: &str = "sns_topic_arn";
+/// The non-secret setting naming where unsubscribe requests by email go.
+pub const UNSUBSCRIBE_MAILBOX: &str = "unsubscribe_mailbox";
+/// The non-secret setting saying whether transactional email carries unsubscribe headers too.
+pub const UNSUBSCRIBE_TRANSACTIONAL: &str = "unsubscribe_transactional";
 
 /// Why stored credentials could not be used.
 #[derive(Debug, thiserror::Error)]

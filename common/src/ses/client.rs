@@ -9,8 +9,8 @@ use aws_sdk_sesv2::config::retry::RetryConfig;
 use aws_sdk_sesv2::config::timeout::TimeoutConfig;
 use aws_sdk_sesv2::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_sesv2::types::{
-    Body, BulkEmailContent, BulkEmailEntry, Content, Destination, EmailContent as SdkEmailContent, Message, MessageTag,
-    ReplacementEmailContent, ReplacementTemplate, Template,
+    Body, BulkEmailContent, BulkEmailEntry, Content, Destination, EmailContent as SdkEmailContent, Message,
+    MessageHeader, MessageTag, ReplacementEmailContent, ReplacementTemplate, Template,
 };
 use dashmap::DashMap;
 use secrecy::{ExposeSecret, SecretString};
@@ -97,6 +97,11 @@ pub struct SesAccount {
     pub region: String,
     /// The configuration set that routes the account's events (SNS destination), if any.
     pub configuration_set: Option<String>,
+    /// Where unsubscribe requests by email go (the `mailto` of `List-Unsubscribe`); the
+    /// sender address when absent.
+    pub unsubscribe_mailbox: Option<String>,
+    /// Whether transactional email carries the unsubscribe headers too (marketing always does).
+    pub unsubscribe_transactional: bool,
 }
 
 impl SesAccount {
@@ -111,6 +116,8 @@ impl SesAccount {
             secret_access_key: secret_access_key.into(),
             region: region.into(),
             configuration_set: None,
+            unsubscribe_mailbox: None,
+            unsubscribe_transactional: false,
         }
     }
 }
@@ -118,12 +125,14 @@ impl SesAccount {
 /// What one email says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EmailContent {
-    /// A subject and a text body.
+    /// A subject and a text part, an HTML part, or both.
     Simple {
         /// The subject line.
         subject: String,
         /// The text part.
-        text: String,
+        text: Option<String>,
+        /// The HTML part.
+        html: Option<String>,
     },
     /// A template stored in SES.
     Template {
@@ -143,6 +152,8 @@ pub struct OutboundEmail {
     pub to: Vec<String>,
     /// What it says.
     pub content: EmailContent,
+    /// Headers added to the message (`List-Unsubscribe`, ...): name and value.
+    pub headers: Vec<(String, String)>,
     /// Its tenant, sent as an email tag ([`super::tags`]).
     pub tenant_id: TenantId,
     /// Our message id, sent as an email tag ([`super::tags`]).
@@ -156,6 +167,8 @@ pub struct BulkEntry {
     pub to: Vec<String>,
     /// The values of the template's placeholders for this entry, as a JSON object.
     pub template_data: String,
+    /// Headers added to this entry's message (`ReplacementHeaders`): name and value.
+    pub headers: Vec<(String, String)>,
     /// Its tenant, sent as a replacement tag ([`super::tags`]).
     pub tenant_id: TenantId,
     /// Our message id, sent as a replacement tag ([`super::tags`]).
@@ -270,23 +283,37 @@ impl SesClient {
 
     /// Sends one email with `SendEmail`; the account's configuration set goes with it.
     pub async fn send_email(&self, account: &SesAccount, email: &OutboundEmail) -> SesSendOutcome {
+        let Ok(headers) = sdk_headers(&email.headers) else {
+            return build_failure();
+        };
         let content = match &email.content {
-            EmailContent::Simple { subject, text } => {
-                let (subject, text) = match (content_part(subject), content_part(text)) {
-                    (Ok(subject), Ok(text)) => (subject, text),
-                    _ => return build_failure(),
+            EmailContent::Simple { subject, text, html } => {
+                let parts = (
+                    content_part(subject),
+                    text.as_deref().map(content_part).transpose(),
+                    html.as_deref().map(content_part).transpose(),
+                );
+                let (Ok(subject), Ok(text), Ok(html)) = parts else {
+                    return build_failure();
                 };
                 SdkEmailContent::builder()
                     .simple(
                         Message::builder()
                             .subject(subject)
-                            .body(Body::builder().text(text).build())
+                            .body(Body::builder().set_text(text).set_html(html).build())
+                            .set_headers(headers)
                             .build(),
                     )
                     .build()
             }
             EmailContent::Template { name, data } => SdkEmailContent::builder()
-                .template(Template::builder().template_name(name).template_data(data).build())
+                .template(
+                    Template::builder()
+                        .template_name(name)
+                        .template_data(data)
+                        .set_headers(headers)
+                        .build(),
+                )
                 .build(),
         };
         let Ok(tags) = sdk_tags(&email.tenant_id, &email.message_id) else {
@@ -328,13 +355,17 @@ impl SesClient {
     pub async fn send_bulk_email(&self, account: &SesAccount, bulk: &BulkEmail) -> Vec<SesSendOutcome> {
         let mut entries = Vec::with_capacity(bulk.entries.len());
         for entry in &bulk.entries {
-            let Ok(tags) = sdk_tags(&entry.tenant_id, &entry.message_id) else {
+            let (Ok(tags), Ok(headers)) = (
+                sdk_tags(&entry.tenant_id, &entry.message_id),
+                sdk_headers(&entry.headers),
+            ) else {
                 return vec![build_failure(); bulk.entries.len()];
             };
             entries.push(
                 BulkEmailEntry::builder()
                     .destination(destination(&entry.to))
                     .set_replacement_tags(Some(tags))
+                    .set_replacement_headers(headers)
                     .replacement_email_content(
                         ReplacementEmailContent::builder()
                             .replacement_template(
@@ -412,6 +443,18 @@ fn build_failure() -> SesSendOutcome {
 /// A subject or body part in UTF-8.
 fn content_part(data: &str) -> Result<Content, aws_sdk_sesv2::error::BuildError> {
     Content::builder().data(data).charset(CHARSET).build()
+}
+
+/// Added headers as the SDK takes them; `None` when there are none.
+fn sdk_headers(headers: &[(String, String)]) -> Result<Option<Vec<MessageHeader>>, aws_sdk_sesv2::error::BuildError> {
+    if headers.is_empty() {
+        return Ok(None);
+    }
+    headers
+        .iter()
+        .map(|(name, value)| MessageHeader::builder().name(name).value(value).build())
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
 }
 
 /// The `To` addresses of one email.
@@ -504,8 +547,10 @@ mod tests {
             to: vec!["to@example.com".into()],
             content: EmailContent::Simple {
                 subject: "s".into(),
-                text: "t".into(),
+                text: Some("t".into()),
+                html: None,
             },
+            headers: Vec::new(),
             tenant_id: TenantId::parse("acme").unwrap(),
             message_id: MessageId::parse("m1").unwrap(),
         };

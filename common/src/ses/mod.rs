@@ -61,7 +61,10 @@ pub use client::{
 };
 pub use outcome::{RejectClass, SesSendOutcome, bulk_status_outcome};
 
-use crate::credentials::{self, ACCESS_KEY_ID, CONFIGURATION_SET, CredentialsError, Keyring, REGION, setting};
+use crate::credentials::{
+    self, ACCESS_KEY_ID, CONFIGURATION_SET, CredentialsError, Keyring, REGION, UNSUBSCRIBE_MAILBOX,
+    UNSUBSCRIBE_TRANSACTIONAL, setting,
+};
 use crate::store::{ChannelCredentials, ProviderKind};
 
 /// The SES account a stored row holds, its secret key opened with `keyring`.
@@ -76,5 +79,11 @@ pub fn open_account(keyring: &Keyring, credentials: &ChannelCredentials) -> Resu
     let region = setting(credentials, REGION).ok_or(CredentialsError::MissingSetting(REGION))?;
     let mut account = SesAccount::new(key, credentials::open(keyring, credentials)?, region);
     account.configuration_set = setting(credentials, CONFIGURATION_SET).map(str::to_owned);
+    account.unsubscribe_mailbox = setting(credentials, UNSUBSCRIBE_MAILBOX).map(str::to_owned);
+    account.unsubscribe_transactional = credentials
+        .settings
+        .get(UNSUBSCRIBE_TRANSACTIONAL)
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false);
     Ok(account)
 }

@@ -12,8 +12,17 @@
 //!
 //! [`SesProvider::batch_key`] is the tenant, the template and the sender of a templated message
 //! (the tenant's account fixes the configuration set, so messages of one key share it); a
-//! free-text message ([`Content::Body`]) gets a key of its own and goes alone. `send` still
-//! groups its batch by that key, so a batch that mixes keys is sent correctly too.
+//! message with its own parts ([`Content::Email`]: text, HTML or both) gets a key of its own
+//! and goes alone. `send` still groups its batch by that key, so a batch that mixes keys is
+//! sent correctly too.
+//!
+//! # One-click unsubscribe
+//!
+//! Every marketing email (and transactional email too, when the tenant's email channel sets
+//! `unsubscribe_transactional`) carries `List-Unsubscribe` and `List-Unsubscribe-Post`
+//! ([`crate::unsubscribe`]): as `Headers` of the simple or templated content of `SendEmail`,
+//! and as each entry's `ReplacementHeaders` in `SendBulkEmail`, since every recipient has a
+//! link of its own.
 //!
 //! # Outcomes
 //!
@@ -43,7 +52,8 @@ use super::{
 use crate::credentials::{ACCESS_KEY_ID, setting};
 use crate::provider::{CredentialError, Lookup, OutboundMessage, Provider, SendOutcome};
 use crate::store::{ChannelCredentials, MessageRecord};
-use crate::{Content, Sender, TenantId};
+use crate::unsubscribe::UnsubscribeLinks;
+use crate::{Content, Priority, Sender, TenantId};
 
 /// Where a tenant's SES account comes from (the store's sealed channel credentials, or one
 /// platform account). Called once per group of messages sent, so an implementation that reads
@@ -69,6 +79,8 @@ impl SesCredentials for StaticSesCredentials {
 pub struct SesProvider {
     client: SesClient,
     credentials: Arc<dyn SesCredentials>,
+    /// Makes the one-click unsubscribe headers; `None`: email goes without them.
+    unsubscribe: Option<UnsubscribeLinks>,
 }
 
 impl fmt::Debug for SesProvider {
@@ -95,9 +107,31 @@ enum GroupKind<'a> {
 }
 
 impl SesProvider {
-    /// A provider sending through `client` with the accounts `credentials` hands out.
-    pub fn new(client: SesClient, credentials: Arc<dyn SesCredentials>) -> Self {
-        Self { client, credentials }
+    /// A provider sending through `client` with the accounts `credentials` hands out, adding
+    /// one-click unsubscribe headers made by `unsubscribe` to marketing email.
+    pub fn new(client: SesClient, credentials: Arc<dyn SesCredentials>, unsubscribe: Option<UnsubscribeLinks>) -> Self {
+        Self {
+            client,
+            credentials,
+            unsubscribe,
+        }
+    }
+
+    /// The headers `message` gets: the unsubscribe pair when it is marketing, or when the
+    /// tenant asked for them on transactional email too.
+    fn headers(&self, account: &SesAccount, message: &OutboundMessage) -> Vec<(String, String)> {
+        let envelope = &message.envelope;
+        let Some(links) = &self.unsubscribe else {
+            return Vec::new();
+        };
+        if envelope.priority == Priority::Transactional && !account.unsubscribe_transactional {
+            return Vec::new();
+        }
+        let mailbox = account.unsubscribe_mailbox.as_deref().unwrap_or(match &message.sender {
+            Sender::Email(from) => from.as_str(),
+            _ => "",
+        });
+        links.headers(&envelope.tenant_id, &recipient(message), mailbox).into()
     }
 
     /// The SES client.
@@ -122,7 +156,7 @@ impl SesProvider {
             };
             let tenant = &envelope.tenant_id;
             match &envelope.content {
-                Content::Body(_) => groups.push(Group {
+                Content::Body(_) | Content::Email(_) => groups.push(Group {
                     tenant,
                     kind: GroupKind::Body,
                     positions: vec![position],
@@ -188,6 +222,7 @@ impl SesProvider {
                         .map(|message| BulkEntry {
                             to: vec![recipient(message)],
                             template_data: template_data(message),
+                            headers: self.headers(&account, message),
                             tenant_id: message.envelope.tenant_id.clone(),
                             message_id: message.envelope.message_id.clone(),
                         })
@@ -198,7 +233,8 @@ impl SesProvider {
             (_, messages) => {
                 let mut outcomes = Vec::with_capacity(messages.len());
                 for message in messages {
-                    outcomes.push(self.client.send_email(&account, &outbound_email(message)).await);
+                    let email = outbound_email(message, self.headers(&account, message));
+                    outcomes.push(self.client.send_email(&account, &email).await);
                 }
                 outcomes
             }
@@ -224,21 +260,28 @@ fn recipient(message: &OutboundMessage) -> String {
 fn template_data(message: &OutboundMessage) -> String {
     match &message.envelope.content {
         Content::Template { variables, .. } => serde_json::to_string(variables).unwrap_or_else(|_| "{}".to_owned()),
-        Content::Body(_) => "{}".to_owned(),
+        Content::Body(_) | Content::Email(_) => "{}".to_owned(),
     }
 }
 
-/// A `SendEmail` request for one message.
-fn outbound_email(message: &OutboundMessage) -> OutboundEmail {
+/// A `SendEmail` request for one message, with its added headers.
+fn outbound_email(message: &OutboundMessage, headers: Vec<(String, String)>) -> OutboundEmail {
     let envelope = &message.envelope;
     let from = match &message.sender {
         Sender::Email(address) => address.as_str().to_owned(),
         other => other.to_string(),
     };
     let content = match &envelope.content {
+        Content::Email(parts) => EmailContent::Simple {
+            subject: envelope.subject.clone().unwrap_or_default(),
+            text: parts.text.clone(),
+            html: parts.html.clone(),
+        },
+        // Email envelopes never carry a bare body; sent as a text part should one come.
         Content::Body(text) => EmailContent::Simple {
             subject: envelope.subject.clone().unwrap_or_default(),
-            text: text.clone(),
+            text: Some(text.clone()),
+            html: None,
         },
         Content::Template { id, .. } => EmailContent::Template {
             name: id.clone(),
@@ -249,6 +292,7 @@ fn outbound_email(message: &OutboundMessage) -> OutboundEmail {
         from,
         to: vec![recipient(message)],
         content,
+        headers,
         tenant_id: envelope.tenant_id.clone(),
         message_id: envelope.message_id.clone(),
     }
@@ -313,7 +357,7 @@ impl Provider for SesProvider {
                 "ses-template\u{1f}{}\u{1f}{id}\u{1f}{}",
                 envelope.tenant_id, message.sender
             ),
-            Content::Body(_) => format!("ses-body\u{1f}{}", envelope.message_id),
+            Content::Body(_) | Content::Email(_) => format!("ses-body\u{1f}{}", envelope.message_id),
         })
     }
 
@@ -381,7 +425,48 @@ mod tests {
     fn provider() -> SesProvider {
         let client = SesClient::new(SesSettings::default()).unwrap();
         let account = SesAccount::new("AKID", "secret", "us-east-1");
-        SesProvider::new(client, Arc::new(StaticSesCredentials(account)))
+        SesProvider::new(client, Arc::new(StaticSesCredentials(account)), None)
+    }
+
+    #[test]
+    fn marketing_email_carries_one_click_unsubscribe_and_transactional_only_when_asked() {
+        let keyring = crate::credentials::Keyring::parse(&secrecy::SecretString::from(
+            "k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".to_owned(),
+        ))
+        .unwrap();
+        let keyring = Arc::new(keyring);
+        let client = SesClient::new(SesSettings::default()).unwrap();
+        let mut account = SesAccount::new("AKID", "secret", "us-east-1");
+        let links = UnsubscribeLinks::new("https://api.example.com", Arc::clone(&keyring));
+        let provider = SesProvider::new(client, Arc::new(StaticSesCredentials(account.clone())), Some(links));
+        let marketing = message("m1", "t1", body());
+        let headers = provider.headers(&account, &marketing);
+        let names: Vec<&str> = headers.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, ["List-Unsubscribe", "List-Unsubscribe-Post"]);
+        assert!(
+            headers[0].1.ends_with("<mailto:news@example.com?subject=unsubscribe>"),
+            "{}",
+            headers[0].1
+        );
+        let token = headers[0].1.split(['/', '>']).nth(4).unwrap();
+        let whom = crate::unsubscribe::open(&keyring, token).unwrap();
+        assert_eq!(
+            (whom.tenant_id.as_str(), whom.address.as_str()),
+            ("t1", "someone@example.com")
+        );
+
+        let mut transactional = body();
+        transactional["priority"] = serde_json::json!("transactional");
+        let transactional = message("m2", "t1", transactional);
+        assert!(provider.headers(&account, &transactional).is_empty());
+        account.unsubscribe_transactional = true;
+        account.unsubscribe_mailbox = Some("unsubscribe@example.com".into());
+        let headers = provider.headers(&account, &transactional);
+        assert!(
+            headers[0]
+                .1
+                .ends_with("<mailto:unsubscribe@example.com?subject=unsubscribe>")
+        );
     }
 
     fn template(name: &str) -> serde_json::Value {
@@ -429,7 +514,7 @@ mod tests {
         let message = message("m1", "t1", template("welcome"));
         let data: BTreeMap<String, String> = serde_json::from_str(&template_data(&message)).unwrap();
         assert_eq!(data.get("name").map(String::as_str), Some("Ada"));
-        let email = outbound_email(&message);
+        let email = outbound_email(&message, Vec::new());
         assert_eq!(email.to, vec!["someone@example.com".to_owned()]);
         assert_eq!(email.message_id, MessageId::parse("m1").unwrap());
     }

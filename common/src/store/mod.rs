@@ -249,6 +249,8 @@ pub enum SuppressionReason {
     Bounce,
     /// An email complaint.
     Complaint,
+    /// The recipient used a one-click unsubscribe link ([`crate::unsubscribe`]).
+    Unsubscribed,
     /// Added by the tenant or an operator.
     Manual,
 }

@@ -36,6 +36,11 @@ pub fn create_message_form(
         Content::Body(body) => {
             form.append_pair("Body", body);
         }
+        // Email parts never route to Twilio (email goes through SES); the text part would be
+        // the body.
+        Content::Email(parts) => {
+            form.append_pair("Body", parts.text.as_deref().unwrap_or_default());
+        }
         Content::Template { id, variables } => {
             form.append_pair("ContentSid", id);
             let variables = serde_json::to_string(variables).expect("string maps always encode");

@@ -21,10 +21,14 @@
 //! | `SendBulkEmail`: `DefaultContent.Template` with a `TemplateName` or `TemplateArn` | 400 | `BadRequestException` |
 //! | `SendBulkEmail`: 1 to 50 `BulkEmailEntries` | 400 | `BadRequestException` |
 //! | `SendBulkEmail`: every entry has a `Destination` with at least one address | 400 | `BadRequestException` |
+//! | `Headers` (simple or templated content, the default template) and each entry's `ReplacementHeaders`: a `Name` of printable ASCII without `:`, at most 126 characters; a `Value` of printable ASCII, at most 995; together at most 996 | 400 | `BadRequestException` |
 //!
 //! A bulk call that passes answers one `BulkEmailEntryResults` item per entry: one random draw
 //! per entry picks `MESSAGE_REJECTED` ([`SesSimConfig::entry_rejected_rate`](super::SesSimConfig::entry_rejected_rate)),
 //! `TRANSIENT_FAILURE` ([`SesSimConfig::entry_transient_rate`](super::SesSimConfig::entry_transient_rate)) or `SUCCESS` with a `MessageId`.
+//!
+//! Every accepted email is kept in a mailbox of the last [`MAILBOX_SIZE`], with its parts and
+//! added headers (`List-Unsubscribe`, ...): `GET /ses/mailbox` answers them, newest last.
 //!
 //! # Events
 //!
@@ -39,7 +43,7 @@
 //! simulator, so a verifier needs `CertUrlPolicy::Exact` with that URL. A failed delivery is
 //! retried as status callbacks are ([`CallbackSettings`](super::config::CallbackSettings)).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -100,6 +104,8 @@ pub(crate) struct SesShared {
     base_url: String,
     signer: Option<SigningKey<Sha256>>,
     rng: Mutex<StdRng>,
+    /// The last [`MAILBOX_SIZE`] emails accepted, newest last.
+    mailbox: Mutex<VecDeque<MailboxEntry>>,
 }
 
 impl SesShared {
@@ -131,6 +137,7 @@ impl SesShared {
             base_url,
             signer,
             rng: Mutex::new(rng),
+            mailbox: Mutex::new(VecDeque::with_capacity(MAILBOX_SIZE)),
         }
     }
 
@@ -161,6 +168,85 @@ impl SesShared {
     fn count(&self, change: impl FnOnce(&mut SesStats)) {
         self.state.count_ses(change);
     }
+
+    /// Keeps an accepted email in the mailbox, forgetting the oldest beyond [`MAILBOX_SIZE`].
+    fn deliver_to_mailbox(&self, entry: MailboxEntry) {
+        let mut mailbox = self.mailbox.lock().unwrap_or_else(PoisonError::into_inner);
+        if mailbox.len() == MAILBOX_SIZE {
+            mailbox.pop_front();
+        }
+        mailbox.push_back(entry);
+    }
+}
+
+/// How many accepted emails `GET /ses/mailbox` keeps.
+pub const MAILBOX_SIZE: usize = 100;
+
+/// An accepted email as `GET /ses/mailbox` shows it: who, what, and the headers it carried.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct MailboxEntry {
+    /// The simulator's message id (SES's `MessageId`).
+    pub message_id: String,
+    /// The sender.
+    pub from: String,
+    /// Every recipient.
+    pub to: Vec<String>,
+    /// The subject, for simple content.
+    pub subject: Option<String>,
+    /// The text part, for simple content.
+    pub text: Option<String>,
+    /// The HTML part, for simple content.
+    pub html: Option<String>,
+    /// The template's name, for templated content.
+    pub template: Option<String>,
+    /// The added headers, name and value (`Headers`, or a bulk entry's `ReplacementHeaders`
+    /// over the default template's `Headers`).
+    pub headers: Headers,
+}
+
+/// `GET /ses/mailbox`: the last emails accepted, newest last.
+async fn mailbox(AxumState(shared): AxumState<Arc<SesShared>>) -> Response {
+    let entries: Vec<MailboxEntry> = shared
+        .mailbox
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .cloned()
+        .collect();
+    axum::Json(entries).into_response()
+}
+
+/// The `Headers` list of a request part as name and value, checked as SES checks them: a name
+/// of printable ASCII without `:` and at most 126 characters, a value of printable ASCII and
+/// at most 995, both together at most 996.
+fn message_headers(list: &Value) -> Result<Headers, AwsError> {
+    let printable = |text: &str| text.bytes().all(|byte| (32..=126).contains(&byte));
+    let mut headers = Vec::new();
+    for header in list.as_array().into_iter().flatten() {
+        let (Some(name), Some(value)) = (header["Name"].as_str(), header["Value"].as_str()) else {
+            return Err(AwsError::bad_request("Every header needs a Name and a Value"));
+        };
+        let name_ok = !name.is_empty() && name.len() <= 126 && !name.contains([':', ' ']) && printable(name);
+        if !name_ok || value.len() > 995 || !printable(value) || name.len() + value.len() > 996 {
+            return Err(AwsError::bad_request(format!("Invalid header: {name}")));
+        }
+        headers.push((name.to_owned(), value.to_owned()));
+    }
+    Ok(headers)
+}
+
+/// `base` with each of `overrides` replacing the header of the same name or added.
+fn merged_headers(mut base: Headers, overrides: Headers) -> Headers {
+    for (name, value) in overrides {
+        match base
+            .iter_mut()
+            .find(|(existing, _)| existing.eq_ignore_ascii_case(&name))
+        {
+            Some(header) => header.1 = value,
+            None => base.push((name, value)),
+        }
+    }
+    base
 }
 
 /// The SES and SNS routes of a simulator serving at `addr`, with their state.
@@ -183,6 +269,7 @@ pub(crate) fn router(
         .route("/v2/email/outbound-bulk-emails", post(send_bulk_email))
         .route("/v2/email/account", get(get_account))
         .route(CERT_PATH, get(certificate))
+        .route("/ses/mailbox", get(mailbox))
         .with_state(Arc::new(shared))
 }
 
@@ -330,7 +417,11 @@ struct AcceptedEmail {
     sent_at: OffsetDateTime,
 }
 
-fn check_send_email(request: &Value) -> Result<Vec<String>, AwsError> {
+/// Added headers: name and value.
+type Headers = Vec<(String, String)>;
+
+/// The recipients and added headers of a valid `SendEmail` request.
+fn check_send_email(request: &Value) -> Result<(Vec<String>, Headers), AwsError> {
     let content = &request["Content"];
     let kinds = ["Simple", "Raw", "Template"]
         .iter()
@@ -365,14 +456,20 @@ fn check_send_email(request: &Value) -> Result<Vec<String>, AwsError> {
     if destination.is_empty() && content["Raw"].is_null() {
         return Err(AwsError::bad_request("Destination needs at least one address"));
     }
-    Ok(destination)
+    let headers = if simple.is_null() {
+        &template["Headers"]
+    } else {
+        &simple["Headers"]
+    };
+    Ok((destination, message_headers(headers)?))
 }
 
 async fn send_email(AxumState(shared): AxumState<Arc<SesShared>>, headers: HeaderMap, body: Bytes) -> Response {
     shared.count(|stats| stats.send_email_requests += 1);
-    let checked = check_common(&shared, &headers, &body)
-        .and_then(|(request, from)| check_send_email(&request).map(|destination| (request, from, destination)));
-    let (request, from, destination) = match checked {
+    let checked = check_common(&shared, &headers, &body).and_then(|(request, from)| {
+        check_send_email(&request).map(|(destination, added)| (request, from, destination, added))
+    });
+    let (request, from, destination, added) = match checked {
         Ok(checked) => checked,
         Err(error) => return refuse(&shared, error),
     };
@@ -385,6 +482,20 @@ async fn send_email(AxumState(shared): AxumState<Arc<SesShared>>, headers: Heade
         sent_at: OffsetDateTime::now_utc(),
     };
     shared.count(|stats| stats.accepted += 1);
+    let simple = &request["Content"]["Simple"];
+    let part = |value: &Value| value["Data"].as_str().map(str::to_owned);
+    shared.deliver_to_mailbox(MailboxEntry {
+        message_id: email.message_id.clone(),
+        from: email.from.clone(),
+        to: email.destination.clone(),
+        subject: part(&simple["Subject"]),
+        text: part(&simple["Body"]["Text"]),
+        html: part(&simple["Body"]["Html"]),
+        template: request["Content"]["Template"]["TemplateName"]
+            .as_str()
+            .map(str::to_owned),
+        headers: added,
+    });
     let answer = json!({"MessageId": email.message_id});
     publish_events(&shared, email);
     (StatusCode::OK, axum::Json(answer)).into_response()
@@ -416,6 +527,10 @@ fn check_bulk(request: &Value) -> Result<(), AwsError> {
         return Err(AwsError::bad_request(
             "Every BulkEmailEntry needs a Destination with at least one address",
         ));
+    }
+    message_headers(&template["Headers"])?;
+    for entry in request["BulkEmailEntries"].as_array().into_iter().flatten() {
+        message_headers(&entry["ReplacementHeaders"])?;
     }
     Ok(())
 }
@@ -451,6 +566,22 @@ async fn send_bulk_email(AxumState(shared): AxumState<Arc<SesShared>>, headers: 
                 sent_at: OffsetDateTime::now_utc(),
             };
             shared.count(|stats| stats.accepted += 1);
+            // Checked by check_bulk: these parse.
+            let default_headers =
+                message_headers(&request["DefaultContent"]["Template"]["Headers"]).unwrap_or_default();
+            let entry_headers = message_headers(&entry["ReplacementHeaders"]).unwrap_or_default();
+            shared.deliver_to_mailbox(MailboxEntry {
+                message_id: email.message_id.clone(),
+                from: email.from.clone(),
+                to: email.destination.clone(),
+                subject: None,
+                text: None,
+                html: None,
+                template: request["DefaultContent"]["Template"]["TemplateName"]
+                    .as_str()
+                    .map(str::to_owned),
+                headers: merged_headers(default_headers, entry_headers),
+            });
             results.push(json!({"Status": "SUCCESS", "MessageId": email.message_id}));
             publish_events(&shared, email);
         }
