@@ -13,8 +13,8 @@ use axum::routing::post;
 use common::PhoneNumber;
 use common::twilio::accounts::{
     A2P_TRUST_PRODUCT_POLICY_SID, AccountStatus, BrandStatus, BrandType, BundleKind, BundleStatus, CampaignStatus,
-    EvaluationStatus, NewBrandRegistration, NewBundle, NewCampaign, NewEndUser, NewIncomingNumber, NewMessagingService,
-    NewSupportingDocument, NumberSearch, SECONDARY_CUSTOMER_PROFILE_POLICY_SID, Subaccount,
+    EvaluationStatus, NewAddress, NewBrandRegistration, NewBundle, NewCampaign, NewEndUser, NewIncomingNumber,
+    NewMessagingService, NewSupportingDocument, NumberSearch, SECONDARY_CUSTOMER_PROFILE_POLICY_SID, Subaccount,
 };
 use common::twilio::signature::verify;
 use common::twilio::{AccountOpError, CreateOutcome, TwilioAccount, TwilioClient, TwilioClientSettings};
@@ -132,25 +132,48 @@ async fn submitted_bundles(
     let business = client.create_end_user(account, &business_information()).await?;
     assert_eq!(business.end_user_type, "customer_profile_business_information");
     let person = client.create_end_user(account, &representative()).await?;
-    let address = client
-        .create_supporting_document(
+    // The business address is an Address resource of the account, which the address document
+    // names; a document naming no address of the account (free text, or a made-up SID) does
+    // not satisfy the evaluation.
+    let resource = client
+        .create_address(
             account,
-            &NewSupportingDocument {
-                document_type: "customer_profile_address".into(),
-                friendly_name: "Acme address".into(),
-                attributes: serde_json::json!({"address_sids": format!("AD{}", "1".repeat(32))}),
+            &NewAddress {
+                customer_name: "Acme Inc".into(),
+                street: "1 Main St".into(),
+                city: "San Francisco".into(),
+                region: "CA".into(),
+                postal_code: "94105".into(),
+                iso_country: "US".into(),
+                friendly_name: "Acme business address".into(),
             },
         )
         .await?;
+    assert!(
+        resource.sid.starts_with("AD") && resource.sid.len() == 34,
+        "{resource:?}"
+    );
+    let document = |address_sid: String| NewSupportingDocument {
+        document_type: "customer_profile_address".into(),
+        friendly_name: "Acme address".into(),
+        attributes: serde_json::json!({ "address_sids": address_sid }),
+    };
+    let made_up = client
+        .create_supporting_document(account, &document(format!("AD{}", "1".repeat(32))))
+        .await?;
+    let address = client
+        .create_supporting_document(account, &document(resource.sid.clone()))
+        .await?;
     assert!(address.sid.starts_with("RD"));
-    for object in [&business.sid, &person.sid] {
+    for object in [&business.sid, &person.sid, &made_up.sid] {
         let assignment = client.assign_to_bundle(account, kind, &profile.sid, object).await?;
         assert_eq!(
             (assignment.object_sid.as_str(), assignment.bundle_sid.as_deref()),
             (object.as_str(), Some(profile.sid.as_str()))
         );
     }
-    // Without the address the profile is not compliant, and cannot be submitted.
+    // Without a document naming a real address the profile is not compliant, and cannot be
+    // submitted.
     let evaluation = client
         .evaluate_bundle(account, kind, &profile.sid, SECONDARY_CUSTOMER_PROFILE_POLICY_SID)
         .await?;
@@ -424,8 +447,15 @@ async fn the_whole_onboarding_walk_ends_with_a_verified_campaign() -> anyhow::Re
     let stats = sim.shutdown().await?;
     let onboarding = stats.onboarding;
     assert_eq!((onboarding.customer_profiles, onboarding.trust_products), (1, 1));
-    assert_eq!((onboarding.end_users, onboarding.supporting_documents), (3, 1));
-    assert_eq!((onboarding.entity_assignments, onboarding.evaluations), (5, 4));
+    assert_eq!(
+        (
+            onboarding.end_users,
+            onboarding.supporting_documents,
+            onboarding.addresses
+        ),
+        (3, 2, 1)
+    );
+    assert_eq!((onboarding.entity_assignments, onboarding.evaluations), (6, 4));
     assert_eq!(onboarding.bundles_submitted, 2);
     assert_eq!(
         (

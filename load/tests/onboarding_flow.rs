@@ -511,7 +511,14 @@ async fn an_approved_brand_ends_with_a_number_that_delivers_sms() {
     let onboarding = stats.onboarding;
     assert_eq!(onboarding.subaccounts, 1);
     assert_eq!((onboarding.customer_profiles, onboarding.trust_products), (1, 1));
-    assert_eq!((onboarding.end_users, onboarding.supporting_documents), (3, 1));
+    assert_eq!(
+        (
+            onboarding.end_users,
+            onboarding.supporting_documents,
+            onboarding.addresses
+        ),
+        (3, 1, 1)
+    );
     assert_eq!((onboarding.entity_assignments, onboarding.bundles_submitted), (5, 2));
     assert_eq!((onboarding.brand_registrations, onboarding.brand_callbacks), (1, 1));
     assert_eq!(onboarding.numbers_purchased, 1);
@@ -849,7 +856,14 @@ async fn a_crash_between_steps_resumes_without_creating_anything_twice() {
     let onboarding = sim.shutdown().await.unwrap().onboarding;
     assert_eq!(onboarding.subaccounts, 1);
     assert_eq!((onboarding.customer_profiles, onboarding.trust_products), (1, 1));
-    assert_eq!((onboarding.end_users, onboarding.supporting_documents), (3, 1));
+    assert_eq!(
+        (
+            onboarding.end_users,
+            onboarding.supporting_documents,
+            onboarding.addresses
+        ),
+        (3, 1, 1)
+    );
     assert_eq!((onboarding.entity_assignments, onboarding.bundles_submitted), (5, 2));
     assert_eq!(onboarding.brand_registrations, 1);
     assert_eq!((onboarding.numbers_purchased, onboarding.messaging_services), (1, 1));

@@ -7,7 +7,7 @@
 //! | step | what it does | next |
 //! |---|---|---|
 //! | `subaccount` | uses the tenant's own Twilio account if its SMS credentials exist (verifying them if needed); else creates a subaccount under the platform's master account (`[onboarding]` settings) and stores its SID and token, sealed, as the tenant's SMS credentials, then verifies them | `customer_profile` |
-//! | `customer_profile` | Trust Hub secondary customer profile: the bundle, the business-information and authorized-representative end users, the address document, their three assignments, an evaluation (must be compliant), the submission | `trust_product` |
+//! | `customer_profile` | Trust Hub secondary customer profile: the bundle, the business-information and authorized-representative end users, the business address as an Address resource of the account (`Addresses.json`) and the address document naming it (`address_sids`), their three assignments, an evaluation (must be compliant), the submission | `trust_product` |
 //! | `trust_product` | A2P trust product: the bundle, the messaging-profile end user, its assignment and the customer profile's, an evaluation, the submission | `brand` |
 //! | `brand` | registers the A2P brand (`Brand::status` becomes `pending`) | `awaiting_approval` |
 //! | `awaiting_approval` | polls the brand every `poll_interval_secs`, and at once when the brand-status webhook (`POST /webhooks/twilio/brand-status`) reports a change: only the fetched brand moves the workflow, never the callback's own claim | `phone_number` (approved), `rejected` (failed or suspended) |
@@ -36,7 +36,7 @@
 //! marker (recording the object's SID if it exists). Adding the number to the Messaging Service
 //! is retried instead, as adding it twice is refused with 21710, which counts as added.
 //!
-//! Keys: `account`, `subaccount`, `customer_profile` and `customer_profile.*`, `trust_product`
+//! Keys: `account`, `subaccount`, `address`, `customer_profile` and `customer_profile.*`, `trust_product`
 //! and `trust_product.*`, `brand`, `phone_number`, `phone_number.e164`, `messaging_service`,
 //! `messaging_service.phone_number`, `campaign`; bookkeeping under `workflow.*`.
 //!
@@ -171,6 +171,9 @@ pub mod keys {
     pub const CP_BUSINESS: &str = "customer_profile.business_information";
     /// Its authorized-representative end user.
     pub const CP_REPRESENTATIVE: &str = "customer_profile.authorized_representative";
+    /// The business address as an Address resource of the account (`AD...`), which the
+    /// address document references.
+    pub const ADDRESS: &str = "address";
     /// Its address document.
     pub const CP_ADDRESS: &str = "customer_profile.address";
     /// The business information's assignment.
@@ -211,10 +214,11 @@ pub mod keys {
     pub const RESUME_STEP: &str = "workflow.resume_step";
 
     /// Keys a resubmission after a rejection drops (new bundles, new brand).
-    pub const REBUILT_ON_RESUBMIT: [&str; 15] = [
+    pub const REBUILT_ON_RESUBMIT: [&str; 16] = [
         CUSTOMER_PROFILE,
         CP_BUSINESS,
         CP_REPRESENTATIVE,
+        ADDRESS,
         CP_ADDRESS,
         CP_ASSIGNED_BUSINESS,
         CP_ASSIGNED_REPRESENTATIVE,

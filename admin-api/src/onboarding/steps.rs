@@ -10,8 +10,8 @@ use common::store::{Brand, BrandStatus, NumberStatus, ProviderKind, SenderKind, 
 use common::twilio::TwilioAccount;
 use common::twilio::accounts::{
     A2P_TRUST_PRODUCT_POLICY_SID, AccountOpError, AccountStatus, BrandType, BundleKind, BundleStatus, CampaignStatus,
-    EvaluationStatus, NewBrandRegistration, NewBundle, NewCampaign, NewEndUser, NewIncomingNumber, NewMessagingService,
-    NewSupportingDocument, NumberSearch, SECONDARY_CUSTOMER_PROFILE_POLICY_SID,
+    EvaluationStatus, NewAddress, NewBrandRegistration, NewBundle, NewCampaign, NewEndUser, NewIncomingNumber,
+    NewMessagingService, NewSupportingDocument, NumberSearch, SECONDARY_CUSTOMER_PROFILE_POLICY_SID,
 };
 use common::twilio::open_account;
 use common::{Channel, TenantId};
@@ -281,17 +281,29 @@ impl Onboarding {
             self.record(brand, keys::CP_REPRESENTATIVE, &created.sid).await?;
             return Ok(Outcome::Progress);
         }
+        // Trust Hub's evaluation wants the business address as an Address resource of the
+        // account, referenced by the address document, not as free text in the document.
+        if !has(brand, keys::ADDRESS) {
+            let address = NewAddress {
+                customer_name: info.legal_business_name.clone(),
+                street: info.address.clone(),
+                city: info.city.clone(),
+                region: info.state.clone(),
+                postal_code: info.zip.clone(),
+                iso_country: info.country.clone(),
+                friendly_name: format!("{} business address", info.legal_business_name),
+            };
+            let created = self
+                .create(brand, keys::ADDRESS, self.twilio.create_address(&account, &address))
+                .await?;
+            self.record(brand, keys::ADDRESS, &created.sid).await?;
+            return Ok(Outcome::Progress);
+        }
         if !has(brand, keys::CP_ADDRESS) {
             let document = NewSupportingDocument {
                 document_type: "customer_profile_address".to_owned(),
                 friendly_name: format!("{} address", info.legal_business_name),
-                attributes: json!({
-                    "street": info.address,
-                    "city": info.city,
-                    "region": info.state,
-                    "postal_code": info.zip,
-                    "iso_country": info.country,
-                }),
+                attributes: json!({ "address_sids": brand.twilio_sids.get(keys::ADDRESS) }),
             };
             let created = self
                 .create(

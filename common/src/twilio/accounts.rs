@@ -378,6 +378,36 @@ pub struct EndUser {
     pub end_user_type: String,
 }
 
+/// A new Address resource of an account (`Addresses.json`): Trust Hub's
+/// `customer_profile_address` document references one by its SID (`address_sids`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAddress {
+    /// The name of the business or person at the address.
+    pub customer_name: String,
+    /// The street line.
+    pub street: String,
+    /// The city.
+    pub city: String,
+    /// The state or region.
+    pub region: String,
+    /// The postal code.
+    pub postal_code: String,
+    /// The ISO 3166-1 alpha-2 country code.
+    pub iso_country: String,
+    /// Its name.
+    pub friendly_name: String,
+}
+
+/// An Address resource.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Address {
+    /// Its SID (`AD...`).
+    pub sid: String,
+    /// Whether Twilio validated the address.
+    #[serde(default)]
+    pub validated: bool,
+}
+
 /// A new Trust Hub supporting document (e.g. the business address).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewSupportingDocument {
@@ -837,6 +867,30 @@ impl TwilioClient {
             .put("Attributes", &user.attributes.to_string())
             .finish();
         self.call(account, Method::POST, url, Some(form), Effect::Write, "create end user")
+            .await
+    }
+
+    /// Creates an Address resource on `account`:
+    /// `POST /2010-04-01/Accounts/{AccountSid}/Addresses.json`.
+    pub async fn create_address(
+        &self,
+        account: &TwilioAccount,
+        address: &NewAddress,
+    ) -> Result<Address, AccountOpError> {
+        let url = endpoint(
+            &self.base,
+            &[API_VERSION, "Accounts", &account.account_sid, "Addresses.json"],
+        );
+        let form = Form::new()
+            .put("CustomerName", &address.customer_name)
+            .put("Street", &address.street)
+            .put("City", &address.city)
+            .put("Region", &address.region)
+            .put("PostalCode", &address.postal_code)
+            .put("IsoCountry", &address.iso_country)
+            .put("FriendlyName", &address.friendly_name)
+            .finish();
+        self.call(account, Method::POST, url, Some(form), Effect::Write, "create address")
             .await
     }
 

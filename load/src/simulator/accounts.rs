@@ -13,7 +13,7 @@
 //! | `GET`/`POST /v1/{CustomerProfiles,TrustProducts}/{BU}` | fetch; update (`Status=pending-review` submits) |
 //! | `POST /v1/{CustomerProfiles,TrustProducts}/{BU}/EntityAssignments` | assign an end user, a document or (to a trust product) a customer profile |
 //! | `POST /v1/{CustomerProfiles,TrustProducts}/{BU}/Evaluations` | evaluate against the requirements below |
-//! | `POST /v1/EndUsers`, `/v1/SupportingDocuments` | create |
+//! | `POST /v1/EndUsers`, `/v1/SupportingDocuments`, `/2010-04-01/Accounts/{AC}/Addresses.json` | create |
 //! | `POST /v1/a2p/BrandRegistrations`, `GET .../{BN}` | register a brand (`PENDING`), fetch it |
 //! | `POST /v1/Services`, `POST /v1/Services/{MG}/PhoneNumbers` | create a Messaging Service, add a bought number |
 //! | `POST /v1/Services/{MG}/Compliance/Usa2p`, `GET .../{QE}` | register a campaign (`IN_PROGRESS`), fetch it |
@@ -37,7 +37,8 @@
 //!
 //! A customer profile is compliant when assigned an end user of type
 //! `customer_profile_business_information`, one of type `authorized_representative_1` and a
-//! supporting document; a trust product when assigned an end user of type
+//! `customer_profile_address` supporting document whose `address_sids` names an Address
+//! resource of the account (`POST /2010-04-01/Accounts/{AC}/Addresses.json`); a trust product when assigned an end user of type
 //! `us_a2p_messaging_profile_information` and a customer profile. A submitted bundle
 //! (`pending-review`) reads `twilio-approved` once `bundle_review_delay` has passed.
 //!
@@ -74,8 +75,8 @@ use tokio::time::Instant;
 use super::Shared;
 use super::callbacks::Job;
 use super::registry::{
-    BrandRecord, BundleRecord, BundleState, CampaignRecord, DocumentRecord, EndUserRecord, Inner, NumberRecord,
-    ServiceRecord, SubaccountRecord, short_id,
+    AddressRecord, BrandRecord, BundleRecord, BundleState, CampaignRecord, DocumentRecord, EndUserRecord, Inner,
+    NumberRecord, ServiceRecord, SubaccountRecord, short_id,
 };
 use super::twilio::{TwilioError, authenticate, authenticated_account, is_sid};
 
@@ -100,6 +101,10 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route(
             "/2010-04-01/Accounts/{account_sid}/IncomingPhoneNumbers.json",
             post(buy_number),
+        )
+        .route(
+            "/2010-04-01/Accounts/{account_sid}/Addresses.json",
+            post(create_address),
         )
         .route("/v1/EndUsers", post(create_end_user))
         .route("/v1/SupportingDocuments", post(create_document))
@@ -620,10 +625,12 @@ fn evaluation_results(inner: &Inner, account: &str, kind: BundleKind, sid: &str)
                 .is_some_and(|user| user.user_type == user_type)
         })
     };
-    let has_document = bundle
-        .assignments
-        .iter()
-        .any(|(_, object)| inner.documents.contains_key(object));
+    let has_address = bundle.assignments.iter().any(|(_, object)| {
+        inner
+            .documents
+            .get(object)
+            .is_some_and(|document| document.address_sid.is_some())
+    });
     let has_profile = bundle.assignments.iter().any(|(_, object)| {
         inner
             .bundles
@@ -645,7 +652,7 @@ fn evaluation_results(inner: &Inner, account: &str, kind: BundleKind, sid: &str)
             Requirement {
                 name: "Business Address",
                 object_type: "supporting_document",
-                passed: has_document,
+                passed: has_address,
             },
         ],
         BundleKind::TrustProduct => vec![
@@ -706,6 +713,59 @@ fn evaluate(shared: &Shared, account: &str, kind: BundleKind, sid: &str, form: &
     Ok((StatusCode::CREATED, body))
 }
 
+/// `POST /2010-04-01/Accounts/{AccountSid}/Addresses.json`.
+async fn create_address(
+    AxumState(shared): AxumState<Arc<Shared>>,
+    Path(account_sid): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    serve_account(&shared, &headers, &account_sid, |shared, account| {
+        let form = form(&body);
+        let customer_name = required(&form, "CustomerName")?;
+        let street = required(&form, "Street")?;
+        let city = required(&form, "City")?;
+        let region = required(&form, "Region")?;
+        let postal_code = required(&form, "PostalCode")?;
+        let iso_country = required(&form, "IsoCountry")?;
+        if iso_country.len() != 2 || !iso_country.bytes().all(|byte| byte.is_ascii_uppercase()) {
+            return Err(invalid(
+                "IsoCountry",
+                format!("{iso_country} is not an ISO 3166-1 alpha-2 code"),
+            ));
+        }
+        let sid = new_sid("AD");
+        let now = rfc2822(OffsetDateTime::now_utc());
+        let body = json!({
+            "sid": sid,
+            "account_sid": account,
+            "customer_name": customer_name,
+            "friendly_name": param(&form, "FriendlyName"),
+            "street": street,
+            "street_secondary": param(&form, "StreetSecondary"),
+            "city": city,
+            "region": region,
+            "postal_code": postal_code,
+            "iso_country": iso_country,
+            "emergency_enabled": false,
+            "validated": false,
+            "verified": false,
+            "date_created": now,
+            "date_updated": now,
+            "uri": format!("/2010-04-01/Accounts/{account}/Addresses/{sid}.json"),
+        });
+        let mut inner = shared.state.onboarding.inner();
+        inner.addresses.insert(
+            sid,
+            AddressRecord {
+                account_sid: account.to_owned(),
+            },
+        );
+        inner.stats.addresses += 1;
+        Ok((StatusCode::CREATED, body))
+    })
+}
+
 /// `POST /v1/EndUsers`.
 async fn create_end_user(AxumState(shared): AxumState<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     serve(&shared, &headers, |shared, account| {
@@ -760,10 +820,22 @@ async fn create_document(AxumState(shared): AxumState<Arc<Shared>>, headers: Hea
             "url": format!("https://trusthub.twilio.com/v1/SupportingDocuments/{sid}"),
         });
         let mut inner = shared.state.onboarding.inner();
+        // Any attributes are taken, as Trust Hub takes them; the evaluation asks more.
+        let address_sid = attributes["address_sids"]
+            .as_str()
+            .filter(|_| document_type == "customer_profile_address")
+            .filter(|sid| {
+                inner
+                    .addresses
+                    .get(*sid)
+                    .is_some_and(|address| address.account_sid == account)
+            })
+            .map(str::to_owned);
         inner.documents.insert(
             sid,
             DocumentRecord {
                 account_sid: account.to_owned(),
+                address_sid,
             },
         );
         inner.stats.supporting_documents += 1;

@@ -37,6 +37,8 @@ pub struct OnboardingStats {
     pub end_users: u64,
     /// Supporting documents created.
     pub supporting_documents: u64,
+    /// Address resources created (`Addresses.json`).
+    pub addresses: u64,
     /// Entity assignments created.
     pub entity_assignments: u64,
     /// Evaluations made.
@@ -115,6 +117,14 @@ pub(crate) struct EndUserRecord {
 #[derive(Debug)]
 pub(crate) struct DocumentRecord {
     pub(crate) account_sid: String,
+    /// A `customer_profile_address` document's `address_sids`, when it names an Address
+    /// resource of its account (what Trust Hub's evaluation asks of a business address).
+    pub(crate) address_sid: Option<String>,
+}
+
+#[derive(Debug)]
+pub(crate) struct AddressRecord {
+    pub(crate) account_sid: String,
 }
 
 #[derive(Debug)]
@@ -188,6 +198,7 @@ pub(crate) struct Inner {
     pub(crate) bundles: HashMap<String, BundleRecord>,
     pub(crate) end_users: HashMap<String, EndUserRecord>,
     pub(crate) documents: HashMap<String, DocumentRecord>,
+    pub(crate) addresses: HashMap<String, AddressRecord>,
     pub(crate) brands: HashMap<String, BrandRecord>,
     pub(crate) services: HashMap<String, ServiceRecord>,
     pub(crate) campaigns: HashMap<String, CampaignRecord>,
