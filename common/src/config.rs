@@ -728,6 +728,9 @@ pub struct OnboardingSettings {
     pub max_attempts: u32,
     /// How often a brand under review is polled when no status webhook came, in seconds.
     pub poll_interval_secs: u64,
+    /// How often a ready tenant's brand and campaign are fetched again, so that a suspension
+    /// after approval stops its SMS, in seconds (the brand-status webhook also triggers it).
+    pub watch_interval_secs: u64,
     /// How often the background runner looks for due workflows, in milliseconds.
     pub runner_tick_ms: u64,
     /// Run the background runner (off: workflows move only when driven explicitly).
@@ -747,6 +750,7 @@ impl Default for OnboardingSettings {
             retry_interval_secs: 300,
             max_attempts: 10,
             poll_interval_secs: 600,
+            watch_interval_secs: 3_600,
             runner_tick_ms: 1_000,
             background_runner: true,
             area_code: None,
@@ -764,6 +768,11 @@ impl OnboardingSettings {
     /// The interval between polls of a brand under review.
     pub fn poll_interval(&self) -> Duration {
         Duration::from_secs(self.poll_interval_secs)
+    }
+
+    /// The interval between fetches of a ready tenant's brand and campaign.
+    pub fn watch_interval(&self) -> Duration {
+        Duration::from_secs(self.watch_interval_secs.max(1))
     }
 
     /// The runner's interval between looks for due workflows.

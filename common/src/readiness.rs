@@ -2,7 +2,8 @@
 //! for the dispatcher's admission and for the admin API's status and preflight routes.
 //!
 //! A channel is ready when its credentials are saved and verified; SMS also needs an approved
-//! 10DLC brand, email a sender address; SMS and WhatsApp need an active number of their kind.
+//! 10DLC brand, email a sender address; SMS and WhatsApp need an active number of their kind
+//! (an SMS number is suspended while its A2P campaign is not verified).
 //! Demo tenants are always ready (their traffic is simulated) and are not checked here.
 
 use serde::Serialize;
@@ -25,8 +26,12 @@ pub enum NotReady {
     ConfigureBusinessInfo,
     /// SMS: the 10DLC brand is under review.
     WaitForApproval,
-    /// SMS: the 10DLC brand was rejected or suspended.
+    /// SMS: the 10DLC brand was rejected.
     UpdateBusinessInfo,
+    /// SMS: the carriers suspended the 10DLC brand after approving it.
+    BrandSuspended,
+    /// SMS: the A2P campaign is no longer verified (failed or suspended after approval).
+    CampaignSuspended,
     /// No active number for the channel.
     NoActiveNumber,
 }
@@ -40,6 +45,8 @@ impl NotReady {
             NotReady::ConfigureBusinessInfo => "CONFIGURE_BUSINESS_INFO",
             NotReady::WaitForApproval => "WAIT_FOR_APPROVAL",
             NotReady::UpdateBusinessInfo => "UPDATE_BUSINESS_INFO",
+            NotReady::BrandSuspended => "BRAND_SUSPENDED",
+            NotReady::CampaignSuspended => "CAMPAIGN_SUSPENDED",
             NotReady::NoActiveNumber => "NO_ACTIVE_NUMBER",
         }
     }
@@ -55,6 +62,14 @@ impl NotReady {
             NotReady::WaitForApproval => "your 10DLC brand is under review; sending starts once it is approved",
             NotReady::UpdateBusinessInfo => {
                 "your 10DLC brand was rejected: correct your business information and resubmit"
+            }
+            NotReady::BrandSuspended => {
+                "the carriers suspended your 10DLC brand (its status_reason says why): correct your business \
+                 information and resubmit with POST /v1/channels/sms/resubmit"
+            }
+            NotReady::CampaignSuspended => {
+                "your A2P campaign is no longer verified (its status_reason says why); SMS resumes by itself once \
+                 twilio verifies it again"
             }
             NotReady::NoActiveNumber => "no active sender number yet; onboarding buys one once the brand is approved",
         }
@@ -101,7 +116,8 @@ pub async fn check(
                 BrandStatus::Draft | BrandStatus::Pending | BrandStatus::InReview => {
                     return Ok(Err(NotReady::WaitForApproval));
                 }
-                BrandStatus::Failed | BrandStatus::Suspended => return Ok(Err(NotReady::UpdateBusinessInfo)),
+                BrandStatus::Failed => return Ok(Err(NotReady::UpdateBusinessInfo)),
+                BrandStatus::Suspended => return Ok(Err(NotReady::BrandSuspended)),
             },
         },
         Channel::Whatsapp | Channel::Email => None,
@@ -114,13 +130,16 @@ pub async fn check(
             Vec::new()
         }
         Channel::Sms | Channel::Whatsapp => {
-            let numbers: Vec<SenderNumber> = store
+            let (numbers, others): (Vec<SenderNumber>, Vec<SenderNumber>) = store
                 .sender_numbers(&tenant.id)
                 .await?
                 .into_iter()
-                .filter(|number| number.status == NumberStatus::Active && serves(number.kind, channel))
-                .collect();
+                .filter(|number| serves(number.kind, channel))
+                .partition(|number| number.status == NumberStatus::Active);
             if numbers.is_empty() {
+                if others.iter().any(|number| number.status == NumberStatus::Suspended) {
+                    return Ok(Err(NotReady::CampaignSuspended));
+                }
                 return Ok(Err(NotReady::NoActiveNumber));
             }
             numbers

@@ -390,7 +390,9 @@ async fn business_info_is_validated_scoped_audited_and_locked_once_approved() {
 async fn an_approved_brand_ends_with_a_number_that_delivers_sms() {
     let sim = simulator(BrandOutcome::Approve).await;
     let dir = tempfile::tempdir().unwrap();
-    let settings = settings(dir.path(), &sim);
+    let mut settings = settings(dir.path(), &sim);
+    // A ready tenant's brand and campaign are fetched again every second here.
+    settings.onboarding.watch_interval_secs = 1;
     let key = seed(&settings, &["acme"]).await.remove(0);
     let running = Running::start(&settings).await;
 
@@ -504,7 +506,94 @@ async fn an_approved_brand_ends_with_a_number_that_delivers_sms() {
     );
     let brand = store.brand(&tid("acme")).await.unwrap().unwrap();
     assert_eq!(brand.workflow_step, "ready");
-    assert_eq!(store.workflow_due(&tid("acme")).await.unwrap(), None);
+    assert!(
+        store.workflow_due(&tid("acme")).await.unwrap().is_some(),
+        "a ready workflow keeps watching its brand and campaign"
+    );
+
+    // Sends one SMS after another until one ends with `wanted` (admission trusts what it read
+    // for a few seconds); answers how many reached the provider meanwhile.
+    let send_until = |wanted: &'static str| {
+        let (running, key, number) = (&running, &key, &number);
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            for attempt in 0_u64.. {
+                let id = format!("{}-{attempt}", wanted.to_ascii_lowercase());
+                let envelope = json!({"channel": "sms", "message_id": id, "to": CONTACT, "from": number,
+                    "body": "Acme: your order has shipped."});
+                let (code, _) = running
+                    .call(
+                        reqwest::Method::POST,
+                        "/v1/messages",
+                        Some(key),
+                        Some(&json!({ "messages": [envelope] })),
+                    )
+                    .await;
+                assert_eq!(code, 202);
+                let message = loop {
+                    let (_, message) = running
+                        .call(reqwest::Method::GET, &format!("/v1/messages/{id}"), Some(key), None)
+                        .await;
+                    if ["delivered", "rejected"].contains(&message["status"].as_str().unwrap_or_default()) {
+                        break message;
+                    }
+                    assert!(tokio::time::Instant::now() < deadline, "{id} never settled: {message}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                };
+                if message["reason"] == wanted || (wanted == "DELIVERED" && message["status"] == "delivered") {
+                    return attempt;
+                }
+                assert!(tokio::time::Instant::now() < deadline, "never {wanted}: {message}");
+            }
+            unreachable!("the loop returns or fails")
+        }
+    };
+
+    // The campaign is suspended after approval (seen by polling): SMS is held at admission
+    // with CAMPAIGN_SUSPENDED instead of being sent into Twilio's refusals; verified again, it
+    // resumes.
+    let campaign_sid = brand.twilio_sids["campaign"].clone();
+    sim.set_campaign_status(&campaign_sid, Some("SUSPENDED"));
+    let suspended = running
+        .wait_status(&key, "campaign suspended", |status| {
+            status["status"] == "campaign_suspended"
+        })
+        .await;
+    assert_eq!(suspended["next_action"]["code"], "CAMPAIGN_SUSPENDED", "{suspended}");
+    let creates_before = sim.stats().received;
+    let delivered_meanwhile = send_until("CAMPAIGN_SUSPENDED").await;
+    assert_eq!(sim.stats().received, creates_before + delivered_meanwhile);
+    sim.set_campaign_status(&campaign_sid, None);
+    running
+        .wait_status(&key, "ready again", |status| status["status"] == "ready")
+        .await;
+    send_until("DELIVERED").await;
+    let mut delivered = 1 + delivered_meanwhile + 1;
+
+    // The carriers suspend the brand: its status callback (the poll too) stops SMS with
+    // BRAND_SUSPENDED, and the tenant is told to fix its business information and resubmit.
+    sim.suspend_brand(&brand.twilio_sids["brand"], "carrier audit: content mismatch");
+    let suspended = running
+        .wait_status(&key, "brand suspended", |status| status["status"] == "suspended")
+        .await;
+    assert_eq!(suspended["next_action"]["code"], "BRAND_SUSPENDED", "{suspended}");
+    assert_eq!(suspended["brand_status"], "suspended");
+    assert_eq!(suspended["reason"], "carrier audit: content mismatch", "{suspended}");
+    delivered += send_until("BRAND_SUSPENDED").await;
+    let actions: Vec<String> = store
+        .audit(&tid("acme"), 200)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|entry| entry.action)
+        .collect();
+    for action in [
+        "onboarding.campaign_suspended",
+        "onboarding.campaign_verified_again",
+        "onboarding.brand_rejected",
+    ] {
+        assert!(actions.iter().any(|seen| seen == action), "{action}: {actions:?}");
+    }
 
     running.shutdown().await;
     let stats = sim.shutdown().await.unwrap();
@@ -520,7 +609,7 @@ async fn an_approved_brand_ends_with_a_number_that_delivers_sms() {
         (3, 1, 1)
     );
     assert_eq!((onboarding.entity_assignments, onboarding.bundles_submitted), (5, 2));
-    assert_eq!((onboarding.brand_registrations, onboarding.brand_callbacks), (1, 1));
+    assert_eq!((onboarding.brand_registrations, onboarding.brand_callbacks), (1, 2));
     assert_eq!(onboarding.numbers_purchased, 1);
     assert_eq!(
         (onboarding.messaging_services, onboarding.service_phone_numbers),
@@ -532,7 +621,10 @@ async fn an_approved_brand_ends_with_a_number_that_delivers_sms() {
         "{:?}",
         onboarding.rejected_by_code
     );
-    assert_eq!(stats.accepted, 1);
+    assert_eq!(
+        stats.accepted, delivered,
+        "only the messages that were delivered reached twilio"
+    );
 }
 
 /// A brand status callback is a hint, not a verdict: even validly signed (a leaked or shared

@@ -153,9 +153,10 @@ impl Step {
         Step::ALL.into_iter().find(|step| step.as_str() == raw)
     }
 
-    /// Whether the workflow moves on its own from this step (not ready, not waiting for a person).
+    /// Whether the workflow moves on its own from this step (not waiting for a person); a
+    /// ready workflow keeps watching its brand and campaign.
     pub fn is_active(self) -> bool {
-        !matches!(self, Step::Ready | Step::Rejected | Step::NeedsAttention)
+        !matches!(self, Step::Rejected | Step::NeedsAttention)
     }
 }
 
@@ -290,6 +291,11 @@ enum Outcome {
     Done(Step, Option<Duration>),
     /// Nothing changed yet (a poll): look again after this long.
     Wait(Duration),
+    /// A ready tenant's brand and campaign were looked at: look again after this long,
+    /// keeping the reason a suspended campaign left (a failed look changes nothing).
+    Watch(Duration),
+    /// Nothing to do any more (a ready demo tenant has nothing at Twilio to watch).
+    Idle,
     /// The brand was rejected or suspended.
     Rejected,
 }
@@ -555,6 +561,8 @@ impl Onboarding {
                 brand.status_reason = None;
                 (step, Some(after(wait)))
             }
+            Ok(Outcome::Watch(wait)) => (step, Some(after(wait))),
+            Ok(Outcome::Idle) => (step, None),
             Ok(Outcome::Done(next, wait)) => {
                 brand.workflow_attempts = 0;
                 brand.status_reason = None;
@@ -676,9 +684,11 @@ impl Onboarding {
             let Some(brand) = self.store.brand(tenant).await? else {
                 return Ok(false);
             };
-            if brand.twilio_sids.get(keys::BRAND).map(String::as_str) != Some(brand_sid)
-                || Step::parse(&brand.workflow_step) != Some(Step::AwaitingApproval)
-            {
+            let watched = matches!(
+                Step::parse(&brand.workflow_step),
+                Some(Step::AwaitingApproval | Step::Ready)
+            );
+            if brand.twilio_sids.get(keys::BRAND).map(String::as_str) != Some(brand_sid) || !watched {
                 return Ok(false);
             }
             let reported = common::twilio::accounts::BrandStatus::parse(status);
@@ -690,7 +700,8 @@ impl Onboarding {
             )
             .await?;
         }
-        // The poll of the awaiting-approval step, now rather than at its next due time.
+        // The poll of the awaiting-approval step (or the watch of a ready one), now rather than
+        // at its next due time.
         self.drive_once(tenant).await?;
         Ok(true)
     }
@@ -753,14 +764,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn steps_round_trip_and_only_three_are_idle() {
+    fn steps_round_trip_and_only_two_are_idle() {
         for step in Step::ALL {
             assert_eq!(Step::parse(step.as_str()), Some(step));
             assert_eq!(serde_json::to_value(step).unwrap(), json!(step.as_str()));
         }
         assert_eq!(Step::parse("nope"), None);
         let idle: Vec<Step> = Step::ALL.into_iter().filter(|step| !step.is_active()).collect();
-        assert_eq!(idle, [Step::Ready, Step::Rejected, Step::NeedsAttention]);
+        assert_eq!(idle, [Step::Rejected, Step::NeedsAttention]);
     }
 
     #[test]

@@ -5,8 +5,12 @@
 //! `next_action.code` is one of: `CONFIGURE_BUSINESS_INFO` (submit `POST /v1/business-info`),
 //! `WAIT_FOR_PROVISIONING` (the platform is working, or retrying while Twilio is unavailable),
 //! `WAIT_FOR_APPROVAL` (the brand is being vetted), `UPDATE_BUSINESS_INFO` (the brand was
-//! rejected: fix the form with `PUT /v1/business-info`, then resubmit), `CONTACT_SUPPORT` (an
-//! operator must act; `reason` says why), `NONE` (SMS is ready).
+//! rejected: fix the form with `PUT /v1/business-info`, then resubmit), `BRAND_SUSPENDED` (the
+//! carriers suspended the brand after approving it: the same), `CAMPAIGN_SUSPENDED` (the A2P
+//! campaign is no longer verified: SMS is held until it is again), `CONTACT_SUPPORT` (an
+//! operator must act; `reason` says why), `NONE` (SMS is ready). A ready workflow keeps
+//! watching its brand and campaign (`onboarding.watch_interval_secs`, and at once on a
+//! brand-status webhook).
 //!
 //! The brand-status webhook is signed like every Twilio webhook (the token of the account named
 //! in `AccountSid`, checked by `crate::webhooks`); it carries `BrandRegistrationSid`,
@@ -39,7 +43,8 @@ pub struct NextAction {
 /// Where a tenant's SMS onboarding stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct SmsStatus {
-    /// `not_started`, `in_progress`, `awaiting_approval`, `ready`, `rejected`, `needs_attention`.
+    /// `not_started`, `in_progress`, `awaiting_approval`, `ready`, `campaign_suspended`, `rejected`,
+    /// `suspended`, `needs_attention`.
     pub status: &'static str,
     /// The workflow step (`None` before business information is submitted).
     pub step: Option<Step>,
@@ -116,8 +121,30 @@ pub async fn sms_status(state: &AppState, tenant: &TenantId) -> Result<SmsStatus
             .any(|row| row.number.as_str() == number && row.status == NumberStatus::Active),
         None => false,
     };
+    let campaign_suspended = state
+        .store
+        .sender_numbers(tenant)
+        .await?
+        .iter()
+        .any(|row| row.status == NumberStatus::Suspended);
     let (status, next_action) = match step {
+        Some(Step::Ready) if campaign_suspended => (
+            "campaign_suspended",
+            action(
+                "CAMPAIGN_SUSPENDED",
+                "twilio no longer reports your A2P campaign verified (see reason): SMS is held and resumes by \
+                 itself once it is verified again",
+            ),
+        ),
         Some(Step::Ready) => ("ready", action("NONE", "SMS is ready to send")),
+        Some(Step::Rejected) if brand.status == BrandStatus::Suspended => (
+            "suspended",
+            action(
+                "BRAND_SUSPENDED",
+                "the carriers suspended your 10DLC brand (see reason): correct your business information with \
+                 PUT /v1/business-info, then resubmit with POST /v1/channels/sms/resubmit",
+            ),
+        ),
         Some(Step::Rejected) => (
             "rejected",
             action(

@@ -54,7 +54,8 @@ impl Onboarding {
             Step::Campaign => self.campaign(brand).await,
             Step::CampaignReview => self.campaign_review(brand).await,
             Step::DemoReview => self.demo_approval(brand).await,
-            Step::Ready | Step::Rejected | Step::NeedsAttention => Ok(Outcome::Wait(Duration::ZERO)),
+            Step::Ready => self.watch(brand).await,
+            Step::Rejected | Step::NeedsAttention => Ok(Outcome::Wait(Duration::ZERO)),
         }
     }
 
@@ -649,7 +650,7 @@ impl Onboarding {
         brand.status = BrandStatus::Approved;
         brand.trust_score = Some(75);
         brand.approved_at = Some(now());
-        Ok(Outcome::Done(Step::Ready, None))
+        Ok(Outcome::Done(Step::Ready, Some(self.settings.watch_interval())))
     }
 
     async fn put_number(&self, brand: &Brand, status: NumberStatus) -> Result<(), Fault> {
@@ -752,7 +753,7 @@ impl Onboarding {
         match campaign.campaign_status {
             CampaignStatus::Verified => {
                 self.put_number(brand, NumberStatus::Active).await?;
-                Ok(Outcome::Done(Step::Ready, None))
+                Ok(Outcome::Done(Step::Ready, Some(self.settings.watch_interval())))
             }
             CampaignStatus::Failed => Err(Fault::Attention(format!(
                 "twilio refused the A2P campaign {campaign_sid}"
@@ -761,6 +762,82 @@ impl Onboarding {
                 self.settings.poll_interval().min(Duration::from_secs(60)),
             )),
         }
+    }
+
+    /// A ready tenant's brand and campaign, fetched again: a brand the carriers failed or
+    /// suspended after approving it rejects the workflow (its SMS stops at admission with
+    /// `BRAND_SUSPENDED` or `UPDATE_BUSINESS_INFO`); a campaign no longer verified suspends the
+    /// tenant's SMS numbers (`CAMPAIGN_SUSPENDED`) until it is verified again. A failed fetch
+    /// changes nothing and is tried again at the next watch. A tenant with no brand at Twilio
+    /// (a demo tenant) has nothing to watch.
+    async fn watch(&self, brand: &mut Brand) -> Result<Outcome, Fault> {
+        let interval = self.settings.watch_interval();
+        let (Some(brand_sid), Some(service_sid), Some(campaign_sid)) = (
+            brand.twilio_sids.get(keys::BRAND).cloned(),
+            brand.twilio_sids.get(keys::MESSAGING_SERVICE).cloned(),
+            brand.twilio_sids.get(keys::CAMPAIGN).cloned(),
+        ) else {
+            return Ok(Outcome::Idle);
+        };
+        let tenant = brand.tenant_id.clone();
+        let account = match self.account(&tenant).await {
+            Ok(account) => account,
+            Err(Fault::Store(error)) => return Err(Fault::Store(error)),
+            Err(fault) => {
+                tracing::warn!(%tenant, ?fault, "ready tenant's twilio account unavailable, watched again later");
+                return Ok(Outcome::Watch(interval));
+            }
+        };
+        let registration = match self.twilio.fetch_brand_registration(&account, &brand_sid).await {
+            Ok(registration) => registration,
+            Err(error) => {
+                tracing::warn!(%tenant, %error, "could not fetch a ready tenant's brand, watched again later");
+                return Ok(Outcome::Watch(interval));
+            }
+        };
+        use common::twilio::accounts::BrandStatus as Twilio;
+        if matches!(registration.status, Twilio::Failed | Twilio::Suspended) {
+            let reason = registration.failure_reason.clone().or_else(|| {
+                (!registration.errors.is_empty())
+                    .then(|| serde_json::Value::from(registration.errors.clone()).to_string())
+            });
+            return self.apply_brand_status(brand, &registration.status, registration.brand_score, reason);
+        }
+        let campaign = match self.twilio.fetch_campaign(&account, &service_sid, &campaign_sid).await {
+            Ok(campaign) => campaign,
+            Err(error) => {
+                tracing::warn!(%tenant, %error, "could not fetch a ready tenant's campaign, watched again later");
+                return Ok(Outcome::Watch(interval));
+            }
+        };
+        let verified = campaign.campaign_status == CampaignStatus::Verified;
+        let numbers = self.store.sender_numbers(&tenant).await?;
+        let suspended = numbers.iter().any(|number| number.status == NumberStatus::Suspended);
+        if verified && suspended {
+            self.put_number(brand, NumberStatus::Active).await?;
+            brand.status_reason = None;
+            self.audit(
+                &tenant,
+                "twilio",
+                "onboarding.campaign_verified_again",
+                json!({ "campaign": campaign_sid }),
+            )
+            .await?;
+            tracing::info!(%tenant, campaign = campaign_sid, "a2p campaign verified again, sms resumes");
+        } else if !verified && !suspended {
+            self.put_number(brand, NumberStatus::Suspended).await?;
+            let status = campaign.campaign_status.as_str();
+            brand.status_reason = Some(format!("twilio reports the A2P campaign {campaign_sid} as {status}"));
+            self.audit(
+                &tenant,
+                "twilio",
+                "onboarding.campaign_suspended",
+                json!({ "campaign": campaign_sid, "status": status }),
+            )
+            .await?;
+            tracing::warn!(%tenant, campaign = campaign_sid, status, "a2p campaign no longer verified, sms held");
+        }
+        Ok(Outcome::Watch(interval))
     }
 }
 

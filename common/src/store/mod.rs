@@ -171,6 +171,9 @@ pub enum NumberStatus {
     Retired,
     /// Provisioning failed.
     Failed,
+    /// Its A2P campaign is no longer verified (failed or suspended after approval): it may not
+    /// send until the campaign is verified again.
+    Suspended,
 }
 
 /// A number a tenant sends from.

@@ -1055,7 +1055,13 @@ fn rate_limits(score: Option<u8>) -> Value {
 }
 
 fn campaign_resource(campaign: &CampaignRecord, review_delay: Duration) -> Value {
-    let verified = campaign.registered.elapsed() >= review_delay;
+    let reviewed = campaign.registered.elapsed() >= review_delay;
+    let status = match &campaign.status_override {
+        Some(status) => status.as_str(),
+        None if reviewed => "VERIFIED",
+        None => "IN_PROGRESS",
+    };
+    let verified = status == "VERIFIED";
     json!({
         "sid": campaign.sid,
         "account_sid": campaign.account_sid,
@@ -1070,7 +1076,7 @@ fn campaign_resource(campaign: &CampaignRecord, review_delay: Duration) -> Value
         "opt_in_message": campaign.opt_in_message,
         "opt_out_message": campaign.opt_out_message,
         "help_message": campaign.help_message,
-        "campaign_status": if verified { "VERIFIED" } else { "IN_PROGRESS" },
+        "campaign_status": status,
         "campaign_id": if verified { Some(campaign.campaign_id.as_str()) } else { None },
         "is_externally_registered": false,
         "rate_limits": rate_limits(campaign.brand_score),
@@ -1185,6 +1191,7 @@ async fn create_campaign(
             help_message: param(&form, "HelpMessage").map(str::to_owned),
             brand_score,
             campaign_id: format!("C{}", short_id()),
+            status_override: None,
             registered: Instant::now(),
             created: OffsetDateTime::now_utc(),
         };

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tokio_util::time::DelayQueue;
 
+use super::registry::BrandNotice;
 use super::state::{State, StoredMessage};
 
 /// Why a callback attempt failed.
@@ -71,6 +72,13 @@ pub(crate) enum Job {
     Brand {
         /// The brand registration.
         sid: String,
+    },
+    /// Suspend an approved brand and send its status callback.
+    BrandSuspended {
+        /// The brand registration.
+        sid: String,
+        /// The `FailureReason` reported.
+        reason: String,
     },
 }
 
@@ -139,14 +147,25 @@ impl Timer {
         match job {
             Job::Step { sid, step } => self.step(&sid, step),
             Job::Retry(callback) => self.post(callback),
-            Job::Brand { sid } => self.brand_reviewed(&sid),
+            Job::Brand { sid } => {
+                let notice = self.state.onboarding.complete_brand_review(&sid);
+                self.brand_callback(&sid, notice);
+            }
+            Job::BrandSuspended { sid, reason } => {
+                let notice = self.state.onboarding.suspend_brand(&sid, &reason);
+                self.brand_callback(&sid, notice);
+            }
         }
     }
 
     /// Ends a brand's review and posts its signed status callback, if it has a callback URL.
-    fn brand_reviewed(&self, sid: &str) {
-        let Some(notice) = self.state.onboarding.complete_brand_review(sid) else {
-            tracing::debug!(sid, "simulator brand review for an unknown or settled brand");
+    /// Sends a brand's status callback, if the brand changed and has somewhere to send it.
+    fn brand_callback(&self, sid: &str, notice: Option<BrandNotice>) {
+        let Some(notice) = notice else {
+            tracing::debug!(
+                sid,
+                "simulator brand change for an unknown brand or one in another state"
+            );
             return;
         };
         let (Some(url), Some(token)) = (notice.url, self.state.token_of(&notice.account_sid)) else {

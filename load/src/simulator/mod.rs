@@ -126,7 +126,7 @@ impl Simulator {
         let shared = Arc::new(Shared {
             state: Arc::clone(&state),
             slots,
-            scheduler,
+            scheduler: scheduler.clone(),
             cancel: cancel.clone(),
         });
         let router = Router::new()
@@ -150,6 +150,7 @@ impl Simulator {
         Ok(RunningSimulator {
             addr,
             state,
+            scheduler,
             cancel,
             tracker,
             server: Some(server),
@@ -166,6 +167,7 @@ async fn stats(AxumState(shared): AxumState<Arc<Shared>>) -> axum::Json<Simulato
 pub struct RunningSimulator {
     addr: SocketAddr,
     state: Arc<State>,
+    scheduler: callbacks::Scheduler,
     cancel: CancellationToken,
     tracker: TaskTracker,
     server: Option<JoinHandle<std::io::Result<()>>>,
@@ -196,6 +198,26 @@ impl RunningSimulator {
     /// Makes every onboarding endpoint answer 503 (code 20503) until switched back.
     pub fn set_onboarding_unavailable(&self, unavailable: bool) {
         self.state.onboarding.set_unavailable(unavailable);
+    }
+
+    /// Suspends an approved brand registration with `reason`, as the carriers may after
+    /// approving it, and sends its status callback (`BrandStatus=SUSPENDED`).
+    pub fn suspend_brand(&self, sid: &str, reason: &str) {
+        self.scheduler.schedule(
+            callbacks::Job::BrandSuspended {
+                sid: sid.to_owned(),
+                reason: reason.to_owned(),
+            },
+            Duration::ZERO,
+        );
+    }
+
+    /// Shows campaign `sid` with `status` (`SUSPENDED`, `FAILED`, `VERIFIED`) from now on, or
+    /// its review's own status again with `None`; campaigns have no status callback.
+    pub fn set_campaign_status(&self, sid: &str, status: Option<&str>) {
+        if let Some(campaign) = self.state.onboarding.inner().campaigns.get_mut(sid) {
+            campaign.status_override = status.map(str::to_owned);
+        }
     }
 
     /// Makes brand registrations reviewed from now on end as `outcome` (approve a brand

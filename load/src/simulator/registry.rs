@@ -173,6 +173,9 @@ pub(crate) struct CampaignRecord {
     pub(crate) brand_score: Option<u8>,
     /// The Campaign Registry's id, shown once verified.
     pub(crate) campaign_id: String,
+    /// A status set by a test after the review (`SUSPENDED`, `FAILED`, `VERIFIED`), shown
+    /// instead of the review's own.
+    pub(crate) status_override: Option<String>,
     pub(crate) registered: Instant,
     pub(crate) created: OffsetDateTime,
 }
@@ -312,6 +315,30 @@ impl Onboarding {
             }
         }
         brand.updated = now;
+        Some(self.brand_notice(stats, bundles, brand))
+    }
+
+    /// Suspends an approved brand with `reason`, as the carriers may at any time; `None` if it
+    /// is unknown or not approved.
+    pub(crate) fn suspend_brand(&self, sid: &str, reason: &str) -> Option<BrandNotice> {
+        let mut inner = self.inner();
+        let Inner {
+            stats, brands, bundles, ..
+        } = &mut *inner;
+        let brand = brands.get_mut(sid).filter(|brand| brand.status == "APPROVED")?;
+        brand.status = "SUSPENDED";
+        brand.failure_reason = Some(reason.to_owned());
+        brand.updated = OffsetDateTime::now_utc();
+        Some(self.brand_notice(stats, bundles, brand))
+    }
+
+    /// The status callback of a brand's current status: where it goes (counted) and its form.
+    fn brand_notice(
+        &self,
+        stats: &mut OnboardingStats,
+        bundles: &HashMap<String, BundleRecord>,
+        brand: &BrandRecord,
+    ) -> BrandNotice {
         let url = self.config.brand_status_callback.clone().or_else(|| {
             bundles
                 .get(&brand.customer_profile)
@@ -338,16 +365,16 @@ impl Onboarding {
             params.push(("FailureReason".to_owned(), reason.clone()));
         }
         tracing::debug!(
-            sid,
+            sid = brand.sid,
             status = brand.status,
             callback = url.is_some(),
-            "simulator brand reviewed"
+            "simulator brand status"
         );
-        Some(BrandNotice {
+        BrandNotice {
             account_sid: brand.account_sid.clone(),
             url,
             params,
-        })
+        }
     }
 }
 
