@@ -1,7 +1,7 @@
 //! The SES routes of the provider simulator, driven through the real client (`common::ses`) and
 //! `SesProvider`: bulk sends with partial failures mapped entry by entry, SES's limits and
-//! throttling as the SDK sees them, and the SES events the simulator delivers as SNS
-//! notifications, verified with `SnsVerifier`.
+//! throttling as the SDK sees them, one unsubscribe link per bulk entry, and the SES events the
+//! simulator delivers as SNS notifications, verified with `SnsVerifier`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,6 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use axum::body::Bytes;
 use axum::http::HeaderMap;
+use common::credentials::{Keyring, generate_key};
 use common::provider::{OutboundMessage, Provider, SendOutcome};
 use common::ses::events::SesEventType;
 use common::ses::provider::{SesProvider, StaticSesCredentials};
@@ -17,9 +18,11 @@ use common::ses::sns::{CertUrlPolicy, CertificateSource, SnsError, SnsMessage, S
 use common::ses::{
     BulkEmail, BulkEntry, EmailContent, OutboundEmail, RejectClass, SesAccount, SesClient, SesSendOutcome, SesSettings,
 };
+use common::unsubscribe::UnsubscribeLinks;
 use common::{Envelope, Sender};
-use load::simulator::ses::{DEFAULT_ACCESS_KEY_ID, DEFAULT_TOPIC_ARN};
+use load::simulator::ses::{DEFAULT_ACCESS_KEY_ID, DEFAULT_TOPIC_ARN, MailboxEntry};
 use load::simulator::{RunningSimulator, SesSimConfig, Simulator, SimulatorConfig};
+use secrecy::{ExposeSecret as _, SecretString};
 use tokio::sync::mpsc;
 
 fn account(access_key_id: &str) -> SesAccount {
@@ -234,6 +237,60 @@ async fn a_bulk_send_partly_succeeds_and_each_entry_maps_on_its_own() {
         }
     }
     assert_eq!(sends, accepted.len());
+    sim.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_bulk_marketing_send_gives_each_recipient_its_own_unsubscribe_link() {
+    let sim = Simulator::start(SimulatorConfig::default()).await.unwrap();
+    let keyring =
+        Arc::new(Keyring::parse(&SecretString::from(format!("k1:{}", generate_key().expose_secret()))).unwrap());
+    let links = UnsubscribeLinks::new("https://api.example.com", Arc::clone(&keyring));
+    let provider = SesProvider::new(
+        client(&sim),
+        Arc::new(StaticSesCredentials(account(DEFAULT_ACCESS_KEY_ID))),
+        Some(links),
+    );
+    let batch: Vec<OutboundMessage> = (0..3)
+        .map(|i| templated(&format!("news-{i}"), &format!("reader{i}@example.com")))
+        .collect();
+    let outcomes = provider.send(&batch).await;
+    assert!(
+        outcomes
+            .iter()
+            .all(|outcome| matches!(outcome, SendOutcome::Accepted { .. })),
+        "{outcomes:?}"
+    );
+    assert_eq!(sim.stats().ses.bulk_requests, 1);
+
+    let mailbox: Vec<MailboxEntry> = reqwest::get(format!("{}/ses/mailbox", sim.base_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(mailbox.len(), 3);
+    for (i, mail) in mailbox.iter().enumerate() {
+        let address = format!("reader{i}@example.com");
+        assert_eq!(mail.to, std::slice::from_ref(&address));
+        assert_eq!(mail.template.as_deref(), Some("order-shipped"));
+        let link = &mail
+            .headers
+            .iter()
+            .find(|(name, _)| name == "List-Unsubscribe")
+            .unwrap()
+            .1;
+        let token = link.split(['/', '>']).nth(4).unwrap();
+        let whom = common::unsubscribe::open(&keyring, token).unwrap();
+        assert_eq!(
+            (whom.tenant_id.as_str(), whom.address.as_str()),
+            ("acme", address.as_str())
+        );
+        assert!(mail.headers.contains(&(
+            "List-Unsubscribe-Post".to_owned(),
+            "List-Unsubscribe=One-Click".to_owned()
+        )));
+    }
     sim.shutdown().await.unwrap();
 }
 
