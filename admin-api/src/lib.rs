@@ -13,6 +13,7 @@
 //! - `webhooks`: providers' callbacks, one file per provider (Twilio's, SES's), verified
 //!   before anything is read.
 //! - `unsubscribe`: the one-click unsubscribe links of marketing email (RFC 8058), no login.
+//! - `templates`: the tenant's email templates, kept in its SES account.
 //! - [`auth`], `limits`, `error`, `form`: API keys, abuse limits and the request timeout, the
 //!   error shape, request bodies read against field tables.
 //! - [`openapi`](mod@openapi): the OpenAPI document, from the same routes and tables.
@@ -33,6 +34,7 @@ pub mod onboarding;
 pub mod openapi;
 pub mod platform;
 pub mod reseal;
+mod templates;
 mod unsubscribe;
 mod usage;
 mod webhooks;
@@ -265,6 +267,8 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(webhooks::twilio::twilio_inbound))
         .routes(routes!(webhooks::ses::ses))
         .routes(routes!(unsubscribe::one_click, unsubscribe::confirm))
+        .routes(routes!(templates::create, templates::list))
+        .routes(routes!(templates::update, templates::delete))
 }
 
 /// Schemas no operation references by type: the campaign counts (carried as JSON text in the

@@ -49,6 +49,7 @@ pub const PLATFORM_SCHEME: &str = "platform_admin";
         (name = "api-keys", description = "The tenant's own API keys"),
         (name = "platform", description = "Platform administration: tenants, plans, demo tenants"),
         (name = "webhooks", description = "Provider callbacks, authenticated by their signatures"),
+        (name = "templates", description = "The tenant's email templates, in its SES account"),
         (name = "unsubscribe", description = "One-click unsubscribe links of marketing email (RFC 8058), authenticated by their sealed token"),
         (name = "ops", description = "This document"),
     )

@@ -49,6 +49,10 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/webhooks/twilio/inbound"),
     ("POST", "/webhooks/ses"),
     ("POST", "/unsubscribe/{token}"),
+    ("POST", "/v1/templates/email"),
+    ("GET", "/v1/templates/email"),
+    ("PUT", "/v1/templates/email/{name}"),
+    ("DELETE", "/v1/templates/email/{name}"),
     ("GET", "/unsubscribe/{token}"),
     ("GET", "/openapi.json"),
 ];
@@ -185,6 +189,7 @@ fn concrete(path: &str) -> String {
         .replace("{id}", "x1")
         .replace("{key_id}", "x1")
         .replace("{token}", "k1.AAAA")
+        .replace("{name}", "welcome")
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::store::{ChannelCredentials, MessageRecord};
-use crate::{Envelope, MessageStatus, Sender};
+use crate::{Envelope, MessageStatus, Sender, TenantId};
 use async_trait::async_trait;
 
 /// Why a tenant's provider credentials could not be had.
@@ -112,6 +112,13 @@ pub trait Provider: Send + Sync + 'static {
     /// The provider account `credentials` send through: the key its requests in flight are
     /// capped by. `None`: one account per tenant and channel.
     fn account_of(&self, _credentials: &ChannelCredentials) -> Option<String> {
+        None
+    }
+
+    /// Whether the tenant's account holds template `id`: `Some(false)` refuses a message naming
+    /// it before any send; `None` when this provider cannot tell now (the send goes ahead and
+    /// the provider answers).
+    async fn has_template(&self, _tenant: &TenantId, _id: &str) -> Option<bool> {
         None
     }
 

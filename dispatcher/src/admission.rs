@@ -58,11 +58,13 @@ pub enum Refusal {
     /// WhatsApp free-form text outside the 24 hours after the contact last wrote: only a
     /// template may go. Coded `63016`, the code Twilio itself would answer.
     WhatsappWindowClosed,
+    /// The message names a template the tenant's provider account does not hold.
+    TemplateNotFound,
 }
 
 impl Refusal {
     /// Every refusal, for metrics and docs.
-    pub const ALL: [Refusal; 15] = [
+    pub const ALL: [Refusal; 18] = [
         Refusal::TenantUnknown,
         Refusal::TenantSuspended,
         Refusal::NotReady(NotReady::ChannelNotConfigured),
@@ -70,6 +72,8 @@ impl Refusal {
         Refusal::NotReady(NotReady::ConfigureBusinessInfo),
         Refusal::NotReady(NotReady::WaitForApproval),
         Refusal::NotReady(NotReady::UpdateBusinessInfo),
+        Refusal::NotReady(NotReady::BrandSuspended),
+        Refusal::NotReady(NotReady::CampaignSuspended),
         Refusal::NotReady(NotReady::NoActiveNumber),
         Refusal::SenderNotAllowed,
         Refusal::ProviderUnavailable,
@@ -78,6 +82,7 @@ impl Refusal {
         Refusal::ScheduledSendUnsupported,
         Refusal::QuotaExhausted,
         Refusal::WhatsappWindowClosed,
+        Refusal::TemplateNotFound,
     ];
 
     /// The stable code stored as the status reason.
@@ -93,6 +98,7 @@ impl Refusal {
             Refusal::ScheduledSendUnsupported => "SCHEDULED_SEND_UNSUPPORTED",
             Refusal::QuotaExhausted => "QUOTA_EXHAUSTED",
             Refusal::WhatsappWindowClosed => "63016",
+            Refusal::TemplateNotFound => "TEMPLATE_NOT_FOUND",
         }
     }
 
@@ -258,6 +264,11 @@ impl Directory {
         }
         if is_demo {
             return Ok(Ok((route, None)));
+        }
+        if let Content::Template { id, .. } = &envelope.content
+            && route.provider.has_template(&envelope.tenant_id, id).await == Some(false)
+        {
+            return Ok(Err(Refusal::TemplateNotFound));
         }
         if envelope.channel == Channel::Whatsapp
             && matches!(envelope.content, Content::Body(_))

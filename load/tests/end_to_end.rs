@@ -459,6 +459,81 @@ async fn email_goes_through_ses_and_its_events_come_back_over_signed_sns() {
     let view: Value = saved.json().await.unwrap();
     assert_eq!(view["is_verified"], true, "{view}");
 
+    // Email templates live in the tenant's SES account, managed through the API; a message
+    // naming one the account does not hold is refused before any send.
+    let template = json!({"name": "welcome", "subject": "Hi {{name}}", "text": "Hello {{name}}",
+        "html": "<p>Hello {{name}}</p>"});
+    let call = |method: reqwest::Method, path: &str, body: Option<Value>| {
+        let request = running
+            .http
+            .request(method, running.url(path))
+            .bearer_auth(&running.key);
+        let request = match body {
+            Some(body) => request.json(&body),
+            None => request,
+        };
+        async move {
+            let answer = request.send().await.unwrap();
+            let status = answer.status().as_u16();
+            (status, answer.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (status, created) = call(reqwest::Method::POST, "/v1/templates/email", Some(template.clone())).await;
+    assert_eq!(status, 201, "{created}");
+    let (status, again) = call(reqwest::Method::POST, "/v1/templates/email", Some(template)).await;
+    assert_eq!(
+        (status, &again["error"]["code"]),
+        (409, &json!("template_exists")),
+        "{again}"
+    );
+    let (status, no_part) = call(
+        reqwest::Method::POST,
+        "/v1/templates/email",
+        Some(json!({"name": "empty", "subject": "Hi"})),
+    )
+    .await;
+    assert_eq!((status, &no_part["error"]["field"]), (422, &json!("text")), "{no_part}");
+    let (status, listed) = call(reqwest::Method::GET, "/v1/templates/email", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(listed["templates"][0]["name"], "welcome", "{listed}");
+    let new_content = json!({"subject": "Welcome, {{name}}", "html": "<p>Welcome</p>"});
+    let (status, _) = call(
+        reqwest::Method::PUT,
+        "/v1/templates/email/welcome",
+        Some(new_content.clone()),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, missing) = call(reqwest::Method::PUT, "/v1/templates/email/nope", Some(new_content)).await;
+    assert_eq!((status, &missing["error"]["code"]), (404, &json!("template_not_found")));
+    let templated = running
+        .send_to(
+            "mail-t1",
+            "email",
+            "news@acme.example",
+            "ada@example.com",
+            json!({"template": {"id": "welcome", "variables": {"name": "Ada"}}}),
+        )
+        .await;
+    running.wait_for(&templated, "delivered").await;
+    let accepted_before = simulator.stats().ses.accepted;
+    let unknown = running
+        .send_to(
+            "mail-t2",
+            "email",
+            "news@acme.example",
+            "ada@example.com",
+            json!({"template": {"id": "no-such-template"}}),
+        )
+        .await;
+    let refused = running.wait_for(&unknown, "rejected").await;
+    assert_eq!(refused["reason"], "TEMPLATE_NOT_FOUND", "{refused}");
+    assert_eq!(simulator.stats().ses.accepted, accepted_before, "nothing was sent");
+    let (status, _) = call(reqwest::Method::DELETE, "/v1/templates/email/welcome", None).await;
+    assert_eq!(status, 204);
+    let (status, _) = call(reqwest::Method::DELETE, "/v1/templates/email/welcome", None).await;
+    assert_eq!(status, 404);
+
     let email = |subject: &str| json!({ "subject": subject, "body": "Hello from Acme" });
     let sent = running
         .send_to(

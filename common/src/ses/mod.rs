@@ -4,7 +4,7 @@
 //! [`SesSendOutcome`] per message: what the dispatcher may safely do next. SES events come
 //! back as SNS notifications, whose signatures [`sns`] verifies; [`events`] says what each
 //! means for the message. [`provider`] is the [`crate::provider::Provider`] the dispatcher
-//! sends email through.
+//! sends email through; [`templates`] manages a tenant's email templates.
 //!
 //! # Transient or unknown: the rule
 //!
@@ -54,6 +54,7 @@ mod outcome;
 pub mod provider;
 pub mod sns;
 pub mod tags;
+pub mod templates;
 
 pub use client::{
     BulkEmail, BulkEntry, EmailContent, MAX_BULK_ENTRIES, OutboundEmail, SesAccount, SesClient, SesError, SesSettings,

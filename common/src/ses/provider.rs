@@ -42,8 +42,10 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use dashmap::DashMap;
 
 use super::{
     BulkEmail, BulkEntry, EmailContent, MAX_BULK_ENTRIES, OutboundEmail, RejectClass, SesAccount, SesClient,
@@ -75,12 +77,20 @@ impl SesCredentials for StaticSesCredentials {
     }
 }
 
+/// How long whether a tenant's template exists is trusted.
+const TEMPLATE_TTL: Duration = Duration::from_secs(60);
+/// The most (tenant, template) answers kept; past it the cache starts over, so names made up
+/// by a producer cannot grow it without bound.
+const MAX_TEMPLATES_KNOWN: usize = 10_000;
+
 /// Sends email through SES v2.
 pub struct SesProvider {
     client: SesClient,
     credentials: Arc<dyn SesCredentials>,
     /// Makes the one-click unsubscribe headers; `None`: email goes without them.
     unsubscribe: Option<UnsubscribeLinks>,
+    /// Whether each (tenant, template) exists, and when that was learned.
+    templates: DashMap<(TenantId, String), (Instant, bool)>,
 }
 
 impl fmt::Debug for SesProvider {
@@ -114,6 +124,7 @@ impl SesProvider {
             client,
             credentials,
             unsubscribe,
+            templates: DashMap::new(),
         }
     }
 
@@ -382,6 +393,31 @@ impl Provider for SesProvider {
                 })
             })
             .collect()
+    }
+
+    /// Asks SES (`GetEmailTemplate`) at most once a minute per tenant and template; `None`
+    /// when the account or SES cannot be reached.
+    async fn has_template(&self, tenant: &TenantId, id: &str) -> Option<bool> {
+        let key = (tenant.clone(), id.to_owned());
+        if let Some(known) = self.templates.get(&key)
+            && known.0.elapsed() < TEMPLATE_TTL
+        {
+            return Some(known.1);
+        }
+        let account = self.credentials.credentials(tenant).await.ok()?;
+        match self.client.template_exists(&account, id).await {
+            Ok(exists) => {
+                if self.templates.len() >= MAX_TEMPLATES_KNOWN {
+                    self.templates.clear();
+                }
+                self.templates.insert(key, (Instant::now(), exists));
+                Some(exists)
+            }
+            Err(error) => {
+                tracing::debug!(%tenant, template = id, %error, "could not ask ses whether a template exists");
+                None
+            }
+        }
     }
 
     /// SES has no fetch-by-id: an email's fate is only known from its events (SNS), so a

@@ -11,10 +11,10 @@
 //! - [`accounts`]: the onboarding endpoints (subaccounts, Trust Hub, A2P brands and campaigns,
 //!   Messaging Services, numbers) under the same base URL; [`registry`]: what they record.
 //! - [`ses`]: AWS SES v2 `SendEmail` and `SendBulkEmail`, and SES events as signed SNS
-//!   notifications.
+//!   notifications; [`ses_templates`]: its email templates.
 //!
 //! They depend on each other one way: `config`, then `registry`, `state`, `callbacks`, then the
-//! routes (`twilio`, `accounts`, `ses`); `.ci/acyclic.py` keeps it so.
+//! routes (`twilio`, `accounts`, `ses`, then `ses_templates`); `.ci/acyclic.py` keeps it so.
 //!
 //! `GET /stats` answers [`SimulatorStats`] as JSON. The server listens on 127.0.0.1 only and
 //! stops, with every task it started, on [`RunningSimulator::shutdown`] or when the
@@ -25,6 +25,7 @@ pub mod callbacks;
 pub mod config;
 pub mod registry;
 pub mod ses;
+pub mod ses_templates;
 pub mod state;
 pub mod twilio;
 
@@ -121,7 +122,7 @@ impl Simulator {
         let state = Arc::new(State::new(config));
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let ses_routes = ses::router(&state, &http, &tracker, &cancel, addr);
+        let ses_routes = ses::router(&state, &http, &tracker, &cancel, addr, ses_templates::routes());
         let scheduler = callbacks::start(Arc::clone(&state), http, tracker.clone(), cancel.clone());
         let shared = Arc::new(Shared {
             state: Arc::clone(&state),

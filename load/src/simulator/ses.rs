@@ -27,6 +27,8 @@
 //! per entry picks `MESSAGE_REJECTED` ([`SesSimConfig::entry_rejected_rate`](super::SesSimConfig::entry_rejected_rate)),
 //! `TRANSIENT_FAILURE` ([`SesSimConfig::entry_transient_rate`](super::SesSimConfig::entry_transient_rate)) or `SUCCESS` with a `MessageId`.
 //!
+//! Email templates are served by [`super::ses_templates`], whose routes `router` is given.
+//!
 //! Every accepted email is kept in a mailbox of the last [`MAILBOX_SIZE`], with its parts and
 //! added headers (`List-Unsubscribe`, ...): `GET /ses/mailbox` answers them, newest last.
 //!
@@ -69,7 +71,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::config::SimulatorConfig;
-use super::state::{SesStats, State};
+use super::state::{SesStats, State, Templates};
 
 /// TEST ONLY: the throwaway certificate the simulator signs SNS messages with (see
 /// `common/tests/fixtures/README.md`); served at `GET /sns/cert.pem`.
@@ -106,6 +108,8 @@ pub(crate) struct SesShared {
     rng: Mutex<StdRng>,
     /// The last [`MAILBOX_SIZE`] emails accepted, newest last.
     mailbox: Mutex<VecDeque<MailboxEntry>>,
+    /// The accounts' email templates.
+    templates: Templates,
 }
 
 impl SesShared {
@@ -138,6 +142,7 @@ impl SesShared {
             signer,
             rng: Mutex::new(rng),
             mailbox: Mutex::new(VecDeque::with_capacity(MAILBOX_SIZE)),
+            templates: Templates::default(),
         }
     }
 
@@ -167,6 +172,11 @@ impl SesShared {
 
     fn count(&self, change: impl FnOnce(&mut SesStats)) {
         self.state.count_ses(change);
+    }
+
+    /// The accounts' email templates.
+    pub(crate) fn templates(&self) -> &Templates {
+        &self.templates
     }
 
     /// Keeps an accepted email in the mailbox, forgetting the oldest beyond [`MAILBOX_SIZE`].
@@ -249,13 +259,15 @@ fn merged_headers(mut base: Headers, overrides: Headers) -> Headers {
     base
 }
 
-/// The SES and SNS routes of a simulator serving at `addr`, with their state.
+/// The SES and SNS routes of a simulator serving at `addr`, with `templates` (the template
+/// routes) and their state.
 pub(crate) fn router(
     state: &Arc<State>,
     http: &reqwest::Client,
     tracker: &TaskTracker,
     cancel: &CancellationToken,
     addr: SocketAddr,
+    templates: Router<Arc<SesShared>>,
 ) -> Router {
     let shared = SesShared::new(
         Arc::clone(state),
@@ -270,6 +282,7 @@ pub(crate) fn router(
         .route("/v2/email/account", get(get_account))
         .route(CERT_PATH, get(certificate))
         .route("/ses/mailbox", get(mailbox))
+        .merge(templates)
         .with_state(Arc::new(shared))
 }
 
@@ -286,7 +299,7 @@ pub struct AwsError {
 }
 
 impl AwsError {
-    fn bad_request(message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,
             error_type: "BadRequestException",
@@ -315,7 +328,7 @@ impl IntoResponse for AwsError {
 }
 
 /// The access key id of a SigV4 `Authorization` header.
-fn access_key_id(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn access_key_id(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let rest = value.strip_prefix("AWS4-HMAC-SHA256 ")?;
     let credential = rest
@@ -326,7 +339,7 @@ fn access_key_id(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// Whether the request is signed by a configured access key.
-fn check_key(shared: &SesShared, headers: &HeaderMap) -> Result<(), AwsError> {
+pub(crate) fn check_key(shared: &SesShared, headers: &HeaderMap) -> Result<(), AwsError> {
     let Some(key) = access_key_id(headers) else {
         return Err(AwsError::forbidden(
             "MissingAuthenticationTokenException",

@@ -360,6 +360,20 @@ pub struct SesStats {
     pub notifications_dropped: u64,
 }
 
+/// The SES accounts' email templates: (access key id, name) to content and creation time.
+#[derive(Debug, Default)]
+pub(crate) struct Templates(Mutex<BTreeMap<(String, String), (serde_json::Value, OffsetDateTime)>>);
+
+/// One account's template book, keyed by (access key id, name).
+pub(crate) type TemplateBook = BTreeMap<(String, String), (serde_json::Value, OffsetDateTime)>;
+
+impl Templates {
+    /// Runs `change` on the book, under its lock.
+    pub(crate) fn with<T>(&self, change: impl FnOnce(&mut TemplateBook) -> T) -> T {
+        change(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
