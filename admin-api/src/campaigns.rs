@@ -3,7 +3,10 @@
 //!
 //! A campaign's message ids are derived from the campaign and the recipient, so sending the
 //! same recipients again (a retried request, a second call with an overlapping list) never
-//! sends anyone twice, and a campaign reaches each recipient once.
+//! sends anyone twice, and a campaign reaches each recipient once. A live tenant's campaign on a
+//! channel that cannot send yet (brand under review, no number, ...) is refused whole with 409
+//! `channel_not_ready` and the next action, rather than accepted and then refused message by
+//! message.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -13,7 +16,8 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use common::{CampaignId, MessageStatus};
+use common::readiness;
+use common::{CampaignId, Channel, MessageStatus};
 use futures_util::{Stream, StreamExt as _};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -61,6 +65,7 @@ fn message_id(campaign: &CampaignId, channel: &str, to: &str) -> String {
         (status = 400, description = "malformed_json: the body is not the JSON expected", body = crate::error::ErrorBody),
         (status = 401, description = "unauthorized: no valid API key", body = crate::error::ErrorBody),
         (status = 402, description = "subscription_inactive or plan_inactive: sending is refused", body = crate::error::ErrorBody),
+        (status = 409, description = "channel_not_ready: a live tenant's channel cannot send yet, so nothing was accepted; `next_action` says what to do first (CHANNEL_NOT_CONFIGURED, WAIT_FOR_APPROVAL, ...)", body = crate::error::ErrorBody),
         (status = 413, description = "payload_too_large: the body is larger than admin.max_body_bytes", body = crate::error::ErrorBody),
         (status = 422, description = "every envelope was rejected (a SubmitResponse), or the request itself is invalid (an ErrorBody)", body = crate::messages::SubmitRejection),
         (status = 503, description = "store_unavailable or log_unavailable: retry later", body = crate::error::ErrorBody),
@@ -101,6 +106,7 @@ pub(crate) async fn send(
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
+    channel_ready(&state, &caller, &channel).await?;
     let envelopes = recipients
         .into_iter()
         .map(|recipient| envelope(&campaign, &channel, &shared, recipient))
@@ -114,6 +120,36 @@ pub(crate) async fn send(
         "campaign messages submitted"
     );
     Ok((status, Json(response)))
+}
+
+/// Refuses a live tenant's campaign on a channel that cannot send yet, before anything is
+/// accepted: every message would be refused at admission with the same code. A channel that
+/// does not parse is left to each envelope's own check; demo tenants are always ready.
+async fn channel_ready(state: &AppState, caller: &TenantCaller, channel: &str) -> Result<(), ApiError> {
+    let Ok(channel) = channel.parse::<Channel>() else {
+        return Ok(());
+    };
+    let Some(tenant) = state
+        .store
+        .tenant(&caller.tenant_id)
+        .await?
+        .filter(|tenant| !tenant.is_demo)
+    else {
+        return Ok(());
+    };
+    match readiness::check(state.store.as_ref(), &tenant, channel).await? {
+        Ok(_) => Ok(()),
+        Err(not_ready) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "channel_not_ready",
+            format!(
+                "the {channel} channel cannot send yet, nothing was accepted: {}",
+                not_ready.next_step()
+            ),
+        )
+        .with_field("channel")
+        .with_next_action(not_ready.code())),
+    }
 }
 
 /// One recipient's envelope: the shared fields, the recipient's own, and the derived ids; a

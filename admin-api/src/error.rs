@@ -1,4 +1,5 @@
-//! The API's error responses: `{"error": {"code", "message", "field"}}` with stable codes.
+//! The API's error responses: `{"error": {"code", "message", "field"}}` with stable codes (and
+//! `next_action` when the tenant must do something first).
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -19,9 +20,11 @@ pub struct ApiError {
     /// The offending field, if one is to blame.
     pub field: Option<String>,
     /// Every failing field with its reason, when several are checked at once.
-    pub fields: Vec<FieldError>,
+    pub fields: Box<[FieldError]>,
     /// When to try again, answered as `Retry-After` (whole seconds, rounded up).
     pub retry_after: Option<std::time::Duration>,
+    /// What the tenant must do first, as `common::readiness` codes it (`WAIT_FOR_APPROVAL`).
+    pub next_action: Option<&'static str>,
 }
 
 /// One failing field of a request body.
@@ -53,6 +56,9 @@ pub struct ErrorDetail<'a> {
     /// Every failing field, when several were checked.
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     pub fields: &'a [FieldError],
+    /// What the tenant must do first (a channel not ready: `WAIT_FOR_APPROVAL`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_action: Option<&'a str>,
 }
 
 impl ApiError {
@@ -63,9 +69,16 @@ impl ApiError {
             code,
             message: message.into(),
             field: None,
-            fields: Vec::new(),
+            fields: Box::default(),
             retry_after: None,
+            next_action: None,
         }
+    }
+
+    /// The same error, naming what the tenant must do first.
+    pub fn with_next_action(mut self, code: &'static str) -> Self {
+        self.next_action = Some(code);
+        self
     }
 
     /// The same error, telling the client when to try again.
@@ -82,7 +95,7 @@ impl ApiError {
         };
         let mut error = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message);
         error.field = fields.first().map(|first| first.field.clone());
-        error.fields = fields;
+        error.fields = fields.into_boxed_slice();
         error
     }
 
@@ -124,6 +137,7 @@ impl ApiError {
                 message: &self.message,
                 field: self.field.as_deref(),
                 fields: &self.fields,
+                next_action: self.next_action,
             },
         }
     }

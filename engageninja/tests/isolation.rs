@@ -62,11 +62,27 @@ async fn no_tenant_route_reaches_another_tenants_data() {
 
     // Beta's data: a campaign message, email credentials, business info (and with it an
     // onboarding workflow), audit entries.
+    // Its SMS channel is not ready, so a campaign send is refused whole with what to do first;
+    // a message of the campaign submitted on its own is accepted (and refused once dispatched).
     let (status, body) = call(
         Method::POST,
         "/v1/campaigns/launch/send",
         beta,
         Some(json!({"channel": "sms", "body": "hello", "recipients": ["+14155550101"]})),
+    )
+    .await;
+    let refused: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(refused["error"]["code"], "channel_not_ready");
+    assert_eq!(refused["error"]["next_action"], "CHANNEL_NOT_CONFIGURED");
+    let (status, body) = call(
+        Method::POST,
+        "/v1/messages",
+        beta,
+        Some(
+            json!({"messages": [{"campaign_id": "launch", "channel": "sms", "body": "hello",
+            "to": "+14155550101"}]}),
+        ),
     )
     .await;
     assert_eq!(status, 202, "{body}");
