@@ -603,7 +603,77 @@ impl QuotaBook {
 
 #[cfg(test)]
 mod tests {
+    use async_trait::async_trait;
+    use common::provider::{Lookup, OutboundMessage, SendOutcome};
+    use common::store::MessageRecord;
+    use common::store::sqlite::SqliteStore;
+
     use super::*;
+
+    /// A provider that is never asked: admission's window check reads the store only.
+    struct Unused;
+
+    #[async_trait]
+    impl Provider for Unused {
+        fn name(&self) -> &'static str {
+            "unused"
+        }
+
+        async fn send(&self, batch: &[OutboundMessage]) -> Vec<SendOutcome> {
+            unreachable!("the window check sends nothing ({} messages)", batch.len())
+        }
+
+        async fn lookup(&self, _message: &MessageRecord) -> Lookup {
+            Lookup::Unavailable
+        }
+    }
+
+    #[tokio::test]
+    async fn the_whatsapp_window_is_exactly_24_hours_after_the_contacts_last_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("store.db")).await.unwrap());
+        let tenant = TenantId::parse("acme").unwrap();
+        let wrote = time::macros::datetime!(2026-12-01 10:00 UTC);
+        store.create_tenant(&Tenant::live(tenant.clone())).await.unwrap();
+        store
+            .record_inbound(&tenant, "whatsapp:+14155550100", wrote)
+            .await
+            .unwrap();
+        let providers = Providers {
+            demo: Arc::new(Unused),
+            live: HashMap::new(),
+        };
+        let directory = Directory::new(
+            store,
+            providers,
+            PacingSettings::default(),
+            Arc::new(QuotaBook::default()),
+        );
+        let to = |number: &str| {
+            let json = format!(
+                r#"{{"version":1,"message_id":"m","tenant_id":"acme","channel":"whatsapp","to":"{number}","body":"hi"}}"#
+            );
+            Envelope::parse(json.as_bytes()).unwrap()
+        };
+        let day = time::Duration::hours(24);
+        let nanosecond = time::Duration::nanoseconds(1);
+        for (at, open) in [
+            (wrote, true),
+            (wrote + day - nanosecond, true),
+            (wrote + day, false),
+            (wrote + day + day, false),
+        ] {
+            let seen = directory.whatsapp_window_open(&to("+14155550100"), at).await.unwrap();
+            assert_eq!(seen, open, "{} after the last inbound message", at - wrote);
+        }
+        // A contact who never wrote: closed.
+        assert!(
+            !directory
+                .whatsapp_window_open(&to("+14155550199"), wrote)
+                .await
+                .unwrap()
+        );
+    }
 
     #[test]
     fn quotas_used_to_nine_tenths_this_month_count_as_near_the_limit() {
