@@ -79,8 +79,8 @@ impl SesCredentials for StaticSesCredentials {
 
 /// How long whether a tenant's template exists is trusted.
 const TEMPLATE_TTL: Duration = Duration::from_secs(60);
-/// The most (tenant, template) answers kept; past it the cache starts over, so names made up
-/// by a producer cannot grow it without bound.
+/// The most (account, region, template) answers kept; past it the cache starts over, so names
+/// made up by a producer cannot grow it without bound.
 const MAX_TEMPLATES_KNOWN: usize = 10_000;
 
 /// Sends email through SES v2.
@@ -89,8 +89,8 @@ pub struct SesProvider {
     credentials: Arc<dyn SesCredentials>,
     /// Makes the one-click unsubscribe headers; `None`: email goes without them.
     unsubscribe: Option<UnsubscribeLinks>,
-    /// Whether each (tenant, template) exists, and when that was learned.
-    templates: DashMap<(TenantId, String), (Instant, bool)>,
+    /// Whether each (access key, region, template) exists, and when that was learned.
+    templates: DashMap<(String, String, String), (Instant, bool)>,
 }
 
 impl fmt::Debug for SesProvider {
@@ -395,16 +395,17 @@ impl Provider for SesProvider {
             .collect()
     }
 
-    /// Asks SES (`GetEmailTemplate`) at most once a minute per tenant and template; `None`
-    /// when the account or SES cannot be reached.
+    /// Asks SES (`GetEmailTemplate`) at most once a minute per account, region and template;
+    /// `None` when the account or SES cannot be reached.
     async fn has_template(&self, tenant: &TenantId, id: &str) -> Option<bool> {
-        let key = (tenant.clone(), id.to_owned());
+        let account = self.credentials.credentials(tenant).await.ok()?;
+        // Templates belong to an account in a region, whichever tenant sends with it.
+        let key = (account.access_key_id.clone(), account.region.clone(), id.to_owned());
         if let Some(known) = self.templates.get(&key)
             && known.0.elapsed() < TEMPLATE_TTL
         {
             return Some(known.1);
         }
-        let account = self.credentials.credentials(tenant).await.ok()?;
         match self.client.template_exists(&account, id).await {
             Ok(exists) => {
                 if self.templates.len() >= MAX_TEMPLATES_KNOWN {
