@@ -17,6 +17,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use common::readiness;
+use common::store::Tenant;
 use common::{CampaignId, Channel, MessageStatus};
 use futures_util::{Stream, StreamExt as _};
 use serde::Serialize;
@@ -79,7 +80,7 @@ pub(crate) async fn send(
     body: Bytes,
 ) -> Result<(StatusCode, Json<SubmitResponse>), ApiError> {
     let campaign = campaign_id(campaign)?;
-    ensure_may_send(&state, &caller.tenant_id).await?;
+    let tenant = ensure_may_send(&state, &caller.tenant_id).await?;
     let request: Value = serde_json::from_slice(&body).map_err(|error| ApiError::malformed(error.to_string()))?;
     let Value::Object(mut shared) = request else {
         return Err(ApiError::malformed("the body must be a JSON object"));
@@ -106,7 +107,7 @@ pub(crate) async fn send(
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
-    channel_ready(&state, &caller, &channel).await?;
+    channel_ready(&state, &tenant, &channel).await?;
     let envelopes = recipients
         .into_iter()
         .map(|recipient| envelope(&campaign, &channel, &shared, recipient))
@@ -125,19 +126,14 @@ pub(crate) async fn send(
 /// Refuses a live tenant's campaign on a channel that cannot send yet, before anything is
 /// accepted: every message would be refused at admission with the same code. A channel that
 /// does not parse is left to each envelope's own check; demo tenants are always ready.
-async fn channel_ready(state: &AppState, caller: &TenantCaller, channel: &str) -> Result<(), ApiError> {
+async fn channel_ready(state: &AppState, tenant: &Tenant, channel: &str) -> Result<(), ApiError> {
     let Ok(channel) = channel.parse::<Channel>() else {
         return Ok(());
     };
-    let Some(tenant) = state
-        .store
-        .tenant(&caller.tenant_id)
-        .await?
-        .filter(|tenant| !tenant.is_demo)
-    else {
+    if tenant.is_demo {
         return Ok(());
-    };
-    match readiness::check(state.store.as_ref(), &tenant, channel).await? {
+    }
+    match readiness::check(state.store.as_ref(), tenant, channel).await? {
         Ok(_) => Ok(()),
         Err(not_ready) => Err(ApiError::new(
             StatusCode::CONFLICT,

@@ -81,7 +81,10 @@ pub(crate) struct SubmitResponse {
 
 /// 402 unless the tenant's subscription is active and its plan (if any) exists: sending routes
 /// refuse up front rather than accept messages the dispatcher would refuse one by one.
-pub(crate) async fn ensure_may_send(state: &AppState, tenant: &common::TenantId) -> Result<(), ApiError> {
+pub(crate) async fn ensure_may_send(
+    state: &AppState,
+    tenant: &common::TenantId,
+) -> Result<common::store::Tenant, ApiError> {
     let payment_required = |code, message: &str| ApiError::new(StatusCode::PAYMENT_REQUIRED, code, message);
     let Some(tenant) = state.store.tenant(tenant).await? else {
         return Err(ApiError::unauthorized());
@@ -100,7 +103,7 @@ pub(crate) async fn ensure_may_send(state: &AppState, tenant: &common::TenantId)
             "the tenant's plan no longer exists; choose a plan to send again",
         ));
     }
-    Ok(())
+    Ok(tenant)
 }
 
 /// `POST /v1/messages`: `{"messages": [envelope, ...]}`. Each envelope is validated on its own;

@@ -112,21 +112,13 @@ pub async fn sms_status(state: &AppState, tenant: &TenantId) -> Result<SmsStatus
     let step = Step::parse(&brand.workflow_step);
     let due = state.store.workflow_due(tenant).await?;
     let phone_number = brand.twilio_sids.get(keys::PHONE_NUMBER_E164).cloned();
-    let phone_number_active = match &phone_number {
-        Some(number) => state
-            .store
-            .sender_numbers(tenant)
-            .await?
+    let numbers = state.store.sender_numbers(tenant).await?;
+    let phone_number_active = phone_number.as_ref().is_some_and(|number| {
+        numbers
             .iter()
-            .any(|row| row.number.as_str() == number && row.status == NumberStatus::Active),
-        None => false,
-    };
-    let campaign_suspended = state
-        .store
-        .sender_numbers(tenant)
-        .await?
-        .iter()
-        .any(|row| row.status == NumberStatus::Suspended);
+            .any(|row| row.number.as_str() == number && row.status == NumberStatus::Active)
+    });
+    let campaign_suspended = numbers.iter().any(|row| row.status == NumberStatus::Suspended);
     let (status, next_action) = match step {
         Some(Step::Ready) if campaign_suspended => (
             "campaign_suspended",
