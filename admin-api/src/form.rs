@@ -37,6 +37,15 @@ pub enum Kind {
     },
     /// `true` or `false`.
     Flag,
+    /// An object of string values: each key follows `key`, each value `value`.
+    TextMap {
+        /// Each key's rule.
+        key: &'static TextRule,
+        /// Each value's rule.
+        value: &'static TextRule,
+        /// The most entries.
+        max_items: usize,
+    },
 }
 
 /// One field of a request body.
@@ -104,6 +113,16 @@ impl Values {
             .get(name)
             .and_then(Value::as_array)
             .map(|items| items.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+    }
+
+    /// A map field's value.
+    pub(crate) fn text_map(&self, name: &str) -> Option<std::collections::BTreeMap<String, String>> {
+        self.0.get(name).and_then(Value::as_object).map(|entries| {
+            entries
+                .iter()
+                .filter_map(|(key, value)| value.as_str().map(|value| (key.clone(), value.to_owned())))
+                .collect()
+        })
     }
 
     /// A flag's value (`false` when absent).
@@ -180,6 +199,23 @@ fn check(field: &Field, value: Option<&Value>) -> Result<(), String> {
             .as_bool()
             .map(|_| ())
             .ok_or_else(|| "must be true or false".to_owned()),
+        Kind::TextMap {
+            key,
+            value: value_rule,
+            max_items,
+        } => {
+            let entries = value.as_object().ok_or("must be an object of strings")?;
+            if entries.len() > *max_items {
+                return Err(format!("must hold at most {max_items} entries"));
+            }
+            for (name, item) in entries {
+                check_text(name, key, key.min_chars, key.max_chars).map_err(|reason| format!("each name {reason}"))?;
+                let text = item.as_str().ok_or("must be an object of strings")?;
+                check_text(text, value_rule, value_rule.min_chars, value_rule.max_chars)
+                    .map_err(|reason| format!("each value {reason}"))?;
+            }
+            Ok(())
+        }
     }
 }
 

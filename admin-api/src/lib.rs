@@ -38,6 +38,7 @@ mod templates;
 mod unsubscribe;
 mod usage;
 mod webhooks;
+pub mod whatsapp;
 
 use std::sync::Arc;
 
@@ -85,6 +86,8 @@ pub struct AppState {
     pub(crate) sns: Arc<SnsVerifier>,
     /// The A2P 10DLC onboarding workflow.
     pub(crate) onboarding: Arc<onboarding::Onboarding>,
+    /// WhatsApp senders: registration and following.
+    pub(crate) senders: Arc<whatsapp::senders::Senders>,
     /// SHA-256 (hex) of the platform-admin key; `None`: no platform access.
     pub(crate) platform_key_hash: Option<String>,
     /// Senders' default paces (preflight's drain estimate).
@@ -151,6 +154,13 @@ impl AppState {
             public_url.clone(),
             settings.onboarding.clone(),
         ));
+        let senders = Arc::new(whatsapp::senders::Senders::new(
+            Arc::clone(&store),
+            Arc::clone(&keyring),
+            twilio.clone(),
+            public_url.clone(),
+            settings.onboarding.clone(),
+        ));
         Ok(Self {
             store,
             log,
@@ -161,6 +171,7 @@ impl AppState {
             ses: SesClient::new((&settings.providers.ses).into())?,
             sns: Arc::new(webhooks::ses::verifier(&settings.providers.ses)?),
             onboarding,
+            senders,
             platform_key_hash: platform_key_hash(settings),
             pacing: settings.dispatcher.pacing.clone(),
             stopping,
@@ -181,6 +192,7 @@ impl AppState {
     ) {
         if settings.onboarding.background_runner {
             tracker.spawn(Arc::clone(&self.onboarding).run(stop.clone()));
+            tracker.spawn(Arc::clone(&self.senders).run(stop.clone()));
         }
         tracker.spawn(demo::run_cleanup(
             Arc::clone(&self.store),
@@ -269,6 +281,15 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(unsubscribe::one_click, unsubscribe::confirm))
         .routes(routes!(templates::create, templates::list))
         .routes(routes!(templates::update, templates::delete))
+        .routes(routes!(whatsapp::register, whatsapp::list))
+        .routes(routes!(whatsapp::get, whatsapp::remove))
+        .routes(routes!(whatsapp::verify))
+        .routes(routes!(whatsapp::sender_status_webhook))
+        .routes(routes!(whatsapp::templates::create, whatsapp::templates::list))
+        .routes(routes!(whatsapp::templates::get, whatsapp::templates::delete))
+        .routes(routes!(whatsapp::templates::submit))
+        .routes(routes!(whatsapp::templates::import))
+        .routes(routes!(whatsapp::templates::content_status_webhook))
 }
 
 /// Schemas no operation references by type: the campaign counts (carried as JSON text in the

@@ -203,6 +203,32 @@ pub struct TwilioBrandStatusForm {
     pub FailureReason: Option<String>,
 }
 
+/// `POST /webhooks/twilio/sender-status` form (the fields read).
+#[derive(ToSchema)]
+#[allow(dead_code, non_snake_case)]
+pub struct TwilioSenderStatusForm {
+    /// The account of the sender: its stored token verifies the signature.
+    #[schema(pattern = "^AC[0-9a-fA-F]{32}$")]
+    pub AccountSid: String,
+    /// The sender's SID (`XE...`); a callback without it is ignored.
+    pub SenderSid: Option<String>,
+    /// The sender's status as the callback claims it (the fetched one applies).
+    pub Status: Option<String>,
+}
+
+/// `POST /webhooks/twilio/content-status` form (the fields read).
+#[derive(ToSchema)]
+#[allow(dead_code, non_snake_case)]
+pub struct TwilioContentStatusForm {
+    /// The account of the template: its stored token verifies the signature.
+    #[schema(pattern = "^AC[0-9a-fA-F]{32}$")]
+    pub AccountSid: String,
+    /// The template's Content SID (`HX...`); a callback without it is ignored.
+    pub ContentSid: Option<String>,
+    /// The approval status as the callback claims it (the fetched one applies).
+    pub ApprovalStatus: Option<String>,
+}
+
 /// `POST /webhooks/ses` body: an SNS message (sent as `text/plain` JSON), signed by SNS.
 #[derive(ToSchema)]
 #[allow(dead_code, non_snake_case)]

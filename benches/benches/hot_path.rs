@@ -90,6 +90,7 @@ async fn directory(dir: &std::path::Path) -> Directory {
                 twilio_sid: None,
                 rate_per_second: Some(1e9),
                 created_at: now,
+                registration: None,
             })
             .await
             .expect("number");

@@ -587,8 +587,10 @@ pub struct TwilioSettings {
     pub api_url: String,
     /// Trust Hub (customer profiles, trust products).
     pub trusthub_url: String,
-    /// The Messaging API (brands, Messaging Services, campaigns).
+    /// The Messaging API (brands, Messaging Services, campaigns, WhatsApp senders).
     pub messaging_url: String,
+    /// The Content API (templates and their WhatsApp approvals).
+    pub content_url: String,
     /// The longest wait to connect, in milliseconds.
     pub connect_timeout_ms: u64,
     /// The longest wait for a whole request, in milliseconds.
@@ -601,6 +603,7 @@ impl Default for TwilioSettings {
             api_url: "https://api.twilio.com".to_owned(),
             trusthub_url: "https://trusthub.twilio.com".to_owned(),
             messaging_url: "https://messaging.twilio.com".to_owned(),
+            content_url: "https://content.twilio.com".to_owned(),
             connect_timeout_ms: 5_000,
             request_timeout_ms: 15_000,
         }

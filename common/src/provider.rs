@@ -2,10 +2,11 @@
 //! [`Provider`] in its own folder ([`crate::twilio`], [`crate::ses`]); the dispatcher keeps the
 //! demo provider and registers them all by [`crate::store::ProviderKind`].
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::store::{ChannelCredentials, MessageRecord};
-use crate::{Envelope, MessageStatus, Sender, TenantId};
+use crate::{Channel, Envelope, MessageStatus, Sender, TenantId};
 use async_trait::async_trait;
 
 /// Why a tenant's provider credentials could not be had.
@@ -92,6 +93,18 @@ pub enum Lookup {
     Unavailable,
 }
 
+/// Why a message's template cannot be sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TemplateProblem {
+    /// The tenant's account holds no template with that id.
+    NotFound,
+    /// The template is not approved for WhatsApp (pending, rejected, paused or never
+    /// submitted).
+    NotApproved,
+    /// The message does not give every variable the template declares.
+    VariablesMissing,
+}
+
 /// Sends messages: one call takes a batch, and answers one outcome per message, in order.
 #[async_trait]
 pub trait Provider: Send + Sync + 'static {
@@ -115,10 +128,16 @@ pub trait Provider: Send + Sync + 'static {
         None
     }
 
-    /// Whether the tenant's account holds template `id`: `Some(false)` refuses a message naming
-    /// it before any send; `None` when this provider cannot tell now (the send goes ahead and
-    /// the provider answers).
-    async fn has_template(&self, _tenant: &TenantId, _id: &str) -> Option<bool> {
+    /// Whether a message on `channel` may use template `id` with `variables`: `Some(Err(_))`
+    /// refuses it before any send; `None` when this provider cannot tell now (the send goes
+    /// ahead and the provider answers).
+    async fn check_template(
+        &self,
+        _tenant: &TenantId,
+        _channel: Channel,
+        _id: &str,
+        _variables: &BTreeMap<String, String>,
+    ) -> Option<Result<(), TemplateProblem>> {
         None
     }
 

@@ -34,6 +34,11 @@ pub enum NotReady {
     CampaignSuspended,
     /// No active number for the channel.
     NoActiveNumber,
+    /// WhatsApp: no sender registered.
+    RegisterWhatsappSender,
+    /// WhatsApp: a sender is registered but not online (being created, waiting for its
+    /// verification code, or offline).
+    WhatsappSenderNotOnline,
 }
 
 impl NotReady {
@@ -48,6 +53,8 @@ impl NotReady {
             NotReady::BrandSuspended => "BRAND_SUSPENDED",
             NotReady::CampaignSuspended => "CAMPAIGN_SUSPENDED",
             NotReady::NoActiveNumber => "NO_ACTIVE_NUMBER",
+            NotReady::RegisterWhatsappSender => "REGISTER_WHATSAPP_SENDER",
+            NotReady::WhatsappSenderNotOnline => "WHATSAPP_SENDER_NOT_ONLINE",
         }
     }
 
@@ -72,6 +79,10 @@ impl NotReady {
                  twilio verifies it again"
             }
             NotReady::NoActiveNumber => "no active sender number yet; onboarding buys one once the brand is approved",
+            NotReady::RegisterWhatsappSender => "register a whatsapp sender with POST /v1/channels/whatsapp/senders",
+            NotReady::WhatsappSenderNotOnline => {
+                "your whatsapp sender is not online yet: GET /v1/channels/whatsapp/senders shows its next_action"
+            }
         }
     }
 }
@@ -137,10 +148,15 @@ pub async fn check(
                 .filter(|number| serves(number.kind, channel))
                 .partition(|number| number.status == NumberStatus::Active);
             if numbers.is_empty() {
-                if others.iter().any(|number| number.status == NumberStatus::Suspended) {
-                    return Ok(Err(NotReady::CampaignSuspended));
-                }
-                return Ok(Err(NotReady::NoActiveNumber));
+                let waiting = |status| others.iter().any(|number| number.status == status);
+                return Ok(Err(match channel {
+                    Channel::Whatsapp if waiting(NumberStatus::Provisioning) || waiting(NumberStatus::Suspended) => {
+                        NotReady::WhatsappSenderNotOnline
+                    }
+                    Channel::Whatsapp => NotReady::RegisterWhatsappSender,
+                    _ if waiting(NumberStatus::Suspended) => NotReady::CampaignSuspended,
+                    _ => NotReady::NoActiveNumber,
+                }));
             }
             numbers
         }

@@ -166,6 +166,41 @@ pub static WEBSITE: TextRule = TextRule::new(
     "must be an http or https URL such as https://example.com",
 );
 
+/// A WhatsApp Business Account id (Meta's, digits).
+pub static WABA_ID: TextRule = TextRule::new(
+    r"^[0-9]+$",
+    5,
+    32,
+    "must be 5 to 32 digits (Meta's WhatsApp Business Account id)",
+);
+
+/// A WhatsApp template's name: lowercase letters, digits and underscores (Meta's rule).
+pub static WHATSAPP_TEMPLATE_NAME: TextRule = TextRule::new(
+    r"^[a-z0-9_]+$",
+    1,
+    512,
+    "must be 1 to 512 lowercase letters, digits and underscores",
+);
+
+/// A template's language: ISO 639-1, optionally with a region (`en`, `en_US`, `pt_BR`).
+pub static LANGUAGE: TextRule = TextRule::new(
+    r"^[a-z]{2,3}(_[A-Z]{2})?$",
+    2,
+    6,
+    "must be a language code such as en or en_US",
+);
+
+/// A template variable's name: `1`, `2`, ... or a word.
+pub static VARIABLE_NAME: TextRule = TextRule::new(r"^[A-Za-z0-9_]+$", 1, 64, "must be 1 to 64 of A-Z a-z 0-9 _");
+
+/// A Twilio Content SID (a WhatsApp template).
+pub static CONTENT_SID: TextRule = TextRule::new(
+    r"^HX[0-9a-fA-F]{32}$",
+    34,
+    34,
+    "must be HX followed by 32 hexadecimal digits",
+);
+
 /// A Twilio account SID.
 pub static ACCOUNT_SID: TextRule = TextRule::new(
     r"^AC[0-9a-fA-F]{32}$",

@@ -15,12 +15,13 @@ use std::future::Future;
 use std::sync::Arc;
 
 use common::config::{CassandraSettings, WriteBatching};
+use common::store::SenderProfile;
 use common::store::cassandra::CassandraStore;
 use common::store::sqlite::SqliteStore;
 use common::store::{
     ApiKeyRecord, Brand, BrandStatus, BusinessInfoRecord, ChannelCredentials, Held, JournalEntry, NewMessage,
-    NumberStatus, Plan, ProviderKind, SenderKind, SenderNumber, StatusUpdate, Store, StoreError, StoredClaim,
-    Suppression, SuppressionReason, TenantStatus,
+    NumberStatus, Plan, ProviderKind, SenderKind, SenderNumber, SenderRegistration, StatusUpdate, Store, StoreError,
+    StoredClaim, Suppression, SuppressionReason, TenantStatus,
 };
 use common::{CampaignId, Channel, MessageStatus, Priority, TenantId};
 use serde_json::json;
@@ -406,11 +407,25 @@ async fn sender_numbers_round_trip_and_belong_to_one_tenant(store: Arc<dyn Store
 
     let first = sender_number("acme", "+14155550100");
     let second = SenderNumber {
-        kind: SenderKind::TollFree,
+        kind: SenderKind::Whatsapp,
         status: NumberStatus::Provisioning,
         twilio_sid: None,
         rate_per_second: None,
         created_at: at(T0 + 1),
+        // A WhatsApp sender's registration comes back as written.
+        registration: Some(SenderRegistration {
+            waba_id: "102030405060708".to_owned(),
+            verification_method: "voice".to_owned(),
+            profile: SenderProfile {
+                name: "Acme Support".to_owned(),
+                websites: vec!["https://acme.example".to_owned()],
+                ..SenderProfile::default()
+            },
+            create_in_flight: true,
+            twilio_status: Some("PENDING_VERIFICATION".to_owned()),
+            reason: None,
+            attempts: 2,
+        }),
         ..sender_number("acme", "+18005550100")
     };
     store.put_sender_number(&second).await.unwrap();

@@ -27,7 +27,7 @@ use tokio::time::Instant;
 
 use crate::pacing::Rate;
 use crate::route::{DailyCap, PoolSender, Route};
-use common::provider::Provider;
+use common::provider::{Provider, TemplateProblem};
 
 /// How long what the directory read from the store is trusted.
 const DIRECTORY_TTL: Duration = Duration::from_secs(5);
@@ -60,11 +60,15 @@ pub enum Refusal {
     WhatsappWindowClosed,
     /// The message names a template the tenant's provider account does not hold.
     TemplateNotFound,
+    /// The message's WhatsApp template is not approved (pending, rejected or paused).
+    TemplateNotApproved,
+    /// The message does not give every variable its template declares.
+    TemplateVariablesMissing,
 }
 
 impl Refusal {
     /// Every refusal, for metrics and docs.
-    pub const ALL: [Refusal; 18] = [
+    pub const ALL: [Refusal; 22] = [
         Refusal::TenantUnknown,
         Refusal::TenantSuspended,
         Refusal::NotReady(NotReady::ChannelNotConfigured),
@@ -75,6 +79,8 @@ impl Refusal {
         Refusal::NotReady(NotReady::BrandSuspended),
         Refusal::NotReady(NotReady::CampaignSuspended),
         Refusal::NotReady(NotReady::NoActiveNumber),
+        Refusal::NotReady(NotReady::RegisterWhatsappSender),
+        Refusal::NotReady(NotReady::WhatsappSenderNotOnline),
         Refusal::SenderNotAllowed,
         Refusal::ProviderUnavailable,
         Refusal::RecipientSuppressed,
@@ -83,6 +89,8 @@ impl Refusal {
         Refusal::QuotaExhausted,
         Refusal::WhatsappWindowClosed,
         Refusal::TemplateNotFound,
+        Refusal::TemplateNotApproved,
+        Refusal::TemplateVariablesMissing,
     ];
 
     /// The stable code stored as the status reason.
@@ -99,6 +107,8 @@ impl Refusal {
             Refusal::QuotaExhausted => "QUOTA_EXHAUSTED",
             Refusal::WhatsappWindowClosed => "63016",
             Refusal::TemplateNotFound => "TEMPLATE_NOT_FOUND",
+            Refusal::TemplateNotApproved => "TEMPLATE_NOT_APPROVED",
+            Refusal::TemplateVariablesMissing => "TEMPLATE_VARIABLES_MISSING",
         }
     }
 
@@ -265,10 +275,17 @@ impl Directory {
         if is_demo {
             return Ok(Ok((route, None)));
         }
-        if let Content::Template { id, .. } = &envelope.content
-            && route.provider.has_template(&envelope.tenant_id, id).await == Some(false)
+        if let Content::Template { id, variables } = &envelope.content
+            && let Some(Err(problem)) = route
+                .provider
+                .check_template(&envelope.tenant_id, envelope.channel, id, variables)
+                .await
         {
-            return Ok(Err(Refusal::TemplateNotFound));
+            return Ok(Err(match problem {
+                TemplateProblem::NotFound => Refusal::TemplateNotFound,
+                TemplateProblem::NotApproved => Refusal::TemplateNotApproved,
+                TemplateProblem::VariablesMissing => Refusal::TemplateVariablesMissing,
+            }));
         }
         if envelope.channel == Channel::Whatsapp
             && matches!(envelope.content, Content::Body(_))

@@ -802,6 +802,7 @@ async fn ready_sms_tenant(store: &dyn Store, id: &str, brand: BrandStatus, verif
             twilio_sid: None,
             rate_per_second: Some(1_000.0),
             created_at: now,
+            registration: None,
         })
         .await
         .unwrap();

@@ -302,6 +302,7 @@ impl Scaled {
                 twilio_sid: None,
                 rate_per_second: Some(rate),
                 created_at: OffsetDateTime::now_utc(),
+                registration: None,
             })
             .collect();
         live_twilio_tenant(self.store.as_ref(), &keyring, &tenant, &[Channel::Sms], &numbers)

@@ -196,6 +196,7 @@ fn sender_numbers(tenant_id: &TenantId, index: usize, count: usize, rate: f64) -
                 twilio_sid: None,
                 rate_per_second: Some(rate),
                 created_at: OffsetDateTime::now_utc(),
+                registration: None,
             })
         })
         .collect()

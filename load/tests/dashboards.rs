@@ -182,6 +182,7 @@ async fn every_dashboard_query_returns_data_from_a_stack_under_load() {
         twilio_sid: None,
         rate_per_second: Some(20.0),
         created_at: OffsetDateTime::now_utc(),
+        registration: None,
     })
     .collect();
     load::fixtures::live_twilio_tenant(&store, &keyring, &acme, &[Channel::Sms, Channel::Whatsapp], &numbers)

@@ -178,6 +178,7 @@ async fn seed_tenant(settings: &Settings, keyring: &Keyring) -> String {
             twilio_sid: None,
             rate_per_second: Some(10.0),
             created_at: OffsetDateTime::now_utc(),
+            registration: None,
         })
         .collect();
     live_twilio_tenant(&store, keyring, &tenant, &[Channel::Sms, Channel::Whatsapp], &numbers)

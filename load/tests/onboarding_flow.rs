@@ -84,6 +84,7 @@ fn settings(dir: &std::path::Path, sim: &RunningSimulator) -> Settings {
     twilio.api_url = sim.base_url();
     twilio.trusthub_url = sim.base_url();
     twilio.messaging_url = sim.base_url();
+    twilio.content_url = sim.base_url();
     let onboarding = &mut settings.onboarding;
     onboarding.master_account_sid = Some(DEFAULT_ACCOUNT_SID.to_owned());
     onboarding.master_auth_token = Some(SecretString::from(DEFAULT_AUTH_TOKEN));

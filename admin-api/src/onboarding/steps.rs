@@ -634,6 +634,7 @@ impl Onboarding {
                 twilio_sid: None,
                 rate_per_second: None,
                 created_at: now(),
+                registration: None,
             };
             match self.store.put_sender_number(&row).await {
                 Ok(()) => {
@@ -670,6 +671,7 @@ impl Onboarding {
             twilio_sid: brand.twilio_sids.get(keys::PHONE_NUMBER).cloned(),
             rate_per_second: None,
             created_at,
+            registration: None,
         };
         match self.store.put_sender_number(&row).await {
             Ok(()) => Ok(()),

@@ -106,6 +106,13 @@ pub(crate) fn form_schema(description: &str, fields: &[Field]) -> RefOr<Schema> 
                 .schema_type(of_type(Type::Boolean, nullable))
                 .description(Some(field.description))
                 .into(),
+            Kind::TextMap { key, value, max_items } => ObjectBuilder::new()
+                .schema_type(of_type(Type::Object, nullable))
+                .description(Some(field.description))
+                .property_names(Some(string(key, None, "A name.", false)))
+                .additional_properties(Some(string(value, None, "A value.", false)))
+                .max_properties(Some(*max_items))
+                .into(),
         };
         object = object.property(field.name, schema);
         if field.required {

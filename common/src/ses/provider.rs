@@ -52,10 +52,10 @@ use super::{
     SesSendOutcome,
 };
 use crate::credentials::{ACCESS_KEY_ID, setting};
-use crate::provider::{CredentialError, Lookup, OutboundMessage, Provider, SendOutcome};
+use crate::provider::{CredentialError, Lookup, OutboundMessage, Provider, SendOutcome, TemplateProblem};
 use crate::store::{ChannelCredentials, MessageRecord};
 use crate::unsubscribe::UnsubscribeLinks;
-use crate::{Content, Priority, Sender, TenantId};
+use crate::{Channel, Content, Priority, Sender, TenantId};
 
 /// Where a tenant's SES account comes from (the store's sealed channel credentials, or one
 /// platform account). Called once per group of messages sent, so an implementation that reads
@@ -268,6 +268,11 @@ fn recipient(message: &OutboundMessage) -> String {
 }
 
 /// The template variables as the JSON object SES expects.
+/// Whether a template SES holds (or not) may be used.
+fn found(exists: bool) -> Result<(), TemplateProblem> {
+    if exists { Ok(()) } else { Err(TemplateProblem::NotFound) }
+}
+
 fn template_data(message: &OutboundMessage) -> String {
     match &message.envelope.content {
         Content::Template { variables, .. } => serde_json::to_string(variables).unwrap_or_else(|_| "{}".to_owned()),
@@ -395,16 +400,23 @@ impl Provider for SesProvider {
             .collect()
     }
 
-    /// Asks SES (`GetEmailTemplate`) at most once a minute per account, region and template;
+    /// Asks SES (`GetEmailTemplate`) at most once a minute per account, region and template
+    /// whether it holds the template (SES leaves a placeholder without a value empty);
     /// `None` when the account or SES cannot be reached.
-    async fn has_template(&self, tenant: &TenantId, id: &str) -> Option<bool> {
+    async fn check_template(
+        &self,
+        tenant: &TenantId,
+        _channel: Channel,
+        id: &str,
+        _variables: &BTreeMap<String, String>,
+    ) -> Option<Result<(), TemplateProblem>> {
         let account = self.credentials.credentials(tenant).await.ok()?;
         // Templates belong to an account in a region, whichever tenant sends with it.
         let key = (account.access_key_id.clone(), account.region.clone(), id.to_owned());
         if let Some(known) = self.templates.get(&key)
             && known.0.elapsed() < TEMPLATE_TTL
         {
-            return Some(known.1);
+            return Some(found(known.1));
         }
         match self.client.template_exists(&account, id).await {
             Ok(exists) => {
@@ -412,7 +424,7 @@ impl Provider for SesProvider {
                     self.templates.clear();
                 }
                 self.templates.insert(key, (Instant::now(), exists));
-                Some(exists)
+                Some(found(exists))
             }
             Err(error) => {
                 tracing::debug!(%tenant, template = id, %error, "could not ask ses whether a template exists");

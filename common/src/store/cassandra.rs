@@ -95,10 +95,15 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0006_processed_events",
         include_str!("../../migrations/cql/0006_processed_events.cql"),
     ),
+    (
+        7,
+        "0007_whatsapp_senders",
+        include_str!("../../migrations/cql/0007_whatsapp_senders.cql"),
+    ),
 ];
 
 /// The schema version this build creates and understands.
-pub const SCHEMA_VERSION: i32 = 6;
+pub const SCHEMA_VERSION: i32 = 7;
 
 /// The `schema_migrations` row that holds the migration lease.
 const LEASE_VERSION: i32 = -1;
@@ -949,7 +954,7 @@ const TENANT_COLUMNS: &str = "id, name, is_demo, status, plan_id, created_by, cr
 const KEY_COLUMNS: &str = "key_id, tenant_id, secret_hash, created_at, revoked_at";
 const BRAND_COLUMNS: &str = "tenant_id, status, status_reason, trust_score, workflow_step, workflow_attempts, \
                              twilio_sids, updated_at, approved_at";
-const NUMBER_COLUMNS: &str = "tenant_id, number, kind, status, twilio_sid, rate_per_second, created_at";
+const NUMBER_COLUMNS: &str = "tenant_id, number, kind, status, twilio_sid, rate_per_second, created_at, registration";
 const CREDENTIALS_COLUMNS: &str = "tenant_id, channel, provider, settings, key_id, sealed_secrets, is_verified, \
                                    verification_error, updated_at, account_sid";
 const SUPPRESSION_COLUMNS: &str = "tenant_id, address, reason, source, created_at";
@@ -995,7 +1000,7 @@ statements! {
 
     claim_number = "INSERT INTO sender_number_owners (number, tenant_id) VALUES (?, ?) IF NOT EXISTS";
     release_number = "DELETE FROM sender_number_owners WHERE number = ? IF tenant_id = ?";
-    upsert_number = format!("INSERT INTO sender_numbers ({NUMBER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)");
+    upsert_number = format!("INSERT INTO sender_numbers ({NUMBER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
     select_numbers = format!("SELECT {NUMBER_COLUMNS} FROM sender_numbers WHERE tenant_id = ?");
     delete_numbers = "DELETE FROM sender_numbers WHERE tenant_id = ?";
 
@@ -1206,10 +1211,11 @@ type NumberRow = (
     Option<String>,
     Option<f64>,
     CqlTimestamp,
+    Option<String>,
 );
 
 fn number_from_row(row: NumberRow) -> Result<SenderNumber, StoreError> {
-    let (tenant_id, number, kind, status, twilio_sid, rate_per_second, created_at) = row;
+    let (tenant_id, number, kind, status, twilio_sid, rate_per_second, created_at, registration) = row;
     Ok(SenderNumber {
         tenant_id: parse_tenant_id(&tenant_id)?,
         number: PhoneNumber::parse(number.as_str())
@@ -1219,6 +1225,9 @@ fn number_from_row(row: NumberRow) -> Result<SenderNumber, StoreError> {
         twilio_sid,
         rate_per_second,
         created_at: from_ts(created_at)?,
+        registration: registration
+            .map(|raw| json_from_text(&raw, "sender registration"))
+            .transpose()?,
     })
 }
 
@@ -1650,6 +1659,7 @@ impl OnboardingStore for CassandraStore {
                 number.twilio_sid.as_deref(),
                 number.rate_per_second,
                 ts(number.created_at)?,
+                number.registration.as_ref().map(json_to_text).transpose()?,
             ),
         )
         .await?;

@@ -171,9 +171,22 @@ pub enum NumberStatus {
     Retired,
     /// Provisioning failed.
     Failed,
-    /// Its A2P campaign is no longer verified (failed or suspended after approval): it may not
-    /// send until the campaign is verified again.
+    /// It may not send for now: an SMS number's A2P campaign is no longer verified (failed or
+    /// suspended after approval), or a WhatsApp sender is offline.
     Suspended,
+}
+
+impl NumberStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NumberStatus::Provisioning => "provisioning",
+            NumberStatus::Active => "active",
+            NumberStatus::Retired => "retired",
+            NumberStatus::Failed => "failed",
+            NumberStatus::Suspended => "suspended",
+        }
+    }
 }
 
 /// A number a tenant sends from.
@@ -193,6 +206,58 @@ pub struct SenderNumber {
     pub rate_per_second: Option<f64>,
     /// When it was added.
     pub created_at: OffsetDateTime,
+    /// A WhatsApp sender's registration with Twilio; `None` for numbers bought for SMS.
+    pub registration: Option<SenderRegistration>,
+}
+
+/// How a WhatsApp sender is being registered with Twilio's Senders API: what the create needs
+/// (kept from the tenant's request, so that a restarted process can send it) and where the
+/// sender stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SenderRegistration {
+    /// The tenant's WhatsApp Business Account id.
+    pub waba_id: String,
+    /// How Meta sends the verification code (`sms` or `voice`).
+    pub verification_method: String,
+    /// The public profile.
+    pub profile: SenderProfile,
+    /// A create was sent and its answer not seen: Twilio may hold the sender. Recorded before
+    /// the call; cleared once the SID is stored or Twilio's list shows it absent.
+    pub create_in_flight: bool,
+    /// The sender's status as Twilio last reported it (`CREATING`, `ONLINE`, ...).
+    pub twilio_status: Option<String>,
+    /// Why it is offline or failed.
+    pub reason: Option<String>,
+    /// Tries of the current Twilio call that failed transiently.
+    pub attempts: u32,
+}
+
+/// A WhatsApp sender's public profile (Meta's business profile).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SenderProfile {
+    /// The display name (Meta's display name rules apply).
+    pub name: String,
+    /// The "about" text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub about: Option<String>,
+    /// The business address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// The business description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// An HTTPS URL of the logo.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logo_url: Option<String>,
+    /// The business vertical, one of Twilio's list (for example `Professional Services`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vertical: Option<String>,
+    /// Contact email addresses.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub emails: Vec<String>,
+    /// Websites.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub websites: Vec<String>,
 }
 
 /// Which provider serves a channel.

@@ -59,13 +59,14 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0008_no_provider_id_index.sql"),
     include_str!("../../migrations/sqlite/0009_reconcile_again_later.sql"),
     include_str!("../../migrations/sqlite/0010_processed_events.sql"),
+    include_str!("../../migrations/sqlite/0011_whatsapp_senders.sql"),
 ];
 
 /// How long a processed provider event's id is remembered (400 days, as Cassandra's TTL).
 const PROCESSED_EVENT_RETENTION_MS: i64 = 400 * 24 * 3600 * 1000;
 
 /// The schema version this build creates and understands (the number of embedded migrations).
-pub const SCHEMA_VERSION: u32 = 10;
+pub const SCHEMA_VERSION: u32 = 11;
 
 const _: () = assert!(MIGRATIONS.len() == SCHEMA_VERSION as usize);
 
@@ -368,7 +369,8 @@ fn brand_from_row(row: &Row<'_>) -> Result<Brand, StoreError> {
     })
 }
 
-const SENDER_NUMBER_COLUMNS: &str = "tenant_id, number, kind, status, twilio_sid, rate_per_second, created_at";
+const SENDER_NUMBER_COLUMNS: &str =
+    "tenant_id, number, kind, status, twilio_sid, rate_per_second, created_at, registration";
 
 fn sender_number_from_row(row: &Row<'_>) -> Result<SenderNumber, StoreError> {
     let number: String = col(row, 1)?;
@@ -380,6 +382,9 @@ fn sender_number_from_row(row: &Row<'_>) -> Result<SenderNumber, StoreError> {
         twilio_sid: col(row, 4)?,
         rate_per_second: col(row, 5)?,
         created_at: col_time(row, 6)?,
+        registration: col::<Option<String>>(row, 7)?
+            .map(|raw| json_from_text(&raw, "sender registration"))
+            .transpose()?,
     })
 }
 
@@ -989,10 +994,10 @@ impl OnboardingStore for SqliteStore {
             let changed = execute(
                 conn,
                 &format!(
-                    "INSERT INTO sender_numbers ({SENDER_NUMBER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                    "INSERT INTO sender_numbers ({SENDER_NUMBER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
                      ON CONFLICT (number) DO UPDATE SET kind = excluded.kind, status = excluded.status, \
                      twilio_sid = excluded.twilio_sid, rate_per_second = excluded.rate_per_second, \
-                     created_at = excluded.created_at \
+                     created_at = excluded.created_at, registration = excluded.registration \
                      WHERE sender_numbers.tenant_id = excluded.tenant_id"
                 ),
                 params![
@@ -1003,6 +1008,7 @@ impl OnboardingStore for SqliteStore {
                     number.twilio_sid,
                     number.rate_per_second,
                     to_ms(number.created_at)?,
+                    number.registration.as_ref().map(json_to_text).transpose()?,
                 ],
             )?;
             if changed == 0 {

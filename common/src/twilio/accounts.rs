@@ -178,6 +178,8 @@ macro_rules! twilio_enum {
     };
 }
 
+pub(super) use twilio_enum;
+
 twilio_enum! {
     /// The status of a Twilio account.
     AccountStatus {
@@ -699,11 +701,20 @@ pub struct IncomingNumber {
 
 /// Whether a lost answer can hide a change at Twilio.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Effect {
+pub(super) enum Effect {
     /// Reads nothing but state: safe to repeat.
     Read,
     /// Creates or changes something: an answer lost after sending is unknown.
     Write,
+}
+
+/// A request body: a form (the 2010, Trust Hub and Messaging v1 APIs) or JSON (Messaging v2,
+/// Content).
+pub(super) enum Body {
+    /// `application/x-www-form-urlencoded`.
+    Form(String),
+    /// `application/json`.
+    Json(Vec<u8>),
 }
 
 /// An `application/x-www-form-urlencoded` body.
@@ -734,13 +745,13 @@ impl Form {
         values.iter().fold(self, |form, value| form.put(name, value))
     }
 
-    fn finish(mut self) -> String {
-        self.0.finish()
+    fn finish(mut self) -> Option<Body> {
+        Some(Body::Form(self.0.finish()))
     }
 }
 
 /// `base` with `segments` appended, each percent-encoded as one path segment.
-fn endpoint(base: &Url, segments: &[&str]) -> Url {
+pub(super) fn endpoint(base: &Url, segments: &[&str]) -> Url {
     let mut url = base.clone();
     // `parse_base_url` only accepts URLs that can be a base, so this always succeeds.
     if let Ok(mut path) = url.path_segments_mut() {
@@ -775,14 +786,7 @@ impl TwilioClient {
         let url = endpoint(&self.base, &[API_VERSION, "Accounts.json"]);
         let form = Form::new().put("FriendlyName", friendly_name).finish();
         let created: SubaccountResource = self
-            .call(
-                parent,
-                Method::POST,
-                url,
-                Some(form),
-                Effect::Write,
-                "create subaccount",
-            )
+            .call(parent, Method::POST, url, form, Effect::Write, "create subaccount")
             .await?;
         Ok(Subaccount {
             sid: created.sid,
@@ -819,7 +823,7 @@ impl TwilioClient {
             BundleKind::CustomerProfile => "create customer profile",
             BundleKind::TrustProduct => "create trust product",
         };
-        self.call(account, Method::POST, url, Some(form), Effect::Write, operation)
+        self.call(account, Method::POST, url, form, Effect::Write, operation)
             .await
     }
 
@@ -854,7 +858,7 @@ impl TwilioClient {
             BundleKind::CustomerProfile => "submit customer profile",
             BundleKind::TrustProduct => "submit trust product",
         };
-        self.call(account, Method::POST, url, Some(form), Effect::Write, operation)
+        self.call(account, Method::POST, url, form, Effect::Write, operation)
             .await
     }
 
@@ -866,7 +870,7 @@ impl TwilioClient {
             .put("FriendlyName", &user.friendly_name)
             .put("Attributes", &user.attributes.to_string())
             .finish();
-        self.call(account, Method::POST, url, Some(form), Effect::Write, "create end user")
+        self.call(account, Method::POST, url, form, Effect::Write, "create end user")
             .await
     }
 
@@ -890,7 +894,7 @@ impl TwilioClient {
             .put("IsoCountry", &address.iso_country)
             .put("FriendlyName", &address.friendly_name)
             .finish();
-        self.call(account, Method::POST, url, Some(form), Effect::Write, "create address")
+        self.call(account, Method::POST, url, form, Effect::Write, "create address")
             .await
     }
 
@@ -910,7 +914,7 @@ impl TwilioClient {
             account,
             Method::POST,
             url,
-            Some(form),
+            form,
             Effect::Write,
             "create supporting document",
         )
@@ -935,7 +939,7 @@ impl TwilioClient {
             BundleKind::CustomerProfile => "assign to customer profile",
             BundleKind::TrustProduct => "assign to trust product",
         };
-        self.call(account, Method::POST, url, Some(form), Effect::Write, operation)
+        self.call(account, Method::POST, url, form, Effect::Write, operation)
             .await
     }
 
@@ -951,7 +955,7 @@ impl TwilioClient {
         let url = endpoint(&self.trusthub, &["v1", kind.collection(), bundle_sid, "Evaluations"]);
         let form = Form::new().put("PolicySid", policy_sid).finish();
         tracing::debug!(bundle_sid, kind = kind.noun(), "evaluating twilio bundle");
-        self.call(account, Method::POST, url, Some(form), Effect::Read, "evaluate bundle")
+        self.call(account, Method::POST, url, form, Effect::Read, "evaluate bundle")
             .await
     }
 
@@ -973,7 +977,7 @@ impl TwilioClient {
             account,
             Method::POST,
             url,
-            Some(form),
+            form,
             Effect::Write,
             "create brand registration",
         )
@@ -1014,7 +1018,7 @@ impl TwilioClient {
             account,
             Method::POST,
             url,
-            Some(form),
+            form,
             Effect::Write,
             "create messaging service",
         )
@@ -1034,7 +1038,7 @@ impl TwilioClient {
             account,
             Method::POST,
             url,
-            Some(form),
+            form,
             Effect::Write,
             "add service phone number",
         )
@@ -1064,7 +1068,7 @@ impl TwilioClient {
             .each("OptOutKeywords", &campaign.opt_out_keywords)
             .each("HelpKeywords", &campaign.help_keywords)
             .finish();
-        self.call(account, Method::POST, url, Some(form), Effect::Write, "create campaign")
+        self.call(account, Method::POST, url, form, Effect::Write, "create campaign")
             .await
     }
 
@@ -1157,17 +1161,17 @@ impl TwilioClient {
             .opt("StatusCallback", number.status_callback.as_deref())
             .opt("FriendlyName", number.friendly_name.as_deref())
             .finish();
-        self.call(account, Method::POST, url, Some(form), Effect::Write, "buy number")
+        self.call(account, Method::POST, url, form, Effect::Write, "buy number")
             .await
     }
 
     /// Sends one request and maps its answer; see the module docs.
-    async fn call<T: DeserializeOwned>(
+    pub(super) async fn call<T: DeserializeOwned>(
         &self,
         account: &TwilioAccount,
         method: Method,
         url: Url,
-        form: Option<String>,
+        body: Option<Body>,
         effect: Effect,
         operation: &'static str,
     ) -> Result<T, AccountOpError> {
@@ -1176,9 +1180,11 @@ impl TwilioClient {
             .request(method, url)
             .basic_auth(&account.account_sid, Some(account.auth_token.expose_secret()))
             .header(ACCEPT, "application/json");
-        if let Some(form) = form {
-            request = request.header(CONTENT_TYPE, FORM_CONTENT_TYPE).body(form);
-        }
+        request = match body {
+            Some(Body::Form(form)) => request.header(CONTENT_TYPE, FORM_CONTENT_TYPE).body(form),
+            Some(Body::Json(json)) => request.header(CONTENT_TYPE, "application/json").body(json),
+            None => request,
+        };
         let response = match request.send().await {
             Ok(response) => response,
             Err(error) => {
@@ -1224,6 +1230,12 @@ fn answer<T: DeserializeOwned>(
         let unreadable = |reason: String| match effect {
             Effect::Write => AccountOpError::Unknown { operation, reason },
             Effect::Read => AccountOpError::UnexpectedResponse { operation, reason },
+        };
+        // A 204 (a delete) has no body: it reads as JSON `null`, which `()` accepts.
+        let body = if status == StatusCode::NO_CONTENT {
+            Some(&b"null"[..])
+        } else {
+            body
         };
         return match body {
             Some(body) => serde_json::from_slice(body).map_err(|error| {
@@ -1320,6 +1332,9 @@ mod tests {
             .flag("Mock", false)
             .opt("None", None)
             .finish();
+        let Some(Body::Form(form)) = form else {
+            panic!("a form");
+        };
         assert_eq!(form, "A=x+y%26z&MessageSamples=one&MessageSamples=two&Mock=false");
     }
 

@@ -45,6 +45,8 @@ pub const DEFAULT_BASE_URL: &str = "https://api.twilio.com";
 pub const DEFAULT_TRUSTHUB_BASE_URL: &str = "https://trusthub.twilio.com";
 /// Where Twilio's Messaging API (A2P brands, Messaging Services, campaigns) lives (paths start with `/v1`).
 pub const DEFAULT_MESSAGING_BASE_URL: &str = "https://messaging.twilio.com";
+/// Where Twilio's Content API (message templates and their WhatsApp approvals) lives.
+pub const DEFAULT_CONTENT_BASE_URL: &str = "https://content.twilio.com";
 /// The Messages API version in every path.
 pub const API_VERSION: &str = "2010-04-01";
 /// The longest `Retry-After` honoured; a longer one is cut to this.
@@ -87,6 +89,8 @@ pub struct TwilioClientSettings {
     pub trusthub_base_url: String,
     /// Base URL of the Messaging API (A2P brand registrations, Messaging Services, campaigns).
     pub messaging_base_url: String,
+    /// Base URL of the Content API (templates and their WhatsApp approvals).
+    pub content_base_url: String,
     /// The longest wait for DNS, TCP connect and the TLS handshake.
     pub connect_timeout: Duration,
     /// The longest wait for a whole exchange, from connecting to the last byte of the answer.
@@ -103,6 +107,7 @@ impl Default for TwilioClientSettings {
             base_url: DEFAULT_BASE_URL.to_owned(),
             trusthub_base_url: DEFAULT_TRUSTHUB_BASE_URL.to_owned(),
             messaging_base_url: DEFAULT_MESSAGING_BASE_URL.to_owned(),
+            content_base_url: DEFAULT_CONTENT_BASE_URL.to_owned(),
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(15),
             pool_idle_timeout: Duration::from_secs(90),
@@ -118,6 +123,7 @@ impl From<&crate::config::TwilioSettings> for TwilioClientSettings {
             base_url: settings.api_url.clone(),
             trusthub_base_url: settings.trusthub_url.clone(),
             messaging_base_url: settings.messaging_url.clone(),
+            content_base_url: settings.content_url.clone(),
             connect_timeout: Duration::from_millis(settings.connect_timeout_ms),
             request_timeout: Duration::from_millis(settings.request_timeout_ms),
             ..Self::default()
@@ -126,13 +132,14 @@ impl From<&crate::config::TwilioSettings> for TwilioClientSettings {
 }
 
 impl TwilioClientSettings {
-    /// The default settings with all three APIs (REST, Trust Hub, Messaging) at `base_url`, as a
-    /// simulator serves them.
+    /// The default settings with all four APIs (REST, Trust Hub, Messaging, Content) at
+    /// `base_url`, as a simulator serves them.
     pub fn all_at(base_url: impl Into<String>) -> Self {
         let base_url = base_url.into();
         Self {
             trusthub_base_url: base_url.clone(),
             messaging_base_url: base_url.clone(),
+            content_base_url: base_url.clone(),
             base_url,
             ..Self::default()
         }
@@ -340,6 +347,7 @@ pub struct TwilioClient {
     pub(crate) base: Url,
     pub(crate) trusthub: Url,
     pub(crate) messaging: Url,
+    pub(crate) content: Url,
 }
 
 impl TwilioClient {
@@ -348,6 +356,7 @@ impl TwilioClient {
         let base = parse_base_url(&settings.base_url)?;
         let trusthub = parse_base_url(&settings.trusthub_base_url)?;
         let messaging = parse_base_url(&settings.messaging_base_url)?;
+        let content = parse_base_url(&settings.content_base_url)?;
         if settings.connect_timeout >= settings.request_timeout {
             return Err(ClientError::Timeouts {
                 connect: settings.connect_timeout,
@@ -369,6 +378,7 @@ impl TwilioClient {
             base,
             trusthub,
             messaging,
+            content,
         })
     }
 

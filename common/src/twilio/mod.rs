@@ -2,7 +2,7 @@
 //! operations of tenant onboarding ([`accounts`]), what each of Twilio's error codes means for
 //! the message or the tenant ([`errors`]), the status callback URL that names its message
 //! ([`callback`]), the `X-Twilio-Signature` its webhooks carry ([`signature`]) and its message
-//! statuses ([`status`]); the create-message form ([`request`]) and the [`provider`] the
+//! statuses ([`status`]); WhatsApp senders and Content API templates ([`whatsapp`]); the create-message form ([`request`]) and the [`provider`] the
 //! dispatcher sends through. The admin API onboards tenants with it and checks its webhooks
 //! with it.
 
@@ -14,6 +14,7 @@ pub mod provider;
 pub mod request;
 pub mod signature;
 pub mod status;
+pub mod whatsapp;
 
 pub use accounts::AccountOpError;
 pub use callback::{StatusCallbackField, callback_target, status_callback_url};

@@ -26,22 +26,25 @@
 //! Reconciliation fetches a message by its SID, or, for an `unknown` one whose create answer
 //! was lost, lists the recipient's messages (`TwilioProvider::lookup`).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use dashmap::DashMap;
 use time::OffsetDateTime;
 
 use super::request::create_message_form;
 use super::status::TwilioStatus;
+use super::whatsapp::ApprovalStatus;
 use super::{
     CreateOutcome, ErrorClass, FetchOutcome, ListOutcome, ListedMessage, StatusCallbackField, TwilioAccount,
     TwilioClient,
 };
 use crate::address::WHATSAPP_PREFIX;
 use crate::credentials::{ACCOUNT_SID, setting};
-use crate::provider::{CredentialError, Lookup, OutboundMessage, Provider, SendOutcome};
+use crate::provider::{CredentialError, Lookup, OutboundMessage, Provider, SendOutcome, TemplateProblem};
 use crate::store::{ChannelCredentials, MessageRecord};
 use crate::{Channel, MessageStatus, TenantId};
 
@@ -65,11 +68,35 @@ impl TwilioCredentials for StaticCredentials {
     }
 }
 
+/// How long a usable template (approved, for WhatsApp) is trusted without asking again.
+const TEMPLATE_TTL: Duration = Duration::from_secs(60);
+/// How long a template that cannot be sent (missing, or not approved yet) is trusted.
+pub const UNUSABLE_TEMPLATE_TTL: Duration = Duration::from_secs(10);
+/// The most templates remembered; past it the memory starts afresh.
+const MAX_TEMPLATES_KNOWN: usize = 10_000;
+
+/// What the Content API says about a template: `None` when the account has none of that id.
+#[derive(Debug, Clone)]
+struct TemplateFacts {
+    /// Approved for WhatsApp (always true for SMS, which needs no approval).
+    approved: bool,
+    /// The variables it declares.
+    variables: Vec<String>,
+}
+
+impl TemplateFacts {
+    fn usable(&self) -> bool {
+        self.approved
+    }
+}
+
 /// Sends SMS and WhatsApp messages through Twilio's Messages API.
 pub struct TwilioProvider {
     client: TwilioClient,
     credentials: Arc<dyn TwilioCredentials>,
     status_callback: Option<StatusCallbackField>,
+    /// What Twilio said about templates, by account, Content SID and channel.
+    templates: DashMap<(String, String, Channel), (Instant, Option<TemplateFacts>)>,
 }
 
 impl fmt::Debug for TwilioProvider {
@@ -90,7 +117,40 @@ impl TwilioProvider {
             client,
             credentials,
             status_callback: status_callback.as_deref().map(StatusCallbackField::new),
+            templates: DashMap::new(),
         }
+    }
+
+    /// Asks the Content API about a template; `None` when Twilio cannot tell now.
+    async fn template_facts(
+        &self,
+        account: &TwilioAccount,
+        channel: Channel,
+        id: &str,
+    ) -> Option<Option<TemplateFacts>> {
+        let content = match self.client.fetch_content(account, id).await {
+            Ok(content) => content,
+            Err(error) if error.is_not_found() => return Some(None),
+            Err(error) => {
+                tracing::debug!(account_sid = %account.account_sid, template = id, %error, "could not ask twilio about a template");
+                return None;
+            }
+        };
+        let approved = if channel == Channel::Whatsapp {
+            match self.client.fetch_approvals(account, id).await {
+                Ok(approval) => approval.status == ApprovalStatus::Approved,
+                Err(error) => {
+                    tracing::debug!(account_sid = %account.account_sid, template = id, %error, "could not ask twilio about a template's approval");
+                    return None;
+                }
+            }
+        } else {
+            true
+        };
+        Some(Some(TemplateFacts {
+            approved,
+            variables: content.variables.into_keys().collect(),
+        }))
     }
 
     /// The HTTP client.
@@ -170,6 +230,51 @@ impl Provider for TwilioProvider {
     /// One message per request: Twilio has no batch create.
     fn max_batch(&self) -> usize {
         1
+    }
+
+    /// Asks the Content API (`GET /v1/Content/{Sid}`, and for WhatsApp its approval requests)
+    /// whether the template exists in the tenant's account, is approved for WhatsApp, and which
+    /// variables it declares; what Twilio said is kept a minute for a usable template and
+    /// [`UNUSABLE_TEMPLATE_TTL`] otherwise, so that an approval is soon seen. `None` when the
+    /// account or Twilio cannot be reached.
+    async fn check_template(
+        &self,
+        tenant: &TenantId,
+        channel: Channel,
+        id: &str,
+        variables: &BTreeMap<String, String>,
+    ) -> Option<Result<(), TemplateProblem>> {
+        let account = self.credentials.credentials(tenant, channel).await.ok()?;
+        let key = (account.account_sid.clone(), id.to_owned(), channel);
+        let cached = self.templates.get(&key).and_then(|known| {
+            let ttl = if known.1.as_ref().is_some_and(TemplateFacts::usable) {
+                TEMPLATE_TTL
+            } else {
+                UNUSABLE_TEMPLATE_TTL
+            };
+            (known.0.elapsed() < ttl).then(|| known.1.clone())
+        });
+        let facts = match cached {
+            Some(facts) => facts,
+            None => {
+                let facts = self.template_facts(&account, channel, id).await?;
+                if self.templates.len() >= MAX_TEMPLATES_KNOWN {
+                    self.templates.clear();
+                }
+                self.templates.insert(key, (Instant::now(), facts.clone()));
+                facts
+            }
+        };
+        let Some(facts) = facts else {
+            return Some(Err(TemplateProblem::NotFound));
+        };
+        if !facts.approved {
+            return Some(Err(TemplateProblem::NotApproved));
+        }
+        if facts.variables.iter().any(|name| !variables.contains_key(name)) {
+            return Some(Err(TemplateProblem::VariablesMissing));
+        }
+        Some(Ok(()))
     }
 
     /// Sends every message of the batch as its own request, all at once (the engine bounds the

@@ -97,6 +97,7 @@ pub(crate) fn sender_number(tenant: &str, number: &str) -> SenderNumber {
         twilio_sid: Some("PN123".to_owned()),
         rate_per_second: Some(1.5),
         created_at: at(T0),
+        registration: None,
     }
 }
 

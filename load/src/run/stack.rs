@@ -296,6 +296,7 @@ replication_factor = 1
 api_url = "{url}"
 trusthub_url = "{url}"
 messaging_url = "{url}"
+content_url = "{url}"
 
 [providers.ses]
 endpoint = "{url}"
@@ -372,5 +373,6 @@ fn number(tenant: &TenantId, index: usize, n: usize, kind: SenderKind, rate: f64
         twilio_sid: None,
         rate_per_second: Some(rate),
         created_at: OffsetDateTime::now_utc(),
+        registration: None,
     })
 }

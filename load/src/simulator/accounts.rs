@@ -182,10 +182,10 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
 }
 
 /// A handler's answer: status and JSON body, or a refusal.
-type Answer = Result<(StatusCode, Value), TwilioError>;
+pub(super) type Answer = Result<(StatusCode, Value), TwilioError>;
 
 /// The common gate of a v1 route: fault switch, then Basic auth of any accepted account.
-fn serve(shared: &Shared, headers: &HeaderMap, handle: impl FnOnce(&Shared, &str) -> Answer) -> Response {
+pub(super) fn serve(shared: &Shared, headers: &HeaderMap, handle: impl FnOnce(&Shared, &str) -> Answer) -> Response {
     let result = gate(shared)
         .and_then(|()| authenticated_account(shared, headers))
         .and_then(|account| handle(shared, &account));
@@ -251,15 +251,15 @@ fn required<'a>(form: &'a [(String, String)], name: &str) -> Result<&'a str, Twi
     param(form, name).ok_or_else(|| missing(name))
 }
 
-fn missing(name: &str) -> TwilioError {
+pub(super) fn missing(name: &str) -> TwilioError {
     TwilioError::bad_request(20001, format!("Missing required parameter {name} in the post body"))
 }
 
-fn invalid(name: &str, why: impl std::fmt::Display) -> TwilioError {
+pub(super) fn invalid(name: &str, why: impl std::fmt::Display) -> TwilioError {
     TwilioError::bad_request(20001, format!("Invalid parameter {name}: {why}"))
 }
 
-fn conflict(message: impl Into<String>) -> TwilioError {
+pub(super) fn conflict(message: impl Into<String>) -> TwilioError {
     TwilioError::new(StatusCode::CONFLICT, 20409, message)
 }
 
@@ -317,11 +317,11 @@ fn check_length(name: &str, value: &str, range: std::ops::RangeInclusive<usize>)
     Ok(())
 }
 
-fn new_sid(prefix: &str) -> String {
+pub(super) fn new_sid(prefix: &str) -> String {
     format!("{prefix}{:032x}", rand::random::<u128>())
 }
 
-fn iso(at: OffsetDateTime) -> String {
+pub(super) fn iso(at: OffsetDateTime) -> String {
     at.format(&Rfc3339).unwrap_or_default()
 }
 
@@ -329,7 +329,7 @@ fn rfc2822(at: OffsetDateTime) -> String {
     at.format(&Rfc2822).unwrap_or_default()
 }
 
-fn not_found(path: &str) -> TwilioError {
+pub(super) fn not_found(path: &str) -> TwilioError {
     TwilioError::not_found(path)
 }
 

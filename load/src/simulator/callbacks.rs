@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tokio_util::time::DelayQueue;
 
-use super::registry::BrandNotice;
+use super::registry::Notice;
 use super::state::{State, StoredMessage};
 
 /// Why a callback attempt failed.
@@ -79,6 +79,16 @@ pub(crate) enum Job {
         sid: String,
         /// The `FailureReason` reported.
         reason: String,
+    },
+    /// End a WhatsApp sender's review or verification and send its status callback.
+    Sender {
+        /// The sender.
+        sid: String,
+    },
+    /// End a template's WhatsApp review and send its approval callback.
+    Content {
+        /// The template.
+        sid: String,
     },
 }
 
@@ -149,23 +159,28 @@ impl Timer {
             Job::Retry(callback) => self.post(callback),
             Job::Brand { sid } => {
                 let notice = self.state.onboarding.complete_brand_review(&sid);
-                self.brand_callback(&sid, notice);
+                self.notice_callback(&sid, notice);
             }
             Job::BrandSuspended { sid, reason } => {
                 let notice = self.state.onboarding.suspend_brand(&sid, &reason);
-                self.brand_callback(&sid, notice);
+                self.notice_callback(&sid, notice);
+            }
+            Job::Sender { sid } => {
+                let notice = self.state.onboarding.complete_sender(&sid);
+                self.notice_callback(&sid, notice);
+            }
+            Job::Content { sid } => {
+                let notice = self.state.onboarding.complete_approval(&sid);
+                self.notice_callback(&sid, notice);
             }
         }
     }
 
-    /// Ends a brand's review and posts its signed status callback, if it has a callback URL.
-    /// Sends a brand's status callback, if the brand changed and has somewhere to send it.
-    fn brand_callback(&self, sid: &str, notice: Option<BrandNotice>) {
+    /// Sends an onboarding object's signed status callback (a brand's, a sender's, a
+    /// template's), if it changed and has somewhere to send it.
+    fn notice_callback(&self, sid: &str, notice: Option<Notice>) {
         let Some(notice) = notice else {
-            tracing::debug!(
-                sid,
-                "simulator brand change for an unknown brand or one in another state"
-            );
+            tracing::debug!(sid, "simulator change for an unknown object or one in another state");
             return;
         };
         let (Some(url), Some(token)) = (notice.url, self.state.token_of(&notice.account_sid)) else {

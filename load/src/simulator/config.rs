@@ -235,6 +235,12 @@ pub struct OnboardingSimConfig {
     pub brand_status_callback: Option<String>,
     /// The first this many onboarding requests are answered 503 (code 20503), to test retries.
     pub unavailable_for_first: u32,
+    /// From a WhatsApp sender's creation (or verification) to its next status, and from a
+    /// template's submission to its approval or rejection.
+    pub whatsapp_review_delay: Duration,
+    /// Where WhatsApp sender and template callbacks go (a base URL: the admin API's public
+    /// URL); `None` uses the base of the account's senders' `status_callback_url`.
+    pub whatsapp_callback_base: Option<String>,
 }
 
 impl Default for OnboardingSimConfig {
@@ -247,6 +253,8 @@ impl Default for OnboardingSimConfig {
             campaign_review_delay: Duration::ZERO,
             brand_status_callback: None,
             unavailable_for_first: 0,
+            whatsapp_review_delay: Duration::from_millis(500),
+            whatsapp_callback_base: None,
         }
     }
 }

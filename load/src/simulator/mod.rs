@@ -28,6 +28,7 @@ pub mod ses;
 pub mod ses_templates;
 pub mod state;
 pub mod twilio;
+pub mod whatsapp;
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -137,6 +138,7 @@ impl Simulator {
             )
             .route("/2010-04-01/Accounts/{account_sid}/Messages/{file}", get(twilio::fetch))
             .merge(accounts::routes())
+            .merge(whatsapp::routes())
             .route("/stats", get(stats))
             .fallback(twilio::not_found)
             .with_state(shared)

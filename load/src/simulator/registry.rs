@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use common::twilio::accounts::BundleKind;
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -63,12 +64,18 @@ pub struct OnboardingStats {
     pub number_searches: u64,
     /// Numbers bought.
     pub numbers_purchased: u64,
+    /// WhatsApp senders registered.
+    pub whatsapp_senders: u64,
+    /// Content API templates created.
+    pub contents: u64,
+    /// Templates submitted for WhatsApp approval.
+    pub approvals_submitted: u64,
 }
 
-/// A brand's status change to report, built by [`Onboarding::complete_brand_review`].
+/// A status change to report (a brand's, a WhatsApp sender's, a template's approval).
 #[derive(Debug, Clone)]
-pub(crate) struct BrandNotice {
-    /// The brand's account, whose token signs the callback.
+pub(crate) struct Notice {
+    /// The object's account, whose token signs the callback.
     pub account_sid: String,
     /// Where to POST it, if anywhere.
     pub url: Option<String>,
@@ -193,6 +200,28 @@ pub(crate) struct NumberRecord {
     pub(crate) created: OffsetDateTime,
 }
 
+/// A simulated WhatsApp sender.
+#[derive(Debug, Clone)]
+pub(crate) struct SenderRecord {
+    pub(crate) sid: String,
+    pub(crate) account_sid: String,
+    pub(crate) sender_id: String,
+    pub(crate) status: &'static str,
+    pub(crate) body: Value,
+    pub(crate) offline_reasons: Vec<Value>,
+    pub(crate) callback_base: Option<String>,
+}
+
+/// A simulated Content API template.
+#[derive(Debug, Clone)]
+pub(crate) struct ContentRecord {
+    pub(crate) sid: String,
+    pub(crate) account_sid: String,
+    pub(crate) body: Value,
+    pub(crate) approval: Option<Value>,
+    pub(crate) created: OffsetDateTime,
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Inner {
     pub(crate) stats: OnboardingStats,
@@ -206,6 +235,8 @@ pub(crate) struct Inner {
     pub(crate) services: HashMap<String, ServiceRecord>,
     pub(crate) campaigns: HashMap<String, CampaignRecord>,
     pub(crate) numbers: HashMap<String, NumberRecord>,
+    pub(crate) senders: HashMap<String, SenderRecord>,
+    pub(crate) contents: HashMap<String, ContentRecord>,
     /// Replaces the configured brand outcome from now on (`RunningSimulator::set_brand_outcome`).
     pub(crate) brand_outcome: Option<BrandOutcome>,
 }
@@ -290,7 +321,7 @@ impl Onboarding {
 
     /// Ends a brand's review with the configured outcome; `None` if it is unknown or no longer
     /// pending.
-    pub(crate) fn complete_brand_review(&self, sid: &str) -> Option<BrandNotice> {
+    pub(crate) fn complete_brand_review(&self, sid: &str) -> Option<Notice> {
         let now = OffsetDateTime::now_utc();
         let mut inner = self.inner();
         let Inner {
@@ -320,7 +351,7 @@ impl Onboarding {
 
     /// Suspends an approved brand with `reason`, as the carriers may at any time; `None` if it
     /// is unknown or not approved.
-    pub(crate) fn suspend_brand(&self, sid: &str, reason: &str) -> Option<BrandNotice> {
+    pub(crate) fn suspend_brand(&self, sid: &str, reason: &str) -> Option<Notice> {
         let mut inner = self.inner();
         let Inner {
             stats, brands, bundles, ..
@@ -338,7 +369,7 @@ impl Onboarding {
         stats: &mut OnboardingStats,
         bundles: &HashMap<String, BundleRecord>,
         brand: &BrandRecord,
-    ) -> BrandNotice {
+    ) -> Notice {
         let url = self.config.brand_status_callback.clone().or_else(|| {
             bundles
                 .get(&brand.customer_profile)
@@ -370,7 +401,7 @@ impl Onboarding {
             callback = url.is_some(),
             "simulator brand status"
         );
-        BrandNotice {
+        Notice {
             account_sid: brand.account_sid.clone(),
             url,
             params,
@@ -384,4 +415,104 @@ pub(crate) fn short_id() -> String {
     (0..6)
         .map(|_| char::from(ALPHABET[rand::random_range(0..ALPHABET.len())]))
         .collect()
+}
+
+/// The string at `pointer` in `value`, if it is a non-empty string.
+pub(crate) fn text<'a>(value: &'a Value, pointer: &str) -> Option<&'a str> {
+    value
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .filter(|text| !text.is_empty())
+}
+
+/// The body text of a template's types, where it has one.
+fn body_text(content: &Value) -> Option<&str> {
+    content
+        .get("types")?
+        .as_object()?
+        .values()
+        .find_map(|value| value.get("body").and_then(Value::as_str))
+}
+
+impl Onboarding {
+    /// Ends a sender's review or verification; the change to report, if any.
+    pub(crate) fn complete_sender(&self, sid: &str) -> Option<Notice> {
+        let mut inner = self.inner();
+        let bought = {
+            let sender = inner.senders.get(sid)?;
+            let number = sender.sender_id.trim_start_matches("whatsapp:");
+            inner
+                .numbers
+                .values()
+                .any(|record| record.account_sid == sender.account_sid && record.phone_number == number)
+        };
+        let sender = inner.senders.get_mut(sid)?;
+        let name = text(&sender.body, "/profile/name")
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        sender.status = match sender.status {
+            "CREATING" if name.contains("whatsapp") || name.contains("twilio") => {
+                sender.offline_reasons = vec![json!({
+                    "code": "63113",
+                    "message": "the display name does not follow Meta's display name rules",
+                    "more_info": "https://www.twilio.com/docs/errors/63113",
+                })];
+                "OFFLINE"
+            }
+            "CREATING" if bought => "ONLINE",
+            "CREATING" => "PENDING_VERIFICATION",
+            "VERIFYING" => "ONLINE",
+            _ => return None,
+        };
+        let url = sender
+            .callback_base
+            .as_ref()
+            .map(|base| format!("{base}/webhooks/twilio/sender-status"));
+        Some(Notice {
+            account_sid: sender.account_sid.clone(),
+            url,
+            params: vec![
+                ("AccountSid".to_owned(), sender.account_sid.clone()),
+                ("SenderSid".to_owned(), sender.sid.clone()),
+                ("Status".to_owned(), sender.status.to_owned()),
+            ],
+        })
+    }
+
+    /// Ends a template's review: approved, or rejected when its body starts or ends with a
+    /// variable; the change to report, if any.
+    pub(crate) fn complete_approval(&self, sid: &str) -> Option<Notice> {
+        let mut inner = self.inner();
+        let content = inner.contents.get(sid)?;
+        let account_sid = content.account_sid.clone();
+        let body = body_text(&content.body).unwrap_or_default().trim().to_owned();
+        let base = self.config.whatsapp_callback_base.clone().or_else(|| {
+            inner
+                .senders
+                .values()
+                .filter(|sender| sender.account_sid == account_sid)
+                .find_map(|sender| sender.callback_base.clone())
+        });
+        let approval = inner.contents.get_mut(sid)?.approval.as_mut()?;
+        if text(approval, "/status") != Some("received") {
+            return None;
+        }
+        if body.starts_with("{{") || body.ends_with("}}") {
+            approval["status"] = json!("rejected");
+            approval["rejection_reason"] =
+                json!("INVALID_FORMAT: variables cannot be at the start or end of the template body");
+        } else {
+            approval["status"] = json!("approved");
+        }
+        let status = text(approval, "/status").unwrap_or_default().to_owned();
+        Some(Notice {
+            account_sid: account_sid.clone(),
+            url: base.map(|base| format!("{base}/webhooks/twilio/content-status")),
+            params: vec![
+                ("AccountSid".to_owned(), account_sid),
+                ("ContentSid".to_owned(), sid.to_owned()),
+                ("ApprovalStatus".to_owned(), status),
+            ],
+        })
+    }
 }
