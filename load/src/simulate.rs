@@ -50,6 +50,10 @@ pub(crate) struct SimulateArgs {
     /// How long a 10DLC brand stays PENDING before its verdict.
     #[arg(long, default_value_t = 500)]
     brand_review_ms: u64,
+    /// How long a WhatsApp sender's review or verification, and a template's WhatsApp review,
+    /// take.
+    #[arg(long, default_value_t = 500)]
+    whatsapp_review_ms: u64,
     /// Brands end FAILED with this reason (default: APPROVED).
     #[arg(long, value_name = "REASON")]
     brand_fails: Option<String>,
@@ -103,6 +107,7 @@ impl SimulateArgs {
         config.faults.unreachable_rate = self.undelivered_rate;
         config.faults.filtered_rate = self.filtered_rate;
         config.onboarding.brand_review_delay = Duration::from_millis(self.brand_review_ms);
+        config.onboarding.whatsapp_review_delay = Duration::from_millis(self.whatsapp_review_ms);
         if let Some(reason) = self.brand_fails {
             config.onboarding.brand_outcome = BrandOutcome::Fail { reason };
         }
