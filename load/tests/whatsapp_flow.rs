@@ -491,6 +491,40 @@ async fn a_sender_create_cut_short_is_adopted_not_repeated() {
     );
     assert_eq!(sim.stats().onboarding.whatsapp_senders, 3);
 
+    // A tenant with only SMS credentials (the subaccount 10DLC onboarding made) registers its
+    // senders on that account: the credentials are sealed again for WhatsApp and open.
+    let beta = TenantId::parse("beta").unwrap();
+    store.create_tenant(&Tenant::live(beta.clone())).await.unwrap();
+    let sms = common::credentials::seal(
+        &keyring,
+        &beta,
+        common::Channel::Sms,
+        common::store::ProviderKind::Twilio,
+        json!({"account_sid": DEFAULT_ACCOUNT_SID}),
+        &SecretString::from(DEFAULT_AUTH_TOKEN),
+    );
+    store
+        .put_credentials(&common::store::ChannelCredentials {
+            is_verified: true,
+            ..sms
+        })
+        .await
+        .unwrap();
+    assert_eq!(senders.account(&beta).await.unwrap().account_sid, DEFAULT_ACCOUNT_SID);
+    let copied = store
+        .credentials(&beta, common::Channel::Whatsapp)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(copied.is_verified);
+    assert_eq!(
+        common::twilio::open_account(&keyring, &copied)
+            .unwrap()
+            .auth_token
+            .expose_secret(),
+        DEFAULT_AUTH_TOKEN
+    );
+
     // A restarted process finds the senders it follows in the store and polls them on.
     let restarted = Arc::new(Senders::new(
         Arc::clone(&store) as Arc<dyn Store>,

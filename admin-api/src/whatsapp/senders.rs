@@ -32,9 +32,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use common::config::OnboardingSettings;
-use common::credentials::Keyring;
+use common::credentials::{self, Keyring};
 use common::store::{
-    AuditEntry, ChannelCredentials, NumberStatus, SenderKind, SenderNumber, SenderRegistration, Store, StoreError,
+    AuditEntry, ChannelCredentials, NumberStatus, ProviderKind, SenderKind, SenderNumber, SenderRegistration, Store,
+    StoreError,
 };
 use common::twilio::accounts::AccountOpError;
 use common::twilio::whatsapp::{NewSender, Sender, SenderStatus};
@@ -256,12 +257,23 @@ impl Senders {
                     .credentials(tenant, Channel::Sms)
                     .await?
                     .ok_or(SenderError::NoAccount)?;
+                let account = open_account(&self.keyring, &sms).map_err(|error| {
+                    tracing::warn!(%tenant, %error, "stored sms credentials do not open");
+                    SenderError::CredentialsUnusable
+                })?;
+                // Sealed anew: a sealed secret is bound to its channel.
                 let row = ChannelCredentials {
-                    channel: Channel::Whatsapp,
-                    updated_at: now(),
-                    ..sms
+                    is_verified: sms.is_verified,
+                    verification_error: sms.verification_error.clone(),
+                    ..credentials::seal(
+                        &self.keyring,
+                        tenant,
+                        Channel::Whatsapp,
+                        ProviderKind::Twilio,
+                        sms.settings.clone(),
+                        &account.auth_token,
+                    )
                 };
-                open_account(&self.keyring, &row).map_err(|_| SenderError::CredentialsUnusable)?;
                 self.store.put_credentials(&row).await?;
                 row
             }
