@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::extract::{Query, State};
 use common::TenantId;
-use common::store::AuditEntry;
+use common::store::{AuditEntry, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -55,8 +55,19 @@ pub(crate) async fn record(
     action: &str,
     detail: Value,
 ) -> Result<(), ApiError> {
-    state
-        .store
+    append(state.store.as_ref(), tenant, actor, action, detail).await?;
+    Ok(())
+}
+
+/// [`record`] for background work, which has a store but no request.
+pub(crate) async fn append(
+    store: &dyn Store,
+    tenant: &TenantId,
+    actor: &str,
+    action: &str,
+    detail: Value,
+) -> Result<(), StoreError> {
+    store
         .append_audit(&AuditEntry {
             tenant_id: Some(tenant.clone()),
             at: OffsetDateTime::now_utc(),
@@ -64,8 +75,7 @@ pub(crate) async fn record(
             action: action.to_owned(),
             detail,
         })
-        .await?;
-    Ok(())
+        .await
 }
 
 /// `GET /v1/audit`.

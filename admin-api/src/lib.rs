@@ -28,6 +28,7 @@ pub mod demo;
 mod error;
 mod form;
 mod limits;
+mod locks;
 mod messages;
 mod metrics;
 pub mod onboarding;

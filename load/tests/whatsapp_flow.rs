@@ -334,7 +334,10 @@ async fn a_live_tenant_gets_a_sender_online_and_an_approved_template_read() {
         .collect();
     assert_eq!(outcomes, ["submitted", "exists", "failed"], "{report}");
     let (_, listed) = call(&app, Method::GET, "/v1/templates/whatsapp", &key, None).await;
-    assert_eq!(listed["templates"].as_array().unwrap().len(), 3, "{listed}");
+    let listed = listed["templates"].as_array().unwrap();
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    let order_ready = listed.iter().find(|t| t["sid"] == ready_sid.as_str()).unwrap();
+    assert_eq!(order_ready["approval"]["status"], "approved", "{order_ready}");
 
     // Removal deletes at Twilio and retires the sender; every step was audited.
     let (code, removed) = call(&app, Method::DELETE, &path, &key, None).await;

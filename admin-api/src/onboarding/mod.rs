@@ -61,14 +61,13 @@
 pub mod status;
 mod steps;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::TenantId;
 use common::config::OnboardingSettings;
 use common::credentials::Keyring;
-use common::store::{AuditEntry, Brand, BrandStatus, Store, StoreError};
+use common::store::{Brand, BrandStatus, Store, StoreError};
 use common::twilio::accounts::AccountOpError;
 use common::twilio::{TwilioAccount, TwilioClient};
 use secrecy::SecretString;
@@ -77,6 +76,8 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+
+use crate::locks::TenantLocks;
 
 /// A workflow step, as stored in `Brand::workflow_step`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
@@ -333,7 +334,7 @@ pub struct Onboarding {
     public_url: String,
     settings: OnboardingSettings,
     wake: Notify,
-    locks: Mutex<HashMap<TenantId, Arc<tokio::sync::Mutex<()>>>>,
+    locks: TenantLocks,
 }
 
 impl std::fmt::Debug for Onboarding {
@@ -370,7 +371,7 @@ impl Onboarding {
             public_url: public_url.into().trim_end_matches('/').to_owned(),
             settings,
             wake: Notify::new(),
-            locks: Mutex::new(HashMap::new()),
+            locks: TenantLocks::default(),
         }
     }
 
@@ -386,34 +387,20 @@ impl Onboarding {
         Some(TwilioAccount::new(sid, token.clone()))
     }
 
-    /// The lock serialising every change of one tenant's workflow.
-    fn lock(&self, tenant: &TenantId) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
-        Arc::clone(locks.entry(tenant.clone()).or_default())
-    }
-
     /// Wakes the runner: a workflow became due.
     pub fn wake(&self) {
         self.wake.notify_one();
     }
 
     async fn audit(&self, tenant: &TenantId, actor: &str, action: &str, detail: Value) -> Result<(), StoreError> {
-        self.store
-            .append_audit(&AuditEntry {
-                tenant_id: Some(tenant.clone()),
-                at: now(),
-                actor: actor.to_owned(),
-                action: action.to_owned(),
-                detail,
-            })
-            .await
+        crate::audit::append(self.store.as_ref(), tenant, actor, action, detail).await
     }
 
     /// Starts a tenant's workflow (its business information was just saved); nothing if it has
     /// one already. A demo tenant is never registered with Twilio: its approval is simulated
     /// (`demo_review`).
     pub async fn start(&self, tenant: &TenantId, actor: &str) -> Result<(), StoreError> {
-        let lock = self.lock(tenant);
+        let lock = self.locks.of(tenant);
         let _guard = lock.lock().await;
         if self.store.brand(tenant).await?.is_some() {
             return Ok(());
@@ -456,7 +443,7 @@ impl Onboarding {
     /// business information) or resumes a workflow that needed attention at the step it
     /// stopped at; the workflow is due at once.
     pub async fn resubmit(&self, tenant: &TenantId, actor: &str) -> Result<Progress, OnboardingError> {
-        let lock = self.lock(tenant);
+        let lock = self.locks.of(tenant);
         let _guard = lock.lock().await;
         let mut brand = self.store.brand(tenant).await?.ok_or(OnboardingError::NotStarted)?;
         let step = Step::parse(&brand.workflow_step)
@@ -513,7 +500,7 @@ impl Onboarding {
     /// stores where it stands and when it is next due. A workflow that is ready or waits for a
     /// person is left as it is (and unscheduled).
     pub async fn drive_once(&self, tenant: &TenantId) -> Result<Progress, OnboardingError> {
-        let lock = self.lock(tenant);
+        let lock = self.locks.of(tenant);
         let _guard = lock.lock().await;
         let mut brand = self.store.brand(tenant).await?.ok_or(OnboardingError::NotStarted)?;
         let Some(step) = Step::parse(&brand.workflow_step) else {
@@ -679,7 +666,7 @@ impl Onboarding {
         status: &str,
     ) -> Result<bool, OnboardingError> {
         {
-            let lock = self.lock(tenant);
+            let lock = self.locks.of(tenant);
             let _guard = lock.lock().await;
             let Some(brand) = self.store.brand(tenant).await? else {
                 return Ok(false);

@@ -27,15 +27,14 @@
 //! WhatsApp channel ready; `OFFLINE` makes it `suspended`; every other status keeps it
 //! `provisioning`. Every change is audited (`whatsapp_sender.*`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use common::config::OnboardingSettings;
 use common::credentials::{self, Keyring};
 use common::store::{
-    AuditEntry, ChannelCredentials, NumberStatus, ProviderKind, SenderKind, SenderNumber, SenderRegistration, Store,
-    StoreError,
+    ChannelCredentials, NumberStatus, ProviderKind, SenderKind, SenderNumber, SenderRegistration, Store, StoreError,
 };
 use common::twilio::accounts::AccountOpError;
 use common::twilio::whatsapp::{NewSender, Sender, SenderStatus};
@@ -46,6 +45,8 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+
+use crate::locks::TenantLocks;
 
 /// How many tenants one page of the start-up scan reads.
 const SCAN_PAGE: usize = 500;
@@ -161,7 +162,7 @@ pub struct Senders {
     /// When each followed sender is next fetched.
     due: Mutex<BTreeMap<(TenantId, String), OffsetDateTime>>,
     wake: Notify,
-    locks: Mutex<HashMap<TenantId, Arc<tokio::sync::Mutex<()>>>>,
+    locks: TenantLocks,
 }
 
 impl std::fmt::Debug for Senders {
@@ -198,13 +199,8 @@ impl Senders {
             settings,
             due: Mutex::new(BTreeMap::new()),
             wake: Notify::new(),
-            locks: Mutex::new(HashMap::new()),
+            locks: TenantLocks::default(),
         }
-    }
-
-    fn lock(&self, tenant: &TenantId) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
-        Arc::clone(locks.entry(tenant.clone()).or_default())
     }
 
     fn schedule(&self, tenant: &TenantId, number: &PhoneNumber, wait: Option<Duration>) {
@@ -223,15 +219,7 @@ impl Senders {
     }
 
     async fn audit(&self, tenant: &TenantId, actor: &str, action: &str, detail: Value) -> Result<(), StoreError> {
-        self.store
-            .append_audit(&AuditEntry {
-                tenant_id: Some(tenant.clone()),
-                at: now(),
-                actor: actor.to_owned(),
-                action: action.to_owned(),
-                detail,
-            })
-            .await
+        crate::audit::append(self.store.as_ref(), tenant, actor, action, detail).await
     }
 
     /// The tenant's WhatsApp senders.
@@ -292,7 +280,7 @@ impl Senders {
         registration: Registration,
         actor: &str,
     ) -> Result<SenderNumber, SenderError> {
-        let lock = self.lock(tenant);
+        let lock = self.locks.of(tenant);
         let guard = lock.lock().await;
         let number = registration.number;
         if let Some(existing) = self.find(tenant, &number).await? {
@@ -335,7 +323,7 @@ impl Senders {
     /// Takes a sender one step further (a create, a lookup of a lost create, or a fetch),
     /// stores the result and schedules its next look.
     pub async fn advance(&self, tenant: &TenantId, number: &PhoneNumber) -> Result<SenderNumber, SenderError> {
-        let lock = self.lock(tenant);
+        let lock = self.locks.of(tenant);
         let _guard = lock.lock().await;
         let Some(mut row) = self.find(tenant, number).await?.filter(is_whatsapp) else {
             self.schedule(tenant, number, None);
@@ -476,7 +464,7 @@ impl Senders {
         actor: &str,
     ) -> Result<SenderNumber, SenderError> {
         {
-            let lock = self.lock(tenant);
+            let lock = self.locks.of(tenant);
             let _guard = lock.lock().await;
             let row = self
                 .find(tenant, number)
@@ -512,7 +500,7 @@ impl Senders {
         number: &PhoneNumber,
         actor: &str,
     ) -> Result<SenderNumber, SenderError> {
-        let lock = self.lock(tenant);
+        let lock = self.locks.of(tenant);
         let _guard = lock.lock().await;
         let mut row = self
             .find(tenant, number)

@@ -314,7 +314,7 @@ pub struct AccountInfo {
     /// Its SID.
     pub sid: String,
     /// Its name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub friendly_name: String,
     /// Its status.
     pub status: AccountStatus,
@@ -342,7 +342,7 @@ pub struct Bundle {
     /// Its SID (`BU...`).
     pub sid: String,
     /// Its name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub friendly_name: String,
     /// Its review status.
     pub status: BundleStatus,
@@ -373,7 +373,7 @@ pub struct EndUser {
     /// Its SID (`IT...`).
     pub sid: String,
     /// Its name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub friendly_name: String,
     /// Its type.
     #[serde(rename = "type")]
@@ -406,7 +406,7 @@ pub struct Address {
     /// Its SID (`AD...`).
     pub sid: String,
     /// Whether Twilio validated the address.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub validated: bool,
 }
 
@@ -427,7 +427,7 @@ pub struct SupportingDocument {
     /// Its SID (`RD...`).
     pub sid: String,
     /// Its name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub friendly_name: String,
     /// Its type.
     #[serde(rename = "type")]
@@ -474,7 +474,7 @@ pub struct Evaluation {
     /// Compliant or not.
     pub status: EvaluationStatus,
     /// Each requirement and whether it is met.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub results: Vec<EvaluationResult>,
 }
 
@@ -516,7 +516,7 @@ pub struct BrandRegistration {
     #[serde(default)]
     pub failure_reason: Option<String>,
     /// The detailed errors of a failure, as Twilio gives them.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub errors: Vec<serde_json::Value>,
 }
 
@@ -537,7 +537,7 @@ pub struct MessagingService {
     /// Its SID (`MG...`).
     pub sid: String,
     /// Its name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub friendly_name: String,
 }
 
@@ -659,7 +659,7 @@ pub struct AvailableNumber {
     /// The number.
     pub phone_number: PhoneNumber,
     /// Its display form.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub friendly_name: String,
     /// Its region (US state).
     #[serde(default)]
@@ -668,7 +668,7 @@ pub struct AvailableNumber {
     #[serde(default)]
     pub locality: Option<String>,
     /// What it can do.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub capabilities: Capabilities,
 }
 
@@ -695,7 +695,7 @@ pub struct IncomingNumber {
     /// The number.
     pub phone_number: PhoneNumber,
     /// Its name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub friendly_name: String,
 }
 
@@ -748,6 +748,15 @@ impl Form {
     fn finish(mut self) -> Option<Body> {
         Some(Body::Form(self.0.finish()))
     }
+}
+
+/// `null` reads as the type's default (Twilio sends `null` for many nullable fields).
+pub(super) fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 /// `base` with `segments` appended, each percent-encoded as one path segment.
@@ -1287,6 +1296,9 @@ mod tests {
         let bundle: Bundle = serde_json::from_str(r#"{"sid":"BU1","status":"twilio-approved"}"#).unwrap();
         assert_eq!(bundle.status, BundleStatus::TwilioApproved);
         let campaign: Campaign = serde_json::from_str(r#"{"sid":"QE1","campaign_status":"odd"}"#).unwrap();
+        let brand: BrandRegistration =
+            serde_json::from_str(r#"{"sid":"BN1","status":"FAILED","errors":null,"brand_type":null}"#).unwrap();
+        assert!(brand.errors.is_empty());
         assert_eq!(campaign.campaign_status, CampaignStatus::Other("odd".into()));
     }
 

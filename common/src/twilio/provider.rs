@@ -75,19 +75,16 @@ pub const UNUSABLE_TEMPLATE_TTL: Duration = Duration::from_secs(10);
 /// The most templates remembered; past it the memory starts afresh.
 const MAX_TEMPLATES_KNOWN: usize = 10_000;
 
-/// What the Content API says about a template: `None` when the account has none of that id.
-#[derive(Debug, Clone)]
+/// A template in an account, as one channel uses it: account SID, Content SID, channel.
+type TemplateKey = (String, String, Channel);
+
+/// What the Content API says about a template.
+#[derive(Debug)]
 struct TemplateFacts {
     /// Approved for WhatsApp (always true for SMS, which needs no approval).
     approved: bool,
     /// The variables it declares.
     variables: Vec<String>,
-}
-
-impl TemplateFacts {
-    fn usable(&self) -> bool {
-        self.approved
-    }
 }
 
 /// Sends SMS and WhatsApp messages through Twilio's Messages API.
@@ -96,7 +93,7 @@ pub struct TwilioProvider {
     credentials: Arc<dyn TwilioCredentials>,
     status_callback: Option<StatusCallbackField>,
     /// What Twilio said about templates, by account, Content SID and channel.
-    templates: DashMap<(String, String, Channel), (Instant, Option<TemplateFacts>)>,
+    templates: DashMap<TemplateKey, (Instant, Option<Arc<TemplateFacts>>)>,
 }
 
 impl fmt::Debug for TwilioProvider {
@@ -127,7 +124,7 @@ impl TwilioProvider {
         account: &TwilioAccount,
         channel: Channel,
         id: &str,
-    ) -> Option<Option<TemplateFacts>> {
+    ) -> Option<Option<Arc<TemplateFacts>>> {
         let content = match self.client.fetch_content(account, id).await {
             Ok(content) => content,
             Err(error) if error.is_not_found() => return Some(None),
@@ -147,10 +144,10 @@ impl TwilioProvider {
         } else {
             true
         };
-        Some(Some(TemplateFacts {
+        Some(Some(Arc::new(TemplateFacts {
             approved,
             variables: content.variables.into_keys().collect(),
-        }))
+        })))
     }
 
     /// The HTTP client.
@@ -247,7 +244,7 @@ impl Provider for TwilioProvider {
         let account = self.credentials.credentials(tenant, channel).await.ok()?;
         let key = (account.account_sid.clone(), id.to_owned(), channel);
         let cached = self.templates.get(&key).and_then(|known| {
-            let ttl = if known.1.as_ref().is_some_and(TemplateFacts::usable) {
+            let ttl = if known.1.as_deref().is_some_and(|facts| facts.approved) {
                 TEMPLATE_TTL
             } else {
                 UNUSABLE_TEMPLATE_TTL

@@ -23,7 +23,7 @@ use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::accounts::{AccountOpError, Body, Effect, endpoint, twilio_enum};
+use super::accounts::{AccountOpError, Body, Effect, endpoint, null_as_default, twilio_enum};
 use super::client::{TwilioAccount, TwilioClient};
 use crate::PhoneNumber;
 use crate::store::SenderProfile;
@@ -191,9 +191,6 @@ pub struct Content {
     /// Its content types.
     #[serde(default)]
     pub types: Value,
-    /// Its approval requests (lists only).
-    #[serde(default)]
-    pub approval_requests: Option<WhatsappApproval>,
 }
 
 /// A template's WhatsApp approval.
@@ -249,16 +246,7 @@ struct ContentAndApprovals {
     approvals: Option<Value>,
 }
 
-/// `null` reads as the type's default.
-fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Default + Deserialize<'de>,
-{
-    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
-}
-
-/// A WhatsApp approval object (`whatsapp` of an approval fetch, or a list's `approval_requests`);
+/// A WhatsApp approval object (`whatsapp` of an approval fetch, a list's `approval_requests`);
 /// missing or empty reads as never submitted.
 fn approval_of(raw: Option<Value>) -> WhatsappApproval {
     match raw {
@@ -266,6 +254,16 @@ fn approval_of(raw: Option<Value>) -> WhatsappApproval {
             serde_json::from_value(value).unwrap_or_else(|_| WhatsappApproval::unsubmitted())
         }
         _ => WhatsappApproval::unsubmitted(),
+    }
+}
+
+/// The WhatsApp approval of a list entry's `approval_requests`: flat, as twilio-oai's examples
+/// show it, or under `whatsapp`, as the approval fetch answers it.
+fn list_approval(mut approvals: Value) -> Value {
+    if approvals.get("status").is_some() {
+        approvals
+    } else {
+        approvals.get_mut("whatsapp").map(Value::take).unwrap_or(Value::Null)
     }
 }
 
@@ -387,12 +385,7 @@ impl TwilioClient {
         Ok(page
             .contents
             .into_iter()
-            .map(|entry| {
-                let approvals = entry
-                    .approvals
-                    .and_then(|mut value| value.get_mut("whatsapp").map(Value::take));
-                (entry.content, approval_of(approvals))
-            })
+            .map(|entry| (entry.content, approval_of(entry.approvals.map(list_approval))))
             .collect())
     }
 
@@ -460,6 +453,10 @@ mod tests {
         ));
         assert_eq!(rejected.status, ApprovalStatus::Rejected);
         assert_eq!(rejected.rejection_reason.as_deref(), Some("bad"));
+        let flat = json!({"category": "UTILITY", "status": "approved"});
+        assert_eq!(approval_of(Some(list_approval(flat))).status, ApprovalStatus::Approved);
+        let nested = json!({"whatsapp": {"status": "pending"}});
+        assert_eq!(approval_of(Some(list_approval(nested))).status, ApprovalStatus::Pending);
         let content: Content =
             serde_json::from_str(r#"{"sid":"HX1","friendly_name":null,"language":"en","variables":null,"types":{}}"#)
                 .unwrap();

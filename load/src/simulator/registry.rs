@@ -222,6 +222,24 @@ pub(crate) struct ContentRecord {
     pub(crate) created: OffsetDateTime,
 }
 
+/// A record that belongs to one account.
+pub(crate) trait AccountOwned {
+    /// The account.
+    fn account_sid(&self) -> &str;
+}
+
+impl AccountOwned for SenderRecord {
+    fn account_sid(&self) -> &str {
+        &self.account_sid
+    }
+}
+
+impl AccountOwned for ContentRecord {
+    fn account_sid(&self) -> &str {
+        &self.account_sid
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Inner {
     pub(crate) stats: OnboardingStats,

@@ -41,7 +41,7 @@ use time::OffsetDateTime;
 use super::Shared;
 use super::accounts::{Answer, conflict, invalid, iso, missing, new_sid, not_found, serve};
 use super::callbacks::Job;
-use super::registry::{ContentRecord, SenderRecord, text};
+use super::registry::{AccountOwned, ContentRecord, SenderRecord, text};
 
 /// The verification code Meta "sends" every simulated number.
 pub const VERIFICATION_CODE: &str = "123456";
@@ -168,15 +168,25 @@ async fn list_senders(
     })
 }
 
+/// The record `sid` of `records` if it belongs to `account`; Twilio's 404 for `path` otherwise.
+fn owned<'a, T: AccountOwned>(
+    records: &'a mut std::collections::HashMap<String, T>,
+    account: &str,
+    sid: &str,
+    path: &str,
+) -> Result<&'a mut T, super::twilio::TwilioError> {
+    records
+        .get_mut(sid)
+        .filter(|record| record.account_sid() == account)
+        .ok_or_else(|| not_found(&format!("{path}/{sid}")))
+}
+
 fn owned_sender<'a>(
     senders: &'a mut std::collections::HashMap<String, SenderRecord>,
     account: &str,
     sid: &str,
 ) -> Result<&'a mut SenderRecord, super::twilio::TwilioError> {
-    senders
-        .get_mut(sid)
-        .filter(|sender| sender.account_sid == account)
-        .ok_or_else(|| not_found(&format!("/v2/Channels/Senders/{sid}")))
+    owned(senders, account, sid, "/v2/Channels/Senders")
 }
 
 /// `GET /v2/Channels/Senders/{Sid}`.
@@ -314,10 +324,7 @@ fn owned_content<'a>(
     account: &str,
     sid: &str,
 ) -> Result<&'a mut ContentRecord, super::twilio::TwilioError> {
-    contents
-        .get_mut(sid)
-        .filter(|content| content.account_sid == account)
-        .ok_or_else(|| not_found(&format!("/v1/Content/{sid}")))
+    owned(contents, account, sid, "/v1/Content")
 }
 
 /// `GET /v1/Content/{Sid}`.
@@ -363,7 +370,11 @@ async fn list_contents(AxumState(shared): AxumState<Arc<Shared>>, headers: Heade
             .into_iter()
             .map(|content| {
                 let mut body = content_resource(content);
-                body["approval_requests"] = json!({"whatsapp": content.approval});
+                // Flat, as twilio-oai's examples of this list show it.
+                body["approval_requests"] = content
+                    .approval
+                    .clone()
+                    .unwrap_or_else(|| json!({"status": "unsubmitted"}));
                 body
             })
             .collect();
