@@ -193,6 +193,9 @@ pub static LANGUAGE: TextRule = TextRule::new(
 /// A template variable's name: `1`, `2`, ... or a word.
 pub static VARIABLE_NAME: TextRule = TextRule::new(r"^[A-Za-z0-9_]+$", 1, 64, "must be 1 to 64 of A-Z a-z 0-9 _");
 
+/// A verification code Meta sends a WhatsApp number: digits.
+pub static VERIFICATION_CODE: TextRule = TextRule::new(r"^[0-9]+$", 4, 8, "must be 4 to 8 digits");
+
 /// A Twilio Content SID (a WhatsApp template).
 pub static CONTENT_SID: TextRule = TextRule::new(
     r"^HX[0-9a-fA-F]{32}$",

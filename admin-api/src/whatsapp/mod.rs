@@ -116,11 +116,9 @@ const SENDER_FIELDS: [Field; 11] = [
 ];
 
 /// The fields of `POST /v1/channels/whatsapp/senders/{number}/verify`.
-const VERIFY_FIELDS: [Field; 1] = [Field::text_within(
+const VERIFY_FIELDS: [Field; 1] = [Field::text(
     "code",
-    &common::rules::WABA_ID,
-    4,
-    8,
+    &common::rules::VERIFICATION_CODE,
     true,
     "The code Meta sent the number.",
 )];

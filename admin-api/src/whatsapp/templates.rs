@@ -783,7 +783,10 @@ pub async fn content_status_webhook(
         return Ok(StatusCode::NO_CONTENT);
     };
     for tenant in &form.tenants {
-        let Ok(account) = state.senders.account(tenant).await else {
+        // Only a tenant that already sends WhatsApp on this account: a webhook changes no
+        // credentials.
+        let row = state.store.credentials(tenant, common::Channel::Whatsapp).await?;
+        let Some(account) = row.and_then(|row| common::twilio::open_account(&state.keyring, &row).ok()) else {
             continue;
         };
         match state.twilio.fetch_approvals(&account, sid).await {
