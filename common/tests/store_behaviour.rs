@@ -15,6 +15,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use common::config::{CassandraSettings, WriteBatching};
+use common::store::Consent;
 use common::store::SenderProfile;
 use common::store::cassandra::CassandraStore;
 use common::store::sqlite::SqliteStore;
@@ -150,6 +151,7 @@ suite!(sqlite:
     plans_round_trip,
     usage_adds_releases_and_clamps_at_zero,
     suppressions_round_trip,
+    consents_round_trip_and_go_with_their_tenant,
     claims_are_written_and_read_back,
     the_claim_journal_keeps_generations_until_trimmed,
     status_only_moves_forward,
@@ -181,6 +183,7 @@ suite!(cassandra:
     plans_round_trip,
     usage_adds_releases_and_clamps_at_zero,
     suppressions_round_trip,
+    consents_round_trip_and_go_with_their_tenant,
     claims_are_written_and_read_back,
     the_claim_journal_keeps_generations_until_trimmed,
     status_only_moves_forward,
@@ -635,6 +638,53 @@ async fn usage_adds_releases_and_clamps_at_zero(store: Arc<dyn Store>) {
     );
     assert_eq!(store.usage(&acme, Channel::Sms, "2026-01").await.unwrap(), 1);
     assert_eq!(store.usage(&acme, Channel::Whatsapp, "2026-01").await.unwrap(), 0);
+}
+
+async fn consents_round_trip_and_go_with_their_tenant(store: Arc<dyn Store>) {
+    let acme = tid("acme");
+    store.create_tenant(&tenant("acme", false, T0)).await.unwrap();
+    let sms = Consent {
+        tenant_id: acme.clone(),
+        recipient: "+14155550100".to_owned(),
+        channel: Channel::Sms,
+        source: "imported".to_owned(),
+        wording: Some("Reply STOP to opt out".to_owned()),
+        given_at: at(T0),
+    };
+    let whatsapp = Consent {
+        channel: Channel::Whatsapp,
+        wording: None,
+        ..sms.clone()
+    };
+    store.put_consent(&whatsapp).await.unwrap();
+    store.put_consent(&sms).await.unwrap();
+    store
+        .put_consent(&Consent {
+            tenant_id: tid("other"),
+            ..sms.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store.consents(&acme, "+14155550100").await.unwrap(),
+        vec![sms.clone(), whatsapp.clone()]
+    );
+    assert!(store.consents(&acme, "+14155550199").await.unwrap().is_empty());
+
+    let again = Consent {
+        source: "web form".to_owned(),
+        given_at: at(T0 + 1),
+        ..sms
+    };
+    store.put_consent(&again).await.unwrap();
+    assert_eq!(
+        store.consents(&acme, "+14155550100").await.unwrap(),
+        vec![again, whatsapp]
+    );
+
+    assert!(store.delete_tenant(&acme).await.unwrap());
+    assert!(store.consents(&acme, "+14155550100").await.unwrap().is_empty());
+    assert_eq!(store.consents(&tid("other"), "+14155550100").await.unwrap().len(), 1);
 }
 
 async fn suppressions_round_trip(store: Arc<dyn Store>) {

@@ -52,7 +52,7 @@ use super::codec::{
     parse_tenant_id, to_ms,
 };
 use super::{
-    ApiKeyRecord, AuditEntry, AuditStore, Brand, BusinessInfoRecord, ChannelCredentials, ContactStore, Held,
+    ApiKeyRecord, AuditEntry, AuditStore, Brand, BusinessInfoRecord, ChannelCredentials, Consent, ContactStore, Held,
     JournalEntry, MessageRecord, MessageStore, NewMessage, OnboardingStore, Plan, SenderNumber, StatusChange,
     StatusUpdate, StoreError, StoredClaim, Suppression, Tenant, TenantStatus, TenantStore, UsageStore,
 };
@@ -100,10 +100,15 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0007_whatsapp_senders",
         include_str!("../../migrations/cql/0007_whatsapp_senders.cql"),
     ),
+    (
+        8,
+        "0008_consents",
+        include_str!("../../migrations/cql/0008_consents.cql"),
+    ),
 ];
 
 /// The schema version this build creates and understands.
-pub const SCHEMA_VERSION: i32 = 7;
+pub const SCHEMA_VERSION: i32 = 8;
 
 /// The `schema_migrations` row that holds the migration lease.
 const LEASE_VERSION: i32 = -1;
@@ -958,6 +963,7 @@ const NUMBER_COLUMNS: &str = "tenant_id, number, kind, status, twilio_sid, rate_
 const CREDENTIALS_COLUMNS: &str = "tenant_id, channel, provider, settings, key_id, sealed_secrets, is_verified, \
                                    verification_error, updated_at, account_sid";
 const SUPPRESSION_COLUMNS: &str = "tenant_id, address, reason, source, created_at";
+const CONSENT_COLUMNS: &str = "tenant_id, recipient, channel, source, wording, given_at";
 const MESSAGE_COLUMNS: &str = "tenant_id, message_id, campaign_id, channel, recipient, priority, segments, \
                                provider_message_id, accepted_at, status, at, reason";
 
@@ -1031,6 +1037,10 @@ statements! {
     select_suppressed_in = "SELECT address FROM suppressions WHERE tenant_id = ? AND address IN ?";
     delete_suppression = "DELETE FROM suppressions WHERE tenant_id = ? AND address = ?";
     delete_suppressions = "DELETE FROM suppressions WHERE tenant_id = ?";
+
+    upsert_consent = format!("INSERT INTO consents ({CONSENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)");
+    select_consents = format!("SELECT {CONSENT_COLUMNS} FROM consents WHERE tenant_id = ? AND recipient = ?");
+    delete_consents = "DELETE FROM consents WHERE tenant_id = ?";
 
     upsert_inbound = "INSERT INTO inbound_contacts (tenant_id, address, last_inbound) VALUES (?, ?, ?) \
                       USING TIMESTAMP ?";
@@ -1447,6 +1457,7 @@ impl TenantStore for CassandraStore {
         self.exec(&st.delete_all_credentials, (t,)).await?;
         self.exec(&st.delete_usage, (t,)).await?;
         self.exec(&st.delete_suppressions, (t,)).await?;
+        self.exec(&st.delete_consents, (t,)).await?;
         self.exec(&st.delete_inbounds, (t,)).await?;
 
         let days: Vec<(i32,)> = self.rows(&st.select_tenant_days, (t, KIND_MESSAGES)).await?;
@@ -2108,6 +2119,41 @@ impl ContactStore for CassandraStore {
         )
         .await?;
         Ok(())
+    }
+
+    async fn put_consent(&self, consent: &Consent) -> Result<(), StoreError> {
+        self.exec(
+            &self.st().upsert_consent,
+            (
+                consent.tenant_id.as_str(),
+                consent.recipient.as_str(),
+                consent.channel.as_str(),
+                consent.source.as_str(),
+                consent.wording.as_deref(),
+                ts(consent.given_at)?,
+            ),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn consents(&self, tenant: &TenantId, recipient: &str) -> Result<Vec<Consent>, StoreError> {
+        type ConsentRow = (String, String, String, String, Option<String>, CqlTimestamp);
+        let rows: Vec<ConsentRow> = self
+            .rows(&self.st().select_consents, (tenant.as_str(), recipient))
+            .await?;
+        rows.into_iter()
+            .map(|(tenant_id, recipient, channel, source, wording, given_at)| {
+                Ok(Consent {
+                    tenant_id: parse_tenant_id(&tenant_id)?,
+                    recipient,
+                    channel: parse_channel(&channel)?,
+                    source,
+                    wording,
+                    given_at: from_ts(given_at)?,
+                })
+            })
+            .collect()
     }
 
     async fn unsuppress(&self, tenant: &TenantId, address: &str) -> Result<bool, StoreError> {

@@ -338,6 +338,23 @@ pub struct Suppression {
     pub created_at: OffsetDateTime,
 }
 
+/// A recipient's opt-in to a channel, with the proof of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consent {
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// The canonical address (E.164 number or email address).
+    pub recipient: String,
+    /// The channel consented to.
+    pub channel: Channel,
+    /// Where the consent was given (a web form, a keyword, `imported`).
+    pub source: String,
+    /// The wording the recipient agreed to, when known.
+    pub wording: Option<String>,
+    /// When it was given.
+    pub given_at: OffsetDateTime,
+}
+
 /// A message to claim for dispatch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewMessage {
@@ -669,6 +686,12 @@ pub trait ContactStore: Send + Sync + 'static {
 
     /// Which of `addresses` are suppressed.
     async fn suppressed_among(&self, tenant: &TenantId, addresses: &[String]) -> Result<Vec<String>, StoreError>;
+
+    /// Records (or replaces) a recipient's consent to a channel.
+    async fn put_consent(&self, consent: &Consent) -> Result<(), StoreError>;
+
+    /// A recipient's consents, one per channel.
+    async fn consents(&self, tenant: &TenantId, recipient: &str) -> Result<Vec<Consent>, StoreError>;
 
     /// Records that `address` wrote to the tenant at `at` (a later time wins).
     async fn record_inbound(&self, tenant: &TenantId, address: &str, at: OffsetDateTime) -> Result<(), StoreError>;

@@ -37,9 +37,9 @@ use super::codec::{
     parse_tenant_id, to_ms,
 };
 use super::{
-    ApiKeyRecord, AuditEntry, AuditStore, Brand, BusinessInfoRecord, ChannelCredentials, ContactStore, JournalEntry,
-    MessageRecord, MessageStore, NewMessage, OnboardingStore, Plan, SenderNumber, StatusChange, StatusUpdate,
-    StoreError, StoredClaim, Suppression, Tenant, TenantStatus, TenantStore, UsageStore,
+    ApiKeyRecord, AuditEntry, AuditStore, Brand, BusinessInfoRecord, ChannelCredentials, Consent, ContactStore,
+    JournalEntry, MessageRecord, MessageStore, NewMessage, OnboardingStore, Plan, SenderNumber, StatusChange,
+    StatusUpdate, StoreError, StoredClaim, Suppression, Tenant, TenantStatus, TenantStore, UsageStore,
 };
 use crate::address::PhoneNumber;
 use crate::channel::Channel;
@@ -60,13 +60,14 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0009_reconcile_again_later.sql"),
     include_str!("../../migrations/sqlite/0010_processed_events.sql"),
     include_str!("../../migrations/sqlite/0011_whatsapp_senders.sql"),
+    include_str!("../../migrations/sqlite/0012_consents.sql"),
 ];
 
 /// How long a processed provider event's id is remembered (400 days, as Cassandra's TTL).
 const PROCESSED_EVENT_RETENTION_MS: i64 = 400 * 24 * 3600 * 1000;
 
 /// The schema version this build creates and understands (the number of embedded migrations).
-pub const SCHEMA_VERSION: u32 = 11;
+pub const SCHEMA_VERSION: u32 = 12;
 
 const _: () = assert!(MIGRATIONS.len() == SCHEMA_VERSION as usize);
 
@@ -770,7 +771,14 @@ impl TenantStore for SqliteStore {
             // Tables without a foreign key to tenants (see the migration);
             // the rest cascades from the tenant row.
             // (The status history is part of the message rows.)
-            for table in ["messages", "usage", "suppressions", "audit_log", "processed_events"] {
+            for table in [
+                "messages",
+                "usage",
+                "suppressions",
+                "consents",
+                "audit_log",
+                "processed_events",
+            ] {
                 tx.execute(&format!("DELETE FROM {table} WHERE tenant_id = ?1"), [id.as_str()])
                     .map_err(db_err)?;
             }
@@ -1477,6 +1485,66 @@ impl ContactStore for SqliteStore {
                 ],
             )?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn put_consent(&self, consent: &Consent) -> Result<(), StoreError> {
+        let consent = consent.clone();
+        self.write(move |conn| {
+            execute(
+                conn,
+                "INSERT INTO consents (tenant_id, recipient, channel, source, wording, given_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                 ON CONFLICT (tenant_id, recipient, channel) DO UPDATE SET source = excluded.source, \
+                 wording = excluded.wording, given_at = excluded.given_at",
+                params![
+                    consent.tenant_id.as_str(),
+                    consent.recipient,
+                    consent.channel.as_str(),
+                    consent.source,
+                    consent.wording,
+                    to_ms(consent.given_at)?,
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn consents(&self, tenant: &TenantId, recipient: &str) -> Result<Vec<Consent>, StoreError> {
+        let tenant = tenant.clone();
+        let recipient = recipient.to_owned();
+        self.read(move |conn| {
+            let mut statement = conn
+                .prepare_cached(
+                    "SELECT channel, source, wording, given_at FROM consents \
+                     WHERE tenant_id = ?1 AND recipient = ?2 ORDER BY channel",
+                )
+                .map_err(db_err)?;
+            let rows = statement
+                .query_map([tenant.as_str(), recipient.as_str()], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, Option<String>>(2)?,
+                        row.get::<_, i64>(3)?,
+                    ))
+                })
+                .map_err(db_err)?;
+            let mut consents = Vec::new();
+            for row in rows {
+                let (channel, source, wording, given_at) = row.map_err(db_err)?;
+                consents.push(Consent {
+                    tenant_id: tenant.clone(),
+                    recipient: recipient.clone(),
+                    channel: parse_channel(&channel)?,
+                    source,
+                    wording,
+                    given_at: from_ms(given_at)?,
+                });
+            }
+            Ok(consents)
         })
         .await
     }
