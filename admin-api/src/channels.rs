@@ -15,11 +15,14 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use common::address::EmailAddress;
+use common::credentials::Keyring;
 use common::credentials::{
     ACCESS_KEY_ID, ACCOUNT_SID, CONFIGURATION_SET, FROM_ADDRESS, REGION, SNS_TOPIC_ARN, UNSUBSCRIBE_MAILBOX,
     UNSUBSCRIBE_TRANSACTIONAL, seal, setting,
 };
+use common::ses::SesClient;
 use common::store::{ChannelCredentials, ProviderKind};
+use common::twilio::TwilioClient;
 use common::twilio::accounts::{AccountOpError, AccountStatus};
 use common::{Channel, rules};
 use secrecy::SecretString;
@@ -186,10 +189,20 @@ fn parse_credentials(
 
 /// Asks the provider whether the credentials work; `Err` holds the reason shown to the tenant.
 async fn verify(state: &AppState, row: &ChannelCredentials) -> Result<(), String> {
+    check(&state.keyring, &state.twilio, &state.ses, row).await
+}
+
+/// [`verify`] with the clients at hand (the legacy importer has no `AppState`).
+pub(crate) async fn check(
+    keyring: &Keyring,
+    twilio: &TwilioClient,
+    ses: &SesClient,
+    row: &ChannelCredentials,
+) -> Result<(), String> {
     match row.provider {
         ProviderKind::Twilio => {
-            let account = common::twilio::open_account(&state.keyring, row).map_err(|error| error.to_string())?;
-            match state.twilio.fetch_account(&account, &account.account_sid).await {
+            let account = common::twilio::open_account(keyring, row).map_err(|error| error.to_string())?;
+            match twilio.fetch_account(&account, &account.account_sid).await {
                 Ok(info) if info.status == AccountStatus::Active => Ok(()),
                 Ok(info) => Err(format!("the twilio account is {}", info.status.as_str())),
                 Err(AccountOpError::InvalidCredentials { .. }) => {
@@ -199,8 +212,8 @@ async fn verify(state: &AppState, row: &ChannelCredentials) -> Result<(), String
             }
         }
         ProviderKind::Ses => {
-            let account = common::ses::open_account(&state.keyring, row).map_err(|error| error.to_string())?;
-            match state.ses.sdk_client(&account).get_account().send().await {
+            let account = common::ses::open_account(keyring, row).map_err(|error| error.to_string())?;
+            match ses.sdk_client(&account).get_account().send().await {
                 Ok(answer) if answer.sending_enabled() => Ok(()),
                 Ok(_) => Err("sending is paused on this SES account".to_owned()),
                 Err(error) => Err(format!(

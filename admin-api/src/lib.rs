@@ -27,6 +27,7 @@ mod channels;
 pub mod demo;
 mod error;
 mod form;
+pub mod import;
 mod limits;
 mod locks;
 mod messages;
@@ -273,6 +274,7 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(platform::revoke_key))
         .routes(routes!(platform::create))
         .routes(routes!(platform::get, platform::update))
+        .routes(routes!(platform::create_tenant_key))
         .routes(routes!(platform::put_plan, platform::get_plan))
         .routes(routes!(platform::create_demo, platform::list_demo))
         .routes(routes!(platform::delete_demo))

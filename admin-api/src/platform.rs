@@ -267,6 +267,50 @@ pub async fn get(
     Ok(Json(tenant.into()))
 }
 
+/// `POST /v1/admin/tenants/{id}/api-keys`: a key for an existing tenant (shown once), for a
+/// tenant brought over by `import legacy` or one that lost its keys; audited.
+#[utoipa::path(
+    operation_id = "platform_create_tenant_key",
+    post,
+    path = "/v1/admin/tenants/{id}/api-keys",
+    tag = "platform",
+    params(("id" = String, Path, description = "the tenant id")),
+    responses(
+        (status = 201, description = "the new key; its secret is shown only now", body = NewKeyView),
+        (status = 401, description = "unauthorized: no valid platform-admin key (or none is configured)", body = crate::error::ErrorBody),
+        (status = 403, description = "platform_admin_only: a tenant key on a platform route", body = crate::error::ErrorBody),
+        (status = 404, description = "tenant_not_found", body = crate::error::ErrorBody),
+        (status = 503, description = "store_unavailable or log_unavailable: retry later", body = crate::error::ErrorBody),
+    ),
+    security(("platform_admin" = [])),
+)]
+pub async fn create_tenant_key(
+    State(state): State<AppState>,
+    _: PlatformCaller,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<NewKeyView>), ApiError> {
+    let id = tenant_id(id)?;
+    if state.store.tenant(&id).await?.is_none() {
+        return Err(ApiError::not_found("tenant_not_found", "no tenant with that id"));
+    }
+    let key = create_api_key(state.store.as_ref(), &id).await?;
+    crate::audit::record(
+        &state,
+        &id,
+        PLATFORM_ACTOR,
+        "api_key.created",
+        json!({ "api_key_id": key.record.key_id }),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(NewKeyView {
+            key_id: key.record.key_id,
+            secret: key.secret,
+        }),
+    ))
+}
+
 /// `PATCH /v1/admin/tenants/{id}` body: the subscription state.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

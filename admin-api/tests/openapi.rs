@@ -40,6 +40,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/admin/tenants"),
     ("GET", "/v1/admin/tenants/{id}"),
     ("PATCH", "/v1/admin/tenants/{id}"),
+    ("POST", "/v1/admin/tenants/{id}/api-keys"),
     ("PUT", "/v1/admin/plans/{id}"),
     ("GET", "/v1/admin/plans/{id}"),
     ("POST", "/v1/admin/demo-tenants"),

@@ -12,6 +12,11 @@ usage: admin-api [--config FILE]
        admin-api credentials reseal [--config FILE]
            re-seals every stored channel credential under the newest key of the ring (run it
            after putting a new key first; it can be interrupted and run again), then exits
+       admin-api import legacy --sqlite FILE --legacy-key-file KEYFILE [--dry-run] [--tenant ID ...]
+              [--report FILE] [--config FILE]
+           imports an existing EngageNinja installation's SQLite database into the store the
+           settings name (see README, \"Migrating an existing installation\"); safe to run
+           again and to resume after a stop; --help lists the options
 
 Settings come from FILE (TOML, see deploy/engageninja.toml), then ENGAGENINJA_* environment
 variables (nested keys joined with '__').";
@@ -20,6 +25,13 @@ variables (nested keys joined with '__').";
 async fn main() -> anyhow::Result<()> {
     if std::env::args().nth(1).as_deref() == Some("--print-openapi") {
         return print_openapi();
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [first, second, rest @ ..] = args.as_slice()
+        && first == "import"
+        && second == "legacy"
+    {
+        return admin_api::import::main(rest.to_vec()).await;
     }
     let line = command_line(USAGE)?;
     let settings = Settings::load(line.config.as_deref())?;

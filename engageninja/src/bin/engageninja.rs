@@ -12,6 +12,11 @@ usage: engageninja [--config FILE]
        engageninja credentials reseal [--config FILE]
            re-seals every stored channel credential under the newest key of the ring (run it
            after putting a new key first; it can be interrupted and run again), then exits
+       engageninja import legacy --sqlite FILE --legacy-key-file KEYFILE [--dry-run] [--tenant ID ...]
+              [--report FILE] [--config FILE]
+           imports an existing EngageNinja installation's SQLite database into the store the
+           settings name (see README, \"Migrating an existing installation\"); safe to run
+           again and to resume after a stop; --help lists the options
 
 Settings come from FILE (TOML, see deploy/engageninja.toml), then ENGAGENINJA_* environment
 variables (nested keys joined with '__', e.g. ENGAGENINJA_ADMIN__LISTEN=127.0.0.1:8080).";
@@ -19,6 +24,13 @@ variables (nested keys joined with '__', e.g. ENGAGENINJA_ADMIN__LISTEN=127.0.0.
 #[tokio::main]
 #[allow(clippy::print_stdout)]
 async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [first, second, rest @ ..] = args.as_slice()
+        && first == "import"
+        && second == "legacy"
+    {
+        return admin_api::import::main(rest.to_vec()).await;
+    }
     let line = command_line(USAGE)?;
     let settings = Settings::load(line.config.as_deref())?;
     init_tracing(&settings.telemetry)?;
