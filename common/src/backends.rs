@@ -1,6 +1,7 @@
 //! Opens the configured backends of the two seams.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::config::{LogBackend, Settings, StoreBackend};
 use crate::log::embedded::{EmbeddedLog, EmbeddedLogOptions};
@@ -58,7 +59,23 @@ async fn open_embedded_log(settings: &Settings) -> Result<EmbeddedLog, LogError>
         segment_bytes: settings.log.segment_bytes,
     };
     let dir = settings.log_dir();
-    tokio::task::spawn_blocking(move || EmbeddedLog::open(&dir, &options))
-        .await
-        .map_err(|err| LogError::Io(std::io::Error::other(err)))?
+    // The previous owner may still be letting go (a process exiting as its successor starts,
+    // or the tasks of a stack stopped in this process being dropped): its lock is waited for.
+    let deadline = tokio::time::Instant::now() + LOCK_WAIT;
+    loop {
+        let (path, options) = (dir.clone(), options.clone());
+        match tokio::task::spawn_blocking(move || EmbeddedLog::open(&path, &options))
+            .await
+            .map_err(|err| LogError::Io(std::io::Error::other(err)))?
+        {
+            Err(LogError::Locked(_)) if tokio::time::Instant::now() < deadline => {
+                tracing::info!(dir = %dir.display(), "log locked by another owner; waiting for it to let go");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            opened => return opened,
+        }
+    }
 }
+
+/// How long a locked embedded log is waited for before the start fails.
+const LOCK_WAIT: Duration = Duration::from_secs(10);
