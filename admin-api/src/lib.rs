@@ -24,6 +24,7 @@ pub mod auth;
 mod business_info;
 mod campaigns;
 mod channels;
+mod consent;
 pub mod demo;
 mod error;
 mod form;
@@ -267,6 +268,10 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(channels::save, channels::get, channels::delete))
         .routes(routes!(usage::usage))
         .routes(routes!(audit::list))
+        .routes(routes!(consent::list, consent::add))
+        .routes(routes!(consent::remove))
+        .routes(routes!(consent::import))
+        .routes(routes!(consent::record, consent::list_consents))
         .routes(routes!(usage::preflight))
         .routes(routes!(campaigns::send))
         .routes(routes!(campaigns::events))

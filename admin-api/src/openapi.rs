@@ -46,6 +46,7 @@ pub const PLATFORM_SCHEME: &str = "platform_admin";
         (name = "campaigns", description = "Campaign preflight, sending and live counts"),
         (name = "usage", description = "Quota use"),
         (name = "audit", description = "The tenant's audit log"),
+        (name = "consent", description = "Suppressed recipients and opt-ins with their proof"),
         (name = "api-keys", description = "The tenant's own API keys"),
         (name = "platform", description = "Platform administration: tenants, plans, demo tenants"),
         (name = "webhooks", description = "Provider callbacks, authenticated by their signatures"),

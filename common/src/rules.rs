@@ -91,15 +91,31 @@ pub static SMS_SENDER: TextRule = TextRule::new(
     "must be an E.164 phone number or a Messaging Service SID (MG followed by 32 hexadecimal digits)",
 );
 
+/// [`EMAIL`]'s pattern without its anchors, shared with [`RECIPIENT`].
+macro_rules! email_pattern {
+    () => {
+        r"[!#-'*+/-9=?A-Z^-~-]+(\.[!#-'*+/-9=?A-Z^-~-]+)*@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+"
+    };
+}
+
 /// An email address of the common `local@domain.tld` form: the local part's characters (ASCII,
 /// none of `@"(),:;<>[\]`, dots only between them), at most 64 of them, then a dotted host name.
 pub static EMAIL: TextRule = TextRule::new(
-    r"^[!#-'*+/-9=?A-Z^-~-]+(\.[!#-'*+/-9=?A-Z^-~-]+)*@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$",
+    concat!("^", email_pattern!(), "$"),
     5,
     254,
     "must be an email address such as ana@example.com (at most 64 characters before the '@')",
 )
 .and_also(r"^[^@]{1,64}@");
+
+/// A recipient: an E.164 phone number (SMS and WhatsApp) or an email address.
+pub static RECIPIENT: TextRule = TextRule::new(
+    concat!(r"^(\+[1-9][0-9]{1,14}|", email_pattern!(), ")$"),
+    3,
+    254,
+    "must be an E.164 phone number such as +14155550100 or an email address such as ana@example.com",
+)
+.and_also(r"^(\+|[^@]{1,64}@)");
 
 /// A message, campaign or contact id.
 pub static MESSAGE_ID: TextRule =
@@ -334,6 +350,7 @@ mod tests {
             &WHATSAPP_ADDRESS,
             &SMS_SENDER,
             &EMAIL,
+            &RECIPIENT,
             &MESSAGE_ID,
             &TENANT_ID,
             &TEMPLATE_ID,
@@ -366,6 +383,8 @@ mod tests {
         assert!(EMAIL.matches("ana.maria+news@Example.co.uk"));
         assert!(!EMAIL.matches("ana..maria@example.com"));
         assert!(!EMAIL.matches(&format!("{}@example.com", "a".repeat(65))));
+        assert!(RECIPIENT.matches("+14155550100") && RECIPIENT.matches("ana@example.com"));
+        assert!(!RECIPIENT.matches("14155550100") && !RECIPIENT.matches(&format!("{}@example.com", "a".repeat(65))));
         assert!(LINE.matches("Acme Inc "));
         assert!(!LINE.matches(" Acme Inc"));
         assert!(!LINE.matches("   "));

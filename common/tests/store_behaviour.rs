@@ -728,6 +728,28 @@ async fn suppressions_round_trip(store: Arc<dyn Store>) {
     );
     assert!(store.suppressed_among(&acme, &[]).await.unwrap().is_empty());
 
+    // Listed in address order, a page at a time, the tenant's own only.
+    let addresses = |page: Vec<Suppression>| page.into_iter().map(|s| s.address).collect::<Vec<_>>();
+    assert_eq!(
+        addresses(store.suppressions(&acme, None, 10).await.unwrap()),
+        vec!["+14155550100".to_owned(), "ana@example.com".to_owned()]
+    );
+    assert_eq!(
+        addresses(store.suppressions(&acme, None, 1).await.unwrap()),
+        vec!["+14155550100".to_owned()]
+    );
+    assert_eq!(
+        addresses(store.suppressions(&acme, Some("+14155550100"), 10).await.unwrap()),
+        vec!["ana@example.com".to_owned()]
+    );
+    assert!(
+        store
+            .suppressions(&acme, Some("ana@example.com"), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
     assert!(store.unsuppress(&acme, "+14155550100").await.unwrap());
     assert!(!store.unsuppress(&acme, "+14155550100").await.unwrap());
     assert_eq!(store.suppression(&acme, "+14155550100").await.unwrap(), None);

@@ -1035,6 +1035,9 @@ statements! {
     upsert_suppression = format!("INSERT INTO suppressions ({SUPPRESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?)");
     select_suppression = format!("SELECT {SUPPRESSION_COLUMNS} FROM suppressions WHERE tenant_id = ? AND address = ?");
     select_suppressed_in = "SELECT address FROM suppressions WHERE tenant_id = ? AND address IN ?";
+    select_suppressions_after = format!(
+        "SELECT {SUPPRESSION_COLUMNS} FROM suppressions WHERE tenant_id = ? AND address > ? LIMIT ?"
+    );
     delete_suppression = "DELETE FROM suppressions WHERE tenant_id = ? AND address = ?";
     delete_suppressions = "DELETE FROM suppressions WHERE tenant_id = ?";
 
@@ -2119,6 +2122,22 @@ impl ContactStore for CassandraStore {
         )
         .await?;
         Ok(())
+    }
+
+    async fn suppressions(
+        &self,
+        tenant: &TenantId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Suppression>, StoreError> {
+        let limit = i32::try_from(limit).unwrap_or(i32::MAX);
+        let rows: Vec<SuppressionRow> = self
+            .rows(
+                &self.st().select_suppressions_after,
+                (tenant.as_str(), after.unwrap_or(""), limit),
+            )
+            .await?;
+        rows.into_iter().map(suppression_from_row).collect()
     }
 
     async fn put_consent(&self, consent: &Consent) -> Result<(), StoreError> {

@@ -687,6 +687,14 @@ pub trait ContactStore: Send + Sync + 'static {
     /// Which of `addresses` are suppressed.
     async fn suppressed_among(&self, tenant: &TenantId, addresses: &[String]) -> Result<Vec<String>, StoreError>;
 
+    /// A page of the tenant's suppressions in address order, after `after` (exclusive).
+    async fn suppressions(
+        &self,
+        tenant: &TenantId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Suppression>, StoreError>;
+
     /// Records (or replaces) a recipient's consent to a channel.
     async fn put_consent(&self, consent: &Consent) -> Result<(), StoreError>;
 

@@ -1489,6 +1489,34 @@ impl ContactStore for SqliteStore {
         .await
     }
 
+    async fn suppressions(
+        &self,
+        tenant: &TenantId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Suppression>, StoreError> {
+        let tenant = tenant.clone();
+        let after = after.unwrap_or("").to_owned();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            let mut statement = conn
+                .prepare_cached(&format!(
+                    "SELECT {SUPPRESSION_COLUMNS} FROM suppressions WHERE tenant_id = ?1 AND address > ?2 \
+                     ORDER BY address LIMIT ?3"
+                ))
+                .map_err(db_err)?;
+            let mut rows = statement
+                .query(params![tenant.as_str(), after, limit])
+                .map_err(db_err)?;
+            let mut page = Vec::new();
+            while let Some(row) = rows.next().map_err(db_err)? {
+                page.push(suppression_from_row(row)?);
+            }
+            Ok(page)
+        })
+        .await
+    }
+
     async fn put_consent(&self, consent: &Consent) -> Result<(), StoreError> {
         let consent = consent.clone();
         self.write(move |conn| {
