@@ -293,22 +293,24 @@ pub async fn create_tenant_key(
     if state.store.tenant(&id).await?.is_none() {
         return Err(ApiError::not_found("tenant_not_found", "no tenant with that id"));
     }
-    let key = create_api_key(state.store.as_ref(), &id).await?;
+    Ok((StatusCode::CREATED, Json(issue_key(&state, &id, PLATFORM_ACTOR).await?)))
+}
+
+/// A new key for `tenant`, audited as made by `actor`.
+async fn issue_key(state: &AppState, tenant: &TenantId, actor: &str) -> Result<NewKeyView, ApiError> {
+    let key = create_api_key(state.store.as_ref(), tenant).await?;
     crate::audit::record(
-        &state,
-        &id,
-        PLATFORM_ACTOR,
+        state,
+        tenant,
+        actor,
         "api_key.created",
         json!({ "api_key_id": key.record.key_id }),
     )
     .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(NewKeyView {
-            key_id: key.record.key_id,
-            secret: key.secret,
-        }),
-    ))
+    Ok(NewKeyView {
+        key_id: key.record.key_id,
+        secret: key.secret,
+    })
 }
 
 /// `PATCH /v1/admin/tenants/{id}` body: the subscription state.
@@ -668,21 +670,9 @@ pub async fn create_key(
     State(state): State<AppState>,
     caller: TenantCaller,
 ) -> Result<(StatusCode, Json<NewKeyView>), ApiError> {
-    let key = create_api_key(state.store.as_ref(), &caller.tenant_id).await?;
-    crate::audit::record(
-        &state,
-        &caller.tenant_id,
-        &caller.key_id,
-        "api_key.created",
-        json!({ "api_key_id": key.record.key_id }),
-    )
-    .await?;
     Ok((
         StatusCode::CREATED,
-        Json(NewKeyView {
-            key_id: key.record.key_id,
-            secret: key.secret,
-        }),
+        Json(issue_key(&state, &caller.tenant_id, &caller.key_id).await?),
     ))
 }
 

@@ -180,6 +180,48 @@ async fn platform_routes_manage_tenants_plans_and_keys() {
         .call(Method::DELETE, "/v1/api-keys/key_unknown", Some(&second_secret), None)
         .await;
     assert_eq!(status, 404);
+
+    // The platform issues a key for an existing tenant (one brought over by `import legacy`),
+    // audited; not for one that does not exist, and not for a tenant key.
+    let (status, issued) = stack
+        .call(
+            Method::POST,
+            "/v1/admin/tenants/acme/api-keys",
+            Some(PLATFORM_KEY),
+            None,
+        )
+        .await;
+    assert_eq!(status, 201, "{issued}");
+    let issued_secret = issued["secret"].as_str().unwrap();
+    let (status, _) = stack.call(Method::GET, "/v1/api-keys", Some(issued_secret), None).await;
+    assert_eq!(status, 200);
+    let (status, _) = stack
+        .call(
+            Method::POST,
+            "/v1/admin/tenants/nobody/api-keys",
+            Some(PLATFORM_KEY),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = stack
+        .call(
+            Method::POST,
+            "/v1/admin/tenants/acme/api-keys",
+            Some(issued_secret),
+            None,
+        )
+        .await;
+    assert_eq!(status, 403);
+    let (_, audit) = stack.call(Method::GET, "/v1/audit", Some(issued_secret), None).await;
+    assert!(
+        audit["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|entry| entry["action"] == "api_key.created" && entry["actor"] == "platform"),
+        "{audit}"
+    );
     stack.shutdown().await;
 }
 
