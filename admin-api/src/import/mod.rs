@@ -156,10 +156,13 @@ fn legacy_key(path: &Path) -> Result<LegacyKey, ImportError> {
 
 /// Runs an import with the store, key ring and provider clients the settings name.
 pub async fn command(settings: &Settings, args: &ImportArgs) -> Result<ImportReport, ImportError> {
+    // The inputs first: a wrong path or key file changes nothing here.
+    let db = LegacyDb::open(&args.sqlite).await?;
+    let legacy_key = legacy_key(&args.legacy_key_file)?;
     let importer = Importer {
         store: common::backends::open_store(settings).await?,
         keyring: Arc::new(keyring_from_settings(settings)?),
-        legacy_key: legacy_key(&args.legacy_key_file)?,
+        legacy_key,
         dry_run: args.dry_run,
         twilio: TwilioClient::new(&(&settings.providers.twilio).into())
             .map_err(|error| ImportError::Provider(error.to_string()))?,
@@ -167,13 +170,12 @@ pub async fn command(settings: &Settings, args: &ImportArgs) -> Result<ImportRep
             .map_err(|error| ImportError::Provider(error.to_string()))?,
         checks: Arc::new(Semaphore::new(CHECKS_AT_ONCE)),
     };
-    run(&importer, args).await
+    run(&importer, &db, args).await
 }
 
 /// The import itself.
-async fn run(importer: &Importer, args: &ImportArgs) -> Result<ImportReport, ImportError> {
+async fn run(importer: &Importer, db: &LegacyDb, args: &ImportArgs) -> Result<ImportReport, ImportError> {
     let started_at = OffsetDateTime::now_utc();
-    let db = LegacyDb::open(&args.sqlite).await?;
     let all = db.tenant_ids().await?;
     let ids = if args.tenants.is_empty() {
         all
@@ -192,7 +194,7 @@ async fn run(importer: &Importer, args: &ImportArgs) -> Result<ImportReport, Imp
     let mut per_tenant = Vec::with_capacity(ids.len());
     for id in &ids {
         progress.set_message(id.clone());
-        let report = importer.tenant(&db, id, &mut checks).await?;
+        let report = importer.tenant(db, id, &mut checks, &progress).await?;
         tracing::info!(tenant = %id, outcome = ?report.outcome, refused = report.refused.len(), "legacy tenant done");
         per_tenant.push(report);
         progress.inc(1);

@@ -178,6 +178,7 @@ impl Importer {
         db: &LegacyDb,
         raw_id: &str,
         checks: &mut JoinSet<Result<Check, StoreError>>,
+        progress: &indicatif::ProgressBar,
     ) -> Result<TenantReport, ImportError> {
         let mut report = TenantReport::new(raw_id);
         let Some(rows) = db.tenant(raw_id).await? else {
@@ -232,7 +233,7 @@ impl Importer {
         self.brand(&id, &rows, account, &numbers, &mut report).await?;
         self.consent(&id, &rows, &mut report).await?;
         templates(&rows, &mut report);
-        self.messages(db, &id, &rows, &mut report).await?;
+        self.messages(db, &id, &rows, &mut report, progress).await?;
 
         if report.outcome == TenantOutcome::Unchanged && !report.created.is_empty() {
             report.outcome = TenantOutcome::Updated;
@@ -753,7 +754,9 @@ impl Importer {
         id: &TenantId,
         rows: &TenantRows,
         report: &mut TenantReport,
+        progress: &indicatif::ProgressBar,
     ) -> Result<(), ImportError> {
+        let mut read = 0;
         let channels: BTreeMap<String, Channel> = rows
             .campaigns
             .iter()
@@ -774,6 +777,8 @@ impl Importer {
             let (page, last) = db.messages(id.as_str(), after, MESSAGE_PAGE).await?;
             let Some(last) = last else { break };
             after = last;
+            read += page.len();
+            progress.set_message(format!("{id}: {read} messages"));
             let mut claims = Vec::with_capacity(page.len());
             let mut updates = Vec::with_capacity(page.len());
             for row in &page {
