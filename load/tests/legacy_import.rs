@@ -8,7 +8,7 @@
 //! start`); unset, the Cassandra test says why and passes, except under `CI`, where it fails.
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -892,5 +892,4 @@ async fn an_imported_ready_tenant_sends_without_onboarding_and_its_opt_outs_hold
         "checked once, at import"
     );
     assert_eq!(stats.received, 1, "one SMS: the history was not sent again");
-    let _: PathBuf = legacy.dir.path().to_owned();
 }
