@@ -13,10 +13,9 @@ use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use common::address::{EmailAddress, PhoneNumber};
 use common::rules;
 use common::store::{Consent, Suppression, SuppressionReason};
-use common::{Channel, TenantId};
+use common::{Channel, Recipient, TenantId};
 use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -39,15 +38,14 @@ const IMPORT_BATCH: usize = 500;
 /// A recipient as stored: an E.164 number or a canonical email address.
 fn canonical(raw: &str) -> Result<String, String> {
     rules::RECIPIENT.check(raw).map_err(str::to_owned)?;
-    if !raw.contains('@') {
-        PhoneNumber::parse(raw)
-            .map(|number| number.as_str().to_owned())
-            .map_err(|error| error.to_string())
+    let channel = if raw.contains('@') {
+        Channel::Email
     } else {
-        EmailAddress::parse(raw.to_owned())
-            .map(|address| address.as_str().to_owned())
-            .map_err(|error| error.to_string())
-    }
+        Channel::Sms
+    };
+    Recipient::parse(channel, raw)
+        .map(|recipient| recipient.as_str().to_owned())
+        .map_err(|error| error.to_string())
 }
 
 /// A suppressed recipient, as answered.
@@ -592,14 +590,11 @@ pub(crate) async fn record(
         .required("channel")?
         .parse()
         .map_err(|_| ApiError::invalid("channel", "must be sms, whatsapp or email"))?;
-    let raw = fields.required("recipient")?;
-    if raw.contains('@') != (channel == Channel::Email) {
-        return Err(ApiError::invalid(
-            "recipient",
-            "an email address for email, an E.164 number for sms and whatsapp",
-        ));
-    }
-    let recipient = canonical(&raw).map_err(|error| ApiError::invalid("recipient", error))?;
+    // The channel's kind of address: an email address for email, a number otherwise.
+    let recipient = Recipient::parse(channel, &fields.required("recipient")?)
+        .map_err(|error| ApiError::invalid("recipient", error.to_string()))?
+        .as_str()
+        .to_owned();
     let given_at = match fields.text("given_at") {
         Some(at) => {
             OffsetDateTime::parse(&at, &Rfc3339).map_err(|error| ApiError::invalid("given_at", error.to_string()))?

@@ -5,13 +5,13 @@
 use std::collections::BTreeMap;
 
 use common::address::{EmailAddress, PhoneNumber};
-use common::credentials::{ACCESS_KEY_ID, ACCOUNT_SID, FROM_ADDRESS, REGION, seal};
+use common::credentials::{ACCESS_KEY_ID, ACCOUNT_SID, FROM_ADDRESS, REGION, seal, setting};
 use common::log::RecordPosition;
 use common::store::{
     Brand, BrandStatus, BusinessInfoRecord, ChannelCredentials, Consent, NewMessage, NumberStatus, ProviderKind,
     SenderKind, SenderNumber, StatusUpdate, StoreError, Suppression, SuppressionReason, Tenant, TenantStatus,
 };
-use common::{CampaignId, Channel, MessageId, MessageStatus, Priority, TenantId};
+use common::{CampaignId, Channel, MessageId, MessageStatus, Priority, Recipient, TenantId};
 use secrecy::SecretString;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -160,14 +160,16 @@ pub(super) struct Check {
     pub outcome: Result<(), String>,
 }
 
-/// The legacy channel names.
+/// A legacy channel name (`sms`, `whatsapp`, `email`, in any case).
 fn channel_of(raw: &str) -> Option<Channel> {
-    match raw.to_ascii_lowercase().as_str() {
-        "sms" => Some(Channel::Sms),
-        "whatsapp" => Some(Channel::Whatsapp),
-        "email" => Some(Channel::Email),
-        _ => None,
-    }
+    raw.to_ascii_lowercase().parse().ok()
+}
+
+/// A legacy address in its channel's canonical form (the suppression list's key).
+fn recipient_of(channel: Channel, raw: &str) -> Result<String, String> {
+    Recipient::parse(channel, raw)
+        .map(|recipient| recipient.as_str().to_owned())
+        .map_err(|error| error.to_string())
 }
 
 impl Importer {
@@ -310,8 +312,7 @@ impl Importer {
         report: &mut TenantReport,
         checks: &mut JoinSet<Result<Check, StoreError>>,
     ) -> Result<Option<String>, StoreError> {
-        let account_of =
-            |row: &ChannelCredentials| row.settings.get(ACCOUNT_SID).and_then(Value::as_str).map(str::to_owned);
+        let account_of = |row: &ChannelCredentials| setting(row, ACCOUNT_SID).map(str::to_owned);
         let mut sms_account = self
             .store
             .credentials(id, Channel::Sms)
@@ -343,7 +344,7 @@ impl Importer {
                     continue;
                 }
             };
-            if let Some(account) = sealed.settings.get(ACCOUNT_SID).and_then(Value::as_str) {
+            if let Some(account) = setting(&sealed, ACCOUNT_SID) {
                 let holders = self.store.credentials_by_account(account).await?;
                 if holders.iter().any(|holder| &holder.tenant_id != id) {
                     report.refuse(
@@ -687,11 +688,7 @@ impl Importer {
                     continue;
                 }
                 let changed_at = contact.time(&format!("{flag}_updated_at"));
-                let recipient = match channel {
-                    Channel::Email => EmailAddress::parse(raw.clone()).map(|address| address.as_str().to_owned()),
-                    _ => PhoneNumber::parse(raw.clone()).map(|number| number.as_str().to_owned()),
-                };
-                let recipient = match recipient {
+                let recipient = match recipient_of(channel, &raw) {
                     Ok(recipient) => recipient,
                     Err(error) => {
                         let row = contact.text("id").unwrap_or_default();
@@ -943,33 +940,23 @@ fn legacy_message(
         .or_else(|| row.text("campaign_id").and_then(|id| channels.get(&id).copied()))
         .or_else(|| row.has("phone_number").then_some(Channel::Sms))
         .ok_or("no channel (neither the message's nor its campaign's)")?;
-    let recipient = match channel {
-        Channel::Email => {
-            let raw = row
-                .text("email")
-                .or_else(|| contact.and_then(|contact| contact.text("email")))
-                .ok_or("no recipient email address")?;
-            EmailAddress::parse(raw)
-                .map_err(|error| error.to_string())?
-                .as_str()
-                .to_owned()
-        }
+    let raw = match channel {
+        Channel::Email => row
+            .text("email")
+            .or_else(|| contact.and_then(|contact| contact.text("email")))
+            .ok_or("no recipient email address")?,
         Channel::Sms | Channel::Whatsapp => {
             let column = if channel == Channel::Sms {
                 "phone_number"
             } else {
                 "whatsapp_number"
             };
-            let raw = row
-                .text("phone_number")
+            row.text("phone_number")
                 .or_else(|| contact.and_then(|contact| contact.text(column)))
-                .ok_or("no recipient number")?;
-            PhoneNumber::parse(raw)
-                .map_err(|error| error.to_string())?
-                .as_str()
-                .to_owned()
+                .ok_or("no recipient number")?
         }
     };
+    let recipient = recipient_of(channel, &raw)?;
     let accepted_at = row.time("created_at").unwrap_or_else(OffsetDateTime::now_utc);
     let changed_at = row.time("updated_at").unwrap_or(accepted_at).max(accepted_at);
     let status = row
