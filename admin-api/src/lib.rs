@@ -9,6 +9,8 @@
 //! - `channels`, `business_info`, [`onboarding`]: credentials (sealed, verified), the 10DLC
 //!   form and the durable onboarding workflow.
 //! - `usage`, `audit`: quota use and preflight, the tenant's audit log.
+//! - `consent`, `settings`: suppressions and opt-ins; the tenant's messaging settings
+//!   (consent required for marketing, keyword replies).
 //! - [`platform`], [`demo`]: the platform-admin key's routes; demo tenants and their clean-up.
 //! - `webhooks`: providers' callbacks, one file per provider (Twilio's, SES's), verified
 //!   before anything is read.
@@ -37,6 +39,7 @@ pub mod onboarding;
 pub mod openapi;
 pub mod platform;
 pub mod reseal;
+mod settings;
 mod templates;
 mod unsubscribe;
 mod usage;
@@ -272,6 +275,7 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(consent::remove))
         .routes(routes!(consent::import))
         .routes(routes!(consent::record, consent::list_consents))
+        .routes(routes!(settings::get, settings::put))
         .routes(routes!(usage::preflight))
         .routes(routes!(campaigns::send))
         .routes(routes!(campaigns::events))

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use common::envelope::{ENVELOPE_VERSION, Envelope, EnvelopeError};
+use common::envelope::{ENVELOPE_VERSION, Envelope, EnvelopeError, KEYWORD_REPLY_TAG};
 use common::log::{OutgoingRecord, Topic};
 use common::store::StatusChange;
 use common::{MessageId, MessageStatus};
@@ -283,11 +283,20 @@ fn prepare(item: Value, caller: &TenantCaller) -> Result<Envelope, SubmitError> 
         .entry("message_id")
         .or_insert_with(|| Value::from(MessageId::generate().to_string()));
     let bytes = serde_json::to_vec(&object).expect("a JSON map always encodes");
-    Envelope::parse(&bytes).map_err(|err: EnvelopeError| SubmitError {
+    let envelope = Envelope::parse(&bytes).map_err(|err: EnvelopeError| SubmitError {
         code: err.code(),
         message: err.to_string(),
         field: err.field().map(str::to_owned),
-    })
+    })?;
+    if envelope.is_keyword_reply() {
+        // The tag lets a message past suppressions: only the product's own replies carry it.
+        return Err(SubmitError {
+            code: "invalid_field",
+            message: format!("tags.{KEYWORD_REPLY_TAG}: is reserved for the replies to HELP, STOP and START"),
+            field: Some(format!("tags.{KEYWORD_REPLY_TAG}")),
+        });
+    }
+    Ok(envelope)
 }
 
 /// A message's status and history.

@@ -6,7 +6,7 @@
 //! recipients are invalid or suppressed, segments and estimated cost, whether the quota
 //! covers it, and how long the tenant's senders take to drain it at their pace.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use axum::Json;
 use axum::body::Bytes;
@@ -15,7 +15,7 @@ use common::config::PacingSettings;
 use common::readiness::{self, Ready};
 use common::segments::{SmsEncoding, count_segments};
 use common::store::{Tenant, period_of};
-use common::{CampaignId, Channel, Recipient};
+use common::{CampaignId, Channel, Priority, Recipient};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -166,6 +166,9 @@ pub(crate) async fn usage(
 struct PreflightRequest {
     channel: Channel,
     recipients: Vec<String>,
+    /// The campaign's lane: `marketing` (the default, as for a send) or `transactional`.
+    #[serde(default)]
+    priority: Priority,
     /// The text (SMS, WhatsApp free-form, email text part): segments are counted from it.
     #[serde(default)]
     body: Option<String>,
@@ -200,7 +203,14 @@ pub(crate) struct RecipientCheck {
     pub invalid: Vec<InvalidRecipient>,
     /// Those on the suppression list (opted out, bounced, complained).
     pub suppressed: Vec<String>,
-    /// How many would be sent (valid, not suppressed, duplicates counted once).
+    /// Whether the tenant's settings require an opt-in to the channel for this campaign (a
+    /// marketing one).
+    pub consent_required: bool,
+    /// Those without a recorded opt-in to the channel, where one is required: they would end
+    /// `rejected` with `CONSENT_MISSING`.
+    pub without_consent: Vec<String>,
+    /// How many would be sent (valid, not suppressed, consented where required, duplicates
+    /// counted once).
     pub sendable: usize,
 }
 
@@ -346,7 +356,25 @@ pub(crate) async fn preflight(
     valid.sort_unstable();
     valid.dedup();
     let suppressed = state.store.suppressed_among(&tenant.id, &valid).await?;
-    let sendable = valid.len() - suppressed.len();
+    let settings = state.store.tenant_settings(&tenant.id).await?.unwrap_or_default();
+    let consent_required = settings.require_consent_for_marketing && request.priority == Priority::Marketing;
+    let without_consent = if consent_required {
+        let suppressed: HashSet<&String> = suppressed.iter().collect();
+        let unsuppressed: Vec<String> = valid
+            .iter()
+            .filter(|address| !suppressed.contains(address))
+            .cloned()
+            .collect();
+        let consented = state.store.consented_among(&tenant.id, channel, &unsuppressed).await?;
+        let consented: HashSet<String> = consented.into_iter().collect();
+        unsuppressed
+            .into_iter()
+            .filter(|address| !consented.contains(address))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let sendable = valid.len() - suppressed.len() - without_consent.len();
 
     let (per_message, encoding) = match (channel, request.body.as_deref()) {
         (Channel::Sms, Some(text)) => {
@@ -399,6 +427,8 @@ pub(crate) async fn preflight(
             total: request.recipients.len(),
             invalid,
             suppressed,
+            consent_required,
+            without_consent,
             sendable,
         },
         segments: SegmentEstimate {

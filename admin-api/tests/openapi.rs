@@ -37,6 +37,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/suppressions/import"),
     ("POST", "/v1/consents"),
     ("GET", "/v1/consents"),
+    ("GET", "/v1/settings"),
+    ("PUT", "/v1/settings"),
     ("POST", "/v1/campaigns/{id}/preflight"),
     ("POST", "/v1/campaigns/{id}/send"),
     ("GET", "/v1/campaigns/{id}/events"),

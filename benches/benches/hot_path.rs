@@ -131,8 +131,8 @@ fn hot_path(c: &mut Criterion) {
                     .iter()
                     .map(|bytes| Envelope::parse(bytes).expect("valid"))
                     .collect();
-                let suppressed = runtime
-                    .block_on(directory.suppressed_among(&probe))
+                let recipients = runtime
+                    .block_on(directory.recipients_among(&probe))
                     .expect("suppressions");
                 let started = Instant::now();
                 let parsed: Vec<Envelope> = encoded
@@ -141,7 +141,7 @@ fn hot_path(c: &mut Criterion) {
                     .collect();
                 let now = OffsetDateTime::now_utc();
                 let decisions = runtime
-                    .block_on(directory.decide(&parsed, &suppressed, now))
+                    .block_on(directory.decide(&parsed, &recipients, now))
                     .expect("admission");
                 let mut bytes = 0;
                 for (n, (envelope, decision)) in parsed.into_iter().zip(decisions).enumerate() {

@@ -62,6 +62,7 @@ impl fmt::Display for Channel {
 
 /// A message's lane: transactional traffic (one-time passwords, receipts) goes before marketing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Priority {
     /// Time-critical messages the recipient asked for; served first.

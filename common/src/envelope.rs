@@ -28,6 +28,11 @@ pub const MAX_TAGS: usize = 32;
 pub const MAX_TAG_KEY_CHARS: usize = 64;
 /// The longest tag value, in characters.
 pub const MAX_TAG_VALUE_CHARS: usize = 256;
+/// The tag marking the product's reply to a HELP, STOP or START keyword (its value: `help`,
+/// `stop` or `start`). Carriers require these replies even to a recipient who just opted out,
+/// so such a message skips the suppression and consent checks; the admin API refuses the tag
+/// from tenants.
+pub const KEYWORD_REPLY_TAG: &str = "keyword_reply";
 
 /// Why bytes are not a valid envelope.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -423,6 +428,11 @@ impl Envelope {
             Recipient::Email(address) => Some(address),
             Recipient::Phone(_) => None,
         }
+    }
+
+    /// Whether the message is the product's reply to a HELP, STOP or START keyword.
+    pub fn is_keyword_reply(&self) -> bool {
+        self.tags.contains_key(KEYWORD_REPLY_TAG)
     }
 
     /// Whether the message may no longer be sent at `now`.

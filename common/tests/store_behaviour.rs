@@ -22,7 +22,7 @@ use common::store::sqlite::SqliteStore;
 use common::store::{
     ApiKeyRecord, Brand, BrandStatus, BusinessInfoRecord, ChannelCredentials, Held, JournalEntry, NewMessage,
     NumberStatus, Plan, ProviderKind, SenderKind, SenderNumber, SenderRegistration, StatusUpdate, Store, StoreError,
-    StoredClaim, Suppression, SuppressionReason, TenantStatus,
+    StoredClaim, Suppression, SuppressionReason, TenantSettings, TenantStatus,
 };
 use common::{CampaignId, Channel, MessageStatus, Priority, TenantId};
 use serde_json::json;
@@ -152,6 +152,8 @@ suite!(sqlite:
     usage_adds_releases_and_clamps_at_zero,
     suppressions_round_trip,
     consents_round_trip_and_go_with_their_tenant,
+    consent_is_found_per_channel_for_a_batch,
+    tenant_settings_default_until_set,
     claims_are_written_and_read_back,
     the_claim_journal_keeps_generations_until_trimmed,
     status_only_moves_forward,
@@ -184,6 +186,8 @@ suite!(cassandra:
     usage_adds_releases_and_clamps_at_zero,
     suppressions_round_trip,
     consents_round_trip_and_go_with_their_tenant,
+    consent_is_found_per_channel_for_a_batch,
+    tenant_settings_default_until_set,
     claims_are_written_and_read_back,
     the_claim_journal_keeps_generations_until_trimmed,
     status_only_moves_forward,
@@ -685,6 +689,79 @@ async fn consents_round_trip_and_go_with_their_tenant(store: Arc<dyn Store>) {
     assert!(store.delete_tenant(&acme).await.unwrap());
     assert!(store.consents(&acme, "+14155550100").await.unwrap().is_empty());
     assert_eq!(store.consents(&tid("other"), "+14155550100").await.unwrap().len(), 1);
+}
+
+async fn consent_is_found_per_channel_for_a_batch(store: Arc<dyn Store>) {
+    let acme = tid("acme");
+    let consent = |recipient: &str, channel| Consent {
+        tenant_id: acme.clone(),
+        recipient: recipient.to_owned(),
+        channel,
+        source: "web form".to_owned(),
+        wording: None,
+        given_at: at(T0),
+    };
+    store.put_consent(&consent("+14155550100", Channel::Sms)).await.unwrap();
+    store
+        .put_consent(&consent("+14155550101", Channel::Whatsapp))
+        .await
+        .unwrap();
+    store
+        .put_consent(&Consent {
+            tenant_id: tid("other"),
+            ..consent("+14155550102", Channel::Sms)
+        })
+        .await
+        .unwrap();
+    // More than one query's worth of addresses, with a repeat.
+    let mut batch: Vec<String> = (0..250).map(|n| format!("+1415555{n:04}")).collect();
+    batch.push("+14155550100".to_owned());
+    let mut sms = store.consented_among(&acme, Channel::Sms, &batch).await.unwrap();
+    sms.sort();
+    assert_eq!(sms, vec!["+14155550100".to_owned()]);
+    assert_eq!(
+        store.consented_among(&acme, Channel::Whatsapp, &batch).await.unwrap(),
+        vec!["+14155550101".to_owned()]
+    );
+    assert!(
+        store
+            .consented_among(&acme, Channel::Email, &batch)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .consented_among(&acme, Channel::Sms, &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn tenant_settings_default_until_set(store: Arc<dyn Store>) {
+    let acme = tid("acme");
+    assert_eq!(store.tenant_settings(&acme).await.unwrap(), None);
+    assert!(
+        !store
+            .set_tenant_settings(&acme, &TenantSettings::default())
+            .await
+            .unwrap()
+    );
+    store.create_tenant(&tenant("acme", false, T0)).await.unwrap();
+    assert_eq!(
+        store.tenant_settings(&acme).await.unwrap(),
+        Some(TenantSettings::default())
+    );
+    let settings = TenantSettings {
+        require_consent_for_marketing: true,
+        help_reply: Some("Acme: help at acme.example".to_owned()),
+        ..TenantSettings::default()
+    };
+    assert!(store.set_tenant_settings(&acme, &settings).await.unwrap());
+    assert_eq!(store.tenant_settings(&acme).await.unwrap(), Some(settings.clone()));
+    // The tenant itself is unchanged by its settings.
+    assert_eq!(store.tenant(&acme).await.unwrap(), Some(tenant("acme", false, T0)));
 }
 
 async fn suppressions_round_trip(store: Arc<dyn Store>) {

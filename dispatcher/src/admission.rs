@@ -3,8 +3,9 @@
 //!
 //! Per tenant and channel the directory keeps, for a few seconds, what admission needs from the
 //! store: the tenant, whether the channel is ready (credentials verified; for SMS an approved
-//! 10DLC brand and an active number) and the route its messages take. Suppressions are read
-//! for every batch, so an opt-out takes effect at once; WhatsApp free-form text is checked
+//! 10DLC brand and an active number), its settings and the route its messages take.
+//! Suppressions (and, for tenants that require it, marketing consents) are read for every
+//! batch, so an opt-out takes effect at once; WhatsApp free-form text is checked
 //! against the contact's last inbound message (the 24-hour window) per message. Quota is reserved here, before the
 //! send, in SMS segments (messages elsewhere): one dispatcher owns a tenant, so the reservation
 //! cannot race.
@@ -19,9 +20,11 @@ use common::log::{Partition, partition_for};
 use common::readiness::{self, NotReady, Ready, serves};
 use common::segments::count_segments;
 use common::store::{
-    Brand, NumberStatus, ProviderKind, SenderNumber, Store, StoreError, Tenant, TenantStatus, period_of,
+    Brand, NumberStatus, ProviderKind, SenderNumber, Store, StoreError, Tenant, TenantSettings, TenantStatus, period_of,
 };
-use common::{Channel, Content, EmailAddress, Envelope, MessageStatus, PhoneNumber, Recipient, Sender, TenantId};
+use common::{
+    Channel, Content, EmailAddress, Envelope, MessageStatus, PhoneNumber, Priority, Recipient, Sender, TenantId,
+};
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
@@ -49,6 +52,9 @@ pub enum Refusal {
     ProviderUnavailable,
     /// The recipient is on the tenant's suppression list.
     RecipientSuppressed,
+    /// A marketing message to a recipient with no recorded opt-in to its channel, for a tenant
+    /// whose settings require one.
+    ConsentMissing,
     /// The message expired before it could be sent.
     Expired,
     /// `not_before` lies in the future and this build does not defer messages yet.
@@ -68,7 +74,7 @@ pub enum Refusal {
 
 impl Refusal {
     /// Every refusal, for metrics and docs.
-    pub const ALL: [Refusal; 22] = [
+    pub const ALL: [Refusal; 23] = [
         Refusal::TenantUnknown,
         Refusal::TenantSuspended,
         Refusal::NotReady(NotReady::ChannelNotConfigured),
@@ -84,6 +90,7 @@ impl Refusal {
         Refusal::SenderNotAllowed,
         Refusal::ProviderUnavailable,
         Refusal::RecipientSuppressed,
+        Refusal::ConsentMissing,
         Refusal::Expired,
         Refusal::ScheduledSendUnsupported,
         Refusal::QuotaExhausted,
@@ -102,6 +109,7 @@ impl Refusal {
             Refusal::SenderNotAllowed => "SENDER_NOT_ALLOWED",
             Refusal::ProviderUnavailable => "PROVIDER_UNAVAILABLE",
             Refusal::RecipientSuppressed => "RECIPIENT_SUPPRESSED",
+            Refusal::ConsentMissing => "CONSENT_MISSING",
             Refusal::Expired => "EXPIRED",
             Refusal::ScheduledSendUnsupported => "SCHEDULED_SEND_UNSUPPORTED",
             Refusal::QuotaExhausted => "QUOTA_EXHAUSTED",
@@ -144,8 +152,32 @@ pub fn segments_of(envelope: &Envelope) -> u32 {
 /// Admission's answer for one message: its route and reserved quota, or its refusal.
 pub type Decision = Result<(Arc<Route>, Option<QuotaHold>), Refusal>;
 
-/// The suppressed recipients of a batch, per tenant.
-pub type Suppressed = HashMap<TenantId, Vec<String>>;
+/// What admission reads about a batch's recipients: who is suppressed, per tenant, and who
+/// consented to their channel, per tenant requiring consent for marketing and channel.
+#[derive(Debug, Default)]
+pub struct Recipients {
+    suppressed: HashMap<TenantId, Vec<String>>,
+    consented: HashMap<(TenantId, Channel), Vec<String>>,
+}
+
+impl Recipients {
+    fn suppressed(&self, envelope: &Envelope) -> bool {
+        self.suppressed
+            .get(&envelope.tenant_id)
+            .is_some_and(|addresses| addresses.iter().any(|address| address == envelope.to.as_str()))
+    }
+
+    fn consented(&self, envelope: &Envelope) -> bool {
+        self.consented
+            .get(&(envelope.tenant_id.clone(), envelope.channel))
+            .is_some_and(|addresses| addresses.iter().any(|address| address == envelope.to.as_str()))
+    }
+}
+
+/// Whether a message needs its recipient's recorded opt-in under these settings.
+fn needs_consent(envelope: &Envelope, settings: &TenantSettings) -> bool {
+    settings.require_consent_for_marketing && envelope.priority == Priority::Marketing && !envelope.is_keyword_reply()
+}
 
 /// The providers messages go to: live tenants' by the kind of provider their channel's
 /// credentials are for; demo tenants' always the demo provider.
@@ -168,6 +200,7 @@ enum ChannelReadiness {
 struct TenantEntry {
     read_at: Instant,
     tenant: Option<Tenant>,
+    settings: TenantSettings,
     channels: HashMap<Channel, ChannelReadiness>,
     quotas: HashMap<Channel, u64>,
 }
@@ -196,8 +229,8 @@ impl Directory {
     /// Decides for each envelope of a batch: its route and reserved quota, or its refusal.
     /// A store error leaves no quota reserved, so the batch can be admitted again.
     pub async fn admit(&mut self, envelopes: &[Envelope], now: OffsetDateTime) -> Result<Vec<Decision>, StoreError> {
-        let suppressed = self.suppressed_among(envelopes).await?;
-        let decisions = self.decide(envelopes, &suppressed, now).await?;
+        let recipients = self.recipients_among(envelopes).await?;
+        let decisions = self.decide(envelopes, &recipients, now).await?;
         if let Err(err) = self.quota.flush(self.store.as_ref()).await {
             // The reservations stand in the book (this dispatcher owns the tenant); the store's
             // usage counters catch up at the next flush.
@@ -207,18 +240,18 @@ impl Directory {
         Ok(decisions)
     }
 
-    /// Decides a batch whose suppressed recipients are known. With the tenants' entries fresh
-    /// it reads nothing from the store: this is admission's share of the per-message hot path.
+    /// Decides a batch whose recipients are known. With the tenants' entries fresh it reads
+    /// nothing from the store: this is admission's share of the per-message hot path.
     pub async fn decide(
         &mut self,
         envelopes: &[Envelope],
-        suppressed: &Suppressed,
+        recipients: &Recipients,
         now: OffsetDateTime,
     ) -> Result<Vec<Decision>, StoreError> {
         let mut decisions: Vec<Decision> = Vec::with_capacity(envelopes.len());
         let clock = Instant::now();
         for envelope in envelopes {
-            match self.admit_one(envelope, suppressed, now, clock).await {
+            match self.admit_one(envelope, recipients, now, clock).await {
                 Ok(decision) => decisions.push(decision),
                 Err(err) => {
                     // All or nothing: give back what this batch reserved before the error.
@@ -237,7 +270,7 @@ impl Directory {
     async fn admit_one(
         &mut self,
         envelope: &Envelope,
-        suppressed: &Suppressed,
+        recipients: &Recipients,
         now: OffsetDateTime,
         clock: Instant,
     ) -> Result<Decision, StoreError> {
@@ -249,6 +282,7 @@ impl Directory {
             return Ok(Err(Refusal::TenantSuspended));
         }
         let is_demo = tenant.is_demo;
+        let needs_consent = needs_consent(envelope, &entry.settings);
         let route = match self.channel(&envelope.tenant_id, envelope.channel).await? {
             ChannelReadiness::Ready(route) => route,
             ChannelReadiness::NotReady(refusal) => return Ok(Err(refusal)),
@@ -260,11 +294,11 @@ impl Directory {
         {
             return Ok(Err(Refusal::SenderNotAllowed));
         }
-        let is_suppressed = suppressed
-            .get(&envelope.tenant_id)
-            .is_some_and(|addresses| addresses.iter().any(|address| address == envelope.to.as_str()));
-        if is_suppressed {
+        if recipients.suppressed(envelope) && !envelope.is_keyword_reply() {
             return Ok(Err(Refusal::RecipientSuppressed));
+        }
+        if needs_consent && !recipients.consented(envelope) {
+            return Ok(Err(Refusal::ConsentMissing));
         }
         if envelope.is_expired(now) {
             return Ok(Err(Refusal::Expired));
@@ -337,6 +371,10 @@ impl Directory {
             .is_some_and(|entry| clock.saturating_duration_since(entry.read_at) < DIRECTORY_TTL);
         if !fresh {
             let tenant = self.store.tenant(tenant_id).await?;
+            let settings = match &tenant {
+                Some(_) => self.store.tenant_settings(tenant_id).await?.unwrap_or_default(),
+                None => TenantSettings::default(),
+            };
             let mut quotas = HashMap::new();
             if let Some(plan_id) = tenant.as_ref().and_then(|tenant| tenant.plan_id.as_deref())
                 && let Some(plan) = self.store.plan(plan_id).await?
@@ -346,6 +384,7 @@ impl Directory {
             let entry = TenantEntry {
                 read_at: clock,
                 tenant,
+                settings,
                 channels: HashMap::new(),
                 quotas,
             };
@@ -470,24 +509,37 @@ impl Directory {
         )
     }
 
-    /// The suppressed addresses among a batch's recipients, per tenant: read for every batch,
-    /// so an opt-out takes effect at once.
-    pub async fn suppressed_among(&self, envelopes: &[Envelope]) -> Result<Suppressed, StoreError> {
-        let mut recipients: HashMap<&TenantId, Vec<String>> = HashMap::new();
+    /// What admission needs to know about a batch's recipients, read for every batch so that
+    /// an opt-out (or an opt-in) takes effect at once: the suppressed addresses per tenant, and
+    /// the consented ones where a marketing message needs consent.
+    pub async fn recipients_among(&mut self, envelopes: &[Envelope]) -> Result<Recipients, StoreError> {
+        let clock = Instant::now();
+        let mut addresses: HashMap<&TenantId, Vec<String>> = HashMap::new();
+        let mut consent_asked: HashMap<(TenantId, Channel), Vec<String>> = HashMap::new();
         for envelope in envelopes {
-            recipients
+            addresses
                 .entry(&envelope.tenant_id)
                 .or_default()
                 .push(envelope.to.to_string());
-        }
-        let mut suppressed = HashMap::new();
-        for (tenant, addresses) in recipients {
-            let found = self.store.suppressed_among(tenant, &addresses).await?;
-            if !found.is_empty() {
-                suppressed.insert(tenant.clone(), found);
+            if needs_consent(envelope, &self.entry(&envelope.tenant_id, clock).await?.settings) {
+                consent_asked
+                    .entry((envelope.tenant_id.clone(), envelope.channel))
+                    .or_default()
+                    .push(envelope.to.to_string());
             }
         }
-        Ok(suppressed)
+        let mut recipients = Recipients::default();
+        for (tenant, addresses) in addresses {
+            let found = self.store.suppressed_among(tenant, &addresses).await?;
+            if !found.is_empty() {
+                recipients.suppressed.insert(tenant.clone(), found);
+            }
+        }
+        for ((tenant, channel), addresses) in consent_asked {
+            let found = self.store.consented_among(&tenant, channel, &addresses).await?;
+            recipients.consented.insert((tenant, channel), found);
+        }
+        Ok(recipients)
     }
 }
 

@@ -1,7 +1,8 @@
 //! Suppressions and consents over HTTP on the all-in-one stack with its demo tenant: a
 //! suppression added here refuses the recipient's next message, a lifted one lets it through,
 //! a CSV import reports every row, and consents are recorded with their proof; every change is
-//! audited and another tenant sees none of it.
+//! audited and another tenant sees none of it. A tenant that requires consent for marketing
+//! has its marketing refused without an opt-in, and preflight says who lacks one.
 
 use std::time::Duration;
 
@@ -19,14 +20,19 @@ async fn start(dir: &std::path::Path) -> TestApp {
     testing::all_in_one(settings).await
 }
 
-/// Sends one SMS; answers its message id.
+/// Sends one transactional SMS; answers its message id.
 async fn send(stack: &TestApp, key: &str, to: &str) -> String {
+    send_in(stack, key, to, "transactional").await
+}
+
+/// Sends one SMS in the `priority` lane; answers its message id.
+async fn send_in(stack: &TestApp, key: &str, to: &str, priority: &str) -> String {
     let (status, sent) = stack
         .call(
             Method::POST,
             "/v1/messages",
             Some(key),
-            Some(&json!({"messages": [{"channel": "sms", "body": "Your order shipped", "to": to, "priority": "transactional"}]})),
+            Some(&json!({"messages": [{"channel": "sms", "body": "Your order shipped", "to": to, "priority": priority}]})),
         )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{sent}");
@@ -248,5 +254,139 @@ async fn suppressions_hold_at_admission_and_consents_keep_their_proof() {
         .await;
     assert_eq!(listed["consents"], json!([]));
 
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_requiring_consent_sends_marketing_only_to_opted_in_recipients() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = start(dir.path()).await;
+    let key = stack.demo_key.clone().unwrap();
+
+    // The defaults: no consent required, replies naming the tenant.
+    let (status, defaults) = stack.call(Method::GET, "/v1/settings", Some(&key), None).await;
+    assert_eq!(status, StatusCode::OK, "{defaults}");
+    assert_eq!(defaults["require_consent_for_marketing"], false);
+    assert!(
+        defaults["stop_reply"].as_str().unwrap().contains("unsubscribed"),
+        "{defaults}"
+    );
+
+    // A reply too long for two segments names its field; a valid change is answered in full.
+    let (status, refused) = stack
+        .call(
+            Method::PUT,
+            "/v1/settings",
+            Some(&key),
+            Some(&json!({"help_reply": "x".repeat(307)})),
+        )
+        .await;
+    assert_eq!(
+        (status, refused["error"]["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("help_reply"))
+    );
+    let help = "Demo Co: help at demo.example or +1 415 555 0100. Reply STOP to opt out.";
+    let (status, changed) = stack
+        .call(
+            Method::PUT,
+            "/v1/settings",
+            Some(&key),
+            Some(&json!({"require_consent_for_marketing": true, "help_reply": help})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{changed}");
+    assert_eq!(
+        (
+            changed["require_consent_for_marketing"].as_bool(),
+            changed["help_reply"].as_str()
+        ),
+        (Some(true), Some(help))
+    );
+    assert_eq!(changed["stop_reply"], defaults["stop_reply"]);
+
+    // Preflight names who lacks an opt-in, for marketing only.
+    let consented = "+14155550140";
+    let unknown = "+14155550141";
+    let consent = json!({"recipient": consented, "channel": "sms", "source": "https://shop.example.com/signup"});
+    let (status, recorded) = stack
+        .call(Method::POST, "/v1/consents", Some(&key), Some(&consent))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{recorded}");
+    let preflight =
+        |priority: &str| json!({"channel": "sms", "recipients": [consented, unknown], "priority": priority});
+    let (status, marketing) = stack
+        .call(
+            Method::POST,
+            "/v1/campaigns/spring/preflight",
+            Some(&key),
+            Some(&preflight("marketing")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{marketing}");
+    assert_eq!(marketing["recipients"]["consent_required"], true, "{marketing}");
+    assert_eq!(
+        marketing["recipients"]["without_consent"],
+        json!([unknown]),
+        "{marketing}"
+    );
+    assert_eq!(marketing["recipients"]["sendable"], 1, "{marketing}");
+    let (_, transactional) = stack
+        .call(
+            Method::POST,
+            "/v1/campaigns/spring/preflight",
+            Some(&key),
+            Some(&preflight("transactional")),
+        )
+        .await;
+    assert_eq!(
+        transactional["recipients"]["without_consent"],
+        json!([]),
+        "{transactional}"
+    );
+    assert_eq!(transactional["recipients"]["sendable"], 2, "{transactional}");
+
+    // Marketing without an opt-in is refused; with one, or transactional, it goes. The
+    // directory may hold the old settings for a few seconds: wait for the refusal.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let refused = settled(&stack, &key, &send_in(&stack, &key, unknown, "marketing").await).await;
+        if refused["status"] == "rejected" {
+            assert_eq!(refused["reason"], "CONSENT_MISSING", "{refused}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never refused: {refused}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let opted_in = settled(&stack, &key, &send_in(&stack, &key, consented, "marketing").await).await;
+    assert_ne!(opted_in["status"], "rejected", "{opted_in}");
+    let transactional = settled(&stack, &key, &send(&stack, &key, unknown).await).await;
+    assert_ne!(transactional["status"], "rejected", "{transactional}");
+
+    // Tenants may not mark their own messages as keyword replies (which pass suppressions).
+    let (status, refused) = stack
+        .call(
+            Method::POST,
+            "/v1/messages",
+            Some(&key),
+            Some(&json!({"messages": [{"channel": "sms", "body": "hi", "to": unknown, "tags": {"keyword_reply": "stop"}}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert_eq!(
+        refused["results"][0]["error"]["field"], "tags.keyword_reply",
+        "{refused}"
+    );
+
+    let (_, audit) = stack.call(Method::GET, "/v1/audit", Some(&key), None).await;
+    let updated = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|entry| entry["action"] == "settings.updated")
+        .expect("settings change audited");
+    assert_eq!(
+        updated["detail"]["require_consent_for_marketing"]["to"], true,
+        "{updated}"
+    );
     stack.shutdown().await;
 }

@@ -2,7 +2,7 @@
 //! tenant's messages to the provider simulator, whose status callbacks, signed with the
 //! account's token, come back to the admin API's webhook and move each message to `sent`,
 //! then `delivered` (and `read` on WhatsApp). Inbound webhooks open the WhatsApp 24-hour window
-//! and apply STOP and START.
+//! and apply STOP and START, each answered once with the tenant's reply.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -275,11 +275,30 @@ async fn live_messages_reach_delivered_through_the_simulator_and_signed_callback
     let read = running.wait_for(&open, "read").await;
     assert_eq!(statuses(&read), ["queued", "sent", "delivered", "read"], "{read}");
 
-    // STOP suppresses the contact at once; START lifts it.
+    // STOP suppresses the contact at once and is confirmed with the tenant's reply, which
+    // goes although the contact is now suppressed; START lifts it, HELP gets the default reply.
+    let stop_reply = "Acme: you will get no more texts. Reply START to resubscribe.";
+    let response = running
+        .http
+        .put(running.url("/v1/settings"))
+        .bearer_auth(&running.key)
+        .json(&json!({ "stop_reply": stop_reply }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let help_reply = response.json::<Value>().await.unwrap()["help_reply"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(
         running.inbound(2, CONTACT, SMS_FROM, "STOP", DEFAULT_AUTH_TOKEN).await,
         200
     );
+    let confirmation = running
+        .wait_for(&format!("keyword-reply:SM{:032x}", 2), "delivered")
+        .await;
+    assert_eq!(confirmation["recipient"], CONTACT, "{confirmation}");
     let stopped = running
         .send("sms-stopped", "sms", SMS_FROM, json!({ "body": "promo" }))
         .await;
@@ -293,6 +312,16 @@ async fn live_messages_reach_delivered_through_the_simulator_and_signed_callback
         .send("sms-resumed", "sms", SMS_FROM, json!({ "body": "welcome back" }))
         .await;
     running.wait_for(&resumed, "delivered").await;
+    running
+        .wait_for(&format!("keyword-reply:SM{:032x}", 3), "delivered")
+        .await;
+    assert_eq!(
+        running.inbound(4, CONTACT, SMS_FROM, "Help", DEFAULT_AUTH_TOKEN).await,
+        200
+    );
+    running
+        .wait_for(&format!("keyword-reply:SM{:032x}", 4), "delivered")
+        .await;
 
     // A replayed STOP (the same MessageSid, validly signed) is answered and changes nothing.
     assert_eq!(
@@ -304,8 +333,12 @@ async fn live_messages_reach_delivered_through_the_simulator_and_signed_callback
         .await;
     running.wait_for(&after_replay, "delivered").await;
 
+    // Each reply went once, the replayed STOP's included.
+    let bodies = simulator.creates_by_body();
+    assert_eq!(bodies.get(stop_reply), Some(&1), "{bodies:?}");
+    assert_eq!(bodies.get(&help_reply), Some(&1), "{bodies:?}");
     let stats = simulator.stats();
-    assert_eq!(stats.accepted, 4, "{stats:?}");
+    assert_eq!(stats.accepted, 7, "{stats:?}");
     assert!(stats.violations.is_empty(), "{stats:?}");
     running.app.shutdown().await;
     simulator.shutdown().await.unwrap();

@@ -21,10 +21,15 @@
 //!   Twilio stops retrying it.
 //! - `POST /webhooks/twilio/inbound`: records when the contact last wrote (WhatsApp's 24-hour
 //!   window), applies opt-out keywords (STOP, STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT suppress
-//!   the number at once; START, YES, UNSTOP lift an opt-out; HELP is recorded), each consent
-//!   change audited with its keyword, time and source message. Each `MessageSid` is applied
-//!   once: a replay (Twilio's signatures carry no time) is answered and changes nothing.
-//!   Answers empty TwiML.
+//!   the number at once; START, YES, UNSTOP lift an opt-out; HELP and INFO ask for help), each
+//!   audited with its keyword, time and source message, and answered as carriers require: the
+//!   tenant's HELP reply or its STOP or START confirmation
+//!   ([`TenantSettings`](common::store::TenantSettings)) is appended to
+//!   the log as a transactional message from the number written to, on the same channel, with
+//!   the id `keyword-reply:<MessageSid>` (sent once, however often the webhook is retried) and
+//!   the tag [`KEYWORD_REPLY_TAG`] (which lets a STOP confirmation past the suppression just
+//!   made). Each `MessageSid` is applied once: a replay (Twilio's signatures carry no time) is
+//!   answered and changes nothing. Answers empty TwiML.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -36,13 +41,15 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use common::address::PhoneNumber;
+use common::envelope::KEYWORD_REPLY_TAG;
 use common::ids::is_twilio_sid;
+use common::log::{OutgoingRecord, Topic};
 use common::store::{AuditEntry, StatusUpdate, StoreError, Suppression, SuppressionReason};
 use common::telemetry::untrusted;
 use common::twilio::signature::{SIGNATURE_HEADER, verify};
 use common::twilio::status::TwilioStatus;
 use common::twilio::{AccountSid, ErrorClass, WebhookForm, callback_target, classify};
-use common::{Channel, TenantId};
+use common::{Channel, Content, Envelope, MessageId, Priority, Recipient, Sender, TenantId};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use time::OffsetDateTime;
@@ -379,6 +386,7 @@ pub(crate) async fn twilio_inbound(
             }
             Keyword::Help => "consent.help_requested",
         };
+        reply(&state, &tenant, kind, channel, &number, form.get("To"), sid).await?;
         state
             .store
             .append_audit(&AuditEntry {
@@ -399,6 +407,58 @@ pub(crate) async fn twilio_inbound(
     state.store.mark_event_processed(&tenant, sid, now).await?;
     count(SOURCE, "applied");
     Ok(empty_twiml())
+}
+
+/// How long a keyword reply may wait for its sender before it is dropped as expired.
+const REPLY_VALIDITY: time::Duration = time::Duration::hours(1);
+
+/// Appends the tenant's reply to a keyword: from the number written to (the tenant's default
+/// sender when `To` is not a number), to the recipient, on the same channel.
+async fn reply(
+    state: &AppState,
+    tenant: &TenantId,
+    kind: Keyword,
+    channel: Channel,
+    number: &PhoneNumber,
+    written_to: Option<&str>,
+    sid: &str,
+) -> Result<(), ApiError> {
+    let Some(record) = state.store.tenant(tenant).await? else {
+        return Ok(());
+    };
+    let settings = state.store.tenant_settings(tenant).await?.unwrap_or_default();
+    let (text, tag) = match kind {
+        Keyword::OptOut => (settings.stop_reply(&record.name), "stop"),
+        Keyword::OptIn => (settings.start_reply(&record.name), "start"),
+        Keyword::Help => (settings.help_reply(&record.name), "help"),
+    };
+    let envelope = Envelope {
+        message_id: MessageId::parse(format!("keyword-reply:{sid}"))
+            .map_err(|error| ApiError::invalid("MessageSid", error.to_string()))?,
+        tenant_id: tenant.clone(),
+        campaign_id: None,
+        contact_id: None,
+        channel,
+        to: Recipient::Phone(number.clone()),
+        from: written_to.and_then(|to| Sender::parse(channel, to).ok()),
+        priority: Priority::Transactional,
+        content: Content::Body(text),
+        subject: None,
+        not_before: None,
+        expires_at: Some(OffsetDateTime::now_utc() + REPLY_VALIDITY),
+        tags: [(KEYWORD_REPLY_TAG.to_owned(), tag.to_owned())].into(),
+    };
+    state
+        .log
+        .append(
+            Topic::Messages,
+            vec![OutgoingRecord {
+                key: tenant.as_str().as_bytes().to_vec(),
+                payload: envelope.to_json(),
+            }],
+        )
+        .await?;
+    Ok(())
 }
 
 /// The answer to an inbound message: TwiML that does nothing.

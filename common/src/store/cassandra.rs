@@ -49,12 +49,12 @@ use time::OffsetDateTime;
 use super::codec::{
     blob_to_hashes, enum_from_text, enum_to_text, from_ms, hashes_to_blob, json_from_text, json_to_text,
     offset_from_column, offset_to_column, parse_channel, parse_message_id, parse_priority, parse_status,
-    parse_tenant_id, to_ms,
+    parse_tenant_id, settings_from_text, to_ms,
 };
 use super::{
     ApiKeyRecord, AuditEntry, AuditStore, Brand, BusinessInfoRecord, ChannelCredentials, Consent, ContactStore, Held,
     JournalEntry, MessageRecord, MessageStore, NewMessage, OnboardingStore, Plan, SenderNumber, StatusChange,
-    StatusUpdate, StoreError, StoredClaim, Suppression, Tenant, TenantStatus, TenantStore, UsageStore,
+    StatusUpdate, StoreError, StoredClaim, Suppression, Tenant, TenantSettings, TenantStatus, TenantStore, UsageStore,
 };
 use crate::address::PhoneNumber;
 use crate::channel::Channel;
@@ -105,10 +105,15 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0008_consents",
         include_str!("../../migrations/cql/0008_consents.cql"),
     ),
+    (
+        9,
+        "0009_tenant_settings",
+        include_str!("../../migrations/cql/0009_tenant_settings.cql"),
+    ),
 ];
 
 /// The schema version this build creates and understands.
-pub const SCHEMA_VERSION: i32 = 8;
+pub const SCHEMA_VERSION: i32 = 9;
 
 /// The `schema_migrations` row that holds the migration lease.
 const LEASE_VERSION: i32 = -1;
@@ -972,6 +977,8 @@ statements! {
     select_tenant = format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = ?");
     set_tenant_status = "UPDATE tenants SET status = ? WHERE id = ? IF EXISTS";
     set_tenant_plan = "UPDATE tenants SET plan_id = ? WHERE id = ? IF EXISTS";
+    select_tenant_settings = "SELECT settings FROM tenants WHERE id = ?";
+    set_tenant_settings = "UPDATE tenants SET settings = ? WHERE id = ? IF EXISTS";
     delete_tenant = "DELETE FROM tenants WHERE id = ?";
     insert_demo = "INSERT INTO demo_tenants (shard, created_at, tenant_id) VALUES (0, ?, ?)";
     select_demo_before = "SELECT tenant_id FROM demo_tenants WHERE shard = 0 AND created_at < ?";
@@ -1043,6 +1050,7 @@ statements! {
 
     upsert_consent = format!("INSERT INTO consents ({CONSENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)");
     select_consents = format!("SELECT {CONSENT_COLUMNS} FROM consents WHERE tenant_id = ? AND recipient = ?");
+    select_consents_in = "SELECT recipient, channel FROM consents WHERE tenant_id = ? AND recipient IN ?";
     delete_consents = "DELETE FROM consents WHERE tenant_id = ?";
 
     upsert_inbound = "INSERT INTO inbound_contacts (tenant_id, address, last_inbound) VALUES (?, ?, ?) \
@@ -1416,6 +1424,18 @@ impl TenantStore for CassandraStore {
 
     async fn set_tenant_plan(&self, id: &TenantId, plan_id: Option<&str>) -> Result<bool, StoreError> {
         let outcome = self.lwt(&self.st().set_tenant_plan, (plan_id, id.as_str())).await?;
+        Ok(outcome.applied)
+    }
+
+    async fn tenant_settings(&self, id: &TenantId) -> Result<Option<TenantSettings>, StoreError> {
+        let row: Option<(Option<String>,)> = self.row(&self.st().select_tenant_settings, (id.as_str(),)).await?;
+        row.map(|(json,)| settings_from_text(json.as_deref())).transpose()
+    }
+
+    async fn set_tenant_settings(&self, id: &TenantId, settings: &TenantSettings) -> Result<bool, StoreError> {
+        let outcome = self
+            .lwt(&self.st().set_tenant_settings, (json_to_text(settings)?, id.as_str()))
+            .await?;
         Ok(outcome.applied)
     }
 
@@ -2154,6 +2174,33 @@ impl ContactStore for CassandraStore {
         )
         .await?;
         Ok(())
+    }
+
+    async fn consented_among(
+        &self,
+        tenant: &TenantId,
+        channel: Channel,
+        addresses: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        let mut seen = HashSet::with_capacity(addresses.len());
+        let unique: Vec<&str> = addresses
+            .iter()
+            .map(String::as_str)
+            .filter(|a| seen.insert(*a))
+            .collect();
+        let mut consented = Vec::new();
+        // One single-partition query per 100 addresses, as suppressed_among.
+        for chunk in unique.chunks(100) {
+            let rows: Vec<(String, String)> = self
+                .rows(&self.st().select_consents_in, (tenant.as_str(), chunk.to_vec()))
+                .await?;
+            consented.extend(
+                rows.into_iter()
+                    .filter(|(_, consented_channel)| consented_channel == channel.as_str())
+                    .map(|(recipient, _)| recipient),
+            );
+        }
+        Ok(consented)
     }
 
     async fn consents(&self, tenant: &TenantId, recipient: &str) -> Result<Vec<Consent>, StoreError> {

@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 
-use super::StoreError;
+use super::{StoreError, TenantSettings};
 use crate::channel::{Channel, Priority};
 use crate::ids::{MessageId, TenantId};
 use crate::log::Offset;
@@ -50,6 +50,14 @@ pub(crate) fn json_from_text<T: DeserializeOwned>(raw: &str, what: &str) -> Resu
 }
 
 /// A stored message status.
+/// A tenant's stored settings: the defaults while none were set.
+pub(crate) fn settings_from_text(raw: Option<&str>) -> Result<TenantSettings, StoreError> {
+    raw.map_or_else(
+        || Ok(TenantSettings::default()),
+        |raw| json_from_text(raw, "tenant settings"),
+    )
+}
+
 pub(crate) fn parse_status(raw: &str) -> Result<MessageStatus, StoreError> {
     raw.parse()
         .map_err(|_| StoreError::Invalid(format!("stored message status {raw:?} is not recognised")))

@@ -91,6 +91,47 @@ impl Tenant {
     }
 }
 
+/// A tenant's messaging settings: whether marketing needs a recorded opt-in, and the replies
+/// to the HELP, STOP and START keywords (`None`: the default, which names the tenant).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TenantSettings {
+    /// Whether a marketing message needs the recipient's opt-in to its channel
+    /// ([`ContactStore::consented_among`]); transactional messages never do.
+    pub require_consent_for_marketing: bool,
+    /// The reply to HELP (and INFO).
+    pub help_reply: Option<String>,
+    /// The confirmation of an opt-out keyword (STOP, UNSUBSCRIBE, ...).
+    pub stop_reply: Option<String>,
+    /// The confirmation of an opt-in keyword (START, YES, UNSTOP).
+    pub start_reply: Option<String>,
+}
+
+impl TenantSettings {
+    /// The reply to HELP, the default naming the tenant when none is set.
+    pub fn help_reply(&self, tenant_name: &str) -> String {
+        self.help_reply
+            .clone()
+            .unwrap_or_else(|| format!("{tenant_name}: reply STOP to unsubscribe. Msg & data rates may apply."))
+    }
+
+    /// The confirmation of an opt-out, the default naming the tenant when none is set.
+    pub fn stop_reply(&self, tenant_name: &str) -> String {
+        self.stop_reply.clone().unwrap_or_else(|| {
+            format!(
+                "{tenant_name}: you are unsubscribed and will receive no more messages. Reply START to resubscribe."
+            )
+        })
+    }
+
+    /// The confirmation of an opt-in, the default naming the tenant when none is set.
+    pub fn start_reply(&self, tenant_name: &str) -> String {
+        self.start_reply.clone().unwrap_or_else(|| {
+            format!("{tenant_name}: you are subscribed again. Reply HELP for help, STOP to unsubscribe.")
+        })
+    }
+}
+
 /// A tenant API key, as stored: only a hash of the secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKeyRecord {
@@ -521,6 +562,12 @@ pub trait TenantStore: Send + Sync + 'static {
     /// Puts a tenant on a plan (`None`: no plan, no quota); false if there is no such tenant.
     async fn set_tenant_plan(&self, id: &TenantId, plan_id: Option<&str>) -> Result<bool, StoreError>;
 
+    /// A tenant's messaging settings (the defaults when none were set; `None`: no such tenant).
+    async fn tenant_settings(&self, id: &TenantId) -> Result<Option<TenantSettings>, StoreError>;
+
+    /// Replaces a tenant's messaging settings; false if there is no such tenant.
+    async fn set_tenant_settings(&self, id: &TenantId, settings: &TenantSettings) -> Result<bool, StoreError>;
+
     /// Demo tenants created before `before`.
     async fn demo_tenants_created_before(&self, before: OffsetDateTime) -> Result<Vec<Tenant>, StoreError>;
 
@@ -697,6 +744,14 @@ pub trait ContactStore: Send + Sync + 'static {
 
     /// Records (or replaces) a recipient's consent to a channel.
     async fn put_consent(&self, consent: &Consent) -> Result<(), StoreError>;
+
+    /// Which of `addresses` consented to `channel`.
+    async fn consented_among(
+        &self,
+        tenant: &TenantId,
+        channel: Channel,
+        addresses: &[String],
+    ) -> Result<Vec<String>, StoreError>;
 
     /// A recipient's consents, one per channel.
     async fn consents(&self, tenant: &TenantId, recipient: &str) -> Result<Vec<Consent>, StoreError>;

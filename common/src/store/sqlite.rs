@@ -34,12 +34,12 @@ use time::OffsetDateTime;
 use super::codec::{
     blob_to_hashes, enum_from_text, enum_to_text, from_ms, hashes_to_blob, json_from_text, json_to_text,
     offset_from_column, offset_to_column, parse_channel, parse_message_id, parse_priority, parse_status,
-    parse_tenant_id, to_ms,
+    parse_tenant_id, settings_from_text, to_ms,
 };
 use super::{
     ApiKeyRecord, AuditEntry, AuditStore, Brand, BusinessInfoRecord, ChannelCredentials, Consent, ContactStore,
     JournalEntry, MessageRecord, MessageStore, NewMessage, OnboardingStore, Plan, SenderNumber, StatusChange,
-    StatusUpdate, StoreError, StoredClaim, Suppression, Tenant, TenantStatus, TenantStore, UsageStore,
+    StatusUpdate, StoreError, StoredClaim, Suppression, Tenant, TenantSettings, TenantStatus, TenantStore, UsageStore,
 };
 use crate::address::PhoneNumber;
 use crate::channel::Channel;
@@ -61,13 +61,14 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0010_processed_events.sql"),
     include_str!("../../migrations/sqlite/0011_whatsapp_senders.sql"),
     include_str!("../../migrations/sqlite/0012_consents.sql"),
+    include_str!("../../migrations/sqlite/0013_tenant_settings.sql"),
 ];
 
 /// How long a processed provider event's id is remembered (400 days, as Cassandra's TTL).
 const PROCESSED_EVENT_RETENTION_MS: i64 = 400 * 24 * 3600 * 1000;
 
 /// The schema version this build creates and understands (the number of embedded migrations).
-pub const SCHEMA_VERSION: u32 = 12;
+pub const SCHEMA_VERSION: u32 = 13;
 
 const _: () = assert!(MIGRATIONS.len() == SCHEMA_VERSION as usize);
 
@@ -744,6 +745,35 @@ impl TenantStore for SqliteStore {
                 .map_err(db_err)?
                 .execute(params![id.as_str(), plan_id])
                 .map_err(db_err)?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+
+    async fn tenant_settings(&self, id: &TenantId) -> Result<Option<TenantSettings>, StoreError> {
+        let id = id.clone();
+        let row: Option<Option<String>> = self
+            .read(move |conn| {
+                query_opt(
+                    conn,
+                    "SELECT settings FROM tenants WHERE id = ?1",
+                    [id.as_str()],
+                    |row| col(row, 0),
+                )
+            })
+            .await?;
+        row.map(|json| settings_from_text(json.as_deref())).transpose()
+    }
+
+    async fn set_tenant_settings(&self, id: &TenantId, settings: &TenantSettings) -> Result<bool, StoreError> {
+        let id = id.clone();
+        let json = json_to_text(settings)?;
+        self.write(move |conn| {
+            let changed = execute(
+                conn,
+                "UPDATE tenants SET settings = ?2 WHERE id = ?1",
+                params![id.as_str(), json],
+            )?;
             Ok(changed > 0)
         })
         .await
@@ -1536,6 +1566,42 @@ impl ContactStore for SqliteStore {
                 ],
             )?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn consented_among(
+        &self,
+        tenant: &TenantId,
+        channel: Channel,
+        addresses: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        if addresses.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tenant = tenant.clone();
+        let addresses = addresses.to_vec();
+        self.read(move |conn| {
+            // One read transaction for the batch, as suppressed_among.
+            let tx = conn.transaction().map_err(db_err)?;
+            let mut consented = Vec::new();
+            {
+                let mut statement = tx
+                    .prepare_cached("SELECT 1 FROM consents WHERE tenant_id = ?1 AND recipient = ?2 AND channel = ?3")
+                    .map_err(db_err)?;
+                let mut seen = HashSet::with_capacity(addresses.len());
+                for address in &addresses {
+                    if seen.insert(address.as_str())
+                        && statement
+                            .exists([tenant.as_str(), address.as_str(), channel.as_str()])
+                            .map_err(db_err)?
+                    {
+                        consented.push(address.clone());
+                    }
+                }
+            }
+            tx.commit().map_err(db_err)?;
+            Ok(consented)
         })
         .await
     }
