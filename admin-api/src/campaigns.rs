@@ -6,7 +6,8 @@
 //! sends anyone twice, and a campaign reaches each recipient once. A live tenant's campaign on a
 //! channel that cannot send yet (brand under review, no number, ...) is refused whole with 409
 //! `channel_not_ready` and the next action, rather than accepted and then refused message by
-//! message.
+//! message; or, with `when_not_ready: "hold"`, kept in the store until the channel is ready
+//! (`crate::held` releases it) and counted as `held` meanwhile.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -16,7 +17,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use common::readiness;
+use common::readiness::{self, NotReady};
 use common::store::Tenant;
 use common::{CampaignId, Channel, MessageStatus};
 use futures_util::{Stream, StreamExt as _};
@@ -25,7 +26,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::auth::TenantCaller;
-use crate::messages::{SubmitError, SubmitResponse, append_envelopes, ensure_may_send};
+use crate::messages::{Destination, SubmitError, SubmitResponse, ensure_may_send, submit_envelopes};
 use crate::{ApiError, AppState};
 
 /// The most recipients one send call takes (larger campaigns send in several calls).
@@ -50,10 +51,10 @@ fn message_id(campaign: &CampaignId, channel: &str, to: &str) -> String {
 
 /// `POST /v1/campaigns/{id}/send`: the body holds the message's fields shared by every
 /// recipient (`channel`, `from`, `priority`, `body` or `template`, `subject`, `expires_at`,
-/// `tags`) and `recipients`: addresses, or objects `{"to", "contact_id", "variables"}` whose
-/// `variables` fill the template for that recipient. Each recipient is answered accepted,
-/// duplicate (a retried send: reached once) or rejected, as `POST /v1/messages` answers each
-/// envelope.
+/// `tags`), `recipients`: addresses, or objects `{"to", "contact_id", "variables"}` whose
+/// `variables` fill the template for that recipient, and `when_not_ready`: `reject` (the
+/// default) or `hold`. Each recipient is answered accepted, held, duplicate (a retried send:
+/// reached once) or rejected, as `POST /v1/messages` answers each envelope.
 #[utoipa::path(
     operation_id = "campaigns_send",
     post,
@@ -62,11 +63,11 @@ fn message_id(campaign: &CampaignId, channel: &str, to: &str) -> String {
     params(("id" = String, Path, description = "the campaign id: 1-128 of `A-Z a-z 0-9 _ - . :`", pattern = "^[A-Za-z0-9_.:-]{1,128}$")),
     request_body(content = CampaignSendRequest, content_type = "application/json"),
     responses(
-        (status = 202, description = "at least one recipient was accepted or exists already; each is answered accepted, duplicate or rejected", body = SubmitResponse),
+        (status = 202, description = "at least one recipient was accepted, held or exists already; each is answered accepted, held, duplicate or rejected", body = SubmitResponse),
         (status = 400, description = "malformed_json: the body is not the JSON expected", body = crate::error::ErrorBody),
         (status = 401, description = "unauthorized: no valid API key", body = crate::error::ErrorBody),
         (status = 402, description = "subscription_inactive or plan_inactive: sending is refused", body = crate::error::ErrorBody),
-        (status = 409, description = "channel_not_ready: a live tenant's channel cannot send yet, so nothing was accepted; `next_action` says what to do first (CHANNEL_NOT_CONFIGURED, WAIT_FOR_APPROVAL, ...)", body = crate::error::ErrorBody),
+        (status = 409, description = "channel_not_ready: a live tenant's channel cannot send yet and `when_not_ready` is `reject`, so nothing was accepted; `next_action` says what to do first (CHANNEL_NOT_CONFIGURED, WAIT_FOR_APPROVAL, ...)", body = crate::error::ErrorBody),
         (status = 413, description = "payload_too_large: the body is larger than admin.max_body_bytes", body = crate::error::ErrorBody),
         (status = 422, description = "every envelope was rejected (a SubmitResponse), or the request itself is invalid (an ErrorBody)", body = crate::messages::SubmitRejection),
         (status = 503, description = "store_unavailable or log_unavailable: retry later", body = crate::error::ErrorBody),
@@ -94,6 +95,12 @@ pub(crate) async fn send(
             ));
         }
     };
+    let hold = match shared.remove("when_not_ready") {
+        None => false,
+        Some(Value::String(choice)) if choice == "reject" => false,
+        Some(Value::String(choice)) if choice == "hold" => true,
+        Some(_) => return Err(ApiError::invalid("when_not_ready", "must be reject or hold")),
+    };
     for reserved in ["message_id", "campaign_id", "to", "contact_id", "tenant_id"] {
         if shared.contains_key(reserved) {
             return Err(ApiError::invalid(
@@ -107,45 +114,56 @@ pub(crate) async fn send(
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
-    channel_ready(&state, &tenant, &channel).await?;
+    let destination = match not_ready(&state, &tenant, &channel).await? {
+        None => Destination::Log,
+        Some((channel, not_ready)) if hold => Destination::Hold {
+            campaign: campaign.clone(),
+            channel,
+            next_action: not_ready.code(),
+        },
+        // Every message would be refused at admission with the same code: refuse them now.
+        Some((channel, not_ready)) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "channel_not_ready",
+                format!(
+                    "the {channel} channel cannot send yet, nothing was accepted: {}",
+                    not_ready.next_step()
+                ),
+            )
+            .with_field("channel")
+            .with_next_action(not_ready.code()));
+        }
+    };
     let envelopes = recipients
         .into_iter()
         .map(|recipient| envelope(&campaign, &channel, &shared, recipient))
         .collect();
-    let (status, response) = append_envelopes(&state, &caller, envelopes).await?;
+    let (status, response) = submit_envelopes(&state, &caller, envelopes, destination).await?;
     tracing::info!(
         tenant = %caller.tenant_id,
         %campaign,
         accepted = response.accepted,
+        held = response.held,
         rejected = response.rejected,
         "campaign messages submitted"
     );
     Ok((status, Json(response)))
 }
 
-/// Refuses a live tenant's campaign on a channel that cannot send yet, before anything is
-/// accepted: every message would be refused at admission with the same code. A channel that
-/// does not parse is left to each envelope's own check; demo tenants are always ready.
-async fn channel_ready(state: &AppState, tenant: &Tenant, channel: &str) -> Result<(), ApiError> {
+/// Why a live tenant's channel cannot send yet, if it cannot. A channel that does not parse is
+/// left to each envelope's own check; demo tenants are always ready.
+async fn not_ready(state: &AppState, tenant: &Tenant, channel: &str) -> Result<Option<(Channel, NotReady)>, ApiError> {
     let Ok(channel) = channel.parse::<Channel>() else {
-        return Ok(());
+        return Ok(None);
     };
     if tenant.is_demo {
-        return Ok(());
+        return Ok(None);
     }
-    match readiness::check(state.store.as_ref(), tenant, channel).await? {
-        Ok(_) => Ok(()),
-        Err(not_ready) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "channel_not_ready",
-            format!(
-                "the {channel} channel cannot send yet, nothing was accepted: {}",
-                not_ready.next_step()
-            ),
-        )
-        .with_field("channel")
-        .with_next_action(not_ready.code())),
-    }
+    Ok(readiness::check(state.store.as_ref(), tenant, channel)
+        .await?
+        .err()
+        .map(|not_ready| (channel, not_ready)))
 }
 
 /// One recipient's envelope: the shared fields, the recipient's own, and the derived ids; a
@@ -203,20 +221,26 @@ pub(crate) struct CampaignCounts {
     pub campaign_id: String,
     /// Messages in all.
     pub total: u64,
-    /// Messages per status (statuses with none left out).
+    /// Messages per status (statuses with none left out), and `held`: those kept until the
+    /// channel is ready.
     #[schema(value_type = BTreeMap<String, u64>)]
     pub counts: Map<String, Value>,
 }
 
 async fn counts(state: &AppState, caller: &TenantCaller, campaign: &CampaignId) -> Result<CampaignCounts, ApiError> {
     let counts: Vec<(MessageStatus, u64)> = state.store.campaign_counts(&caller.tenant_id, campaign).await?;
+    let held = state.store.held_count(&caller.tenant_id, campaign).await?;
+    let mut by_status: Map<String, Value> = counts
+        .iter()
+        .map(|(status, count)| (status.as_str().to_owned(), json!(count)))
+        .collect();
+    if held > 0 {
+        by_status.insert("held".to_owned(), json!(held));
+    }
     Ok(CampaignCounts {
         campaign_id: campaign.to_string(),
-        total: counts.iter().map(|(_, count)| count).sum(),
-        counts: counts
-            .into_iter()
-            .map(|(status, count)| (status.as_str().to_owned(), json!(count)))
-            .collect(),
+        total: counts.iter().map(|(_, count)| count).sum::<u64>() + held,
+        counts: by_status,
     })
 }
 

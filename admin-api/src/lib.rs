@@ -5,7 +5,8 @@
 //! dispatcher.
 //!
 //! Layout, one module per resource (each holds its handlers and their `#[utoipa::path]`):
-//! - `messages`, `campaigns`: submission onto the log, statuses, campaign sends and live counts.
+//! - `messages`, `campaigns`, `held`: submission onto the log, statuses, campaign sends and
+//!   live counts; campaigns held until their channel is ready, and their release.
 //! - `channels`, `business_info`, [`onboarding`]: credentials (sealed, verified), the 10DLC
 //!   form and the durable onboarding workflow.
 //! - `usage`, `audit`: quota use and preflight, the tenant's audit log.
@@ -30,6 +31,7 @@ mod consent;
 pub mod demo;
 mod error;
 mod form;
+mod held;
 pub mod import;
 mod limits;
 mod locks;
@@ -47,6 +49,7 @@ mod webhooks;
 pub mod whatsapp;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -200,6 +203,12 @@ impl AppState {
             tracker.spawn(Arc::clone(&self.onboarding).run(stop.clone()));
             tracker.spawn(Arc::clone(&self.senders).run(stop.clone()));
         }
+        tracker.spawn(held::run(
+            Arc::clone(&self.store),
+            Arc::clone(&self.log),
+            Duration::from_millis(settings.admin.held_release_interval_ms.max(1)),
+            stop.clone(),
+        ));
         tracker.spawn(demo::run_cleanup(
             Arc::clone(&self.store),
             settings.demo.retention(),

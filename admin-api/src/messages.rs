@@ -6,10 +6,11 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use common::envelope::{ENVELOPE_VERSION, Envelope, EnvelopeError, KEYWORD_REPLY_TAG};
 use common::log::{OutgoingRecord, Topic};
-use common::store::StatusChange;
-use common::{MessageId, MessageStatus};
+use common::store::{HeldMessage, StatusChange};
+use common::{CampaignId, Channel, MessageId, MessageStatus};
 use serde::Serialize;
 use serde_json::Value;
+use time::OffsetDateTime;
 
 use crate::AppState;
 use crate::auth::TenantCaller;
@@ -43,8 +44,9 @@ pub(crate) struct SubmitResult {
     /// Its message id (generated when the envelope had none).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,
-    /// `accepted`, `duplicate` (a message with this id exists already: nothing is sent again)
-    /// or `rejected`.
+    /// `accepted`, `held` (kept until its channel is ready: a campaign sent with
+    /// `when_not_ready: "hold"`), `duplicate` (a message with this id exists already: nothing is
+    /// sent again) or `rejected`.
     pub status: &'static str,
     /// The status of the message already stored under this id (`duplicate` only).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -71,12 +73,32 @@ pub(crate) struct SubmitError {
 pub(crate) struct SubmitResponse {
     /// How many were accepted (appended to the log).
     pub accepted: usize,
+    /// How many were held until their channel is ready (campaigns only).
+    pub held: usize,
     /// How many carry the id of a message that exists already (not appended: sent at most once).
     pub duplicates: usize,
     /// How many were rejected.
     pub rejected: usize,
+    /// What the channel needs before held messages go (`WAIT_FOR_APPROVAL`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_action: Option<&'static str>,
     /// One result per envelope, in request order.
     pub results: Vec<SubmitResult>,
+}
+
+/// Where the new envelopes of a submission go.
+pub(crate) enum Destination {
+    /// Appended to the log, to be sent.
+    Log,
+    /// Held in the store until the campaign's channel is ready (`held`).
+    Hold {
+        /// The campaign.
+        campaign: CampaignId,
+        /// The channel that is not ready.
+        channel: Channel,
+        /// What it needs first.
+        next_action: &'static str,
+    },
 }
 
 /// 402 unless the tenant's subscription is active and its plan (if any) exists: sending routes
@@ -149,19 +171,21 @@ pub(crate) async fn submit(
             format!("must hold 1 to {MAX_BATCH} envelopes"),
         ));
     }
-    let (status, response) = append_envelopes(&state, &caller, items.into_iter().map(Ok).collect()).await?;
+    let items = items.into_iter().map(Ok).collect();
+    let (status, response) = submit_envelopes(&state, &caller, items, Destination::Log).await?;
     Ok((status, Json(response)))
 }
 
-/// Validates each envelope on its own and appends the valid ones to the log in one append:
-/// 202 when at least one was accepted or found to exist already, else 422. An envelope whose
-/// id is already claimed is answered `duplicate` with the stored status and not appended; one
-/// read per id, and when that read fails the envelope is appended anyway (the dispatcher's
-/// claim still sends each id at most once).
-pub(crate) async fn append_envelopes(
+/// Validates each envelope on its own and appends the valid ones to the log in one append (or
+/// holds them in one store write): 202 when at least one was accepted, held or found to exist
+/// already, else 422. An envelope whose id is already claimed is answered `duplicate` with the
+/// stored status and not appended; one read per id, and when that read fails the envelope is
+/// appended anyway (the dispatcher's claim still sends each id at most once).
+pub(crate) async fn submit_envelopes(
     state: &AppState,
     caller: &TenantCaller,
     items: Vec<Result<Value, SubmitError>>,
+    destination: Destination,
 ) -> Result<(StatusCode, SubmitResponse), ApiError> {
     let total = items.len();
     let mut results = Vec::with_capacity(total);
@@ -189,7 +213,9 @@ pub(crate) async fn append_envelopes(
     }
     let existing = existing_statuses(state, &valid).await;
     let mut records = Vec::with_capacity(valid.len());
+    let mut held = Vec::new();
     let mut duplicates = 0;
+    let now = OffsetDateTime::now_utc();
     for ((index, envelope), existing) in valid.into_iter().zip(existing) {
         if let Some(status) = existing {
             results[index].status = "duplicate";
@@ -197,34 +223,57 @@ pub(crate) async fn append_envelopes(
             duplicates += 1;
             continue;
         }
-        records.push(OutgoingRecord {
-            key: envelope.tenant_id.as_str().as_bytes().to_vec(),
-            payload: envelope.to_json(),
-        });
+        match &destination {
+            Destination::Log => records.push(OutgoingRecord {
+                key: envelope.tenant_id.as_str().as_bytes().to_vec(),
+                payload: envelope.to_json(),
+            }),
+            Destination::Hold { campaign, channel, .. } => {
+                results[index].status = "held";
+                held.push(HeldMessage {
+                    tenant_id: envelope.tenant_id.clone(),
+                    campaign_id: campaign.clone(),
+                    channel: *channel,
+                    message_id: envelope.message_id.clone(),
+                    envelope: envelope.to_json(),
+                    held_at: now,
+                });
+            }
+        }
     }
-    let accepted = records.len();
-    let rejected = total - accepted - duplicates;
+    let (accepted, held_count) = (records.len(), held.len());
+    let rejected = total - accepted - held_count - duplicates;
     if !records.is_empty() {
         state.log.append(Topic::Messages, records).await?;
     }
+    if !held.is_empty() {
+        state.store.hold_messages(&held).await?;
+    }
     for (outcome, count) in [
         ("accepted", accepted),
+        ("held", held_count),
         ("duplicate", duplicates),
         ("rejected", rejected),
     ] {
         metrics::counter!("admin_messages_submitted_total", "outcome" => outcome).increment(count as u64);
     }
-    let status = if accepted + duplicates == 0 {
+    let status = if accepted + held_count + duplicates == 0 {
         StatusCode::UNPROCESSABLE_ENTITY
     } else {
         StatusCode::ACCEPTED
+    };
+    let next_action = match destination {
+        Destination::Hold { next_action, .. } if held_count > 0 => Some(next_action),
+        _ => None,
     };
     Ok((
         status,
         SubmitResponse {
             accepted,
+            held: held_count,
             duplicates,
             rejected,
+            next_action,
             results,
         },
     ))

@@ -55,8 +55,14 @@ pub(crate) fn describe() {
     describe_counter!(
         "admin_messages_submitted_total",
         Unit::Count,
-        "envelopes submitted over POST /v1/messages and campaign sends, by outcome (accepted, rejected)"
+        "envelopes submitted over POST /v1/messages and campaign sends, by outcome (accepted, held, duplicate, rejected)"
     );
+    describe_counter!(
+        "admin_held_messages_released_total",
+        Unit::Count,
+        "held campaign messages appended to the log once their channel was ready"
+    );
+    metrics::counter!("admin_held_messages_released_total").absolute(0);
     describe_counter!(
         "admin_webhooks_total",
         Unit::Count,
@@ -70,7 +76,7 @@ pub(crate) fn describe() {
     for limit in ["requests", "credential_checks", "event_streams", "timeout"] {
         metrics::counter!("admin_limited_total", "limit" => limit).absolute(0);
     }
-    for outcome in ["accepted", "rejected"] {
+    for outcome in ["accepted", "held", "duplicate", "rejected"] {
         metrics::counter!("admin_messages_submitted_total", "outcome" => outcome).absolute(0);
     }
     for (source, outcomes) in WEBHOOK_OUTCOMES {

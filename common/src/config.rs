@@ -140,6 +140,9 @@ pub struct AdminSettings {
     /// On stop, how long `/readyz` answers 503 while the API still serves, in seconds, so that
     /// load balancers stop sending first (0: stop at once).
     pub drain_secs: u64,
+    /// How often campaigns held until their channel is ready (`when_not_ready: "hold"`) are
+    /// looked at, and released where it is, in milliseconds.
+    pub held_release_interval_ms: u64,
 }
 
 impl AdminSettings {
@@ -166,6 +169,7 @@ impl Default for AdminSettings {
             max_event_streams_per_tenant: 8,
             credential_checks_per_tenant_per_hour: 30,
             drain_secs: 0,
+            held_release_interval_ms: 10_000,
         }
     }
 }

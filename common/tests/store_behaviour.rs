@@ -20,9 +20,9 @@ use common::store::SenderProfile;
 use common::store::cassandra::CassandraStore;
 use common::store::sqlite::SqliteStore;
 use common::store::{
-    ApiKeyRecord, Brand, BrandStatus, BusinessInfoRecord, ChannelCredentials, Held, JournalEntry, NewMessage,
-    NumberStatus, Plan, ProviderKind, SenderKind, SenderNumber, SenderRegistration, StatusUpdate, Store, StoreError,
-    StoredClaim, Suppression, SuppressionReason, TenantSettings, TenantStatus,
+    ApiKeyRecord, Brand, BrandStatus, BusinessInfoRecord, ChannelCredentials, Held, HeldMessage, JournalEntry,
+    NewMessage, NumberStatus, Plan, ProviderKind, SenderKind, SenderNumber, SenderRegistration, StatusUpdate, Store,
+    StoreError, StoredClaim, Suppression, SuppressionReason, TenantSettings, TenantStatus,
 };
 use common::{CampaignId, Channel, MessageStatus, Priority, TenantId};
 use serde_json::json;
@@ -154,6 +154,7 @@ suite!(sqlite:
     consents_round_trip_and_go_with_their_tenant,
     consent_is_found_per_channel_for_a_batch,
     tenant_settings_default_until_set,
+    held_messages_wait_per_campaign_until_released,
     claims_are_written_and_read_back,
     the_claim_journal_keeps_generations_until_trimmed,
     status_only_moves_forward,
@@ -188,6 +189,7 @@ suite!(cassandra:
     consents_round_trip_and_go_with_their_tenant,
     consent_is_found_per_channel_for_a_batch,
     tenant_settings_default_until_set,
+    held_messages_wait_per_campaign_until_released,
     claims_are_written_and_read_back,
     the_claim_journal_keeps_generations_until_trimmed,
     status_only_moves_forward,
@@ -1455,4 +1457,60 @@ async fn deleting_a_tenant_removes_everything_it_owns_and_nothing_else(store: Ar
         .put_sender_number(&sender_number("other", "+14155550100"))
         .await
         .unwrap();
+}
+
+async fn held_messages_wait_per_campaign_until_released(store: Arc<dyn Store>) {
+    let acme = tid("acme");
+    store.create_tenant(&tenant("acme", false, T0)).await.unwrap();
+    let spring = CampaignId::parse("spring").unwrap();
+    let fall = CampaignId::parse("fall").unwrap();
+    let held = |campaign: &CampaignId, channel, n: u32| HeldMessage {
+        tenant_id: acme.clone(),
+        campaign_id: campaign.clone(),
+        channel,
+        message_id: common::MessageId::parse(format!("m-{n:03}")).unwrap(),
+        envelope: format!("{{\"n\": {n}}}").into_bytes(),
+        held_at: at(T0),
+    };
+    let spring_sms: Vec<HeldMessage> = (0..5).map(|n| held(&spring, Channel::Sms, n)).collect();
+    store.hold_messages(&spring_sms).await.unwrap();
+    // Holding again replaces; another channel of the same campaign is its own.
+    store.hold_messages(&spring_sms[..2]).await.unwrap();
+    store
+        .hold_messages(&[held(&spring, Channel::Whatsapp, 9)])
+        .await
+        .unwrap();
+    store.hold_messages(&[held(&fall, Channel::Sms, 1)]).await.unwrap();
+
+    let mut campaigns = store.held_campaigns(100).await.unwrap();
+    campaigns.sort_by(|a, b| (a.1.as_str(), a.2.as_str()).cmp(&(b.1.as_str(), b.2.as_str())));
+    assert_eq!(
+        campaigns,
+        vec![
+            (acme.clone(), fall.clone(), Channel::Sms),
+            (acme.clone(), spring.clone(), Channel::Sms),
+            (acme.clone(), spring.clone(), Channel::Whatsapp),
+        ]
+    );
+    assert_eq!(store.held_count(&acme, &spring).await.unwrap(), 6);
+    let page = store.held_messages(&acme, &spring, Channel::Sms, 3).await.unwrap();
+    assert_eq!(page, spring_sms[..3].to_vec());
+
+    let ids: Vec<_> = page.iter().map(|message| message.message_id.clone()).collect();
+    store.release_held(&acme, &spring, Channel::Sms, &ids).await.unwrap();
+    assert_eq!(
+        store.held_messages(&acme, &spring, Channel::Sms, 10).await.unwrap(),
+        spring_sms[3..].to_vec()
+    );
+    let rest: Vec<_> = spring_sms[3..]
+        .iter()
+        .map(|message| message.message_id.clone())
+        .collect();
+    store.release_held(&acme, &spring, Channel::Sms, &rest).await.unwrap();
+    assert_eq!(store.held_count(&acme, &spring).await.unwrap(), 1);
+    assert_eq!(store.held_campaigns(100).await.unwrap().len(), 2);
+
+    assert!(store.delete_tenant(&acme).await.unwrap());
+    assert!(store.held_campaigns(100).await.unwrap().is_empty());
+    assert_eq!(store.held_count(&acme, &fall).await.unwrap(), 0);
 }

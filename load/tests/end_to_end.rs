@@ -2,7 +2,8 @@
 //! tenant's messages to the provider simulator, whose status callbacks, signed with the
 //! account's token, come back to the admin API's webhook and move each message to `sent`,
 //! then `delivered` (and `read` on WhatsApp). Inbound webhooks open the WhatsApp 24-hour window
-//! and apply STOP and START, each answered once with the tenant's reply.
+//! and apply STOP and START, each answered once with the tenant's reply. A campaign held while
+//! the brand is under review goes once it is approved.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use common::config::Settings;
 use common::credentials::{Keyring, generate_key};
 use common::store::sqlite::SqliteStore;
 use common::store::{AuditStore, ContactStore};
-use common::store::{MessageStore, NumberStatus, SenderKind, SenderNumber};
+use common::store::{BrandStatus, MessageStore, NumberStatus, OnboardingStore, SenderKind, SenderNumber, UsageStore};
 use common::twilio::signature::{SIGNATURE_HEADER, compute};
 use common::unsubscribe::UnsubscribeLinks;
 use common::{Channel, TenantId};
@@ -201,6 +202,7 @@ async fn start_on(data_dir: &std::path::Path, simulator: &RunningSimulator, port
     settings.demo.bootstrap = false;
     settings.log.partitions = 2;
     settings.dispatcher.poll_wait_ms = 20;
+    settings.admin.held_release_interval_ms = 100;
     settings.credentials.keys = Some(keys);
     load::fixtures::on_simulator(&mut settings, &simulator.base_url());
     let key = seed_tenant(&settings, &keyring).await;
@@ -764,6 +766,110 @@ async fn email_goes_through_ses_and_its_events_come_back_over_signed_sns() {
         .unwrap();
     assert_eq!(forged.status(), 403);
 
+    running.app.shutdown().await;
+    simulator.shutdown().await.unwrap();
+}
+
+/// The tenant's brand goes back under review; a campaign sent with `when_not_ready: "hold"`
+/// waits, counted as held, and goes out once the brand is approved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_held_while_the_brand_is_reviewed_goes_once_it_is_approved() {
+    let simulator = simulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(dir.path(), &simulator).await;
+    let store = SqliteStore::open(&testing::settings(dir.path()).store_path())
+        .await
+        .unwrap();
+    let acme = TenantId::parse("acme").unwrap();
+    let approved = store.brand(&acme).await.unwrap().unwrap();
+    let mut reviewed = approved.clone();
+    (reviewed.status, reviewed.approved_at) = (BrandStatus::Pending, None);
+    store.put_brand(&reviewed).await.unwrap();
+
+    let send = |when_not_ready: &'static str| {
+        let body = json!({
+            "channel": "sms", "from": SMS_FROM, "body": "Doors open at 9",
+            "recipients": ["+14155550181", "+14155550182", "+14155550183"],
+            "when_not_ready": when_not_ready,
+        });
+        running
+            .http
+            .post(running.url("/v1/campaigns/launch/send"))
+            .bearer_auth(&running.key)
+            .json(&body)
+            .send()
+    };
+    let refused = send("reject").await.unwrap();
+    assert_eq!(refused.status(), 409);
+    let held = send("hold").await.unwrap();
+    assert_eq!(held.status(), 202);
+    let held: Value = held.json().await.unwrap();
+    assert_eq!(
+        (held["held"].as_u64(), held["accepted"].as_u64()),
+        (Some(3), Some(0)),
+        "{held}"
+    );
+    assert_eq!(held["next_action"], "WAIT_FOR_APPROVAL", "{held}");
+    let ids: Vec<String> = held["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|result| {
+            assert_eq!(result["status"], "held", "{result}");
+            result["message_id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    let counts: Value = running
+        .http
+        .get(running.url("/v1/campaigns/launch/events"))
+        .bearer_auth(&running.key)
+        .send()
+        .await
+        .unwrap()
+        .chunk()
+        .await
+        .unwrap()
+        .map(|chunk| {
+            let frame = String::from_utf8(chunk.to_vec()).unwrap();
+            let data = frame
+                .lines()
+                .find_map(|line| line.strip_prefix("data: "))
+                .unwrap()
+                .to_owned();
+            serde_json::from_str(&data).unwrap()
+        })
+        .unwrap();
+    assert_eq!(
+        (counts["total"].as_u64(), counts["counts"]["held"].as_u64()),
+        (Some(3), Some(3)),
+        "{counts}"
+    );
+    assert_eq!(
+        store
+            .held_count(&acme, &common::CampaignId::parse("launch").unwrap())
+            .await
+            .unwrap(),
+        3
+    );
+
+    store.put_brand(&approved).await.unwrap();
+    for id in &ids {
+        running.wait_for(id, "delivered").await;
+    }
+    assert_eq!(
+        store
+            .held_count(&acme, &common::CampaignId::parse("launch").unwrap())
+            .await
+            .unwrap(),
+        0
+    );
+    let audit = store.audit(&acme, 100).await.unwrap();
+    let released = audit
+        .iter()
+        .find(|entry| entry.action == "campaign.released")
+        .expect("the release is audited");
+    assert_eq!(released.detail["messages"], 3, "{released:?}");
+    assert_eq!(simulator.stats().accepted, 3);
     running.app.shutdown().await;
     simulator.shutdown().await.unwrap();
 }

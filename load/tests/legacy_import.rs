@@ -661,7 +661,7 @@ async fn every_mapping_on_sqlite_then_an_idempotent_re_run() {
     captured_logs();
     let dir = tempfile::tempdir().unwrap();
     let (settings, keyring) = settings(dir.path());
-    Box::pin(every_mapping_then_an_idempotent_re_run(&settings, &keyring)).await;
+    every_mapping_then_an_idempotent_re_run(&settings, &keyring).await;
     // The store's file holds no plaintext either.
     let bytes = std::fs::read(settings.store_path()).unwrap();
     assert!(!String::from_utf8_lossy(&bytes).contains("legacy-token-"));
@@ -688,7 +688,7 @@ async fn every_mapping_on_cassandra_then_an_idempotent_re_run() {
     settings.store.cassandra.contact_points = vec![contact];
     settings.store.cassandra.keyspace = unique.clone();
     settings.store.cassandra.replication_factor = 1;
-    Box::pin(every_mapping_then_an_idempotent_re_run(&settings, &keyring)).await;
+    every_mapping_then_an_idempotent_re_run(&settings, &keyring).await;
     let store = common::store::cassandra::CassandraStore::open(&settings.store.cassandra)
         .await
         .unwrap();

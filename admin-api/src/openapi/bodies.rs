@@ -330,6 +330,16 @@ pub(crate) fn campaign_send(max_recipients: usize) -> RefOr<Schema> {
         let object = closed(&format!("A campaign send: {}.", variant_name(channel, content)))
             .property("version", version())
             .property("recipients", recipients(channel, max_recipients))
+            .property(
+                "when_not_ready",
+                choice(
+                    &["reject", "hold"],
+                    "What to do when the channel cannot send yet (brand under review, no active \
+                     number, ...): `reject` (the default) answers 409 with the next action; \
+                     `hold` keeps the messages until the channel is ready, then sends them.",
+                    false,
+                ),
+            )
             .required("recipients");
         one_of.item(message_fields(object, channel, content))
     });

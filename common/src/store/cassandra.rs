@@ -48,13 +48,14 @@ use time::OffsetDateTime;
 
 use super::codec::{
     blob_to_hashes, enum_from_text, enum_to_text, from_ms, hashes_to_blob, json_from_text, json_to_text,
-    offset_from_column, offset_to_column, parse_channel, parse_message_id, parse_priority, parse_status,
-    parse_tenant_id, settings_from_text, to_ms,
+    offset_from_column, offset_to_column, parse_campaign_id, parse_channel, parse_message_id, parse_priority,
+    parse_status, parse_tenant_id, settings_from_text, to_ms,
 };
 use super::{
     ApiKeyRecord, AuditEntry, AuditStore, Brand, BusinessInfoRecord, ChannelCredentials, Consent, ContactStore, Held,
-    JournalEntry, MessageRecord, MessageStore, NewMessage, OnboardingStore, Plan, SenderNumber, StatusChange,
-    StatusUpdate, StoreError, StoredClaim, Suppression, Tenant, TenantSettings, TenantStatus, TenantStore, UsageStore,
+    HeldMessage, JournalEntry, MessageRecord, MessageStore, NewMessage, OnboardingStore, Plan, SenderNumber,
+    StatusChange, StatusUpdate, StoreError, StoredClaim, Suppression, Tenant, TenantSettings, TenantStatus,
+    TenantStore, UsageStore,
 };
 use crate::address::PhoneNumber;
 use crate::channel::Channel;
@@ -110,10 +111,15 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0009_tenant_settings",
         include_str!("../../migrations/cql/0009_tenant_settings.cql"),
     ),
+    (
+        10,
+        "0010_held_messages",
+        include_str!("../../migrations/cql/0010_held_messages.cql"),
+    ),
 ];
 
 /// The schema version this build creates and understands.
-pub const SCHEMA_VERSION: i32 = 9;
+pub const SCHEMA_VERSION: i32 = 10;
 
 /// The `schema_migrations` row that holds the migration lease.
 const LEASE_VERSION: i32 = -1;
@@ -237,7 +243,8 @@ impl CassandraStore {
             .use_keyspace(settings.keyspace.as_str(), false)
             .await
             .map_err(be("use keyspace"))?;
-        let st = Statements::prepare(&session).await?;
+        // Boxed: the future preparing every statement is larger than the rest of opening.
+        let st = Box::pin(Statements::prepare(&session)).await?;
         tracing::info!(keyspace = %settings.keyspace, "cassandra store open");
         let seed = OffsetDateTime::now_utc().unix_timestamp_nanos();
         Ok(Self {
@@ -605,6 +612,30 @@ impl CassandraStore {
     }
 
     /// Deletes one message and the index rows that name it.
+    /// Writes one held message.
+    async fn put_held(&self, message: HeldMessage) -> Result<(), StoreError> {
+        self.exec(
+            &self.st().upsert_held,
+            (
+                message.tenant_id.as_str(),
+                message.campaign_id.as_str(),
+                message.channel.as_str(),
+                message.message_id.as_str(),
+                message.envelope.as_slice(),
+                ts(message.held_at)?,
+            ),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Deletes one held message of a (tenant, campaign, channel).
+    async fn delete_held(&self, key: (&str, &str, &str), id: MessageId) -> Result<(), StoreError> {
+        self.exec(&self.st().delete_held, (key.0, key.1, key.2, id.as_str()))
+            .await?;
+        Ok(())
+    }
+
     async fn delete_message(&self, tenant: &str, id: String) -> Result<(), StoreError> {
         if let Some(record) = self.message_row(tenant, &id).await?
             && let Some(campaign) = &record.campaign_id
@@ -1051,6 +1082,19 @@ statements! {
     upsert_consent = format!("INSERT INTO consents ({CONSENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)");
     select_consents = format!("SELECT {CONSENT_COLUMNS} FROM consents WHERE tenant_id = ? AND recipient = ?");
     select_consents_in = "SELECT recipient, channel FROM consents WHERE tenant_id = ? AND recipient IN ?";
+
+    upsert_held = "INSERT INTO held_messages (tenant_id, campaign_id, channel, message_id, envelope, held_at) \
+                   VALUES (?, ?, ?, ?, ?, ?)";
+    select_held = "SELECT message_id, envelope, held_at FROM held_messages \
+                   WHERE tenant_id = ? AND campaign_id = ? AND channel = ? LIMIT ?";
+    count_held = "SELECT count(*) FROM held_messages WHERE tenant_id = ? AND campaign_id = ? AND channel = ?";
+    delete_held = "DELETE FROM held_messages WHERE tenant_id = ? AND campaign_id = ? AND channel = ? AND message_id = ?";
+    delete_held_partition = "DELETE FROM held_messages WHERE tenant_id = ? AND campaign_id = ? AND channel = ?";
+    upsert_held_campaign = "INSERT INTO held_campaigns (bucket, tenant_id, campaign_id, channel) VALUES (0, ?, ?, ?)";
+    select_held_campaigns = "SELECT tenant_id, campaign_id, channel FROM held_campaigns WHERE bucket = 0 LIMIT ?";
+    select_tenant_held = "SELECT campaign_id, channel FROM held_campaigns WHERE bucket = 0 AND tenant_id = ?";
+    select_campaign_held = "SELECT channel FROM held_campaigns WHERE bucket = 0 AND tenant_id = ? AND campaign_id = ?";
+    delete_held_campaign = "DELETE FROM held_campaigns WHERE bucket = 0 AND tenant_id = ? AND campaign_id = ? AND channel = ?";
     delete_consents = "DELETE FROM consents WHERE tenant_id = ?";
 
     upsert_inbound = "INSERT INTO inbound_contacts (tenant_id, address, last_inbound) VALUES (?, ?, ?) \
@@ -1482,6 +1526,13 @@ impl TenantStore for CassandraStore {
         self.exec(&st.delete_suppressions, (t,)).await?;
         self.exec(&st.delete_consents, (t,)).await?;
         self.exec(&st.delete_inbounds, (t,)).await?;
+        let held: Vec<(String, String)> = self.all_rows(&st.select_tenant_held, (t,)).await?;
+        for (campaign, channel) in held {
+            self.exec(&st.delete_held_partition, (t, campaign.as_str(), channel.as_str()))
+                .await?;
+            self.exec(&st.delete_held_campaign, (t, campaign.as_str(), channel.as_str()))
+                .await?;
+        }
 
         let days: Vec<(i32,)> = self.rows(&st.select_tenant_days, (t, KIND_MESSAGES)).await?;
         for (day,) in days {
@@ -2107,6 +2158,108 @@ impl UsageStore for CassandraStore {
             .await?;
         let count = row.and_then(|(count,)| count).unwrap_or(0);
         u64::try_from(count).map_err(|_| StoreError::Invalid(format!("usage counter {count} is negative")))
+    }
+
+    async fn hold_messages(&self, messages: &[HeldMessage]) -> Result<(), StoreError> {
+        let st = self.st();
+        stream::iter(messages.iter().cloned().map(|message| self.put_held(message)))
+            .buffer_unordered(self.inner.concurrency)
+            .try_for_each(|()| async { Ok(()) })
+            .await?;
+        // Listed after its rows are written, so a campaign listed always has them.
+        let mut campaigns: Vec<(&TenantId, &CampaignId, Channel)> = messages
+            .iter()
+            .map(|message| (&message.tenant_id, &message.campaign_id, message.channel))
+            .collect();
+        campaigns.dedup();
+        for (tenant, campaign, channel) in campaigns {
+            self.exec(
+                &st.upsert_held_campaign,
+                (tenant.as_str(), campaign.as_str(), channel.as_str()),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn held_campaigns(&self, limit: usize) -> Result<Vec<(TenantId, CampaignId, Channel)>, StoreError> {
+        let limit = i32::try_from(limit).unwrap_or(i32::MAX);
+        let rows: Vec<(String, String, String)> = self.rows(&self.st().select_held_campaigns, (limit,)).await?;
+        rows.into_iter()
+            .map(|(tenant, campaign, channel)| {
+                Ok((
+                    parse_tenant_id(&tenant)?,
+                    parse_campaign_id(&campaign)?,
+                    parse_channel(&channel)?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn held_messages(
+        &self,
+        tenant: &TenantId,
+        campaign: &CampaignId,
+        channel: Channel,
+        limit: usize,
+    ) -> Result<Vec<HeldMessage>, StoreError> {
+        let limit = i32::try_from(limit).unwrap_or(i32::MAX);
+        let rows: Vec<(String, Vec<u8>, CqlTimestamp)> = self
+            .rows(
+                &self.st().select_held,
+                (tenant.as_str(), campaign.as_str(), channel.as_str(), limit),
+            )
+            .await?;
+        rows.into_iter()
+            .map(|(id, envelope, held_at)| {
+                Ok(HeldMessage {
+                    tenant_id: tenant.clone(),
+                    campaign_id: campaign.clone(),
+                    channel,
+                    message_id: parse_message_id(&id)?,
+                    envelope,
+                    held_at: from_ts(held_at)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn held_count(&self, tenant: &TenantId, campaign: &CampaignId) -> Result<u64, StoreError> {
+        let st = self.st();
+        let channels: Vec<(String,)> = self
+            .rows(&st.select_campaign_held, (tenant.as_str(), campaign.as_str()))
+            .await?;
+        let mut total = 0;
+        for (channel,) in channels {
+            let count: Option<(i64,)> = self
+                .row(&st.count_held, (tenant.as_str(), campaign.as_str(), channel.as_str()))
+                .await?;
+            total += count.map_or(0, |(count,)| u64::try_from(count).unwrap_or(0));
+        }
+        Ok(total)
+    }
+
+    async fn release_held(
+        &self,
+        tenant: &TenantId,
+        campaign: &CampaignId,
+        channel: Channel,
+        ids: &[MessageId],
+    ) -> Result<(), StoreError> {
+        let st = self.st();
+        let key = (tenant.as_str(), campaign.as_str(), channel.as_str());
+        stream::iter(ids.iter().cloned().map(|id| self.delete_held(key, id)))
+            .buffer_unordered(self.inner.concurrency)
+            .try_for_each(|()| async { Ok(()) })
+            .await?;
+        if self.held_messages(tenant, campaign, channel, 1).await?.is_empty() {
+            self.exec(&st.delete_held_campaign, key).await?;
+            // A hold written meanwhile lists the campaign again.
+            if !self.held_messages(tenant, campaign, channel, 1).await?.is_empty() {
+                self.exec(&st.upsert_held_campaign, key).await?;
+            }
+        }
+        Ok(())
     }
 
     async fn campaign_counts(

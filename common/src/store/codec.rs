@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 
 use super::{StoreError, TenantSettings};
 use crate::channel::{Channel, Priority};
-use crate::ids::{MessageId, TenantId};
+use crate::ids::{CampaignId, MessageId, TenantId};
 use crate::log::Offset;
 use crate::status::MessageStatus;
 
@@ -83,6 +83,11 @@ pub(crate) fn parse_priority(raw: &str) -> Result<Priority, StoreError> {
 /// A stored tenant id.
 pub(crate) fn parse_tenant_id(raw: &str) -> Result<TenantId, StoreError> {
     TenantId::parse(raw).map_err(|e| StoreError::Invalid(format!("stored tenant id {raw:?} is not valid: {e}")))
+}
+
+/// A stored campaign id.
+pub(crate) fn parse_campaign_id(raw: &str) -> Result<CampaignId, StoreError> {
+    CampaignId::parse(raw).map_err(|e| StoreError::Invalid(format!("stored campaign id {raw:?} is not valid: {e}")))
 }
 
 /// A stored message id.

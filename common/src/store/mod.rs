@@ -396,6 +396,24 @@ pub struct Consent {
     pub given_at: OffsetDateTime,
 }
 
+/// A campaign's message kept until its channel can send (`when_not_ready: "hold"`), then
+/// appended to the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldMessage {
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// The campaign.
+    pub campaign_id: CampaignId,
+    /// The channel that was not ready.
+    pub channel: Channel,
+    /// The message's id.
+    pub message_id: MessageId,
+    /// The encoded envelope, as it will be appended.
+    pub envelope: Vec<u8>,
+    /// When it was held.
+    pub held_at: OffsetDateTime,
+}
+
 /// A message to claim for dispatch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewMessage {
@@ -692,9 +710,38 @@ pub trait MessageStore: Send + Sync + 'static {
     }
 }
 
-/// Plans, usage against them, campaign counts.
+/// Plans, usage against them, campaign counts, campaigns held until their channel is ready.
 #[async_trait]
 pub trait UsageStore: Send + Sync + 'static {
+    /// Keeps messages of a campaign until its channel is ready (a message held already is
+    /// replaced), and lists the campaign among [`UsageStore::held_campaigns`].
+    async fn hold_messages(&self, messages: &[HeldMessage]) -> Result<(), StoreError>;
+
+    /// Campaigns with held messages, as (tenant, campaign, channel), at most `limit`.
+    async fn held_campaigns(&self, limit: usize) -> Result<Vec<(TenantId, CampaignId, Channel)>, StoreError>;
+
+    /// Up to `limit` held messages of a campaign on a channel, in message id order.
+    async fn held_messages(
+        &self,
+        tenant: &TenantId,
+        campaign: &CampaignId,
+        channel: Channel,
+        limit: usize,
+    ) -> Result<Vec<HeldMessage>, StoreError>;
+
+    /// How many messages of a campaign are held, on every channel.
+    async fn held_count(&self, tenant: &TenantId, campaign: &CampaignId) -> Result<u64, StoreError>;
+
+    /// Forgets held messages (released to the log); a campaign left with none on the channel
+    /// leaves [`UsageStore::held_campaigns`].
+    async fn release_held(
+        &self,
+        tenant: &TenantId,
+        campaign: &CampaignId,
+        channel: Channel,
+        ids: &[MessageId],
+    ) -> Result<(), StoreError>;
+
     /// Creates or replaces a plan.
     async fn put_plan(&self, plan: &Plan) -> Result<(), StoreError>;
 

@@ -33,13 +33,14 @@ use time::OffsetDateTime;
 
 use super::codec::{
     blob_to_hashes, enum_from_text, enum_to_text, from_ms, hashes_to_blob, json_from_text, json_to_text,
-    offset_from_column, offset_to_column, parse_channel, parse_message_id, parse_priority, parse_status,
-    parse_tenant_id, settings_from_text, to_ms,
+    offset_from_column, offset_to_column, parse_campaign_id, parse_channel, parse_message_id, parse_priority,
+    parse_status, parse_tenant_id, settings_from_text, to_ms,
 };
 use super::{
     ApiKeyRecord, AuditEntry, AuditStore, Brand, BusinessInfoRecord, ChannelCredentials, Consent, ContactStore,
-    JournalEntry, MessageRecord, MessageStore, NewMessage, OnboardingStore, Plan, SenderNumber, StatusChange,
-    StatusUpdate, StoreError, StoredClaim, Suppression, Tenant, TenantSettings, TenantStatus, TenantStore, UsageStore,
+    HeldMessage, JournalEntry, MessageRecord, MessageStore, NewMessage, OnboardingStore, Plan, SenderNumber,
+    StatusChange, StatusUpdate, StoreError, StoredClaim, Suppression, Tenant, TenantSettings, TenantStatus,
+    TenantStore, UsageStore,
 };
 use crate::address::PhoneNumber;
 use crate::channel::Channel;
@@ -62,13 +63,14 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0011_whatsapp_senders.sql"),
     include_str!("../../migrations/sqlite/0012_consents.sql"),
     include_str!("../../migrations/sqlite/0013_tenant_settings.sql"),
+    include_str!("../../migrations/sqlite/0014_held_messages.sql"),
 ];
 
 /// How long a processed provider event's id is remembered (400 days, as Cassandra's TTL).
 const PROCESSED_EVENT_RETENTION_MS: i64 = 400 * 24 * 3600 * 1000;
 
 /// The schema version this build creates and understands (the number of embedded migrations).
-pub const SCHEMA_VERSION: u32 = 13;
+pub const SCHEMA_VERSION: u32 = 14;
 
 const _: () = assert!(MIGRATIONS.len() == SCHEMA_VERSION as usize);
 
@@ -806,6 +808,7 @@ impl TenantStore for SqliteStore {
                 "usage",
                 "suppressions",
                 "consents",
+                "held_messages",
                 "audit_log",
                 "processed_events",
             ] {
@@ -1466,6 +1469,126 @@ impl UsageStore for SqliteStore {
                 |row| col::<u64>(row, 0),
             )?;
             Ok(count.unwrap_or(0))
+        })
+        .await
+    }
+
+    async fn hold_messages(&self, messages: &[HeldMessage]) -> Result<(), StoreError> {
+        let messages = messages.to_vec();
+        self.write(move |conn| {
+            let tx = write_tx(conn)?;
+            {
+                let mut statement = tx
+                    .prepare_cached(
+                        "INSERT OR REPLACE INTO held_messages \
+                         (tenant_id, campaign_id, channel, message_id, envelope, held_at) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    )
+                    .map_err(db_err)?;
+                for message in &messages {
+                    statement
+                        .execute(params![
+                            message.tenant_id.as_str(),
+                            message.campaign_id.as_str(),
+                            message.channel.as_str(),
+                            message.message_id.as_str(),
+                            message.envelope,
+                            to_ms(message.held_at)?,
+                        ])
+                        .map_err(db_err)?;
+                }
+            }
+            tx.commit().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn held_campaigns(&self, limit: usize) -> Result<Vec<(TenantId, CampaignId, Channel)>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            query_all(
+                conn,
+                "SELECT DISTINCT tenant_id, campaign_id, channel FROM held_messages LIMIT ?1",
+                [limit],
+                |row| {
+                    Ok((
+                        parse_tenant_id(&col::<String>(row, 0)?)?,
+                        parse_campaign_id(&col::<String>(row, 1)?)?,
+                        parse_channel(&col::<String>(row, 2)?)?,
+                    ))
+                },
+            )
+        })
+        .await
+    }
+
+    async fn held_messages(
+        &self,
+        tenant: &TenantId,
+        campaign: &CampaignId,
+        channel: Channel,
+        limit: usize,
+    ) -> Result<Vec<HeldMessage>, StoreError> {
+        let (tenant, campaign) = (tenant.clone(), campaign.clone());
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            query_all(
+                conn,
+                "SELECT message_id, envelope, held_at FROM held_messages \
+                 WHERE tenant_id = ?1 AND campaign_id = ?2 AND channel = ?3 ORDER BY message_id LIMIT ?4",
+                params![tenant.as_str(), campaign.as_str(), channel.as_str(), limit],
+                |row| {
+                    Ok(HeldMessage {
+                        tenant_id: tenant.clone(),
+                        campaign_id: campaign.clone(),
+                        channel,
+                        message_id: parse_message_id(&col::<String>(row, 0)?)?,
+                        envelope: col(row, 1)?,
+                        held_at: col_time(row, 2)?,
+                    })
+                },
+            )
+        })
+        .await
+    }
+
+    async fn held_count(&self, tenant: &TenantId, campaign: &CampaignId) -> Result<u64, StoreError> {
+        let (tenant, campaign) = (tenant.clone(), campaign.clone());
+        self.read(move |conn| {
+            let count: i64 = conn
+                .prepare_cached("SELECT count(*) FROM held_messages WHERE tenant_id = ?1 AND campaign_id = ?2")
+                .map_err(db_err)?
+                .query_row([tenant.as_str(), campaign.as_str()], |row| row.get(0))
+                .map_err(db_err)?;
+            Ok(u64::try_from(count).unwrap_or(0))
+        })
+        .await
+    }
+
+    async fn release_held(
+        &self,
+        tenant: &TenantId,
+        campaign: &CampaignId,
+        channel: Channel,
+        ids: &[MessageId],
+    ) -> Result<(), StoreError> {
+        let (tenant, campaign, ids) = (tenant.clone(), campaign.clone(), ids.to_vec());
+        self.write(move |conn| {
+            let tx = write_tx(conn)?;
+            {
+                let mut statement = tx
+                    .prepare_cached(
+                        "DELETE FROM held_messages \
+                         WHERE tenant_id = ?1 AND campaign_id = ?2 AND channel = ?3 AND message_id = ?4",
+                    )
+                    .map_err(db_err)?;
+                for id in &ids {
+                    statement
+                        .execute([tenant.as_str(), campaign.as_str(), channel.as_str(), id.as_str()])
+                        .map_err(db_err)?;
+                }
+            }
+            tx.commit().map_err(db_err)
         })
         .await
     }
