@@ -10,8 +10,8 @@
 //! - `channels`, `business_info`, [`onboarding`]: credentials (sealed, verified), the 10DLC
 //!   form and the durable onboarding workflow.
 //! - `usage`, `audit`: quota use and preflight, the tenant's audit log.
-//! - `consent`, `settings`: suppressions and opt-ins; the tenant's messaging settings
-//!   (consent required for marketing, keyword replies).
+//! - `consent`, `settings`, `inbound`: suppressions and opt-ins; the tenant's messaging
+//!   settings (consent required for marketing, keyword replies); inbound messages received.
 //! - [`platform`], [`demo`]: the platform-admin key's routes; demo tenants and their clean-up.
 //! - `webhooks`: providers' callbacks, one file per provider (Twilio's, SES's), verified
 //!   before anything is read.
@@ -33,6 +33,7 @@ mod error;
 mod form;
 mod held;
 pub mod import;
+mod inbound;
 mod limits;
 mod locks;
 mod messages;
@@ -285,6 +286,7 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(consent::import))
         .routes(routes!(consent::record, consent::list_consents))
         .routes(routes!(settings::get, settings::put))
+        .routes(routes!(inbound::list))
         .routes(routes!(usage::preflight))
         .routes(routes!(campaigns::send))
         .routes(routes!(campaigns::events))

@@ -182,6 +182,8 @@ pub struct TwilioInboundForm {
     pub To: Option<String>,
     /// The text: STOP, START, HELP and their synonyms change consent.
     pub Body: Option<String>,
+    /// How many media the message carries, each in `MediaUrl0`, `MediaUrl1`, ... (at most 10).
+    pub NumMedia: Option<String>,
     /// The inbound message's SID: each is applied once.
     #[schema(pattern = "^(SM|MM)[0-9a-fA-F]{32}$")]
     pub MessageSid: String,

@@ -39,6 +39,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/consents"),
     ("GET", "/v1/settings"),
     ("PUT", "/v1/settings"),
+    ("GET", "/v1/inbound"),
     ("POST", "/v1/campaigns/{id}/preflight"),
     ("POST", "/v1/campaigns/{id}/send"),
     ("GET", "/v1/campaigns/{id}/events"),

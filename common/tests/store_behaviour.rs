@@ -20,9 +20,9 @@ use common::store::SenderProfile;
 use common::store::cassandra::CassandraStore;
 use common::store::sqlite::SqliteStore;
 use common::store::{
-    ApiKeyRecord, Brand, BrandStatus, BusinessInfoRecord, ChannelCredentials, Held, HeldMessage, JournalEntry,
-    NewMessage, NumberStatus, Plan, ProviderKind, SenderKind, SenderNumber, SenderRegistration, StatusUpdate, Store,
-    StoreError, StoredClaim, Suppression, SuppressionReason, TenantSettings, TenantStatus,
+    ApiKeyRecord, Brand, BrandStatus, BusinessInfoRecord, ChannelCredentials, Held, HeldMessage, InboundMessage,
+    JournalEntry, NewMessage, NumberStatus, Plan, ProviderKind, SenderKind, SenderNumber, SenderRegistration,
+    StatusUpdate, Store, StoreError, StoredClaim, Suppression, SuppressionReason, TenantSettings, TenantStatus,
 };
 use common::{CampaignId, Channel, MessageStatus, Priority, TenantId};
 use serde_json::json;
@@ -155,6 +155,7 @@ suite!(sqlite:
     consent_is_found_per_channel_for_a_batch,
     tenant_settings_default_until_set,
     held_messages_wait_per_campaign_until_released,
+    inbound_messages_are_listed_newest_first,
     claims_are_written_and_read_back,
     the_claim_journal_keeps_generations_until_trimmed,
     status_only_moves_forward,
@@ -190,6 +191,7 @@ suite!(cassandra:
     consent_is_found_per_channel_for_a_batch,
     tenant_settings_default_until_set,
     held_messages_wait_per_campaign_until_released,
+    inbound_messages_are_listed_newest_first,
     claims_are_written_and_read_back,
     the_claim_journal_keeps_generations_until_trimmed,
     status_only_moves_forward,
@@ -1513,4 +1515,53 @@ async fn held_messages_wait_per_campaign_until_released(store: Arc<dyn Store>) {
     assert!(store.delete_tenant(&acme).await.unwrap());
     assert!(store.held_campaigns(100).await.unwrap().is_empty());
     assert_eq!(store.held_count(&acme, &fall).await.unwrap(), 0);
+}
+
+async fn inbound_messages_are_listed_newest_first(store: Arc<dyn Store>) {
+    let acme = tid("acme");
+    store.create_tenant(&tenant("acme", false, T0)).await.unwrap();
+    let day_ms = 86_400_000;
+    let inbound = |n: i64, at_ms: i64| InboundMessage {
+        tenant_id: acme.clone(),
+        provider_id: format!("SM{n:032x}"),
+        channel: if n == 2 { Channel::Whatsapp } else { Channel::Sms },
+        from: "+14155550177".to_owned(),
+        to: Some("+14155550150".to_owned()),
+        body: format!("message {n}"),
+        media_urls: if n == 2 {
+            vec!["https://media.example/1.jpg".to_owned()]
+        } else {
+            Vec::new()
+        },
+        received_at: at(at_ms),
+    };
+    // Two days, the newest written first.
+    let (first, second, third) = (inbound(1, T0), inbound(2, T0 + 1_000), inbound(3, T0 + day_ms));
+    for message in [&third, &first, &second] {
+        store.put_inbound(message).await.unwrap();
+    }
+    assert_eq!(
+        store.inbound_messages(&acme, None, 10).await.unwrap(),
+        vec![third.clone(), second.clone(), first.clone()]
+    );
+    assert_eq!(
+        store.inbound_messages(&acme, None, 2).await.unwrap(),
+        vec![third.clone(), second.clone()]
+    );
+    assert_eq!(
+        store
+            .inbound_messages(&acme, Some(second.received_at), 10)
+            .await
+            .unwrap(),
+        vec![first.clone()]
+    );
+    assert!(
+        store
+            .inbound_messages(&tid("other"), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.delete_tenant(&acme).await.unwrap());
+    assert!(store.inbound_messages(&acme, None, 10).await.unwrap().is_empty());
 }

@@ -335,6 +335,56 @@ async fn live_messages_reach_delivered_through_the_simulator_and_signed_callback
         .await;
     running.wait_for(&after_replay, "delivered").await;
 
+    // Every inbound message signed and new is kept, newest first, a page at a time.
+    let page = |query: String| {
+        let request = running
+            .http
+            .get(running.url(&format!("/v1/inbound?{query}")))
+            .bearer_auth(&running.key);
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let media = "https://api.twilio.com/2010-04-01/Accounts/AC/Messages/MM/Media/ME1";
+    let mms_sid = format!("MM{:032x}", 5);
+    let mms = [
+        ("AccountSid", DEFAULT_ACCOUNT_SID),
+        ("MessageSid", mms_sid.as_str()),
+        ("From", CONTACT),
+        ("To", SMS_FROM),
+        ("Body", ""),
+        ("NumMedia", "1"),
+        ("MediaUrl0", media),
+    ];
+    assert_eq!(
+        running
+            .signed("/webhooks/twilio/inbound", &mms, DEFAULT_AUTH_TOKEN)
+            .await,
+        200
+    );
+    let newest = page("limit=1".to_owned()).await;
+    assert_eq!(newest["messages"][0]["media_urls"], json!([media]), "{newest}");
+    assert_eq!(newest["messages"][0]["body"], "", "{newest}");
+    let before = newest["next_before"].as_str().unwrap().replace('+', "%2B");
+    let first = page(format!("limit=2&before={before}")).await;
+    let bodies_of = |page: &Value| -> Vec<String> {
+        page["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|message| message["body"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(bodies_of(&first), ["Help", "start"], "{first}");
+    let before = first["next_before"].as_str().unwrap();
+    let second = page(format!("limit=2&before={}", before.replace('+', "%2B"))).await;
+    assert_eq!(bodies_of(&second), ["STOP", "hi"], "{second}");
+    let hi = &second["messages"][1];
+    assert_eq!(
+        (hi["channel"].as_str(), hi["from"].as_str(), hi["to"].as_str()),
+        (Some("whatsapp"), Some(CONTACT), Some(whatsapp_number.as_str())),
+        "{hi}"
+    );
+    assert_eq!(hi["provider_message_id"], format!("SM{:032x}", 1), "{hi}");
+
     // Each reply went once, the replayed STOP's included.
     let bodies = simulator.creates_by_body();
     assert_eq!(bodies.get(stop_reply), Some(&1), "{bodies:?}");

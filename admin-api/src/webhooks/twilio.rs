@@ -19,8 +19,9 @@
 //!   the recipient on 21610. A URL naming a tenant the signature does not belong to answers 403;
 //!   a valid callback for a message that does not exist changes nothing and answers 204, so
 //!   Twilio stops retrying it.
-//! - `POST /webhooks/twilio/inbound`: records when the contact last wrote (WhatsApp's 24-hour
-//!   window), applies opt-out keywords (STOP, STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT suppress
+//! - `POST /webhooks/twilio/inbound`: keeps the message (from, to, body, media URLs, SID: listed
+//!   by `GET /v1/inbound`), records when the contact last wrote (WhatsApp's 24-hour window),
+//!   applies opt-out keywords (STOP, STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT suppress
 //!   the number at once; START, YES, UNSTOP lift an opt-out; HELP and INFO ask for help), each
 //!   audited with its keyword, time and source message, and answered as carriers require: the
 //!   tenant's HELP reply or its STOP or START confirmation
@@ -44,7 +45,7 @@ use common::address::PhoneNumber;
 use common::envelope::KEYWORD_REPLY_TAG;
 use common::ids::is_twilio_sid;
 use common::log::{OutgoingRecord, Topic};
-use common::store::{AuditEntry, StatusUpdate, StoreError, Suppression, SuppressionReason};
+use common::store::{AuditEntry, InboundMessage, StatusUpdate, StoreError, Suppression, SuppressionReason};
 use common::telemetry::untrusted;
 use common::twilio::signature::{SIGNATURE_HEADER, verify};
 use common::twilio::status::TwilioStatus;
@@ -357,6 +358,19 @@ pub(crate) async fn twilio_inbound(
     }
     let now = OffsetDateTime::now_utc();
     state.store.record_inbound(&tenant, from, now).await?;
+    state
+        .store
+        .put_inbound(&InboundMessage {
+            tenant_id: tenant.clone(),
+            provider_id: sid.to_owned(),
+            channel,
+            from: number.as_str().to_owned(),
+            to: form.get("To").map(str::to_owned),
+            body: form.get("Body").unwrap_or_default().to_owned(),
+            media_urls: media_urls(&form),
+            received_at: now,
+        })
+        .await?;
     let source = Some(sid.to_owned());
     if let Some((kind, word)) = form.get("Body").and_then(keyword) {
         let action = match kind {
@@ -407,6 +421,21 @@ pub(crate) async fn twilio_inbound(
     state.store.mark_event_processed(&tenant, sid, now).await?;
     count(SOURCE, "applied");
     Ok(empty_twiml())
+}
+
+/// The most media one inbound message carries (Twilio's own limit).
+const MAX_MEDIA: usize = 10;
+
+/// An inbound message's media URLs: `MediaUrl0` .. `MediaUrl{NumMedia - 1}`.
+fn media_urls(form: &SignedForm) -> Vec<String> {
+    let count = form
+        .get("NumMedia")
+        .and_then(|count| count.parse::<usize>().ok())
+        .unwrap_or(0)
+        .min(MAX_MEDIA);
+    (0..count)
+        .filter_map(|index| form.get(&format!("MediaUrl{index}")).map(str::to_owned))
+        .collect()
 }
 
 /// How long a keyword reply may wait for its sender before it is dropped as expired.

@@ -53,9 +53,9 @@ use super::codec::{
 };
 use super::{
     ApiKeyRecord, AuditEntry, AuditStore, Brand, BusinessInfoRecord, ChannelCredentials, Consent, ContactStore, Held,
-    HeldMessage, JournalEntry, MessageRecord, MessageStore, NewMessage, OnboardingStore, Plan, SenderNumber,
-    StatusChange, StatusUpdate, StoreError, StoredClaim, Suppression, Tenant, TenantSettings, TenantStatus,
-    TenantStore, UsageStore,
+    HeldMessage, InboundMessage, JournalEntry, MessageRecord, MessageStore, NewMessage, OnboardingStore, Plan,
+    SenderNumber, StatusChange, StatusUpdate, StoreError, StoredClaim, Suppression, Tenant, TenantSettings,
+    TenantStatus, TenantStore, UsageStore,
 };
 use crate::address::PhoneNumber;
 use crate::channel::Channel;
@@ -116,10 +116,15 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0010_held_messages",
         include_str!("../../migrations/cql/0010_held_messages.cql"),
     ),
+    (
+        11,
+        "0011_inbound_messages",
+        include_str!("../../migrations/cql/0011_inbound_messages.cql"),
+    ),
 ];
 
 /// The schema version this build creates and understands.
-pub const SCHEMA_VERSION: i32 = 10;
+pub const SCHEMA_VERSION: i32 = 11;
 
 /// The `schema_migrations` row that holds the migration lease.
 const LEASE_VERSION: i32 = -1;
@@ -147,6 +152,9 @@ const KIND_MESSAGES: &str = "messages";
 
 /// The `tenant_days` kind of audit days.
 const KIND_AUDIT: &str = "audit";
+
+/// The `tenant_days` kind of inbound-message days.
+const KIND_INBOUND: &str = "inbound";
 
 /// The audit partition of platform-wide entries: `*` is never in a tenant id (and CQL keys
 /// may not be empty).
@@ -1144,6 +1152,11 @@ statements! {
                     VALUES (?, ?, ?, ?, ?, ?, ?)";
     select_audit = "SELECT at, actor, action, detail FROM audit_log WHERE tenant_id = ? AND day = ? LIMIT ?";
     delete_audit_day = "DELETE FROM audit_log WHERE tenant_id = ? AND day = ?";
+    insert_inbound_message = "INSERT INTO inbound_messages (tenant_id, day, received_at, provider_id, channel, \
+                              from_address, to_address, body, media_urls) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    select_inbound_messages = "SELECT received_at, provider_id, channel, from_address, to_address, body, media_urls \
+                               FROM inbound_messages WHERE tenant_id = ? AND day = ? AND received_at < ? LIMIT ?";
+    delete_inbound_day = "DELETE FROM inbound_messages WHERE tenant_id = ? AND day = ?";
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1546,6 +1559,10 @@ impl TenantStore for CassandraStore {
         let days: Vec<(i32,)> = self.rows(&st.select_tenant_days, (t, KIND_AUDIT)).await?;
         for (day,) in days {
             self.exec(&st.delete_audit_day, (t, day)).await?;
+        }
+        let days: Vec<(i32,)> = self.rows(&st.select_tenant_days, (t, KIND_INBOUND)).await?;
+        for (day,) in days {
+            self.exec(&st.delete_inbound_day, (t, day)).await?;
         }
         self.exec(&st.delete_tenant_days, (t,)).await?;
 
@@ -2408,6 +2425,82 @@ impl ContactStore for CassandraStore {
             .filter(|address| suppressed.contains(address.as_str()))
             .cloned()
             .collect())
+    }
+
+    async fn put_inbound(&self, message: &InboundMessage) -> Result<(), StoreError> {
+        let at = to_ms(message.received_at)?;
+        let day = day_of(at)?;
+        let tenant = message.tenant_id.as_str();
+        self.exec(&self.st().insert_tenant_day, (tenant, KIND_INBOUND, day))
+            .await?;
+        self.exec(
+            &self.st().insert_inbound_message,
+            (
+                tenant,
+                day,
+                CqlTimestamp(at),
+                message.provider_id.as_str(),
+                message.channel.as_str(),
+                message.from.as_str(),
+                message.to.as_deref(),
+                message.body.as_str(),
+                &message.media_urls,
+            ),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn inbound_messages(
+        &self,
+        tenant: &TenantId,
+        before: Option<OffsetDateTime>,
+        limit: usize,
+    ) -> Result<Vec<InboundMessage>, StoreError> {
+        type InboundRow = (
+            CqlTimestamp,
+            String,
+            String,
+            String,
+            Option<String>,
+            String,
+            Option<Vec<String>>,
+        );
+        let mut messages = Vec::new();
+        let st = self.st();
+        let before = before.map(to_ms).transpose()?.unwrap_or(i64::MAX);
+        // Newest day first (the clustering order of tenant_days).
+        let days: Vec<(i32,)> = self
+            .rows(&st.select_tenant_days, (tenant.as_str(), KIND_INBOUND))
+            .await?;
+        for (day,) in days {
+            let room = limit - messages.len();
+            if room == 0 {
+                break;
+            }
+            if i64::from(day).saturating_mul(DAY_MS) >= before {
+                continue;
+            }
+            let rows: Vec<InboundRow> = self
+                .rows(
+                    &st.select_inbound_messages,
+                    (tenant.as_str(), day, CqlTimestamp(before), limit_of(room)),
+                )
+                .await?;
+            for (at, provider_id, channel, from, to, body, media_urls) in rows {
+                messages.push(InboundMessage {
+                    tenant_id: tenant.clone(),
+                    provider_id,
+                    channel: parse_channel(&channel)?,
+                    from,
+                    to,
+                    body,
+                    media_urls: media_urls.unwrap_or_default(),
+                    received_at: from_ts(at)?,
+                });
+            }
+        }
+        Ok(messages)
     }
 
     async fn record_inbound(&self, tenant: &TenantId, address: &str, at: OffsetDateTime) -> Result<(), StoreError> {

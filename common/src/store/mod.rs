@@ -414,6 +414,27 @@ pub struct HeldMessage {
     pub held_at: OffsetDateTime,
 }
 
+/// A message a recipient sent to one of the tenant's numbers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundMessage {
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// The provider's id (Twilio's `MessageSid`).
+    pub provider_id: String,
+    /// SMS or WhatsApp.
+    pub channel: Channel,
+    /// Who wrote (E.164).
+    pub from: String,
+    /// The tenant's number written to, as the provider gave it.
+    pub to: Option<String>,
+    /// What it says (empty for media alone).
+    pub body: String,
+    /// Its media, as the provider's URLs.
+    pub media_urls: Vec<String>,
+    /// When it arrived.
+    pub received_at: OffsetDateTime,
+}
+
 /// A message to claim for dispatch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewMessage {
@@ -802,6 +823,18 @@ pub trait ContactStore: Send + Sync + 'static {
 
     /// A recipient's consents, one per channel.
     async fn consents(&self, tenant: &TenantId, recipient: &str) -> Result<Vec<Consent>, StoreError>;
+
+    /// Keeps an inbound message (one per provider id).
+    async fn put_inbound(&self, message: &InboundMessage) -> Result<(), StoreError>;
+
+    /// The tenant's inbound messages received before `before` (all when `None`), newest first,
+    /// at most `limit`.
+    async fn inbound_messages(
+        &self,
+        tenant: &TenantId,
+        before: Option<OffsetDateTime>,
+        limit: usize,
+    ) -> Result<Vec<InboundMessage>, StoreError>;
 
     /// Records that `address` wrote to the tenant at `at` (a later time wins).
     async fn record_inbound(&self, tenant: &TenantId, address: &str, at: OffsetDateTime) -> Result<(), StoreError>;

@@ -38,9 +38,9 @@ use super::codec::{
 };
 use super::{
     ApiKeyRecord, AuditEntry, AuditStore, Brand, BusinessInfoRecord, ChannelCredentials, Consent, ContactStore,
-    HeldMessage, JournalEntry, MessageRecord, MessageStore, NewMessage, OnboardingStore, Plan, SenderNumber,
-    StatusChange, StatusUpdate, StoreError, StoredClaim, Suppression, Tenant, TenantSettings, TenantStatus,
-    TenantStore, UsageStore,
+    HeldMessage, InboundMessage, JournalEntry, MessageRecord, MessageStore, NewMessage, OnboardingStore, Plan,
+    SenderNumber, StatusChange, StatusUpdate, StoreError, StoredClaim, Suppression, Tenant, TenantSettings,
+    TenantStatus, TenantStore, UsageStore,
 };
 use crate::address::PhoneNumber;
 use crate::channel::Channel;
@@ -64,13 +64,14 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0012_consents.sql"),
     include_str!("../../migrations/sqlite/0013_tenant_settings.sql"),
     include_str!("../../migrations/sqlite/0014_held_messages.sql"),
+    include_str!("../../migrations/sqlite/0015_inbound_messages.sql"),
 ];
 
 /// How long a processed provider event's id is remembered (400 days, as Cassandra's TTL).
 const PROCESSED_EVENT_RETENTION_MS: i64 = 400 * 24 * 3600 * 1000;
 
 /// The schema version this build creates and understands (the number of embedded migrations).
-pub const SCHEMA_VERSION: u32 = 14;
+pub const SCHEMA_VERSION: u32 = 15;
 
 const _: () = assert!(MIGRATIONS.len() == SCHEMA_VERSION as usize);
 
@@ -809,6 +810,7 @@ impl TenantStore for SqliteStore {
                 "suppressions",
                 "consents",
                 "held_messages",
+                "inbound_messages",
                 "audit_log",
                 "processed_events",
             ] {
@@ -1822,6 +1824,62 @@ impl ContactStore for SqliteStore {
             }
             tx.commit().map_err(db_err)?;
             Ok(suppressed)
+        })
+        .await
+    }
+
+    async fn put_inbound(&self, message: &InboundMessage) -> Result<(), StoreError> {
+        let message = message.clone();
+        self.write(move |conn| {
+            execute(
+                conn,
+                "INSERT OR IGNORE INTO inbound_messages (tenant_id, provider_id, channel, from_address, \
+                 to_address, body, media_urls, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    message.tenant_id.as_str(),
+                    message.provider_id,
+                    message.channel.as_str(),
+                    message.from,
+                    message.to,
+                    message.body,
+                    json_to_text(&message.media_urls)?,
+                    to_ms(message.received_at)?,
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn inbound_messages(
+        &self,
+        tenant: &TenantId,
+        before: Option<OffsetDateTime>,
+        limit: usize,
+    ) -> Result<Vec<InboundMessage>, StoreError> {
+        let tenant = tenant.clone();
+        let before = before.map(to_ms).transpose()?.unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            query_all(
+                conn,
+                "SELECT provider_id, channel, from_address, to_address, body, media_urls, received_at \
+                 FROM inbound_messages WHERE tenant_id = ?1 AND received_at < ?2 \
+                 ORDER BY received_at DESC, provider_id DESC LIMIT ?3",
+                params![tenant.as_str(), before, limit],
+                |row| {
+                    Ok(InboundMessage {
+                        tenant_id: tenant.clone(),
+                        provider_id: col(row, 0)?,
+                        channel: parse_channel(&col::<String>(row, 1)?)?,
+                        from: col(row, 2)?,
+                        to: col(row, 3)?,
+                        body: col(row, 4)?,
+                        media_urls: json_from_text(&col::<String>(row, 5)?, "media urls")?,
+                        received_at: col_time(row, 6)?,
+                    })
+                },
+            )
         })
         .await
     }
