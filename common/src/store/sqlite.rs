@@ -316,6 +316,32 @@ fn execute(conn: &Connection, sql: &str, params: impl Params) -> Result<usize, S
 }
 
 /// Runs a query (prepared once per connection) and maps every row.
+/// Which of `addresses` (each answered once) `sql` finds a row for, its parameters `keys`
+/// then the address. One read transaction for the whole batch: outside one, every lookup
+/// starts and ends its own (WAL-index locks, and an emptied page cache whenever the writer has
+/// committed since): measured 1.5 µs per address, against 0.55 inside one.
+fn found_among(
+    conn: &mut Connection,
+    sql: &str,
+    keys: &[String],
+    addresses: &[String],
+) -> Result<Vec<String>, StoreError> {
+    let tx = conn.transaction().map_err(db_err)?;
+    let mut found = Vec::new();
+    {
+        let mut statement = tx.prepare_cached(sql).map_err(db_err)?;
+        let mut seen = HashSet::with_capacity(addresses.len());
+        for address in addresses {
+            let params = keys.iter().map(String::as_str).chain([address.as_str()]);
+            if seen.insert(address.as_str()) && statement.exists(rusqlite::params_from_iter(params)).map_err(db_err)? {
+                found.push(address.clone());
+            }
+        }
+    }
+    tx.commit().map_err(db_err)?;
+    Ok(found)
+}
+
 fn query_all<T>(
     conn: &Connection,
     sql: &str,
@@ -1704,29 +1730,15 @@ impl ContactStore for SqliteStore {
         if addresses.is_empty() {
             return Ok(Vec::new());
         }
-        let tenant = tenant.clone();
+        let keys = vec![tenant.as_str().to_owned(), channel.as_str().to_owned()];
         let addresses = addresses.to_vec();
         self.read(move |conn| {
-            // One read transaction for the batch, as suppressed_among.
-            let tx = conn.transaction().map_err(db_err)?;
-            let mut consented = Vec::new();
-            {
-                let mut statement = tx
-                    .prepare_cached("SELECT 1 FROM consents WHERE tenant_id = ?1 AND recipient = ?2 AND channel = ?3")
-                    .map_err(db_err)?;
-                let mut seen = HashSet::with_capacity(addresses.len());
-                for address in &addresses {
-                    if seen.insert(address.as_str())
-                        && statement
-                            .exists([tenant.as_str(), address.as_str(), channel.as_str()])
-                            .map_err(db_err)?
-                    {
-                        consented.push(address.clone());
-                    }
-                }
-            }
-            tx.commit().map_err(db_err)?;
-            Ok(consented)
+            found_among(
+                conn,
+                "SELECT 1 FROM consents WHERE tenant_id = ?1 AND channel = ?2 AND recipient = ?3",
+                &keys,
+                &addresses,
+            )
         })
         .await
     }
@@ -1800,30 +1812,15 @@ impl ContactStore for SqliteStore {
         if addresses.is_empty() {
             return Ok(Vec::new());
         }
-        let tenant = tenant.clone();
+        let keys = vec![tenant.as_str().to_owned()];
         let addresses = addresses.to_vec();
         self.read(move |conn| {
-            // One read transaction for the whole batch. Outside one, every lookup starts and
-            // ends its own (WAL-index locks, and an emptied page cache whenever the writer has
-            // committed since): measured 1.5 µs per address, against 0.55 inside one.
-            let tx = conn.transaction().map_err(db_err)?;
-            let mut suppressed = Vec::new();
-            {
-                let mut statement = tx
-                    .prepare_cached("SELECT 1 FROM suppressions WHERE tenant_id = ?1 AND address = ?2")
-                    .map_err(db_err)?;
-                let mut seen = HashSet::with_capacity(addresses.len());
-                for address in &addresses {
-                    if !seen.insert(address.as_str()) {
-                        continue;
-                    }
-                    if statement.exists([tenant.as_str(), address.as_str()]).map_err(db_err)? {
-                        suppressed.push(address.clone());
-                    }
-                }
-            }
-            tx.commit().map_err(db_err)?;
-            Ok(suppressed)
+            found_among(
+                conn,
+                "SELECT 1 FROM suppressions WHERE tenant_id = ?1 AND address = ?2",
+                &keys,
+                &addresses,
+            )
         })
         .await
     }
