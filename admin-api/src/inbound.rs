@@ -7,7 +7,6 @@ use common::Channel;
 use common::store::InboundMessage;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::auth::TenantCaller;
 use crate::{ApiError, AppState};
@@ -54,17 +53,17 @@ impl From<InboundMessage> for InboundView {
 pub(crate) struct InboundPage {
     /// Newest first.
     pub messages: Vec<InboundView>,
-    /// Give it as `before` for the next page; absent on the last one.
-    pub next_before: Option<String>,
+    /// Give it as `cursor` for the next page; absent on the last one.
+    pub next_cursor: Option<String>,
 }
 
 /// `GET /v1/inbound` query.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct InboundQuery {
-    /// Only messages received before this time (RFC 3339): the previous page's `next_before`.
-    #[param(value_type = Option<String>, format = DateTime)]
-    pub before: Option<String>,
+    /// Where the previous page ended: its `next_cursor`.
+    #[param(pattern = "^[0-9]{1,14}-[A-Za-z0-9]{1,64}$")]
+    pub cursor: Option<String>,
     /// How many (default 100, at most 1,000).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
@@ -81,7 +80,7 @@ pub(crate) struct InboundQuery {
         (status = 200, description = "a page of inbound messages, newest first", body = InboundPage),
         (status = 400, description = "the query string does not parse", body = String, content_type = "text/plain"),
         (status = 401, description = "unauthorized: no valid API key", body = crate::error::ErrorBody),
-        (status = 422, description = "invalid_field: limit is not 1 to 1,000, or before is not an RFC 3339 time", body = crate::error::ErrorBody),
+        (status = 422, description = "invalid_field: limit is not 1 to 1,000, or cursor is not a page's next_cursor", body = crate::error::ErrorBody),
         (status = 503, description = "store_unavailable or log_unavailable: retry later", body = crate::error::ErrorBody),
     ),
     security(("bearer" = [])),
@@ -95,17 +94,34 @@ pub(crate) async fn list(
     if limit == 0 || limit > MAX_PAGE {
         return Err(ApiError::invalid("limit", format!("must be 1 to {MAX_PAGE}")));
     }
-    let before = query
-        .before
-        .map(|before| OffsetDateTime::parse(&before, &Rfc3339))
-        .transpose()
-        .map_err(|error| ApiError::invalid("before", error.to_string()))?;
+    let cursor = query.cursor.as_deref().map(parse_cursor).transpose()?;
+    let before = cursor.as_ref().map(|(at, id)| (*at, id.as_str()));
     let page = state.store.inbound_messages(&caller.tenant_id, before, limit).await?;
-    let next_before = (page.len() == limit)
-        .then(|| page.last().and_then(|last| last.received_at.format(&Rfc3339).ok()))
+    let next_cursor = (page.len() == limit)
+        .then(|| {
+            page.last().map(|last| {
+                format!(
+                    "{}-{}",
+                    last.received_at.unix_timestamp_nanos() / 1_000_000,
+                    last.provider_id
+                )
+            })
+        })
         .flatten();
     Ok(Json(InboundPage {
         messages: page.into_iter().map(InboundView::from).collect(),
-        next_before,
+        next_cursor,
     }))
+}
+
+/// A page's position: the arrival (unix milliseconds) and provider id of its last message.
+fn parse_cursor(raw: &str) -> Result<(OffsetDateTime, String), ApiError> {
+    let invalid = || ApiError::invalid("cursor", "must be a page's next_cursor");
+    let (ms, id) = raw.split_once('-').ok_or_else(invalid)?;
+    let ms: i64 = ms.parse().map_err(|_| invalid())?;
+    let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).map_err(|_| invalid())?;
+    if id.is_empty() || !id.bytes().all(|byte| byte.is_ascii_alphanumeric()) {
+        return Err(invalid());
+    }
+    Ok((at, id.to_owned()))
 }

@@ -1550,10 +1550,28 @@ async fn inbound_messages_are_listed_newest_first(store: Arc<dyn Store>) {
     );
     assert_eq!(
         store
-            .inbound_messages(&acme, Some(second.received_at), 10)
+            .inbound_messages(&acme, Some((second.received_at, &second.provider_id)), 10)
             .await
             .unwrap(),
         vec![first.clone()]
+    );
+    // Two in the same millisecond on either side of a page's end: the next page has the other.
+    let twin = InboundMessage {
+        provider_id: format!("SM{:032x}", 0),
+        ..first.clone()
+    };
+    store.put_inbound(&twin).await.unwrap();
+    let page = store
+        .inbound_messages(&acme, Some((second.received_at, &second.provider_id)), 1)
+        .await
+        .unwrap();
+    assert_eq!(page, vec![first.clone()]);
+    assert_eq!(
+        store
+            .inbound_messages(&acme, Some((first.received_at, &first.provider_id)), 10)
+            .await
+            .unwrap(),
+        vec![twin]
     );
     assert!(
         store

@@ -363,8 +363,8 @@ async fn live_messages_reach_delivered_through_the_simulator_and_signed_callback
     let newest = page("limit=1".to_owned()).await;
     assert_eq!(newest["messages"][0]["media_urls"], json!([media]), "{newest}");
     assert_eq!(newest["messages"][0]["body"], "", "{newest}");
-    let before = newest["next_before"].as_str().unwrap().replace('+', "%2B");
-    let first = page(format!("limit=2&before={before}")).await;
+    let cursor = newest["next_cursor"].as_str().unwrap();
+    let first = page(format!("limit=2&cursor={cursor}")).await;
     let bodies_of = |page: &Value| -> Vec<String> {
         page["messages"]
             .as_array()
@@ -374,8 +374,8 @@ async fn live_messages_reach_delivered_through_the_simulator_and_signed_callback
             .collect()
     };
     assert_eq!(bodies_of(&first), ["Help", "start"], "{first}");
-    let before = first["next_before"].as_str().unwrap();
-    let second = page(format!("limit=2&before={}", before.replace('+', "%2B"))).await;
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let second = page(format!("limit=2&cursor={cursor}")).await;
     assert_eq!(bodies_of(&second), ["STOP", "hi"], "{second}");
     let hi = &second["messages"][1];
     assert_eq!(

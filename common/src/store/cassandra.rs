@@ -1155,7 +1155,8 @@ statements! {
     insert_inbound_message = "INSERT INTO inbound_messages (tenant_id, day, received_at, provider_id, channel, \
                               from_address, to_address, body, media_urls) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
     select_inbound_messages = "SELECT received_at, provider_id, channel, from_address, to_address, body, media_urls \
-                               FROM inbound_messages WHERE tenant_id = ? AND day = ? AND received_at < ? LIMIT ?";
+                               FROM inbound_messages WHERE tenant_id = ? AND day = ? \
+                               AND (received_at, provider_id) < (?, ?) LIMIT ?";
     delete_inbound_day = "DELETE FROM inbound_messages WHERE tenant_id = ? AND day = ?";
 }
 
@@ -2454,7 +2455,7 @@ impl ContactStore for CassandraStore {
     async fn inbound_messages(
         &self,
         tenant: &TenantId,
-        before: Option<OffsetDateTime>,
+        before: Option<(OffsetDateTime, &str)>,
         limit: usize,
     ) -> Result<Vec<InboundMessage>, StoreError> {
         type InboundRow = (
@@ -2468,7 +2469,10 @@ impl ContactStore for CassandraStore {
         );
         let mut messages = Vec::new();
         let st = self.st();
-        let before = before.map(to_ms).transpose()?.unwrap_or(i64::MAX);
+        let (before_ms, before_id) = match before {
+            Some((at, id)) => (to_ms(at)?, id),
+            None => (i64::MAX, ""),
+        };
         // Newest day first (the clustering order of tenant_days).
         let days: Vec<(i32,)> = self
             .rows(&st.select_tenant_days, (tenant.as_str(), KIND_INBOUND))
@@ -2478,13 +2482,13 @@ impl ContactStore for CassandraStore {
             if room == 0 {
                 break;
             }
-            if i64::from(day).saturating_mul(DAY_MS) >= before {
+            if i64::from(day).saturating_mul(DAY_MS) > before_ms {
                 continue;
             }
             let rows: Vec<InboundRow> = self
                 .rows(
                     &st.select_inbound_messages,
-                    (tenant.as_str(), day, CqlTimestamp(before), limit_of(room)),
+                    (tenant.as_str(), day, CqlTimestamp(before_ms), before_id, limit_of(room)),
                 )
                 .await?;
             for (at, provider_id, channel, from, to, body, media_urls) in rows {

@@ -827,12 +827,13 @@ pub trait ContactStore: Send + Sync + 'static {
     /// Keeps an inbound message (one per provider id).
     async fn put_inbound(&self, message: &InboundMessage) -> Result<(), StoreError>;
 
-    /// The tenant's inbound messages received before `before` (all when `None`), newest first,
-    /// at most `limit`.
+    /// The tenant's inbound messages, newest first (by arrival, then provider id), after the
+    /// position `before` (the arrival and provider id of the previous page's last message; the
+    /// newest when `None`), at most `limit`.
     async fn inbound_messages(
         &self,
         tenant: &TenantId,
-        before: Option<OffsetDateTime>,
+        before: Option<(OffsetDateTime, &str)>,
         limit: usize,
     ) -> Result<Vec<InboundMessage>, StoreError>;
 

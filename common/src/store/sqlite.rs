@@ -1851,19 +1851,22 @@ impl ContactStore for SqliteStore {
     async fn inbound_messages(
         &self,
         tenant: &TenantId,
-        before: Option<OffsetDateTime>,
+        before: Option<(OffsetDateTime, &str)>,
         limit: usize,
     ) -> Result<Vec<InboundMessage>, StoreError> {
         let tenant = tenant.clone();
-        let before = before.map(to_ms).transpose()?.unwrap_or(i64::MAX);
+        let (before_ms, before_id) = match before {
+            Some((at, id)) => (to_ms(at)?, id.to_owned()),
+            None => (i64::MAX, String::new()),
+        };
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(move |conn| {
             query_all(
                 conn,
                 "SELECT provider_id, channel, from_address, to_address, body, media_urls, received_at \
-                 FROM inbound_messages WHERE tenant_id = ?1 AND received_at < ?2 \
-                 ORDER BY received_at DESC, provider_id DESC LIMIT ?3",
-                params![tenant.as_str(), before, limit],
+                 FROM inbound_messages WHERE tenant_id = ?1 AND (received_at, provider_id) < (?2, ?3) \
+                 ORDER BY received_at DESC, provider_id DESC LIMIT ?4",
+                params![tenant.as_str(), before_ms, before_id, limit],
                 |row| {
                     Ok(InboundMessage {
                         tenant_id: tenant.clone(),
