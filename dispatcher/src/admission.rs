@@ -10,7 +10,7 @@
 //! send, in SMS segments (messages elsewhere): one dispatcher owns a tenant, so the reservation
 //! cannot race.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -157,7 +157,7 @@ pub type Decision = Result<(Arc<Route>, Option<QuotaHold>), Refusal>;
 #[derive(Debug, Default)]
 pub struct Recipients {
     suppressed: HashMap<TenantId, Vec<String>>,
-    consented: HashMap<(TenantId, Channel), Vec<String>>,
+    consented: HashMap<TenantId, HashMap<Channel, HashSet<String>>>,
 }
 
 impl Recipients {
@@ -169,8 +169,9 @@ impl Recipients {
 
     fn consented(&self, envelope: &Envelope) -> bool {
         self.consented
-            .get(&(envelope.tenant_id.clone(), envelope.channel))
-            .is_some_and(|addresses| addresses.iter().any(|address| address == envelope.to.as_str()))
+            .get(&envelope.tenant_id)
+            .and_then(|channels| channels.get(&envelope.channel))
+            .is_some_and(|addresses| addresses.contains(envelope.to.as_str()))
     }
 }
 
@@ -537,7 +538,11 @@ impl Directory {
         }
         for ((tenant, channel), addresses) in consent_asked {
             let found = self.store.consented_among(&tenant, channel, &addresses).await?;
-            recipients.consented.insert((tenant, channel), found);
+            recipients
+                .consented
+                .entry(tenant)
+                .or_default()
+                .insert(channel, found.into_iter().collect());
         }
         Ok(recipients)
     }
