@@ -67,10 +67,7 @@ pub(crate) async fn release_ready(store: &dyn Store, log: &dyn MessageLog) -> Re
             }
             let records = page
                 .iter()
-                .map(|held| OutgoingRecord {
-                    key: tenant_id.as_str().as_bytes().to_vec(),
-                    payload: held.envelope.clone(),
-                })
+                .map(|held| OutgoingRecord::for_tenant(&tenant_id, held.envelope.clone()))
                 .collect();
             log.append(Topic::Messages, records).await?;
             let ids: Vec<_> = page.into_iter().map(|held| held.message_id).collect();

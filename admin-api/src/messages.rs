@@ -224,10 +224,7 @@ pub(crate) async fn submit_envelopes(
             continue;
         }
         match &destination {
-            Destination::Log => records.push(OutgoingRecord {
-                key: envelope.tenant_id.as_str().as_bytes().to_vec(),
-                payload: envelope.to_json(),
-            }),
+            Destination::Log => records.push(OutgoingRecord::for_tenant(&envelope.tenant_id, envelope.to_json())),
             Destination::Hold { campaign, channel, .. } => {
                 results[index].status = "held";
                 held.push(HeldMessage {

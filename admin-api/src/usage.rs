@@ -357,7 +357,7 @@ pub(crate) async fn preflight(
     valid.dedup();
     let suppressed = state.store.suppressed_among(&tenant.id, &valid).await?;
     let settings = state.store.tenant_settings(&tenant.id).await?.unwrap_or_default();
-    let consent_required = settings.require_consent_for_marketing && request.priority == Priority::Marketing;
+    let consent_required = settings.requires_consent(request.priority);
     let without_consent = if consent_required {
         let suppressed: HashSet<&String> = suppressed.iter().collect();
         let unsuppressed: Vec<String> = valid

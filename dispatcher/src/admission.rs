@@ -22,9 +22,7 @@ use common::segments::count_segments;
 use common::store::{
     Brand, NumberStatus, ProviderKind, SenderNumber, Store, StoreError, Tenant, TenantSettings, TenantStatus, period_of,
 };
-use common::{
-    Channel, Content, EmailAddress, Envelope, MessageStatus, PhoneNumber, Priority, Recipient, Sender, TenantId,
-};
+use common::{Channel, Content, EmailAddress, Envelope, MessageStatus, PhoneNumber, Recipient, Sender, TenantId};
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
@@ -156,7 +154,7 @@ pub type Decision = Result<(Arc<Route>, Option<QuotaHold>), Refusal>;
 /// consented to their channel, per tenant requiring consent for marketing and channel.
 #[derive(Debug, Default)]
 pub struct Recipients {
-    suppressed: HashMap<TenantId, Vec<String>>,
+    suppressed: HashMap<TenantId, HashSet<String>>,
     consented: HashMap<TenantId, HashMap<Channel, HashSet<String>>>,
 }
 
@@ -164,7 +162,7 @@ impl Recipients {
     fn suppressed(&self, envelope: &Envelope) -> bool {
         self.suppressed
             .get(&envelope.tenant_id)
-            .is_some_and(|addresses| addresses.iter().any(|address| address == envelope.to.as_str()))
+            .is_some_and(|addresses| addresses.contains(envelope.to.as_str()))
     }
 
     fn consented(&self, envelope: &Envelope) -> bool {
@@ -177,7 +175,7 @@ impl Recipients {
 
 /// Whether a message needs its recipient's recorded opt-in under these settings.
 fn needs_consent(envelope: &Envelope, settings: &TenantSettings) -> bool {
-    settings.require_consent_for_marketing && envelope.priority == Priority::Marketing && !envelope.is_keyword_reply()
+    settings.requires_consent(envelope.priority) && !envelope.is_keyword_reply()
 }
 
 /// The providers messages go to: live tenants' by the kind of provider their channel's
@@ -533,7 +531,9 @@ impl Directory {
         for (tenant, addresses) in addresses {
             let found = self.store.suppressed_among(tenant, &addresses).await?;
             if !found.is_empty() {
-                recipients.suppressed.insert(tenant.clone(), found);
+                recipients
+                    .suppressed
+                    .insert(tenant.clone(), found.into_iter().collect());
             }
         }
         for ((tenant, channel), addresses) in consent_asked {

@@ -481,10 +481,7 @@ async fn reply(
         .log
         .append(
             Topic::Messages,
-            vec![OutgoingRecord {
-                key: tenant.as_str().as_bytes().to_vec(),
-                payload: envelope.to_json(),
-            }],
+            vec![OutgoingRecord::for_tenant(tenant, envelope.to_json())],
         )
         .await?;
     Ok(())

@@ -16,6 +16,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::ids::TenantId;
+
 /// A partition number within a topic.
 pub type Partition = u32;
 /// A record's position within its partition; the first record has offset 0.
@@ -59,6 +61,16 @@ pub struct OutgoingRecord {
     pub key: Vec<u8>,
     /// The record's bytes.
     pub payload: Vec<u8>,
+}
+
+impl OutgoingRecord {
+    /// A record of `tenant`'s, keyed by its id: the key every message-log topic is partitioned by.
+    pub fn for_tenant(tenant: &TenantId, payload: Vec<u8>) -> Self {
+        Self {
+            key: tenant.as_str().as_bytes().to_vec(),
+            payload,
+        }
+    }
 }
 
 /// A record read back from the log.

@@ -108,6 +108,11 @@ pub struct TenantSettings {
 }
 
 impl TenantSettings {
+    /// Whether a message in `priority`'s lane needs its recipient's opt-in to its channel.
+    pub fn requires_consent(&self, priority: Priority) -> bool {
+        self.require_consent_for_marketing && priority == Priority::Marketing
+    }
+
     /// The reply to HELP, the default naming the tenant when none is set.
     pub fn help_reply(&self, tenant_name: &str) -> String {
         self.help_reply
