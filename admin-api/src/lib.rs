@@ -42,6 +42,7 @@ pub mod onboarding;
 pub mod openapi;
 pub mod platform;
 pub mod reseal;
+mod schedule;
 mod settings;
 mod templates;
 mod unsubscribe;
@@ -210,6 +211,12 @@ impl AppState {
             Duration::from_millis(settings.admin.held_release_interval_ms.max(1)),
             stop.clone(),
         ));
+        tracker.spawn(schedule::run(
+            Arc::clone(&self.store),
+            Arc::clone(&self.log),
+            Duration::from_millis(settings.admin.schedule_release_interval_ms.max(1)),
+            stop.clone(),
+        ));
         tracker.spawn(demo::run_cleanup(
             Arc::clone(&self.store),
             settings.demo.retention(),
@@ -268,7 +275,8 @@ fn platform_key_hash(settings: &Settings) -> Option<String> {
 fn documented_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(messages::submit))
-        .routes(routes!(messages::get))
+        .routes(routes!(messages::get, schedule::cancel_message))
+        .routes(routes!(schedule::cancel_campaign))
         .routes(routes!(
             business_info::create,
             business_info::get,

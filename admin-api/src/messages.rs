@@ -1,4 +1,5 @@
-//! Message submission and status: `POST /v1/messages`, `GET /v1/messages/{id}`.
+//! Message submission and status: `POST /v1/messages`, `GET /v1/messages/{id}` (a message
+//! still in the schedule answers `queued` with `scheduled_for`).
 
 use axum::Json;
 use axum::body::Bytes;
@@ -6,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use common::envelope::{ENVELOPE_VERSION, Envelope, EnvelopeError, KEYWORD_REPLY_TAG};
 use common::log::{OutgoingRecord, Topic};
-use common::store::{HeldMessage, StatusChange};
+use common::store::{HeldMessage, MessageRecord, ScheduledMessage, StatusChange};
 use common::{CampaignId, Channel, MessageId, MessageStatus};
 use serde::Serialize;
 use serde_json::Value;
@@ -368,6 +369,50 @@ pub(crate) struct MessageView {
     pub history: Vec<StatusChange>,
     /// Whether it belongs to a demo tenant (simulated, never really sent).
     pub demo: bool,
+    /// When a message still waiting in the schedule is due (it is `queued` until then).
+    #[serde(skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub scheduled_for: Option<OffsetDateTime>,
+}
+
+/// The view of a stored message.
+pub(crate) fn view(record: MessageRecord, demo: bool) -> MessageView {
+    MessageView {
+        message_id: record.message_id.to_string(),
+        channel: record.channel,
+        recipient: record.recipient,
+        campaign_id: record.campaign_id.map(String::from),
+        status: record.status,
+        reason: record.reason,
+        segments: record.segments,
+        provider_message_id: record.provider_message_id,
+        history: record.history,
+        demo,
+        scheduled_for: None,
+    }
+}
+
+/// The view of a message waiting in the schedule: `queued`, with no history yet.
+fn scheduled_view(message: &ScheduledMessage, demo: bool) -> Result<MessageView, ApiError> {
+    let envelope = Envelope::parse(&message.envelope).map_err(|error| {
+        ApiError::from(common::store::StoreError::Invalid(format!(
+            "scheduled message {}: {error}",
+            message.message_id
+        )))
+    })?;
+    Ok(MessageView {
+        message_id: envelope.message_id.to_string(),
+        channel: envelope.channel,
+        recipient: envelope.to.to_string(),
+        campaign_id: envelope.campaign_id.map(String::from),
+        status: MessageStatus::Queued,
+        reason: None,
+        segments: 1,
+        provider_message_id: None,
+        history: Vec::new(),
+        demo,
+        scheduled_for: Some(message.due_at),
+    })
 }
 
 /// `GET /v1/messages/{id}`: the message's status and history, if it is the caller's.
@@ -392,26 +437,16 @@ pub(crate) async fn get(
 ) -> Result<Json<MessageView>, ApiError> {
     let not_found = || ApiError::not_found("message_not_found", "no message with that id for this tenant");
     let id = MessageId::parse(id).map_err(|_| not_found())?;
-    let record = state
-        .store
-        .message(&caller.tenant_id, &id)
-        .await?
-        .ok_or_else(not_found)?;
     let demo = state
         .store
         .tenant(&caller.tenant_id)
         .await?
         .is_some_and(|tenant| tenant.is_demo);
-    Ok(Json(MessageView {
-        message_id: record.message_id.to_string(),
-        channel: record.channel,
-        recipient: record.recipient,
-        campaign_id: record.campaign_id.map(String::from),
-        status: record.status,
-        reason: record.reason,
-        segments: record.segments,
-        provider_message_id: record.provider_message_id,
-        history: record.history,
-        demo,
-    }))
+    match state.store.message(&caller.tenant_id, &id).await? {
+        Some(record) => Ok(Json(view(record, demo))),
+        None => match state.store.scheduled(&caller.tenant_id, &id).await? {
+            Some(message) => Ok(Json(scheduled_view(&message, demo)?)),
+            None => Err(not_found()),
+        },
+    }
 }

@@ -64,6 +64,12 @@ pub(crate) fn describe() {
     );
     metrics::counter!("admin_held_messages_released_total").absolute(0);
     describe_counter!(
+        "admin_scheduled_messages_released_total",
+        Unit::Count,
+        "scheduled messages appended to the log as they came due"
+    );
+    metrics::counter!("admin_scheduled_messages_released_total").absolute(0);
+    describe_counter!(
         "admin_webhooks_total",
         Unit::Count,
         "provider webhooks, by source and outcome (applied, invalid_signature, unknown_message, ...)"

@@ -12,6 +12,8 @@ use serde_json::Value;
 const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/messages"),
     ("GET", "/v1/messages/{id}"),
+    ("DELETE", "/v1/messages/{id}"),
+    ("DELETE", "/v1/campaigns/{id}/schedule"),
     ("POST", "/v1/business-info"),
     ("GET", "/v1/business-info"),
     ("PUT", "/v1/business-info"),

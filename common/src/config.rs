@@ -143,6 +143,9 @@ pub struct AdminSettings {
     /// How often campaigns held until their channel is ready (`when_not_ready: "hold"`) are
     /// looked at, and released where it is, in milliseconds.
     pub held_release_interval_ms: u64,
+    /// How often messages scheduled in the store are looked at, and those due by the next look
+    /// (and a second more) appended to the log, in milliseconds.
+    pub schedule_release_interval_ms: u64,
 }
 
 impl AdminSettings {
@@ -170,6 +173,7 @@ impl Default for AdminSettings {
             credential_checks_per_tenant_per_hour: 30,
             drain_secs: 0,
             held_release_interval_ms: 10_000,
+            schedule_release_interval_ms: 1_000,
         }
     }
 }
@@ -197,6 +201,11 @@ pub struct DispatcherSettings {
     /// Messages of one partition in progress (queued, waiting for their sender, in flight)
     /// at which the partition is paused; it resumes at half. Bounds memory whatever the backlog.
     pub max_in_progress_per_partition: usize,
+    /// How far ahead a message's `not_before` may lie for the dispatcher to keep it in memory
+    /// until then, in milliseconds; one due later waits in the store's schedule, which hands it
+    /// back to the log when it is due. Longer than the admin API's
+    /// `admin.schedule_release_interval_ms` plus a second.
+    pub scheduled_in_memory_ms: u64,
     /// Messages a tenant may send in one turn of the round-robin between tenants.
     pub quantum: u32,
     /// Provider requests in flight at once, all accounts together.
@@ -229,6 +238,7 @@ impl Default for DispatcherSettings {
             commit_interval_ms: 200,
             assignment_hold_ms: 1_000,
             max_in_progress_per_partition: 25_000,
+            scheduled_in_memory_ms: 10_000,
             quantum: 8,
             max_in_flight: 1_024,
             retry: RetrySettings::default(),

@@ -25,7 +25,8 @@ pub struct UnknownStatus(pub String);
 ///   overwrites `delivered`; duplicates are no-ops).
 /// - The failure terminals (`Failed`, `Undelivered`, `Expired`, `Rejected`, `Suppressed`) may
 ///   replace `Queued`, `Unknown` or `Sent`, but never `Delivered` or `Read` (a delivered message
-///   stays delivered), and never another terminal.
+///   stays delivered), and never another terminal. `Canceled` is a terminal that replaces
+///   `Queued` only.
 /// - Nothing moves out of a terminal status, and a status never "advances" to itself.
 /// - `Unknown` (outcome of the provider call not known) may be followed by anything of higher
 ///   rank or by a failure: reconciliation resolves it.
@@ -40,7 +41,8 @@ pub struct UnknownStatus(pub String);
     schema(
         description = "A message's status. It only moves forward: queued, unknown, sent, delivered, read; \
                           a terminal failure (failed, undelivered, expired, rejected, suppressed) may \
-                          replace queued, unknown or sent, never delivered or read."
+                          replace queued, unknown or sent, never delivered or read; canceled replaces \
+                          only queued."
     )
 )]
 #[serde(rename_all = "snake_case")]
@@ -65,11 +67,14 @@ pub enum MessageStatus {
     Rejected,
     /// Terminal: recipient opted out / suppressed.
     Suppressed,
+    /// Terminal: canceled by the tenant before it was handed to the dispatcher (a scheduled
+    /// message); only ever replaces `queued`.
+    Canceled,
 }
 
 impl MessageStatus {
     /// All statuses, for exhaustive tests and docs.
-    pub const ALL: [MessageStatus; 10] = [
+    pub const ALL: [MessageStatus; 11] = [
         MessageStatus::Queued,
         MessageStatus::Unknown,
         MessageStatus::Sent,
@@ -80,6 +85,7 @@ impl MessageStatus {
         MessageStatus::Expired,
         MessageStatus::Rejected,
         MessageStatus::Suppressed,
+        MessageStatus::Canceled,
     ];
 
     /// The statuses that wait for the provider to settle them, in the order reconciliation
@@ -99,6 +105,7 @@ impl MessageStatus {
             MessageStatus::Expired => "expired",
             MessageStatus::Rejected => "rejected",
             MessageStatus::Suppressed => "suppressed",
+            MessageStatus::Canceled => "canceled",
         }
     }
 
@@ -116,6 +123,7 @@ impl MessageStatus {
                 | MessageStatus::Expired
                 | MessageStatus::Rejected
                 | MessageStatus::Suppressed
+                | MessageStatus::Canceled
         )
     }
 
@@ -131,7 +139,8 @@ impl MessageStatus {
             | MessageStatus::Undelivered
             | MessageStatus::Expired
             | MessageStatus::Rejected
-            | MessageStatus::Suppressed => None,
+            | MessageStatus::Suppressed
+            | MessageStatus::Canceled => None,
         }
     }
 
@@ -142,6 +151,8 @@ impl MessageStatus {
             (None, _) => false,
             // Along the chain: strictly upwards only (this also excludes self -> self).
             (Some(cur), Some(nxt)) => nxt > cur,
+            // A cancel replaces only Queued: nothing was handed to a provider yet.
+            (Some(cur), None) if next == MessageStatus::Canceled => cur == 0,
             // A failure replaces Queued, Unknown or Sent, never Delivered or Read.
             (Some(cur), None) => cur <= 2,
         }
@@ -175,12 +186,14 @@ impl fmt::Display for MessageStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use MessageStatus::{Delivered, Expired, Failed, Queued, Read, Rejected, Sent, Suppressed, Undelivered, Unknown};
+    use MessageStatus::{
+        Canceled, Delivered, Expired, Failed, Queued, Read, Rejected, Sent, Suppressed, Undelivered, Unknown,
+    };
     use proptest::prelude::*;
 
     /// Every (from, to) pair the forward-only rule allows, written out by hand.
     /// Any pair not listed here must be refused.
-    const ALLOWED: [(MessageStatus, MessageStatus); 25] = [
+    const ALLOWED: [(MessageStatus, MessageStatus); 26] = [
         // Queued: everything above it on the chain, and every failure.
         (Queued, Unknown),
         (Queued, Sent),
@@ -191,6 +204,7 @@ mod tests {
         (Queued, Expired),
         (Queued, Rejected),
         (Queued, Suppressed),
+        (Queued, Canceled),
         // Unknown: higher chain ranks and every failure (reconciliation).
         (Unknown, Sent),
         (Unknown, Delivered),
@@ -212,7 +226,7 @@ mod tests {
         (Delivered, Read),
     ];
 
-    const TERMINALS: [MessageStatus; 5] = [Failed, Undelivered, Expired, Rejected, Suppressed];
+    const TERMINALS: [MessageStatus; 6] = [Failed, Undelivered, Expired, Rejected, Suppressed, Canceled];
 
     /// Independent chain rank for the tests; `None` for terminals.
     fn test_rank(s: MessageStatus) -> Option<u8> {
@@ -232,11 +246,11 @@ mod tests {
         // Exhaustiveness is enforced by this match: adding a variant breaks compilation here.
         for s in MessageStatus::ALL {
             match s {
-                Queued | Unknown | Sent | Delivered | Read | Failed | Undelivered | Expired | Rejected | Suppressed => {
-                }
+                Queued | Unknown | Sent | Delivered | Read | Failed | Undelivered | Expired | Rejected | Suppressed
+                | Canceled => {}
             }
         }
-        assert_eq!(ALLOWED.len(), 25);
+        assert_eq!(ALLOWED.len(), 26);
     }
 
     #[test]
@@ -269,7 +283,7 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 100);
+        assert_eq!(checked, 121);
     }
 
     #[test]

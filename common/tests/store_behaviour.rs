@@ -21,8 +21,9 @@ use common::store::cassandra::CassandraStore;
 use common::store::sqlite::SqliteStore;
 use common::store::{
     ApiKeyRecord, Brand, BrandStatus, BusinessInfoRecord, ChannelCredentials, Held, HeldMessage, InboundMessage,
-    JournalEntry, NewMessage, NumberStatus, Plan, ProviderKind, SenderKind, SenderNumber, SenderRegistration,
-    StatusUpdate, Store, StoreError, StoredClaim, Suppression, SuppressionReason, TenantSettings, TenantStatus,
+    JournalEntry, NewMessage, NumberStatus, Plan, ProviderKind, ScheduleCancel, ScheduledMessage, SenderKind,
+    SenderNumber, SenderRegistration, StatusUpdate, Store, StoreError, StoredClaim, Suppression, SuppressionReason,
+    TenantSettings, TenantStatus,
 };
 use common::{CampaignId, Channel, MessageStatus, Priority, TenantId};
 use serde_json::json;
@@ -155,6 +156,7 @@ suite!(sqlite:
     consent_is_found_per_channel_for_a_batch,
     tenant_settings_default_until_set,
     held_messages_wait_per_campaign_until_released,
+    scheduled_messages_wait_until_due_and_cancel_only_before_release,
     inbound_messages_are_listed_newest_first,
     claims_are_written_and_read_back,
     the_claim_journal_keeps_generations_until_trimmed,
@@ -191,6 +193,7 @@ suite!(cassandra:
     consent_is_found_per_channel_for_a_batch,
     tenant_settings_default_until_set,
     held_messages_wait_per_campaign_until_released,
+    scheduled_messages_wait_until_due_and_cancel_only_before_release,
     inbound_messages_are_listed_newest_first,
     claims_are_written_and_read_back,
     the_claim_journal_keeps_generations_until_trimmed,
@@ -1515,6 +1518,96 @@ async fn held_messages_wait_per_campaign_until_released(store: Arc<dyn Store>) {
     assert!(store.delete_tenant(&acme).await.unwrap());
     assert!(store.held_campaigns(100).await.unwrap().is_empty());
     assert_eq!(store.held_count(&acme, &fall).await.unwrap(), 0);
+}
+
+async fn scheduled_messages_wait_until_due_and_cancel_only_before_release(store: Arc<dyn Store>) {
+    let acme = tid("acme");
+    store.create_tenant(&tenant("acme", false, T0)).await.unwrap();
+    let spring = CampaignId::parse("spring").unwrap();
+    // Stores keep milliseconds.
+    let now = at(i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap());
+    let minutes = time::Duration::minutes;
+    let id = |n: u32| common::MessageId::parse(format!("m-{n}")).unwrap();
+    let scheduled = |n: u32, ahead: time::Duration| ScheduledMessage {
+        tenant_id: acme.clone(),
+        message_id: id(n),
+        campaign_id: (n < 4).then(|| spring.clone()),
+        due_at: now + ahead,
+        envelope: format!("{{\"n\": {n}}}").into_bytes(),
+    };
+    let all = vec![
+        scheduled(0, minutes(2)),
+        scheduled(1, minutes(2)),
+        scheduled(2, minutes(3)),
+        scheduled(3, minutes(10)),
+        scheduled(4, minutes(10)),
+    ];
+    store.schedule(&all).await.unwrap();
+    // Scheduling an id again keeps the first.
+    store
+        .schedule(&[ScheduledMessage {
+            envelope: b"again".to_vec(),
+            ..scheduled(0, minutes(9))
+        }])
+        .await
+        .unwrap();
+    assert_eq!(store.scheduled(&acme, &id(2)).await.unwrap(), Some(all[2].clone()));
+    assert!(store.due_scheduled(now, 100).await.unwrap().is_empty());
+
+    let first = store.scheduled_in_campaign(&acme, &spring, None, 2).await.unwrap();
+    assert_eq!(first, vec![id(0), id(1)]);
+    let next = store
+        .scheduled_in_campaign(&acme, &spring, Some(&id(1)), 10)
+        .await
+        .unwrap();
+    assert_eq!(next, vec![id(2), id(3)]);
+
+    // Canceled before it is due: never released.
+    assert_eq!(
+        store.cancel_scheduled(&acme, &id(2)).await.unwrap(),
+        ScheduleCancel::Canceled(all[2].clone())
+    );
+    assert_eq!(
+        store.cancel_scheduled(&acme, &id(2)).await.unwrap(),
+        ScheduleCancel::NotScheduled
+    );
+    assert_eq!(store.scheduled(&acme, &id(2)).await.unwrap(), None);
+
+    let ids = |messages: &[ScheduledMessage]| {
+        let mut ids: Vec<String> = messages.iter().map(|m| m.message_id.to_string()).collect();
+        ids.sort();
+        ids
+    };
+    let due = store.due_scheduled(now + minutes(5), 100).await.unwrap();
+    assert_eq!(ids(&due), ["m-0", "m-1"]);
+    assert!(due.contains(&all[0]), "the first scheduling stands: {due:?}");
+    // Taken for release: too late to cancel; answered again until forgotten.
+    assert_eq!(
+        store.cancel_scheduled(&acme, &id(0)).await.unwrap(),
+        ScheduleCancel::Releasing
+    );
+    assert_eq!(
+        ids(&store.due_scheduled(now + minutes(5), 100).await.unwrap()),
+        ["m-0", "m-1"]
+    );
+    store.forget_scheduled(&due).await.unwrap();
+    assert!(store.due_scheduled(now + minutes(5), 100).await.unwrap().is_empty());
+    assert_eq!(store.scheduled(&acme, &id(0)).await.unwrap(), None);
+    assert_eq!(
+        store.scheduled_in_campaign(&acme, &spring, None, 10).await.unwrap(),
+        vec![id(3)]
+    );
+
+    // A page at a time.
+    let mut released = Vec::new();
+    for _ in 0..2 {
+        let page = store.due_scheduled(now + minutes(11), 1).await.unwrap();
+        assert_eq!(page.len(), 1);
+        store.forget_scheduled(&page).await.unwrap();
+        released.extend(page);
+    }
+    assert_eq!(ids(&released), ["m-3", "m-4"]);
+    assert!(store.due_scheduled(now + minutes(11), 100).await.unwrap().is_empty());
 }
 
 async fn inbound_messages_are_listed_newest_first(store: Arc<dyn Store>) {

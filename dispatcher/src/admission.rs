@@ -55,8 +55,6 @@ pub enum Refusal {
     ConsentMissing,
     /// The message expired before it could be sent.
     Expired,
-    /// `not_before` lies in the future and this build does not defer messages yet.
-    ScheduledSendUnsupported,
     /// The tenant's monthly quota for the channel is used up.
     QuotaExhausted,
     /// WhatsApp free-form text outside the 24 hours after the contact last wrote: only a
@@ -72,7 +70,7 @@ pub enum Refusal {
 
 impl Refusal {
     /// Every refusal, for metrics and docs.
-    pub const ALL: [Refusal; 23] = [
+    pub const ALL: [Refusal; 22] = [
         Refusal::TenantUnknown,
         Refusal::TenantSuspended,
         Refusal::NotReady(NotReady::ChannelNotConfigured),
@@ -90,7 +88,6 @@ impl Refusal {
         Refusal::RecipientSuppressed,
         Refusal::ConsentMissing,
         Refusal::Expired,
-        Refusal::ScheduledSendUnsupported,
         Refusal::QuotaExhausted,
         Refusal::WhatsappWindowClosed,
         Refusal::TemplateNotFound,
@@ -109,7 +106,6 @@ impl Refusal {
             Refusal::RecipientSuppressed => "RECIPIENT_SUPPRESSED",
             Refusal::ConsentMissing => "CONSENT_MISSING",
             Refusal::Expired => "EXPIRED",
-            Refusal::ScheduledSendUnsupported => "SCHEDULED_SEND_UNSUPPORTED",
             Refusal::QuotaExhausted => "QUOTA_EXHAUSTED",
             Refusal::WhatsappWindowClosed => "63016",
             Refusal::TemplateNotFound => "TEMPLATE_NOT_FOUND",
@@ -301,9 +297,6 @@ impl Directory {
         }
         if envelope.is_expired(now) {
             return Ok(Err(Refusal::Expired));
-        }
-        if envelope.not_before.is_some_and(|not_before| not_before > now) {
-            return Ok(Err(Refusal::ScheduledSendUnsupported));
         }
         if is_demo {
             return Ok(Ok((route, None)));

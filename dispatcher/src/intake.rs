@@ -38,7 +38,9 @@ use common::log::{
     ConsumerEvent, LogConsumer, LogError, MessageLog, Offset, OutgoingRecord, Partition, Record, RecordPosition, Topic,
     partition_for,
 };
-use common::store::{Held, NewMessage, StatusUpdate, Store, StoreError, Suppression, SuppressionReason};
+use common::store::{
+    Held, NewMessage, ScheduledMessage, StatusUpdate, Store, StoreError, Suppression, SuppressionReason,
+};
 use common::{Envelope, EnvelopeError};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
@@ -354,8 +356,11 @@ impl Intake {
         let mut done = Vec::new();
         let mut dead_letters = Vec::new();
         let mut misplaced = Vec::new();
+        let mut later = Vec::new();
         let mut parsed = Vec::with_capacity(records.len());
         let partitions = self.log.partitions(Topic::Messages);
+        let now = OffsetDateTime::now_utc();
+        let in_memory_until = now + Duration::from_millis(self.settings.scheduled_in_memory_ms);
         for record in records {
             let position = (record.partition, record.offset);
             if partition_for(&record.key, partitions) != record.partition {
@@ -367,7 +372,19 @@ impl Intake {
                 continue;
             }
             match parse_record(&record) {
-                Ok(envelope) => parsed.push((position, envelope)),
+                Ok(envelope) => match envelope.not_before {
+                    Some(due_at) if due_at > in_memory_until => {
+                        later.push(ScheduledMessage {
+                            tenant_id: envelope.tenant_id,
+                            message_id: envelope.message_id,
+                            campaign_id: envelope.campaign_id,
+                            due_at,
+                            envelope: record.payload,
+                        });
+                        done.push(position);
+                    }
+                    _ => parsed.push((position, envelope)),
+                },
                 Err(dead) => {
                     dead_letters.push(dead);
                     done.push(position);
@@ -400,7 +417,17 @@ impl Intake {
             }
         }
 
-        let now = OffsetDateTime::now_utc();
+        if !later.is_empty() {
+            // Claimed when they come back due: until then a cancel may still take them.
+            let mut backoff = RETRY_FIRST;
+            while let Err(err) = self.store.schedule(&later).await {
+                if !back_off(&mut backoff, "schedule", &err, &self.cancel).await {
+                    return Ok(()); // stopping: the batch stays uncommitted
+                }
+            }
+            metrics::counter!("dispatcher_scheduled_total").increment(later.len() as u64);
+        }
+
         let Some(verdicts) = self.claim(&parsed, now).await else {
             return Ok(()); // stopping: the batch stays uncommitted
         };

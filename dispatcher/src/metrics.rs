@@ -34,6 +34,11 @@ pub(crate) fn describe() {
         "records found on another partition than their key's (a producer's own partitioner) and moved to their tenant's partition"
     );
     describe_counter!(
+        "dispatcher_scheduled_total",
+        Unit::Count,
+        "messages due later than dispatcher.scheduled_in_memory_ms handed to the store's schedule (the admin API appends them again when due)"
+    );
+    describe_counter!(
         "dispatcher_duplicates_total",
         Unit::Count,
         "records skipped because their message id was already claimed: another record's duplicate, or a record read again whose message is past queued"
@@ -149,6 +154,7 @@ pub(crate) fn describe() {
         "dispatcher_dead_letters_total",
         "dispatcher_duplicates_total",
         "dispatcher_misplaced_records_total",
+        "dispatcher_scheduled_total",
         "dispatcher_claim_reads_total",
         "dispatcher_pacing_violations_total",
     ] {
@@ -157,6 +163,7 @@ pub(crate) fn describe() {
     for operation in [
         "append_dead_letters",
         "move_misplaced",
+        "schedule",
         "load_claims",
         "sort_claims",
         "journal_claims",

@@ -754,3 +754,62 @@ async fn a_handover_gives_back_queued_work_and_waits_for_what_is_in_flight() {
         "no retry and no queued message of a handed-over partition is sent"
     );
 }
+
+/// An envelope not to be sent before `not_before`.
+fn scheduled(tenant: &str, id: &str, to: &str, not_before: time::OffsetDateTime) -> Envelope {
+    let not_before = not_before
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let value = json!({"version": 1, "message_id": id, "tenant_id": tenant, "channel": "sms", "to": to,
+                       "body": "the sale starts now", "not_before": not_before});
+    Envelope::parse(&serde_json::to_vec(&value).unwrap()).unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_message_leaves_at_its_not_before_and_not_earlier_while_others_go_at_once() {
+    let provider = Arc::new(TestProvider::default());
+    let pool = route(&provider, "acct", &[("+14155550001", 10.0)], 100);
+    let mut engine = start(&settings());
+    let started = Instant::now();
+    let now = time::OffsetDateTime::now_utc();
+    // Nine seconds ahead (the dispatcher keeps up to `scheduled_in_memory_ms` in memory), one
+    // already past, one now.
+    let ahead = std::time::Duration::from_secs(9);
+    engine
+        .admit(scheduled("acme", "later", "+12125550101", now + ahead), &pool)
+        .await;
+    engine
+        .admit(
+            scheduled("acme", "past", "+12125550102", now - std::time::Duration::from_secs(60)),
+            &pool,
+        )
+        .await;
+    engine
+        .admit(envelope("acme", "now", "+12125550103", "marketing", "hi"), &pool)
+        .await;
+    let finished = engine.finished(3).await;
+    engine.stop().await;
+    let order: Vec<&str> = finished.iter().map(|f| f.envelope.message_id.as_str()).collect();
+    assert_eq!(order.last(), Some(&"later"), "{order:?}");
+    let calls = provider.calls();
+    for call in &calls {
+        let after = call.at.duration_since(started);
+        if call.message_id == "later" {
+            // The wait was measured from the wall clock when it was admitted: not a moment early.
+            assert!(
+                after + std::time::Duration::from_millis(1) >= ahead,
+                "sent after {after:?}"
+            );
+            assert!(
+                after < ahead + std::time::Duration::from_millis(200),
+                "sent after {after:?}"
+            );
+        } else {
+            assert!(
+                after < std::time::Duration::from_millis(200),
+                "{} sent after {after:?}",
+                call.message_id
+            );
+        }
+    }
+}

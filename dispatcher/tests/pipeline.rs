@@ -101,6 +101,7 @@ on_both_backends!(
     duplicates_across_a_rebalance_are_sent_once,
     a_callback_before_the_sent_record_is_kept,
     a_record_on_another_partition_is_moved_to_its_owner,
+    a_message_due_later_waits_in_the_store_until_released,
 );
 
 /// Remembers what it was asked to send; refuses ids starting with `bad` for good, and answers
@@ -498,6 +499,70 @@ async fn a_batch_resubmitted_while_its_first_copies_wait_is_sent_once(backends: 
             "dup-{n}: history untouched"
         );
     }
+}
+
+/// A message due later than the dispatcher keeps in memory waits in the store's schedule,
+/// unclaimed (a record produced twice is scheduled once); appended again when due (the admin
+/// API's release, done by hand here), it is claimed and sent once, not before its time.
+async fn a_message_due_later_waits_in_the_store_until_released(backends: Backends) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut harness) = slow_sender_harness(backends, dir.path(), Duration::ZERO).await else {
+        return;
+    };
+    // Anything ahead goes to the schedule; due late enough for a busy machine to read it first.
+    harness.settings.scheduled_in_memory_ms = 0;
+    let due = OffsetDateTime::now_utc() + Duration::from_secs(20);
+    let not_before = due.format(&time::format_description::well_known::Rfc3339).unwrap();
+    let later = || envelope("acme", "later", "+12125550101", json!({"not_before": not_before}));
+    harness.log.append(Topic::Messages, vec![later()]).await.unwrap();
+    harness.log.append(Topic::Messages, vec![later()]).await.unwrap();
+    let (running, cancel) = harness.start();
+    harness.send_after_and_wait().await;
+
+    let (acme, id) = (TenantId::parse("acme").unwrap(), MessageId::parse("later").unwrap());
+    let scheduled = harness
+        .store
+        .scheduled(&acme, &id)
+        .await
+        .unwrap()
+        .expect("in the schedule");
+    assert_eq!(scheduled.due_at.unix_timestamp(), due.unix_timestamp());
+    assert!(
+        harness.store.message(&acme, &id).await.unwrap().is_none(),
+        "not claimed yet"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let released = loop {
+        let page = harness
+            .store
+            .due_scheduled(OffsetDateTime::now_utc(), 100)
+            .await
+            .unwrap();
+        if !page.is_empty() {
+            break page;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never due");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(released, vec![scheduled]);
+    let records = released
+        .iter()
+        .map(|message| OutgoingRecord::for_tenant(&message.tenant_id, message.envelope.clone()))
+        .collect();
+    harness.log.append(Topic::Messages, records).await.unwrap();
+    harness.store.forget_scheduled(&released).await.unwrap();
+    wait_until_sent(harness.store.as_ref(), "acme", "later").await;
+    cancel.cancel();
+    running.await.unwrap().unwrap();
+
+    let record = harness.store.message(&acme, &id).await.unwrap().unwrap();
+    let sent_at = record.history.last().unwrap().at;
+    assert!(
+        sent_at >= due - Duration::from_millis(1),
+        "sent at {sent_at}, due {due}"
+    );
+    assert_eq!(calls_per_id(&harness.provider).get("later"), Some(&1));
+    assert_eq!(harness.store.scheduled(&acme, &id).await.unwrap(), None);
 }
 
 /// A campaign service retries a campaign send (the same recipients, so the same ids) while the

@@ -16,6 +16,8 @@
 //! - `fairness`: the engine with one tenant's huge backlog saturating the provider: how long a
 //!   small tenant's transactional messages wait.
 //! - `memory`: the whole dispatcher with a huge backlog in the log: peak resident memory.
+//! - `scheduled`: the whole dispatcher with millions of messages scheduled over the next week
+//!   mixed with messages due now: peak resident memory while it keeps sending what is due.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -26,10 +28,10 @@ use async_trait::async_trait;
 use common::config::{DispatcherSettings, Settings};
 use common::log::{MessageLog, OutgoingRecord, Topic};
 use common::provider::{Lookup, OutboundMessage, Provider, SendOutcome};
-use common::store::MessageStore;
 use common::store::{
     MessageRecord, NumberStatus, ProviderKind, SenderKind, SenderNumber, StatusUpdate, Store, Tenant, TenantStatus,
 };
+use common::store::MessageStore;
 use common::{Envelope, MessageId, MessageStatus, PhoneNumber, Sender, TenantId};
 use dispatcher::admission::Providers;
 use dispatcher::engine::{Admitted, Engine};
@@ -112,6 +114,16 @@ enum Scenario {
         #[arg(long, default_value_t = 30)]
         seconds: u64,
     },
+    /// Messages scheduled over the next week mixed into the log with messages due now: resident
+    /// memory while the scheduled ones go to the store's schedule and the others are sent.
+    Scheduled {
+        /// Messages scheduled over the next seven days.
+        #[arg(long, default_value_t = 10_000_000)]
+        scheduled: usize,
+        /// Messages due now, spread evenly among them.
+        #[arg(long, default_value_t = 100_000)]
+        now: usize,
+    },
     /// Signed status callbacks/s verified and applied by the all-in-one stack over HTTP.
     Webhooks {
         /// Callbacks to send (one per message, each `sent` to `delivered`).
@@ -136,6 +148,7 @@ pub(crate) async fn run(args: ScenarioArgs) -> anyhow::Result<()> {
         Scenario::Pacing { seconds } => pacing(seconds).await,
         Scenario::Fairness { backlog } => fairness(backlog).await,
         Scenario::Memory { backlog, seconds } => memory(backlog, seconds).await,
+        Scenario::Scheduled { scheduled, now } => scheduled_memory(scheduled, now).await,
         Scenario::Webhooks { callbacks, concurrency } => webhooks(callbacks, concurrency.max(1)).await,
     }
 }
@@ -903,6 +916,124 @@ async fn memory(backlog: usize, seconds: u64) -> anyhow::Result<()> {
         ),
         json!({"backlog": backlog, "seconds": seconds, "rss_before_mib": after_fill,
                "rss_max_dispatching_mib": peak_running, "peak_rss_mib": peak}),
+    );
+    Ok(())
+}
+
+/// `scheduled` messages with `not_before` spread over the next seven days and `due` messages
+/// due now, interleaved in the log; the dispatcher runs until every scheduled one is in the
+/// store's schedule and every due one is durably `sent`, its resident memory sampled every
+/// 100 ms.
+async fn scheduled_memory(scheduled: usize, due: usize) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let settings = quiet_settings(dir.path());
+    let (log, store) = common::backends::open_embedded(&settings).await?;
+    let tenants: Vec<String> = (0..8).map(|n| format!("tenant{n}")).collect();
+    for (index, tenant) in tenants.iter().enumerate() {
+        demo_tenant(store.as_ref(), index, tenant, 4, 100.0).await?;
+    }
+    let records = scheduled + due;
+    // One in `every` records is due now.
+    let every = (records / due.max(1)).max(1);
+    let week_ms = 7 * 86_400_000_i64;
+    let start = OffsetDateTime::now_utc() + Duration::from_secs(3_600);
+    progress(&format!("appending {scheduled} scheduled and {due} due messages"));
+    let filled = Instant::now();
+    // The last scheduled record of each tenant: once it is in the schedule, all before it are.
+    let mut last_scheduled: Vec<Option<usize>> = vec![None; tenants.len()];
+    let (mut next, mut due_ids) = (0, Vec::new());
+    while next < records {
+        let batch: Vec<OutgoingRecord> = (next..records.min(next + 20_000))
+            .map(|n| {
+                let tenant = tenant_of(&tenants, n);
+                let to = format!("+1646555{:04}", n % 10_000);
+                let mut payload = envelope_json(tenant, &format!("m{n}"), &to, "marketing");
+                if n % every == 0 && due_ids.len() < due {
+                    due_ids.push(n);
+                } else {
+                    // Spread over the week, in no order.
+                    let offset_ms = (n as i64).wrapping_mul(7_919_993) % week_ms;
+                    let not_before = (start + time::Duration::milliseconds(offset_ms))
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .expect("a valid time");
+                    payload.pop();
+                    payload.extend_from_slice(format!(r#","not_before":"{not_before}"}}"#).as_bytes());
+                    last_scheduled[n % tenants.len()] = Some(n);
+                }
+                OutgoingRecord {
+                    key: tenant.as_bytes().to_vec(),
+                    payload,
+                }
+            })
+            .collect();
+        next += batch.len();
+        log.append(Topic::Messages, batch).await?;
+        if next % 1_000_000 == 0 {
+            progress(&format!("{next} records in the log"));
+        }
+    }
+    let fill_time = filled.elapsed();
+    let (rss_before, _) = resident_mib();
+    let ids = |numbers: &[usize]| -> anyhow::Result<Vec<(TenantId, MessageId)>> {
+        numbers
+            .iter()
+            .map(|&n| {
+                Ok((
+                    TenantId::parse(tenant_of(&tenants, n))?,
+                    MessageId::parse(format!("m{n}"))?,
+                ))
+            })
+            .collect()
+    };
+    let due_ids = ids(&due_ids)?;
+    let last_scheduled = ids(&last_scheduled.into_iter().flatten().collect::<Vec<_>>())?;
+
+    let started = Instant::now();
+    let running = start_dispatcher(&settings, Arc::clone(&log), Arc::clone(&store), HashMap::new());
+    let mut peak_rss: f64 = 0.0;
+    let mut due_sent_after = None;
+    let mut last_check = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        peak_rss = peak_rss.max(resident_mib().0);
+        if last_check.elapsed() < Duration::from_secs(2) {
+            continue;
+        }
+        last_check = Instant::now();
+        if due_sent_after.is_none() && queued_among(store.as_ref(), &due_ids).await? == 0 {
+            due_sent_after = Some(started.elapsed());
+        }
+        let mut in_schedule = 0;
+        for (tenant, id) in &last_scheduled {
+            if store.scheduled(tenant, id).await?.is_some() {
+                in_schedule += 1;
+            }
+        }
+        if in_schedule == last_scheduled.len() && due_sent_after.is_some() {
+            break;
+        }
+        progress(&format!(
+            "{:.0} s: due messages all sent: {}; resident {peak_rss:.0} MiB at most",
+            started.elapsed().as_secs_f64(),
+            due_sent_after.is_some()
+        ));
+    }
+    let elapsed = started.elapsed();
+    running.stop().await?;
+    let due_sent_after = due_sent_after.unwrap_or(elapsed);
+    report(
+        "scheduled",
+        &format!(
+            "{scheduled} messages scheduled over the next week and {due} due now (log filled in {:.0} s): all scheduled in the store in {:.0} s ({:.0} records/s); the due ones all sent within {:.1} s; resident {rss_before:.0} MiB before, at most {peak_rss:.0} MiB while dispatching",
+            fill_time.as_secs_f64(),
+            elapsed.as_secs_f64(),
+            records as f64 / elapsed.as_secs_f64(),
+            due_sent_after.as_secs_f64(),
+        ),
+        json!({"scheduled": scheduled, "due": due, "seconds": elapsed.as_secs_f64(),
+               "records_per_second": records as f64 / elapsed.as_secs_f64(),
+               "due_sent_seconds": due_sent_after.as_secs_f64(),
+               "rss_before_mib": rss_before, "rss_max_dispatching_mib": peak_rss}),
     );
     Ok(())
 }

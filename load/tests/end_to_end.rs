@@ -203,6 +203,8 @@ async fn start_on(data_dir: &std::path::Path, simulator: &RunningSimulator, port
     settings.log.partitions = 2;
     settings.dispatcher.poll_wait_ms = 20;
     settings.admin.held_release_interval_ms = 100;
+    settings.admin.schedule_release_interval_ms = 100;
+    settings.dispatcher.scheduled_in_memory_ms = 1_500;
     settings.credentials.keys = Some(keys);
     load::fixtures::on_simulator(&mut settings, &simulator.base_url());
     let key = seed_tenant(&settings, &keyring).await;
@@ -920,6 +922,187 @@ async fn a_campaign_held_while_the_brand_is_reviewed_goes_once_it_is_approved() 
         .expect("the release is audited");
     assert_eq!(released.detail["messages"], 3, "{released:?}");
     assert_eq!(simulator.stats().accepted, 3);
+    running.app.shutdown().await;
+    simulator.shutdown().await.unwrap();
+}
+
+/// `not_before` as RFC 3339.
+fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339).unwrap()
+}
+
+impl Running {
+    /// Polls the message until it waits in the schedule; answers it.
+    async fn wait_scheduled(&self, id: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let response = self
+                .http
+                .get(self.url(&format!("/v1/messages/{id}")))
+                .bearer_auth(&self.key)
+                .send()
+                .await
+                .unwrap();
+            if response.status() == 200 {
+                let body: Value = response.json().await.unwrap();
+                if body["scheduled_for"].is_string() {
+                    assert_eq!(body["status"], "queued", "{body}");
+                    return body;
+                }
+                panic!("{id} is not scheduled: {body}");
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{id} never reached the schedule"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// `DELETE path`: the HTTP status and body.
+    async fn delete(&self, path: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .delete(self.url(path))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+}
+
+/// When `message` reached `status`.
+fn reached_at(message: &Value, status: &str) -> OffsetDateTime {
+    let at = message["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|change| change["status"] == status)
+        .unwrap_or_else(|| panic!("never {status}: {message}"))["at"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    OffsetDateTime::parse(&at, &time::format_description::well_known::Rfc3339).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_messages_leave_when_due_and_can_be_canceled_until_then() {
+    let simulator = simulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(dir.path(), &simulator).await;
+    let now = OffsetDateTime::now_utc();
+
+    // Due in 15 s: past the dispatcher's 1.5 s in memory (even when a busy machine takes
+    // seconds to read it), so it waits in the store's schedule.
+    let due = now + Duration::from_secs(15);
+    let later = json!({ "body": "Doors open now", "not_before": rfc3339(due) });
+    let scheduled = running.send("scheduled-1", "sms", SMS_FROM, later).await;
+    // Due in 1 s: the dispatcher keeps it until then.
+    let soon_due = now + Duration::from_secs(1);
+    let soon = json!({ "body": "Starting", "not_before": rfc3339(soon_due) });
+    let soon = running.send("scheduled-soon", "sms", SMS_FROM, soon).await;
+    // Due in an hour: canceled before then, one by id and a campaign's three at once.
+    let hour = rfc3339(now + Duration::from_secs(3_600));
+    let canceled = running
+        .send(
+            "scheduled-2",
+            "sms",
+            SMS_FROM,
+            json!({ "body": "Later", "not_before": hour }),
+        )
+        .await;
+    let campaign = running
+        .http
+        .post(running.url("/v1/campaigns/evening/send"))
+        .bearer_auth(&running.key)
+        .json(&json!({
+            "channel": "sms", "from": SMS_FROM, "body": "Tonight only", "not_before": hour,
+            "recipients": ["+14155550191", "+14155550192", "+14155550193"],
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(campaign.status(), 202);
+    let campaign: Value = campaign.json().await.unwrap();
+    let campaign_ids: Vec<String> = campaign["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|result| result["message_id"].as_str().unwrap().to_owned())
+        .collect();
+
+    let waiting = running.wait_scheduled(&scheduled).await;
+    assert_eq!(
+        OffsetDateTime::parse(
+            waiting["scheduled_for"].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339
+        )
+        .unwrap()
+        .unix_timestamp(),
+        due.unix_timestamp(),
+        "{waiting}"
+    );
+    running.wait_scheduled(&canceled).await;
+    for id in &campaign_ids {
+        running.wait_scheduled(id).await;
+    }
+
+    let (status, body) = running.delete(&format!("/v1/messages/{canceled}")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["status"].as_str(), body["reason"].as_str()),
+        (Some("canceled"), Some("CANCELED")),
+        "{body}"
+    );
+    let (status, again) = running.delete(&format!("/v1/messages/{canceled}")).await;
+    assert_eq!((status, &again["status"]), (200, &json!("canceled")), "{again}");
+    let (status, body) = running.delete("/v1/campaigns/evening/schedule").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, json!({ "canceled": 3, "released": 0 }));
+    let (_, body) = running.delete("/v1/campaigns/evening/schedule").await;
+    assert_eq!(body["canceled"], 0, "{body}");
+    for id in &campaign_ids {
+        running.wait_for(id, "canceled").await;
+    }
+    let (status, body) = running.delete("/v1/messages/never-sent").await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (404, &json!("message_not_found")),
+        "{body}"
+    );
+
+    // Each leaves at its time, not before.
+    let soon = running.wait_for(&soon, "delivered").await;
+    assert!(
+        reached_at(&soon, "sent") >= soon_due - Duration::from_millis(1),
+        "{soon}"
+    );
+    let delivered = running.wait_for(&scheduled, "delivered").await;
+    assert!(
+        reached_at(&delivered, "sent") >= due - Duration::from_millis(1),
+        "{delivered}"
+    );
+    let (status, body) = running.delete(&format!("/v1/messages/{scheduled}")).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "message_not_cancelable", "{body}");
+
+    // Only the two that were due reached the provider.
+    assert_eq!(simulator.stats().accepted, 2);
+    let store = SqliteStore::open(&testing::settings(dir.path()).store_path())
+        .await
+        .unwrap();
+    let audit = store.audit(&TenantId::parse("acme").unwrap(), 100).await.unwrap();
+    assert!(
+        audit.iter().any(|entry| entry.action == "message.canceled"),
+        "{audit:?}"
+    );
+    assert!(
+        audit
+            .iter()
+            .any(|entry| entry.action == "campaign.schedule_canceled" && entry.detail["canceled"] == 3),
+        "{audit:?}"
+    );
     running.app.shutdown().await;
     simulator.shutdown().await.unwrap();
 }

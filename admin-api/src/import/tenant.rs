@@ -24,13 +24,8 @@ use super::{ImportError, Importer};
 use crate::business_info;
 use crate::onboarding::{Step, keys};
 
-/// The log position imported messages are claimed under: no log has this partition, so no
-/// record is ever taken for their claim's own record, and a record with one of their ids is a
-/// duplicate.
-pub const IMPORTED_POSITION: RecordPosition = RecordPosition {
-    partition: i32::MAX as u32,
-    offset: 0,
-};
+/// The log position imported messages are claimed under: no record's.
+pub const IMPORTED_POSITION: RecordPosition = RecordPosition::OFF_LOG;
 
 /// Legacy messages read per page.
 const MESSAGE_PAGE: usize = 1_000;

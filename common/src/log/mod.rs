@@ -97,6 +97,16 @@ pub struct RecordPosition {
     pub offset: Offset,
 }
 
+impl RecordPosition {
+    /// The position claims are made under by no record at all (messages imported, or canceled
+    /// before they reached the log): no log has this partition, so no record is ever taken for
+    /// the claim's own, and a record with one of their ids is a duplicate.
+    pub const OFF_LOG: RecordPosition = RecordPosition {
+        partition: i32::MAX as u32,
+        offset: 0,
+    };
+}
+
 /// What one poll of a consumer brings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConsumerEvent {

@@ -28,8 +28,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::Hash;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -54,8 +54,8 @@ use super::codec::{
 use super::{
     ApiKeyRecord, AuditEntry, AuditStore, Brand, BusinessInfoRecord, ChannelCredentials, Consent, ContactStore, Held,
     HeldMessage, InboundMessage, JournalEntry, MessageRecord, MessageStore, NewMessage, OnboardingStore, Plan,
-    SenderNumber, StatusChange, StatusUpdate, StoreError, StoredClaim, Suppression, Tenant, TenantSettings,
-    TenantStatus, TenantStore, UsageStore,
+    ScheduleCancel, ScheduleStore, ScheduledMessage, SenderNumber, StatusChange, StatusUpdate, StoreError, StoredClaim,
+    Suppression, Tenant, TenantSettings, TenantStatus, TenantStore, UsageStore,
 };
 use crate::address::PhoneNumber;
 use crate::channel::Channel;
@@ -121,10 +121,15 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0011_inbound_messages",
         include_str!("../../migrations/cql/0011_inbound_messages.cql"),
     ),
+    (
+        12,
+        "0012_scheduled_messages",
+        include_str!("../../migrations/cql/0012_scheduled_messages.cql"),
+    ),
 ];
 
 /// The schema version this build creates and understands.
-pub const SCHEMA_VERSION: i32 = 11;
+pub const SCHEMA_VERSION: i32 = 12;
 
 /// The `schema_migrations` row that holds the migration lease.
 const LEASE_VERSION: i32 = -1;
@@ -143,6 +148,9 @@ const CHECK_CHUNK: usize = 64;
 
 /// Milliseconds per day (audit and message-list partitions).
 const DAY_MS: i64 = 86_400_000;
+
+/// Milliseconds per partition of scheduled messages (one minute).
+const MINUTE_MS: i64 = 60_000;
 
 /// Milliseconds per stuck-index bucket (one hour).
 const BUCKET_MS: i64 = 3_600_000;
@@ -186,6 +194,26 @@ struct Inner {
     st: Statements,
     /// Orders audit entries of one millisecond (in this process).
     audit_seq: AtomicI64,
+    /// Where this process's release of scheduled messages stands.
+    release: Mutex<Release>,
+}
+
+/// Where a process's release of scheduled messages stands: messages answered by
+/// `due_scheduled` and not forgotten yet (answered again first), and the last message read of
+/// the minute being released, read on from there (never over the tombstones of those before).
+#[derive(Default)]
+struct Release {
+    pending: Vec<ScheduledMessage>,
+    after: Option<ReleasedUpTo>,
+}
+
+/// The last scheduled message read: its minute, then its key there.
+#[derive(Clone)]
+struct ReleasedUpTo {
+    minute: i64,
+    due_at: CqlTimestamp,
+    tenant_id: String,
+    message_id: String,
 }
 
 /// Maps a driver error into a backend failure naming the operation.
@@ -264,6 +292,7 @@ impl CassandraStore {
                 batch_rows: settings.batch_rows.max(1),
                 st,
                 audit_seq: AtomicI64::new(i64::try_from(seed).unwrap_or(0)),
+                release: Mutex::new(Release::default()),
             }),
         })
     }
@@ -619,7 +648,6 @@ impl CassandraStore {
         message_from_rows(rows)
     }
 
-    /// Deletes one message and the index rows that name it.
     /// Writes one held message.
     async fn put_held(&self, message: HeldMessage) -> Result<(), StoreError> {
         self.exec(
@@ -644,6 +672,7 @@ impl CassandraStore {
         Ok(())
     }
 
+    /// Deletes one message and the index rows that name it.
     async fn delete_message(&self, tenant: &str, id: String) -> Result<(), StoreError> {
         if let Some(record) = self.message_row(tenant, &id).await?
             && let Some(campaign) = &record.campaign_id
@@ -1049,6 +1078,32 @@ statements! {
     insert_schedule = "INSERT INTO workflow_schedule (shard, due_at, tenant_id) VALUES (0, ?, ?)";
     delete_schedule = "DELETE FROM workflow_schedule WHERE shard = 0 AND due_at = ? AND tenant_id = ?";
     select_schedule = "SELECT due_at, tenant_id FROM workflow_schedule WHERE shard = 0 AND due_at <= ?";
+
+    insert_scheduled = "INSERT INTO scheduled_messages (minute, due_at, tenant_id, message_id, campaign_id, envelope, \
+                        canceled) VALUES (?, ?, ?, ?, ?, ?, false)";
+    select_scheduled_minute = "SELECT tenant_id, message_id, campaign_id, due_at, envelope, canceled \
+                               FROM scheduled_messages WHERE minute = ? \
+                               AND (due_at, tenant_id, message_id) > (?, ?, ?) AND (due_at) <= (?) LIMIT ?";
+    select_scheduled_one = "SELECT tenant_id, message_id, campaign_id, due_at, envelope, canceled \
+                            FROM scheduled_messages WHERE minute = ? AND due_at = ? AND tenant_id = ? AND message_id = ?";
+    select_scheduled_state = "SELECT releasing, canceled FROM scheduled_messages \
+                              WHERE minute = ? AND due_at = ? AND tenant_id = ? AND message_id = ?";
+    mark_minute_releasing = "UPDATE scheduled_messages SET releasing = true WHERE minute = ? IF releasing = null";
+    cancel_scheduled = "UPDATE scheduled_messages SET canceled = true \
+                        WHERE minute = ? AND due_at = ? AND tenant_id = ? AND message_id = ? \
+                        IF releasing = null AND canceled = false";
+    delete_scheduled = "DELETE FROM scheduled_messages WHERE minute = ? AND due_at = ? AND tenant_id = ? AND message_id = ?";
+    delete_scheduled_minute = "DELETE FROM scheduled_messages WHERE minute = ?";
+    insert_scheduled_id = "INSERT INTO scheduled_ids (tenant_id, message_id, minute, due_at) VALUES (?, ?, ?, ?)";
+    select_scheduled_id = "SELECT minute, due_at FROM scheduled_ids WHERE tenant_id = ? AND message_id = ?";
+    delete_scheduled_id = "DELETE FROM scheduled_ids WHERE tenant_id = ? AND message_id = ?";
+    insert_scheduled_campaign = "INSERT INTO scheduled_campaigns (tenant_id, campaign_id, message_id) VALUES (?, ?, ?)";
+    select_scheduled_campaign = "SELECT message_id FROM scheduled_campaigns \
+                                 WHERE tenant_id = ? AND campaign_id = ? AND message_id > ? LIMIT ?";
+    delete_scheduled_campaign = "DELETE FROM scheduled_campaigns WHERE tenant_id = ? AND campaign_id = ? AND message_id = ?";
+    init_schedule_cursor = "INSERT INTO schedule_cursor (name, minute) VALUES ('release', ?) IF NOT EXISTS";
+    select_schedule_cursor = "SELECT minute FROM schedule_cursor WHERE name = 'release'";
+    advance_schedule_cursor = "UPDATE schedule_cursor SET minute = ? WHERE name = 'release' IF minute = ?";
 
     claim_number = "INSERT INTO sender_number_owners (number, tenant_id) VALUES (?, ?) IF NOT EXISTS";
     release_number = "DELETE FROM sender_number_owners WHERE number = ? IF tenant_id = ?";
@@ -2103,6 +2158,259 @@ impl MessageStore for CassandraStore {
                 + metrics.get_requests_manually_paged_num()
                 + metrics.get_requests_automatically_paged_num(),
         )
+    }
+}
+
+/// A row of `scheduled_messages`, as read.
+type ScheduledRow = (String, String, Option<String>, CqlTimestamp, Vec<u8>, Option<bool>);
+
+/// The minute partition a scheduled message waits in.
+fn minute_of(at: OffsetDateTime) -> Result<i64, StoreError> {
+    Ok(to_ms(at)?.div_euclid(MINUTE_MS))
+}
+
+fn scheduled_from_row(row: ScheduledRow) -> Result<(ScheduledMessage, bool), StoreError> {
+    let (tenant, id, campaign, due_at, envelope, canceled) = row;
+    let message = ScheduledMessage {
+        tenant_id: parse_tenant_id(&tenant)?,
+        message_id: parse_message_id(&id)?,
+        campaign_id: campaign.as_deref().map(parse_campaign_id).transpose()?,
+        due_at: from_ts(due_at)?,
+        envelope,
+    };
+    Ok((message, canceled.unwrap_or(false)))
+}
+
+impl CassandraStore {
+    /// Writes one scheduled message and the rows that find it, unless it is scheduled already
+    /// (read first: one dispatcher owns the tenant, so the same id is not scheduled concurrently).
+    async fn put_scheduled(&self, message: ScheduledMessage) -> Result<(), StoreError> {
+        let st = self.st();
+        let (tenant, id) = (message.tenant_id.as_str(), message.message_id.as_str());
+        let known: Option<(i64, CqlTimestamp)> = self.row(&st.select_scheduled_id, (tenant, id)).await?;
+        if known.is_some() {
+            return Ok(());
+        }
+        let minute = minute_of(message.due_at)?;
+        let due_at = ts(message.due_at)?;
+        let campaign = message.campaign_id.as_ref().map(CampaignId::as_str);
+        self.exec(
+            &st.insert_scheduled,
+            (minute, due_at, tenant, id, campaign, message.envelope.as_slice()),
+        )
+        .await?;
+        self.exec(&st.insert_scheduled_id, (tenant, id, minute, due_at)).await?;
+        if let Some(campaign) = campaign {
+            self.exec(&st.insert_scheduled_campaign, (tenant, campaign, id)).await?;
+        }
+        Ok(())
+    }
+
+    /// Forgets the rows that find a scheduled message (not its own row).
+    async fn unlist_scheduled(&self, message: &ScheduledMessage) -> Result<(), StoreError> {
+        let st = self.st();
+        let (tenant, id) = (message.tenant_id.as_str(), message.message_id.as_str());
+        self.exec(&st.delete_scheduled_id, (tenant, id)).await?;
+        if let Some(campaign) = &message.campaign_id {
+            self.exec(&st.delete_scheduled_campaign, (tenant, campaign.as_str(), id))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Forgets one released message.
+    async fn forget_one(&self, message: ScheduledMessage) -> Result<(), StoreError> {
+        self.unlist_scheduled(&message).await?;
+        self.exec(
+            &self.st().delete_scheduled,
+            (
+                minute_of(message.due_at)?,
+                ts(message.due_at)?,
+                message.tenant_id.as_str(),
+                message.message_id.as_str(),
+            ),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Up to `limit` rows of a minute after `after` and due by `due_before`, in due order.
+    async fn scheduled_rows(
+        &self,
+        minute: i64,
+        after: Option<&ReleasedUpTo>,
+        due_before: CqlTimestamp,
+        limit: usize,
+    ) -> Result<Vec<(ScheduledMessage, bool)>, StoreError> {
+        let limit = i32::try_from(limit).unwrap_or(i32::MAX);
+        let (due_at, tenant, id) = match after {
+            Some(after) if after.minute == minute => {
+                (after.due_at, after.tenant_id.as_str(), after.message_id.as_str())
+            }
+            _ => (CqlTimestamp(minute * MINUTE_MS - 1), "", ""),
+        };
+        let rows: Vec<ScheduledRow> = self
+            .rows(
+                &self.st().select_scheduled_minute,
+                (minute, due_at, tenant, id, due_before, limit),
+            )
+            .await?;
+        rows.into_iter().map(scheduled_from_row).collect()
+    }
+}
+
+#[async_trait]
+impl ScheduleStore for CassandraStore {
+    async fn schedule(&self, messages: &[ScheduledMessage]) -> Result<(), StoreError> {
+        let Some(earliest) = messages.iter().map(|message| message.due_at).min() else {
+            return Ok(());
+        };
+        // The release starts no later than now: every message scheduled from now on is due later.
+        let start = minute_of(earliest.min(OffsetDateTime::now_utc()))?;
+        self.lwt(&self.st().init_schedule_cursor, (start,)).await?;
+        stream::iter(messages.iter().cloned().map(|message| self.put_scheduled(message)))
+            .buffer_unordered(self.inner.concurrency)
+            .try_for_each(|()| async { Ok(()) })
+            .await
+    }
+
+    async fn due_scheduled(
+        &self,
+        due_before: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<ScheduledMessage>, StoreError> {
+        let pending = {
+            let release = self.inner.release.lock().expect("release state");
+            release.pending.iter().take(limit).cloned().collect::<Vec<_>>()
+        };
+        if !pending.is_empty() {
+            return Ok(pending);
+        }
+        let st = self.st();
+        let Some((Some(cursor),)) = self.row::<(Option<i64>,)>(&st.select_schedule_cursor, ()).await? else {
+            return Ok(Vec::new());
+        };
+        let last = minute_of(due_before)?;
+        let due_by = ts(due_before)?;
+        let mut after = self.inner.release.lock().expect("release state").after.clone();
+        let mut minute = cursor;
+        let mut due = Vec::new();
+        while minute <= last && due.len() < limit {
+            if self.scheduled_rows(minute, after.as_ref(), due_by, 1).await?.is_empty() {
+                if minute == last {
+                    break; // what the minute holds is not due yet
+                }
+                // Released whole: drop the minute's tombstones with one partition tombstone.
+                self.exec(&st.delete_scheduled_minute, (minute,)).await?;
+                minute += 1;
+                continue;
+            }
+            // From here on no cancel of this minute applies; those that did are read below.
+            self.lwt(&st.mark_minute_releasing, (minute,)).await?;
+            let wanted = limit - due.len();
+            let rows = self.scheduled_rows(minute, after.as_ref(), due_by, wanted).await?;
+            let exhausted = rows.len() < wanted;
+            for (message, canceled) in rows {
+                after = Some(ReleasedUpTo {
+                    minute,
+                    due_at: ts(message.due_at)?,
+                    tenant_id: message.tenant_id.to_string(),
+                    message_id: message.message_id.to_string(),
+                });
+                if canceled {
+                    self.exec(
+                        &st.delete_scheduled,
+                        (
+                            minute,
+                            ts(message.due_at)?,
+                            message.tenant_id.as_str(),
+                            message.message_id.as_str(),
+                        ),
+                    )
+                    .await?;
+                } else {
+                    due.push(message);
+                }
+            }
+            if exhausted && !due.is_empty() {
+                // The minute is deleted (and the cursor moved past it) once what it gave is
+                // forgotten and it is read again, empty.
+                break;
+            }
+        }
+        if minute > cursor {
+            self.lwt(&st.advance_schedule_cursor, (minute, cursor)).await?;
+        }
+        let mut release = self.inner.release.lock().expect("release state");
+        release.after = after;
+        release.pending.clone_from(&due);
+        Ok(due)
+    }
+
+    async fn forget_scheduled(&self, messages: &[ScheduledMessage]) -> Result<(), StoreError> {
+        stream::iter(messages.iter().cloned().map(|message| self.forget_one(message)))
+            .buffer_unordered(self.inner.concurrency)
+            .try_for_each(|()| async { Ok(()) })
+            .await?;
+        let mut release = self.inner.release.lock().expect("release state");
+        release.pending.retain(|pending| {
+            !messages
+                .iter()
+                .any(|message| message.tenant_id == pending.tenant_id && message.message_id == pending.message_id)
+        });
+        Ok(())
+    }
+
+    async fn cancel_scheduled(&self, tenant: &TenantId, id: &MessageId) -> Result<ScheduleCancel, StoreError> {
+        let st = self.st();
+        let (t, m) = (tenant.as_str(), id.as_str());
+        let Some((minute, due_at)) = self.row::<(i64, CqlTimestamp)>(&st.select_scheduled_id, (t, m)).await? else {
+            return Ok(ScheduleCancel::NotScheduled);
+        };
+        if !self.lwt(&st.cancel_scheduled, (minute, due_at, t, m)).await?.applied {
+            // The answer of a condition on a static column does not say which failed: read it.
+            let state: Option<(Option<bool>, Option<bool>)> =
+                self.row(&st.select_scheduled_state, (minute, due_at, t, m)).await?;
+            return Ok(match state {
+                Some((Some(true), Some(false))) => ScheduleCancel::Releasing,
+                _ => ScheduleCancel::NotScheduled,
+            });
+        }
+        let row: Option<ScheduledRow> = self.row(&st.select_scheduled_one, (minute, due_at, t, m)).await?;
+        let Some(row) = row else {
+            return Ok(ScheduleCancel::NotScheduled);
+        };
+        let (message, _) = scheduled_from_row(row)?;
+        self.unlist_scheduled(&message).await?;
+        Ok(ScheduleCancel::Canceled(message))
+    }
+
+    async fn scheduled(&self, tenant: &TenantId, id: &MessageId) -> Result<Option<ScheduledMessage>, StoreError> {
+        let st = self.st();
+        let (t, m) = (tenant.as_str(), id.as_str());
+        let Some((minute, due_at)) = self.row::<(i64, CqlTimestamp)>(&st.select_scheduled_id, (t, m)).await? else {
+            return Ok(None);
+        };
+        let row: Option<ScheduledRow> = self.row(&st.select_scheduled_one, (minute, due_at, t, m)).await?;
+        Ok(row.map(scheduled_from_row).transpose()?.map(|(message, _)| message))
+    }
+
+    async fn scheduled_in_campaign(
+        &self,
+        tenant: &TenantId,
+        campaign: &CampaignId,
+        after: Option<&MessageId>,
+        limit: usize,
+    ) -> Result<Vec<MessageId>, StoreError> {
+        let limit = i32::try_from(limit).unwrap_or(i32::MAX);
+        let after = after.map_or("", MessageId::as_str);
+        let rows: Vec<(String,)> = self
+            .rows(
+                &self.st().select_scheduled_campaign,
+                (tenant.as_str(), campaign.as_str(), after, limit),
+            )
+            .await?;
+        rows.into_iter().map(|(id,)| parse_message_id(&id)).collect()
     }
 }
 

@@ -419,6 +419,33 @@ pub struct HeldMessage {
     pub held_at: OffsetDateTime,
 }
 
+/// A message waiting in the store for its `not_before` (scheduled further ahead than the
+/// dispatcher keeps in memory), then appended to the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduledMessage {
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// The message's id.
+    pub message_id: MessageId,
+    /// Its campaign.
+    pub campaign_id: Option<CampaignId>,
+    /// Its `not_before`: it is not sent earlier.
+    pub due_at: OffsetDateTime,
+    /// The encoded envelope, as it will be appended.
+    pub envelope: Vec<u8>,
+}
+
+/// What canceling a scheduled message found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScheduleCancel {
+    /// It was waiting and is now canceled: it will never be appended.
+    Canceled(ScheduledMessage),
+    /// It is being appended to the log (its time has come): too late to cancel here.
+    Releasing,
+    /// No such message waits in the schedule.
+    NotScheduled,
+}
+
 /// A message a recipient sent to one of the tenant's numbers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboundMessage {
@@ -587,9 +614,15 @@ pub fn period_of(at: OffsetDateTime) -> String {
 
 /// Everything the services keep: every role at once, what a backend implements. Code that
 /// needs one role may take that trait alone.
-pub trait Store: TenantStore + OnboardingStore + MessageStore + UsageStore + ContactStore + AuditStore {}
+pub trait Store:
+    TenantStore + OnboardingStore + MessageStore + ScheduleStore + UsageStore + ContactStore + AuditStore
+{
+}
 
-impl<T> Store for T where T: TenantStore + OnboardingStore + MessageStore + UsageStore + ContactStore + AuditStore {}
+impl<T> Store for T where
+    T: TenantStore + OnboardingStore + MessageStore + ScheduleStore + UsageStore + ContactStore + AuditStore
+{
+}
 
 /// Tenants, their plans' assignment and their API keys.
 #[async_trait]
@@ -734,6 +767,43 @@ pub trait MessageStore: Send + Sync + 'static {
     fn backend_requests(&self) -> Option<u64> {
         None
     }
+}
+
+/// Messages scheduled further ahead than the dispatcher keeps in memory. Each waits as its
+/// encoded envelope until the release (`due_scheduled`, then `forget_scheduled` once appended to
+/// the log); a cancel and a release never both win for one message.
+#[async_trait]
+pub trait ScheduleStore: Send + Sync + 'static {
+    /// Keeps messages until they are due (a message scheduled already stays as it is).
+    async fn schedule(&self, messages: &[ScheduledMessage]) -> Result<(), StoreError>;
+
+    /// Up to `limit` messages due by `due_before` (Cassandra releases a minute at a time, so up
+    /// to a minute later), marked as being released: from then on they cannot be canceled.
+    /// Messages answered before and not forgotten yet (an append that failed, a release that
+    /// crashed) are answered again.
+    async fn due_scheduled(
+        &self,
+        due_before: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<ScheduledMessage>, StoreError>;
+
+    /// Forgets released messages (appended to the log).
+    async fn forget_scheduled(&self, messages: &[ScheduledMessage]) -> Result<(), StoreError>;
+
+    /// Cancels a waiting message, unless its release has begun.
+    async fn cancel_scheduled(&self, tenant: &TenantId, id: &MessageId) -> Result<ScheduleCancel, StoreError>;
+
+    /// A message waiting (or being released) in the schedule.
+    async fn scheduled(&self, tenant: &TenantId, id: &MessageId) -> Result<Option<ScheduledMessage>, StoreError>;
+
+    /// Up to `limit` ids of a campaign's messages in the schedule after `after`, in id order.
+    async fn scheduled_in_campaign(
+        &self,
+        tenant: &TenantId,
+        campaign: &CampaignId,
+        after: Option<&MessageId>,
+        limit: usize,
+    ) -> Result<Vec<MessageId>, StoreError>;
 }
 
 /// Plans, usage against them, campaign counts, campaigns held until their channel is ready.

@@ -39,8 +39,8 @@ use super::codec::{
 use super::{
     ApiKeyRecord, AuditEntry, AuditStore, Brand, BusinessInfoRecord, ChannelCredentials, Consent, ContactStore,
     HeldMessage, InboundMessage, JournalEntry, MessageRecord, MessageStore, NewMessage, OnboardingStore, Plan,
-    SenderNumber, StatusChange, StatusUpdate, StoreError, StoredClaim, Suppression, Tenant, TenantSettings,
-    TenantStatus, TenantStore, UsageStore,
+    ScheduleCancel, ScheduleStore, ScheduledMessage, SenderNumber, StatusChange, StatusUpdate, StoreError, StoredClaim,
+    Suppression, Tenant, TenantSettings, TenantStatus, TenantStore, UsageStore,
 };
 use crate::address::PhoneNumber;
 use crate::channel::Channel;
@@ -65,13 +65,14 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0013_tenant_settings.sql"),
     include_str!("../../migrations/sqlite/0014_held_messages.sql"),
     include_str!("../../migrations/sqlite/0015_inbound_messages.sql"),
+    include_str!("../../migrations/sqlite/0016_scheduled_messages.sql"),
 ];
 
 /// How long a processed provider event's id is remembered (400 days, as Cassandra's TTL).
 const PROCESSED_EVENT_RETENTION_MS: i64 = 400 * 24 * 3600 * 1000;
 
 /// The schema version this build creates and understands (the number of embedded migrations).
-pub const SCHEMA_VERSION: u32 = 15;
+pub const SCHEMA_VERSION: u32 = 16;
 
 const _: () = assert!(MIGRATIONS.len() == SCHEMA_VERSION as usize);
 
@@ -315,7 +316,6 @@ fn execute(conn: &Connection, sql: &str, params: impl Params) -> Result<usize, S
         .map_err(db_err)
 }
 
-/// Runs a query (prepared once per connection) and maps every row.
 /// Which of `addresses` (each answered once) `sql` finds a row for, its parameters `keys`
 /// then the address. One read transaction for the whole batch: outside one, every lookup
 /// starts and ends its own (WAL-index locks, and an emptied page cache whenever the writer has
@@ -342,6 +342,7 @@ fn found_among(
     Ok(found)
 }
 
+/// Runs a query (prepared once per connection) and maps every row.
 fn query_all<T>(
     conn: &Connection,
     sql: &str,
@@ -836,6 +837,7 @@ impl TenantStore for SqliteStore {
                 "suppressions",
                 "consents",
                 "held_messages",
+                "scheduled_messages",
                 "inbound_messages",
                 "audit_log",
                 "processed_events",
@@ -1419,6 +1421,172 @@ impl MessageStore for SqliteStore {
             }
             tx.commit().map_err(db_err)?;
             Ok(stuck)
+        })
+        .await
+    }
+}
+
+const SCHEDULED_COLUMNS: &str = "tenant_id, message_id, campaign_id, due_at, envelope";
+
+fn scheduled_from_row(row: &Row<'_>) -> Result<ScheduledMessage, StoreError> {
+    Ok(ScheduledMessage {
+        tenant_id: parse_tenant_id(col_str(row, 0)?)?,
+        message_id: parse_message_id(col_str(row, 1)?)?,
+        campaign_id: col::<Option<String>>(row, 2)?
+            .map(|campaign| parse_campaign_id(&campaign))
+            .transpose()?,
+        due_at: col_time(row, 3)?,
+        envelope: col(row, 4)?,
+    })
+}
+
+#[async_trait]
+impl ScheduleStore for SqliteStore {
+    async fn schedule(&self, messages: &[ScheduledMessage]) -> Result<(), StoreError> {
+        let messages = messages.to_vec();
+        self.write(move |conn| {
+            let tx = write_tx(conn)?;
+            {
+                let mut statement = tx
+                    .prepare_cached(
+                        "INSERT INTO scheduled_messages (tenant_id, message_id, campaign_id, due_at, envelope) \
+                         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (tenant_id, message_id) DO NOTHING",
+                    )
+                    .map_err(db_err)?;
+                for message in &messages {
+                    statement
+                        .execute(params![
+                            message.tenant_id.as_str(),
+                            message.message_id.as_str(),
+                            message.campaign_id.as_ref().map(CampaignId::as_str),
+                            to_ms(message.due_at)?,
+                            message.envelope,
+                        ])
+                        .map_err(db_err)?;
+                }
+            }
+            tx.commit().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn due_scheduled(
+        &self,
+        due_before: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<ScheduledMessage>, StoreError> {
+        let due_before = to_ms(due_before)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.write(move |conn| {
+            let tx = write_tx(conn)?;
+            let due = query_all(
+                &tx,
+                &format!(
+                    "SELECT {SCHEDULED_COLUMNS} FROM scheduled_messages WHERE due_at <= ?1 ORDER BY due_at LIMIT ?2"
+                ),
+                params![due_before, limit],
+                scheduled_from_row,
+            )?;
+            {
+                let mut statement = tx
+                    .prepare_cached(
+                        "UPDATE scheduled_messages SET releasing = 1 WHERE tenant_id = ?1 AND message_id = ?2",
+                    )
+                    .map_err(db_err)?;
+                for message in &due {
+                    statement
+                        .execute([message.tenant_id.as_str(), message.message_id.as_str()])
+                        .map_err(db_err)?;
+                }
+            }
+            tx.commit().map_err(db_err)?;
+            Ok(due)
+        })
+        .await
+    }
+
+    async fn forget_scheduled(&self, messages: &[ScheduledMessage]) -> Result<(), StoreError> {
+        let keys: Vec<(TenantId, MessageId)> = messages
+            .iter()
+            .map(|message| (message.tenant_id.clone(), message.message_id.clone()))
+            .collect();
+        self.write(move |conn| {
+            let tx = write_tx(conn)?;
+            {
+                let mut statement = tx
+                    .prepare_cached("DELETE FROM scheduled_messages WHERE tenant_id = ?1 AND message_id = ?2")
+                    .map_err(db_err)?;
+                for (tenant, id) in &keys {
+                    statement.execute([tenant.as_str(), id.as_str()]).map_err(db_err)?;
+                }
+            }
+            tx.commit().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn cancel_scheduled(&self, tenant: &TenantId, id: &MessageId) -> Result<ScheduleCancel, StoreError> {
+        let (tenant, id) = (tenant.clone(), id.clone());
+        self.write(move |conn| {
+            let tx = write_tx(conn)?;
+            let found = query_opt(
+                &tx,
+                &format!(
+                    "SELECT {SCHEDULED_COLUMNS}, releasing FROM scheduled_messages \
+                     WHERE tenant_id = ?1 AND message_id = ?2"
+                ),
+                [tenant.as_str(), id.as_str()],
+                |row| Ok((scheduled_from_row(row)?, col::<bool>(row, 5)?)),
+            )?;
+            let answer = match found {
+                None => ScheduleCancel::NotScheduled,
+                Some((_, true)) => ScheduleCancel::Releasing,
+                Some((message, false)) => {
+                    execute(
+                        &tx,
+                        "DELETE FROM scheduled_messages WHERE tenant_id = ?1 AND message_id = ?2",
+                        [tenant.as_str(), id.as_str()],
+                    )?;
+                    ScheduleCancel::Canceled(message)
+                }
+            };
+            tx.commit().map_err(db_err)?;
+            Ok(answer)
+        })
+        .await
+    }
+
+    async fn scheduled(&self, tenant: &TenantId, id: &MessageId) -> Result<Option<ScheduledMessage>, StoreError> {
+        let (tenant, id) = (tenant.clone(), id.clone());
+        self.read(move |conn| {
+            query_opt(
+                conn,
+                &format!("SELECT {SCHEDULED_COLUMNS} FROM scheduled_messages WHERE tenant_id = ?1 AND message_id = ?2"),
+                [tenant.as_str(), id.as_str()],
+                scheduled_from_row,
+            )
+        })
+        .await
+    }
+
+    async fn scheduled_in_campaign(
+        &self,
+        tenant: &TenantId,
+        campaign: &CampaignId,
+        after: Option<&MessageId>,
+        limit: usize,
+    ) -> Result<Vec<MessageId>, StoreError> {
+        let (tenant, campaign) = (tenant.clone(), campaign.clone());
+        let after = after.map_or_else(String::new, ToString::to_string);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            query_all(
+                conn,
+                "SELECT message_id FROM scheduled_messages \
+                 WHERE tenant_id = ?1 AND campaign_id = ?2 AND message_id > ?3 ORDER BY message_id LIMIT ?4",
+                params![tenant.as_str(), campaign.as_str(), after, limit],
+                |row| parse_message_id(col_str(row, 0)?),
+            )
         })
         .await
     }

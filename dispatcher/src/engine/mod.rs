@@ -2,12 +2,13 @@
 //!
 //! Each message joins the queue of one sender (chosen from the tenant's pool: the recipient's
 //! sticky sender, else the one with the least queued), in its lane (transactional before
-//! marketing). A sender is *ready* when its head message may go now, *waiting* on a timer until
-//! its next pacing cell or the brand's next day, or *blocked* until its provider account has a
-//! free request slot. Ready senders are served tenant by tenant in deficit round-robin (each
+//! marketing); one whose `not_before` is still ahead joins it then. A sender is *ready* when
+//! its head message may go now, *waiting* on a timer until its next pacing cell or the brand's
+//! next day, or *blocked* until its provider account has a free request slot. Ready senders are served tenant by tenant in deficit round-robin (each
 //! tenant sends up to `quantum` messages per turn), so one tenant's backlog never holds back
 //! another tenant's message for more than one turn. No task sleeps per message: one delay queue
-//! holds every waiting sender and every message waiting to be retried.
+//! holds every waiting sender, every message waiting to be retried and every message waiting
+//! for its `not_before`.
 //!
 //! Provider calls run as tasks, at most `max_in_flight` at once (and `account_concurrency` per
 //! account). Their outcomes come back here: transient errors are retried with backoff within
@@ -184,6 +185,8 @@ enum Timer {
     Sender(SenderKey),
     /// A message waited out its backoff.
     Retry(Box<Queued>),
+    /// A message's `not_before` has come.
+    NotBefore(Box<Queued>),
     /// Time to drop idle state.
     Cleanup,
 }
@@ -308,6 +311,16 @@ impl Engine {
                     self.hand_back(*queued);
                 } else {
                     self.push(*queued, true);
+                }
+            }
+            Timer::NotBefore(mut queued) => {
+                self.queues.queued -= 1;
+                if self.is_stale(&queued.meta) {
+                    self.hand_back(*queued);
+                } else {
+                    // Its pacing wait starts now.
+                    queued.meta.admitted_at = Instant::now();
+                    self.push(*queued, false);
                 }
             }
             Timer::Cleanup => {

@@ -3,8 +3,10 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::{Channel, Priority, TenantId};
+use time::OffsetDateTime;
 use tokio::time::Instant;
 
 use super::{Admitted, Engine, Hold, Meta, ROUND_BUDGET, RoundRequests, Timer};
@@ -116,7 +118,19 @@ impl Engine {
                 epoch: self.handover.epoch,
             },
         };
-        self.push(queued, false);
+        let wait = queued
+            .message
+            .envelope
+            .not_before
+            .and_then(|due| Duration::try_from(due - OffsetDateTime::now_utc()).ok())
+            .filter(|wait| !wait.is_zero());
+        match wait {
+            Some(wait) => {
+                self.queues.queued += 1;
+                self.timers.insert(Timer::NotBefore(Box::new(queued)), wait);
+            }
+            None => self.push(queued, false),
+        }
     }
 
     /// Picks the sender: the one named by the envelope, else the recipient's sticky sender,
