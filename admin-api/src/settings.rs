@@ -1,13 +1,15 @@
-//! A tenant's messaging settings (`GET` and `PUT /v1/settings`): whether marketing messages
-//! need the recipient's recorded opt-in (`/v1/consents`), and the replies sent to the HELP,
-//! STOP and START keywords (`webhooks::twilio`). Admission reads them within a few seconds of a
-//! change; every change is audited.
+//! A tenant's messaging settings (`GET` and `PUT /v1/settings`): quiet hours (the window of the
+//! recipient's local time in which texts go; outside it they are held until it opens), whether
+//! marketing messages need the recipient's recorded opt-in (`/v1/consents`), and the replies
+//! sent to the HELP, STOP and START keywords (`webhooks::twilio`). The dispatcher reads them
+//! within a few seconds of a change; every change is audited.
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
+use common::quiet_hours::{TENANT_ZONES, Window, Zone};
 use common::rules;
-use common::store::TenantSettings;
+use common::store::{DEFAULT_ZONE, TenantSettings};
 use serde::Serialize;
 use serde_json::json;
 
@@ -19,7 +21,43 @@ use crate::{ApiError, AppState};
 const MAX_REPLY_CHARS: usize = 306;
 
 /// `PUT /v1/settings` fields.
-const SETTINGS_FIELDS: [Field; 4] = [
+const SETTINGS_FIELDS: [Field; 9] = [
+    Field::text(
+        "quiet_hours_start",
+        &rules::CLOCK_TIME,
+        false,
+        "When texts may start going each day, in the recipient's local time (from the number's \
+         area code, else `time_zone`). 08:00 when absent.",
+    ),
+    Field::text(
+        "quiet_hours_end",
+        &rules::CLOCK_TIME,
+        false,
+        "When texts stop going each day (exclusive), in the recipient's local time; a window that \
+         ends before it starts spans midnight, one that ends where it starts is the whole day. \
+         21:00 when absent. Outside the window a text is held until it opens, never refused; \
+         marketing texts to some states keep that state's stricter window too.",
+    ),
+    Field {
+        name: "disable_quiet_hours",
+        kind: Kind::Flag,
+        required: false,
+        description: "`true`: texts go at any hour (the tenant answers for the TCPA). `false` when absent.",
+    },
+    Field {
+        name: "quiet_hours_transactional",
+        kind: Kind::Flag,
+        required: false,
+        description: "Whether transactional texts keep quiet hours too (marketing texts always do). \
+                      `false` when absent.",
+    },
+    Field {
+        name: "time_zone",
+        kind: Kind::Choice(&TENANT_ZONES),
+        required: false,
+        description: "The zone of recipients whose number's area code names none. America/New_York \
+                      when absent.",
+    },
     Field {
         name: "require_consent_for_marketing",
         kind: Kind::Flag,
@@ -66,6 +104,15 @@ crate::openapi::body!(
 /// A tenant's messaging settings, as answered: the replies as recipients receive them.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct SettingsView {
+    /// When texts may start going each day in the recipient's local time; `null` when quiet
+    /// hours are off.
+    pub quiet_hours_start: Option<String>,
+    /// When they stop (exclusive); `null` when quiet hours are off.
+    pub quiet_hours_end: Option<String>,
+    /// Whether transactional texts keep quiet hours too.
+    pub quiet_hours_transactional: bool,
+    /// The zone of recipients whose number names none.
+    pub time_zone: String,
     /// Whether a marketing message needs the recipient's opt-in to its channel.
     pub require_consent_for_marketing: bool,
     /// The reply to HELP.
@@ -79,6 +126,10 @@ pub(crate) struct SettingsView {
 impl SettingsView {
     fn new(settings: &TenantSettings, tenant_name: &str) -> Self {
         Self {
+            quiet_hours_start: settings.quiet_hours.map(Window::start),
+            quiet_hours_end: settings.quiet_hours.map(Window::end),
+            quiet_hours_transactional: settings.quiet_hours_transactional,
+            time_zone: settings.time_zone.name().to_owned(),
             require_consent_for_marketing: settings.require_consent_for_marketing,
             help_reply: settings.help_reply(tenant_name),
             stop_reply: settings.stop_reply(tenant_name),
@@ -144,7 +195,16 @@ pub(crate) async fn put(
     body: Bytes,
 ) -> Result<Json<SettingsView>, ApiError> {
     let fields = form::parse(&body, &SETTINGS_FIELDS)?;
+    let window = Window::from_times(
+        &fields.text("quiet_hours_start").unwrap_or_else(|| Window::TCPA.start()),
+        &fields.text("quiet_hours_end").unwrap_or_else(|| Window::TCPA.end()),
+    )
+    .map_err(|error| ApiError::invalid("quiet_hours_end", error.to_string()))?;
+    let zone = fields.text("time_zone").unwrap_or_else(|| DEFAULT_ZONE.to_owned());
     let settings = TenantSettings {
+        quiet_hours: (!fields.flag("disable_quiet_hours")).then_some(window),
+        quiet_hours_transactional: fields.flag("quiet_hours_transactional"),
+        time_zone: Zone::named(&zone).map_err(|error| ApiError::invalid("time_zone", error.to_string()))?,
         require_consent_for_marketing: fields.flag("require_consent_for_marketing"),
         help_reply: fields.text("help_reply"),
         stop_reply: fields.text("stop_reply"),
@@ -160,6 +220,12 @@ pub(crate) async fn put(
         &caller.key_id,
         "settings.updated",
         json!({
+            "quiet_hours": {
+                "from": before.quiet_hours.map(|window| window.to_string()),
+                "to": settings.quiet_hours.map(|window| window.to_string()),
+            },
+            "quiet_hours_transactional": settings.quiet_hours_transactional,
+            "time_zone": { "from": before.time_zone.name(), "to": settings.time_zone.name() },
             "require_consent_for_marketing": {
                 "from": before.require_consent_for_marketing,
                 "to": settings.require_consent_for_marketing,

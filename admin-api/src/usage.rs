@@ -252,6 +252,17 @@ pub(crate) struct DrainEstimate {
     pub seconds: f64,
 }
 
+/// What quiet hours do to the campaign, were it sent now.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct QuietHoursCheck {
+    /// Recipients whose local time is outside the window: their texts would be held.
+    pub held: usize,
+    /// When the last of them opens; `null` when none is held.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub until: Option<OffsetDateTime>,
+}
+
 /// `POST /v1/campaigns/{id}/preflight` answer.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct Preflight {
@@ -271,6 +282,8 @@ pub(crate) struct Preflight {
     pub quota: QuotaCheck,
     /// How long sending takes; `None` when the channel is not ready.
     pub drain: Option<DrainEstimate>,
+    /// Recipients quiet hours would hold, and until when.
+    pub quiet_hours: QuietHoursCheck,
     /// Whether the tenant is a demo tenant.
     pub demo: bool,
     /// Shown for demo tenants: nothing is really sent.
@@ -342,11 +355,24 @@ pub(crate) async fn preflight(
     let channel = request.channel;
     let tenant = tenant_of(&state, &caller).await?;
 
+    let settings = state.store.tenant_settings(&tenant.id).await?.unwrap_or_default();
+    let now = OffsetDateTime::now_utc();
+    let mut quiet_hours = QuietHoursCheck { held: 0, until: None };
     let mut invalid = Vec::new();
     let mut valid: Vec<String> = Vec::new();
     for (index, raw) in request.recipients.iter().enumerate() {
         match Recipient::parse(channel, raw) {
-            Ok(recipient) => valid.push(recipient.as_str().to_owned()),
+            Ok(recipient) => {
+                // Demo tenants' traffic is simulated: quiet hours never hold it.
+                let hold = (!tenant.is_demo)
+                    .then(|| settings.quiet_until(&recipient, request.priority, &state.pacing.quiet_hours_states, now))
+                    .flatten();
+                if let Some(until) = hold {
+                    quiet_hours.held += 1;
+                    quiet_hours.until = quiet_hours.until.max(Some(until));
+                }
+                valid.push(recipient.as_str().to_owned());
+            }
             Err(error) => invalid.push(InvalidRecipient {
                 index,
                 error: error.to_string(),
@@ -356,7 +382,6 @@ pub(crate) async fn preflight(
     valid.sort_unstable();
     valid.dedup();
     let suppressed = state.store.suppressed_among(&tenant.id, &valid).await?;
-    let settings = state.store.tenant_settings(&tenant.id).await?.unwrap_or_default();
     let consent_required = settings.requires_consent(request.priority);
     let without_consent = if consent_required {
         let suppressed: HashSet<&String> = suppressed.iter().collect();
@@ -414,10 +439,7 @@ pub(crate) async fn preflight(
     };
 
     let quota = quotas(&state, &tenant).await?.get(&channel).copied();
-    let used = state
-        .store
-        .usage(&tenant.id, channel, &period_of(OffsetDateTime::now_utc()))
-        .await?;
+    let used = state.store.usage(&tenant.id, channel, &period_of(now)).await?;
     let remaining = quota.map(|quota| quota.saturating_sub(used));
     Ok(Json(Preflight {
         campaign_id: campaign.to_string(),
@@ -445,6 +467,7 @@ pub(crate) async fn preflight(
             sufficient: remaining.is_none_or(|remaining| remaining >= units),
         },
         drain,
+        quiet_hours,
         demo: tenant.is_demo,
         demo_notice: tenant
             .is_demo

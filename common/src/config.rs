@@ -14,6 +14,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use crate::channel::SenderKind;
+use crate::quiet_hours::StateWindows;
 
 /// The environment prefix of every setting.
 pub const ENV_PREFIX: &str = "ENGAGENINJA_";
@@ -323,6 +324,9 @@ pub struct PacingSettings {
     pub brand_daily_caps: [u64; 4],
     /// Provider requests in flight at once per provider account.
     pub account_concurrency: usize,
+    /// The stricter windows of the recipient's local time some states set for marketing texts,
+    /// by state or province (two letters), kept besides each tenant's quiet hours.
+    pub quiet_hours_states: StateWindows,
 }
 
 impl PacingSettings {
@@ -357,6 +361,10 @@ impl Default for PacingSettings {
             demo: 100.0,
             brand_daily_caps: [200_000, 40_000, 10_000, 2_000],
             account_concurrency: 100,
+            quiet_hours_states: [("FL", "08:00-20:00"), ("OK", "08:00-21:00"), ("WA", "08:00-20:00")]
+                .into_iter()
+                .map(|(state, window)| (state.to_owned(), window.parse().expect("a valid window")))
+                .collect(),
         }
     }
 }

@@ -29,6 +29,7 @@ pub mod log;
 mod private_fs;
 pub mod process;
 pub mod provider;
+pub mod quiet_hours;
 pub mod readiness;
 pub mod rules;
 pub mod segments;

@@ -135,6 +135,14 @@ pub static SUBJECT: TextRule = TextRule::new(
     "must be 1 to 998 characters on one line (no control characters)",
 );
 
+/// A time of day, `HH:MM` (00:00 to 24:00).
+pub static CLOCK_TIME: TextRule = TextRule::new(
+    r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$",
+    5,
+    5,
+    "must be a time of day such as 08:00 (00:00 to 24:00)",
+);
+
 /// An RFC 3339 timestamp (`2026-11-24T12:00:00Z`, `2026-11-24T07:00:00.5-05:00`).
 pub static TIMESTAMP: TextRule = TextRule::new(
     r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$",

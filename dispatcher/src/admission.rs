@@ -235,6 +235,36 @@ impl Directory {
         Ok(decisions)
     }
 
+    /// Until when quiet hours hold each message of a batch (its tenant's settings and the
+    /// deployment's state windows): `None` for one that may go now. Demo tenants' traffic is
+    /// simulated and never held; neither are emails or keyword replies.
+    pub async fn quiet_hours(
+        &mut self,
+        envelopes: &[&Envelope],
+        now: OffsetDateTime,
+    ) -> Result<Vec<Option<OffsetDateTime>>, StoreError> {
+        let clock = Instant::now();
+        let mut holds = Vec::with_capacity(envelopes.len());
+        for envelope in envelopes {
+            if envelope.channel == Channel::Email || envelope.is_keyword_reply() {
+                holds.push(None);
+                continue;
+            }
+            self.entry(&envelope.tenant_id, clock).await?;
+            let entry = &self.tenants[&envelope.tenant_id];
+            let hold = match &entry.tenant {
+                Some(tenant) if !tenant.is_demo => {
+                    entry
+                        .settings
+                        .quiet_until(&envelope.to, envelope.priority, &self.pacing.quiet_hours_states, now)
+                }
+                _ => None,
+            };
+            holds.push(hold);
+        }
+        Ok(holds)
+    }
+
     /// Decides a batch whose recipients are known. With the tenants' entries fresh it reads
     /// nothing from the store: this is admission's share of the per-message hot path.
     pub async fn decide(

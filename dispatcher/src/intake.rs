@@ -356,7 +356,6 @@ impl Intake {
         let mut done = Vec::new();
         let mut dead_letters = Vec::new();
         let mut misplaced = Vec::new();
-        let mut later = Vec::new();
         let mut parsed = Vec::with_capacity(records.len());
         let partitions = self.log.partitions(Topic::Messages);
         let now = OffsetDateTime::now_utc();
@@ -372,19 +371,7 @@ impl Intake {
                 continue;
             }
             match parse_record(&record) {
-                Ok(envelope) => match envelope.not_before {
-                    Some(due_at) if due_at > in_memory_until => {
-                        later.push(ScheduledMessage {
-                            tenant_id: envelope.tenant_id,
-                            message_id: envelope.message_id,
-                            campaign_id: envelope.campaign_id,
-                            due_at,
-                            envelope: record.payload,
-                        });
-                        done.push(position);
-                    }
-                    _ => parsed.push((position, envelope)),
-                },
+                Ok(envelope) => parsed.push((position, envelope)),
                 Err(dead) => {
                     dead_letters.push(dead);
                     done.push(position);
@@ -417,6 +404,40 @@ impl Intake {
             }
         }
 
+        // Quiet hours move a text's `not_before` to when its window opens; what is due later
+        // than the dispatcher keeps in memory waits in the store's schedule.
+        let envelopes: Vec<&Envelope> = parsed.iter().map(|(_, envelope)| envelope).collect();
+        let mut backoff = RETRY_FIRST;
+        let holds = loop {
+            match self.directory.quiet_hours(&envelopes, now).await {
+                Ok(holds) => break holds,
+                Err(err) if back_off(&mut backoff, "quiet_hours", &err, &self.cancel).await => {}
+                Err(_) => return Ok(()),
+            }
+        };
+        drop(envelopes);
+        let mut later = Vec::new();
+        let mut kept = Vec::with_capacity(parsed.len());
+        for ((position, mut envelope), hold) in parsed.into_iter().zip(holds) {
+            if let Some(until) = hold {
+                metrics::counter!("dispatcher_quiet_hours_held_total").increment(1);
+                envelope.not_before = Some(envelope.not_before.map_or(until, |due| due.max(until)));
+            }
+            match envelope.not_before {
+                Some(due_at) if due_at > in_memory_until => {
+                    later.push(ScheduledMessage {
+                        envelope: envelope.to_json(),
+                        tenant_id: envelope.tenant_id,
+                        message_id: envelope.message_id,
+                        campaign_id: envelope.campaign_id,
+                        due_at,
+                    });
+                    done.push(position);
+                }
+                _ => kept.push((position, envelope)),
+            }
+        }
+        let parsed = kept;
         if !later.is_empty() {
             // Claimed when they come back due: until then a cancel may still take them.
             let mut backoff = RETRY_FIRST;

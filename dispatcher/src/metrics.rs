@@ -34,6 +34,11 @@ pub(crate) fn describe() {
         "records found on another partition than their key's (a producer's own partitioner) and moved to their tenant's partition"
     );
     describe_counter!(
+        "dispatcher_quiet_hours_held_total",
+        Unit::Count,
+        "texts held by quiet hours until the window of the recipient's local time opens"
+    );
+    describe_counter!(
         "dispatcher_scheduled_total",
         Unit::Count,
         "messages due later than dispatcher.scheduled_in_memory_ms handed to the store's schedule (the admin API appends them again when due)"
@@ -155,6 +160,7 @@ pub(crate) fn describe() {
         "dispatcher_duplicates_total",
         "dispatcher_misplaced_records_total",
         "dispatcher_scheduled_total",
+        "dispatcher_quiet_hours_held_total",
         "dispatcher_claim_reads_total",
         "dispatcher_pacing_violations_total",
     ] {
@@ -164,6 +170,7 @@ pub(crate) fn describe() {
         "append_dead_letters",
         "move_misplaced",
         "schedule",
+        "quiet_hours",
         "load_claims",
         "sort_claims",
         "journal_claims",

@@ -102,6 +102,7 @@ on_both_backends!(
     a_callback_before_the_sent_record_is_kept,
     a_record_on_another_partition_is_moved_to_its_owner,
     a_message_due_later_waits_in_the_store_until_released,
+    a_marketing_text_outside_quiet_hours_waits_for_the_window,
 );
 
 /// Remembers what it was asked to send; refuses ids starting with `bad` for good, and answers
@@ -300,6 +301,7 @@ async fn admission_dead_letters_and_redelivery(backends: Backends) {
         .create_tenant(&tenant("live", false, TenantStatus::Active))
         .await
         .unwrap();
+    without_quiet_hours(store.as_ref(), "live").await;
     store
         .suppress(&Suppression {
             tenant_id: TenantId::parse("acme").unwrap(),
@@ -565,6 +567,62 @@ async fn a_message_due_later_waits_in_the_store_until_released(backends: Backend
     assert_eq!(harness.store.scheduled(&acme, &id).await.unwrap(), None);
 }
 
+/// A live tenant's marketing text outside its quiet hours is held, durably, until the window
+/// of the recipient's local time opens; a transactional one goes at once.
+async fn a_marketing_text_outside_quiet_hours_waits_for_the_window(backends: Backends) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(harness) = harness(backends, dir.path(), RecordingProvider::default()).await else {
+        return;
+    };
+    ready_sms_tenant(harness.store.as_ref(), "acme", BrandStatus::Approved, true, None).await;
+    // A number whose area code names no zone is in the tenant's (UTC here); the window opens
+    // in two hours, so it is closed now.
+    let now = OffsetDateTime::now_utc();
+    let start = (now.hour() + 2) % 24;
+    let acme = TenantId::parse("acme").unwrap();
+    let settings = common::store::TenantSettings {
+        quiet_hours: Some(format!("{start:02}:00-{:02}:00", (start + 1) % 24).parse().unwrap()),
+        time_zone: common::quiet_hours::Zone::named("UTC").unwrap(),
+        ..common::store::TenantSettings::default()
+    };
+    harness.store.set_tenant_settings(&acme, &settings).await.unwrap();
+    let opens = now.replace_time(time::Time::from_hms(start, 0, 0).unwrap());
+    let opens = if opens <= now {
+        opens + Duration::from_secs(86_400)
+    } else {
+        opens
+    };
+    harness
+        .log
+        .append(
+            Topic::Messages,
+            vec![
+                envelope("acme", "sale", "+447700900123", json!({})),
+                envelope("acme", "code", "+447700900123", json!({"priority": "transactional"})),
+            ],
+        )
+        .await
+        .unwrap();
+    let (running, cancel) = harness.start();
+    wait_until_sent(harness.store.as_ref(), "acme", "code").await;
+    cancel.cancel();
+    running.await.unwrap().unwrap();
+
+    let id = MessageId::parse("sale").unwrap();
+    let held = harness
+        .store
+        .scheduled(&acme, &id)
+        .await
+        .unwrap()
+        .expect("held in the schedule");
+    assert_eq!(held.due_at, opens);
+    assert!(
+        harness.store.message(&acme, &id).await.unwrap().is_none(),
+        "not claimed yet"
+    );
+    assert_eq!(calls_per_id(&harness.provider).get("sale"), None);
+}
+
 /// A campaign service retries a campaign send (the same recipients, so the same ids) while the
 /// first send is still in progress: each recipient is reached once and the campaign counts
 /// each message once.
@@ -818,6 +876,18 @@ async fn harness(backends: Backends, dir: &std::path::Path, provider: RecordingP
     })
 }
 
+/// Turns a live tenant's quiet hours off: these tests send at any hour of the runner's clock.
+async fn without_quiet_hours(store: &dyn Store, id: &str) {
+    let settings = common::store::TenantSettings {
+        quiet_hours: None,
+        ..common::store::TenantSettings::default()
+    };
+    store
+        .set_tenant_settings(&TenantId::parse(id).unwrap(), &settings)
+        .await
+        .unwrap();
+}
+
 /// A tenant ready to send SMS for real: verified credentials, an approved brand, one number.
 async fn ready_sms_tenant(store: &dyn Store, id: &str, brand: BrandStatus, verified: bool, plan: Option<&str>) {
     let tenant_id = TenantId::parse(id).unwrap();
@@ -829,6 +899,7 @@ async fn ready_sms_tenant(store: &dyn Store, id: &str, brand: BrandStatus, verif
         })
         .await
         .unwrap();
+    without_quiet_hours(store, id).await;
     store
         .put_credentials(&ChannelCredentials {
             tenant_id: tenant_id.clone(),
@@ -895,6 +966,7 @@ async fn channel_readiness_and_quota_in_segments(backends: Backends) {
         .create_tenant(&tenant("nobrand", false, TenantStatus::Active))
         .await
         .unwrap();
+    without_quiet_hours(store, "nobrand").await;
     let two_segments = "x".repeat(200);
     let sms = |tenant: &str, id: &str| envelope(tenant, id, "+12125550100", json!({"body": two_segments}));
 

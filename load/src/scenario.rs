@@ -28,10 +28,10 @@ use async_trait::async_trait;
 use common::config::{DispatcherSettings, Settings};
 use common::log::{MessageLog, OutgoingRecord, Topic};
 use common::provider::{Lookup, OutboundMessage, Provider, SendOutcome};
+use common::store::MessageStore;
 use common::store::{
     MessageRecord, NumberStatus, ProviderKind, SenderKind, SenderNumber, StatusUpdate, Store, Tenant, TenantStatus,
 };
-use common::store::MessageStore;
 use common::{Envelope, MessageId, MessageStatus, PhoneNumber, Sender, TenantId};
 use dispatcher::admission::Providers;
 use dispatcher::engine::{Admitted, Engine};

@@ -1106,3 +1106,102 @@ async fn scheduled_messages_leave_when_due_and_can_be_canceled_until_then() {
     running.app.shutdown().await;
     simulator.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn marketing_outside_quiet_hours_is_held_until_the_window_opens() {
+    let simulator = simulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(dir.path(), &simulator).await;
+    // A number whose area code names no zone is in the tenant's: UTC here. The window opens
+    // two hours from now and lasts one, so it is closed now.
+    let hour = OffsetDateTime::now_utc().hour();
+    let (start, end) = ((hour + 2) % 24, (hour + 3) % 24);
+    let settings = json!({
+        "quiet_hours_start": format!("{start:02}:00"), "quiet_hours_end": format!("{end:02}:00"),
+        "time_zone": "UTC",
+    });
+    let response = running
+        .http
+        .put(running.url("/v1/settings"))
+        .bearer_auth(&running.key)
+        .json(&settings)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let now = OffsetDateTime::now_utc();
+    let opens = now.replace_time(time::Time::from_hms(start, 0, 0).unwrap());
+    let opens = if opens <= now {
+        opens + Duration::from_secs(86_400)
+    } else {
+        opens
+    };
+    let abroad = "+447700900123";
+
+    let preflight: Value = running
+        .http
+        .post(running.url("/v1/campaigns/night/preflight"))
+        .bearer_auth(&running.key)
+        .json(&json!({ "channel": "sms", "recipients": [abroad], "priority": "marketing" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(preflight["quiet_hours"]["held"], 1, "{preflight}");
+    assert_eq!(preflight["quiet_hours"]["until"], rfc3339(opens), "{preflight}");
+
+    // The settings reach the dispatcher within its directory's few seconds: until then a text
+    // may still go, so the held one is the first sent after they do.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let held = loop {
+        let id = format!("night-{}", OffsetDateTime::now_utc().unix_timestamp_nanos());
+        running
+            .send_to(
+                &id,
+                "sms",
+                SMS_FROM,
+                abroad,
+                json!({ "body": "Sale", "priority": "marketing" }),
+            )
+            .await;
+        let deadline_one = tokio::time::Instant::now() + Duration::from_secs(30);
+        let view = loop {
+            let view: Value = running
+                .http
+                .get(running.url(&format!("/v1/messages/{id}")))
+                .bearer_auth(&running.key)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if view["scheduled_for"].is_string() || view["status"] != "queued" {
+                break view;
+            }
+            assert!(tokio::time::Instant::now() < deadline_one, "{view}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        if view["scheduled_for"].is_string() {
+            break view;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never held: {view}");
+    };
+    assert_eq!(held["status"], "queued", "{held}");
+    assert_eq!(held["scheduled_for"], rfc3339(opens), "{held}");
+    // Transactional texts are not held unless the tenant says so.
+    let code = running
+        .send_to(
+            "code-1",
+            "sms",
+            SMS_FROM,
+            abroad,
+            json!({ "body": "Your code is 4242", "priority": "transactional" }),
+        )
+        .await;
+    running.wait_for(&code, "delivered").await;
+    running.app.shutdown().await;
+    simulator.shutdown().await.unwrap();
+}

@@ -844,6 +844,7 @@ async fn an_imported_ready_tenant_sends_without_onboarding_and_its_opt_outs_hold
         json!({ "messages": [{
             "version": 1, "message_id": id, "tenant_id": "t001", "channel": "sms",
             "to": to, "from": "+14155500001", "body": "Your order has shipped.",
+            "priority": "transactional",
         }]})
     };
     let (code, accepted) = app

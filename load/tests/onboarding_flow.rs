@@ -452,6 +452,7 @@ async fn an_approved_brand_ends_with_a_number_that_delivers_sms() {
     let envelope = json!({
         "version": 1, "message_id": "first-sms", "tenant_id": "acme", "channel": "sms",
         "to": CONTACT, "from": number, "body": "Acme: your order has shipped.",
+        "priority": "transactional",
     });
     let (code, accepted) = running
         .call(
@@ -521,7 +522,7 @@ async fn an_approved_brand_ends_with_a_number_that_delivers_sms() {
             for attempt in 0_u64.. {
                 let id = format!("{}-{attempt}", wanted.to_ascii_lowercase());
                 let envelope = json!({"channel": "sms", "message_id": id, "to": CONTACT, "from": number,
-                    "body": "Acme: your order has shipped."});
+                    "body": "Acme: your order has shipped.", "priority": "transactional"});
                 let (code, _) = running
                     .call(
                         reqwest::Method::POST,

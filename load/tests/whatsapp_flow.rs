@@ -90,7 +90,7 @@ async fn wait_for(app: &TestApp, key: &str, path: &str, what: &str, done: impl F
 async fn send(app: &TestApp, key: &str, id: &str, template: Value) -> Value {
     let envelope = json!({
         "version": 1, "message_id": id, "tenant_id": "acme", "channel": "whatsapp",
-        "to": CONTACT, "from": SENDER, "template": template,
+        "to": CONTACT, "from": SENDER, "template": template, "priority": "transactional",
     });
     let (code, accepted) = call(
         app,

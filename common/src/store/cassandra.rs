@@ -28,7 +28,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::Hash;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -196,6 +196,8 @@ struct Inner {
     audit_seq: AtomicI64,
     /// Where this process's release of scheduled messages stands.
     release: Mutex<Release>,
+    /// Whether this process made sure the schedule's cursor exists.
+    schedule_cursor_set: AtomicBool,
 }
 
 /// Where a process's release of scheduled messages stands: messages answered by
@@ -293,6 +295,7 @@ impl CassandraStore {
                 st,
                 audit_seq: AtomicI64::new(i64::try_from(seed).unwrap_or(0)),
                 release: Mutex::new(Release::default()),
+                schedule_cursor_set: AtomicBool::new(false),
             }),
         })
     }
@@ -2266,8 +2269,11 @@ impl ScheduleStore for CassandraStore {
             return Ok(());
         };
         // The release starts no later than now: every message scheduled from now on is due later.
-        let start = minute_of(earliest.min(OffsetDateTime::now_utc()))?;
-        self.lwt(&self.st().init_schedule_cursor, (start,)).await?;
+        if !self.inner.schedule_cursor_set.load(Ordering::Relaxed) {
+            let start = minute_of(earliest.min(OffsetDateTime::now_utc()))?;
+            self.lwt(&self.st().init_schedule_cursor, (start,)).await?;
+            self.inner.schedule_cursor_set.store(true, Ordering::Relaxed);
+        }
         stream::iter(messages.iter().cloned().map(|message| self.put_scheduled(message)))
             .buffer_unordered(self.inner.concurrency)
             .try_for_each(|()| async { Ok(()) })

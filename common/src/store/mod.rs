@@ -27,9 +27,10 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::address::PhoneNumber;
-use crate::channel::{Channel, Priority};
+use crate::channel::{Channel, Priority, Recipient};
 use crate::ids::{CampaignId, MessageId, TenantId};
 use crate::log::{Partition, RecordPosition};
+use crate::quiet_hours::{self, StateWindows, Window, Zone};
 use crate::status::MessageStatus;
 
 /// Why a store operation failed.
@@ -91,11 +92,19 @@ impl Tenant {
     }
 }
 
-/// A tenant's messaging settings: whether marketing needs a recorded opt-in, and the replies
-/// to the HELP, STOP and START keywords (`None`: the default, which names the tenant).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// A tenant's messaging settings: whether marketing needs a recorded opt-in, the replies to
+/// the HELP, STOP and START keywords (`None`: the default, which names the tenant), and quiet
+/// hours.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct TenantSettings {
+    /// The window of the recipient's local time in which its texts may go; outside it they are
+    /// held until it opens (`None`: never held). 08:00-21:00 unless set.
+    pub quiet_hours: Option<Window>,
+    /// Whether transactional texts keep quiet hours too (marketing always does).
+    pub quiet_hours_transactional: bool,
+    /// The zone of a recipient whose number's area code names none (America/New_York unless set).
+    pub time_zone: Zone,
     /// Whether a marketing message needs the recipient's opt-in to its channel
     /// ([`ContactStore::consented_among`]); transactional messages never do.
     pub require_consent_for_marketing: bool,
@@ -107,7 +116,58 @@ pub struct TenantSettings {
     pub start_reply: Option<String>,
 }
 
+impl Default for TenantSettings {
+    fn default() -> Self {
+        Self {
+            quiet_hours: Some(Window::TCPA),
+            quiet_hours_transactional: false,
+            time_zone: Zone::named(DEFAULT_ZONE).expect("the bundled time zone database has it"),
+            require_consent_for_marketing: false,
+            help_reply: None,
+            stop_reply: None,
+            start_reply: None,
+        }
+    }
+}
+
+/// The zone of recipients whose number names none, unless the tenant sets one.
+pub const DEFAULT_ZONE: &str = "America/New_York";
+
 impl TenantSettings {
+    /// The quiet-hours window a message in `priority`'s lane keeps, if any.
+    pub fn quiet_window(&self, priority: Priority) -> Option<Window> {
+        self.quiet_hours
+            .filter(|_| priority == Priority::Marketing || self.quiet_hours_transactional)
+    }
+
+    /// Until when quiet hours hold a text to `to` sent in `priority`'s lane at `now`: `None`
+    /// when it may go now (inside the window, an email, or no window applies). A marketing
+    /// text to a number of a state in `states` keeps that state's window too.
+    pub fn quiet_until(
+        &self,
+        to: &Recipient,
+        priority: Priority,
+        states: &StateWindows,
+        now: OffsetDateTime,
+    ) -> Option<OffsetDateTime> {
+        let window = self.quiet_window(priority)?;
+        let Recipient::Phone(number) = to else {
+            return None;
+        };
+        let place = quiet_hours::place_of(number.as_str());
+        let zones: Vec<&Zone> = match place {
+            Some(place) => place.zones.iter().collect(),
+            None => vec![&self.time_zone],
+        };
+        let state = place
+            .and_then(|place| place.region)
+            .filter(|_| priority == Priority::Marketing)
+            .and_then(|region| states.get(region));
+        let mut windows = vec![window];
+        windows.extend(state.copied());
+        Some(quiet_hours::next_opening(now, &zones, &windows)).filter(|opening| *opening > now)
+    }
+
     /// Whether a message in `priority`'s lane needs its recipient's opt-in to its channel.
     pub fn requires_consent(&self, priority: Priority) -> bool {
         self.require_consent_for_marketing && priority == Priority::Marketing
