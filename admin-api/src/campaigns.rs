@@ -17,13 +17,16 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
+use common::quiet_hours::{self, Zone};
 use common::readiness::{self, NotReady};
+use common::rules;
 use common::store::Tenant;
-use common::{CampaignId, Channel, MessageStatus};
+use common::{CampaignId, Channel, MessageStatus, Recipient};
 use futures_util::{Stream, StreamExt as _};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
 
 use crate::auth::TenantCaller;
 use crate::messages::{Destination, SubmitError, SubmitResponse, ensure_may_send, submit_envelopes};
@@ -52,8 +55,10 @@ fn message_id(campaign: &CampaignId, channel: &str, to: &str) -> String {
 /// `POST /v1/campaigns/{id}/send`: the body holds the message's fields shared by every
 /// recipient (`channel`, `from`, `priority`, `body` or `template`, `subject`, `expires_at`,
 /// `tags`), `recipients`: addresses, or objects `{"to", "contact_id", "variables"}` whose
-/// `variables` fill the template for that recipient, and `when_not_ready`: `reject` (the
-/// default) or `hold`. Each recipient is answered accepted, held, duplicate (a retried send:
+/// `variables` fill the template for that recipient, `when_not_ready`: `reject` (the default)
+/// or `hold`, and `send_at_local`: a time of day at which each recipient's message goes in its
+/// own local time (its number's zone, else the tenant's `time_zone`), the first one from
+/// `not_before` or now. Each recipient is answered accepted, held, duplicate (a retried send:
 /// reached once) or rejected, as `POST /v1/messages` answers each envelope.
 #[utoipa::path(
     operation_id = "campaigns_send",
@@ -101,6 +106,14 @@ pub(crate) async fn send(
         Some(Value::String(choice)) if choice == "hold" => true,
         Some(_) => return Err(ApiError::invalid("when_not_ready", "must be reject or hold")),
     };
+    let send_at_local = match shared.remove("send_at_local") {
+        None => None,
+        Some(Value::String(at)) => Some(
+            quiet_hours::minute_of_day(&at)
+                .ok_or_else(|| ApiError::invalid("send_at_local", rules::CLOCK_TIME.hint))?,
+        ),
+        Some(_) => return Err(ApiError::invalid("send_at_local", rules::CLOCK_TIME.hint)),
+    };
     for reserved in ["message_id", "campaign_id", "to", "contact_id", "tenant_id"] {
         if shared.contains_key(reserved) {
             return Err(ApiError::invalid(
@@ -135,9 +148,26 @@ pub(crate) async fn send(
             .with_next_action(not_ready.code()));
         }
     };
+    let tenant_zone = match send_at_local {
+        Some(_) => Some(
+            state
+                .store
+                .tenant_settings(&tenant.id)
+                .await?
+                .unwrap_or_default()
+                .time_zone,
+        ),
+        None => None,
+    };
     let envelopes = recipients
         .into_iter()
-        .map(|recipient| envelope(&campaign, &channel, &shared, recipient))
+        .map(|recipient| {
+            let mut envelope = envelope(&campaign, &channel, &shared, recipient)?;
+            if let (Some(at), Some(zone)) = (send_at_local, &tenant_zone) {
+                at_local_time(&mut envelope, at, zone)?;
+            }
+            Ok(envelope)
+        })
         .collect();
     let (status, response) = submit_envelopes(&state, &caller, envelopes, destination).await?;
     tracing::info!(
@@ -212,6 +242,56 @@ fn envelope(
         }
     }
     Ok(Value::Object(object))
+}
+
+/// Sets a recipient's `not_before` to the first `at` (minutes of the day) of its local time
+/// (its number's zone, else the tenant's) from its `not_before` or now. An envelope whose fields
+/// do not parse is left for its own check to answer; one that expired already is left to end
+/// `expired`; one that would expire before its local time is rejected.
+fn at_local_time(envelope: &mut Value, at: u16, tenant_zone: &Zone) -> Result<(), SubmitError> {
+    let rfc3339 = &time::format_description::well_known::Rfc3339;
+    let (Some(channel), Some(to)) = (
+        envelope["channel"]
+            .as_str()
+            .and_then(|channel| channel.parse::<Channel>().ok()),
+        envelope["to"].as_str(),
+    ) else {
+        return Ok(());
+    };
+    let Ok(recipient) = Recipient::parse(channel, to) else {
+        return Ok(());
+    };
+    let now = OffsetDateTime::now_utc();
+    let expires_at = envelope["expires_at"]
+        .as_str()
+        .and_then(|given| OffsetDateTime::parse(given, rfc3339).ok());
+    if expires_at.is_some_and(|expires_at| expires_at <= now) {
+        return Ok(());
+    }
+    let from = envelope["not_before"]
+        .as_str()
+        .and_then(|given| OffsetDateTime::parse(given, rfc3339).ok())
+        .map_or(now, |given| given.max(now));
+    let place = match &recipient {
+        Recipient::Phone(number) => quiet_hours::place_of(number.as_str()),
+        Recipient::Email(_) => None,
+    };
+    let zones: Vec<&Zone> = match place {
+        Some(place) => place.zones.iter().collect(),
+        None => vec![tenant_zone],
+    };
+    let due = quiet_hours::next_local(from, &zones, at);
+    if expires_at.is_some_and(|expires_at| expires_at <= due) {
+        return Err(SubmitError {
+            code: "invalid_field",
+            message: "expires_at: the message would expire before its local send time".to_owned(),
+            field: Some("expires_at".to_owned()),
+        });
+    }
+    if let Ok(due) = due.format(rfc3339) {
+        envelope["not_before"] = Value::String(due);
+    }
+    Ok(())
 }
 
 /// One event of the stream: the campaign's counts by status.

@@ -21,7 +21,8 @@ const CAMPAIGNS_PER_ROUND: usize = 1_000;
 /// Messages appended per log append.
 const PAGE: usize = 1_000;
 
-/// Why a release round stopped early (the next round tries again).
+/// Why a release round (of held campaigns, or of scheduled messages) stopped early; the next
+/// round tries again.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ReleaseError {
     /// The store failed.

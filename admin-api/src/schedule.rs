@@ -19,7 +19,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use common::log::{LogError, MessageLog, OutgoingRecord, RecordPosition, Topic};
+use common::log::{MessageLog, OutgoingRecord, RecordPosition, Topic};
 use common::store::{Held, NewMessage, ScheduleCancel, ScheduledMessage, StatusUpdate, Store, StoreError};
 use common::{CampaignId, Envelope, MessageId, MessageStatus, TenantId};
 use serde::Serialize;
@@ -28,6 +28,7 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::TenantCaller;
+use crate::held::ReleaseError;
 use crate::messages::{MessageView, view};
 use crate::{ApiError, AppState};
 
@@ -35,17 +36,6 @@ use crate::{ApiError, AppState};
 const PAGE: usize = 1_000;
 /// The reason code of a canceled message.
 const CANCELED: &str = "CANCELED";
-
-/// Why a release round stopped early (the next round tries again).
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum ReleaseError {
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The log failed.
-    #[error(transparent)]
-    Log(#[from] LogError),
-}
 
 /// Releases due scheduled messages every `interval`, until `stop`.
 pub(crate) async fn run(store: Arc<dyn Store>, log: Arc<dyn MessageLog>, interval: Duration, stop: CancellationToken) {
@@ -254,17 +244,8 @@ async fn record_canceled(store: &dyn Store, messages: &[ScheduledMessage]) -> Re
         // The dispatcher parsed it before scheduling it.
         let envelope = Envelope::parse(&message.envelope)
             .map_err(|error| StoreError::Invalid(format!("scheduled message {}: {error}", message.message_id)))?;
-        claims.push(NewMessage {
-            tenant_id: envelope.tenant_id.clone(),
-            message_id: envelope.message_id.clone(),
-            campaign_id: envelope.campaign_id.clone(),
-            channel: envelope.channel,
-            recipient: envelope.to.to_string(),
-            priority: envelope.priority,
-            segments: 1,
-            accepted_at: now,
-            position: RecordPosition::OFF_LOG,
-        });
+        // Never sent, never billed: one segment.
+        claims.push(NewMessage::of(&envelope, 1, RecordPosition::OFF_LOG, now));
     }
     let written = store.claim_messages(&claims).await?;
     let updates: Vec<StatusUpdate> = claims

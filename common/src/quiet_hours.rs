@@ -305,6 +305,34 @@ pub fn next_opening(now: OffsetDateTime, zones: &[&Zone], windows: &[Window]) ->
     now
 }
 
+/// The first instant, from `from` on, that is `at` (minutes of the day) on the wall clock in
+/// every zone's turn: the latest zone's (a number spanning two zones gets it at the later one).
+pub fn next_local(from: OffsetDateTime, zones: &[&Zone], at: u16) -> OffsetDateTime {
+    let Ok(instant) = Timestamp::from_nanosecond(from.unix_timestamp_nanos()) else {
+        return from;
+    };
+    let window = Window {
+        start: at % (24 * 60),
+        end: at % (24 * 60) + 1,
+    };
+    zones
+        .iter()
+        .filter_map(|zone| {
+            if zone.minute_at(instant) == window.start {
+                return Some(instant);
+            }
+            zone.starts_after(instant, window).next()
+        })
+        .max()
+        .and_then(|next| OffsetDateTime::from_unix_timestamp_nanos(next.as_nanosecond()).ok())
+        .unwrap_or(from)
+}
+
+/// Minutes of the day of an `HH:MM` time (00:00 to 24:00).
+pub fn minute_of_day(text: &str) -> Option<u16> {
+    minutes(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -395,6 +423,25 @@ mod tests {
             next_opening(datetime!(2026-11-02 02:00 UTC), &[&new_york], &[Window::TCPA]),
             datetime!(2026-11-02 13:00 UTC)
         );
+    }
+
+    #[test]
+    fn a_local_time_is_found_in_each_zone_and_the_latest_wins() {
+        let (new_york, chicago) = (zone("America/New_York"), zone("America/Chicago"));
+        let nine = minute_of_day("09:00").unwrap();
+        // 2026-01-15 12:00 UTC is 07:00 in New York: 09:00 there is 14:00 UTC.
+        let from = datetime!(2026-01-15 12:00 UTC);
+        assert_eq!(next_local(from, &[&new_york], nine), datetime!(2026-01-15 14:00 UTC));
+        assert_eq!(
+            next_local(from, &[&new_york, &chicago], nine),
+            datetime!(2026-01-15 15:00 UTC)
+        );
+        // Past 09:00 already: tomorrow's, on the far side of the spring change (UTC-4 then).
+        let from = datetime!(2026-03-07 15:00 UTC);
+        assert_eq!(next_local(from, &[&new_york], nine), datetime!(2026-03-08 13:00 UTC));
+        // Within 09:00's minute: now.
+        let from = datetime!(2026-01-15 14:00:30 UTC);
+        assert_eq!(next_local(from, &[&new_york], nine), from);
     }
 
     #[test]

@@ -570,8 +570,9 @@ impl Intake {
             .iter()
             .map(|&index| {
                 let ((partition, offset), envelope) = &parsed[index];
-                new_message(
+                NewMessage::of(
                     envelope,
+                    segments_of(envelope),
                     RecordPosition {
                         partition: *partition,
                         offset: *offset,
@@ -710,20 +711,6 @@ async fn record_batch(
             quota.release(&finished.envelope.tenant_id, hold);
         }
         tracker.finish(finished.partition, finished.offset);
-    }
-}
-
-fn new_message(envelope: &Envelope, position: RecordPosition, now: OffsetDateTime) -> NewMessage {
-    NewMessage {
-        tenant_id: envelope.tenant_id.clone(),
-        message_id: envelope.message_id.clone(),
-        campaign_id: envelope.campaign_id.clone(),
-        channel: envelope.channel,
-        recipient: envelope.to.to_string(),
-        priority: envelope.priority,
-        segments: segments_of(envelope),
-        accepted_at: now,
-        position,
     }
 }
 

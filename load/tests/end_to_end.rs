@@ -78,6 +78,11 @@ impl Running {
 
     /// Polls the message until its status is `wanted`; answers it.
     async fn wait_for(&self, id: &str, wanted: &str) -> Value {
+        self.wait_until(id, wanted, |message| message["status"] == wanted).await
+    }
+
+    /// Polls the message until `done` holds (`what` names it for the failure); answers it.
+    async fn wait_until(&self, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             let response = self
@@ -89,15 +94,15 @@ impl Running {
                 .unwrap();
             if response.status() == 200 {
                 let body: Value = response.json().await.unwrap();
-                if body["status"] == wanted {
+                if done(&body) {
                     return body;
                 }
                 assert!(
                     tokio::time::Instant::now() < deadline,
-                    "{id} never reached {wanted}: {body}"
+                    "{id} never reached {what}: {body}"
                 );
             }
-            assert!(tokio::time::Instant::now() < deadline, "{id} never reached {wanted}");
+            assert!(tokio::time::Instant::now() < deadline, "{id} never reached {what}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -932,31 +937,15 @@ fn rfc3339(at: OffsetDateTime) -> String {
 }
 
 impl Running {
-    /// Polls the message until it waits in the schedule; answers it.
+    /// Polls the message until it waits in the schedule (`queued`, `scheduled_for` set); answers it.
     async fn wait_scheduled(&self, id: &str) -> Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let response = self
-                .http
-                .get(self.url(&format!("/v1/messages/{id}")))
-                .bearer_auth(&self.key)
-                .send()
-                .await
-                .unwrap();
-            if response.status() == 200 {
-                let body: Value = response.json().await.unwrap();
-                if body["scheduled_for"].is_string() {
-                    assert_eq!(body["status"], "queued", "{body}");
-                    return body;
-                }
-                panic!("{id} is not scheduled: {body}");
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{id} never reached the schedule"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let scheduled = self
+            .wait_until(id, "the schedule", |message| {
+                message["scheduled_for"].is_string() || message["status"] != "queued"
+            })
+            .await;
+        assert_eq!(scheduled["status"], "queued", "{scheduled}");
+        scheduled
     }
 
     /// `DELETE path`: the HTTP status and body.
@@ -1166,24 +1155,11 @@ async fn marketing_outside_quiet_hours_is_held_until_the_window_opens() {
                 json!({ "body": "Sale", "priority": "marketing" }),
             )
             .await;
-        let deadline_one = tokio::time::Instant::now() + Duration::from_secs(30);
-        let view = loop {
-            let view: Value = running
-                .http
-                .get(running.url(&format!("/v1/messages/{id}")))
-                .bearer_auth(&running.key)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if view["scheduled_for"].is_string() || view["status"] != "queued" {
-                break view;
-            }
-            assert!(tokio::time::Instant::now() < deadline_one, "{view}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let view = running
+            .wait_until(&id, "held or sent", |view| {
+                view["scheduled_for"].is_string() || view["status"] != "queued"
+            })
+            .await;
         if view["scheduled_for"].is_string() {
             break view;
         }
@@ -1202,6 +1178,64 @@ async fn marketing_outside_quiet_hours_is_held_until_the_window_opens() {
         )
         .await;
     running.wait_for(&code, "delivered").await;
+    running.app.shutdown().await;
+    simulator.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_sent_at_a_local_time_waits_for_it_in_each_recipients_zone() {
+    let simulator = simulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(dir.path(), &simulator).await;
+    // A number whose area code names no zone is in the tenant's: UTC here.
+    let response = running
+        .http
+        .put(running.url("/v1/settings"))
+        .bearer_auth(&running.key)
+        .json(&json!({ "time_zone": "UTC", "disable_quiet_hours": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let now = OffsetDateTime::now_utc();
+    let at = now + Duration::from_secs(2 * 3_600);
+    let local = format!("{:02}:{:02}", at.hour(), at.minute());
+    let due = at.replace_second(0).unwrap().replace_nanosecond(0).unwrap();
+    let sent = running
+        .http
+        .post(running.url("/v1/campaigns/morning/send"))
+        .bearer_auth(&running.key)
+        .json(&json!({
+            "channel": "sms", "from": SMS_FROM, "body": "Good morning", "send_at_local": local,
+            "recipients": ["+447700900124"],
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 202);
+    let sent: Value = sent.json().await.unwrap();
+    let id = sent["results"][0]["message_id"].as_str().unwrap().to_owned();
+    let waiting = running.wait_scheduled(&id).await;
+    assert_eq!(waiting["scheduled_for"], rfc3339(due), "{waiting}");
+
+    let (status, refused) = {
+        let response = running
+            .http
+            .post(running.url("/v1/campaigns/morning/send"))
+            .bearer_auth(&running.key)
+            .json(&json!({
+                "channel": "sms", "body": "x", "send_at_local": "25:00", "recipients": ["+447700900125"],
+            }))
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.json::<Value>().await.unwrap())
+    };
+    assert_eq!(
+        (status, &refused["error"]["field"]),
+        (422, &json!("send_at_local")),
+        "{refused}"
+    );
     running.app.shutdown().await;
     simulator.shutdown().await.unwrap();
 }

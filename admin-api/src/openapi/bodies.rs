@@ -331,6 +331,17 @@ pub(crate) fn campaign_send(max_recipients: usize) -> RefOr<Schema> {
             .property("version", version())
             .property("recipients", recipients(channel, max_recipients))
             .property(
+                "send_at_local",
+                text(
+                    &rules::CLOCK_TIME,
+                    None,
+                    "Sends each recipient's message at this time of day in the recipient's local \
+                     time (its number's area code, else the tenant's `time_zone`): the first such \
+                     time from `not_before` (or now).",
+                    false,
+                ),
+            )
+            .property(
                 "when_not_ready",
                 choice(
                     &["reject", "hold"],

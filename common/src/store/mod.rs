@@ -28,6 +28,7 @@ use time::OffsetDateTime;
 
 use crate::address::PhoneNumber;
 use crate::channel::{Channel, Priority, Recipient};
+use crate::envelope::Envelope;
 use crate::ids::{CampaignId, MessageId, TenantId};
 use crate::log::{Partition, RecordPosition};
 use crate::quiet_hours::{self, StateWindows, Window, Zone};
@@ -548,6 +549,24 @@ pub struct NewMessage {
     pub accepted_at: OffsetDateTime,
     /// The log record that claims it: any other record with the same id is a duplicate.
     pub position: RecordPosition,
+}
+
+impl NewMessage {
+    /// The claim of `envelope`, costing `segments`, accepted at `accepted_at` by the record at
+    /// `position`.
+    pub fn of(envelope: &Envelope, segments: u32, position: RecordPosition, accepted_at: OffsetDateTime) -> Self {
+        Self {
+            tenant_id: envelope.tenant_id.clone(),
+            message_id: envelope.message_id.clone(),
+            campaign_id: envelope.campaign_id.clone(),
+            channel: envelope.channel,
+            recipient: envelope.to.to_string(),
+            priority: envelope.priority,
+            segments,
+            accepted_at,
+            position,
+        }
+    }
 }
 
 /// A message's claim as stored: which log record claimed it and where it stands.
