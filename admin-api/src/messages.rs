@@ -394,12 +394,7 @@ pub(crate) fn view(record: MessageRecord, demo: bool) -> MessageView {
 
 /// The view of a message waiting in the schedule: `queued`, with no history yet.
 fn scheduled_view(message: &ScheduledMessage, demo: bool) -> Result<MessageView, ApiError> {
-    let envelope = Envelope::parse(&message.envelope).map_err(|error| {
-        ApiError::from(common::store::StoreError::Invalid(format!(
-            "scheduled message {}: {error}",
-            message.message_id
-        )))
-    })?;
+    let envelope = message.parse_envelope()?;
     Ok(MessageView {
         message_id: envelope.message_id.to_string(),
         channel: envelope.channel,

@@ -21,7 +21,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use common::log::{MessageLog, OutgoingRecord, RecordPosition, Topic};
 use common::store::{Held, NewMessage, ScheduleCancel, ScheduledMessage, StatusUpdate, Store, StoreError};
-use common::{CampaignId, Envelope, MessageId, MessageStatus, TenantId};
+use common::{CampaignId, MessageId, MessageStatus, TenantId};
 use serde::Serialize;
 use serde_json::json;
 use time::OffsetDateTime;
@@ -241,9 +241,7 @@ async fn record_canceled(store: &dyn Store, messages: &[ScheduledMessage]) -> Re
     let now = OffsetDateTime::now_utc();
     let mut claims = Vec::with_capacity(messages.len());
     for message in messages {
-        // The dispatcher parsed it before scheduling it.
-        let envelope = Envelope::parse(&message.envelope)
-            .map_err(|error| StoreError::Invalid(format!("scheduled message {}: {error}", message.message_id)))?;
+        let envelope = message.parse_envelope()?;
         // Never sent, never billed: one segment.
         claims.push(NewMessage::of(&envelope, 1, RecordPosition::OFF_LOG, now));
     }

@@ -888,14 +888,22 @@ async fn fairness(backlog: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn memory(backlog: usize, seconds: u64) -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let settings = quiet_settings(dir.path());
-    let (log, store) = common::backends::open_embedded(&settings).await?;
+/// The embedded log and store with eight demo tenants of four numbers at 100 messages/s.
+async fn embedded_demo_tenants(
+    settings: &Settings,
+) -> anyhow::Result<(Arc<dyn MessageLog>, Arc<dyn Store>, Vec<String>)> {
+    let (log, store) = common::backends::open_embedded(settings).await?;
     let tenants: Vec<String> = (0..8).map(|n| format!("tenant{n}")).collect();
     for (index, tenant) in tenants.iter().enumerate() {
         demo_tenant(store.as_ref(), index, tenant, 4, 100.0).await?;
     }
+    Ok((log, store, tenants))
+}
+
+async fn memory(backlog: usize, seconds: u64) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let settings = quiet_settings(dir.path());
+    let (log, store, tenants) = embedded_demo_tenants(&settings).await?;
     progress(&format!("appending a backlog of {backlog} messages"));
     let append_time = fill_log(log.as_ref(), &tenants, Workload::distinct(backlog)).await?;
     let (after_fill, _) = resident_mib();
@@ -927,11 +935,7 @@ async fn memory(backlog: usize, seconds: u64) -> anyhow::Result<()> {
 async fn scheduled_memory(scheduled: usize, due: usize) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let settings = quiet_settings(dir.path());
-    let (log, store) = common::backends::open_embedded(&settings).await?;
-    let tenants: Vec<String> = (0..8).map(|n| format!("tenant{n}")).collect();
-    for (index, tenant) in tenants.iter().enumerate() {
-        demo_tenant(store.as_ref(), index, tenant, 4, 100.0).await?;
-    }
+    let (log, store, tenants) = embedded_demo_tenants(&settings).await?;
     let records = scheduled + due;
     // One in `every` records is due now.
     let every = (records / due.max(1)).max(1);

@@ -948,6 +948,19 @@ impl Running {
         scheduled
     }
 
+    /// Replaces the tenant's messaging settings.
+    async fn put_settings(&self, settings: &Value) {
+        let response = self
+            .http
+            .put(self.url("/v1/settings"))
+            .bearer_auth(&self.key)
+            .json(settings)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+
     /// `DELETE path`: the HTTP status and body.
     async fn delete(&self, path: &str) -> (u16, Value) {
         let response = self
@@ -1109,15 +1122,7 @@ async fn marketing_outside_quiet_hours_is_held_until_the_window_opens() {
         "quiet_hours_start": format!("{start:02}:00"), "quiet_hours_end": format!("{end:02}:00"),
         "time_zone": "UTC",
     });
-    let response = running
-        .http
-        .put(running.url("/v1/settings"))
-        .bearer_auth(&running.key)
-        .json(&settings)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    running.put_settings(&settings).await;
     let now = OffsetDateTime::now_utc();
     let opens = now.replace_time(time::Time::from_hms(start, 0, 0).unwrap());
     let opens = if opens <= now {
@@ -1188,15 +1193,9 @@ async fn a_campaign_sent_at_a_local_time_waits_for_it_in_each_recipients_zone() 
     let dir = tempfile::tempdir().unwrap();
     let running = start(dir.path(), &simulator).await;
     // A number whose area code names no zone is in the tenant's: UTC here.
-    let response = running
-        .http
-        .put(running.url("/v1/settings"))
-        .bearer_auth(&running.key)
-        .json(&json!({ "time_zone": "UTC", "disable_quiet_hours": true }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    running
+        .put_settings(&json!({ "time_zone": "UTC", "disable_quiet_hours": true }))
+        .await;
     let now = OffsetDateTime::now_utc();
     let at = now + Duration::from_secs(2 * 3_600);
     let local = format!("{:02}:{:02}", at.hour(), at.minute());

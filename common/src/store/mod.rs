@@ -496,6 +496,14 @@ pub struct ScheduledMessage {
     pub envelope: Vec<u8>,
 }
 
+impl ScheduledMessage {
+    /// Its envelope, parsed again (the dispatcher parsed it before scheduling it).
+    pub fn parse_envelope(&self) -> Result<Envelope, StoreError> {
+        Envelope::parse(&self.envelope)
+            .map_err(|error| StoreError::Invalid(format!("scheduled message {}: {error}", self.message_id)))
+    }
+}
+
 /// What canceling a scheduled message found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScheduleCancel {
